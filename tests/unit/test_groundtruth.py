@@ -1,0 +1,45 @@
+"""The lab guests' console reports parse exactly, and garbage never counts as a report."""
+
+from xenvmi.lab.groundtruth import GuestProcess, last_boot, latest_report, parse_reports
+
+LOG = """\
+[    0.000000] Linux version 6.1.0-50-amd64
+XENVMI-INIT-DONE xvm-pvh1
+XENVMI-REPORT-BEGIN xvm-pvh1 1 3.52
+XENVMI-RELEASE 6.1.0-50-amd64
+XENVMI-MODULES dummy
+XENVMI-PS 1 0 (init)
+XENVMI-PS 2 0 (kthreadd)
+XENVMI-PS 71 1 (xvm-alpha)
+XENVMI-REPORT-END xvm-pvh1 1
+XENVMI-REPORT-BEGIN xvm-pvh1 2 13.60
+XENVMI-PS 1 0 (init)
+"""
+
+
+def test_complete_reports_only():
+    reports = parse_reports(LOG)
+    assert len(reports) == 1
+    r = reports[0]
+    assert (r.name, r.seq, r.uptime, r.release) == ("xvm-pvh1", 1, 3.52, "6.1.0-50-amd64")
+    assert r.modules == ["dummy"]
+    assert r.processes == [GuestProcess(1, 0, "init"), GuestProcess(2, 0, "kthreadd"),
+                           GuestProcess(71, 1, "xvm-alpha")]
+
+
+def test_mismatched_end_is_dropped():
+    text = LOG.replace("XENVMI-REPORT-END xvm-pvh1 1", "XENVMI-REPORT-END xvm-pvh1 7")
+    assert parse_reports(text) == []
+
+
+def test_garbage_lines_and_crlf():
+    text = "\x00\x00garbage\r\nXENVMI-REPORT-BEGIN a b c\r\n" + LOG.replace("\n", "\r\n")
+    assert latest_report(text).processes[-1].comm == "xvm-alpha"
+    assert parse_reports("XENVMI-PS 1 0 (init)\nXENVMI-REPORT-END x 1\n") == []
+
+
+def test_last_boot_drops_previous_boots():
+    old = LOG.replace("xvm-alpha", "old-proc")
+    text = old + "XENVMI-REPORT-END xvm-pvh1 2\n" + LOG
+    assert [p.comm for p in latest_report(last_boot(text)).processes][-1] == "xvm-alpha"
+    assert len(parse_reports(last_boot(text))) == 1

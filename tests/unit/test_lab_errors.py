@@ -1,0 +1,109 @@
+"""Bad input to `xenvmi lab` gives one clear line and a non-zero exit, never a traceback."""
+
+import os
+import socket
+import subprocess
+import sys
+from collections import namedtuple
+
+import pytest
+
+from xenvmi.cli import main
+from xenvmi.lab import image, vm
+from xenvmi.lab.paths import LabPaths, RunState
+
+
+@pytest.fixture
+def lab_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XENVMI_LAB_DIR", str(tmp_path / "lab"))
+    return LabPaths.default()
+
+
+def one_line_error(capsys):
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_unknown_lab_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["lab", "frobnicate"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'frobnicate'" in one_line_error(capsys)
+
+
+def test_commands_need_a_running_lab(lab_dir, capsys):
+    for argv in (["lab", "exec", "--", "xl", "list"], ["lab", "sync"], ["lab", "check"]):
+        assert main(argv) == 6
+        assert "lab is not running" in one_line_error(capsys)
+
+
+def test_exec_without_command(lab_dir, capsys, monkeypatch):
+    monkeypatch.setattr(vm, "running", lambda paths: RunState(1, 2222, "x", 0.0))
+    assert main(["lab", "exec", "--"]) == 2
+    assert "needs a command" in one_line_error(capsys)
+
+
+def test_bad_runs_value(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["lab", "check", "--runs", "many"])
+    assert exc.value.code == 2
+    assert "not a number" in one_line_error(capsys)
+
+
+def test_port_in_use(lab_dir, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert not vm.port_free(port)
+        with pytest.raises(Exception) as exc:
+            vm.boot(lab_dir, tmp_path, port, 1024)
+    assert "in use" in str(exc.value) and exc.value.exit_code == 6
+
+
+def test_missing_qemu(lab_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(Exception) as exc:
+        vm.boot(lab_dir, tmp_path, 2222, 1024)
+    assert "apt-get install qemu-system-x86" in str(exc.value)
+
+
+def test_not_root(lab_dir, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(Exception) as exc:
+        image.preflight(lab_dir)
+    assert "needs root" in str(exc.value) and exc.value.exit_code == 4
+
+
+def test_no_disk_space(lab_dir, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(image.shutil, "disk_usage", lambda p: usage(10, 9, 1024**3))
+    monkeypatch.setattr(image.shutil, "which", lambda tool: "/usr/bin/" + tool)
+    with pytest.raises(Exception) as exc:
+        image.preflight(lab_dir)
+    assert "not enough disk space" in str(exc.value)
+
+
+def test_corrupt_state_file(lab_dir, capsys):
+    lab_dir.run.mkdir(parents=True)
+    lab_dir.state_file.write_text("{not json")
+    assert main(["lab", "status"]) == 6
+    assert "corrupt lab state" in one_line_error(capsys)
+
+
+def test_cli_subprocess_exit_code(lab_dir):
+    res = subprocess.run([sys.executable, "-m", "xenvmi", "lab", "exec", "--", "true"],
+                         capture_output=True, text=True, env=dict(os.environ))
+    assert res.returncode == 6
+    assert res.stderr.startswith("xenvmi: error: the lab is not running")
+
+
+def test_recipe_digest_tracks_provisioning_files(lab_dir):
+    image.ensure_key(lab_dir)
+    first = image.recipe_digest(lab_dir)
+    assert first == image.recipe_digest(lab_dir)
+    lab_dir.key.with_suffix(".pub").write_text("ssh-ed25519 AAAA other\n")
+    assert image.recipe_digest(lab_dir) != first

@@ -1,0 +1,3 @@
+from xenvmi.cli import main
+
+raise SystemExit(main())

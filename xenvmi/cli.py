@@ -1,0 +1,62 @@
+"""The ``xenvmi`` command: argparse subcommands, each parse -> call the API -> render.
+
+Every subcommand lives in ``xenvmi/commands/<name>.py`` with a ``register(subparsers)``
+function; errors from the ``XenvmiError`` family become one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+
+from xenvmi import __version__
+from xenvmi.errors import XenvmiError
+
+#: Command modules, in the order ``--help`` lists them.
+COMMAND_MODULES = ("abi", "lab")
+
+EPILOG = """examples:
+  xenvmi lab up                 build and boot the QEMU lab (a real Xen 4.17 host)
+  xenvmi lab exec -- xl list    run a command in the lab's dom0
+  xenvmi errno -13              name a Xen error code
+  xenvmi hypercall domctl --arch arm64
+
+exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 permission, 5 unavailable, 6 lab, 7 guest data
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line plus a hint, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="xenvmi", description="Inspect and trace live Xen domains from dom0.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"xenvmi {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"xenvmi.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except XenvmiError as exc:
+        print(f"xenvmi: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("xenvmi: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        return 0

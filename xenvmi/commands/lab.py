@@ -1,0 +1,224 @@
+"""`xenvmi lab ...`: build, boot and use a real Xen 4.17 host under QEMU (no KVM needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from xenvmi.commands import add_command
+from xenvmi.errors import LabError, UsageError
+from xenvmi.lab import image, remote, vm
+from xenvmi.lab.paths import DEFAULT_PORT, LabPaths
+
+DOM0_PY = remote.REMOTE_PY
+
+EXAMPLES = """  xenvmi lab up                     build (first time ~5 min) and boot; start the guests
+  xenvmi lab exec -- xl list        run a command in dom0 (exit code passed through)
+  xenvmi lab exec -- xenvmi list    run the synced working tree's xenvmi in dom0
+  xenvmi lab check --runs 100       prove the emulated machine computes correctly
+  xenvmi lab ssh                    a root shell in dom0
+  xenvmi lab down                   stop the VM (the cached image stays)
+"""
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _state(paths: LabPaths):
+    state = vm.running(paths)
+    if state is None:
+        raise LabError("the lab is not running: start it with `xenvmi lab up`")
+    return state
+
+
+def cmd_build(args) -> int:
+    built = image.build(LabPaths.default(), log=_log)
+    print(built)
+    return 0
+
+
+def cmd_up(args) -> int:
+    paths = LabPaths.default()
+    t0 = time.monotonic()
+    state = vm.running(paths)
+    if state and args.rebuild:
+        vm.stop(paths)
+        state = None
+    if args.rebuild:
+        image.ensure_key(paths)
+        image._remove_tree(paths.image(image.recipe_digest(paths)))
+    if state is None:
+        img = image.build(paths, log=_log)
+        _log(f"[{time.monotonic() - t0:5.0f}s] booting Xen under QEMU (ssh on 127.0.0.1:{args.port})")
+        state = vm.boot(paths, img, args.port, args.memory)
+        took = vm.wait_ssh(paths, state, args.boot_timeout, log=_log)
+        _log(f"[{time.monotonic() - t0:5.0f}s] dom0 answers ssh ({took:.0f}s after QEMU start)")
+    else:
+        _log(f"lab already running (pid {state.pid}, port {state.port})")
+    if remote.source_root():
+        sent = remote.sync(paths, state.port)
+        _log(f"[{time.monotonic() - t0:5.0f}s] synced the working tree ({sent // 1024} KiB)")
+    if not args.no_guests:
+        _log(f"[{time.monotonic() - t0:5.0f}s] starting the lab guests")
+        res = remote.run(paths, state.port, f"{DOM0_PY} -m xenvmi.lab.dom0 start",
+                         timeout=1200, check=False, capture=False)
+        if res.returncode != 0:
+            raise LabError("not every lab guest came up (see above); `xenvmi lab log` shows Xen's")
+    if args.check_runs:
+        _log(f"[{time.monotonic() - t0:5.0f}s] integrity check ({args.check_runs} runs)")
+        res = remote.run(paths, state.port,
+                         f"{DOM0_PY} -m xenvmi.lab.integrity --runs {args.check_runs}",
+                         timeout=60 * args.check_runs + 300, check=False, capture=False)
+        if res.returncode != 0:
+            raise LabError("the lab failed its integrity check: its results cannot be trusted")
+    _log(f"[{time.monotonic() - t0:5.0f}s] lab ready: `xenvmi lab exec -- xl list`")
+    return 0
+
+
+def cmd_down(args) -> int:
+    was = vm.stop(LabPaths.default())
+    print("lab stopped" if was else "lab was not running")
+    return 0
+
+
+def cmd_status(args) -> int:
+    paths = LabPaths.default()
+    state = vm.running(paths)
+    info: dict = {"running": state is not None, "lab_dir": str(paths.root)}
+    if state:
+        info.update(pid=state.pid, port=state.port, image=state.image,
+                    uptime_s=round(time.time() - state.started))
+        info["ssh"] = remote.reachable(paths, state.port)
+        if info["ssh"]:
+            res = remote.run(paths, state.port, f"{DOM0_PY} -m xenvmi.lab.dom0 status --json",
+                             check=False, timeout=120)
+            try:
+                info["guests"] = json.loads(res.stdout or b"[]")
+            except ValueError:
+                info["guests_error"] = (res.stderr or b"").decode(errors="replace").strip()[-200:]
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0 if state else 1
+    if not state:
+        print(f"lab not running (lab dir {paths.root})")
+        return 1
+    print(f"lab running: pid {state.pid}, ssh 127.0.0.1:{state.port}, image {state.image}, "
+          f"up {info['uptime_s']}s, ssh {'ok' if info['ssh'] else 'NOT reachable'}")
+    for g in info.get("guests", []):
+        print(f"  {g['name']:10} {g['type']:4} domid={g['domid']} "
+              f"{'up' if g['up'] else 'DOWN'} processes={g['processes']} modules={','.join(g['modules'])}")
+    return 0
+
+
+def cmd_exec(args) -> int:
+    paths = LabPaths.default()
+    state = _state(paths)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UsageError("lab exec needs a command: xenvmi lab exec -- CMD [ARGS...]")
+    if not args.no_sync and remote.source_root():
+        remote.sync(paths, state.port)
+    line = shlex.join(command)
+    argv = remote.ssh_argv(paths, state.port, [f"export PATH=/opt/xenvmi/venv/bin:$PATH; {line}"],
+                           tty=sys.stdin.isatty() and sys.stdout.isatty())
+    try:
+        return subprocess.run(argv, timeout=args.timeout).returncode
+    except subprocess.TimeoutExpired:
+        raise LabError(f"lab exec timed out after {args.timeout}s: {line}") from None
+
+
+def cmd_ssh(args) -> int:
+    paths = LabPaths.default()
+    state = _state(paths)
+    os.execvp("ssh", remote.ssh_argv(paths, state.port, tty=True))
+
+
+def cmd_tui(args) -> int:
+    paths = LabPaths.default()
+    state = _state(paths)
+    if remote.source_root():
+        remote.sync(paths, state.port)
+    os.execvp("ssh", remote.ssh_argv(paths, state.port, ["/usr/local/bin/xenvmi", "tui"], tty=True))
+
+
+def cmd_sync(args) -> int:
+    paths = LabPaths.default()
+    sent = remote.sync(paths, _state(paths).port)
+    print(f"synced {sent // 1024} KiB to dom0:{remote.REMOTE_SRC}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    paths = LabPaths.default()
+    state = _state(paths)
+    if args.runs < 1:
+        raise UsageError("--runs must be at least 1")
+    flags = " --json" if args.json else ""
+    res = remote.run(paths, state.port,
+                     f"{DOM0_PY} -m xenvmi.lab.integrity --runs {args.runs}{flags}",
+                     timeout=60 * args.runs + 300, check=False, capture=False)
+    return res.returncode
+
+
+def cmd_log(args) -> int:
+    print(vm.serial_tail(LabPaths.default(), args.lines))
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def register(sub) -> None:
+    lab = add_command(sub, "lab", "a real Xen 4.17 host in a QEMU VM, for testing and demos",
+                      EXAMPLES)
+    lsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND",
+                              parser_class=type(lab))
+    lab.set_defaults(func=lambda a: (lab.print_help(), 2)[1])
+
+    p = add_command(lsub, "up", "build the image if needed, boot it, start and check the guests",
+                    "  xenvmi lab up\n  xenvmi lab up --port 2223 --check-runs 100\n")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="loopback port for ssh (2222)")
+    p.add_argument("--memory", type=int, default=6144, help="VM memory in MiB (6144)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the image from scratch")
+    p.add_argument("--no-guests", action="store_true", help="do not start the lab guests")
+    p.add_argument("--check-runs", type=int, default=30,
+                   help="integrity-check runs after boot, 0 to skip (30)")
+    p.add_argument("--boot-timeout", type=float, default=600.0, help="seconds to wait for ssh")
+    p.set_defaults(func=cmd_up)
+
+    add_command(lsub, "build", "build (or reuse) the dom0 disk image only").set_defaults(func=cmd_build)
+    add_command(lsub, "down", "stop the lab VM").set_defaults(func=cmd_down)
+    p = add_command(lsub, "status", "is the lab running, and are its guests up")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = add_command(lsub, "exec", "run a command in dom0 (syncs the working tree first)",
+                    "  xenvmi lab exec -- xl list\n  xenvmi lab exec -- pytest -m xen tests/lab\n")
+    p.add_argument("--no-sync", action="store_true", help="do not sync the working tree first")
+    p.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    p.add_argument("command", nargs="...", help="the command, after --")
+    p.set_defaults(func=cmd_exec)
+    add_command(lsub, "ssh", "an interactive root shell in dom0").set_defaults(func=cmd_ssh)
+    add_command(lsub, "tui", "run `xenvmi tui` in dom0 in this terminal").set_defaults(func=cmd_tui)
+    add_command(lsub, "sync", "copy the working tree to dom0's editable install").set_defaults(
+        func=cmd_sync)
+    p = add_command(lsub, "check", "integrity self-test: repeat xz -T2 decoding in dom0",
+                    "  xenvmi lab check --runs 100\n")
+    p.add_argument("--runs", type=_positive, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+    p = add_command(lsub, "log", "the tail of the serial console (Xen and dom0 kernel)")
+    p.add_argument("--lines", type=_positive, default=40)
+    p.set_defaults(func=cmd_log)

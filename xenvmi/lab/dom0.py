@@ -1,0 +1,175 @@
+"""Dom0 side of the lab: start the lab guests and prove each reached its init.
+
+Run in dom0 as ``python3 -m xenvmi.lab.dom0 start|status [--json]``. Standard library only.
+Guests are found by name, never by domid (a guest restarted by Xen gets a new one). A guest
+counts as up only once its console shows a complete ground-truth report from the current
+boot; a guest that dies at creation or never reports is destroyed and created again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from xenvmi.lab.groundtruth import INIT_DONE, last_boot, latest_report
+
+LAB_DIR = Path(os.environ.get("XENVMI_LAB_GUEST_DIR", "/var/lib/xenvmi-lab"))
+CONSOLE_DIR = Path("/var/log/xen/console")
+#: Seconds from `xl create` to the first report: HVM boots through QEMU's firmware path.
+BOOT_TIMEOUT = {"hvm": 240.0, "pvh": 150.0, "pv": 150.0}
+ATTEMPTS = 3
+
+
+@dataclass
+class GuestStatus:
+    name: str
+    type: str
+    domid: int | None = None
+    up: bool = False
+    attempts: int = 0
+    boot_seconds: float | None = None
+    release: str = ""
+    processes: int = 0
+    modules: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def _run(cmd: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def guest_configs() -> dict[str, Path]:
+    return {p.stem: p for p in sorted((LAB_DIR / "guests").glob("*.cfg"))}
+
+
+def guest_type(cfg: Path) -> str:
+    for line in cfg.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "type":
+            return value.strip().strip('"')
+    return "pv"
+
+
+def console_log(name: str) -> Path:
+    """HVM guests log their emulated serial port; PV/PVH their hvc0 through xenconsoled."""
+    serial = CONSOLE_DIR / f"serial-{name}.log"
+    return serial if serial.exists() else CONSOLE_DIR / f"guest-{name}.log"
+
+
+def read_console(name: str) -> str:
+    try:
+        return console_log(name).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def domid(name: str) -> int | None:
+    res = _run(["xl", "domid", name])
+    return int(res.stdout.strip()) if res.returncode == 0 and res.stdout.strip().isdigit() else None
+
+
+def reported(name: str) -> bool:
+    text = read_console(name)
+    return INIT_DONE in text and latest_report(last_boot(text)) is not None
+
+
+def _truncate_console(name: str) -> None:
+    for path in (CONSOLE_DIR / f"serial-{name}.log", CONSOLE_DIR / f"guest-{name}.log"):
+        if path.exists():
+            path.unlink()
+
+
+def _why_failed(name: str) -> str:
+    tail = read_console(name).strip().splitlines()[-3:]
+    dmesg = _run(["xl", "dmesg"]).stdout.strip().splitlines()[-3:]
+    return f"console: {' | '.join(tail) or '(empty)'}; xl dmesg: {' | '.join(dmesg)}"
+
+
+def start(names: list[str] | None = None, log=print) -> list[GuestStatus]:
+    """Create every lab guest not already up, then wait for all of them in parallel."""
+    configs = guest_configs()
+    if not configs:
+        raise SystemExit(f"no guest configs in {LAB_DIR / 'guests'}: run provision.sh first")
+    todo = {n: GuestStatus(n, guest_type(c)) for n, c in configs.items() if not names or n in names}
+    started: dict[str, float] = {}
+    given_up: set[str] = set()
+
+    def create(st: GuestStatus) -> None:
+        if domid(st.name) is not None:
+            _run(["xl", "destroy", st.name])
+        _truncate_console(st.name)
+        st.attempts += 1
+        res = _run(["xl", "create", str(configs[st.name])], timeout=120)
+        if res.returncode != 0:
+            st.failures.append(f"xl create: {res.stderr.strip().splitlines()[-1:]}")
+        started[st.name] = time.monotonic()
+        log(f"created {st.name} ({st.type}), attempt {st.attempts}")
+
+    for st in todo.values():
+        if domid(st.name) is not None and reported(st.name):
+            st.up = True
+            log(f"{st.name} already up")
+        else:
+            create(st)
+    while True:
+        waiting = [st for st in todo.values() if not st.up and st.name not in given_up]
+        if not waiting:
+            break
+        time.sleep(2)
+        for st in waiting:
+            elapsed = time.monotonic() - started[st.name]
+            alive = domid(st.name) is not None
+            if alive and reported(st.name):
+                st.up, st.boot_seconds = True, round(elapsed, 1)
+                log(f"{st.name} up after {elapsed:.0f}s")
+            elif not alive or elapsed > BOOT_TIMEOUT[st.type]:
+                reason = "died" if not alive else f"no report after {elapsed:.0f}s"
+                st.failures.append(f"attempt {st.attempts}: {reason}; {_why_failed(st.name)}")
+                log(f"{st.name} {reason}")
+                if st.attempts < ATTEMPTS:
+                    create(st)
+                else:
+                    given_up.add(st.name)
+    return [fill(st) for st in todo.values()]
+
+
+def fill(st: GuestStatus) -> GuestStatus:
+    st.domid = domid(st.name)
+    report = latest_report(last_boot(read_console(st.name)))
+    if report:
+        st.release, st.processes, st.modules = report.release, len(report.processes), report.modules
+    st.up = st.domid is not None and report is not None
+    return st
+
+
+def status() -> list[GuestStatus]:
+    return [fill(GuestStatus(n, guest_type(c))) for n, c in guest_configs().items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xenvmi.lab.dom0")
+    parser.add_argument("action", choices=["start", "status"])
+    parser.add_argument("names", nargs="*")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = start(args.names, log=log) if args.action == "start" else status()
+    if args.json:
+        print(json.dumps([asdict(s) for s in result], indent=2))
+    else:
+        for s in result:
+            state = "up" if s.up else "DOWN"
+            print(f"{s.name:10} {s.type:4} domid={s.domid} {state} processes={s.processes} "
+                  f"modules={','.join(s.modules)} attempts={s.attempts} "
+                  + (f"failures={s.failures}" if s.failures else ""))
+    return 0 if all(s.up for s in result) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

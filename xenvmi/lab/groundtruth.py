@@ -1,0 +1,81 @@
+"""Parse the lab guests' console reports: what each guest says runs inside it.
+
+Each guest's init (data/guest-init.sh) prints, every few seconds::
+
+    XENVMI-REPORT-BEGIN <name> <n> <uptime>
+    XENVMI-RELEASE <uname -r>
+    XENVMI-MODULES <mod> <mod> ...
+    XENVMI-PS <pid> <ppid> (<comm>)
+    XENVMI-REPORT-END <name> <n>
+
+Only complete reports count; console logs may hold garbage, partial lines or several boots.
+Standard library only: this runs in dom0 before xenvmi's dependencies are installed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+INIT_DONE = "XENVMI-INIT-DONE"
+KMSG_LINE = "xenvmi-lab: guest {name} is up"
+
+_PS = re.compile(r"XENVMI-PS (\d+) (\d+) \((.{1,16})\)\s*$")
+
+
+@dataclass(frozen=True)
+class GuestProcess:
+    pid: int
+    ppid: int
+    comm: str
+
+
+@dataclass
+class GuestReport:
+    name: str
+    seq: int
+    uptime: float
+    release: str = ""
+    modules: list[str] = field(default_factory=list)
+    processes: list[GuestProcess] = field(default_factory=list)
+
+
+def parse_reports(text: str) -> list[GuestReport]:
+    """All complete reports in a console log, oldest first."""
+    reports: list[GuestReport] = []
+    current: GuestReport | None = None
+    for raw in text.splitlines():
+        line = raw.strip("\r\x00 ")
+        if line.startswith("XENVMI-REPORT-BEGIN "):
+            parts = line.split()
+            try:
+                current = GuestReport(parts[1], int(parts[2]), float(parts[3]))
+            except (IndexError, ValueError):
+                current = None
+        elif current is None:
+            continue
+        elif line.startswith("XENVMI-RELEASE "):
+            current.release = line.split(" ", 1)[1].strip()
+        elif line.startswith("XENVMI-MODULES"):
+            current.modules = line.split()[1:]
+        elif line.startswith("XENVMI-PS "):
+            m = _PS.match(line)
+            if m:
+                current.processes.append(GuestProcess(int(m[1]), int(m[2]), m[3]))
+        elif line.startswith("XENVMI-REPORT-END "):
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == current.name and parts[2] == str(current.seq):
+                reports.append(current)
+            current = None
+    return reports
+
+
+def last_boot(text: str) -> str:
+    """The part of a console log written since the guest's latest init started reporting."""
+    idx = text.rfind(INIT_DONE)
+    return text if idx < 0 else text[idx:]
+
+
+def latest_report(text: str) -> GuestReport | None:
+    reports = parse_reports(text)
+    return reports[-1] if reports else None

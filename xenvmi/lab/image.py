@@ -1,0 +1,177 @@
+"""Build the lab's dom0 disk image: debootstrap, then the shared provisioning script in a chroot.
+
+The image is cached under a digest of everything that shapes it (the provisioning files, the
+SSH key it trusts, this module's format number), so a second `lab up` reuses it. The xenvmi
+source is not part of the digest: it is synced into dom0 at every start instead.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import io
+import time
+from pathlib import Path
+
+from xenvmi.errors import LabError, PermissionDenied, Unavailable
+from xenvmi.lab.paths import DATA, LabPaths
+from xenvmi.lab.remote import source_root, source_tarball
+
+FORMAT = 1
+SUITE = "bookworm"
+MIRROR = os.environ.get("XENVMI_LAB_MIRROR", "http://deb.debian.org/debian")
+DISK_SIZE = "10G"
+MIN_FREE_BYTES = 12 * 1024**3
+#: Python packages dom0 needs, downloaded on the host (dom0 cannot reach PyPI) as wheels.
+WHEELS = ("libvmi", "drgn", "pyxs", "textual", "psutil", "pytest", "pytest-timeout",
+          "setuptools>=64", "wheel")
+HOST_TOOLS = {"debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ssh": "openssh-client",
+              "ssh-keygen": "openssh-client", "unshare": "util-linux", "chroot": "coreutils"}
+
+
+def recipe_digest(paths: LabPaths) -> str:
+    h = hashlib.sha256(f"format={FORMAT} suite={SUITE}\n".encode())
+    for f in sorted(p for p in DATA.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(DATA)).encode() + b"\0" + f.read_bytes())
+    h.update(paths.key.with_suffix(".pub").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def ensure_key(paths: LabPaths) -> None:
+    if paths.key.exists():
+        return
+    paths.key.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "xenvmi-lab",
+                    "-f", str(paths.key)], check=True)
+
+
+def preflight(paths: LabPaths) -> None:
+    """Everything a build needs, checked up front so failures are one clear line."""
+    if os.geteuid() != 0:
+        raise PermissionDenied("building the lab image needs root (debootstrap, chroot): "
+                               "run as root or with sudo")
+    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
+    if missing:
+        raise Unavailable(f"missing host tools: apt-get install {' '.join(missing)}")
+    if source_root() is None:
+        raise LabError("building the lab needs a source checkout of xenvmi (it is synced to dom0)")
+    paths.root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(paths.root).free
+    if free < MIN_FREE_BYTES:
+        raise LabError(f"not enough disk space in {paths.root}: {free / 1024**3:.1f} GiB free, "
+                       f"{MIN_FREE_BYTES / 1024**3:.0f} GiB needed (set XENVMI_LAB_DIR elsewhere)")
+
+
+class _Steps:
+    """Progress lines with elapsed time; the full output goes to build.log."""
+
+    def __init__(self, log_path: Path, log) -> None:
+        self.log_path, self.log, self.t0 = log_path, log, time.monotonic()
+        self.times: dict[str, float] = {}
+
+    def run(self, name: str, argv: list[str], echo_prefix: str | None = None, **kw) -> None:
+        self.log(f"[{time.monotonic() - self.t0:5.0f}s] {name} ...")
+        start = time.monotonic()
+        with open(self.log_path, "a") as out:
+            out.write(f"\n### {name}: {' '.join(argv)}\n")
+            out.flush()
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, errors="replace", **kw)
+            assert proc.stdout is not None
+            tail: list[str] = []
+            for line in proc.stdout:
+                out.write(line)
+                tail = (tail + [line.rstrip()])[-15:]
+                if echo_prefix and line.startswith(echo_prefix):
+                    self.log(f"[{time.monotonic() - self.t0:5.0f}s]   {line.strip()}")
+            rc = proc.wait()
+        self.times[name] = round(time.monotonic() - start, 1)
+        if rc != 0:
+            detail = "\n  ".join(tail)
+            raise LabError(f"{name} failed (exit {rc}); last lines of {self.log_path}:\n  {detail}")
+
+
+def build(paths: LabPaths, log=print) -> Path:
+    """Build (or reuse) the image; returns its directory."""
+    ensure_key(paths)
+    digest = recipe_digest(paths)
+    final = paths.image(digest)
+    if (final / "manifest.json").exists():
+        return final
+    preflight(paths)
+    work = paths.images / f"{digest}.partial"
+    if work.exists():
+        _remove_tree(work)
+    work.mkdir(parents=True)
+    rootfs = work / "rootfs"
+    steps = _Steps(work / "build.log", log)
+    log(f"building lab image {digest} in {work} (log: {work / 'build.log'})")
+    steps.run("debootstrap", ["debootstrap", "--variant=minbase", "--include=ca-certificates",
+                              SUITE, str(rootfs), MIRROR])
+    wheels = rootfs / "opt/xenvmi/wheels"
+    steps.run("download wheels", [sys.executable, "-m", "pip", "download", "-q",
+                                  "--only-binary=:all:", "--python-version", "3.11",
+                                  "--platform", "manylinux_2_28_x86_64",
+                                  "--platform", "manylinux2014_x86_64",
+                                  "--platform", "manylinux_2_17_x86_64",
+                                  "-d", str(wheels), *WHEELS])
+    _install_source(rootfs / "opt/xenvmi/src")
+    ssh_dir = rootfs / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.copy(paths.key.with_suffix(".pub"), ssh_dir / "authorized_keys")
+    shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
+    script = ("mount -t proc proc /proc && mount -t sysfs sysfs /sys && "
+              "bash /opt/xenvmi/src/xenvmi/lab/data/provision.sh --image "
+              "--src /opt/xenvmi/src --wheels /opt/xenvmi/wheels")
+    steps.run("provision (chroot)", ["unshare", "--mount", "--fork", "chroot", str(rootfs),
+                                     "/bin/bash", "-c", script],
+              echo_prefix="== provision", env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin"))
+    _extract_boot(rootfs, work)
+    steps.run("mkfs.ext4", ["mkfs.ext4", "-q", "-F", "-L", "xenvmi-dom0", "-d", str(rootfs),
+                            str(work / "disk.img"), DISK_SIZE])
+    _remove_tree(rootfs)
+    (work / "manifest.json").write_text(json.dumps(
+        {"digest": digest, "suite": SUITE, "built": time.time(), "step_seconds": steps.times,
+         "kernel": (work / "kernel-release").read_text().strip()}, indent=2))
+    for old in paths.images.iterdir():
+        if old.name != work.name and old.is_dir():
+            _remove_tree(old)
+    work.rename(final)
+    log(f"[{time.monotonic() - steps.t0:5.0f}s] image ready: {final}")
+    return final
+
+
+def _install_source(dest: Path) -> None:
+    root = source_root()
+    assert root is not None
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(source_tarball(root)), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")
+
+
+def _extract_boot(rootfs: Path, work: Path) -> None:
+    """Xen (gunzipped: QEMU's multiboot loader wants the ELF), dom0's kernel and initrd."""
+    boot = rootfs / "boot"
+    xen = sorted(boot.glob("xen-4.17-*.gz"))
+    kernels = sorted(boot.glob("vmlinuz-*"))
+    if not xen or not kernels:
+        raise LabError(f"provisioning left no Xen or kernel in {boot}")
+    release = kernels[-1].name.removeprefix("vmlinuz-")
+    with gzip.open(xen[-1]) as src, open(work / "xen", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    shutil.copy(kernels[-1], work / "vmlinuz")
+    shutil.copy(boot / f"initrd.img-{release}", work / "initrd.img")
+    (work / "kernel-release").write_text(release + "\n")
+
+
+def _remove_tree(path: Path) -> None:
+    # A crashed build may leave /proc mounted in the tree; never follow it.
+    subprocess.run(["umount", "-R", str(path / "rootfs" / "proc")], capture_output=True)
+    subprocess.run(["umount", "-R", str(path / "proc")], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,68 @@
+"""Where the lab keeps its images, its running VM's state and its SSH key."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from xenvmi.errors import LabError
+
+DATA = Path(__file__).with_name("data")
+DEFAULT_PORT = 2222
+
+
+@dataclass
+class RunState:
+    """What `lab up` started: read by every other lab command."""
+
+    pid: int
+    port: int
+    image: str
+    started: float
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    root: Path
+
+    @classmethod
+    def default(cls) -> "LabPaths":
+        root = os.environ.get("XENVMI_LAB_DIR") or Path.home() / ".cache" / "xenvmi" / "lab"
+        return cls(Path(root))
+
+    @property
+    def key(self) -> Path:
+        return self.root / "ssh" / "id_ed25519"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    def image(self, digest: str) -> Path:
+        return self.images / digest
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.run / "serial.log"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run / "state.json"
+
+    def load_state(self) -> RunState | None:
+        try:
+            return RunState(**json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as exc:
+            raise LabError(f"corrupt lab state {self.state_file}: {exc}; run `xenvmi lab down`")
+
+    def save_state(self, state: RunState) -> None:
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(asdict(state)))
