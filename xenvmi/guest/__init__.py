@@ -1,0 +1,1 @@
+"""Guest kernel introspection: parsing what a guest kernel keeps in its own memory."""
