@@ -1,6 +1,6 @@
 """The lab guests' console reports parse exactly, and garbage never counts as a report."""
 
-from xenvmi.lab.groundtruth import GuestProcess, last_boot, latest_report, parse_reports
+from xenvmi.lab.groundtruth import GuestProcess, kaslr_slide, last_boot, latest_report, parse_reports
 
 LOG = """\
 [    0.000000] Linux version 6.1.0-50-amd64
@@ -8,6 +8,7 @@ XENVMI-INIT-DONE xvm-pvh1
 XENVMI-REPORT-BEGIN xvm-pvh1 1 3.52
 XENVMI-RELEASE 6.1.0-50-amd64
 XENVMI-MODULES dummy
+XENVMI-KTEXT ffffffffb5e00000
 XENVMI-PS 1 0 (init)
 XENVMI-PS 2 0 (kthreadd)
 XENVMI-PS 71 1 (xvm-alpha)
@@ -23,6 +24,7 @@ def test_complete_reports_only():
     r = reports[0]
     assert (r.name, r.seq, r.uptime, r.release) == ("xvm-pvh1", 1, 3.52, "6.1.0-50-amd64")
     assert r.modules == ["dummy"]
+    assert kaslr_slide(r) == 0x34e00000
     assert r.processes == [GuestProcess(1, 0, "init"), GuestProcess(2, 0, "kthreadd"),
                            GuestProcess(71, 1, "xvm-alpha")]
 

@@ -37,6 +37,12 @@ def _state(paths: LabPaths):
     return state
 
 
+def cmd_deps(args) -> int:
+    """Install the host packages the lab needs (Debian/Ubuntu, as root)."""
+    image.install_host_packages(log=_log)
+    return 0
+
+
 def cmd_build(args) -> int:
     built = image.build(LabPaths.default(), log=_log)
     print(built)
@@ -125,7 +131,8 @@ def cmd_exec(args) -> int:
     if not args.no_sync and remote.source_root():
         remote.sync(paths, state.port)
     line = shlex.join(command)
-    argv = remote.ssh_argv(paths, state.port, [f"export PATH=/opt/xenvmi/venv/bin:$PATH; {line}"],
+    prefix = f"cd {remote.REMOTE_SRC} && export PATH=/opt/xenvmi/venv/bin:$PATH &&"
+    argv = remote.ssh_argv(paths, state.port, [f"{prefix} {line}"],
                            tty=sys.stdin.isatty() and sys.stdout.isatty())
     try:
         return subprocess.run(argv, timeout=args.timeout).returncode
@@ -199,12 +206,14 @@ def register(sub) -> None:
     p.add_argument("--boot-timeout", type=float, default=600.0, help="seconds to wait for ssh")
     p.set_defaults(func=cmd_up)
 
+    add_command(lsub, "deps", "apt-get install what the host needs (QEMU, debootstrap, ...)"
+                ).set_defaults(func=cmd_deps)
     add_command(lsub, "build", "build (or reuse) the dom0 disk image only").set_defaults(func=cmd_build)
     add_command(lsub, "down", "stop the lab VM").set_defaults(func=cmd_down)
     p = add_command(lsub, "status", "is the lab running, and are its guests up")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
-    p = add_command(lsub, "exec", "run a command in dom0 (syncs the working tree first)",
+    p = add_command(lsub, "exec", "run a command in dom0, in the synced tree /opt/xenvmi/src",
                     "  xenvmi lab exec -- xl list\n  xenvmi lab exec -- pytest -m xen tests/lab\n")
     p.add_argument("--no-sync", action="store_true", help="do not sync the working tree first")
     p.add_argument("--timeout", type=float, default=None, help="seconds before giving up")

@@ -22,7 +22,7 @@ from xenvmi.lab.groundtruth import INIT_DONE, last_boot, latest_report
 LAB_DIR = Path(os.environ.get("XENVMI_LAB_GUEST_DIR", "/var/lib/xenvmi-lab"))
 CONSOLE_DIR = Path("/var/log/xen/console")
 #: Seconds from `xl create` to the first report: HVM boots through QEMU's firmware path.
-BOOT_TIMEOUT = {"hvm": 240.0, "pvh": 150.0, "pv": 150.0}
+BOOT_TIMEOUT = {"hvm": 420.0, "pvh": 180.0, "pv": 180.0}
 ATTEMPTS = 3
 
 
@@ -40,8 +40,12 @@ class GuestStatus:
     failures: list[str] = field(default_factory=list)
 
 
-def _run(cmd: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def _run(cmd: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Run a toolstack command; a hang (an overloaded emulated dom0) is a failed run."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout:.0f}s")
 
 
 def guest_configs() -> dict[str, Path]:
@@ -69,9 +73,21 @@ def read_console(name: str) -> str:
         return ""
 
 
+def running_domains() -> dict[str, int] | None:
+    """Name -> domid of every domain, from one `xl list` (None if xl did not answer)."""
+    res = _run(["xl", "list"])
+    if res.returncode != 0:
+        return None
+    out = {}
+    for line in res.stdout.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
 def domid(name: str) -> int | None:
-    res = _run(["xl", "domid", name])
-    return int(res.stdout.strip()) if res.returncode == 0 and res.stdout.strip().isdigit() else None
+    return (running_domains() or {}).get(name)
 
 
 def reported(name: str) -> bool:
@@ -91,52 +107,58 @@ def _why_failed(name: str) -> str:
     return f"console: {' | '.join(tail) or '(empty)'}; xl dmesg: {' | '.join(dmesg)}"
 
 
+#: Boot order: the HVM guest first, alone, because its kernel crawls in through QEMU's fw_cfg
+#: port (about two minutes under TCG) and concurrent boots starve it and each other.
+BOOT_ORDER = {"hvm": 0, "pv": 1, "pvh": 2}
+
+
 def start(names: list[str] | None = None, log=print) -> list[GuestStatus]:
-    """Create every lab guest not already up, then wait for all of them in parallel."""
+    """Create the lab guests one at a time; each must report before the next starts.
+
+    Booting them together on an emulated 2-CPU host overloads it: guests hit soft lockups
+    and dom0's toolstack stops answering. One at a time is slower to start but predictable.
+    """
     configs = guest_configs()
     if not configs:
         raise SystemExit(f"no guest configs in {LAB_DIR / 'guests'}: run provision.sh first")
-    todo = {n: GuestStatus(n, guest_type(c)) for n, c in configs.items() if not names or n in names}
-    started: dict[str, float] = {}
-    given_up: set[str] = set()
-
-    def create(st: GuestStatus) -> None:
-        if domid(st.name) is not None:
-            _run(["xl", "destroy", st.name])
-        _truncate_console(st.name)
-        st.attempts += 1
-        res = _run(["xl", "create", str(configs[st.name])], timeout=120)
-        if res.returncode != 0:
-            st.failures.append(f"xl create: {res.stderr.strip().splitlines()[-1:]}")
-        started[st.name] = time.monotonic()
-        log(f"created {st.name} ({st.type}), attempt {st.attempts}")
-
-    for st in todo.values():
+    chosen = [n for n in configs if not names or n in names]
+    todo = sorted((GuestStatus(n, guest_type(configs[n])) for n in chosen),
+                  key=lambda st: (BOOT_ORDER.get(st.type, 9), st.name))
+    for st in todo:
         if domid(st.name) is not None and reported(st.name):
             st.up = True
             log(f"{st.name} already up")
-        else:
-            create(st)
+            continue
+        while not st.up and st.attempts < ATTEMPTS:
+            _boot_once(st, configs[st.name], log)
+    return [fill(st) for st in todo]
+
+
+def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
+    if domid(st.name) is not None:
+        _run(["xl", "destroy", st.name])
+    _truncate_console(st.name)
+    st.attempts += 1
+    t0 = time.monotonic()
+    res = _run(["xl", "create", str(cfg)], timeout=180)
+    if res.returncode != 0:
+        st.failures.append(f"attempt {st.attempts}: xl create: {res.stderr.strip()[-300:]}")
+        log(f"{st.name}: xl create failed (attempt {st.attempts})")
+        return
+    log(f"created {st.name} ({st.type}), attempt {st.attempts}")
     while True:
-        waiting = [st for st in todo.values() if not st.up and st.name not in given_up]
-        if not waiting:
-            break
-        time.sleep(2)
-        for st in waiting:
-            elapsed = time.monotonic() - started[st.name]
-            alive = domid(st.name) is not None
-            if alive and reported(st.name):
-                st.up, st.boot_seconds = True, round(elapsed, 1)
-                log(f"{st.name} up after {elapsed:.0f}s")
-            elif not alive or elapsed > BOOT_TIMEOUT[st.type]:
-                reason = "died" if not alive else f"no report after {elapsed:.0f}s"
-                st.failures.append(f"attempt {st.attempts}: {reason}; {_why_failed(st.name)}")
-                log(f"{st.name} {reason}")
-                if st.attempts < ATTEMPTS:
-                    create(st)
-                else:
-                    given_up.add(st.name)
-    return [fill(st) for st in todo.values()]
+        time.sleep(3)
+        elapsed = time.monotonic() - t0
+        alive = domid(st.name) is not None
+        if alive and reported(st.name):
+            st.up, st.boot_seconds = True, round(elapsed, 1)
+            log(f"{st.name} up after {elapsed:.0f}s")
+            return
+        if not alive or elapsed > BOOT_TIMEOUT[st.type]:
+            reason = "died" if not alive else f"no report after {elapsed:.0f}s"
+            st.failures.append(f"attempt {st.attempts}: {reason}; {_why_failed(st.name)}")
+            log(f"{st.name} {reason}")
+            return
 
 
 def fill(st: GuestStatus) -> GuestStatus:

@@ -5,6 +5,7 @@ Each guest's init (data/guest-init.sh) prints, every few seconds::
     XENVMI-REPORT-BEGIN <name> <n> <uptime>
     XENVMI-RELEASE <uname -r>
     XENVMI-MODULES <mod> <mod> ...
+    XENVMI-KTEXT <address of _text, hex>
     XENVMI-PS <pid> <ppid> (<comm>)
     XENVMI-REPORT-END <name> <n>
 
@@ -36,6 +37,7 @@ class GuestReport:
     seq: int
     uptime: float
     release: str = ""
+    ktext: int | None = None
     modules: list[str] = field(default_factory=list)
     processes: list[GuestProcess] = field(default_factory=list)
 
@@ -56,6 +58,11 @@ def parse_reports(text: str) -> list[GuestReport]:
             continue
         elif line.startswith("XENVMI-RELEASE "):
             current.release = line.split(" ", 1)[1].strip()
+        elif line.startswith("XENVMI-KTEXT "):
+            try:
+                current.ktext = int(line.split()[1], 16)
+            except (IndexError, ValueError):
+                current.ktext = None
         elif line.startswith("XENVMI-MODULES"):
             current.modules = line.split()[1:]
         elif line.startswith("XENVMI-PS "):
@@ -74,6 +81,14 @@ def last_boot(text: str) -> str:
     """The part of a console log written since the guest's latest init started reporting."""
     idx = text.rfind(INIT_DONE)
     return text if idx < 0 else text[idx:]
+
+
+#: Where x86-64 Linux links its text; the KASLR slide is the distance from here.
+X86_64_TEXT_BASE = 0xffffffff81000000
+
+
+def kaslr_slide(report: GuestReport) -> int | None:
+    return None if report.ktext is None else report.ktext - X86_64_TEXT_BASE
 
 
 def latest_report(text: str) -> GuestReport | None:

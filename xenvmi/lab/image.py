@@ -32,7 +32,27 @@ MIN_FREE_BYTES = 12 * 1024**3
 WHEELS = ("libvmi", "drgn", "pyxs", "textual", "psutil", "pytest", "pytest-timeout",
           "setuptools>=64", "wheel")
 HOST_TOOLS = {"debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ssh": "openssh-client",
-              "ssh-keygen": "openssh-client", "unshare": "util-linux", "chroot": "coreutils"}
+              "ssh-keygen": "openssh-client", "unshare": "util-linux", "chroot": "coreutils",
+              "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils"}
+
+
+def install_host_packages(log=print) -> None:
+    """apt-get install the host tools; what is already there is left alone."""
+    if os.geteuid() != 0:
+        raise PermissionDenied("installing host packages needs root: run as root or with sudo")
+    if not shutil.which("apt-get"):
+        raise Unavailable("no apt-get here: install " + " ".join(sorted(set(HOST_TOOLS.values())))
+                          + " with this system's package manager")
+    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
+    if not missing:
+        log("host packages: all present")
+        return
+    log(f"host packages: installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *missing]):
+        res = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise Unavailable(f"{' '.join(argv[:2])} failed: {res.stderr.strip().splitlines()[-1:]}")
 
 
 def recipe_digest(paths: LabPaths) -> str:

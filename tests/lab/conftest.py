@@ -1,0 +1,53 @@
+"""Lab integration tests: they run inside the lab's dom0 against the real Xen and guests.
+
+Run them from the host with `xenvmi lab exec -- pytest -m xen tests/lab`. Outside a Xen
+dom0 they fail (never skip): a lab that is not there is a failed lab.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from xenvmi.lab import dom0
+from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report
+
+GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.xen)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def in_dom0():
+    caps = Path("/proc/xen/capabilities")
+    if not caps.exists() or "control_d" not in caps.read_text():
+        pytest.fail("lab tests must run in a Xen dom0: `xenvmi lab exec -- pytest -m xen tests/lab`")
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root in dom0")
+
+
+@pytest.fixture(scope="session")
+def guests() -> dict[str, dom0.GuestStatus]:
+    """The lab guests, all of which must be up (started by `xenvmi lab up`)."""
+    found = {g.name: g for g in dom0.status()}
+    missing = [n for n in GUESTS if n not in found or not found[n].up]
+    assert not missing, f"lab guests not up: {missing}; run `xenvmi lab up`"
+    return found
+
+
+def ground_truth(name: str) -> GuestReport:
+    """The guest's latest complete report of itself, from its console log."""
+    report = latest_report(last_boot(dom0.read_console(name)))
+    assert report is not None, f"{name} has no complete report on its console"
+    return report
+
+
+def xl(*args: str) -> str:
+    return subprocess.run(["xl", *args], capture_output=True, text=True, check=True,
+                          timeout=120).stdout

@@ -1,0 +1,69 @@
+"""The lab is a real Xen 4.17 host whose guests run what they say they run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from xenvmi.lab import dom0
+from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide
+
+from .conftest import GUESTS, ground_truth, xl
+
+NAMED = {"xvm-alpha", "xvm-beta", "xvm-gamma", "xvm-parent", "xvm-child"}
+
+
+def test_xen_417_with_dom0():
+    info = xl("info")
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    assert fields["xen_major"].strip() == "4" and fields["xen_minor"].strip() == "17"
+    assert "hvm" in fields["virt_caps"] and "pv" in fields["virt_caps"]
+    assert "Domain-0" in xl("list")
+
+
+def test_four_guests_of_each_type(guests):
+    types = {name: guests[name].type for name in GUESTS}
+    assert types == {"xvm-pvh1": "pvh", "xvm-pvh2": "pvh", "xvm-hvm": "hvm", "xvm-pv": "pv"}
+    listed = xl("list")
+    for name in GUESTS:
+        assert name in listed
+        assert guests[name].domid and guests[name].domid > 0
+
+
+@pytest.mark.parametrize("name", GUESTS)
+def test_guest_ground_truth(guests, name):
+    report = ground_truth(name)
+    comms = {p.comm for p in report.processes}
+    assert NAMED <= comms, f"{name} lacks {NAMED - comms}"
+    by_comm = {p.comm: p for p in report.processes}
+    assert by_comm["xvm-child"].ppid == by_comm["xvm-parent"].pid
+    assert [p.comm for p in report.processes if p.pid == 1] == ["init"]
+    assert "dummy" in report.modules
+    assert report.release == os.uname().release  # the guests boot dom0's own kernel
+    assert KMSG_LINE.format(name=name) in dom0.read_console(name)
+
+
+def test_kaslr_only_in_hvm(guests):
+    """PVH boots past the randomizing stub; the HVM guest's direct boot runs it."""
+    slides = {name: kaslr_slide(ground_truth(name)) for name in GUESTS}
+    assert slides["xvm-pvh1"] == 0 and slides["xvm-pvh2"] == 0
+    assert slides["xvm-hvm"] not in (None, 0), "HVM guest is not randomized"
+
+
+def test_no_guest_crashed_since_boot():
+    """A triple fault or panic in a guest is a lab defect, not noise."""
+    dmesg = subprocess.run(["xl", "dmesg"], capture_output=True, text=True, timeout=60).stdout
+    assert "Triple fault" not in dmesg
+    for name in GUESTS:
+        console = dom0.read_console(name)
+        assert "Kernel panic" not in console
+
+
+def test_integrity_check_with_guests_running():
+    from xenvmi.lab import integrity
+
+    result = integrity.check(runs=5, log=lambda m: None)
+    assert result.guests_running >= 4
+    assert result.ok, result.failures

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests on this machine, then the lab integration tests inside the
+# lab's dom0 against a real Xen 4.17 (booted by `xenvmi lab up` if it is not running).
+# Needs root (the lab image build) and `pip install -e '.[test]'` done; results land in reports/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p reports
+python3 -m pytest tests/unit -q -p no:cacheprovider --junitxml=reports/unit-junit.xml
+python3 -m xenvmi lab up --check-runs "${XENVMI_CHECK_RUNS:-100}"
+status=0
+python3 -m xenvmi lab exec -- python -m pytest tests/lab -m xen -v -p no:cacheprovider \
+  --junitxml=/tmp/lab-junit.xml || status=$?
+python3 -m xenvmi lab exec --no-sync -- cat /tmp/lab-junit.xml > reports/lab-junit.xml || true
+python3 -m xenvmi lab exec --no-sync -- xl list
+exit "$status"

@@ -1,0 +1,209 @@
+"""`xenvmi xentrace ...`: decode and summarise xentrace files; record one by running Xen's
+own ``xentrace`` (the only supported way to read Xen's trace buffers from dom0)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+from xenvmi import render
+from xenvmi.commands import add_command
+from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
+from xenvmi.trace import trc_events as T
+from xenvmi.trace.xentrace import TraceDecoder, domain_label, summarize_file
+
+EXAMPLES = """  xenvmi xentrace record /tmp/t.bin --seconds 5   trace PV/HVM hypercalls (root, dom0)
+  xenvmi xentrace summary /tmp/t.bin               hypercall counts per domain
+  xenvmi xentrace decode /tmp/t.bin --limit 20     the first records, one a line
+  xenvmi xentrace decode /tmp/t.bin --json | jq -c 'select(.domid == 1)'
+"""
+
+#: xentrace -e class names (tools/xentrace/xentrace.c parse_evtmask knows gen, sched,
+#: dom0op, hvm and all; we pass numbers, so every public/trace.h class can be named).
+MASK_NAMES = {name[4:].lower(): mask for mask, name in T.CLASS_NAMES.items()}
+MASK_NAMES["all"] = 0x0FFFF000
+#: sched is needed to attribute records to domains; pv and hvm carry the hypercalls.
+DEFAULT_MASK = "sched,pv,hvm"
+
+
+def parse_mask(text: str) -> int:
+    """``sched,pv`` or ``0x0022f000`` -> the event mask xentrace -e takes."""
+    mask = 0
+    for part in filter(None, (p.strip().lower() for p in text.split(","))):
+        if part in MASK_NAMES:
+            mask |= MASK_NAMES[part]
+            continue
+        try:
+            mask |= int(part, 0)
+        except ValueError:
+            raise UsageError(f"xentrace: unknown event class {part!r} (one of "
+                             f"{', '.join(sorted(MASK_NAMES))}, or a number)") from None
+    if not 0 < mask <= 0x0FFFFFFF:
+        raise UsageError(f"xentrace: event mask {text!r} selects nothing")
+    return mask
+
+
+def _open(path: str):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise NotFoundError(f"xentrace: no such file: {path}") from None
+    except OSError as exc:
+        raise XenvmiError(f"xentrace: cannot read {path}: {exc.strerror}") from None
+
+
+def _warn(decoder: TraceDecoder) -> None:
+    for err in decoder.errors:
+        print(f"xenvmi: warning: skipped damaged data: {err}", file=sys.stderr)
+    if decoder.error_count > len(decoder.errors):
+        print(f"xenvmi: warning: ... and {decoder.error_count - len(decoder.errors)} more",
+              file=sys.stderr)
+
+
+def _fields_text(fields: dict) -> str:
+    out = []
+    for key, value in fields.items():
+        if key == "args":
+            value = ",".join("-" if a is None else hex(a) for a in value)
+        out.append(f"{key}={value}")
+    return " ".join(out)
+
+
+def cmd_decode(args) -> int:
+    limit = args.limit
+    with _open(args.file) as stream:
+        decoder = TraceDecoder(stream, strict=not args.keep_going)
+        out = sys.stdout
+        for n, rec in enumerate(decoder):
+            if limit is not None and n >= limit:
+                break
+            if args.json:
+                out.write(render.json_line(rec) + "\n")
+            else:
+                tsc = "-" if rec.tsc is None else str(rec.tsc)
+                dom = "" if rec.domid is None else f"{domain_label(rec.domid)}v{rec.vcpu}"
+                out.write(f"{rec.offset:>10} cpu{rec.cpu:<3} {tsc:>16} {dom:<9} {rec.name}"
+                          f" {_fields_text(rec.fields) or ' '.join(map(hex, rec.extra))}"
+                          .rstrip() + "\n")
+    _warn(decoder)
+    return 0
+
+
+def cmd_summary(args) -> int:
+    with _open(args.file) as stream:
+        summary = summarize_file(stream, strict=not args.keep_going)
+    for err in summary.errors:
+        print(f"xenvmi: warning: skipped damaged data: {err}", file=sys.stderr)
+    if args.json:
+        print(render.dumps(summary))
+        return 0
+    span = "-" if summary.first_tsc is None else f"{summary.last_tsc - summary.first_tsc}"
+    print(f"windows {summary.windows}  records {summary.records}  cpus "
+          f"{','.join(map(str, summary.cpus)) or '-'}  tsc span {span}  "
+          f"lost records {summary.lost_records}")
+    print("classes: " + ("  ".join(f"{k} {v}" for k, v in summary.events_by_class.items())
+                         or "-"))
+    if summary.hypercalls:
+        print()
+        print(render.table(summary.hypercalls,
+                           ["domain", "source", "number", "name", "count"]))
+    if summary.unattributed:
+        print(f"\n{summary.unattributed} hypercalls ran before any scheduler record named "
+              "their domain (trace with the sched class: --mask sched,pv,hvm)")
+    return 0
+
+
+def find_xentrace() -> str:
+    """Path of Xen's xentrace tool; Debian installs it under /usr/lib/xen-<ver>/bin."""
+    found = shutil.which("xentrace") or next(
+        iter(sorted(glob.glob("/usr/lib/xen-*/bin/xentrace"), reverse=True)), None)
+    if not found:
+        raise Unavailable("xentrace: Xen's `xentrace` tool is not installed "
+                          "(Debian: apt install xen-utils-4.17; it runs only in dom0)")
+    return found
+
+
+def record_command(binary: str, path: str, mask: int, seconds: int,
+                   buffer_pages: int | None = None) -> list[str]:
+    """The xentrace command line (options from tools/xentrace/xentrace.c parse_args)."""
+    cmd = [binary, "-D", "-e", f"0x{mask:08x}", "-T", str(seconds)]
+    if buffer_pages:
+        cmd += ["-S", str(buffer_pages)]
+    return cmd + [path]
+
+
+def cmd_record(args) -> int:
+    if args.seconds < 1:
+        raise UsageError("xentrace: --seconds must be at least 1")
+    mask = parse_mask(args.mask)
+    binary = args.xentrace or find_xentrace()
+    if os.geteuid() != 0:
+        raise PermissionDenied("xentrace: needs root in dom0 (it maps Xen's trace buffers)")
+    cmd = record_command(binary, args.file, mask, args.seconds, args.buffer_pages)
+    print(f"xenvmi: running {' '.join(cmd)}", file=sys.stderr)
+    try:
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True,
+                             timeout=args.seconds + args.grace)
+    except FileNotFoundError:
+        raise Unavailable(f"xentrace: cannot run {binary}") from None
+    except subprocess.TimeoutExpired:
+        raise XenvmiError(f"xentrace: did not stop within {args.seconds + args.grace}s "
+                          "(killed); the trace file may be incomplete") from None
+    if res.returncode != 0:
+        last = (res.stderr or "").strip().splitlines()
+        raise XenvmiError(f"xentrace: exited with {res.returncode}: "
+                          f"{last[-1] if last else 'no message'}")
+    size = os.path.getsize(args.file) if os.path.exists(args.file) else 0
+    print(f"{args.file}: {size} bytes; `xenvmi xentrace summary {args.file}` counts them")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def register(sub) -> None:
+    xt = add_command(sub, "xentrace", "record, decode and summarise Xen trace buffers",
+                     EXAMPLES)
+    xsub = xt.add_subparsers(dest="xentrace_command", metavar="ACTION", parser_class=type(xt))
+    xt.set_defaults(func=lambda a: (xt.print_help(), 2)[1])
+
+    p = add_command(xsub, "decode", "print every record of a xentrace file",
+                    "  xenvmi xentrace decode t.bin --limit 50\n"
+                    "  xenvmi xentrace decode t.bin --json > t.jsonl\n")
+    p.add_argument("file", help="a file written by xentrace")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.add_argument("--limit", type=_positive, default=None, help="stop after N records")
+    p.add_argument("--keep-going", action="store_true",
+                   help="skip damaged windows (warnings on stderr) instead of failing")
+    p.set_defaults(func=cmd_decode)
+
+    p = add_command(xsub, "summary", "hypercall counts per domain, and file totals",
+                    "  xenvmi xentrace summary t.bin\n  xenvmi xentrace summary t.bin --json\n")
+    p.add_argument("file", help="a file written by xentrace")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--keep-going", action="store_true",
+                   help="skip damaged windows (warnings on stderr) instead of failing")
+    p.set_defaults(func=cmd_summary)
+
+    p = add_command(xsub, "record", "run Xen's xentrace for a while (root, in dom0)",
+                    "  xenvmi xentrace record t.bin --seconds 10\n"
+                    "  xenvmi xentrace record t.bin --mask sched,pv --buffer-pages 256\n")
+    p.add_argument("file", help="the trace file to write")
+    p.add_argument("--seconds", type=int, default=10, help="how long to trace (10)")
+    p.add_argument("--mask", default=DEFAULT_MASK,
+                   help=f"event classes ({','.join(sorted(MASK_NAMES))}) or a number "
+                        f"({DEFAULT_MASK}; keep sched to attribute records to domains)")
+    p.add_argument("--buffer-pages", type=_positive, default=None,
+                   help="per-CPU trace buffer size in pages (xentrace -S; first use per boot)")
+    p.add_argument("--xentrace", default=None, help="path of the xentrace binary")
+    p.add_argument("--grace", type=int, default=30,
+                   help="seconds past --seconds before xentrace is killed (30)")
+    p.set_defaults(func=cmd_record)
