@@ -23,7 +23,7 @@ LAB_DIR = Path(os.environ.get("XENVMI_LAB_GUEST_DIR", "/var/lib/xenvmi-lab"))
 CONSOLE_DIR = Path("/var/log/xen/console")
 #: Seconds from `xl create` to the first report: HVM boots through QEMU's firmware path.
 BOOT_TIMEOUT = {"hvm": 420.0, "pvh": 180.0, "pv": 180.0}
-ATTEMPTS = 3
+ATTEMPTS = 5
 
 
 @dataclass

@@ -22,7 +22,9 @@ from xenvmi.lab.remote import reachable
 
 CPU_MODEL = "max,-smap,-smep,-xsave,-avx,-avx2"
 XEN_CMDLINE = ("console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 "
-               "loglvl=all guest_loglvl=all noreboot")
+               "loglvl=all guest_loglvl=all console_timestamps=boot noreboot")
+#: TCG threading: "multi" (one host thread per vCPU) or "single" (XENVMI_LAB_TCG to override).
+TCG_THREAD = os.environ.get("XENVMI_LAB_TCG", "multi")
 DOM0_CMDLINE = "root=/dev/vda rw console=hvc0"
 
 
@@ -80,7 +82,7 @@ def boot(paths: LabPaths, image: Path, port: int, memory_mb: int) -> RunState:
     paths.serial_log.unlink(missing_ok=True)
     pidfile = paths.run / "qemu.pid"
     pidfile.unlink(missing_ok=True)
-    argv = [qemu, "-machine", "q35", "-cpu", CPU_MODEL, "-accel", "tcg,thread=multi",
+    argv = [qemu, "-machine", "q35", "-cpu", CPU_MODEL, "-accel", f"tcg,thread={TCG_THREAD}",
             "-m", str(memory_mb), "-smp", "2", "-display", "none", "-no-reboot",
             "-kernel", str(image / "xen"), "-append", XEN_CMDLINE,
             "-initrd", f"{image / 'vmlinuz'} {DOM0_CMDLINE},{image / 'initrd.img'}",

@@ -1,0 +1,152 @@
+"""`xenvmi kernel|ps|lsmod|dmesg|regs` on the lab's real guests, against their consoles.
+
+No file is given to xenvmi: everything comes from guest memory. Ground truth is what
+each guest's init prints to its console every ~10 s (xenvmi/lab/groundtruth.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from xenvmi.lab import dom0
+from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide, last_boot, parse_reports
+
+from .conftest import ground_truth
+
+MEMORY_GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm")
+#: Short-lived children of the guests' report loop, and kernel workers that come and go.
+TRANSIENT = {"sleep", "cut", "grep", "tr", "uname", "ps", "cat", "sh"}
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+def xenvmi(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xenvmi", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def xenvmi_json(*args: str) -> dict:
+    res = xenvmi(*args, "--json")
+    assert res.returncode == 0, f"xenvmi {' '.join(args)}: exit {res.returncode}: {res.stderr}"
+    return json.loads(res.stdout)
+
+
+def reports(name: str):
+    return parse_reports(last_boot(dom0.read_console(name)))
+
+
+def next_report(name: str, after_seq: int, timeout: float = 120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        newer = [r for r in reports(name) if r.seq > after_seq]
+        if newer:
+            return newer[0]
+        time.sleep(2)
+    pytest.fail(f"{name} printed no report after #{after_seq} within {timeout:.0f}s")
+
+
+def _key(p) -> tuple[int, int, str]:
+    return (p.pid, p.ppid, p.comm) if hasattr(p, "pid") else (p["pid"], p["ppid"], p["comm"])
+
+
+@pytest.fixture(scope="module", params=MEMORY_GUESTS)
+def guest(request, guests):
+    """Each memory guest, with one (possibly cold) run done so later ones hit the cache."""
+    name = request.param
+    res = xenvmi("kernel", name, "--json")
+    assert res.returncode == 0, res.stderr
+    return name
+
+
+def test_ps_matches_console(guest):
+    before = reports(guest)[-1]
+    got = xenvmi_json("ps", guest)
+    after = next_report(guest, before.seq)
+    ours = {_key(p) for p in got["processes"]}
+    stable = {_key(p) for p in before.processes} & {_key(p) for p in after.processes}
+    seen = {_key(p) for p in before.processes} | {_key(p) for p in after.processes}
+    missing = stable - ours
+    extra = {p for p in ours - seen
+             if not (p[2] in TRANSIENT or p[2].startswith("kworker/"))}
+    assert not missing, f"{guest}: ps misses {sorted(missing)}"
+    assert not extra, f"{guest}: ps lists processes the guest never reported: {sorted(extra)}"
+    comms = {p[2] for p in ours}
+    assert {"init", "xvm-alpha", "xvm-parent", "xvm-child"} <= comms
+    by_comm = {p["comm"]: p for p in got["processes"]}
+    assert by_comm["xvm-child"]["ppid"] == by_comm["xvm-parent"]["pid"]
+    assert by_comm["xvm-beta"]["cmdline"] == "/usr/bin/xvm-beta --role worker"
+    assert by_comm["kthreadd"]["kernel_thread"] and by_comm["kthreadd"]["cmdline"] is None
+    assert all(p["state"] in "RSDTtXZPI" for p in got["processes"])
+    assert got["complete"], got["warnings"]
+
+
+def test_dmesg_has_lab_line(guest):
+    got = xenvmi_json("dmesg", guest)
+    texts = [r["text"] for r in got["records"]]
+    assert KMSG_LINE.format(name=guest) in texts
+    assert any(t.startswith("Linux version") for t in texts)
+    stamps = [r["timestamp"] for r in got["records"]]
+    assert stamps == sorted(stamps)
+
+
+def test_lsmod_has_dummy(guest):
+    got = xenvmi_json("lsmod", guest)
+    names = {m["name"] for m in got["modules"]}
+    truth = set(ground_truth(guest).modules)
+    assert "dummy" in names and names == truth
+
+
+def test_kernel_release_and_slide(guest):
+    truth = ground_truth(guest)
+    got = xenvmi_json("kernel", guest)["kernel"]
+    assert got["release"] == truth.release
+    assert got["kaslr_slide"] == kaslr_slide(truth)
+    if guest == "xvm-hvm":
+        assert got["kaslr_slide"] != 0
+    else:
+        assert got["kaslr_slide"] == 0
+    assert got["discovery_cached"]  # the fixture's first run filled the cache
+    assert got["btf_size"] > 1_000_000 and got["symbols"] > 50_000
+    assert {"vmcoreinfo", "symbols", "types", "kaslr_slide"} <= set(got["sources"])
+
+
+def test_kernel_text_output(guest):
+    res = xenvmi("kernel", guest)
+    assert res.returncode == 0, res.stderr
+    assert "KASLR slide:" in res.stdout and "from the cache" in res.stdout
+
+
+def test_regs_decoded(guest):
+    got = xenvmi_json("regs", guest)
+    d = got["vcpus"][0]["decoded"]
+    assert d["cpu_mode"] == "64-bit" and d["paging_mode"] == "4-level"
+    assert d["cr3"] and "PG" in d["cr0_flags"] and "LMA" in d["efer_flags"]
+
+
+def test_pv_regs_work(guests):
+    got = xenvmi_json("regs", "xvm-pv")
+    d = got["vcpus"][0]["decoded"]
+    assert d["cr3"] and d["rip"]
+
+
+def test_pv_ps_is_one_clear_line(guests):
+    res = xenvmi("ps", "xvm-pv")
+    assert res.returncode == 5, res
+    lines = res.stderr.strip().splitlines()
+    assert lines[-1].startswith("xenvmi: error:") and "PV" in lines[-1]
+    assert "Traceback" not in res.stderr
+
+
+def test_unknown_domain():
+    res = xenvmi("ps", "no-such-guest")
+    assert res.returncode == 3 and "no domain named" in res.stderr
+
+
+def test_ps_by_domid(guests):
+    got = xenvmi_json("ps", str(guests["xvm-pvh1"].domid))
+    assert got["domain"] == "xvm-pvh1" and len(got["processes"]) > 10

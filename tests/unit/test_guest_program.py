@@ -1,0 +1,93 @@
+"""Pieces of the drgn Program builder: the guarded memory reader and the per-boot caches."""
+
+from __future__ import annotations
+
+import pytest
+
+drgn = pytest.importorskip("drgn")
+from drgn import Symbol, SymbolBinding, SymbolKind  # noqa: E402
+
+from xenvmi.backends.memory import BytesMemory  # noqa: E402
+from xenvmi.guest import program, symcache  # noqa: E402
+from xenvmi.guest.bounded import Budget, DeadlineExceeded  # noqa: E402
+
+
+class _KP:
+    def __init__(self, seconds):
+        self.budget = Budget(seconds)
+
+
+def test_reader_faults_and_deadline():
+    mem = BytesMemory(bytearray(b"\x07" * 16384), holes=((4096, 8192),))
+    kp = _KP(60)
+    read = program._reader([kp], mem)
+    assert read(0, 4, 0, True) == b"\x07" * 4
+    with pytest.raises(drgn.FaultError):
+        read(4000, 200, 4000, True)
+    kp.budget = Budget(-1)
+    with pytest.raises(DeadlineExceeded):
+        read(0, 4, 0, True)
+
+
+def test_deadline_stops_drgn_itself():
+    """drgn's own loops (here a big read) end when a read raises DeadlineExceeded."""
+    mem = BytesMemory(bytearray(1 << 20))
+    kp = _KP(-1)
+    prog = drgn.Program(program.PLATFORM)
+    prog.add_memory_segment(0, 1 << 20, program._reader([kp], mem), physical=False)
+    with pytest.raises(DeadlineExceeded):
+        prog.read(0, 1 << 20)
+
+
+def syms():
+    G, L = SymbolBinding.GLOBAL, SymbolBinding.UNKNOWN
+    return [Symbol("_text", 0xFFFFFFFF81000000, 0, G, SymbolKind.FUNC),
+            Symbol("_stext", 0xFFFFFFFF81000000, 0x10, G, SymbolKind.FUNC),
+            Symbol("start_kernel", 0xFFFFFFFF82000000, 0x200, G, SymbolKind.FUNC),
+            Symbol("init_task", 0xFFFFFFFF82A00000, 0x2000, G, SymbolKind.OBJECT),
+            Symbol("dup", 0xFFFFFFFF82B00000, 8, L, SymbolKind.UNKNOWN),
+            Symbol("dup", 0xFFFFFFFF82B00010, 8, L, SymbolKind.UNKNOWN)]
+
+
+def test_symbol_cache_roundtrip(tmp_path):
+    path = tmp_path / "k.kallsyms"
+    symcache.save_symbols(path, syms())
+    finder = symcache.load_symbols(path)
+    assert len(finder) == 6
+    (s,) = finder(None, "start_kernel", None, True)
+    assert s.address == 0xFFFFFFFF82000000 and s.kind == SymbolKind.FUNC
+    assert [x.address for x in finder(None, "dup", None, False)] == [0xFFFFFFFF82B00000,
+                                                                     0xFFFFFFFF82B00010]
+    (s,) = finder(None, None, 0xFFFFFFFF82A00010, True)
+    assert s.name == "init_task"
+    assert {x.name for x in finder(None, None, 0xFFFFFFFF81000000, False)} == {"_text", "_stext"}
+    assert finder(None, None, 0xFFFFFFFF80000000, True) == []
+    assert finder(None, "nope", None, True) == []
+    prog = drgn.Program(program.PLATFORM)
+    prog.register_symbol_finder("cached", finder, enable_index=0)
+    assert prog.symbol("init_task").size == 0x2000
+    assert len(prog.symbols()) == 6
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d[:-1],                                  # truncated names
+    lambda d: b"XVMSYM99" + d[8:],                     # wrong magic
+    lambda d: d[:8] + (10 ** 8).to_bytes(4, "little") + d[12:],  # absurd count
+    lambda d: d[:16 + 16 * 6] + b"\x7f" + d[16 + 16 * 6 + 1:],   # unknown kind
+    lambda d: b"",
+])
+def test_symbol_cache_rejects_damage(tmp_path, damage):
+    path = tmp_path / "k.kallsyms"
+    symcache.save_symbols(path, syms())
+    path.write_bytes(damage(path.read_bytes()))
+    assert symcache.load_symbols(path) is None
+
+
+def test_btf_cache_checks_size_and_magic(tmp_path):
+    path = tmp_path / "k.btf"
+    symcache.save_btf(path, b"\x9f\xeb\x01\x00" + bytes(100))
+    assert symcache.load_btf(path, 104) is not None
+    assert symcache.load_btf(path, 105) is None
+    path.write_bytes(bytes(104))
+    assert symcache.load_btf(path, 104) is None
+    assert symcache.load_btf(tmp_path / "absent", 104) is None

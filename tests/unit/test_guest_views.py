@@ -1,0 +1,214 @@
+"""ps / lsmod / dmesg on a synthetic kernel: correct on sane memory, bounded on hostile."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+drgn = pytest.importorskip("drgn")
+
+from xenvmi.guest import linux, printk  # noqa: E402
+from xenvmi.guest.bounded import Budget, c_string, walk_list  # noqa: E402
+from xenvmi.guest.synthetic import MODULE, TASK, SyntheticKernel  # noqa: E402
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def k() -> SyntheticKernel:
+    k = SyntheticKernel()
+    k.t1 = k.add_task(1, b"init", start_ns=123_000_000)
+    k.t2 = k.add_task(2, b"kthreadd")
+    k.t3 = k.add_task(77, b"xvm-parent", parent=k.t1, uid=1000, state=0)
+    k.t4 = k.add_task(78, b"xvm-child", parent=k.t3, state=0x402)
+    return k
+
+
+def ps(k: SyntheticKernel, budget: Budget | None = None):
+    budget = budget or Budget()
+    return linux.processes(k.kernel_program(), budget), budget
+
+
+def test_ps_sane(k):
+    rows, b = ps(k)
+    assert [(p.pid, p.ppid, p.comm) for p in rows] == [
+        (1, 0, "init"), (2, 0, "kthreadd"), (77, 1, "xvm-parent"), (78, 77, "xvm-child")]
+    assert [p.state for p in rows] == ["S", "S", "R", "I"]
+    assert rows[2].uid == 1000 and rows[0].start_time == pytest.approx(0.123)
+    assert b.complete and not b.warnings
+
+
+def test_ps_loop_terminates_with_partial_result(k):
+    k.put(k.t3 + TASK["tasks"], "Q", k.t2 + TASK["tasks"])  # t3 -> t2 -> t3 -> ...
+    rows, b = ps(k)
+    assert [p.pid for p in rows] == [1, 2, 77]
+    assert not b.complete and any("loops back" in w for w in b.warnings)
+
+
+def test_ps_self_loop(k):
+    k.put(k.t1 + TASK["tasks"], "Q", k.t1 + TASK["tasks"])
+    rows, b = ps(k)
+    assert [p.pid for p in rows] == [1] and not b.complete
+
+
+@pytest.mark.parametrize("pointer, why", [
+    (0x4141_4141_4141_4141, "not a kernel address"),  # non-canonical
+    (0x0000_7FFF_DEAD_0000, "not a kernel address"),  # user space
+    (0xFFFF_8880_7777_0000, "unreadable"),            # kernel, but not mapped
+    (0xFFFF_8880_0100_0003, "not a kernel address"),  # misaligned
+    (0, "not a kernel address"),
+])
+def test_ps_corrupt_next_pointer(k, pointer, why):
+    k.put(k.t2 + TASK["tasks"], "Q", pointer)
+    rows, b = ps(k)
+    assert [p.pid for p in rows] == [1, 2]
+    assert not b.complete and any(why in w for w in b.warnings)
+
+
+def test_ps_garbage_fields(k):
+    k.put_bytes(k.t3 + TASK["comm"], b"\x1b[31m\xff\xfe\x07evil\n!!")  # no NUL, 16 bytes
+    k.put(k.t3 + TASK["real_parent"], "Q", 0xDEAD)  # wild parent pointer
+    k.put(k.t3 + TASK["cred"], "Q", 0xFFFF_8880_7777_0000)  # unmapped cred
+    k.put(k.t4 + TASK["__state"], "I", 0xFFFFFFFF)
+    rows, b = ps(k)
+    by_pid = {p.pid: p for p in rows}
+    assert set(by_pid) == {1, 2, 78}  # 77's cred faults: skipped with a warning
+    assert by_pid[78].state in "RSDTtXZPI?"
+    assert any("77" in w or "unreadable" in w for w in b.warnings)
+    k.put(k.t3 + TASK["cred"], "Q", k.root_cred)
+    rows, b = ps(k)
+    evil = {p.pid: p for p in rows}[77]
+    assert evil.ppid == -1 and evil.comm.isprintable() and len(evil.comm) <= 16
+    assert any("real_parent" in w for w in b.warnings)
+
+
+def test_ps_duplicate_pid(k):
+    k.add_task(2, b"impostor")
+    rows, b = ps(k)
+    assert [p.pid for p in rows].count(2) == 1
+    assert any("twice" in w for w in b.warnings)
+
+
+def test_ps_deadline():
+    k = SyntheticKernel(size=4 << 20)
+    for pid in range(1, 3000):
+        k.add_task(pid, b"t%d" % pid)
+    budget = Budget(0.05)
+    t = time.monotonic()
+    rows, b = ps(k, budget)
+    assert time.monotonic() - t < 5
+    assert 0 < len(rows) < 2999 and not b.complete
+    assert any("deadline" in w for w in b.warnings)
+
+
+def test_walk_list_max_count(k):
+    prog = k.program()
+    b = Budget()
+    got = list(walk_list(prog["init_task"].tasks, "struct task_struct", "tasks", b,
+                         max_count=2, what="tasks"))
+    assert len(got) == 2 and any("more than 2" in w for w in b.warnings)
+
+
+def test_c_string():
+    assert c_string(b"abc\x00def", 16) == "abc"
+    assert c_string(b"\x00", 16) == ""
+    assert c_string(b"a" * 100, 16) == "a" * 16
+    assert c_string(b"\x1b[0m\xff", 16) == "?[0m\ufffd"
+
+
+# -- modules -------------------------------------------------------------------------------
+
+def test_lsmod(k):
+    k.add_module(b"dummy", size=0x3000)
+    k.add_module(b"xen_netfront", refs=2, state=1)
+    rows = linux.modules(k.kernel_program(), Budget())
+    assert [(m.name, m.refcount, m.state) for m in rows] == [
+        ("dummy", 0, "live"), ("xen_netfront", 2, "coming")]
+    assert rows[0].size == 0x3000
+
+
+def test_lsmod_loop_and_garbage(k):
+    a = k.add_module(b"a" * 80)  # no NUL within the 56-byte name
+    k.add_module(b"b")
+    k.put(a + MODULE["list"], "Q", a + MODULE["list"])
+    b = Budget()
+    rows = linux.modules(k.kernel_program(), b)
+    assert [m.name for m in rows] == ["a" * 56]
+    assert not b.complete
+
+
+# -- kernel log ----------------------------------------------------------------------------
+
+RECORDS = [(1_000_000 * i, b"message %d" % i) for i in range(10)]
+
+
+def dmesg(k: SyntheticKernel, budget: Budget | None = None):
+    budget = budget or Budget()
+    return printk.kernel_log(k.kernel_program(), budget), budget
+
+
+def test_dmesg_sane(k):
+    k.set_log(RECORDS + [(99, b"xenvmi-lab: guest xvm-pvh1 is up")])
+    rows, b = dmesg(k)
+    assert [r.text for r in rows][-1] == "xenvmi-lab: guest xvm-pvh1 is up"
+    assert [r.seq for r in rows] == list(range(11)) and b.complete
+    assert rows[3].timestamp == pytest.approx(0.003) and rows[3].level == 6
+
+
+def test_dmesg_wrapped_ring(k):
+    recs = [(i, b"x" * 40 + b"%d" % i) for i in range(40)]
+    k.set_log(recs, count_bits=4, size_bits=9)  # 16 slots, 512-byte text ring
+    rows, b = dmesg(k)
+    # Only the newest records still own their text (older blocks were overwritten).
+    assert [r.text for r in rows] == [t.decode() for _, t in recs[-len(rows):]]
+    assert [r.seq for r in rows] == list(range(40 - len(rows), 40)) and len(rows) >= 8
+
+
+def test_dmesg_bogus_head_index(k):
+    ring = k.set_log(RECORDS)
+    k.put(ring["rb"] + 24, "q", (1 << 61) + 5)  # head_id far away from tail
+    rows, b = dmesg(k)
+    assert len(rows) <= 16 and not b.complete
+    assert any("not reached" in w for w in b.warnings)
+
+
+@pytest.mark.parametrize("offset, fmt, value, why", [
+    (0, "I", 60, "implausible ring sizes"),              # count_bits
+    (40, "I", 63, "implausible ring sizes"),             # text size_bits
+    (8, "Q", 0x1234, "not a kernel address"),            # descs pointer
+    (48, "Q", 0xFFFF_8880_7777_0000, "unreadable"),      # text ring unmapped
+])
+def test_dmesg_hostile_ring_header(k, offset, fmt, value, why):
+    ring = k.set_log(RECORDS)
+    k.put(ring["rb"] + offset, fmt, value)
+    rows, b = dmesg(k)
+    assert rows == [] and any(why in w for w in b.warnings)
+
+
+def test_dmesg_bad_text_positions(k):
+    ring = k.set_log(RECORDS)
+    k.put(ring["descs"] + 24 * 2 + 8, "QQ", 5000, 100)  # begin after next, other wrap
+    k.put(ring["infos"] + 32 * 3 + 16, "H", 0xFFFF)      # text_len beyond the block
+    k.put_bytes(ring["data"] + 8, b"\x1b]0;\x07\xff")   # control characters in text
+    rows, b = dmesg(k)
+    assert 2 not in [r.seq for r in rows]
+    assert rows[0].text.isprintable()
+    assert {r.seq: r.text for r in rows}[3] == "message 3"
+    assert any("impossible text position" in w for w in b.warnings)
+
+
+def test_dmesg_no_prb(k):
+    k.put(k.prb, "Q", 0)
+    rows, b = dmesg(k)
+    assert rows == [] and not b.complete
+
+
+def test_state_char():
+    assert linux.state_char(0, 0) == "R"
+    assert linux.state_char(1, 0) == "S"
+    assert linux.state_char(2, 0) == "D"
+    assert linux.state_char(0, 0x20) == "Z"
+    assert linux.state_char(0x402, 0) == "I"
+    assert linux.state_char(0x1000, 0) == "S"
+    assert linux.state_char(0x40, 0) == "P"

@@ -1,0 +1,304 @@
+"""Collect domains, domain samples and host samples into model dataclasses.
+
+Identity and configuration come from xenstore (written by the toolstack, plus the device
+nodes the guest shares), run state and counters from the hypervisor via libxenstat. The
+xenstore part reads every domain in five pipelined round trips, whatever their number.
+The arithmetic (CPU %, merging, parsing) is plain functions over plain data: unit tests
+drive it with a fake store and fake counters.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from typing import Iterable, Mapping, Protocol, Sequence
+
+from xenvmi.backends.xenstat import DomainCounters, NodeCounters
+from xenvmi.errors import NotFoundError, Unavailable
+from xenvmi.model import (Daemon, Device, Domain, DomainSample, HostSample, NodeSample,
+                          xenbus_state_name)
+
+#: Bounds on what a guest-controlled directory may make us read.
+MAX_DOMAINS, MAX_DEVICE_KINDS, MAX_DEVICES_PER_KIND, MAX_VCPUS = 4096, 32, 64, 512
+_BACKEND_RE = re.compile(r"^/local/domain/\d{1,5}/backend/[A-Za-z0-9_-]+/\d{1,5}/[A-Za-z0-9_-]+$")
+#: State word for Domain.state: the first flag set, in this order, wins.
+_STATE_ORDER = (("d", "dying"), ("c", "crashed"), ("s", "shutdown"), ("p", "paused"),
+                ("r", "running"), ("b", "blocked"))
+
+
+class Store(Protocol):
+    """What collection needs from xenstore (``XenStore``, or a fake in tests): values and
+    children of many paths in one round trip, None for absent ones."""
+    def fetch(self, reads: Iterable[str] = (), lists: Iterable[str] = ()
+              ) -> tuple[Mapping[str, str | None], Mapping[str, list[str] | None]]: ...
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text.strip()) if text is not None else None
+    except ValueError:
+        return None
+
+
+def state_word(letters: str) -> str:
+    """xentop letters ('--b---') -> one word; no flag at all means runnable, waiting."""
+    for letter, word in _STATE_ORDER:
+        if letter in letters:
+            return word
+    return "runnable"
+
+
+def own_guest_type() -> str | None:
+    """This kernel's guest type ('pv', 'pvh', 'hvm'): dom0 has no /libxl/0/type."""
+    try:
+        with open("/sys/hypervisor/guest_type") as f:
+            return f.read(16).strip().lower() or None
+    except OSError:
+        return None
+
+
+# ----------------------------------------------------------------------------- domains
+
+def collect_domains(store: Store, stats: NodeCounters | None = None,
+                    dom0_type: str | None = None) -> list[Domain]:
+    """Every domain xenstore knows, merged with Xen's counters when ``stats`` is given
+    (then Xen, not xenstore, says how many vCPUs there are and which are online).
+
+    xenstored answers one request at a time, so the number of requests is the cost: about
+    ten per domain, in five pipelined round trips (domids; keys; device ids and vCPUs;
+    device nodes; backend states)."""
+    listed = store.fetch(lists=["/local/domain"])[1].get("/local/domain") or []
+    domids = sorted({int(d) for d in listed if d.isdigit()})[:MAX_DOMAINS]
+    keys = ("name", "vm", "memory/target", "memory/static-max", "memory/videoram",
+            "console/backend")
+    base = {d: f"/local/domain/{d}" for d in domids}
+    subdirs = ("device",) if stats else ("device", "cpu")
+    values, dirs = (dict(m) for m in store.fetch(
+        [f"{base[d]}/{k}" for d in domids for k in keys] + [f"/libxl/{d}/type" for d in domids],
+        [f"{base[d]}/{k}" for d in domids for k in subdirs]))
+    kinds = {d: sorted(dirs.get(f"{base[d]}/device") or [])[:MAX_DEVICE_KINDS] for d in domids}
+    cpus = {d: _cpu_ids(dirs.get(f"{base[d]}/cpu")) for d in domids}
+    more, ids = store.fetch([f"{base[d]}/cpu/{c}/availability" for d in domids for c in cpus[d]],
+                            [f"{base[d]}/device/{k}" for d in domids for k in kinds[d]])
+    values.update(more)
+    devs = {d: [(k, i) for k in kinds[d] for i in
+                sorted(ids.get(f"{base[d]}/device/{k}") or [])[:MAX_DEVICES_PER_KIND]]
+            for d in domids}
+    values.update(store.fetch([f"{base[d]}/device/{k}/{i}/{f}" for d in domids
+                               for k, i in devs[d] for f in ("backend", "state")])[0])
+    backends = [_backend(values, f"{base[d]}/device/{k}/{i}", d, i)
+                for d in domids for k, i in devs[d]]
+    backends += [_backend(values, f"{base[d]}/console", d, "0") for d in domids]
+    values.update(store.fetch([f"{b}/state" for b in backends if b])[0])
+    by_id = {c.domid: c for c in stats.domains} if stats else {}
+    return [_domain(d, base[d], values, cpus[d], devs[d], by_id.get(d), dom0_type)
+            for d in domids]
+
+
+def _backend(values: Mapping[str, str | None], front: str, domid: int,
+             devid: str) -> str | None:
+    """The frontend's ``backend`` path if it has the shape a toolstack writes (the backend
+    kind may differ: a vbd served by qdisk). The frontend directory belongs to the guest,
+    so the path is checked before anything is read through it."""
+    path = values.get(f"{front}/backend")
+    if path and _BACKEND_RE.match(path) and path.endswith(f"/{domid}/{devid}"):
+        return path
+    return None
+
+
+def _cpu_ids(names: list[str] | None) -> list[str]:
+    return sorted((n for n in names or [] if n.isdigit()), key=int)[:MAX_VCPUS]
+
+
+def _device(kind: str, devid: str, front: str, values: Mapping[str, str | None],
+            state_key: str | None, domid: int) -> Device:
+    backend = _backend(values, front, domid, devid)
+    return Device(kind=kind, devid=devid,
+                  backend_domid=int(backend.split("/")[3]) if backend else None,
+                  backend=backend,
+                  state=xenbus_state_name(values.get(state_key)) if state_key else None,
+                  backend_state=xenbus_state_name(values.get(f"{backend}/state"))
+                  if backend else None)
+
+
+def _domain(domid: int, base: str, values: Mapping[str, str | None], cpus: list[str],
+            devs: list[tuple[str, str]], stat: DomainCounters | None,
+            dom0_type: str | None) -> Domain:
+    """One Domain from the values read under ``base`` (a pure function: tests use it)."""
+    vm = values.get(f"{base}/vm")
+    uuid = vm.rsplit("/", 1)[-1] if vm and vm.startswith("/vm/") else None
+    dtype = values.get(f"/libxl/{domid}/type") or (dom0_type if domid == 0 else None)
+    target = _int(values.get(f"{base}/memory/target"))
+    if target is not None:  # libxl keeps the video RAM out of the balloon target
+        target += _int(values.get(f"{base}/memory/videoram")) or 0
+    static_max = _int(values.get(f"{base}/memory/static-max"))
+    online = [c for c in cpus if values.get(f"{base}/cpu/{c}/availability") == "online"]
+    devices = [_device(k, i, f"{base}/device/{k}/{i}", values, f"{base}/device/{k}/{i}/state",
+                       domid)
+               for k, i in devs if values.get(f"{base}/device/{k}/{i}/backend")
+               or values.get(f"{base}/device/{k}/{i}/state")]  # not device/suspend/...
+    if values.get(f"{base}/console/backend"):
+        devices.insert(0, _device("console", "0", f"{base}/console", values, None, domid))
+    name = values.get(f"{base}/name") or (stat.name if stat else "") or f"(domain {domid})"
+    mem_kib = stat.memory_bytes // 1024 if stat else None
+    max_kib = stat.memory_max_bytes // 1024 if stat and stat.memory_max_bytes else None
+    return Domain(
+        domid=domid, name=name, uuid=uuid,
+        type=dtype if dtype in ("pv", "pvh", "hvm") else "unknown",
+        state=state_word(stat.state) if stat else None,
+        memory_target_kib=target if target is not None else mem_kib,
+        memory_max_kib=static_max if static_max is not None else max_kib,
+        vcpus=stat.vcpus if stat else (len(cpus) if cpus else None),
+        vcpus_online=stat.vcpus_online if stat else (len(online) if cpus else None),
+        memory_kib=mem_kib, devices=tuple(devices))
+
+
+def find_domain(domains: Sequence[Domain], name_or_id: str | int) -> Domain:
+    """By domid (an int, or all digits) first, then by exact name."""
+    text = str(name_or_id).strip()
+    if text.isdigit():
+        for d in domains:
+            if d.domid == int(text):
+                return d
+    for d in domains:
+        if d.name == text:
+            return d
+    raise NotFoundError(f"no domain {text!r} (`xenvmi list` shows the domains)")
+
+
+# ----------------------------------------------------------------------------- samples
+
+def cpu_percent(prev_ns: int, cur_ns: int, elapsed_s: float) -> float | None:
+    """Percent of one physical CPU, as xentop computes it; None if not computable."""
+    if elapsed_s <= 0 or cur_ns < prev_ns:
+        return None
+    return (cur_ns - prev_ns) / 1e9 / elapsed_s * 100.0
+
+
+def make_samples(cur: NodeCounters, prev: NodeCounters | None = None) -> list[DomainSample]:
+    """DomainSamples from a node, CPU % from ``prev`` (same domid and name), by domid."""
+    before = {(c.domid, c.name): c for c in prev.domains} if prev else {}
+    total = cur.memory_total_bytes or 1
+    out = []
+    for c in sorted(cur.domains, key=lambda c: c.domid):
+        old = before.get((c.domid, c.name))
+        pct = cpu_percent(old.cpu_ns, c.cpu_ns, cur.mono - prev.mono) if old and prev else None
+        vbd = c.vbd or (None,) * 5
+        out.append(DomainSample(
+            time=cur.time, domid=c.domid, name=c.name, state=c.state, cpu_ns=c.cpu_ns,
+            cpu_seconds=c.cpu_ns / 1e9, cpu_percent=pct, memory_kib=c.memory_bytes // 1024,
+            memory_percent=c.memory_bytes / total * 100.0,
+            memory_max_kib=None if c.memory_max_bytes is None else c.memory_max_bytes // 1024,
+            memory_max_percent=None if c.memory_max_bytes is None
+            else c.memory_max_bytes / total * 100.0,
+            vcpus=c.vcpus, vcpus_online=c.vcpus_online, nets=c.nets,
+            net_tx_bytes=c.net_tx_bytes, net_rx_bytes=c.net_rx_bytes, vbds=c.vbds,
+            vbd_oo=vbd[0], vbd_rd=vbd[1], vbd_wr=vbd[2], vbd_rsect=vbd[3], vbd_wsect=vbd[4],
+            ssid=c.ssid))
+    return out
+
+
+def node_sample(cur: NodeCounters) -> NodeSample:
+    return NodeSample(time=cur.time, xen_version=cur.xen_version, cpus=cur.cpus,
+                      cpu_mhz=cur.cpu_hz // 1_000_000,
+                      memory_total_kib=cur.memory_total_bytes // 1024,
+                      memory_free_kib=cur.memory_free_bytes // 1024, domains=len(cur.domains))
+
+
+class DomainSampler:
+    """Successive samples from one libxenstat handle; CPU % from the previous sample."""
+
+    def __init__(self, xenstat=None):
+        if xenstat is None:
+            from xenvmi.backends.xenstat import XenStat
+            xenstat = XenStat().open()
+        self.xenstat = xenstat
+        self.previous: NodeCounters | None = None
+
+    def sample(self) -> tuple[NodeSample, list[DomainSample]]:
+        cur = self.xenstat.node()
+        samples = make_samples(cur, self.previous)
+        self.previous = cur
+        return node_sample(cur), samples
+
+    def close(self) -> None:
+        self.xenstat.close()
+
+
+# ----------------------------------------------------------------------------- host
+
+#: Process names of Xen's dom0 daemons -> the name we report.
+DAEMON_NAMES = {"xenstored": "xenstored", "oxenstored": "xenstored",
+                "xenconsoled": "xenconsoled"}
+REQUIRED_DAEMONS = ("xenstored", "xenconsoled")
+
+
+def daemon_kind(name: str, cmdline: Sequence[str]) -> tuple[str, int | None] | None:
+    """('xenstored', None), ('qemu', domid) or None for an unrelated process."""
+    if name in DAEMON_NAMES:
+        return DAEMON_NAMES[name], None
+    if "qemu" in name and "-xen-domid" in cmdline:
+        i = list(cmdline).index("-xen-domid")
+        return "qemu", _int(cmdline[i + 1]) if i + 1 < len(cmdline) else None
+    return None
+
+
+class HostSampler:
+    """Dom0's CPU, memory and Xen daemons via psutil; CPU % since the previous sample
+    (the first sample measures over ``interval`` seconds)."""
+
+    def __init__(self, interval: float = 0.2):
+        try:
+            import psutil
+        except ImportError:
+            raise Unavailable("host metrics need psutil: pip install 'psutil>=5.9'") from None
+        self.psutil, self.interval, self._procs = psutil, interval, {}
+        self._primed = False
+
+    def _daemons(self) -> list[tuple[str, int | None, object]]:
+        found = []
+        for proc in self.psutil.process_iter(["name", "cmdline"]):
+            kind = daemon_kind(proc.info["name"] or "", proc.info["cmdline"] or [])
+            if kind:
+                proc = self._procs.setdefault(proc.pid, proc)
+                found.append((*kind, proc))
+        return found
+
+    def sample(self) -> HostSample:
+        ps = self.psutil
+        if not self._primed:
+            ps.cpu_percent(None)
+            for _, _, proc in self._daemons():
+                _quiet(proc.cpu_percent, None)
+            time.sleep(self.interval)
+            self._primed = True
+        daemons = []
+        for name, domid, proc in self._daemons():
+            with proc.oneshot():
+                rss = _quiet(lambda: proc.memory_info().rss // 1024)
+                daemons.append(Daemon(
+                    name=name, pid=proc.pid, alive=_quiet(proc.is_running) or False,
+                    cpu_percent=_quiet(proc.cpu_percent, None), rss_kib=rss, domid=domid,
+                    cmdline=" ".join(_quiet(proc.cmdline) or [])[:200]))
+        for name in REQUIRED_DAEMONS:
+            if not any(d.name == name for d in daemons):
+                daemons.append(Daemon(name=name, pid=None, alive=False))
+        self._procs = {d.pid: self._procs[d.pid] for d in daemons if d.pid in self._procs}
+        mem = ps.virtual_memory()
+        return HostSample(
+            time=time.time(), hostname=platform.node(), kernel=platform.release(),
+            cpus=ps.cpu_count() or 0, cpu_percent=ps.cpu_percent(None),
+            load_1m=os.getloadavg()[0], memory_total_kib=mem.total // 1024,
+            memory_available_kib=mem.available // 1024,
+            memory_used_kib=(mem.total - mem.available) // 1024,
+            daemons=tuple(sorted(daemons, key=lambda d: (d.name, d.domid or 0, d.pid or 0))))
+
+
+def _quiet(func, *args):
+    """psutil calls on a process that may exit under us: None instead of an exception."""
+    try:
+        return func(*args)
+    except Exception:  # psutil.NoSuchProcess, AccessDenied, ZombieProcess
+        return None

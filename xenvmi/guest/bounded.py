@@ -1,0 +1,118 @@
+"""Bounded walks over hostile guest memory: every list ends, every view meets its deadline.
+
+A guest controls its own memory, so a task list may loop, point into user space, or be
+rewritten while we read it. Walks here stop at a maximum count, on the first repeated
+node, on a non-kernel pointer, on an unreadable node and at the deadline, and say why in
+a warning; the caller keeps what it got (a partial result), never hangs or crashes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import drgn
+from drgn import Object
+
+from xenvmi.errors import GuestDataError
+
+#: Lowest address of the x86-64 kernel half (4-level paging; 5-level starts lower but
+#: Linux maps nothing of interest below this there either).
+KERNEL_HALF = 0xFFFF_8000_0000_0000
+USER_TOP = 0x0000_8000_0000_0000
+MAX_WARNINGS = 50
+
+
+class DeadlineExceeded(GuestDataError):
+    """The view ran out of time (raised from inside memory reads, so drgn stops too)."""
+
+
+class Budget:
+    """A deadline plus the warnings one view collects on its way."""
+
+    def __init__(self, seconds: float | None = 60.0) -> None:
+        self.deadline = float("inf") if seconds is None else time.monotonic() + seconds
+        self.seconds = seconds
+        self.warnings: list[str] = []
+        self.complete = True
+
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def check(self) -> None:
+        if self.expired():
+            raise DeadlineExceeded(f"deadline of {self.seconds:.0f}s exceeded")
+
+    def warn(self, message: str, partial: bool = True) -> None:
+        """Record a problem; ``partial`` marks the result as incomplete."""
+        if partial:
+            self.complete = False
+        if message in self.warnings:
+            return
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+        elif len(self.warnings) == MAX_WARNINGS:
+            self.warnings.append("(more warnings suppressed)")
+
+
+def is_kernel_pointer(addr: int, align: int = 8) -> bool:
+    """Canonical, in the kernel half and aligned: the least a kernel list pointer must be."""
+    return KERNEL_HALF <= addr <= 0xFFFF_FFFF_FFFF_FFFF and addr % align == 0
+
+
+def is_user_pointer(addr: int) -> bool:
+    return 0 < addr < USER_TOP
+
+
+def walk_list(head: Object, type_name: str, member: str, budget: Budget, *,
+              max_count: int = 100_000, what: str = "list") -> Iterator[Object]:
+    """``container_of`` each node of the ``struct list_head`` ``head`` (not the head itself).
+
+    Stops, with a warning on ``budget``, at ``max_count`` entries, a repeated node, a
+    pointer that is not a kernel address, an unreadable node or the deadline.
+    """
+    prog = head.prog_
+    head_addr = head.address_
+    if head_addr is None:
+        raise ValueError("walk_list needs a list_head in memory")
+    entry_type = prog.type(type_name)
+    try:
+        node = prog.read_u64(head_addr)
+    except drgn.FaultError as e:
+        budget.warn(f"{what}: head at {head_addr:#x} unreadable ({e})")
+        return
+    prev, seen, count, mismatched = head_addr, set(), 0, False
+    while node != head_addr:
+        if budget.expired():
+            budget.warn(f"{what}: stopped at the deadline after {count} entries")
+            return
+        if not is_kernel_pointer(node):
+            budget.warn(f"{what}: entry {count} points to {node:#x}, not a kernel address; "
+                        f"list cut there")
+            return
+        if node in seen:
+            budget.warn(f"{what}: loops back to {node:#x} after {count} entries; list cut there")
+            return
+        if count >= max_count:
+            budget.warn(f"{what}: more than {max_count} entries; list cut there")
+            return
+        seen.add(node)
+        try:
+            nxt = prog.read_u64(node)
+            back = prog.read_u64(node + 8)
+        except drgn.FaultError:
+            budget.warn(f"{what}: entry {count} at {node:#x} unreadable; list cut there")
+            return
+        if back != prev and not mismatched:
+            mismatched = True  # changed while we read, or corrupt: entries may be missing
+            budget.warn(f"{what}: back pointer of entry {count} ({node:#x}) does not match "
+                        "(list changed while being read, or corrupt)", partial=False)
+        yield drgn.container_of(Object(prog, "struct list_head *", node), entry_type, member)
+        prev, node = node, nxt
+        count += 1
+
+
+def c_string(raw: bytes, limit: int) -> str:
+    """A NUL-terminated guest string, cut at ``limit``, non-printables shown as '?'."""
+    text = raw[:limit].split(b"\x00", 1)[0].decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else "?" for c in text)

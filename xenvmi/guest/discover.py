@@ -1,0 +1,225 @@
+"""Find a guest kernel's VMCOREINFO note with no file at all; remember it for the boot.
+
+The note lives in a page the kernel allocated early, which on x86 ends up near the top
+of RAM, so the scan runs top-down in 1 MiB chunks (under TCG about 10 MB/s: a cold
+scan of a 256 MiB guest can take half a minute, a hit near the top a second). Each
+candidate must parse (:mod:`xenvmi.guest.vmcoreinfo`) and its OSRELEASE must equal the
+kernel's own ``init_uts_ns`` release, read through the note's own symbol and phys_base:
+a user process can plant a fake note in its memory, but not in the kernel image.
+
+The result is cached per domain boot: the key is the domain's uuid and domid, and a hit
+must find the very same note bytes at the cached address, so a reboot (or a note that
+moved or changed) falls back to a scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from xenvmi.backends.memory import GuestMemory
+from xenvmi.errors import GuestDataError
+from xenvmi.guest import vmcoreinfo as V
+
+CHUNK = 1 << 20
+MAX_CANDIDATES = 64  # notes (real or planted) checked before giving up
+CACHE_VERSION = 1
+UTS_LEN = 65  # __NEW_UTS_LEN + 1: sysname, nodename, release, ...
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Discovery:
+    """Where the kernel is and what it says about itself, with each fact's source."""
+
+    info: V.VmcoreInfo
+    note_address: int  # guest-physical address of the note header
+    from_cache: bool
+    seconds: float
+    scanned_bytes: int = 0
+    cache_path: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def cache_dir() -> Path:
+    """$XENVMI_CACHE_DIR, else /run/xenvmi (tmpfs: gone with dom0's boot), else ~/.cache."""
+    env = os.environ.get("XENVMI_CACHE_DIR")
+    if env:
+        return Path(env)
+    run = Path("/run")
+    if os.access(run, os.W_OK):
+        return run / "xenvmi"
+    return Path.home() / ".cache" / "xenvmi"
+
+
+def _cache_file(mem: GuestMemory, directory: Path) -> Path | None:
+    if mem.domid is None and mem.uuid is None:
+        return None  # a dump or test image: nothing identifies a boot
+    return directory / "discovery" / f"{mem.uuid or 'nouuid'}-{mem.domid}.json"
+
+
+# -- scanning --------------------------------------------------------------------------
+
+def candidates(mem: GuestMemory, deadline: float, progress: Progress = _quiet,
+               stats: dict | None = None) -> Iterator[int]:
+    """Guest-physical addresses of notes that look like VMCOREINFO, highest first."""
+    top = mem.ram_top
+    pos = max(0, (top - 1) // CHUNK * CHUNK)
+    overlap = len(V.MARKER)
+    scanned, last_report = 0, time.monotonic()
+    while pos >= 0:
+        if time.monotonic() > deadline:
+            raise GuestDataError(f"no VMCOREINFO note found in {mem.name} before the deadline "
+                                 f"(scanned {scanned >> 20} MiB from the top)")
+        size = min(CHUNK + overlap, top - pos)
+        last = pos + min(CHUNK, size) - 1
+        if not mem.page_readable(pos) and not mem.page_readable(last):
+            pos -= CHUNK  # a hole: probing it page by page would take seconds per MiB
+            continue
+        data = mem.read_physical(pos, size)
+        scanned += min(CHUNK, size)
+        if stats is not None:
+            stats["scanned"] = scanned
+        if time.monotonic() - last_report > 5:
+            progress(f"scanning {mem.name}'s memory for the kernel: {scanned >> 20} of "
+                     f"{top >> 20} MiB")  # noqa: E501
+            last_report = time.monotonic()
+        hits = []
+        i = data.find(V.MARKER)
+        while 0 <= i < CHUNK:  # a hit at CHUNK or later is the chunk above's
+            hits.append(pos + i - 12)
+            i = data.find(V.MARKER, i + 1)
+        yield from reversed(hits)
+        pos -= CHUNK
+
+
+def read_note(mem: GuestMemory, addr: int) -> bytes:
+    if addr < 0:
+        raise V.NoteError("note header before address 0")
+    head = mem.read_physical(addr, V.HEADER)
+    return mem.read_physical(addr, V.note_size(head))
+
+
+def verify(mem: GuestMemory, info: V.VmcoreInfo) -> str:
+    """Check the note against the kernel image; returns how (for the sources report)."""
+    uts = info.symbols.get("init_uts_ns")
+    name_off = info.fields.get("OFFSET(uts_namespace.name)")
+    if uts is None or name_off is None or not name_off.isdigit() or int(name_off) > 4096:
+        info.warnings.append("VMCOREINFO has no init_uts_ns: the note could not be checked "
+                             "against the kernel image")
+        return "unverified"
+    pa = info.kernel_image_pa(uts) + int(name_off) + 2 * UTS_LEN
+    release = mem.read_physical(pa, UTS_LEN).split(b"\x00", 1)[0]
+    if release.decode("ascii", "replace") != info.osrelease:
+        raise V.NoteError(f"OSRELEASE {info.osrelease!r} differs from the kernel's "
+                          f"init_uts_ns release {release[:64]!r} at {pa:#x}")
+    return f"init_uts_ns release at {pa:#x} matches"
+
+
+def scan(mem: GuestMemory, timeout: float = 600.0, progress: Progress = _quiet) -> Discovery:
+    """Scan guest memory top-down for the kernel's VMCOREINFO note (no cache)."""
+    t0 = time.monotonic()
+    stats: dict = {"scanned": 0}
+    rejected: list[str] = []
+    for n, addr in enumerate(candidates(mem, t0 + timeout, progress, stats)):
+        if n >= MAX_CANDIDATES:
+            break
+        try:
+            note = read_note(mem, addr)
+            info = V.parse_note(note)
+            how = verify(mem, info)
+        except V.NoteError as e:
+            rejected.append(f"{addr:#x}: {e}")
+            continue
+        d = Discovery(info, addr, False, time.monotonic() - t0, stats["scanned"])
+        d.warnings += [f"ignored a VMCOREINFO look-alike at {r}" for r in rejected[:5]]
+        _fill_sources(d, f"scan of guest memory (note at {addr:#x}, {how})")
+        return d
+    detail = f"; rejected: {'; '.join(rejected[:3])}" if rejected else ""
+    raise GuestDataError(f"no valid VMCOREINFO note in {mem.name}'s memory (scanned "
+                         f"{stats['scanned'] >> 20} MiB in {time.monotonic() - t0:.0f}s): "
+                         f"is it a Linux >= 3.x x86-64 guest?{detail}")
+
+
+def _fill_sources(d: Discovery, where: str) -> None:
+    info = d.info
+    d.sources = {
+        "vmcoreinfo": where,
+        "release": "VMCOREINFO OSRELEASE",
+        "kaslr_slide": ("VMCOREINFO KERNELOFFSET" if "KERNELOFFSET" in info.fields
+                        else "absent from VMCOREINFO (assumed 0)"),
+        "phys_base": "VMCOREINFO NUMBER(phys_base)" if "phys_base" in info.numbers
+        else "absent from VMCOREINFO (assumed 0)",
+        "kallsyms": "VMCOREINFO SYMBOL(kallsyms_*)" if info.has_kallsyms()
+        else "missing (Linux < 6.0)",
+    }
+    d.warnings += info.warnings
+
+
+# -- cache -----------------------------------------------------------------------------
+
+def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
+    t0 = time.monotonic()
+    try:
+        entry = json.loads(path.read_text())
+        if entry.get("version") != CACHE_VERSION:
+            return None
+        addr, want = int(entry["note_address"]), bytes.fromhex(entry["note"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        if read_note(mem, addr) != want:
+            return None
+        info = V.parse_note(want)
+    except V.NoteError:
+        return None
+    d = Discovery(info, addr, True, time.monotonic() - t0, cache_path=str(path))
+    _fill_sources(d, f"cache {path} (note re-read at {addr:#x}, identical)")
+    return d
+
+
+def _store(mem: GuestMemory, path: Path, d: Discovery) -> str | None:
+    note = read_note(mem, d.note_address)
+    entry = {"version": CACHE_VERSION, "domain": mem.name, "uuid": mem.uuid,
+             "domid": mem.domid, "note_address": d.note_address, "note": note.hex(),
+             "sha256": hashlib.sha256(note).hexdigest(), "found_in_seconds": d.seconds}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, path)
+    except OSError as e:
+        return f"could not cache the discovery in {path}: {e.strerror}"
+    return None
+
+
+def discover(mem: GuestMemory, *, use_cache: bool = True, timeout: float = 600.0,
+             progress: Progress = _quiet) -> Discovery:
+    """The kernel's VMCOREINFO, from the per-boot cache when it still matches, else a scan."""
+    path = _cache_file(mem, cache_dir()) if use_cache else None
+    if path is not None:
+        hit = _load_cached(mem, path)
+        if hit is not None:
+            return hit
+    progress(f"looking for the kernel in {mem.name}'s memory (first time this boot; "
+             f"{mem.ram_top >> 20} MiB to scan at most)")
+    d = scan(mem, timeout=timeout, progress=progress)
+    progress(f"found the kernel's VMCOREINFO at {d.note_address:#x} in {d.seconds:.1f}s")
+    if path is not None:
+        problem = _store(mem, path, d)
+        if problem:
+            d.warnings.append(problem)
+        else:
+            d.cache_path = str(path)
+    return d

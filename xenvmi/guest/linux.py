@@ -1,0 +1,204 @@
+"""Linux views on a guest kernel: processes, modules, kernel log, kernel facts.
+
+Each view takes a :class:`~xenvmi.guest.program.KernelProgram` and a Budget, walks guest
+structures with bounded loops (:mod:`xenvmi.guest.bounded`), and turns each entry into a
+model dataclass. An entry that cannot be read becomes a warning, not an exception, so a
+corrupt or changing guest gives a partial list.
+"""
+
+from __future__ import annotations
+
+import drgn
+from drgn import Object
+
+from xenvmi.errors import GuestDataError
+from xenvmi.guest.bounded import (
+    Budget, DeadlineExceeded, c_string, is_kernel_pointer, is_user_pointer, walk_list,
+)
+from xenvmi.guest.model import KernelInfo, Module, Process
+from xenvmi.guest.printk import kernel_log  # noqa: F401  (re-exported view)
+
+MAX_TASKS = 65_536
+MAX_MODULES = 8_192
+MAX_CMDLINE = 4096
+#: What a failed entry read can raise: faults, odd types, our own data errors.
+ENTRY_ERRORS = (drgn.FaultError, LookupError, ValueError, OverflowError, TypeError,
+                GuestDataError)
+
+# include/linux/sched.h (stable since 4.14): TASK_REPORT bits, in fs/proc/array.c order.
+_STATE_CHARS = "RSDTtXZPI"
+_TASK_REPORT = 0x7F
+_TASK_IDLE = 0x402  # TASK_UNINTERRUPTIBLE | TASK_NOLOAD
+_TASK_RTLOCK_WAIT = 0x1000
+_MODULE_STATES = {0: "live", 1: "coming", 2: "going", 3: "unformed"}
+
+
+def state_char(state: int, exit_state: int) -> str:
+    """The ps letter for ``task->__state`` and ``exit_state`` (kernel's task_state_index)."""
+    if state == _TASK_IDLE:
+        return "I"
+    if state == _TASK_RTLOCK_WAIT:
+        state = 1
+    bits = (state | exit_state) & _TASK_REPORT
+    return _STATE_CHARS[bits.bit_length()] if bits.bit_length() < len(_STATE_CHARS) else "?"
+
+
+def _member(obj: Object, *names: str) -> Object:
+    """The first of ``names`` the struct has (fields renamed across kernel versions)."""
+    for name in names:
+        try:
+            return obj.member_(name)
+        except LookupError:
+            continue
+    raise LookupError(f"none of {names} in {obj.type_}")
+
+
+def _deref(prog: drgn.Program, ptr: int, type_name: str) -> Object | None:
+    """``*(type *)ptr`` if ``ptr`` is a plausible kernel pointer, else None."""
+    if not is_kernel_pointer(ptr):
+        return None
+    return Object(prog, type_name, address=ptr)
+
+
+def _cmdline(mm: Object) -> str | None:
+    """The argument strings between mm->arg_start and arg_end, through the task's pgd."""
+    from drgn.helpers.linux.mm import access_remote_vm
+    start, end = mm.arg_start.value_(), mm.arg_end.value_()
+    if not is_user_pointer(start) or not start < end <= start + (1 << 20):
+        return None
+    size = min(end - start, MAX_CMDLINE)
+    try:
+        raw = access_remote_vm(mm, start, size)  # uses mm.pgd only
+    except drgn.FaultError:  # argument pages swapped out or not yet touched
+        return None
+    args = raw.rstrip(b"\x00").split(b"\x00")
+    return " ".join(c_string(a, MAX_CMDLINE) for a in args)
+
+
+def _process(prog: drgn.Program, task: Object, budget: Budget) -> Process:
+    t = task[0].read_()  # one read of the whole task_struct
+    addr = task.value_()
+    pid = t.pid.value_()
+    state = state_char(_member(t, "__state", "state").value_(), t.exit_state.value_())
+    parent = _deref(prog, t.real_parent.value_(), "struct task_struct")
+    ppid = parent.tgid.value_() if parent is not None else -1
+    if parent is None:
+        budget.warn(f"task {pid} at {addr:#x}: bad real_parent pointer")
+    cred = _deref(prog, t.cred.value_(), "struct cred")
+    uid = cred.euid.val.value_() if cred is not None else None
+    try:
+        start_ns = _member(t, "start_boottime", "real_start_time").value_()
+    except LookupError:
+        start_ns = t.start_time.value_()
+    mm_ptr = t.mm.value_()
+    kthread = mm_ptr == 0
+    cmdline = None
+    if not kthread:
+        mm = _deref(prog, mm_ptr, "struct mm_struct")
+        if mm is None:
+            budget.warn(f"task {pid} at {addr:#x}: bad mm pointer {mm_ptr:#x}", partial=False)
+        else:
+            cmdline = _cmdline(mm.read_())
+    return Process(pid=pid, ppid=ppid, comm=c_string(t.comm.string_(), 16),
+                   state=state, uid=uid, start_time=start_ns / 1e9, cmdline=cmdline,
+                   kernel_thread=kthread, task=addr)
+
+
+def processes(kp, budget: Budget) -> list[Process]:
+    """Every process (thread-group leader) on ``init_task.tasks``, like ``ps`` would list."""
+    prog = kp.prog
+    out: list[Process] = []
+    try:
+        head = prog["init_task"].tasks
+    except (LookupError, drgn.FaultError) as e:
+        raise GuestDataError(f"cannot find init_task in the guest kernel: {e}") from None
+    seen_pids: set[int] = set()
+    try:
+        for task in walk_list(head, "struct task_struct", "tasks", budget,
+                              max_count=MAX_TASKS, what="task list"):
+            try:
+                p = _process(prog, task, budget)
+            except DeadlineExceeded:
+                raise
+            except ENTRY_ERRORS as e:
+                budget.warn(f"task at {task.value_():#x} unreadable: {e}")
+                continue
+            if p.pid in seen_pids:
+                budget.warn(f"pid {p.pid} listed twice (task list corrupt)")
+                continue
+            seen_pids.add(p.pid)
+            out.append(p)
+    except DeadlineExceeded:
+        budget.warn(f"task list: stopped at the deadline after {len(out)} processes")
+    return out
+
+
+def _module(prog: drgn.Program, mod: Object) -> Module:
+    m = mod[0].read_()
+    size = base = None
+    try:
+        layout = m.core_layout  # up to Linux 6.3
+        size = layout.size.value_() + m.init_layout.size.value_()
+        base = layout.base.value_()
+    except LookupError:
+        try:  # Linux 6.4+: mem[MOD_TEXT...]
+            size = sum(m.mem[i].size.value_() for i in range(len(m.mem)))
+            base = m.mem[0].base.value_()
+        except (LookupError, TypeError):
+            pass
+    try:
+        refcount = m.refcnt.counter.value_() - 1  # MODULE_REF_BASE
+    except LookupError:
+        refcount = None
+    state = _MODULE_STATES.get(m.state.value_(), "?")
+    return Module(name=c_string(m.name.string_(), 64), size=size, state=state,
+                  refcount=refcount, address=base)
+
+
+def modules(kp, budget: Budget) -> list[Module]:
+    """Loaded modules from the ``modules`` list, like ``lsmod``."""
+    prog = kp.prog
+    out: list[Module] = []
+    try:
+        head = prog["modules"]
+    except (LookupError, drgn.FaultError) as e:
+        raise GuestDataError(f"cannot find the module list in the guest kernel: {e}") from None
+    try:
+        for mod in walk_list(head, "struct module", "list", budget,
+                             max_count=MAX_MODULES, what="module list"):
+            try:
+                out.append(_module(prog, mod))
+            except DeadlineExceeded:
+                raise
+            except ENTRY_ERRORS as e:
+                budget.warn(f"module at {mod.value_():#x} unreadable: {e}")
+    except DeadlineExceeded:
+        budget.warn(f"module list: stopped at the deadline after {len(out)} modules")
+    return out
+
+
+def _uts(prog: drgn.Program) -> tuple[str | None, str | None, str | None]:
+    try:
+        name = prog["init_uts_ns"].name.read_()
+    except (LookupError, drgn.FaultError):
+        return None, None, None
+    return tuple(c_string(getattr(name, f).string_(), 65)
+                 for f in ("release", "version", "nodename"))
+
+
+def kernel_info(kp, budget: Budget) -> KernelInfo:
+    """Release, slide, BTF and symbol counts, and where each fact came from."""
+    d = kp.discovery
+    info = d.info
+    release, version, hostname = _uts(kp.prog)
+    if release is not None and release != info.osrelease:
+        budget.warn(f"init_uts_ns says {release!r} but VMCOREINFO {info.osrelease!r}")
+    sources = dict(kp.sources)
+    sources.update({"version": "init_uts_ns.name.version", "hostname":
+                    "init_uts_ns.name.nodename"})
+    return KernelInfo(
+        domain=kp.memory.name, release=info.osrelease, version=version, hostname=hostname,
+        build_id=info.build_id, kaslr_slide=info.kernel_offset, phys_base=info.phys_base,
+        page_size=info.page_size, vmcoreinfo_address=d.note_address, btf_size=kp.btf_size,
+        btf_types=kp.btf_types, symbols=kp.symbols, discovery_seconds=round(d.seconds, 3),
+        discovery_cached=d.from_cache, sources=sources)

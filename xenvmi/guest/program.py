@@ -1,0 +1,201 @@
+"""Build a drgn Program over any GuestMemory, from the guest's own kallsyms and BTF.
+
+Nothing comes from files: the VMCOREINFO note (:mod:`xenvmi.guest.discover`) gives the
+page tables and kallsyms locations, drgn's kallsyms loader gives symbols, and the BTF
+between ``__start_BTF`` and ``__stop_BTF`` gives types (:mod:`xenvmi.guest.btf_drgn`).
+All reads go through the GuestMemory page cache, and every read checks the deadline of
+the current view, so even drgn's own loops over hostile data end in time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import drgn
+from drgn import Architecture, Platform, PlatformFlags, Program, ProgramFlags, SymbolKind
+
+from xenvmi.backends.memory import GuestMemory, PhysicalFault
+from xenvmi.errors import GuestDataError
+from xenvmi.guest import btf as B
+from xenvmi.guest import symcache
+from xenvmi.guest.bounded import Budget, DeadlineExceeded
+from xenvmi.guest.btf_drgn import attach_btf
+from xenvmi.guest.discover import Discovery
+
+MAX_KALLSYMS = 2_000_000  # Debian's 6.1 kernel has ~150k; refuse absurd counts early
+MAX_BTF = 64 << 20
+DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4
+PLATFORM = Platform(Architecture.X86_64,
+                    PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN)
+
+
+@dataclass
+class KernelProgram:
+    """A drgn Program on a guest kernel, with where its pieces came from."""
+
+    prog: Program
+    memory: GuestMemory
+    discovery: Discovery
+    budget: Budget  # the current view's; replace it per view (see :meth:`view`)
+    btf_size: int = 0
+    btf_types: int = 0
+    symbols: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def view(self, seconds: float | None) -> Budget:
+        """Start a view: a fresh deadline and warning list, and a fresh page snapshot."""
+        self.budget = Budget(seconds)
+        self.memory.invalidate()
+        return self.budget
+
+
+def _reader(kp_ref: list, mem: GuestMemory) -> Callable[[int, int, int, bool], bytes]:
+    def read(address: int, count: int, offset: int, physical: bool) -> bytes:
+        kp = kp_ref[0]
+        if kp is not None and kp.budget.expired():
+            raise DeadlineExceeded(f"deadline of {kp.budget.seconds:.0f}s exceeded")
+        try:
+            return mem.read_physical(address, count, strict=True)
+        except PhysicalFault as e:
+            raise drgn.FaultError("guest-physical address not readable", e.address) from None
+    return read
+
+
+def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
+    prog, info = kp.prog, kp.discovery.info
+    cached = symcache.load_symbols(cache) if cache else None
+    if cached is not None:
+        prog.register_symbol_finder("kallsyms", cached, enable_index=0)
+        kp.symbols = len(cached)
+        kp.sources["symbols"] = f"guest kallsyms tables ({len(cached)} symbols), from {cache}"
+        return
+    if not info.has_kallsyms():
+        raise GuestDataError(
+            f"{kp.memory.name}: VMCOREINFO lists no kallsyms tables (Linux {info.osrelease} "
+            "< 6.0?); symbols from a file (--system-map) are not supported yet")
+    num = prog.read_u32(info.symbols["kallsyms_num_syms"])
+    if not 0 < num <= MAX_KALLSYMS:
+        raise GuestDataError(f"kallsyms_num_syms is {num}: not a kernel symbol count")
+    if prog.flags & ProgramFlags.IS_LOCAL:  # would read dom0's own /proc/kallsyms
+        raise AssertionError("guest Program must not be flagged local")
+    from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
+    try:
+        index = load_vmlinux_kallsyms(prog)
+    except (ValueError, LookupError, drgn.FaultError, OverflowError, MemoryError) as e:
+        raise GuestDataError(f"{kp.memory.name}: the kernel's kallsyms tables are "
+                             f"unreadable: {e}") from None
+    prog.register_symbol_finder("kallsyms", index, enable_index=0)
+    kp.symbols = num
+    if cache:
+        try:
+            symcache.save_symbols(cache, prog.symbols())
+        except OSError as e:
+            kp.warnings.append(f"could not cache the kernel's symbols in {cache}: {e}")
+    for name in ("start_kernel", "schedule"):
+        try:
+            sym = prog.symbol(name)
+        except LookupError:
+            continue
+        if sym.kind != SymbolKind.FUNC:  # the BTF object finder relies on this
+            kp.warnings.append(f"kallsyms gives {name} kind {sym.kind.name}, not FUNC")
+        break
+    kp.sources["symbols"] = f"guest kallsyms tables ({num} symbols, via VMCOREINFO)"
+
+
+def _check_note_owner(kp: KernelProgram) -> None:
+    """The note we used must be the one the kernel's ``vmcoreinfo_note`` points to."""
+    prog, d = kp.prog, kp.discovery
+    try:
+        va = prog.read_u64(prog.symbol("vmcoreinfo_note").address)
+        try:
+            pob = prog.read_u64(prog.symbol("page_offset_base").address)
+        except LookupError:  # no CONFIG_RANDOMIZE_MEMORY: the direct map is fixed
+            pob = DIRECT_MAP
+    except (LookupError, drgn.FaultError):
+        kp.warnings.append("could not cross-check the VMCOREINFO note with vmcoreinfo_note")
+        return
+    pa = va - pob
+    if pa == d.note_address:
+        kp.sources["vmcoreinfo"] += "; is the kernel's own vmcoreinfo_note"
+        return
+    ours = d.info.raw
+    try:
+        theirs = kp.memory.read_physical(pa + 24, len(ours), strict=True)
+    except PhysicalFault:
+        theirs = b""
+    if theirs != ours:
+        raise GuestDataError(f"{kp.memory.name}: the VMCOREINFO note at {d.note_address:#x} "
+                             f"is not the kernel's (vmcoreinfo_note points to {pa:#x}): "
+                             "planted or stale; run again with --no-cache")
+    kp.warnings.append(f"used a copy of VMCOREINFO at {d.note_address:#x}; the kernel's "
+                       f"is at {pa:#x} (identical)")
+
+
+def _load_btf(kp: KernelProgram, cache: Path | None) -> None:
+    prog, info = kp.prog, kp.discovery.info
+    try:
+        start = prog.symbol("__start_BTF").address
+        stop = prog.symbol("__stop_BTF").address
+    except LookupError:
+        raise GuestDataError(f"{kp.memory.name}: the kernel has no BTF (__start_BTF missing "
+                             "from kallsyms): built without CONFIG_DEBUG_INFO_BTF?") from None
+    size = stop - start
+    if not B.HEADER_LEN < size <= MAX_BTF:
+        raise GuestDataError(f"__start_BTF..__stop_BTF is {size} bytes: not plausible BTF")
+    where = f"guest BTF at __start_BTF {start:#x} ({size} bytes)"
+    data = symcache.load_btf(cache, size) if cache else None
+    if data is not None:
+        where += f", from {cache}"
+    else:
+        # The kernel image is physically contiguous: one bulk read, not ~1000 pages.
+        data = kp.memory.read_physical(info.kernel_image_pa(start), size, strict=True)
+        if data[:3] != b"\x9f\xeb\x01":
+            raise GuestDataError(f"no BTF magic at __start_BTF ({start:#x}): "
+                                 f"{data[:4].hex()}")
+    finder = attach_btf(prog, data)
+    kp.btf_size, kp.btf_types = size, finder.btf.count
+    kp.sources["types"] = where
+    if cache and "from" not in where:
+        try:
+            symcache.save_btf(cache, data)
+        except OSError as e:
+            kp.warnings.append(f"could not cache the kernel's BTF in {cache}: {e}")
+
+
+def build(mem: GuestMemory, discovery: Discovery, *, timeout: float | None = 300.0,
+          use_cache: bool = True, progress: Callable[[str], None] = lambda m: None) -> KernelProgram:
+    """A drgn Program for the guest kernel: memory, page tables, kallsyms, BTF."""
+    ref: list = [None]
+    prog = Program(PLATFORM)
+    prog.add_memory_segment(0, mem.max_physical_address, _reader(ref, mem), physical=True)
+    text = discovery.info.raw.split(b"\x00", 1)[0]
+    kp = KernelProgram(prog, mem, discovery, Budget(timeout))
+    kp.sources.update(discovery.sources)
+    kp.warnings += discovery.warnings
+    ref[0] = kp
+    t = time.monotonic()
+    try:
+        prog.set_linux_kernel_custom(text, True)
+    except ValueError as e:
+        raise GuestDataError(f"drgn rejected the guest's VMCOREINFO: {e}") from None
+    caches = symcache.paths(discovery, discovery.info.raw) if use_cache else None
+    if not (caches and caches[0].exists()):
+        progress(f"loading {mem.name}'s kernel symbols (kallsyms)")
+    _load_kallsyms(kp, caches[0] if caches else None)
+    kp.timings["kallsyms"] = time.monotonic() - t
+    try:
+        _check_note_owner(kp)
+    except GuestDataError:
+        for path in (*(caches or ()), discovery.cache_path):
+            if path:
+                Path(path).unlink(missing_ok=True)  # never reuse what a planted note gave
+        raise
+    t = time.monotonic()
+    _load_btf(kp, caches[1] if caches else None)
+    kp.timings["btf"] = time.monotonic() - t
+    return kp

@@ -1,0 +1,153 @@
+"""Parse and check a VMCOREINFO ELF note taken from (hostile) guest memory.
+
+The kernel keeps a note named "VMCOREINFO" whose text (``KEY=VALUE`` lines) gives its
+release, KASLR slide (KERNELOFFSET), phys_base, page size and, since Linux 6.0, where
+its kallsyms tables are. It is everything needed to start reading a kernel without any
+file, but any process in the guest can plant a look-alike in its own memory, so every
+field is bounded and symbol addresses must lie in the kernel image.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+
+NOTE_NAME = b"VMCOREINFO\x00"
+#: What a scan looks for: the padded note name, then the first key of the text.
+MARKER = NOTE_NAME + b"\x00" + b"OSRELEASE="
+HEADER = 12 + 12  # namesz, descsz, type + "VMCOREINFO\0" padded to 4 bytes
+MAX_DESC = 16384  # the kernel's VMCOREINFO_BYTES is one page; allow a large page
+MAX_LINES = 1024
+MAX_LINE = 512
+
+#: x86-64 kernel image mapping: __START_KERNEL_map and KERNEL_IMAGE_SIZE (with KASLR).
+KERNEL_MAP = 0xFFFF_FFFF_8000_0000
+KERNEL_IMAGE_SIZE = 1 << 30
+X86_64_TEXT_BASE = 0xFFFF_FFFF_8100_0000
+
+_KEY = re.compile(rb"^[A-Za-z0-9_]+(\([A-Za-z0-9_.]+\))?$|^[A-Z][A-Z-]*$")
+_VALUE = re.compile(rb"^[\x20-\x7e]*$")
+KALLSYMS_KEYS = ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table",
+                 "kallsyms_token_index", "kallsyms_offsets", "kallsyms_relative_base")
+
+
+class NoteError(ValueError):
+    """This candidate is not a usable VMCOREINFO note (the reason is the message)."""
+
+
+@dataclass
+class VmcoreInfo:
+    """The parsed text of one VMCOREINFO note."""
+
+    raw: bytes  # the note's text (description), exactly as in guest memory
+    fields: dict[str, str]
+    symbols: dict[str, int] = field(default_factory=dict)
+    numbers: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def osrelease(self) -> str:
+        return self.fields.get("OSRELEASE", "")
+
+    @property
+    def build_id(self) -> str | None:
+        return self.fields.get("BUILD-ID")
+
+    @property
+    def kernel_offset(self) -> int:
+        """The KASLR slide (0 when the note has no KERNELOFFSET line)."""
+        return _hex(self.fields.get("KERNELOFFSET", "0"), "KERNELOFFSET")
+
+    @property
+    def phys_base(self) -> int:
+        return self.numbers.get("phys_base", 0)
+
+    @property
+    def page_size(self) -> int:
+        return int(self.fields.get("PAGESIZE", "4096"))
+
+    def has_kallsyms(self) -> bool:
+        return all(k in self.symbols for k in KALLSYMS_KEYS[:4])
+
+    def kernel_image_pa(self, vaddr: int) -> int:
+        """Physical address of a kernel-image virtual address (x86-64 __pa_symbol)."""
+        return vaddr - KERNEL_MAP + self.phys_base
+
+
+def _hex(text: str, key: str) -> int:
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise NoteError(f"{key} is not a hex number: {text[:40]!r}") from None
+
+
+def note_size(header: bytes) -> int:
+    """Total note size from its first 24 bytes; NoteError if the header is not VMCOREINFO's."""
+    if len(header) < HEADER:
+        raise NoteError("truncated note header")
+    namesz, descsz, ntype = struct.unpack_from("<III", header)
+    if namesz != len(NOTE_NAME) or header[12:12 + namesz] != NOTE_NAME:
+        raise NoteError(f"note name size {namesz} / name is not VMCOREINFO")
+    if ntype != 0:
+        raise NoteError(f"note type {ntype} (VMCOREINFO notes have type 0)")
+    if not 10 < descsz <= MAX_DESC:
+        raise NoteError(f"note text size {descsz} out of bounds (max {MAX_DESC})")
+    return HEADER + descsz
+
+
+def parse_note(note: bytes) -> VmcoreInfo:
+    """Parse a whole note (header + text); NoteError for anything not a kernel's note."""
+    size = note_size(note)
+    if len(note) < size:
+        raise NoteError("truncated note text")
+    return parse_text(note[HEADER:size])
+
+
+def parse_text(raw: bytes) -> VmcoreInfo:
+    """Parse ``KEY=VALUE`` lines, bounded; bad lines become warnings, bad essentials errors."""
+    text = raw.split(b"\x00", 1)[0]
+    if not text.startswith(b"OSRELEASE="):
+        raise NoteError("note text does not start with OSRELEASE=")
+    info = VmcoreInfo(raw=bytes(raw), fields={})
+    lines = text.split(b"\n")
+    if len(lines) > MAX_LINES:
+        info.warnings.append(f"VMCOREINFO has {len(lines)} lines; read the first {MAX_LINES}")
+    for n, line in enumerate(lines[:MAX_LINES], 1):
+        if not line:
+            continue
+        key, sep, value = line.partition(b"=")
+        if not sep or len(line) > MAX_LINE or not _KEY.match(key) or not _VALUE.match(value):
+            info.warnings.append(f"VMCOREINFO line {n} ignored (malformed): {line[:60]!r}")
+            continue
+        k, v = key.decode(), value.decode()
+        if k in info.fields:
+            info.warnings.append(f"VMCOREINFO line {n}: duplicate {k} ignored")
+            continue
+        info.fields[k] = v
+        if k.startswith("SYMBOL("):
+            info.symbols[k[7:-1]] = _hex(v, k)
+        elif k.startswith("NUMBER("):
+            try:
+                info.numbers[k[7:-1]] = int(v)
+            except ValueError:
+                info.warnings.append(f"VMCOREINFO {k}={v[:30]!r} is not a number")
+    _check(info)
+    return info
+
+
+def _check(info: VmcoreInfo) -> None:
+    """Refuse notes a running x86-64 kernel cannot have written."""
+    release = info.osrelease
+    if not release or len(release) > 64 or not re.match(r"^[0-9]+\.[0-9]+", release):
+        raise NoteError(f"implausible OSRELEASE {release[:40]!r}")
+    if info.page_size not in (4096,):
+        raise NoteError(f"PAGESIZE={info.fields.get('PAGESIZE')} (x86-64 uses 4096)")
+    slide = info.kernel_offset
+    if slide % 0x200000 or slide >= KERNEL_IMAGE_SIZE:
+        raise NoteError(f"KERNELOFFSET={slide:#x} is not a 2 MiB-aligned slide below 1 GiB")
+    if info.phys_base % 0x1000 or not 0 <= info.phys_base < (1 << 52):
+        raise NoteError(f"phys_base={info.phys_base:#x} is not a page-aligned address")
+    for name, addr in info.symbols.items():
+        if not KERNEL_MAP <= addr < KERNEL_MAP + KERNEL_IMAGE_SIZE:
+            raise NoteError(f"SYMBOL({name})={addr:#x} is outside the kernel image")

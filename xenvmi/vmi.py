@@ -1,0 +1,154 @@
+"""Look inside a guest with zero configuration: the public Python API of the guest views.
+
+    with xenvmi.vmi.open_guest("xvm-pvh1") as g:
+        for p in g.processes().rows:
+            print(p.pid, p.comm)
+
+Opening is cheap (LibVMI partial init); the first view that needs the kernel finds it
+(VMCOREINFO scan, cached per boot) and builds the drgn Program, which later views reuse.
+Each view returns a GuestView: rows, whether they are complete, and warnings. A Guest
+belongs to the thread that opened it (LibVMI is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+from xenvmi.backends.memory import GuestMemory
+from xenvmi.errors import GuestDataError
+from xenvmi.guest.model import GuestView, KernelInfo, LogRecord, Module, Process, VcpuRegisters
+
+T = TypeVar("T")
+Progress = Callable[[str], None]
+
+DEFAULT_TIMEOUT = 120.0  # seconds per view, discovery excluded
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+class Guest:
+    """One guest's memory plus, once needed, its kernel (a drgn Program)."""
+
+    def __init__(self, memory: GuestMemory, *, use_cache: bool = True,
+                 progress: Progress = _quiet, discovery_timeout: float = 600.0) -> None:
+        self.memory = memory
+        self.use_cache = use_cache
+        self.progress = progress
+        self.discovery_timeout = discovery_timeout
+        self._kp = None
+        self.timings: dict[str, float] = {}
+
+    @property
+    def name(self) -> str:
+        return self.memory.name
+
+    def __enter__(self) -> "Guest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.memory.close()
+
+    def kernel_program(self):
+        """The drgn-backed kernel (discovery + kallsyms + BTF), built on first use."""
+        if self._kp is None:
+            from xenvmi.guest import discover, program
+            t = time.monotonic()
+            d = discover.discover(self.memory, use_cache=self.use_cache,
+                                  timeout=self.discovery_timeout, progress=self.progress)
+            self.timings["discovery"] = time.monotonic() - t
+            t = time.monotonic()
+            self._kp = program.build(self.memory, d, timeout=self.discovery_timeout,
+                                     use_cache=self.use_cache, progress=self.progress)
+            self.timings["program"] = time.monotonic() - t
+        return self._kp
+
+    def _view(self, fn, timeout: float | None, pause: bool) -> GuestView:
+        kp = self.kernel_program()
+        t = time.monotonic()
+        budget = kp.view(timeout)
+        if pause:
+            with self.memory.paused():
+                rows = fn(kp, budget)
+        else:
+            rows = fn(kp, budget)
+        view = GuestView(self.name, rows, budget.complete, kp.warnings + budget.warnings,
+                         time.monotonic() - t)
+        view.extra["timings"] = {**self.timings, "view": view.seconds}
+        return view
+
+    def processes(self, timeout: float | None = DEFAULT_TIMEOUT,
+                  pause: bool = False) -> GuestView[Process]:
+        from xenvmi.guest import linux
+        return self._view(linux.processes, timeout, pause)
+
+    def modules(self, timeout: float | None = DEFAULT_TIMEOUT,
+                pause: bool = False) -> GuestView[Module]:
+        from xenvmi.guest import linux
+        return self._view(linux.modules, timeout, pause)
+
+    def kernel_log(self, timeout: float | None = DEFAULT_TIMEOUT,
+                   pause: bool = False) -> GuestView[LogRecord]:
+        from xenvmi.guest import printk
+        return self._view(printk.kernel_log, timeout, pause)
+
+    def kernel_info(self, timeout: float | None = DEFAULT_TIMEOUT) -> GuestView[KernelInfo]:
+        from xenvmi.guest import linux
+        return self._view(lambda kp, b: [linux.kernel_info(kp, b)], timeout, False)
+
+    def registers(self, vcpu: int | None = 0) -> GuestView[VcpuRegisters]:
+        """Decoded registers of one vCPU (``None``: all); needs no kernel, works for PV."""
+        from xenvmi.guest.regs_x86 import decode_x86
+        t = time.monotonic()
+        vcpus = range(self.memory.vcpu_count()) if vcpu is None else [vcpu]
+        rows = []
+        for n in vcpus:
+            raw = self.memory.vcpu_registers(n)
+            rows.append(VcpuRegisters(self.name, n, decode_x86(raw), raw))
+        return GuestView(self.name, rows, True, [], time.monotonic() - t)
+
+
+def open_memory(domain: str | int) -> GuestMemory:
+    """A live domain's memory (by name or domid), via LibVMI."""
+    from xenvmi.backends.libvmi import LibvmiMemory
+    return LibvmiMemory(domain)
+
+
+def open_guest(domain: str | int, **kw) -> Guest:
+    """Open a live domain by name or id; see :class:`Guest` for the keyword arguments."""
+    return Guest(open_memory(domain), **kw)
+
+
+def _once(domain: str | int, method: str, *args, **kw) -> GuestView:
+    opts = {k: kw.pop(k) for k in ("use_cache", "progress", "discovery_timeout") if k in kw}
+    with open_guest(domain, **opts) as g:
+        return getattr(g, method)(*args, **kw)
+
+
+def ps(domain: str | int, **kw) -> GuestView[Process]:
+    return _once(domain, "processes", **kw)
+
+
+def lsmod(domain: str | int, **kw) -> GuestView[Module]:
+    return _once(domain, "modules", **kw)
+
+
+def dmesg(domain: str | int, **kw) -> GuestView[LogRecord]:
+    return _once(domain, "kernel_log", **kw)
+
+
+def kernel(domain: str | int, **kw) -> KernelInfo:
+    view = _once(domain, "kernel_info", **kw)
+    if not view.rows:
+        raise GuestDataError(f"{domain}: no kernel information")
+    return view.rows[0]
+
+
+def regs(domain: str | int, vcpu: int | None = 0) -> GuestView[VcpuRegisters]:
+    with Guest(open_memory(domain)) as g:
+        return g.registers(vcpu)
