@@ -1,0 +1,125 @@
+"""``xenvmi plugins`` and ``xenvmi run PLUGIN [DOMAIN]``: list and run plugins.
+
+Rows render through xenvmi.render like every other command (a table, or ``--json``).
+Warnings go to stderr; a failed plugin is one line on stderr and an exit code:
+3 no such plugin, 5 it cannot run here (the line says what is missing), 2 bad usage,
+1 the plugin raised (or the code of the xenvmi error it raised).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from xenvmi import render
+from xenvmi.commands import add_command
+
+LIST_EXAMPLES = """  xenvmi plugins                         what is installed, and why one cannot run here
+  xenvmi plugins --json
+  xenvmi plugins --plugin-dir ~/my-plugins
+
+plugins come from the xenvmi.plugins entry point group, the checkout's plugins/ folder,
+$XENVMI_PLUGIN_PATH (folders separated by ':') and --plugin-dir; see docs/plugins.md.
+"""
+
+RUN_EXAMPLES = """  xenvmi run netdev xvm-pvh1              a guest's network interfaces
+  xenvmi run files xvm-hvm -o pid=1       open files of the guest's pid 1
+  xenvmi run backends --json              xenstore device health of every domain
+  xenvmi run ps 3 --timeout 300           a built-in view as a plugin, by domain id
+  xenvmi run myplugin --plugin-dir ~/my-plugins
+
+exit codes: 0 ok (warnings on stderr), 1 the plugin failed, 2 usage, 3 no such plugin
+or domain, 4 not root, 5 a requirement is missing here, 7 guest data unusable.
+"""
+
+
+def register(sub: Any) -> None:
+    p = add_command(sub, "plugins", "List installed plugins, what each needs, and why one "
+                    "cannot run here.", LIST_EXAMPLES)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _dirs(p)
+    p.set_defaults(func=run_list)
+    r = add_command(sub, "run", "Run a plugin and print its rows.", RUN_EXAMPLES)
+    r.add_argument("plugin", metavar="PLUGIN", help="plugin name (see `xenvmi plugins`)")
+    r.add_argument("domain", metavar="DOMAIN", nargs="?",
+                   help="guest name or domain id, for plugins that need one")
+    r.add_argument("--json", action="store_true", help="print JSON")
+    r.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a plugin option (repeatable; `xenvmi plugins` lists them)")
+    r.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="stop the plugin after this long (default 120)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    _dirs(r)
+    r.set_defaults(func=run_plugin)
+
+
+def _dirs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin-dir", action="append", default=[], metavar="DIR",
+                   help="also load plugins from DIR (repeatable)")
+
+
+def _status(info) -> str:
+    if info.error:
+        return "broken"
+    return "ready" if info.available else "unavailable"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from xenvmi import plugins
+    infos = plugins.discover(args.plugin_dir)
+    if args.json:
+        print(render.dumps(infos))
+        return 0
+    rows = [{"name": i.name, "version": i.version, "domain": "yes" if i.needs_domain else "-",
+             "requires": ",".join(i.requires) or "-", "status": _status(i),
+             "description": i.description} for i in infos]
+    print(render.table(rows, ["name", "version", "domain", "requires", "status",
+                              "description"]) if rows else "(no plugins found)")
+    problems = [i for i in infos if not i.available]
+    if problems:
+        print()
+        for i in problems:
+            print(f"{i.name}: {i.error or i.why_not}  [{i.source}]")
+    return 0
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    from xenvmi.errors import UsageError
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"run: -o wants KEY=VALUE, not {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def run_plugin(args: argparse.Namespace) -> int:
+    from xenvmi import plugins
+    from xenvmi.errors import UsageError
+    if not args.timeout > 0:
+        raise UsageError("run: --timeout must be positive")
+    quiet = args.quiet or args.json
+    progress = (lambda m: None) if quiet else \
+        (lambda m: print(f"xenvmi: {m}", file=sys.stderr, flush=True))
+    domain = args.domain
+    res = plugins.run(args.plugin, domain, extra_dirs=args.plugin_dir, timeout=args.timeout,
+                      options=_options(args.option), progress=progress)
+    if args.json:
+        print(render.dumps({"plugin": res.plugin, "version": res.version,
+                            "domain": res.domain, "rows": res.rows, "complete": res.complete,
+                            "warnings": res.warnings, "error": res.error,
+                            "seconds": round(res.seconds, 3)}))
+    elif res.rows:
+        print(render.table(res.rows, list(res.columns) or None))
+    elif res.error is None:
+        print("(no rows)")
+    for w in res.warnings:
+        print(f"xenvmi: warning: {w}", file=sys.stderr)
+    if res.error is not None:
+        print(f"xenvmi: error: {res.error}", file=sys.stderr)
+        return res.exit_code or 1
+    if not res.complete:
+        print(f"xenvmi: warning: {res.plugin} may be incomplete (see above)", file=sys.stderr)
+    return 0

@@ -1,0 +1,220 @@
+"""Find plugins: the ``xenvmi.plugins`` entry points, then plugin folders, one file each.
+
+Folders, in order: the checkout's ``plugins/`` (beside the ``xenvmi`` package), every
+directory in ``$XENVMI_PLUGIN_PATH`` (``os.pathsep``-separated), then ``--plugin-dir``
+ones. A plugin that fails to import or declares nonsense is listed with ``error`` set:
+one bad file never hides the others. The first plugin of a name wins; a later one of the
+same name is listed as shadowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+from xenvmi.plugins import requirements
+from xenvmi.plugins.base import API_VERSION, Plugin
+
+GROUP = "xenvmi.plugins"
+ENV_PATH = "XENVMI_PLUGIN_PATH"
+BUILTIN_MODULE = "xenvmi.builtin_plugins"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What ``xenvmi plugins`` shows: who a plugin is, what it needs, whether it can run."""
+
+    name: str
+    version: str
+    description: str
+    requires: tuple[str, ...]
+    available: bool
+    why_not: str              # '' when available
+    needs_domain: bool
+    source: str               # file path, or "entry point <module:attr>"
+    error: str | None = None  # it could not be loaded (import error, bad declaration)
+    api_version: int = API_VERSION
+    row: str = ""             # the row dataclass's name
+    columns: tuple[str, ...] = ()
+    options: dict[str, str] = field(default_factory=dict)
+    has_tui: bool = False
+
+
+@dataclass
+class Entry:
+    """A discovered plugin: its info and, when it loaded, its class."""
+
+    info: PluginInfo
+    cls: type[Plugin] | None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _broken(name: str, source: str, error: str) -> Entry:
+    return Entry(PluginInfo(name=name, version="?", description="", requires=(),
+                            available=False, why_not=error, needs_domain=False,
+                            source=source, error=error), None)
+
+
+def _validate(cls: Any) -> str | None:
+    """What is wrong with a plugin class's declarations (None: nothing)."""
+    if not (inspect.isclass(cls) and issubclass(cls, Plugin)):
+        return f"{cls!r} is not a xenvmi.plugins.Plugin subclass"
+    if not isinstance(cls.name, str) or not _NAME.match(cls.name):
+        return f"plugin name {cls.name!r} must match {_NAME.pattern}"
+    if not (dataclasses.is_dataclass(cls.row) and isinstance(cls.row, type)):
+        return f"{cls.name}: row = {cls.row!r} is not a dataclass"
+    if not (isinstance(cls.requires, tuple) and all(isinstance(r, str) for r in cls.requires)):
+        return f"{cls.name}: requires must be a tuple of names"
+    if cls.run is Plugin.run:
+        return f"{cls.name}: does not implement run(ctx)"
+    names = {f.name for f in dataclasses.fields(cls.row)}
+    bad = [c for c in (cls.columns or ()) if c not in names]
+    if bad:
+        return f"{cls.name}: columns {bad} are not fields of {cls.row.__name__}"
+    return None
+
+
+def _info(cls: type[Plugin], source: str, fallback: str) -> Entry:
+    """Validate and describe a plugin class; ``fallback`` names it if its name is bad."""
+    error = _validate(cls)
+    if error:
+        name = getattr(cls, "name", None)
+        return _broken(name if isinstance(name, str) and _NAME.match(name) else fallback,
+                       source, error)
+    if cls.api_version != API_VERSION:
+        why = [f"needs plugin API {cls.api_version}, this xenvmi has {API_VERSION}"]
+    else:
+        why = requirements.unmet(cls.requires)
+        try:
+            extra = cls.check()
+        except Exception as e:  # isolation boundary: a plugin's own check may fail
+            extra = f"check failed: {_one_line(e)}"
+        if extra:
+            why.append(extra)
+    fields = tuple(f.name for f in dataclasses.fields(cls.row))
+    return Entry(PluginInfo(
+        name=cls.name, version=str(cls.version), description=cls.description.strip(),
+        requires=tuple(cls.requires), available=not why, why_not="; ".join(why),
+        needs_domain=bool(cls.needs_domain), source=source, api_version=cls.api_version,
+        row=cls.row.__name__, columns=tuple(cls.columns or fields),
+        options=dict(cls.options), has_tui=cls.tui_panel.__func__ is not
+        Plugin.tui_panel.__func__), cls)
+
+
+# -- entry points ------------------------------------------------------------------------
+
+def _from_entry_points() -> list[Entry]:
+    out = []
+    for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        source = f"entry point {ep.value}"
+        try:
+            obj = ep.load()
+        except Exception as e:  # isolation boundary: any import-time failure
+            out.append(_broken(ep.name, source, _one_line(e)))
+            continue
+        out.append(_info(obj if inspect.isclass(obj) else type(obj), source, ep.name))
+    return out
+
+
+def _builtins_fallback(seen: set[str]) -> list[Entry]:
+    """The built-in plugins when the installed metadata predates them (a checkout synced
+    over an older editable install): the entry points are the normal way in."""
+    try:
+        module = importlib.import_module(BUILTIN_MODULE)
+    except Exception as e:  # isolation boundary
+        return [_broken("builtin", BUILTIN_MODULE, _one_line(e))]
+    return [_info(cls, f"builtin {BUILTIN_MODULE}:{cls.__name__}", cls.name)
+            for cls in module.BUILTINS if cls.name not in seen]
+
+
+# -- folders -----------------------------------------------------------------------------
+
+def default_dirs() -> list[Path]:
+    """The checkout's plugins/ folder (if any), then $XENVMI_PLUGIN_PATH's folders."""
+    dirs = []
+    checkout = Path(__file__).resolve().parent.parent.parent / "plugins"
+    if checkout.is_dir():
+        dirs.append(checkout)
+    dirs += [Path(p) for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p]
+    return dirs
+
+
+_loaded: dict[Path, tuple[tuple[int, int], Entry]] = {}
+
+
+def _load_file(path: Path) -> Entry:
+    """Import one plugin file (again only if it changed) and find its Plugin class."""
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _loaded.get(path)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    modname = f"xenvmi_plugin_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
+    spec = importlib.util.spec_from_file_location(modname, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module  # dataclasses look their module up while being built
+    try:
+        spec.loader.exec_module(module)
+        entry = _entry_of(module, path)
+    except Exception as e:  # isolation boundary: any error while importing a user file
+        sys.modules.pop(modname, None)
+        entry = _broken(path.stem, str(path), _one_line(e))
+    _loaded[path] = (stamp, entry)
+    return entry
+
+
+def _entry_of(module: Any, path: Path) -> Entry:
+    explicit = getattr(module, "PLUGIN", None)
+    if explicit is not None:
+        return _info(explicit if inspect.isclass(explicit) else type(explicit), str(path),
+                     path.stem)
+    found = [c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, Plugin)
+             and c is not Plugin and c.__module__ == module.__name__]
+    if len(found) != 1:
+        what = "no Plugin subclass" if not found else f"{len(found)} Plugin subclasses"
+        return _broken(path.stem, str(path), f"defines {what} (one per file, or set PLUGIN)")
+    return _info(found[0], str(path), path.stem)
+
+
+def _from_dir(folder: Path) -> list[Entry]:
+    if not folder.is_dir():
+        return [_broken(folder.name or str(folder), str(folder),
+                        f"plugin folder {folder} does not exist")]
+    return [_load_file(p.resolve()) for p in sorted(folder.glob("*.py"))
+            if not p.name.startswith(("_", "."))]
+
+
+def discover_entries(extra_dirs: Sequence[str | Path] = ()) -> list[Entry]:
+    """Every plugin found, in precedence order, shadowed duplicates marked."""
+    entries = _from_entry_points()
+    entries += _builtins_fallback({e.info.name for e in entries})
+    seen_dirs: set[Path] = set()
+    for folder in [*default_dirs(), *(Path(d) for d in extra_dirs)]:
+        key = folder.resolve()
+        if key not in seen_dirs:
+            seen_dirs.add(key)
+            entries += _from_dir(folder)
+    owner: dict[str, str] = {}
+    out = []
+    for e in entries:
+        first = owner.setdefault(e.info.name, e.info.source)
+        if first != e.info.source and e.cls is not None:
+            why = f"shadowed: a plugin named {e.info.name!r} comes first from {first}"
+            e = Entry(dataclasses.replace(e.info, available=False, why_not=why), e.cls)
+        out.append(e)
+    return out

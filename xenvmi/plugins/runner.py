@@ -1,0 +1,128 @@
+"""Run one plugin, isolated: whatever it does, the caller gets a PluginResult back.
+
+The plugin runs in a thread of its own with a deadline. Cooperative plugins (every guest
+walk through ``ctx.budget``) stop at the deadline with a partial result; one that does not
+is abandoned after a grace period and reported as timed out. Exceptions become one line in
+``PluginResult.error``; rows are checked against the plugin's row dataclass as they come.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from xenvmi.errors import XenvmiError
+from xenvmi.plugins.base import Context, _quiet
+from xenvmi.plugins.loader import Entry, _one_line, discover_entries
+
+#: Rows kept from one run; more is a runaway plugin, not a result.
+MAX_ROWS = 1_000_000
+
+
+@dataclass
+class PluginResult:
+    """One run: rows (dataclass instances), warnings, and why it failed or is partial."""
+
+    plugin: str
+    domain: str | int | None
+    rows: list[Any] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    complete: bool = False
+    seconds: float = 0.0
+    exit_code: int = 0  # what the CLI exits with (README's codes)
+    version: str = ""
+    columns: tuple[str, ...] = ()
+
+
+def grace(timeout: float) -> float:
+    """How long after the deadline a plugin may take to wind down before it is abandoned."""
+    return min(10.0, 1.0 + timeout * 0.1)
+
+
+class _Sink:
+    """Shared between the plugin thread and the caller; list appends are atomic."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+        self.error: str | None = None
+        self.exit_code = 0
+        self.done = threading.Event()
+
+
+def _body(entry: Entry, ctx: Context, sink: _Sink) -> None:
+    cls = entry.cls
+    try:
+        produced = cls().run(ctx)
+        for row in produced if produced is not None else ():
+            if not (dataclasses.is_dataclass(row) and isinstance(row, cls.row)):
+                raise TypeError(f"{cls.name} produced a {type(row).__name__}, not a "
+                                f"{cls.row.__name__} dataclass")
+            if len(sink.rows) >= MAX_ROWS:
+                ctx.warn(f"more than {MAX_ROWS} rows; the rest were dropped")
+                break
+            sink.rows.append(row)
+    except BaseException as e:  # isolation boundary: the plugin may raise anything
+        sink.error = _one_line(e)
+        sink.exit_code = e.exit_code if isinstance(e, XenvmiError) else 1
+    finally:
+        try:
+            ctx.close()
+        except Exception as e:  # isolation boundary: closing the guest failed
+            ctx.warn(f"closing the guest: {_one_line(e)}", partial=False)
+        sink.done.set()
+
+
+def _find(name: str, extra_dirs: Sequence[str | Path]) -> Entry | None:
+    matches = [e for e in discover_entries(extra_dirs) if e.info.name == name]
+    usable = [e for e in matches if e.cls is not None and e.info.available]
+    return (usable or matches or [None])[0]
+
+
+def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | Path] = (),
+        timeout: float | None = 120, options: dict[str, str] | None = None,
+        progress: Callable[[str], None] = _quiet) -> PluginResult:
+    """Run plugin ``name`` on ``domain``; never raises for anything the plugin does."""
+    start = time.monotonic()
+    entry = _find(name, extra_dirs)
+    result = PluginResult(plugin=name, domain=domain)
+
+    def fail(error: str, code: int) -> PluginResult:
+        result.error, result.exit_code = error, code
+        result.seconds = time.monotonic() - start
+        return result
+
+    if entry is None:
+        return fail(f"no plugin named {name!r} (`xenvmi plugins` lists them)", 3)
+    info = entry.info
+    result.version, result.columns = info.version, info.columns
+    if entry.cls is None:
+        return fail(f"plugin {name} failed to load: {info.error}", 1)
+    if info.needs_domain and domain is None:
+        return fail(f"plugin {name} needs a DOMAIN (name or id)", 2)
+    if not info.available:
+        return fail(f"plugin {name} cannot run here: {info.why_not}", 5)
+    unknown = sorted(set(options or {}) - set(info.options))
+    if unknown:
+        takes = ", ".join(info.options) or "none"
+        return fail(f"plugin {name} has no option {', '.join(unknown)} (options: {takes})", 2)
+
+    ctx = Context(name, domain, options, timeout, progress)
+    sink = _Sink()
+    thread = threading.Thread(target=_body, args=(entry, ctx, sink), daemon=True,
+                              name=f"xenvmi-plugin-{name}")
+    thread.start()
+    finished = sink.done.wait(None if timeout is None else timeout + grace(timeout))
+    result.rows = list(sink.rows)
+    result.warnings = list(ctx.warnings)
+    if not finished:
+        return fail(f"TimeoutError: {name} did not stop within its {timeout:g}s timeout "
+                    "(abandoned; its rows so far are kept)", 1)
+    result.error, result.exit_code = sink.error, sink.exit_code
+    result.complete = sink.error is None and ctx.complete
+    result.seconds = time.monotonic() - start
+    return result
