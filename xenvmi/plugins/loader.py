@@ -153,16 +153,27 @@ def default_dirs() -> list[Path]:
     return dirs
 
 
-_loaded: dict[Path, tuple[tuple[int, int], Entry]] = {}
+#: Loaded plugin files: path -> (mtime and size, the class or why it failed to load).
+_loaded: dict[Path, tuple[tuple[int, int], type[Plugin] | str]] = {}
 
 
 def _load_file(path: Path) -> Entry:
-    """Import one plugin file (again only if it changed) and find its Plugin class."""
+    """Import one plugin file (again only if it changed); requirements are checked anew
+    on every call, since what is installed may change while the TUI runs."""
     st = path.stat()
     stamp = (st.st_mtime_ns, st.st_size)
     cached = _loaded.get(path)
-    if cached and cached[0] == stamp:
-        return cached[1]
+    if not cached or cached[0] != stamp:
+        cached = (stamp, _import_file(path))
+        _loaded[path] = cached
+    found = cached[1]
+    if isinstance(found, str):
+        return _broken(path.stem, str(path), found)
+    return _info(found, str(path), path.stem)
+
+
+def _import_file(path: Path) -> type[Plugin] | str:
+    """The file's plugin class, or the one-line reason it has none."""
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     modname = f"xenvmi_plugin_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
     spec = importlib.util.spec_from_file_location(modname, path)
@@ -170,25 +181,18 @@ def _load_file(path: Path) -> Entry:
     sys.modules[modname] = module  # dataclasses look their module up while being built
     try:
         spec.loader.exec_module(module)
-        entry = _entry_of(module, path)
     except Exception as e:  # isolation boundary: any error while importing a user file
         sys.modules.pop(modname, None)
-        entry = _broken(path.stem, str(path), _one_line(e))
-    _loaded[path] = (stamp, entry)
-    return entry
-
-
-def _entry_of(module: Any, path: Path) -> Entry:
+        return _one_line(e)
     explicit = getattr(module, "PLUGIN", None)
     if explicit is not None:
-        return _info(explicit if inspect.isclass(explicit) else type(explicit), str(path),
-                     path.stem)
+        return explicit if inspect.isclass(explicit) else type(explicit)
     found = [c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, Plugin)
              and c is not Plugin and c.__module__ == module.__name__]
     if len(found) != 1:
         what = "no Plugin subclass" if not found else f"{len(found)} Plugin subclasses"
-        return _broken(path.stem, str(path), f"defines {what} (one per file, or set PLUGIN)")
-    return _info(found[0], str(path), path.stem)
+        return f"defines {what} (one per file, or set PLUGIN)"
+    return found[0]
 
 
 def _from_dir(folder: Path) -> list[Entry]:
