@@ -149,7 +149,7 @@ def default_dirs() -> list[Path]:
     checkout = Path(__file__).resolve().parent.parent.parent / "plugins"
     if checkout.is_dir():
         dirs.append(checkout)
-    dirs += [Path(p) for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p]
+    dirs += [Path(p).expanduser() for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p]
     return dirs
 
 
@@ -208,7 +208,7 @@ def discover_entries(extra_dirs: Sequence[str | Path] = ()) -> list[Entry]:
     entries = _from_entry_points()
     entries += _builtins_fallback({e.info.name for e in entries})
     seen_dirs: set[Path] = set()
-    for folder in [*default_dirs(), *(Path(d) for d in extra_dirs)]:
+    for folder in [*default_dirs(), *(Path(d).expanduser() for d in extra_dirs)]:
         key = folder.resolve()
         if key not in seen_dirs:
             seen_dirs.add(key)
