@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xenvmi.errors import UsageError
 from xenvmi.guest.model import LogRecord, Module, Process
 from xenvmi.plugins import Context, Plugin
 
@@ -71,10 +72,12 @@ class Dmesg(Plugin):
 
     def run(self, ctx: Context):
         tail = ctx.option("tail", None, int)
+        if tail is not None and tail < 0:
+            raise UsageError("dmesg: tail wants a number >= 0")
         view = ctx.guest().kernel_log(timeout=ctx.remaining(),
                                       pause=ctx.option("pause", False, _yes))
         rows = ctx.adopt(view)
-        return rows if tail is None else rows[-tail:] if tail > 0 else []
+        return rows if tail is None else rows[-tail:] if tail else []
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,14 @@ def test_unavailable_plugin(folder, monkeypatch):
     assert res.rows == [] and not res.complete
 
 
+def test_requirements_are_checked_on_every_discovery(folder, monkeypatch):
+    write(folder, "needy", plugin("needy", "return []", requires="('bcc',)"))
+    monkeypatch.setitem(requirements.CHECKS, "bcc", lambda: "bcc: missing")
+    assert not by_name(plugins.discover([folder]))["needy"].available
+    monkeypatch.setitem(requirements.CHECKS, "bcc", lambda: None)  # installed meanwhile
+    assert by_name(plugins.discover([folder]))["needy"].available
+
+
 def test_plugin_own_check(folder):
     write(folder, "picky", plugin("picky", "return []") +
           "    @classmethod\n    def check(cls):\n        return 'picky: needs a full moon'\n")

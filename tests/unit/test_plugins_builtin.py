@@ -84,6 +84,13 @@ def test_ps_cli_json(guest, capsys):
     assert got["rows"][0]["comm"] == "init" and got["complete"]
 
 
+def test_dmesg_tail(guest):
+    assert len(plugins.run("dmesg", "g", options={"tail": "0"}).rows) == 0
+    assert len(plugins.run("dmesg", "g").rows) == 2
+    res = plugins.run("dmesg", "g", options={"tail": "-1"})
+    assert res.exit_code == 2 and "tail wants a number >= 0" in res.error
+
+
 def test_pause_option_is_checked(guest):
     res = plugins.run("ps", "g", options={"pause": "maybe"})
     assert res.exit_code == 2 and "pause='maybe' is not a valid yes/no" in res.error

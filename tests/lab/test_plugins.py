@@ -1,0 +1,209 @@
+"""Every shipped plugin, through `xenvmi run`, against the lab's real Xen and guests.
+
+Ground truth: each guest's own console report (processes, modules; groundtruth.py), what
+the guest image is known to hold (busybox init on /dev/console, the dummy module and so
+lo + dummy0, no disk, no network card), `xenvmi list` for devices, and hypercalls this
+process makes itself through /dev/xen/privcmd while a tracing plugin runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from xenvmi.lab import dom0
+from xenvmi.lab.groundtruth import KMSG_LINE, last_boot, parse_reports
+
+from .conftest import GUESTS, ground_truth
+
+PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
+SHIPPED = {"ps", "lsmod", "dmesg", "hypercalls", "netdev", "files", "backends", "hcerrors"}
+TRANSIENT = {"sleep", "cut", "grep", "tr", "uname", "ps", "cat", "sh"}
+MY_COMM = Path("/proc/self/comm").read_text().strip()
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+def xenvmi(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xenvmi", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_json(plugin: str, *args: str) -> dict:
+    res = xenvmi("run", plugin, *args, "--json", "--timeout", "600")
+    assert res.returncode == 0, f"run {plugin} {args}: exit {res.returncode}: {res.stderr}"
+    got = json.loads(res.stdout)
+    assert got["error"] is None and got["plugin"] == plugin
+    return got
+
+
+def reports(name: str):
+    return parse_reports(last_boot(dom0.read_console(name)))
+
+
+def next_report(name: str, after_seq: int, timeout: float = 120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        newer = [r for r in reports(name) if r.seq > after_seq]
+        if newer:
+            return newer[0]
+        time.sleep(2)
+    pytest.fail(f"{name} printed no report after #{after_seq} within {timeout:.0f}s")
+
+
+@pytest.fixture(scope="module", params=PLUGIN_GUESTS)
+def guest(request, guests):
+    """Each guest, after one (possibly cold) kernel discovery so the plugins hit the cache."""
+    res = xenvmi("kernel", request.param, "--json")
+    assert res.returncode == 0, res.stderr
+    return request.param
+
+
+def test_every_shipped_plugin_is_ready_in_dom0(guests):
+    res = xenvmi("plugins", "--json")
+    assert res.returncode == 0, res.stderr
+    infos = {p["name"]: p for p in json.loads(res.stdout)}
+    assert SHIPPED <= set(infos)
+    problems = {n: infos[n]["error"] or infos[n]["why_not"] for n in SHIPPED
+                if not infos[n]["available"]}
+    assert not problems, problems
+    text = xenvmi("plugins")
+    assert text.returncode == 0 and "ready" in text.stdout
+
+
+# -- built-in guest views as plugins -------------------------------------------------------
+
+def test_ps_plugin_matches_console(guest):
+    before = reports(guest)[-1]
+    got = run_json("ps", guest)
+    after = next_report(guest, before.seq)
+    ours = {(p["pid"], p["ppid"], p["comm"]) for p in got["rows"]}
+    truth_b = {(p.pid, p.ppid, p.comm) for p in before.processes}
+    truth_a = {(p.pid, p.ppid, p.comm) for p in after.processes}
+    missing = (truth_b & truth_a) - ours
+    extra = {p for p in ours - (truth_b | truth_a)
+             if not (p[2] in TRANSIENT or p[2].startswith("kworker/"))}
+    assert not missing and not extra, (sorted(missing), sorted(extra))
+    assert got["complete"], got["warnings"]
+
+
+def test_lsmod_and_dmesg_plugins(guest):
+    mods = {m["name"] for m in run_json("lsmod", guest)["rows"]}
+    assert mods == set(ground_truth(guest).modules) and "dummy" in mods
+    log = run_json("dmesg", guest, "-o", "tail=100000")
+    assert KMSG_LINE.format(name=guest) in [r["text"] for r in log["rows"]]
+
+
+# -- plugins/ ------------------------------------------------------------------------------
+
+def test_netdev(guest):
+    got = run_json("netdev", guest)
+    by_name = {d["name"]: d for d in got["rows"]}
+    lo = by_name["lo"]
+    assert lo["ifindex"] == 1 and lo["mtu"] == 65536 and "LOOPBACK" in lo["flags"].split(",")
+    assert lo["mac"] == "00:00:00:00:00:00"
+    # The dummy module (loaded by the guest's init) creates dummy0 (numdummies=1).
+    assert "dummy0" in by_name and by_name["dummy0"]["mac"].count(":") == 5
+    assert len({d["netns"] for d in got["rows"]}) == 1  # busybox makes no namespaces
+    assert len({d["ifindex"] for d in got["rows"]}) == len(got["rows"])
+    assert got["complete"], got["warnings"]
+
+
+def test_files_of_pid_1(guest):
+    got = run_json("files", guest, "-o", "pid=1")
+    fds = {f["fd"]: f for f in got["rows"]}
+    for fd in (0, 1, 2):  # the kernel opened /dev/console for init (console_on_rootfs)
+        assert fds[fd]["path"] == "/dev/console" and fds[fd]["mode"] == "rw", fds
+    assert {f["pid"] for f in got["rows"]} == {1}
+    assert got["complete"], got["warnings"]
+
+
+def test_files_of_every_process(guest):
+    got = run_json("files", guest, "-o", "pid=all")
+    pids = {f["pid"] for f in got["rows"] if f["path"] == "/dev/console"}
+    ps = {p["comm"]: p["pid"] for p in run_json("ps", guest)["rows"]}
+    # Init's children inherited fds 0-2 on the console.
+    assert {1, ps["xvm-alpha"], ps["xvm-parent"]} <= pids
+    assert all(not p.startswith("?") for p in (f["path"] for f in got["rows"])), got["rows"]
+
+
+def test_files_unknown_pid_exit_code(guest):
+    res = xenvmi("run", "files", guest, "-o", "pid=99999", "--timeout", "600")
+    assert res.returncode == 3 and "no process with pid 99999" in res.stderr
+
+
+def test_backends_every_guest_connected(guests):
+    got = run_json("backends")
+    rows = got["rows"]
+    for name in GUESTS:
+        mine = [r for r in rows if r["domain"] == name]
+        consoles = [r for r in mine if r["kind"] == "console"]
+        assert consoles and all(r["ok"] for r in consoles), (name, consoles)
+        bad = [r for r in mine if r["kind"] in ("console", "vbd", "vif") and not r["ok"]]
+        assert not bad, (name, bad)
+    listed = json.loads(xenvmi("list", "--json").stdout)
+    devices = {(d["domid"], dev["kind"], dev["devid"]) for d in listed for dev in d["devices"]}
+    assert devices == {(r["domid"], r["kind"], r["devid"]) for r in rows
+                       if r["domain"] != "(gone)"}
+
+
+def test_backends_one_domain(guests):
+    got = run_json("backends", "xvm-pvh1")
+    assert {r["domain"] for r in got["rows"]} == {"xvm-pvh1"}
+
+
+def test_pv_guest_is_one_clear_line(guests):
+    res = xenvmi("run", "netdev", "xvm-pv", "--timeout", "600")
+    assert res.returncode == 5, res
+    assert res.stderr.strip().splitlines()[-1].startswith("xenvmi: error: ")
+    assert "PV" in res.stderr and "Traceback" not in res.stderr
+
+
+# -- tracing plugins: this process makes the hypercalls they must see ----------------------
+
+class Provoker:
+    """domctl getdomaininfo(999) -> -ESRCH every 0.2 s until stopped, from this process."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.results: list[int] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        from xenvmi.trace.privcmd import Privcmd
+        with Privcmd() as p:
+            while not self.stop.wait(0.2):
+                self.results.append(p.domctl(5, 999))
+
+    def __enter__(self) -> "Provoker":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_hypercalls_plugin(guests):
+    # The BPF compile takes 5-20 s under emulation; 40 s of tracing starts well before.
+    with Provoker() as prov:
+        got = run_json("hypercalls", "-o", "seconds=40")
+    assert prov.results and set(prov.results) == {-3}
+    rows = [r for r in got["rows"] if (r["call"], r["subop"]) == ("domctl", "getdomaininfo")]
+    assert rows and rows[0]["errors"] >= 1 and rows[0]["calls"] >= rows[0]["errors"]
+
+
+def test_hcerrors_plugin(guests):
+    with Provoker() as prov:
+        got = run_json("hcerrors", "-o", "seconds=40")
+    assert prov.results and set(prov.results) == {-3}
+    mine = [r for r in got["rows"] if r["comm"] == MY_COMM[:15] and r["call"] == "domctl"]
+    assert mine, got["rows"]
+    assert mine[0]["subop"] == "getdomaininfo" and mine[0]["error"].startswith("-ESRCH")
+    assert "999" in mine[0]["domains"].split(",") and mine[0]["count"] >= 1
