@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from xenvmi.lab import dom0
-from xenvmi.lab.groundtruth import KMSG_LINE, last_boot, parse_reports
+from xenvmi.lab.groundtruth import KMSG_LINE, GuestReport, last_boot, latest_report, parse_reports
 
-from .conftest import GUESTS, ground_truth
-
+#: The lab's guests (tests/lab/conftest.py's GUESTS; not imported: tests/lab may not be a
+#: package, and its `guests` fixture is what checks they are up).
+GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
 PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
 SHIPPED = {"ps", "lsmod", "dmesg", "hypercalls", "netdev", "files", "backends", "hcerrors"}
 TRANSIENT = {"sleep", "cut", "grep", "tr", "uname", "ps", "cat", "sh"}
@@ -41,6 +42,12 @@ def run_json(plugin: str, *args: str) -> dict:
     got = json.loads(res.stdout)
     assert got["error"] is None and got["plugin"] == plugin
     return got
+
+
+def ground_truth(name: str) -> GuestReport:
+    report = latest_report(last_boot(dom0.read_console(name)))
+    assert report is not None, f"{name} has no complete report on its console"
+    return report
 
 
 def reports(name: str):
