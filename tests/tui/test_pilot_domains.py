@@ -1,0 +1,138 @@
+"""Pilot tests of the domains screen on the recorded lab: rows, sort, filter, refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from xenvmi.model import Domain
+from xenvmi.tui.screens.domain import DomainScreen
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def names(app) -> list[str]:
+    return app.screen.query_one("#domains").visible_names
+
+
+def test_table_shows_every_recorded_domain_with_host_panel(tui):
+    async def body():
+        app = tui.make_app()
+        async with app.run_test() as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            assert names(app) == ["Domain-0", "xvm-hvm", "xvm-pvh1", "xvm-pvh2", "xvm-pv"]
+            host = str(app.screen.query_one("#host").render())
+            assert "xenstored" in host and "qemu 1 up" in host and "4.17.5" in host
+            assert "READ-ONLY" in app.sub_title
+            table = app.screen.query_one("#domains")
+            row = [c.plain for c in table.get_row("2")]
+            assert row[:4] == ["2", "xvm-pvh1", "pvh", "--b---"]
+    run(body())
+
+
+def test_sort_keys_order_rows_and_flip(tui):
+    rec = tui.lab()
+    by_cpu = [s.name for s in sorted(rec.frames[0], key=lambda s: -(s.cpu_percent or 0))]
+
+    async def body():
+        app = tui.make_app(rec)
+        async with app.run_test() as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            await pilot.press("c")
+            assert names(app) == by_cpu
+            await pilot.press("c")          # the same column again: ascending
+            assert names(app) == by_cpu[::-1]
+            await pilot.press("n")
+            assert names(app) == sorted(by_cpu, key=str.lower)
+            await pilot.press("S")
+            assert names(app) == sorted(by_cpu, key=str.lower, reverse=True)
+            status = str(app.screen.query_one("#domains-status").render())
+            assert "sorted by Name ▼" in status
+    run(body())
+
+
+def test_filter_by_name_and_clear(tui):
+    async def body():
+        app = tui.make_app()
+        async with app.run_test() as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            await pilot.press("slash", "p", "v", "h")
+            assert names(app) == ["xvm-pvh1", "xvm-pvh2"]
+            assert "2 of 5 domains" in str(app.screen.query_one("#domains-status").render())
+            await pilot.press("enter")      # keep the filter, back to the table
+            assert names(app) == ["xvm-pvh1", "xvm-pvh2"]
+            await pilot.press("escape")
+            assert len(names(app)) == 5
+    run(body())
+
+
+def test_vanished_domain_leaves_on_next_refresh(tui):
+    rec = tui.lab()
+    rec.frames = [rec.frames[0], [s for s in rec.frames[1] if s.name != "xvm-hvm"]]
+
+    async def body():
+        app = tui.make_app(rec)
+        async with app.run_test() as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            assert "xvm-hvm" in names(app)
+            await pilot.press("r")
+            await tui.wait_for(pilot, lambda: len(names(app)) == 4, what="4 rows")
+            assert "xvm-hvm" not in names(app)
+            assert 1 not in app.screen.histories.cpu   # its history is forgotten too
+    run(body())
+
+
+def test_new_domain_appears_with_its_identity(tui):
+    rec = tui.lab()
+    extra = dataclasses.replace(rec.frames[0][-1], domid=9, name="xvm-new")
+    rec.frames = [rec.frames[0], rec.frames[1] + [extra]]
+    rec.domains = rec.domains + [Domain(9, "xvm-new", None, "hvm", "running", 1, 1, 1, 1)]
+
+    async def body():
+        app = tui.make_app(rec)
+        async with app.run_test() as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            await pilot.press("r")
+            await tui.wait_for(pilot, lambda: "xvm-new" in names(app))
+            row = [c.plain for c in app.screen.query_one("#domains").get_row("9")]
+            assert row[2] == "hvm"      # identity re-read because the domids changed
+    run(body())
+
+
+def test_hostile_domain_name_is_shown_literally(tui):
+    rec = tui.lab()
+    rec.frames = [[dataclasses.replace(s, name="[red]evil[/]") if s.domid == 4 else s
+                   for s in rec.frames[0]]]
+
+    async def body():
+        app = tui.make_app(rec)
+        async with app.run_test() as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            row = app.screen.query_one("#domains").get_row("4")
+            assert row[1].plain == "[red]evil[/]"
+    run(body())
+
+
+def test_domain_option_opens_it(tui):
+    async def body():
+        app = tui.make_app(domain="xvm-pvh2")
+        async with app.run_test() as pilot:
+            await tui.wait_for(pilot, lambda: isinstance(app.screen, DomainScreen))
+            assert app.screen.domain_name == "xvm-pvh2" and app.screen.domid == 3
+    run(body())
+
+
+def test_ui_answers_keys_while_the_source_is_slow(tui):
+    """Every source call takes 0.8 s; help opens at once (the UI thread never waits)."""
+    async def body():
+        app = tui.make_app(delay=0.8)
+        async with app.run_test() as pilot:
+            await pilot.press("question_mark")
+            await pilot.pause(0.05)
+            assert type(app.screen).__name__ == "HelpScreen"
+            assert app.screen_stack[0].query_one("#domains").row_count == 0
+            await pilot.press("escape")
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app), timeout=6)
+    run(body())

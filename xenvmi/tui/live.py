@@ -1,0 +1,172 @@
+"""LiveSource: the TUI's DataSource on a real dom0 (xenvmi.api, xenvmi.vmi, the tracer).
+
+Every handle is created, used and closed by the one worker thread that asked for it, and
+every blocking call is bounded: xenstore requests by api.XENSTORE_TIMEOUT, watches by the
+timeout the worker passes (short slices, so a quitting app is not kept waiting), guest
+views by GUEST_VIEW_TIMEOUT, guest discovery by a progress callback that raises Stopped.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from xenvmi import api
+from xenvmi.errors import Unavailable
+from xenvmi.guest.model import GuestView, LogRecord, Module, Process, VcpuRegisters
+from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsTree
+from xenvmi.trace.hypercall_decode import HypercallEvent
+from xenvmi.tui.sources import (GUEST_VIEW_TIMEOUT, XS_MAX_NODES, PluginEntry, PluginOutput,
+                                ShouldStop, Stopped, plugin_entry, plugin_output)
+
+DOMAIN_EVENTS = ("@introduceDomain", "@releaseDomain")
+#: Seconds a plugin may run from the TUI.
+PLUGIN_TIMEOUT = 120.0
+
+
+def _plugins_module():
+    """xenvmi.plugins, imported only when the Plugins tab asks (it may not exist yet)."""
+    try:
+        plugins = importlib.import_module("xenvmi.plugins")
+    except ImportError as exc:
+        raise Unavailable(f"plugins are not available in this xenvmi ({exc}): update "
+                          "xenvmi to a version with xenvmi.plugins") from None
+    return plugins
+
+
+def real_changes(events, paths) -> bool:
+    """True once an event arrives beyond the one xenstored fires per path on watching."""
+    initial = {p: 1 for p in paths}
+    for ev in events:
+        if initial.get(ev.path, 0):
+            initial[ev.path] -= 1
+            continue
+        return True
+    return False
+
+
+class LiveSource:
+    label = "live"
+
+    def sampler(self, should_stop: ShouldStop) -> "LiveSampler":
+        return LiveSampler()
+
+    def guest(self, domain: str | int, should_stop: ShouldStop) -> "LiveGuest":
+        from xenvmi import vmi
+
+        def progress(_msg: str) -> None:
+            if should_stop():
+                raise Stopped()
+        return LiveGuest(vmi.open_guest(domain, progress=progress, discovery_timeout=300))
+
+    def xenstore(self, should_stop: ShouldStop) -> "LiveXs":
+        return LiveXs(api.open_xenstore())
+
+    def hypercalls(self, should_stop: ShouldStop) -> "LiveFeed":
+        return LiveFeed(should_stop)
+
+    def plugins(self) -> list[PluginEntry]:
+        return [plugin_entry(p) for p in _plugins_module().discover()]
+
+    def run_plugin(self, name: str, domain: str | int | None) -> PluginOutput:
+        return plugin_output(_plugins_module().run(name, domain, timeout=PLUGIN_TIMEOUT))
+
+
+class LiveSampler:
+    """Samplers are opened on first use, so a missing capability is retried next refresh."""
+
+    def __init__(self) -> None:
+        self._domains: api.DomainSampler | None = None
+        self._host: api.HostSampler | None = None
+
+    def domains(self) -> list[Domain]:
+        return api.list_domains()
+
+    def sample(self) -> tuple[NodeSample | None, list[DomainSample]]:
+        if self._domains is None:
+            self._domains = api.DomainSampler()
+        return self._domains.sample()
+
+    def host(self) -> HostSample:
+        if self._host is None:
+            self._host = api.HostSampler(interval=0.1)
+        return self._host.sample()
+
+    def wait_change(self, timeout: float) -> bool:
+        events = api.watch(list(DOMAIN_EVENTS), timeout=timeout)
+        try:
+            return real_changes(events, DOMAIN_EVENTS)
+        finally:
+            events.close()  # removes the watches and disconnects now, in this thread
+
+    def close(self) -> None:
+        if self._domains is not None:
+            self._domains.close()
+            self._domains = None
+
+
+class LiveGuest:
+    def __init__(self, guest) -> None:
+        self.g = guest
+
+    def processes(self) -> GuestView[Process]:
+        return self.g.processes(timeout=GUEST_VIEW_TIMEOUT)
+
+    def modules(self) -> GuestView[Module]:
+        return self.g.modules(timeout=GUEST_VIEW_TIMEOUT)
+
+    def kernel_log(self) -> GuestView[LogRecord]:
+        return self.g.kernel_log(timeout=GUEST_VIEW_TIMEOUT)
+
+    def registers(self) -> GuestView[VcpuRegisters]:
+        return self.g.registers(None)
+
+    def close(self) -> None:
+        self.g.close()
+
+
+class LiveXs:
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def list(self, path: str) -> list[str]:
+        return self.store.list(path)
+
+    def read(self, path: str) -> str | None:
+        return self.store.read(path)
+
+    def walk(self, path: str, max_nodes: int = XS_MAX_NODES) -> XsTree:
+        return self.store.walk(path, max_nodes=max_nodes)
+
+    def wait(self, path: str, timeout: float) -> list[str]:
+        changed: list[str] = []
+        with self.store.watch(path, timeout=timeout) as events:
+            first = True
+            for ev in events:
+                if first and ev.path == path:   # the event xenstored fires on watching
+                    first = False
+                    continue
+                changed.append(ev.path)
+                break
+        return changed
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class LiveFeed:
+    """The bcc tracer, started in the worker's thread (compiling takes seconds)."""
+
+    def __init__(self, should_stop: ShouldStop) -> None:
+        from xenvmi.trace.hypercalls import HypercallTracer
+        self.should_stop = should_stop
+        self.tracer = HypercallTracer().start()
+
+    def poll(self, timeout: float) -> list[HypercallEvent]:
+        got: list[HypercallEvent] = []
+        why = self.tracer.poll(got.append, duration=timeout, should_stop=self.should_stop)
+        if why == "stopped":
+            raise Stopped()
+        return got
+
+    def close(self) -> None:
+        self.tracer.close()

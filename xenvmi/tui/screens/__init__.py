@@ -1,0 +1,1 @@
+"""The TUI's screens: domains (default), one domain, hypercalls, the XenStore browser, help."""

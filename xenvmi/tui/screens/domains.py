@@ -1,0 +1,164 @@
+"""The domains screen: dom0's host panel, xentop's table (live, sortable, filterable) and
+the selected domain's CPU and memory sparklines."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from xenvmi.model import Domain
+from xenvmi.tui import messages as m
+from xenvmi.tui import workers
+from xenvmi.tui.format import BY_KEY, COLUMN_KEYS
+from xenvmi.tui.widgets.domain_table import DomainTable
+from xenvmi.tui.widgets.history import Histories, History
+from xenvmi.tui.widgets.host_panel import HostPanel
+from xenvmi.tui.widgets.reason import ReasonPanel
+
+SORT_CYCLE = ("domid", "name", "cpu", "mem", "nettx", "netrx", "vbd_rd", "vbd_wr", "state")
+
+
+class DomainsScreen(Screen):
+    """Owns the sampler worker (domains + dom0 host + domain watch) for the whole app."""
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("c", "sort('cpu')", "CPU", show=False),
+        Binding("m", "sort('mem')", "Mem", show=False),
+        Binding("n", "sort('name')", "Name", show=False),
+        Binding("i", "sort('domid')", "ID", show=False),
+        Binding("r", "refresh", "Refresh", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.domains: dict[int, Domain] = {}
+        self.histories = Histories()
+        self.refreshes = 0
+        self.last_seconds = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield HostPanel(id="host")
+        yield ReasonPanel("domains", id="domains-reason")
+        yield DomainTable(id="domains")
+        yield Static("", id="domains-status")
+        yield History(id="history")
+        yield Input(placeholder="filter by name or domid (Enter keeps it, Esc clears)",
+                    id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.life = self.app.life.child()
+        self.query_one("#filter", Input).display = False
+        self.query_one(DomainTable).focus()
+        self._sample()
+
+    def on_unmount(self) -> None:
+        self.life.stop()
+
+    @work(thread=True, exit_on_error=False, group="sampler")
+    def _sample(self) -> None:
+        workers.sampler_loop(self.app.source, self.life, self.post_message,
+                             lambda: self.app.refresh_seconds)
+
+    # -- messages from the worker ------------------------------------------------------
+    def on_samples_updated(self, msg: m.SamplesUpdated) -> None:
+        if msg.domains is not None:
+            self.domains = {d.domid: d for d in msg.domains}
+        self.histories.add(msg.samples)
+        table = self.query_one(DomainTable)
+        table.set_data(msg.samples, self.domains)
+        self.query_one("#domains-reason", ReasonPanel).clear_reason()
+        table.display = True
+        self.query_one(HostPanel).set_node(msg.node)
+        self.refreshes += 1
+        self.last_seconds = msg.seconds
+        self.app.known_domains = {s.name: s.domid for s in msg.samples}
+        self._status()
+        self.query_one(History).show(self.histories, table.selected)
+        if self.app.pending_domain is not None:
+            self.app.open_pending_domain()
+
+    def on_host_updated(self, msg: m.HostUpdated) -> None:
+        self.query_one(HostPanel).set_host(msg.host)
+
+    def on_source_failed(self, msg: m.SourceFailed) -> None:
+        if msg.topic == "host":
+            self.query_one(HostPanel).set_error(msg.reason)
+        elif msg.topic == "domains":
+            self.query_one("#domains-reason", ReasonPanel).show_reason(msg.reason)
+            table = self.query_one(DomainTable)
+            table.display = bool(table.samples)
+
+    def _status(self) -> None:
+        table = self.query_one(DomainTable)
+        shown = len(table.visible_names)
+        text = Text(f"{shown} of {len(table.samples)} domains" if table.filter else
+                    f"{shown} domains", style="bold")
+        text.append(f"  sorted by {BY_KEY[table.sort_key].label} "
+                    f"{'▼' if table.reverse else '▲'}  ")
+        if table.filter:
+            text.append("filter ")
+            text.append(repr(table.filter), style="bold yellow")
+        text.append(f"  refresh {self.app.refresh_seconds:g}s", style="dim")
+        self.query_one("#domains-status", Static).update(text)
+
+    # -- the table ---------------------------------------------------------------------
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.query_one(History).show(self.histories, self.query_one(DomainTable).selected)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        sample = self.query_one(DomainTable).selected
+        if sample is not None:
+            self.app.open_domain(sample.domid)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        self.action_sort(str(event.column_key.value))
+
+    # -- actions -----------------------------------------------------------------------
+    def action_sort(self, key: str) -> None:
+        if key in COLUMN_KEYS:
+            self.query_one(DomainTable).set_sort(key)
+            self._status()
+
+    def action_cycle_sort(self) -> None:
+        table = self.query_one(DomainTable)
+        cur = SORT_CYCLE.index(table.sort_key) if table.sort_key in SORT_CYCLE else -1
+        self.action_sort(SORT_CYCLE[(cur + 1) % len(SORT_CYCLE)])
+
+    def action_reverse_sort(self) -> None:
+        table = self.query_one(DomainTable)
+        table.set_sort(table.sort_key, not table.reverse)
+        self._status()
+
+    def action_refresh(self) -> None:
+        self.life.poke()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(DomainTable).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.query_one(DomainTable).set_filter(event.value)
+            self._status()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            event.input.display = bool(event.value)
+            self.query_one(DomainTable).focus()

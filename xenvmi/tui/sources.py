@@ -1,0 +1,130 @@
+"""The TUI's data layer: one small interface, a live and a recorded implementation.
+
+Screens never touch Xen. A worker thread asks its DataSource for a per-thread handle
+(a sampler, a guest, a xenstore reader, a hypercall feed), calls it with timeouts, closes
+it in the same thread, and posts what it got as messages. Handles are not shared between
+threads: LibVMI and the xenstore connection are not thread-safe. Every method may raise
+the ``xenvmi.errors`` family; its message is what the UI shows as the reason and fix.
+
+``LiveSource`` (live.py) calls xenvmi.api / xenvmi.vmi / the hypercall tracer;
+``RecordedSource`` (recorded.py) replays JSON fixtures, for tests, snapshots,
+``--replay DIR`` and the synthetic benchmark. Nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from xenvmi.guest.model import GuestView, LogRecord, Module, Process, VcpuRegisters
+from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsTree
+from xenvmi.trace.hypercall_decode import HypercallEvent
+
+#: Returns True when the worker using a handle should give up (the app is quitting).
+ShouldStop = Callable[[], bool]
+
+#: Seconds a guest view may take in the TUI (the CLI allows more; an operator waits less).
+GUEST_VIEW_TIMEOUT = 30.0
+#: Bounds on what the XenStore views load at once.
+XS_MAX_NODES = 2000
+XS_MAX_CHILDREN = 500
+
+
+class Stopped(Exception):
+    """Raised inside a worker's blocking call when the app asked it to stop."""
+
+
+class Sampler(Protocol):
+    """Domain list, xentop samples, dom0 host facts, and domain arrival/departure."""
+
+    def domains(self) -> list[Domain]: ...
+    def sample(self) -> tuple[NodeSample | None, list[DomainSample]]: ...
+    def host(self) -> HostSample: ...
+    def wait_change(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s; True if a domain was introduced or released."""
+    def close(self) -> None: ...
+
+
+class GuestHandle(Protocol):
+    """One open guest; opened, used and closed by one thread."""
+
+    def processes(self) -> GuestView[Process]: ...
+    def modules(self) -> GuestView[Module]: ...
+    def kernel_log(self) -> GuestView[LogRecord]: ...
+    def registers(self) -> GuestView[VcpuRegisters]: ...
+    def close(self) -> None: ...
+
+
+class XsReader(Protocol):
+    """A read-only xenstore connection for one thread."""
+
+    def list(self, path: str) -> list[str]: ...
+    def read(self, path: str) -> str | None: ...
+    def walk(self, path: str, max_nodes: int = XS_MAX_NODES) -> XsTree: ...
+    def wait(self, path: str, timeout: float) -> list[str]:
+        """Block up to ``timeout`` s; the paths under ``path`` that changed (may be [])."""
+    def close(self) -> None: ...
+
+
+class HypercallFeed(Protocol):
+    """Dom0's privcmd calls as they happen."""
+
+    def poll(self, timeout: float) -> list[HypercallEvent]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """What the Plugins tab lists (the attributes of xenvmi.plugins.PluginInfo)."""
+    name: str
+    description: str
+    available: bool
+    why_not: str
+    needs_domain: bool
+
+
+@dataclass
+class PluginOutput:
+    """What running a plugin gave (the attributes of xenvmi.plugins.PluginResult)."""
+    rows: list[Any] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class DataSource(Protocol):
+    """Where the TUI's data comes from. Handles are created inside the worker thread."""
+
+    #: Shown in the header: "live" or "replay: DIR".
+    label: str
+
+    def sampler(self, should_stop: ShouldStop) -> Sampler: ...
+    def guest(self, domain: str | int, should_stop: ShouldStop) -> GuestHandle: ...
+    def xenstore(self, should_stop: ShouldStop) -> XsReader: ...
+    def hypercalls(self, should_stop: ShouldStop) -> HypercallFeed: ...
+    def plugins(self) -> list[PluginEntry]: ...
+    def run_plugin(self, name: str, domain: str | int | None) -> PluginOutput: ...
+
+
+def plugin_entry(info: Any) -> PluginEntry:
+    """A PluginEntry from any object with PluginInfo's attributes."""
+    return PluginEntry(str(info.name), str(getattr(info, "description", "")),
+                       bool(getattr(info, "available", True)),
+                       str(getattr(info, "why_not", "") or ""),
+                       bool(getattr(info, "needs_domain", False)))
+
+
+def plugin_output(result: Any) -> PluginOutput:
+    """A PluginOutput from any object with PluginResult's attributes."""
+    return PluginOutput(list(getattr(result, "rows", []) or []),
+                        [str(w) for w in getattr(result, "warnings", []) or []],
+                        getattr(result, "error", None))
+
+
+def children_of(paths: Sequence[str], parent: str) -> list[str]:
+    """Direct child names of ``parent`` among absolute ``paths`` (for flat recordings)."""
+    prefix = parent.rstrip("/") + "/"
+    seen: dict[str, None] = {}
+    for p in paths:
+        if p.startswith(prefix) and len(p) > len(prefix):
+            seen.setdefault(p[len(prefix):].split("/", 1)[0], None)
+    return list(seen)

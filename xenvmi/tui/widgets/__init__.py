@@ -1,0 +1,1 @@
+"""Reusable widgets of the TUI; each renders model dataclasses it is handed."""
