@@ -66,12 +66,19 @@ def test_parse_real_shape():
     (note(note_text(release="evil\x1b[0m")), "OSRELEASE"),
     (note(note_text(extra="KERNELOFFSET=123\n").replace(b"KERNELOFFSET=0\n", b"")), "slide"),
     (note(note_text(uts=0x4141_4141_4141_4141)), "outside the kernel image"),
+    (note(note_text(extra="SYMBOL(mem_section)=7fff00001000\n")), "not a kernel heap address"),
     (note(note_text().replace(b"PAGESIZE=4096", b"PAGESIZE=65536")), "PAGESIZE"),
     (note(note_text())[:30], "truncated"),
 ])
 def test_parse_rejects_hostile_notes(bad, why):
     with pytest.raises(V.NoteError, match=why):
         V.parse_note(bad)
+
+
+def test_parse_accepts_mem_section_in_the_direct_map():
+    """Debian 6.1 (SPARSEMEM_EXTREME) prints mem_section's value: an allocated address."""
+    info = V.parse_note(note(note_text(extra="SYMBOL(mem_section)=ffff88800ffcd000\n")))
+    assert info.symbols["mem_section"] == 0xFFFF_8880_0FFC_D000
 
 
 def test_parse_garbage_lines_are_warnings():

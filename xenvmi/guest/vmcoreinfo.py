@@ -25,6 +25,10 @@ MAX_LINE = 512
 KERNEL_MAP = 0xFFFF_FFFF_8000_0000
 KERNEL_IMAGE_SIZE = 1 << 30
 X86_64_TEXT_BASE = 0xFFFF_FFFF_8100_0000
+#: Start of the kernel half of the x86-64 address space (4-level paging; 5-level is lower).
+KERNEL_HALF = 0xFF00_0000_0000_0000
+#: Symbols whose VMCOREINFO value is a pointer to allocated memory, not the image.
+HEAP_SYMBOLS = frozenset({"mem_section"})
 
 _KEY = re.compile(rb"^[A-Za-z0-9_]+(\([A-Za-z0-9_.]+\))?$|^[A-Z][A-Z-]*$")
 _VALUE = re.compile(rb"^[\x20-\x7e]*$")
@@ -149,5 +153,10 @@ def _check(info: VmcoreInfo) -> None:
     if info.phys_base % 0x1000 or not 0 <= info.phys_base < (1 << 52):
         raise NoteError(f"phys_base={info.phys_base:#x} is not a page-aligned address")
     for name, addr in info.symbols.items():
-        if not KERNEL_MAP <= addr < KERNEL_MAP + KERNEL_IMAGE_SIZE:
+        if name in HEAP_SYMBOLS:
+            # VMCOREINFO_SYMBOL_ARRAY prints the pointer's value: memory the kernel
+            # allocated, in the direct map, not the image (mem_section with SPARSEMEM_EXTREME).
+            if not KERNEL_HALF <= addr < KERNEL_MAP:
+                raise NoteError(f"SYMBOL({name})={addr:#x} is not a kernel heap address")
+        elif not KERNEL_MAP <= addr < KERNEL_MAP + KERNEL_IMAGE_SIZE:
             raise NoteError(f"SYMBOL({name})={addr:#x} is outside the kernel image")
