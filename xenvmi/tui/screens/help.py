@@ -17,7 +17,7 @@ KEYS = (
                  ("s / S", "next sort column / reverse"),
                  ("c m n i", "sort by CPU, memory, name, domid"),
                  ("r", "refresh now"), ("Esc", "clear the filter"))),
-    ("Domain", (("1-7", "Overview vCPUs Processes Modules Kernel-log XenStore Plugins"),
+    ("Domain", (("1 … 7", "tabs: overview vCPUs ps modules log xenstore plugins"),
                 ("r", "reload this tab"), ("Enter", "run the selected plugin"),
                 ("Esc", "back to the domains"))),
     ("Hypercalls", (("/", "filter by process name or pid"), ("p", "pause the stream"),

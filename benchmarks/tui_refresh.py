@@ -1,0 +1,104 @@
+"""What the TUI's domains table costs with 1, 50 and 1000 domains (synthetic, headless).
+
+    python3 benchmarks/tui_refresh.py [--runs 20] [--idle-seconds 9] [--refresh 3]
+
+No Xen needed: the app runs on RecordedSource(synthetic.many(N)) under Textual's headless
+driver at 120x40. Columns:
+
+- refresh ms (by ID): median time for the UI thread to apply one refresh (a SamplesUpdated
+  message with new counters for every domain) and repaint, rows keeping their order, so
+  only changed cells are rewritten;
+- refresh ms (by CPU): the same sorted by CPU %, where the order changes and the rows are
+  rebuilt;
+- idle CPU %: CPU time of the whole app process (UI thread and workers) over wall time,
+  sampling every --refresh seconds (3, xentop's default delay) with nobody at the keys.
+
+xentop's own idle CPU in the lab is to be added next to the last column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from xenvmi import render  # noqa: E402
+from xenvmi.tui import messages as m  # noqa: E402
+from xenvmi.tui import synthetic  # noqa: E402
+from xenvmi.tui.app import XenvmiApp  # noqa: E402
+from xenvmi.tui.recorded import RecordedSource  # noqa: E402
+
+
+async def _loaded(pilot, app, n: int) -> None:
+    deadline = time.monotonic() + 60
+    while app.screen.query_one("#domains").row_count < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the table never showed {n} rows")
+        await pilot.pause(0.05)
+
+
+async def refresh_ms(n: int, runs: int, sort: str | None) -> float:
+    """Median ms per applied refresh (message handling + repaint)."""
+    rec = synthetic.many(n, frames=4)
+    app = XenvmiApp(RecordedSource(rec, loop=True), refresh=3600)
+    times = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _loaded(pilot, app, n)
+        screen = app.screen
+        if sort:
+            screen.action_sort(sort)
+        domains = list(screen.domains.values())
+        for i in range(runs + 2):
+            msg = m.SamplesUpdated(rec.node, rec.frames[(i + 1) % len(rec.frames)],
+                                   domains if i == 0 else None, 0.0)
+            t0 = time.perf_counter()
+            screen.on_samples_updated(msg)
+            await pilot.pause()          # let the table repaint
+            if i >= 2:                   # the first two warm caches
+                times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+async def idle_cpu(n: int, seconds: float, refresh: float) -> float:
+    """Percent of one CPU the app process uses while only the periodic refresh runs."""
+    app = XenvmiApp(RecordedSource(synthetic.many(n, frames=4), loop=True), refresh=refresh)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _loaded(pilot, app, n)
+        await pilot.pause(1.0)
+        c0, w0 = time.process_time(), time.monotonic()
+        await pilot.pause(seconds)
+        used, wall = time.process_time() - c0, time.monotonic() - w0
+    return used / wall * 100
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=20, help="refreshes timed per size")
+    p.add_argument("--idle-seconds", type=float, default=9.0)
+    p.add_argument("--refresh", type=float, default=3.0, help="seconds between samples")
+    p.add_argument("--sizes", default="1,50,1000")
+    args = p.parse_args()
+    rows = []
+    for n in (int(x) for x in args.sizes.split(",")):
+        rows.append({"domains": n,
+                     "refresh_ms_by_id": round(asyncio.run(refresh_ms(n, args.runs, None)), 2),
+                     "refresh_ms_by_cpu": round(asyncio.run(refresh_ms(n, args.runs, "cpu")), 2),
+                     "idle_cpu_pct": round(asyncio.run(
+                         idle_cpu(n, args.idle_seconds, args.refresh)), 2)})
+        print(f"  {n} domains done", file=sys.stderr, flush=True)
+    print(f"xenvmi tui, headless 120x40, refresh every {args.refresh:g}s, "
+          f"median of {args.runs} refreshes, {os.cpu_count()} CPUs")
+    print(render.table(rows, ["domains", "refresh_ms_by_id", "refresh_ms_by_cpu",
+                              "idle_cpu_pct"],
+                       ["domains", "refresh ms (by ID)", "refresh ms (by CPU)",
+                        "idle CPU %"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""The data layer without a UI: recordings, the codec, the live watch filter, and the
+worker loops (what they post, that they stop, that failures become reasons)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from xenvmi.errors import GuestDataError, PermissionDenied, Unavailable
+from xenvmi.model import Domain, WatchEvent
+from xenvmi.tui import messages as m
+from xenvmi.tui import recorded, synthetic, workers
+from xenvmi.tui.codec import from_jsonable
+from xenvmi.tui.live import real_changes
+from xenvmi.tui.recorded import RecordedSource
+from xenvmi.tui.sources import children_of
+
+
+def test_save_and_load_round_trip(tmp_path):
+    rec = synthetic.lab()
+    recorded.save(rec, tmp_path)
+    back = recorded.load(tmp_path)
+    assert back.frames == rec.frames and back.domains == rec.domains
+    assert back.hypercalls == rec.hypercalls and back.host == rec.host
+    assert back.guests["xvm-pvh1"] == rec.guests["xvm-pvh1"]
+    assert back.plugins == rec.plugins and back.xenstore == rec.xenstore
+
+
+def test_codec_rejects_malformed_fixtures():
+    with pytest.raises(GuestDataError, match="Domain"):
+        from_jsonable(Domain, {"domid": 1})            # required fields missing
+    with pytest.raises(GuestDataError, match="expected an object"):
+        from_jsonable(Domain, [1, 2])
+
+
+def test_frames_advance_stick_or_loop():
+    rec = synthetic.lab(frames=3)
+    stuck = RecordedSource(rec).sampler(lambda: False)
+    times = [stuck.sample()[1][0].time for _ in range(5)]
+    assert times == [times[0], times[0] + 2, times[0] + 4, times[0] + 4, times[0] + 4]
+    looping = RecordedSource(rec, loop=True).sampler(lambda: False)
+    assert [looping.sample()[1][0].time for _ in range(4)][3] == times[0]
+
+
+def test_unavailable_capabilities_raise_the_recorded_reason():
+    rec = synthetic.lab()
+    rec.unavailable = {"host": "host metrics need psutil", "guest": "permission:run as root"}
+    src = RecordedSource(rec)
+    with pytest.raises(Unavailable, match="psutil"):
+        src.sampler(lambda: False).host()
+    with pytest.raises(PermissionDenied, match="run as root"):
+        src.guest("xvm-pvh1", lambda: False)
+
+
+def test_children_of_flat_paths():
+    paths = ["/a/b/c", "/a/b/d", "/a/e", "/ab/x"]
+    assert children_of(paths, "/a") == ["b", "e"]
+    assert children_of(paths, "/") == ["a", "ab"]
+
+
+def test_real_changes_skips_the_event_each_watch_fires_at_once():
+    ev = lambda p: WatchEvent(p, "t", 0.0)  # noqa: E731
+    paths = ("@introduceDomain", "@releaseDomain")
+    assert not real_changes([ev("@introduceDomain"), ev("@releaseDomain")], paths)
+    assert real_changes([ev("@introduceDomain"), ev("@releaseDomain"),
+                         ev("@releaseDomain")], paths)
+
+
+def test_lifeline_children_stop_with_parent_and_alone():
+    app = workers.Lifeline()
+    a, b = app.child(), app.child()
+    a.stop()
+    assert a.stopped and not b.stopped and not app.stopped
+    app.stop()
+    assert b.stopped
+    t0 = time.monotonic()
+    assert b.sleep(5) and time.monotonic() - t0 < 0.1
+
+
+def test_guarded_turns_errors_into_reasons():
+    posted = []
+    assert workers.guarded("host", posted.append, lambda: 1 / 0) is None
+    assert workers.guarded("host", posted.append,
+                           lambda: (_ for _ in ()).throw(Unavailable("install x"))) is None
+    assert [(p.topic, p.reason) for p in posted] == [
+        ("host", "unexpected ZeroDivisionError: division by zero"), ("host", "install x")]
+
+
+def _run_loop(loop, seconds: float = 0.4):
+    """Run ``loop(life, post)`` in a thread for ``seconds``, stop it: (posted, stop time)."""
+    posted, life = [], workers.Lifeline()
+    t = threading.Thread(target=loop, args=(life, posted.append))
+    t.start()
+    time.sleep(seconds)
+    t0 = time.monotonic()
+    life.stop()
+    t.join(5)
+    assert not t.is_alive()
+    return posted, time.monotonic() - t0
+
+
+def test_sampler_loop_posts_samples_and_identities_only_when_domids_change():
+    rec = synthetic.lab(frames=3)
+    rec.frames[2] = rec.frames[2][:-1]                 # xvm-pv leaves in the third frame
+    src = RecordedSource(rec)
+    posted, stop_time = _run_loop(
+        lambda life, post: workers.sampler_loop(src, life, post, lambda: 0.1), seconds=0.6)
+    samples = [p for p in posted if isinstance(p, m.SamplesUpdated)]
+    assert len(samples) >= 3
+    assert [p.domains is not None for p in samples[:3]] == [True, False, True]
+    assert len(samples[2].domains) == 4
+    assert any(isinstance(p, m.HostUpdated) for p in posted)
+    assert stop_time < 0.3
+
+
+def _guest(domain: str, views: list[str]):
+    import queue
+    requests = queue.Queue()
+    for view in views:
+        requests.put(view)
+    src = RecordedSource(synthetic.lab())
+    posted, _ = _run_loop(lambda life, post: workers.guest_loop(src, domain, life, requests,
+                                                                post))
+    return posted
+
+
+def test_guest_loop_serves_the_requested_views():
+    posted = _guest("2", ["processes", "kernel_log"])
+    assert {p.view: len(p.rows) for p in posted} == {"processes": 11, "kernel_log": 6}
+
+
+def test_guest_loop_reports_a_failing_view_and_goes_on():
+    posted = _guest("4", ["modules", "registers"])          # xvm-pv: no memory views
+    failed = [p for p in posted if isinstance(p, m.SourceFailed)]
+    assert [(p.topic, p.key) for p in failed] == [("guest", "modules")]
+    assert "PV guest" in failed[0].reason
+    assert [p.view for p in posted if isinstance(p, m.GuestViewLoaded)] == ["registers"]
+
+
+def test_guest_loop_open_failure_is_for_every_view():
+    posted = _guest("0", ["processes"])
+    assert [(p.topic, p.key) for p in posted] == [("guest", None)]
+    assert "dom0 itself" in posted[0].reason
