@@ -81,6 +81,20 @@ def test_parse_accepts_mem_section_in_the_direct_map():
     assert info.symbols["mem_section"] == 0xFFFF_8880_0FFC_D000
 
 
+def test_parse_accepts_a_negative_phys_base():
+    """A KASLR HVM guest's image may sit physically below its virtual offset."""
+    text = note_text().replace(b"NUMBER(phys_base)=0", b"NUMBER(phys_base)=-895483904")
+    info = V.parse_note(note(text))
+    assert info.phys_base == -0x35600000
+    assert info.kernel_image_pa(0xFFFF_FFFF_B700_0000) == 0x1A00000
+
+
+def test_parse_rejects_a_phys_base_below_the_image():
+    text = note_text().replace(b"NUMBER(phys_base)=0", b"NUMBER(phys_base)=-2147483648")
+    with pytest.raises(V.NoteError, match="phys_base"):
+        V.parse_note(note(text))
+
+
 def test_parse_garbage_lines_are_warnings():
     junk = "no equals sign\n" + "X" * 2000 + "=1\n" + "SYMBOL(a b)=1\n\xff\xfe=\x01\n"
     info = V.parse_note(note(note_text(extra=junk).replace(b"\xc3\xbf\xc3\xbe", b"\xff\xfe")))

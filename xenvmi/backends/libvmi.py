@@ -67,7 +67,23 @@ def resolve_domain(domain: str | int) -> tuple[str, int | None]:
         if name is None:
             raise NotFoundError(f"no domain with id {domid} (see `xl list`)")
         return name, domid
-    return text, None
+    domid = _domid_of(text)
+    if domid == 0:
+        raise NotFoundError("domain 0 is dom0 itself: give a guest's name or id")
+    return text, domid
+
+
+def _domid_of(name: str) -> int | None:
+    """The domid of a named domain (NotFoundError if Xen has none; None if xl is absent)."""
+    try:
+        res = subprocess.run(["xl", "domid", name], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode == 0 and res.stdout.strip().isdigit():
+        return int(res.stdout.strip())
+    if "does not exist" in res.stderr or "Can't get domid" in res.stderr:
+        raise NotFoundError(f"no domain named {name!r} (see `xl list`)")
+    return None
 
 
 class LibvmiMemory(GuestMemory):
@@ -149,16 +165,33 @@ class LibvmiMemory(GuestMemory):
             raise NotFoundError(f"{self.name} has {count} vCPU(s): no vCPU {vcpu}")
         lv = self._libvmi
         try:
-            regs = self._vmi.get_vcpuregs(vcpu)
+            x86 = self._vmi.get_vcpuregs(vcpu).cffi_regs.x86
+            out = {f: int(getattr(x86, f)) for f in dir(x86) if not f.startswith("_")}
         except lv.LibvmiError as e:
-            raise GuestDataError(f"cannot read vCPU {vcpu} of {self.name}: {e}") from None
-        x86 = regs.cffi_regs.x86
-        out = {f: int(getattr(x86, f)) for f in dir(x86) if not f.startswith("_")}
+            # PV guests: LibVMI's all-registers call fails, one register at a time works.
+            out = self._registers_one_by_one(vcpu)
+            if "rip" not in out:
+                raise GuestDataError(f"cannot read vCPU {vcpu} of {self.name}: {e}") from None
         for key, msr in _EXTRA_MSRS.items():
             try:
                 out[key] = int(self._vmi.get_vcpureg(lv.MSR[msr].value, vcpu))
             except (lv.LibvmiError, KeyError, AttributeError):
                 pass
+        return out
+
+    def _registers_one_by_one(self, vcpu: int) -> dict[str, int]:
+        """Every register LibVMI's Python enums name, read singly; unreadable ones left out."""
+        lv, out = self._libvmi, {}
+        for name, reg in lv.X86Reg.__members__.items():
+            try:
+                out[name.lower()] = int(self._vmi.get_vcpureg(reg.value, vcpu))
+            except lv.LibvmiError:
+                continue
+        for key, msr in (("msr_efer", "EFER"), ("msr_star", "STAR"), ("msr_lstar", "LSTAR")):
+            try:
+                out[key] = int(self._vmi.get_vcpureg(lv.MSR[msr].value, vcpu))
+            except (lv.LibvmiError, KeyError):
+                continue
         return out
 
     # -- pause, close ---------------------------------------------------------------

@@ -150,8 +150,10 @@ def _check(info: VmcoreInfo) -> None:
     slide = info.kernel_offset
     if slide % 0x200000 or slide >= KERNEL_IMAGE_SIZE:
         raise NoteError(f"KERNELOFFSET={slide:#x} is not a 2 MiB-aligned slide below 1 GiB")
-    if info.phys_base % 0x1000 or not 0 <= info.phys_base < (1 << 52):
-        raise NoteError(f"phys_base={info.phys_base:#x} is not a page-aligned address")
+    # phys_base is signed: with KASLR the image's virtual offset may exceed its physical
+    # load address (Debian 6.1 HVM guests: -0x35600000), but never by more than the image.
+    if info.phys_base % 0x1000 or not -KERNEL_IMAGE_SIZE < info.phys_base < (1 << 52):
+        raise NoteError(f"phys_base={info.phys_base:#x} is not a page-aligned offset")
     for name, addr in info.symbols.items():
         if name in HEAP_SYMBOLS:
             # VMCOREINFO_SYMBOL_ARRAY prints the pointer's value: memory the kernel
