@@ -21,10 +21,19 @@ from xenvmi.lab.paths import LabPaths, RunState
 from xenvmi.lab.remote import reachable
 
 CPU_MODEL = "max,-smap,-smep,-xsave,-avx,-avx2"
-XEN_CMDLINE = ("console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 "
-               "loglvl=all guest_loglvl=all console_timestamps=boot noreboot")
 #: TCG threading: "multi" (one host thread per vCPU) or "single" (XENVMI_LAB_TCG to override).
 TCG_THREAD = os.environ.get("XENVMI_LAB_TCG", "multi")
+#: Emulated CPUs (XENVMI_LAB_SMP). One by default: with two, QEMU 7.2's SVM emulation under
+#: multi-threaded TCG corrupts guest vCPU state (a guest resumed at Xen's own RIP after
+#: VMRUN, then a triple fault; a guest's GS base lost on interrupt entry, then a panic):
+#: see README, "Lab defect found".
+SMP = int(os.environ.get("XENVMI_LAB_SMP", "1"))
+
+
+def xen_cmdline(cpus: int = SMP) -> str:
+    return ("console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M "
+            f"dom0_max_vcpus={cpus} loglvl=all guest_loglvl=all console_timestamps=boot "
+            "noreboot")
 DOM0_CMDLINE = "root=/dev/vda rw console=hvc0"
 
 
@@ -83,8 +92,8 @@ def boot(paths: LabPaths, image: Path, port: int, memory_mb: int) -> RunState:
     pidfile = paths.run / "qemu.pid"
     pidfile.unlink(missing_ok=True)
     argv = [qemu, "-machine", "q35", "-cpu", CPU_MODEL, "-accel", f"tcg,thread={TCG_THREAD}",
-            "-m", str(memory_mb), "-smp", "2", "-display", "none", "-no-reboot",
-            "-kernel", str(image / "xen"), "-append", XEN_CMDLINE,
+            "-m", str(memory_mb), "-smp", str(SMP), "-display", "none", "-no-reboot",
+            "-kernel", str(image / "xen"), "-append", xen_cmdline(),
             "-initrd", f"{image / 'vmlinuz'} {DOM0_CMDLINE},{image / 'initrd.img'}",
             "-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
             "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
