@@ -1,0 +1,72 @@
+"""`xenvmi tui` in tmux on the lab's real Xen host, read back from the screen as an operator
+would: the domains table lists the guests live, a guest's processes are two keystrokes
+away (filter, Enter, then the Processes tab), and a destroyed domain's row goes away."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import GUESTS
+from .test_domains import paused_domain
+
+SESSION = "xenvmi-lab-tui"
+pytestmark = pytest.mark.timeout(900)
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True,
+                          timeout=60).stdout
+
+
+def screen() -> str:
+    return tmux("capture-pane", "-p", "-t", SESSION)
+
+
+def wait_for(predicate, what: str, timeout: float) -> str:
+    end = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < end:
+        text = screen()
+        if predicate(text):
+            return text
+        time.sleep(1)
+    pytest.fail(f"TUI never showed {what} within {timeout:.0f}s; screen:\n{text}")
+
+
+@pytest.fixture
+def tui(guests):
+    subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40",
+         f"{sys.executable} -m xenvmi tui --refresh 1; sleep 600")
+    try:
+        yield
+    finally:
+        subprocess.run(["tmux", "send-keys", "-t", SESSION, "q"], capture_output=True)
+        subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+
+
+def test_domains_live_and_a_guests_processes(tui):
+    wait_for(lambda s: all(g in s for g in GUESTS) and "Domain-0" in s,
+             "Domain-0 and the four guests", 180)
+    tmux("send-keys", "-t", SESSION, "/", "xvm-pvh1", "Enter")
+    wait_for(lambda s: "xvm-pvh2" not in s and "xvm-pvh1" in s, "the filtered table", 60)
+    tmux("send-keys", "-t", SESSION, "Enter")
+    wait_for(lambda s: "Processes" in s and "Overview" in s, "the domain screen", 60)
+    tmux("send-keys", "-t", SESSION, "3")
+    text = wait_for(lambda s: "xvm-alpha" in s, "the guest's processes", 400)
+    assert "xvm-parent" in text and "Traceback" not in text
+    tmux("send-keys", "-t", SESSION, "5")
+    wait_for(lambda s: "xenvmi-lab: guest xvm-pvh1 is up" in s or "xenvmi-lab" in s,
+             "the guest's kernel log", 300)
+
+
+def test_a_destroyed_domain_leaves_the_table(tui):
+    wait_for(lambda s: "Domain-0" in s, "the domains table", 180)
+    with paused_domain("test-tui-gone"):
+        wait_for(lambda s: "test-tui-gone" in s, "the new paused domain", 60)
+    wait_for(lambda s: "test-tui-gone" not in s, "the destroyed domain's row gone", 60)
+    assert "Traceback" not in screen()
