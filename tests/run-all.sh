@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p reports
 python3 -m pytest tests/unit tests/tui -q -p no:cacheprovider --junitxml=reports/unit-junit.xml
-python3 -m xenvmi lab up --check-runs "${XENVMI_CHECK_RUNS:-100}"
+python3 -m xenvmi lab up --check-runs "${XENVMI_CHECK_RUNS:-30}"
 # Every lab test file runs; XENVMI_LAB_TESTS narrows it (e.g. one file while debugging).
 LAB_TESTS=${XENVMI_LAB_TESTS:-tests/lab}
 status=0
