@@ -39,6 +39,21 @@ def test_ps_sane(k):
     assert b.complete and not b.warnings
 
 
+def test_ps_kthread_full_names(k):
+    """ps shows kernel threads' names whole (Linux >= 6.0): comm is cut at 15 bytes."""
+    long = k.add_task(11, b"rcu_tasks_kthread", parent=k.t2)
+    k.set_kthread_name(long, b"rcu_tasks_kthread")
+    liar = k.add_task(12, b"rcu_tasks_rude_kthread", parent=k.t2)
+    k.set_kthread_name(liar, b"something-else-entirely")  # must extend comm, or is ignored
+    wild = k.add_task(13, b"kworker/u2:1-events", parent=k.t2)
+    k.put(wild + TASK["worker_private"], "Q", 0xDEAD_BEEF)  # not a kernel pointer
+    rows, b = ps(k)
+    names = {p.pid: p.comm for p in rows}
+    assert names[11] == "rcu_tasks_kthread"
+    assert names[12] == "rcu_tasks_rude_" and names[13] == "kworker/u2:1-ev"
+    assert b.complete
+
+
 def test_ps_loop_terminates_with_partial_result(k):
     k.put(k.t3 + TASK["tasks"], "Q", k.t2 + TASK["tasks"])  # t3 -> t2 -> t3 -> ...
     rows, b = ps(k)

@@ -77,9 +77,11 @@ def _open(args: argparse.Namespace):
     return vmi.open_guest(args.domain, use_cache=not args.no_cache, progress=_progress(args))
 
 
-def _emit(args: argparse.Namespace, view, key: str, text: str) -> int:
+def _emit(args: argparse.Namespace, view, key: str, text: str, payload=None) -> int:
+    """Print a view: JSON ``{domain, KEY: rows (or payload), complete, warnings, seconds}``."""
     if args.json:
-        print(render.dumps({"domain": view.domain, key: view.rows, "complete": view.complete,
+        value = view.rows if payload is None else payload
+        print(render.dumps({"domain": view.domain, key: value, "complete": view.complete,
                             "warnings": view.warnings, "seconds": round(view.seconds, 3)}))
     else:
         if text:
@@ -127,8 +129,8 @@ def run_kernel(args: argparse.Namespace) -> int:
     with _open(args) as g:
         view = g.kernel_info(timeout=args.timeout)
     k = view.rows[0]
-    if args.json:
-        return _emit(args, view, "kernel", "")
+    if args.json:  # one kernel: an object, not a list of one
+        return _emit(args, view, "kernel", "", payload=k)
     lines = [
         f"domain:        {k.domain}",
         f"release:       {k.release}",

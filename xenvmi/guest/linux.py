@@ -21,6 +21,8 @@ from xenvmi.guest.printk import kernel_log  # noqa: F401  (re-exported view)
 MAX_TASKS = 65_536
 MAX_MODULES = 8_192
 MAX_CMDLINE = 4096
+TASK_COMM_LEN = 16
+MAX_KTHREAD_NAME = 64  # kthread full names are kasprintf()ed; ps shows them whole
 #: What a failed entry read can raise: faults, odd types, our own data errors.
 ENTRY_ERRORS = (drgn.FaultError, LookupError, ValueError, OverflowError, TypeError,
                 GuestDataError)
@@ -75,6 +77,24 @@ def _cmdline(mm: Object) -> str | None:
     return " ".join(c_string(a, MAX_CMDLINE) for a in args)
 
 
+def _kthread_full_name(prog: drgn.Program, t: Object, comm: str) -> str:
+    """A kernel thread's untruncated name, as ``ps`` shows it since Linux 6.0
+    (``struct kthread.full_name``, reached through ``task->worker_private``); ``comm`` when
+    the kernel has none or the guest's pointers do not hold up."""
+    try:
+        kthread = _deref(prog, t.worker_private.value_(), "struct kthread")
+        ptr = kthread.full_name.value_() if kthread is not None else 0
+    except (LookupError, AttributeError, drgn.FaultError):
+        return comm
+    if not is_kernel_pointer(ptr, align=1):
+        return comm
+    try:
+        full = c_string(prog.read(ptr, MAX_KTHREAD_NAME), MAX_KTHREAD_NAME)
+    except drgn.FaultError:
+        return comm
+    return full if full.startswith(comm) else comm
+
+
 def _process(prog: drgn.Program, task: Object, budget: Budget) -> Process:
     t = task[0].read_()  # one read of the whole task_struct
     addr = task.value_()
@@ -99,7 +119,10 @@ def _process(prog: drgn.Program, task: Object, budget: Budget) -> Process:
             budget.warn(f"task {pid} at {addr:#x}: bad mm pointer {mm_ptr:#x}", partial=False)
         else:
             cmdline = _cmdline(mm.read_())
-    return Process(pid=pid, ppid=ppid, comm=c_string(t.comm.string_(), 16),
+    comm = c_string(t.comm.string_(), 16)
+    if kthread and len(comm) >= TASK_COMM_LEN - 1:
+        comm = _kthread_full_name(prog, t, comm)
+    return Process(pid=pid, ppid=ppid, comm=comm,
                    state=state, uid=uid, start_time=start_ns / 1e9, cmdline=cmdline,
                    kernel_thread=kthread, task=addr)
 

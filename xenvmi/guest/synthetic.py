@@ -24,7 +24,8 @@ BASE = 0xFFFF_8880_0100_0000  # a direct-map address, like real kernel heap obje
 
 # Layouts (byte offsets) the writer below and the helpers agree on.
 TASK = {"__state": 0, "exit_state": 4, "tasks": 8, "pid": 24, "tgid": 28, "comm": 32,
-        "real_parent": 48, "cred": 56, "mm": 64, "start_time": 72, "start_boottime": 80}
+        "real_parent": 48, "cred": 56, "mm": 64, "start_time": 72, "start_boottime": 80,
+        "worker_private": 88}
 TASK_SIZE = 96
 CRED = {"uid": 4, "euid": 8}
 MODULE = {"state": 0, "list": 8, "name": 24, "refcnt": 80, "core_layout": 88,
@@ -58,7 +59,9 @@ def _btf() -> bytes:
         ("__state", uint, 0), ("exit_state", int_, 32), ("tasks", lh, 64),
         ("pid", pid_t, 192), ("tgid", pid_t, 224), ("comm", w.array(char, 16, int_), 256),
         ("real_parent", tp, 384), ("cred", w.ptr(w.const(cred)), 448),
-        ("mm", w.ptr(mm), 512), ("start_time", u64, 576), ("start_boottime", u64, 640)])
+        ("mm", w.ptr(mm), 512), ("start_time", u64, 576), ("start_boottime", u64, 640),
+        ("worker_private", w.ptr(0), 704)])
+    w.struct("kthread", 8, [("full_name", w.ptr(char), 0)])
     layout = w.struct("module_layout", 16, [("base", w.ptr(0), 0),
                                             ("size", uint, 64)])
     state = w.enum("module_state", 4, [("MODULE_STATE_LIVE", 0), ("MODULE_STATE_COMING", 1),
@@ -141,7 +144,7 @@ class SyntheticKernel:
         self.put(cred + CRED["uid"], "II", uid, uid)
         self.put(addr + TASK["__state"], "Ii", state, 0)
         self.put(addr + TASK["pid"], "ii", pid, pid)
-        self.put_bytes(addr + TASK["comm"], comm[:16].ljust(16, b"\x00"))
+        self.put_bytes(addr + TASK["comm"], comm[:15].ljust(16, b"\x00"))  # strscpy: NUL-ended
         self.put(addr + TASK["real_parent"], "QQQQQ", parent, cred, 0, start_ns, start_ns)
 
     def add_task(self, pid: int, comm: bytes, parent: int | None = None, state: int = 1,
@@ -150,6 +153,13 @@ class SyntheticKernel:
         self._task(addr, pid, state, parent or self.init_task, comm, uid, start_ns)
         self.list_append(self.init_task + TASK["tasks"], addr + TASK["tasks"])
         return addr
+
+    def set_kthread_name(self, task: int, full_name: bytes) -> None:
+        """Give a kernel thread a ``struct kthread`` whose full_name is ``full_name``."""
+        kthread, text = self.alloc(8), self.alloc(len(full_name) + 1)
+        self.put_bytes(text, full_name + b"\x00")
+        self.put(kthread, "Q", text)
+        self.put(task + TASK["worker_private"], "Q", kthread)
 
     def add_module(self, name: bytes, size: int = 0x4000, refs: int = 0, state: int = 0) -> int:
         addr = self.alloc(MODULE_SIZE)
