@@ -13,7 +13,9 @@ driver at 120x40. Columns:
 - idle CPU %: CPU time of the whole app process (UI thread and workers) over wall time,
   sampling every --refresh seconds (3, xentop's default delay) with nobody at the keys.
 
-xentop's own idle CPU in the lab is to be added next to the last column.
+In a Xen dom0 (``xenvmi lab exec -- python3 benchmarks/tui_refresh.py``) a last line
+gives the peer: xentop's own CPU % over the same idle window, ``xentop -b -d REFRESH``
+sampling the real host (its batch mode: same data path, no curses repaint).
 """
 
 from __future__ import annotations
@@ -79,6 +81,26 @@ async def idle_cpu(n: int, seconds: float, refresh: float) -> float:
     return used / wall * 100
 
 
+def xentop_idle_cpu(seconds: float, refresh: float) -> float | None:
+    """CPU % of ``xentop -b`` over ``seconds`` on this host, or None where it cannot run."""
+    import resource
+    import shutil
+    import subprocess
+    if not shutil.which("xentop") or not os.path.exists("/proc/xen/capabilities"):
+        return None
+    iterations = max(2, int(seconds / refresh) + 1)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    res = subprocess.run(["xentop", "-b", "-d", str(refresh), "-i", str(iterations)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if res.returncode != 0:
+        return None
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return 100.0 * cpu / wall
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=20, help="refreshes timed per size")
@@ -101,6 +123,9 @@ def main() -> int:
                               "idle_cpu_pct"],
                        ["domains", "by-ID handle ms", "+paint ms", "by-CPU handle ms",
                         "+paint ms", "idle CPU %"]))
+    peer = xentop_idle_cpu(args.idle_seconds, args.refresh)
+    if peer is not None:
+        print(f"peer: xentop -b -d {args.refresh:g} on this Xen host, idle CPU {peer:.2f} %")
     return 0
 
 
