@@ -12,6 +12,7 @@ XENVMI-KTEXT ffffffffb5e00000
 XENVMI-PS 1 0 (init)
 XENVMI-PS 2 0 (kthreadd)
 XENVMI-PS 71 1 (xvm-alpha)
+XENVMI-PS 13 2 (rcu_tasks_trace_kthread)
 XENVMI-REPORT-END xvm-pvh1 1
 XENVMI-REPORT-BEGIN xvm-pvh1 2 13.60
 XENVMI-PS 1 0 (init)
@@ -26,7 +27,8 @@ def test_complete_reports_only():
     assert r.modules == ["dummy"]
     assert kaslr_slide(r) == 0x34e00000
     assert r.processes == [GuestProcess(1, 0, "init"), GuestProcess(2, 0, "kthreadd"),
-                           GuestProcess(71, 1, "xvm-alpha")]
+                           GuestProcess(71, 1, "xvm-alpha"),
+                           GuestProcess(13, 2, "rcu_tasks_trace_kthread")]  # full kthread name
 
 
 def test_mismatched_end_is_dropped():
@@ -36,7 +38,7 @@ def test_mismatched_end_is_dropped():
 
 def test_garbage_lines_and_crlf():
     text = "\x00\x00garbage\r\nXENVMI-REPORT-BEGIN a b c\r\n" + LOG.replace("\n", "\r\n")
-    assert latest_report(text).processes[-1].comm == "xvm-alpha"
+    assert latest_report(text).processes[-2].comm == "xvm-alpha"
     assert parse_reports("XENVMI-PS 1 0 (init)\nXENVMI-REPORT-END x 1\n") == []
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 INIT_DONE = "XENVMI-INIT-DONE"
 KMSG_LINE = "xenvmi-lab: guest {name} is up"
 
-_PS = re.compile(r"XENVMI-PS (\d+) (\d+) \((.{1,16})\)\s*$")
+_PS = re.compile(r"XENVMI-PS (\d+) (\d+) \((.{1,64})\)\s*$")  # kthreads: full names
 
 
 @dataclass(frozen=True)
