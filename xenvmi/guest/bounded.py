@@ -8,51 +8,18 @@ a warning; the caller keeps what it got (a partial result), never hangs or crash
 
 from __future__ import annotations
 
-import time
 from typing import Iterator
 
 import drgn
 from drgn import Object
 
-from xenvmi.errors import GuestDataError
+from xenvmi.errors import GuestDataError  # noqa: F401  (callers catch it from here)
+from xenvmi.guest.budget import MAX_WARNINGS, Budget, DeadlineExceeded  # noqa: F401
 
 #: Lowest address of the x86-64 kernel half (4-level paging; 5-level starts lower but
 #: Linux maps nothing of interest below this there either).
 KERNEL_HALF = 0xFFFF_8000_0000_0000
 USER_TOP = 0x0000_8000_0000_0000
-MAX_WARNINGS = 50
-
-
-class DeadlineExceeded(GuestDataError):
-    """The view ran out of time (raised from inside memory reads, so drgn stops too)."""
-
-
-class Budget:
-    """A deadline plus the warnings one view collects on its way."""
-
-    def __init__(self, seconds: float | None = 60.0) -> None:
-        self.deadline = float("inf") if seconds is None else time.monotonic() + seconds
-        self.seconds = seconds
-        self.warnings: list[str] = []
-        self.complete = True
-
-    def expired(self) -> bool:
-        return time.monotonic() > self.deadline
-
-    def check(self) -> None:
-        if self.expired():
-            raise DeadlineExceeded(f"deadline of {self.seconds:.0f}s exceeded")
-
-    def warn(self, message: str, partial: bool = True) -> None:
-        """Record a problem; ``partial`` marks the result as incomplete."""
-        if partial:
-            self.complete = False
-        if message in self.warnings:
-            return
-        if len(self.warnings) < MAX_WARNINGS:
-            self.warnings.append(message)
-        elif len(self.warnings) == MAX_WARNINGS:
-            self.warnings.append("(more warnings suppressed)")
 
 
 def is_kernel_pointer(addr: int, align: int = 8) -> bool:

@@ -8,6 +8,8 @@ screenful of code that only knows about the thing it inspects.
 
 from __future__ import annotations
 
+from xenvmi.guest.budget import Budget
+
 import time
 from typing import Any, Callable, ClassVar, Iterable
 
@@ -57,37 +59,8 @@ def _quiet(message: str) -> None:
     return None
 
 
-class RunBudget:
-    """A run's deadline and warnings, shaped like ``xenvmi.guest.bounded.Budget`` so guest
-    walks and drgn reads accept it. Its own class because bounded.py imports drgn, and
-    listing or running plugins must work where drgn is not installed."""
-
-    MAX_WARNINGS = 50
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self.deadline = float("inf") if seconds is None else time.monotonic() + seconds
-        self.warnings: list[str] = []
-        self.complete = True
-
-    def expired(self) -> bool:
-        return time.monotonic() > self.deadline
-
-    def check(self) -> None:
-        if self.expired():
-            from xenvmi.guest.bounded import DeadlineExceeded
-            raise DeadlineExceeded(f"deadline of {self.seconds:.0f}s exceeded")
-
-    def warn(self, message: str, partial: bool = True) -> None:
-        """Record a problem once; ``partial`` marks the result incomplete."""
-        if partial:
-            self.complete = False
-        if message in self.warnings:
-            return
-        if len(self.warnings) < self.MAX_WARNINGS:
-            self.warnings.append(message)
-        elif len(self.warnings) == self.MAX_WARNINGS:
-            self.warnings.append("(more warnings suppressed)")
+class RunBudget(Budget):
+    """A run's deadline and warnings: the guest walks' own Budget (drgn-free module)."""
 
 
 class Context:
