@@ -107,3 +107,16 @@ def test_recipe_digest_tracks_provisioning_files(lab_dir):
     assert first == image.recipe_digest(lab_dir)
     lab_dir.key.with_suffix(".pub").write_text("ssh-ed25519 AAAA other\n")
     assert image.recipe_digest(lab_dir) != first
+
+
+def test_dom0_wheels_follow_setup_cfg():
+    """The wheels fetched for dom0's offline install are what provision.sh installs
+    (setup.cfg's dom0 and test extras), pins included."""
+    from pathlib import Path
+
+    from xenvmi.lab.image import dom0_requirements
+    reqs = dom0_requirements(Path(__file__).parents[2] / "setup.cfg")
+    names = {r.split("=")[0].split(">")[0] for r in reqs}
+    assert {"libvmi", "drgn", "pyxs", "textual", "psutil", "pytest", "setuptools"} <= names
+    assert any(r.startswith("textual==") for r in reqs)
+    assert not any("#" in r or not r for r in reqs)

@@ -28,9 +28,22 @@ SUITE = "bookworm"
 MIRROR = os.environ.get("XENVMI_LAB_MIRROR", "http://deb.debian.org/debian")
 DISK_SIZE = "10G"
 MIN_FREE_BYTES = 12 * 1024**3
-#: Python packages dom0 needs, downloaded on the host (dom0 cannot reach PyPI) as wheels.
-WHEELS = ("libvmi", "drgn", "pyxs", "textual", "psutil", "pytest", "pytest-timeout",
-          "setuptools>=64", "wheel")
+#: setup.cfg extras provision.sh installs in dom0 (``pip install -e SRC[dom0,test]``).
+DOM0_EXTRAS = ("dom0", "test")
+BUILD_WHEELS = ("setuptools>=64", "wheel")
+
+
+def dom0_requirements(setup_cfg: Path) -> list[str]:
+    """What dom0's offline pip install needs, read from setup.cfg so the wheels downloaded
+    on the host (dom0 cannot reach PyPI) always match what provision.sh installs."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(setup_cfg)
+    lines = cfg["options"].get("install_requires", "").splitlines()
+    for extra in DOM0_EXTRAS:
+        lines += cfg["options.extras_require"].get(extra, "").splitlines()
+    reqs = [ln.split("#", 1)[0].strip() for ln in lines]
+    return sorted({r for r in reqs if r}) + list(BUILD_WHEELS)
 HOST_TOOLS = {"debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ssh": "openssh-client",
               "ssh-keygen": "openssh-client", "unshare": "util-linux", "chroot": "coreutils",
               "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils"}
@@ -140,7 +153,8 @@ def build(paths: LabPaths, log=print) -> Path:
                                   "--platform", "manylinux_2_28_x86_64",
                                   "--platform", "manylinux2014_x86_64",
                                   "--platform", "manylinux_2_17_x86_64",
-                                  "-d", str(wheels), *WHEELS])
+                                  "-d", str(wheels),
+                                  *dom0_requirements(source_root() / "setup.cfg")])
     _install_source(rootfs / "opt/xenvmi/src")
     ssh_dir = rootfs / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
