@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from xenvmi.lab import dom0
-from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report
+from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report, parse_reports
 
 GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
+#: Short-lived children of the guests' report loop: a process list may or may not hold them.
+TRANSIENT = {"sleep", "cut", "grep", "tr", "uname", "ps", "cat", "sh"}
 
 
 def pytest_collection_modifyitems(items):
@@ -51,3 +55,25 @@ def ground_truth(name: str) -> GuestReport:
 def xl(*args: str) -> str:
     return subprocess.run(["xl", *args], capture_output=True, text=True, check=True,
                           timeout=120).stdout
+
+
+def xenvmi(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """The xenvmi command of this tree, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "xenvmi", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def reports(name: str):
+    """Every complete report of the guest's current boot, oldest first."""
+    return parse_reports(last_boot(dom0.read_console(name)))
+
+
+def next_report(name: str, after_seq: int, timeout: float = 120):
+    """Wait for the guest's first report after ``after_seq`` (they come every ~10 s)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        newer = [r for r in reports(name) if r.seq > after_seq]
+        if newer:
+            return newer[0]
+        time.sleep(2)
+    pytest.fail(f"{name} printed no report after #{after_seq} within {timeout:.0f}s")

@@ -7,47 +7,22 @@ each guest's init prints to its console every ~10 s (xenvmi/lab/groundtruth.py).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 
 import pytest
 
-from xenvmi.lab import dom0
-from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide, last_boot, parse_reports
+from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide
 
-from .conftest import ground_truth
+from .conftest import TRANSIENT, ground_truth, next_report, reports, xenvmi
 
 MEMORY_GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm")
-#: Short-lived children of the guests' report loop, and kernel workers that come and go.
-TRANSIENT = {"sleep", "cut", "grep", "tr", "uname", "ps", "cat", "sh"}
 
 pytestmark = pytest.mark.timeout(1800)
-
-
-def xenvmi(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xenvmi", *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def xenvmi_json(*args: str) -> dict:
     res = xenvmi(*args, "--json")
     assert res.returncode == 0, f"xenvmi {' '.join(args)}: exit {res.returncode}: {res.stderr}"
     return json.loads(res.stdout)
-
-
-def reports(name: str):
-    return parse_reports(last_boot(dom0.read_console(name)))
-
-
-def next_report(name: str, after_seq: int, timeout: float = 120):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        newer = [r for r in reports(name) if r.seq > after_seq]
-        if newer:
-            return newer[0]
-        time.sleep(2)
-    pytest.fail(f"{name} printed no report after #{after_seq} within {timeout:.0f}s")
 
 
 def _key(p) -> tuple[int, int, str]:

@@ -9,31 +9,20 @@ process makes itself through /dev/xen/privcmd while a tracing plugin runs.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from xenvmi.lab import dom0
-from xenvmi.lab.groundtruth import KMSG_LINE, GuestReport, last_boot, latest_report, parse_reports
+from xenvmi.lab.groundtruth import KMSG_LINE
 
-#: The lab's guests (tests/lab/conftest.py's GUESTS; not imported: tests/lab may not be a
-#: package, and its `guests` fixture is what checks they are up).
-GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
+from .conftest import GUESTS, TRANSIENT, ground_truth, next_report, reports, xenvmi
+
 PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
 SHIPPED = {"ps", "lsmod", "dmesg", "hypercalls", "netdev", "files", "backends", "hcerrors"}
-TRANSIENT = {"sleep", "cut", "grep", "tr", "uname", "ps", "cat", "sh"}
 MY_COMM = Path("/proc/self/comm").read_text().strip()
 
 pytestmark = pytest.mark.timeout(1800)
-
-
-def xenvmi(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xenvmi", *args], capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def run_json(plugin: str, *args: str) -> dict:
@@ -42,26 +31,6 @@ def run_json(plugin: str, *args: str) -> dict:
     got = json.loads(res.stdout)
     assert got["error"] is None and got["plugin"] == plugin
     return got
-
-
-def ground_truth(name: str) -> GuestReport:
-    report = latest_report(last_boot(dom0.read_console(name)))
-    assert report is not None, f"{name} has no complete report on its console"
-    return report
-
-
-def reports(name: str):
-    return parse_reports(last_boot(dom0.read_console(name)))
-
-
-def next_report(name: str, after_seq: int, timeout: float = 120):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        newer = [r for r in reports(name) if r.seq > after_seq]
-        if newer:
-            return newer[0]
-        time.sleep(2)
-    pytest.fail(f"{name} printed no report after #{after_seq} within {timeout:.0f}s")
 
 
 @pytest.fixture(scope="module", params=PLUGIN_GUESTS)
