@@ -52,7 +52,10 @@ def tui(guests):
 def test_domains_live_and_a_guests_processes(tui):
     wait_for(lambda s: all(g in s for g in GUESTS) and "Domain-0" in s,
              "Domain-0 and the four guests", 180)
-    tmux("send-keys", "-t", SESSION, "/", "xvm-pvh1", "Enter")
+    tmux("send-keys", "-t", SESSION, "/")
+    wait_for(lambda s: "filter by name" in s, "the filter box", 60)
+    tmux("send-keys", "-t", SESSION, "-l", "xvm-pvh1")
+    tmux("send-keys", "-t", SESSION, "Enter")
     wait_for(lambda s: "xvm-pvh2" not in s and "xvm-pvh1" in s, "the filtered table", 60)
     tmux("send-keys", "-t", SESSION, "Enter")
     wait_for(lambda s: "Processes" in s and "Overview" in s, "the domain screen", 60)

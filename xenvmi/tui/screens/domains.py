@@ -145,7 +145,9 @@ class DomainsScreen(Screen):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
-        box.focus()
+        # focus now, not via call_later: keys typed right after "/" (fast typists, SSH
+        # paste) are already queued and would otherwise hit the table's hotkeys
+        self.set_focus(box)
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
