@@ -7,12 +7,15 @@
 Opening is cheap (LibVMI partial init); the first view that needs the kernel finds it
 (VMCOREINFO scan, cached per boot) and builds the drgn Program, which later views reuse.
 Each view returns a GuestView: rows, whether they are complete, and warnings. A Guest
-belongs to the thread that opened it (LibVMI is not thread-safe).
+belongs to the thread that opened it (LibVMI is not thread-safe). Every function here
+also takes a dump file (an ELF vmcore or a raw memory image) in place of a domain.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from xenvmi.backends.memory import GuestMemory
@@ -101,6 +104,32 @@ class Guest:
         from xenvmi.guest import linux
         return self._view(lambda kp, b: [linux.kernel_info(kp, b)], timeout, False)
 
+    def dump(self, path, *, fmt: str = "elf", pause: bool = False,
+             timeout: float | None = 1800.0, progress=None, force: bool = False):
+        """Write the guest's memory to ``path``: an ELF vmcore or (``fmt="raw"``) a flat image.
+
+        A vmcore gets the kernel's VMCOREINFO note (discovered as for any view, so within
+        ``timeout``); a guest whose kernel is not found still dumps, with a warning. See
+        :func:`xenvmi.guest.vmcore.dump` for ``pause``, ``progress`` and ``force``.
+        """
+        from xenvmi.guest import discover, vmcore
+        vmcore.check_target(Path(path), force)  # before a discovery that may take a while
+        t0, d, warnings = time.monotonic(), None, []
+        if fmt == "elf":
+            try:
+                d = discover.discover(self.memory, use_cache=self.use_cache,
+                                      timeout=timeout or self.discovery_timeout,
+                                      progress=self.progress)
+                warnings += d.warnings
+            except GuestDataError as e:
+                warnings.append(f"the vmcore has no VMCOREINFO note (drgn will not see a "
+                                f"Linux kernel in it): {e}")
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - t0))
+        summary = vmcore.dump(self.memory, path, fmt=fmt, discovery=d, pause=pause,
+                              timeout=left, progress=progress, force=force)
+        summary.warnings[:0] = warnings
+        return summary
+
     def registers(self, vcpu: int | None = 0) -> GuestView[VcpuRegisters]:
         """Decoded registers of one vCPU (``None``: all); needs no kernel, works for PV."""
         from xenvmi.guest.regs_x86 import decode_x86
@@ -113,15 +142,36 @@ class Guest:
         return GuestView(self.name, rows, True, [], time.monotonic() - t)
 
 
-def open_memory(domain: str | int) -> GuestMemory:
-    """A live domain's memory (by name or domid), via LibVMI."""
+def is_file_target(target: str | int | os.PathLike) -> bool:
+    """Whether ``target`` names a dump file rather than a domain.
+
+    A path (anything with a '/', or a path object) is a file; a number is a domain id;
+    a bare name is a file only if such a regular file exists (write ``./NAME`` to be sure).
+    """
+    if isinstance(target, os.PathLike):
+        return True
+    if isinstance(target, int):
+        return False
+    text = str(target)
+    if "/" in text:
+        return True
+    return not text.isdigit() and os.path.isfile(text)
+
+
+def open_memory(target: str | int | os.PathLike) -> GuestMemory:
+    """A live domain's memory (by name or domid) via LibVMI, or a dump file's (vmcore or
+    raw image) when ``target`` names a file (:func:`is_file_target`)."""
+    if is_file_target(target):
+        from xenvmi.backends.dumpfile import DumpMemory
+        return DumpMemory(target)
     from xenvmi.backends.libvmi import LibvmiMemory
-    return LibvmiMemory(domain)
+    return LibvmiMemory(target)
 
 
-def open_guest(domain: str | int, **kw) -> Guest:
-    """Open a live domain by name or id; see :class:`Guest` for the keyword arguments."""
-    return Guest(open_memory(domain), **kw)
+def open_guest(target: str | int | os.PathLike, **kw) -> Guest:
+    """Open a live domain by name or id, or a dump file; see :class:`Guest` for the
+    keyword arguments."""
+    return Guest(open_memory(target), **kw)
 
 
 def _once(domain: str | int, method: str, *args, **kw) -> GuestView:
@@ -152,3 +202,10 @@ def kernel(domain: str | int, **kw) -> KernelInfo:
 def regs(domain: str | int, vcpu: int | None = 0) -> GuestView[VcpuRegisters]:
     with Guest(open_memory(domain)) as g:
         return g.registers(vcpu)
+
+
+def dump(target: str | int | os.PathLike, path, *, use_cache: bool = True,
+         notify: Progress = _quiet, **kw):
+    """Dump a domain (or convert a dump) to ``path``; keywords as :meth:`Guest.dump`."""
+    with open_guest(target, use_cache=use_cache, progress=notify) as g:
+        return g.dump(path, **kw)

@@ -9,7 +9,8 @@ a user process can plant a fake note in its memory, but not in the kernel image.
 
 The result is cached per domain boot: the key is the domain's uuid and domid, and a hit
 must find the very same note bytes at the cached address, so a reboot (or a note that
-moved or changed) falls back to a scan.
+moved or changed) falls back to a scan. A dump file is keyed by its path, inode and mtime
+(``mem.cache_key``); a vmcore carries the note itself (``mem.vmcoreinfo``): no scan.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +66,11 @@ def cache_dir() -> Path:
 
 
 def _cache_file(mem: GuestMemory, directory: Path) -> Path | None:
+    file_key = getattr(mem, "cache_key", None)  # a dump file: its path, inode and mtime
+    if file_key:
+        return directory / "discovery" / f"file-{file_key}.json"
     if mem.domid is None and mem.uuid is None:
-        return None  # a dump or test image: nothing identifies a boot
+        return None  # a test image: nothing identifies a boot
     return directory / "discovery" / f"{mem.uuid or 'nouuid'}-{mem.domid}.json"
 
 
@@ -167,6 +172,23 @@ def _fill_sources(d: Discovery, where: str) -> None:
     d.warnings += info.warnings
 
 
+def _note_bytes(text: bytes) -> bytes:
+    return struct.pack("<III", len(V.NOTE_NAME), len(text), 0) + V.NOTE_NAME + b"\0" + text
+
+
+def from_dump_note(mem: GuestMemory) -> Discovery:
+    """A vmcore's VMCOREINFO note (``mem.vmcoreinfo``): no scan, but the same check as a
+    scan hit (the note's release must be the kernel image's). Its guest-physical address
+    is the one xenvmi's writer recorded, else 0 (unknown: another tool wrote the dump)."""
+    t0 = time.monotonic()
+    info = V.parse_text(mem.vmcoreinfo)
+    how = verify(mem, info)
+    addr = getattr(mem, "vmcoreinfo_address", None) or 0
+    d = Discovery(info, addr, False, time.monotonic() - t0)
+    _fill_sources(d, f"the VMCOREINFO note of the dump {mem.name} ({how})")
+    return d
+
+
 # -- cache -----------------------------------------------------------------------------
 
 def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
@@ -189,8 +211,8 @@ def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
     return d
 
 
-def _store(mem: GuestMemory, path: Path, d: Discovery) -> str | None:
-    note = read_note(mem, d.note_address)
+def _store(mem: GuestMemory, path: Path, d: Discovery, note: bytes | None = None) -> str | None:
+    note = read_note(mem, d.note_address) if note is None else note
     entry = {"version": CACHE_VERSION, "domain": mem.name, "uuid": mem.uuid,
              "domid": mem.domid, "note_address": d.note_address, "note": note.hex(),
              "sha256": hashlib.sha256(note).hexdigest(), "found_in_seconds": d.seconds}
@@ -206,15 +228,33 @@ def _store(mem: GuestMemory, path: Path, d: Discovery) -> str | None:
 
 def discover(mem: GuestMemory, *, use_cache: bool = True, timeout: float = 600.0,
              progress: Progress = _quiet) -> Discovery:
-    """The kernel's VMCOREINFO, from the per-boot cache when it still matches, else a scan."""
+    """The kernel's VMCOREINFO: a vmcore's own note, else the per-boot cache when it still
+    matches, else a scan."""
     path = _cache_file(mem, cache_dir()) if use_cache else None
+    problems: list[str] = []
+    if getattr(mem, "vmcoreinfo", None) is not None:
+        try:
+            d = from_dump_note(mem)
+        except V.NoteError as e:
+            problems.append(f"the VMCOREINFO note of {mem.name} is unusable ({e}): "
+                            "scanned its memory instead")
+        else:
+            if path is not None:  # the entry names the kallsyms/BTF cache files
+                problem = _store(mem, path, d, note=_note_bytes(d.info.raw))
+                if problem:
+                    d.warnings.append(problem)
+                else:
+                    d.cache_path = str(path)
+            return d
     if path is not None:
         hit = _load_cached(mem, path)
         if hit is not None:
+            hit.warnings += problems
             return hit
     progress(f"looking for the kernel in {mem.name}'s memory (first time this boot; "
              f"{mem.ram_top >> 20} MiB to scan at most)")
     d = scan(mem, timeout=timeout, progress=progress)
+    d.warnings += problems
     progress(f"found the kernel's VMCOREINFO at {d.note_address:#x} in {d.seconds:.1f}s")
     if path is not None:
         problem = _store(mem, path, d)
