@@ -15,7 +15,8 @@ from xenvmi import __version__
 from xenvmi.errors import XenvmiError
 
 #: Command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("domains", "xs", "abi", "xentrace", "trace", "lab", "guest", "plugins", "tui")
+COMMAND_MODULES = ("domains", "xs", "abi", "xentrace", "trace", "lab", "guest", "profile",
+                   "dump", "shell", "plugins", "tui")
 
 EPILOG = """examples:
   xenvmi lab up                 build and boot the QEMU lab (a real Xen 4.17 host)
