@@ -16,7 +16,7 @@ from xenvmi.errors import XenvmiError
 
 #: Command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = ("domains", "xs", "abi", "xentrace", "trace", "lab", "guest", "profile",
-                   "plugins", "tui")
+                   "dump", "shell", "plugins", "tui")
 
 EPILOG = """examples:
   xenvmi lab up                 build and boot the QEMU lab (a real Xen 4.17 host)

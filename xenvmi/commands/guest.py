@@ -1,7 +1,7 @@
-"""``xenvmi kernel|ps|lsmod|dmesg|regs DOMAIN``: see inside a live guest, no agent, no files.
+"""``xenvmi kernel|ps|lsmod|dmesg|regs DOMAIN|FILE``: see inside a guest, no agent, no files.
 
 Everything comes from the guest's memory (VMCOREINFO, kallsyms, BTF) through LibVMI in
-dom0. Slow steps (the first discovery after a guest boots) report progress on stderr;
+dom0, or from a dump of it (an ELF vmcore or a raw image: ``xenvmi dump``). Slow steps (the first discovery after a guest boots) report progress on stderr;
 warnings about corrupt or changing guest data go to stderr too, and the rows that could
 be read still print (JSON carries ``complete`` and ``warnings``).
 """
@@ -19,21 +19,28 @@ from xenvmi.errors import UsageError
 COMMON = """
 Run in dom0 as root. The first command after a guest boots scans its memory for the
 kernel (seconds to a minute under emulation); later ones reuse what it found
-(cached per boot in /run/xenvmi). Exit codes: 0 ok (see stderr for warnings),
-3 no such domain, 4 not root, 5 libvmi/PV unsupported, 7 guest data unusable.
+(cached per boot in /run/xenvmi). DOMAIN may also be a dump FILE (`xenvmi dump`'s
+vmcore, a kdump vmcore or a raw memory image): a path with a '/', or an existing
+file's name. Exit codes: 0 ok (see stderr for warnings), 3 no such domain or file,
+4 not root, 5 libvmi/PV unsupported, 7 guest data (or dump file) unusable.
 """
 
 EXAMPLES = {
     "kernel": "  xenvmi kernel xvm-hvm          release, KASLR slide, BTF, and where each came from\n"
-              "  xenvmi kernel 3 --json         by domain id\n",
+              "  xenvmi kernel 3 --json         by domain id\n"
+              "  xenvmi kernel /root/hvm.vmcore a dump (see xenvmi dump)\n",
     "ps": "  xenvmi ps xvm-pvh1             processes: pid, ppid, state, uid, start, command\n"
           "  xenvmi ps xvm-pvh1 --json      everything, with warnings and completeness\n"
-          "  xenvmi ps xvm-hvm --pause      pause the guest while reading (consistent list)\n",
-    "lsmod": "  xenvmi lsmod xvm-pvh2          loaded modules\n",
+          "  xenvmi ps xvm-hvm --pause      pause the guest while reading (consistent list)\n"
+          "  xenvmi ps /root/pvh1.vmcore    the same from a dump (or ./pvh1.raw, a raw image)\n",
+    "lsmod": "  xenvmi lsmod xvm-pvh2          loaded modules\n"
+             "  xenvmi lsmod /root/pvh2.vmcore a dump's\n",
     "dmesg": "  xenvmi dmesg xvm-pvh1          the kernel log\n"
-             "  xenvmi dmesg xvm-pvh1 --tail 20\n",
+             "  xenvmi dmesg xvm-pvh1 --tail 20\n"
+             "  xenvmi dmesg /root/pvh1.vmcore the log as it was when dumped\n",
     "regs": "  xenvmi regs xvm-pv             vCPU 0's decoded state (works for PV guests too)\n"
-            "  xenvmi regs xvm-hvm --vcpu all --json\n",
+            "  xenvmi regs xvm-hvm --vcpu all --json\n"
+            "  xenvmi regs /root/hvm.vmcore   the registers saved in a vmcore\n",
 }
 
 HELP = {
@@ -48,7 +55,8 @@ HELP = {
 def register(sub: Any) -> None:
     for name in ("kernel", "ps", "lsmod", "dmesg", "regs"):
         p = add_command(sub, name, HELP[name], EXAMPLES[name] + COMMON)
-        p.add_argument("domain", metavar="DOMAIN", help="guest name or domain id")
+        p.add_argument("domain", metavar="DOMAIN|FILE",
+                       help="guest name or domain id, or a dump file (vmcore or raw image)")
         p.add_argument("--json", action="store_true", help="print JSON")
         if name == "regs":
             p.add_argument("--vcpu", default="0", help="vCPU number or 'all' (default 0)")
@@ -141,6 +149,7 @@ def run_kernel(args: argparse.Namespace) -> int:
         f"phys_base:     {k.phys_base:#x}",
         f"VMCOREINFO:    at guest-physical {k.vmcoreinfo_address:#x}, "
         + (f"from the cache ({k.discovery_seconds:.2f}s)" if k.discovery_cached
+           else "from the dump's note" if "note of the dump" in k.sources.get("vmcoreinfo", "")
            else f"found by scanning in {k.discovery_seconds:.1f}s"),
         f"symbols:       {k.symbols} (kallsyms)",
         f"BTF:           {k.btf_size} bytes, {k.btf_types} types",
