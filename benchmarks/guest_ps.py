@@ -1,6 +1,8 @@
-"""Benchmark `xenvmi ps` on a live lab guest against a plain task-list loop.
+"""Benchmark `xenvmi ps` on a live lab guest against a plain task-list loop, and on a dump
+against volatility3's ``linux.pslist``.
 
-Run in dom0: ``python benchmarks/guest_ps.py xvm-pvh1 [--runs 5]``. Rows:
+Run in dom0: ``python benchmarks/guest_ps.py xvm-pvh1 [--runs 5] [--dump FILE --isf ISF]``
+(the domain may be left out with ``--dump``). Rows:
 
 * ``xenvmi ps`` cold: the per-boot cache removed first, so it scans for VMCOREINFO,
   decodes kallsyms and reads BTF (what the first command after a guest boots pays);
@@ -10,27 +12,49 @@ Run in dom0: ``python benchmarks/guest_ps.py xvm-pvh1 [--runs 5]``. Rows:
 * plain loop: ``init_task.tasks`` walked with raw LibVMI ``read_pa`` calls (offsets
   from the same BTF, direct-map translation), pid and comm only: the floor.
 
-Times are medians of ``--runs`` (cold: one run unless ``--cold-runs``).
+With ``--dump FILE --isf ISF`` (``xenvmi dump``, ``xenvmi profile``), in the same run:
+
+* ``xenvmi ps FILE``, cold (xenvmi's cache removed) and warm;
+* volatility3 ``linux.pslist -f FILE`` with only that ISF in its symbol path, cold (a
+  new volatility3 cache: it indexes and validates the ISF) and warm.
+
+Times are medians of ``--runs`` (cold: one run unless ``--cold-runs``), in one table: the
+ratio column compares live rows with the plain loop, dump rows with warm ``xenvmi ps`` on
+the dump (so volatility3's row says how many times slower it is).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+#: volatility3's `vol` command, run by the interpreter that runs this benchmark.
+VOL = "import sys; sys.argv[0] = 'vol'; from volatility3.cli import main; main()"
+
+
+def _run(argv: list[str], what: str) -> tuple[float, str]:
+    t = time.monotonic()
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+    if res.returncode:
+        raise SystemExit(f"{what} failed: {res.stderr.strip()[-2000:]}")
+    return time.monotonic() - t, res.stdout
 
 
 def _cmd(args: list[str]) -> float:
-    t = time.monotonic()
-    res = subprocess.run([sys.executable, "-m", "xenvmi", *args], capture_output=True,
-                         text=True, timeout=1800)
-    if res.returncode:
-        raise SystemExit(f"xenvmi {' '.join(args)} failed: {res.stderr.strip()}")
-    return time.monotonic() - t
+    return _xenvmi(args)[0]
+
+
+def _xenvmi(args: list[str]) -> tuple[float, str]:
+    return _run([sys.executable, "-m", "xenvmi", *args], f"xenvmi {' '.join(args)}")
 
 
 def _clear_cache() -> None:
@@ -67,40 +91,101 @@ def plain_loop(g) -> tuple[float, int]:
     return time.monotonic() - t, n
 
 
+def _vol_pslist(dump: str, symbols: Path, cache: Path) -> tuple[float, list[int]]:
+    cache.mkdir(exist_ok=True)  # volatility3 does not create its --cache-path
+    secs, out = _run([sys.executable, "-c", VOL, "-q", "-r", "json", "--offline",
+                      "--cache-path", str(cache), "-s", str(symbols), "-f", dump,
+                      "linux.pslist"], "volatility3 linux.pslist")
+    return secs, sorted(row["PID"] for row in json.loads(out))
+
+
+def dump_rows(dump: str, isf: str, runs: int, cold_runs: int) -> list[tuple[str, float, int]]:
+    """`xenvmi ps FILE` and volatility3 linux.pslist on the same dump, cold and warm."""
+    def xps() -> tuple[float, list[int]]:
+        secs, out = _xenvmi(["ps", dump, "--json", "-q"])
+        return secs, sorted(p["pid"] for p in json.loads(out)["processes"])
+    cold = []
+    for _ in range(cold_runs):
+        _clear_cache()
+        cold.append(xps()[0])
+    warm = [xps() for _ in range(runs)]
+    with tempfile.TemporaryDirectory(prefix="xenvmi-bench-vol3-") as tmp:
+        symbols = Path(tmp) / "symbols"
+        (symbols / "linux").mkdir(parents=True)  # this ISF alone in volatility3's path
+        os.symlink(Path(isf).resolve(), symbols / "linux" / Path(isf).name)
+        vcold = [_vol_pslist(dump, symbols, Path(tmp) / f"cache{i}")[0]
+                 for i in range(cold_runs)]
+        _vol_pslist(dump, symbols, Path(tmp) / "cache")  # fills the cache warm runs use
+        vwarm = [_vol_pslist(dump, symbols, Path(tmp) / "cache") for _ in range(runs)]
+    ours, theirs = warm[0][1], vwarm[0][1]
+    if ours != theirs:
+        print(f"note: the pid lists differ: xenvmi only {sorted(set(ours) - set(theirs))}, "
+              f"volatility3 only {sorted(set(theirs) - set(ours))}")
+    name = Path(dump).name
+    return [
+        (f"xenvmi ps {name}, cold (no cache)", statistics.median(cold), len(ours)),
+        (f"xenvmi ps {name}, warm", statistics.median(s for s, _ in warm), len(ours)),
+        (f"vol linux.pslist {name}, cold (new vol3 cache)", statistics.median(vcold),
+         len(theirs)),
+        (f"vol linux.pslist {name}, warm", statistics.median(s for s, _ in vwarm),
+         len(theirs)),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("domain")
+    ap.add_argument("domain", nargs="?", help="a live guest (optional with --dump)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cold-runs", type=int, default=1)
+    ap.add_argument("--dump", metavar="FILE", help="a dump of a guest (xenvmi dump)")
+    ap.add_argument("--isf", metavar="ISF", help="its ISF (xenvmi profile), for volatility3")
     args = ap.parse_args()
+    if bool(args.dump) != bool(args.isf):
+        ap.error("--dump and --isf go together")
+    if not args.domain and not args.dump:
+        ap.error("give a domain, or --dump FILE --isf ISF, or both")
+    print(f"medians of {args.runs} runs (cold: {args.cold_runs})")
+    print(f"{'what':<50} {'seconds':>9} {'tasks':>6} {'ratio':>8}")
+    if args.domain:
+        live = live_rows(args.domain, args.runs, args.cold_runs)
+        _rows(f"live {args.domain} (ratio: x the plain loop)", live, live[-1][1])
+    if args.dump:
+        dumped = dump_rows(args.dump, args.isf, args.runs, args.cold_runs)
+        _rows(f"dump {args.dump} (ratio: x warm xenvmi ps on it)", dumped, dumped[1][1])
+        print(f"volatility3 / xenvmi on the same dump: warm {dumped[3][1] / dumped[1][1]:.1f}x,"
+              f" cold {dumped[2][1] / dumped[0][1]:.1f}x (goal: >= 10x)")
+    return 0
+
+
+def _rows(title: str, rows: list[tuple[str, float, int]], base: float) -> None:
+    print(title)
+    for name, secs, n in rows:
+        print(f"  {name:<48} {secs:9.3f} {n:6d} {secs / base:8.1f}")
+
+
+def live_rows(domain: str, runs: int, cold_runs: int) -> list[tuple[str, float, int]]:
     from xenvmi import vmi
 
     cold = []
-    for _ in range(args.cold_runs):
+    for _ in range(cold_runs):
         _clear_cache()
-        cold.append(_cmd(["ps", args.domain, "--json", "-q"]))
-    warm = [_cmd(["ps", args.domain, "--json", "-q"]) for _ in range(args.runs)]
-    with vmi.open_guest(args.domain) as g:
+        cold.append(_cmd(["ps", domain, "--json", "-q"]))
+    warm = [_cmd(["ps", domain, "--json", "-q"]) for _ in range(runs)]
+    with vmi.open_guest(domain) as g:
         g.kernel_program()
         views, count = [], 0
-        for _ in range(args.runs):
+        for _ in range(runs):
             v = g.processes()
             views.append(v.seconds)
             count = len(v.rows)
-        loops = [plain_loop(g) for _ in range(args.runs)]
-    rows = [
+        loops = [plain_loop(g) for _ in range(runs)]
+    return [
         ("xenvmi ps, cold (scan + kallsyms + BTF)", statistics.median(cold), count),
         ("xenvmi ps, warm (per-boot cache)", statistics.median(warm), count),
         ("Guest.processes() view only (open guest)", statistics.median(views), count),
         ("plain loop: raw read_pa over init_task.tasks",
          statistics.median(t for t, _ in loops), loops[0][1]),
     ]
-    floor = rows[-1][1]
-    print(f"{args.domain}: medians of {args.runs} runs (cold: {args.cold_runs})")
-    print(f"{'what':<48} {'seconds':>9} {'tasks':>6} {'x plain':>8}")
-    for name, secs, n in rows:
-        print(f"{name:<48} {secs:9.3f} {n:6d} {secs / floor:8.1f}")
-    return 0
 
 
 if __name__ == "__main__":
