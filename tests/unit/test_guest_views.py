@@ -54,6 +54,25 @@ def test_ps_kthread_full_names(k):
     assert b.complete
 
 
+def test_ps_workqueue_workers_show_their_workqueue(k):
+    """ps shows a kworker as comm-desc (+desc while busy), from kthread->data (struct worker)."""
+    idle = k.add_task(21, b"kworker/0:0H", parent=k.t2)
+    k.set_wq_worker(idle, b"events_highpri")
+    busy = k.add_task(22, b"kworker/u2:1", parent=k.t2)
+    k.set_wq_worker(busy, b"eval_map_wq", busy=True)
+    fresh = k.add_task(23, b"kworker/0:2", parent=k.t2)
+    k.set_wq_worker(fresh, b"")  # never ran a work item: plain comm
+    wild = k.add_task(24, b"kworker/1:1", parent=k.t2)
+    k.set_wq_worker(wild, b"x")
+    k.put(k.read_q(wild + TASK["worker_private"]) + 8, "Q", 0x4141_4141)  # bad worker ptr
+    rows, b = ps(k)
+    names = {p.pid: p.comm for p in rows}
+    assert names[21] == "kworker/0:0H-events_highpri"
+    assert names[22] == "kworker/u2:1+eval_map_wq"
+    assert names[23] == "kworker/0:2" and names[24] == "kworker/1:1"
+    assert b.complete
+
+
 def test_ps_loop_terminates_with_partial_result(k):
     k.put(k.t3 + TASK["tasks"], "Q", k.t2 + TASK["tasks"])  # t3 -> t2 -> t3 -> ...
     rows, b = ps(k)

@@ -23,6 +23,8 @@ MAX_MODULES = 8_192
 MAX_CMDLINE = 4096
 TASK_COMM_LEN = 16
 MAX_KTHREAD_NAME = 64  # kthread full names are kasprintf()ed; ps shows them whole
+PF_WQ_WORKER = 0x20
+WORKER_DESC_LEN = 24
 #: What a failed entry read can raise: faults, odd types, our own data errors.
 ENTRY_ERRORS = (drgn.FaultError, LookupError, ValueError, OverflowError, TypeError,
                 GuestDataError)
@@ -95,6 +97,26 @@ def _kthread_full_name(prog: drgn.Program, t: Object, comm: str) -> str:
     return full if full.startswith(comm) else comm
 
 
+def _wq_worker_name(prog: drgn.Program, t: Object, comm: str) -> str:
+    """A workqueue worker's name as ``ps`` shows it: ``comm`` plus ``-desc`` (``+desc``
+    while it runs a work item), the last workqueue it served (the kernel's
+    ``wq_worker_comm()``, reached through ``kthread->data``, a ``struct worker``)."""
+    try:
+        kthread = _deref(prog, t.worker_private.value_(), "struct kthread")
+        worker = _deref(prog, kthread.data.value_(), "struct worker") \
+            if kthread is not None else None
+        if worker is None:
+            return comm
+        w = worker.read_()
+        desc = c_string(w.desc.string_(), WORKER_DESC_LEN)
+        busy = w.current_work.value_() != 0
+    except (LookupError, AttributeError, drgn.FaultError):
+        return comm
+    if not desc:
+        return comm
+    return f"{comm}{'+' if busy else '-'}{desc}"[:MAX_KTHREAD_NAME - 1]
+
+
 def _process(prog: drgn.Program, task: Object, budget: Budget) -> Process:
     t = task[0].read_()  # one read of the whole task_struct
     addr = task.value_()
@@ -120,7 +142,13 @@ def _process(prog: drgn.Program, task: Object, budget: Budget) -> Process:
         else:
             cmdline = _cmdline(mm.read_())
     comm = c_string(t.comm.string_(), 16)
-    if kthread and len(comm) >= TASK_COMM_LEN - 1:
+    try:
+        flags = t.flags.value_()
+    except AttributeError:
+        flags = 0
+    if kthread and flags & PF_WQ_WORKER:
+        comm = _wq_worker_name(prog, t, comm)
+    elif kthread and len(comm) >= TASK_COMM_LEN - 1:
         comm = _kthread_full_name(prog, t, comm)
     return Process(pid=pid, ppid=ppid, comm=comm,
                    state=state, uid=uid, start_time=start_ns / 1e9, cmdline=cmdline,

@@ -25,8 +25,9 @@ BASE = 0xFFFF_8880_0100_0000  # a direct-map address, like real kernel heap obje
 # Layouts (byte offsets) the writer below and the helpers agree on.
 TASK = {"__state": 0, "exit_state": 4, "tasks": 8, "pid": 24, "tgid": 28, "comm": 32,
         "real_parent": 48, "cred": 56, "mm": 64, "start_time": 72, "start_boottime": 80,
-        "worker_private": 88}
-TASK_SIZE = 96
+        "worker_private": 88, "flags": 96}
+TASK_SIZE = 104
+PF_WQ_WORKER = 0x20
 CRED = {"uid": 4, "euid": 8}
 MODULE = {"state": 0, "list": 8, "name": 24, "refcnt": 80, "core_layout": 88,
           "init_layout": 104}
@@ -60,8 +61,11 @@ def _btf() -> bytes:
         ("pid", pid_t, 192), ("tgid", pid_t, 224), ("comm", w.array(char, 16, int_), 256),
         ("real_parent", tp, 384), ("cred", w.ptr(w.const(cred)), 448),
         ("mm", w.ptr(mm), 512), ("start_time", u64, 576), ("start_boottime", u64, 640),
-        ("worker_private", w.ptr(0), 704)])
-    w.struct("kthread", 8, [("full_name", w.ptr(char), 0)])
+        ("worker_private", w.ptr(0), 704), ("flags", uint, 768)])
+    w.struct("kthread", 16, [("full_name", w.ptr(char), 0), ("data", w.ptr(0), 64)])
+    work = w.struct("work_struct", 8, [("data", atomic_long, 0)])
+    w.struct("worker", 32, [("current_work", w.ptr(work), 0),
+                            ("desc", w.array(char, 24, int_), 64)])
     layout = w.struct("module_layout", 16, [("base", w.ptr(0), 0),
                                             ("size", uint, 64)])
     state = w.enum("module_state", 4, [("MODULE_STATE_LIVE", 0), ("MODULE_STATE_COMING", 1),
@@ -123,6 +127,9 @@ class SyntheticKernel:
     def put(self, addr: int, fmt: str, *values) -> None:
         struct.pack_into("<" + fmt, self.mem, addr - BASE, *values)
 
+    def read_q(self, addr: int) -> int:
+        return struct.unpack_from("<Q", self.mem, addr - BASE)[0]
+
     def put_bytes(self, addr: int, data: bytes) -> None:
         self.mem[addr - BASE:addr - BASE + len(data)] = data
 
@@ -160,6 +167,15 @@ class SyntheticKernel:
         self.put_bytes(text, full_name + b"\x00")
         self.put(kthread, "Q", text)
         self.put(task + TASK["worker_private"], "Q", kthread)
+
+    def set_wq_worker(self, task: int, desc: bytes, busy: bool = False) -> None:
+        """Make a kernel thread a workqueue worker whose last work item was ``desc``."""
+        kthread, worker = self.alloc(16), self.alloc(32)
+        self.put(kthread + 8, "Q", worker)
+        self.put(worker, "Q", self.alloc(8) if busy else 0)
+        self.put_bytes(worker + 8, desc[:23].ljust(24, b"\x00"))
+        self.put(task + TASK["worker_private"], "Q", kthread)
+        self.put(task + TASK["flags"], "I", PF_WQ_WORKER)
 
     def add_module(self, name: bytes, size: int = 0x4000, refs: int = 0, state: int = 0) -> int:
         addr = self.alloc(MODULE_SIZE)
