@@ -114,6 +114,21 @@ def test_randomized_direct_map(tmp_path):
     assert prog.read(I.direct_map(290, 7) + 16 * I.MiB, 32) == mem.image[16 * I.MiB:][:32]
 
 
+def test_direct_map_with_small_pages_and_a_decoy(disc):
+    """Page 0 unmapped (4 KiB pages); a slot before it maps other memory (not 1:1)."""
+    img = I.image()
+    pgd = I.PGD - I.KERNEL_MAP
+    pud, pmd, pt = pgd + 4096, pgd + 3 * 4096, pgd + 4 * 4096
+    img[pmd:pmd + 2 * 4096] = bytes(2 * 4096)
+    struct.pack_into("<Q", img, pud, 0x4000_0083)  # slot 0: 1 GiB page at 1 GiB (a decoy)
+    struct.pack_into("<Q", img, pud + 8 * 2, pmd | 0x63)  # slot 2: the direct map
+    struct.pack_into("<Q", img, pmd, pt | 0x63)
+    struct.pack_into("<Q", img, pt + 8, 0x1000 | 0x63)  # page 0 absent, page 1 mapped
+    assert vmcore.direct_map_base(I.memory(img), disc.info) == I.direct_map(273, 2)
+    struct.pack_into("<Q", img, pt + 8, 0x5000 | 0x63)  # not 1:1: no direct map at all
+    assert vmcore.direct_map_base(I.memory(img), disc.info) is None
+
+
 def test_no_direct_map_falls_back_with_a_warning(tmp_path, disc):
     img = I.image()
     pgd = I.PGD - I.KERNEL_MAP

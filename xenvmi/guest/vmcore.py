@@ -133,49 +133,48 @@ def _vcpu_notes(mem: GuestMemory, warnings: list[str]) -> tuple[bytes, int]:
 # -- the direct map --------------------------------------------------------------------
 
 def direct_map_base(mem: GuestMemory, info: V.VmcoreInfo) -> int | None:
-    """The guest's ``page_offset_base``: the lowest kernel address that maps physical 0.
+    """The guest's ``page_offset_base``: where the kernel maps physical memory 1:1.
 
-    Walks the kernel's top-level page table (``swapper_pg_dir`` from VMCOREINFO) from the
-    start of the direct-map region; with memory KASLR the map starts at some 1 GiB step
-    above it, and it is the first region there (the kernel image mapping, which maps
-    physical 0 too when phys_base is 0, lies above the randomized regions, so the walk
-    stops before it). None when it cannot be found (5-level
-    paging, unreadable tables): the caller falls back to the fixed base.
+    Walks the kernel's top-level page table (``swapper_pg_dir`` from VMCOREINFO) over the
+    region memory KASLR places the direct map in (it starts there, at some 1 GiB step,
+    and is the first region; the kernel image mapping lies above the region). The first
+    1 GiB slot whose first mapped page sits at the same offset physically (page 0 itself
+    may be unmapped) is the base. None when not found (5-level paging, unreadable or
+    hostile tables): the caller falls back to the fixed base.
     """
     pgd_va = info.symbols.get("swapper_pg_dir", info.symbols.get("init_top_pgt"))
     if pgd_va is None or info.numbers.get("pgtable_l5_enabled"):
         return None
     addr_mask, reads = 0x000F_FFFF_FFFF_F000, [0]
 
-    def table(pa: int) -> tuple[int, ...]:
+    def table(entry: int) -> tuple[int, ...]:
         reads[0] += 1
         if reads[0] > 2048:
-            raise PhysicalFault(pa, " (page-table walk bound)")
-        return struct.unpack("<512Q", mem.read_physical(pa & addr_mask, PAGE, strict=True))
+            raise PhysicalFault(entry & addr_mask, " (page-table walk bound)")
+        return struct.unpack("<512Q", mem.read_physical(entry & addr_mask, PAGE, strict=True))
+
+    def first_page(pud_entry: int) -> tuple[int, int] | None:
+        """(offset in the 1 GiB slot, physical address) of its first mapped page."""
+        if pud_entry & 0x80:  # a 1 GiB page
+            return 0, pud_entry & 0x000F_FFFF_C000_0000
+        for k, pmd in enumerate(table(pud_entry)):
+            if not pmd & 1:
+                continue
+            if pmd & 0x80:  # a 2 MiB page
+                return k << 21, pmd & 0x000F_FFFF_FFE0_0000
+            for n, pte in enumerate(table(pmd)):
+                if pte & 1:
+                    return k << 21 | n << 12, pte & addr_mask
+        return None
 
     try:
         pgd = table(info.kernel_image_pa(pgd_va))
         for i in range((DIRECT_MAP >> 39) & 511, (REGION_END >> 39) & 511):
             if not pgd[i] & 1:
                 continue
-            pud = table(pgd[i])
-            for j, e in enumerate(pud):
-                if not e & 1:
-                    continue
-                if e & 0x80:  # a 1 GiB page
-                    pa = e & 0x000F_FFFF_C000_0000
-                else:
-                    e = table(e)[0]
-                    if not e & 1:
-                        continue
-                    if e & 0x80:  # a 2 MiB page
-                        pa = e & 0x000F_FFFF_FFE0_0000
-                    else:
-                        e = table(e)[0]
-                        if not e & 1:
-                            continue
-                        pa = e & addr_mask
-                if pa == 0:
+            for j, pud in enumerate(table(pgd[i])):
+                first = first_page(pud) if pud & 1 else None
+                if first is not None and first[0] == first[1]:
                     return 0xFFFF_0000_0000_0000 | i << 39 | j << 30
     except PhysicalFault:
         return None
