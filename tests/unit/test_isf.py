@@ -97,6 +97,16 @@ def test_sample_kernel_loads_as_written(vol3, tmp_path):
     assert doc["metadata"]["producer"]["name"] == "xenvmi"
 
 
+def test_same_kernel_same_isf_at_any_slide():
+    """Link-time addresses and no boot-specific metadata: one file per kernel build."""
+    k = sample_kernel()
+    def doc(slide):
+        syms = [Sym("init_task", LINK + slide + 0x1000, 64), Sym("runqueues", 0x2C000, 64),
+                Sym("linux_banner", LINK + slide + 0x2000, len(BANNER))]
+        return isf.build_isf(B.Btf(k.btf), syms, kaslr_slide=slide, banner=BANNER)[0]
+    assert json.dumps(doc(0)) == json.dumps(doc(SLIDE))
+
+
 def test_xz_and_names(vol3, tmp_path):
     _, doc, _ = sample_doc()
     path = isf.write_isf(doc, tmp_path / "k.json", xz=True)

@@ -90,8 +90,8 @@ def _symbol_type(types: IsfTypes, name: str, spec: Any, size: int) -> dict | Non
 
 
 def build_isf(btf: B.Btf, symbols: Iterable[Any], *, kaslr_slide: int = 0,
-              banner: bytes | None = None, declared: Mapping[str, Any] | None = None,
-              sources: Mapping[str, str] | None = None) -> tuple[dict, IsfSummary]:
+              banner: bytes | None = None, declared: Mapping[str, Any] | None = None
+              ) -> tuple[dict, IsfSummary]:
     """The ISF document for a kernel: ``symbols`` have ``name``, ``address`` (as loaded,
     i.e. with the KASLR slide) and ``size``; ``banner`` is ``linux_banner``'s bytes up to
     and including its NUL (what volatility3 scans images for)."""
@@ -134,13 +134,13 @@ def build_isf(btf: B.Btf, symbols: Iterable[Any], *, kaslr_slide: int = 0,
     else:
         summary.warnings.append("no linux_banner (symbol or text): volatility3 will not "
                                 "match this ISF to an image")
-    meta_src = dict(sources or {})
+    # Nothing boot-specific (addresses, dates): every boot of one kernel build gives the
+    # same file, so volatility3's validation cache (keyed by content) hits across guests.
     doc = {
         "metadata": {"format": FORMAT,
                      "producer": {"name": "xenvmi", "version": __version__},
-                     "linux": {"symbols": [{"kind": "symtab", "name": meta_src.get(
-                         "symbols", "guest kallsyms")}],
-                               "types": [{"name": meta_src.get("types", "guest BTF")}]}},
+                     "linux": {"symbols": [{"kind": "symtab", "name": "kallsyms (guest memory)"}],
+                               "types": [{"name": "BTF (guest memory)"}]}},
         "base_types": types.base, "user_types": user_types, "enums": enums, "symbols": syms,
     }
     summary.base_types, summary.user_types = len(types.base), len(user_types)
@@ -209,7 +209,7 @@ def from_kernel_program(kp, progress: Callable[[str], None] = lambda m: None
     prefix = f"Linux version {info.osrelease} (".encode()
     progress(f"writing volatility3 types and symbols ({kp.btf_types} BTF types)")
     doc, summary = build_isf(finder.btf, prog.symbols(), kaslr_slide=info.kernel_offset,
-                             banner=banner, sources=kp.sources)
+                             banner=banner)
     if not banner.startswith(prefix):
         summary.warnings.append(f"linux_banner does not start with {prefix!r}: volatility3's "
                                 "VMCOREINFO stacker will skip it")

@@ -1,0 +1,97 @@
+"""`xenvmi profile` on the lab's real guests: volatility3 reads xenvmi's dumps with xenvmi's
+ISF and lists the processes `xenvmi ps` lists.
+
+For a PVH guest and the KASLR HVM guest: dump it (paused), write the ISF from the dump,
+run volatility3's ``linux.pslist`` on the dump with only that ISF in its symbol path (as
+a user would: ``vol -s DIR -f DUMP linux.pslist``), and compare its pids and ppids with
+``xenvmi ps DUMP``. volatility3 validates an ISF against its JSON schema the first time it
+loads it (a minute natively, much longer on the emulated lab CPU) and caches that by
+content: both guests boot dom0's kernel and the ISF carries link-time addresses, so the
+second guest's ISF is the same file and its run hits the cache kept in this module.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from .conftest import ground_truth, xenvmi
+
+GUESTS = ("xvm-pvh1", "xvm-hvm")
+KERNEL_TEXT = 0xFFFF_FFFF_8100_0000  # x86-64 _text at link time (__START_KERNEL)
+VOL = "import sys; sys.argv[0] = 'vol'; from volatility3.cli import main; main()"
+
+pytestmark = pytest.mark.timeout(5400)
+
+
+def xenvmi_json(*args: str, timeout: float = 1800) -> dict:
+    res = xenvmi(*args, "--json", timeout=timeout)
+    assert res.returncode == 0, f"xenvmi {' '.join(args)}: exit {res.returncode}: {res.stderr}"
+    return json.loads(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def vol3_cache(tmp_path_factory):
+    """volatility3's cache for this module (it validates each ISF once, then remembers)."""
+    res = subprocess.run([sys.executable, "-c", "import volatility3"], capture_output=True)
+    assert res.returncode == 0, ("volatility3 is not installed in dom0: rebuild the lab "
+                                 "image (setup.cfg's test extra lists it)")
+    return tmp_path_factory.mktemp("vol3-cache")
+
+
+@pytest.fixture(scope="module", params=GUESTS)
+def dumped(request, guests, tmp_path_factory):
+    """The guest dumped while paused, and the ISF `xenvmi profile` writes from the dump."""
+    name = request.param
+    d = tmp_path_factory.mktemp(name)
+    core = d / f"{name}.vmcore"
+    res = xenvmi("dump", name, str(core), "--pause", "-q", timeout=1800)
+    assert res.returncode == 0, f"xenvmi dump {name}: exit {res.returncode}: {res.stderr}"
+    isf = d / "symbols" / "linux" / f"{name}.json"
+    isf.parent.mkdir(parents=True)
+    summary = xenvmi_json("profile", str(core), "-o", str(isf), "-q")
+    return SimpleNamespace(name=name, core=core, dir=d, isf=isf, summary=summary)
+
+
+def test_profile_of_dump(dumped):
+    s = dumped.summary
+    truth = ground_truth(dumped.name)
+    assert s["output"] == str(dumped.isf)
+    assert s["banner"].startswith(f"Linux version {truth.release} (")
+    assert s["user_types"] > 5000 and s["enums"] > 500 and s["symbols"] > 50_000
+    assert s["typed_symbols"] > 50 and not s["warnings"], s
+    doc = json.loads(dumped.isf.read_text())
+    assert doc["metadata"]["format"] == "6.2.0"
+    assert doc["symbols"]["_text"]["address"] == KERNEL_TEXT  # link-time, whatever the slide
+    assert doc["symbols"]["init_task"]["type"] == {"kind": "struct", "name": "task_struct"}
+    assert "comm" in doc["user_types"]["task_struct"]["fields"]
+    kernel = xenvmi_json("kernel", str(dumped.core))["kernel"]
+    assert s["kaslr_slide"] == kernel["kaslr_slide"]
+    assert (kernel["kaslr_slide"] != 0) == (dumped.name == "xvm-hvm")
+
+
+def test_volatility3_pslist_matches_xenvmi_ps(dumped, vol3_cache):
+    res = subprocess.run([sys.executable, "-c", VOL, "-q", "-r", "json", "--offline",
+                          "--cache-path", str(vol3_cache), "-s", str(dumped.dir / "symbols"),
+                          "-f", str(dumped.core), "linux.pslist"],
+                         capture_output=True, text=True, timeout=5000)
+    assert res.returncode == 0, f"vol linux.pslist on {dumped.core}: {res.stderr[-3000:]}"
+    theirs = {(r["PID"], r["PPID"]) for r in json.loads(res.stdout)}
+    ours = {(p["pid"], p["ppid"]) for p in xenvmi_json("ps", str(dumped.core))["processes"]}
+    assert theirs == ours, (f"{dumped.name}: only volatility3 {sorted(theirs - ours)}, "
+                            f"only xenvmi {sorted(ours - theirs)}")
+    comms = {r["COMM"] for r in json.loads(res.stdout)}
+    assert {"init", "xvm-alpha", "xvm-parent", "xvm-child"} <= comms
+
+
+def test_live_profile_equals_dump_profile(dumped):
+    """The ISF from the running guest is the one from its dump: same types, same symbols."""
+    live = dumped.dir / "live.json"
+    xenvmi_json("profile", dumped.name, "-o", str(live), "-q")
+    a, b = json.loads(live.read_text()), json.loads(dumped.isf.read_text())
+    assert a["user_types"] == b["user_types"] and a["enums"] == b["enums"]
+    assert a["symbols"] == b["symbols"]
