@@ -94,6 +94,7 @@ def test_dump_refuses_to_overwrite(tmp_path, capsys, domain):
 
 
 @pytest.mark.parametrize("exc, code", [(GuestDataError("guest memory went away"), 7),
+                                       (OSError(28, "No space left on device"), 1),
                                        (KeyboardInterrupt(), 130)])
 def test_dump_removes_the_partial_file(tmp_path, capsys, domain, monkeypatch, exc, code):
     real = vmcore._Copier._store

@@ -10,7 +10,7 @@ import pytest
 
 import vmcore_image as I
 from xenvmi import vmi
-from xenvmi.backends.dumpfile import MAX_NOTES, DumpFileError, DumpMemory
+from xenvmi.backends.dumpfile import MAX_NOTES, DumpMemory
 from xenvmi.errors import GuestDataError, NotFoundError, UsageError, XenvmiError
 from xenvmi.guest import discover, vmcore
 

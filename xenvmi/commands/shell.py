@@ -21,7 +21,7 @@ from xenvmi.errors import Unavailable, UsageError
 
 HELP = "drgn's Python shell on a guest's kernel (live or a dump), Linux helpers imported."
 
-EXAMPLES = """  xenvmi shell xvm-pvh1                   interactive: prog, guest, drgn's Linux helpers
+EXAMPLES = """  xenvmi shell xvm-pvh1                 interactive: prog, guest, drgn's Linux helpers
   xenvmi shell xvm-hvm -c 'print(prog["init_task"].comm)'
   xenvmi shell /root/pvh1.vmcore -c 'for t in for_each_task(prog): print(t.pid, t.comm)'
   xenvmi shell xvm-pvh1 tasks.py -- -v    run a script (sys.argv = [tasks.py, -v])
