@@ -202,7 +202,7 @@ class IsfTypes:
             kind = B.UNION if t.kind_flag else B.STRUCT
             full = next((i for i in self.btf.ids_by_name(t.name or "")
                          if self.btf.kind(i) == kind), None)
-            name = self.user_name[full] if full is not None else t.name
+            name = self.user_name.get(full, t.name)  # the definition's (maybe renamed)
             if not name:
                 return None, 0
             return {"kind": "union" if t.kind_flag else "struct", "name": name}, 1
