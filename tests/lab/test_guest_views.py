@@ -136,3 +136,17 @@ def test_unknown_domain():
 def test_ps_by_domid(guests):
     got = xenvmi_json("ps", str(guests["xvm-pvh1"].domid))
     assert got["domain"] == "xvm-pvh1" and len(got["processes"]) > 10
+
+
+def test_pause_leaves_a_guest_paused_by_someone_else_paused():
+    """LibVMI's resume always unpauses: `--pause` on an `xl pause`d guest must not."""
+    import subprocess
+    subprocess.run(["xl", "pause", "xvm-pvh2"], check=True, timeout=60)
+    try:
+        res = xenvmi("lsmod", "xvm-pvh2", "--pause", "--json")
+        assert res.returncode == 0, res.stderr
+        state = subprocess.run(["xl", "list", "xvm-pvh2"], capture_output=True, text=True,
+                               check=True, timeout=60).stdout.splitlines()[-1].split()[4]
+        assert "p" in state, f"xvm-pvh2 was unpaused by xenvmi --pause (state {state})"
+    finally:
+        subprocess.run(["xl", "unpause", "xvm-pvh2"], timeout=60)

@@ -113,6 +113,7 @@ class LibvmiMemory(GuestMemory):
         self._max = int(self._vmi.get_max_physical_address())
         self.memsize = int(self._vmi.get_memsize())
         self._paused = 0
+        self._external_pause: bool | None = None
 
     # -- memory ---------------------------------------------------------------------
 
@@ -197,13 +198,21 @@ class LibvmiMemory(GuestMemory):
     # -- pause, close ---------------------------------------------------------------
 
     def _pause(self) -> None:
-        self._vmi.pause_vm()
+        # LibVMI's pause is a no-op on a domain that is already paused, but its resume
+        # always unpauses: never resume a guest someone else (xl pause) paused.
+        if self._paused == 0 and self._external_pause is None:
+            self._external_pause = paused_now(self.domid)
+        if not self._external_pause:
+            self._vmi.pause_vm()
         self._paused += 1
 
     def _resume(self) -> None:
         if self._paused:
             self._paused -= 1
-            self._vmi.resume_vm()
+            if not self._external_pause:
+                self._vmi.resume_vm()
+            if self._paused == 0:
+                self._external_pause = None
 
     def close(self) -> None:
         super().close()
@@ -218,7 +227,21 @@ class LibvmiMemory(GuestMemory):
 
     def _resume_quietly(self, vmi) -> None:
         self._paused -= 1
+        if self._external_pause:
+            return
         try:
             vmi.resume_vm()
         except Exception:  # noqa: BLE001
             pass
+
+
+def paused_now(domid: int) -> bool:
+    """Whether Xen has the domain paused right now (libxenstat, as xentop's 'p' flag)."""
+    from xenvmi.backends.xenstat import XenStat
+    from xenvmi.errors import XenvmiError
+    try:
+        with XenStat() as stat:
+            node = stat.node(0)
+    except XenvmiError:
+        return False  # no libxenstat: pause as before
+    return any(d.domid == domid and "p" in d.state for d in node.domains)

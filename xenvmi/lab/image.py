@@ -2,7 +2,8 @@
 
 The image is cached under a digest of everything that shapes it (the provisioning files, the
 SSH key it trusts, this module's format number), so a second `lab up` reuses it. The xenvmi
-source is not part of the digest: it is synced into dom0 at every start instead.
+source is not part of the digest (it is synced into dom0 at every start instead), but
+the Python requirements setup.cfg gives dom0 are: their wheels are baked into the image.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def recipe_digest(paths: LabPaths) -> str:
     for f in sorted(p for p in DATA.rglob("*") if p.is_file()):
         h.update(str(f.relative_to(DATA)).encode() + b"\0" + f.read_bytes())
     h.update(paths.key.with_suffix(".pub").read_bytes())
+    root = source_root()
+    if root is not None:  # the wheels baked into dom0 follow setup.cfg's extras
+        h.update("\n".join(dom0_requirements(root / "setup.cfg")).encode())
     return h.hexdigest()[:16]
 
 
