@@ -65,7 +65,9 @@ def test_ps_matches_console(guest):
     assert {"init", "xvm-alpha", "xvm-parent", "xvm-child"} <= comms
     by_comm = {p["comm"]: p for p in got["processes"]}
     assert by_comm["xvm-child"]["ppid"] == by_comm["xvm-parent"]["pid"]
-    assert by_comm["xvm-beta"]["cmdline"] == "/usr/bin/xvm-beta --role worker"
+    # xvm-beta is a #!/bin/sh script: the kernel runs the interpreter with the script's
+    # path and arguments after it, and that is the argv /proc/PID/cmdline (and ps) show
+    assert by_comm["xvm-beta"]["cmdline"] == "/bin/sh /usr/bin/xvm-beta --role worker"
     assert by_comm["kthreadd"]["kernel_thread"] and by_comm["kthreadd"]["cmdline"] is None
     assert all(p["state"] in "RSDTtXZPI" for p in got["processes"])
     assert got["complete"], got["warnings"]
