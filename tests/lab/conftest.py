@@ -68,6 +68,30 @@ def reports(name: str):
     return parse_reports(last_boot(dom0.read_console(name)))
 
 
+def worker_key(key: tuple[int, int, str]) -> tuple[int, int, str]:
+    """(pid, ppid, name) with a kworker's name cut to the worker: the "-events" (or
+    "+events" while busy) after it names the workqueue it served last, which changes
+    from one moment to the next."""
+    pid, ppid, comm = key
+    if comm.startswith("kworker/"):
+        comm = comm.replace("+", "-").split("-", 1)[0]
+    return pid, ppid, comm
+
+
+def missing_from(stable, ours) -> set:
+    """The processes of ``stable`` (in the ground truth before and after a read) that
+    ``ours`` lacks, kworkers compared by worker."""
+    have = {worker_key(k) for k in ours}
+    return {k for k in stable if worker_key(k) not in have}
+
+
+def report_after_now(name: str, timeout: float = 120):
+    """The guest's first report that starts after this moment: a process in a report
+    before a read and in this one was alive during the whole read."""
+    latest = reports(name)
+    return next_report(name, latest[-1].seq if latest else -1, timeout)
+
+
 def next_report(name: str, after_seq: int, timeout: float = 120):
     """Wait for the guest's first report after ``after_seq`` (they come every ~10 s)."""
     end = time.monotonic() + timeout

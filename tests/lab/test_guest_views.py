@@ -12,7 +12,7 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide
 
-from .conftest import TRANSIENT, ground_truth, next_report, reports, xenvmi
+from .conftest import TRANSIENT, ground_truth, missing_from, report_after_now, reports, xenvmi
 
 MEMORY_GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm")
 
@@ -29,15 +29,6 @@ def _key(p) -> tuple[int, int, str]:
     return (p.pid, p.ppid, p.comm) if hasattr(p, "pid") else (p["pid"], p["ppid"], p["comm"])
 
 
-def _stable_key(key: tuple[int, int, str]) -> tuple[int, int, str]:
-    """A kworker's name ends with the workqueue it served last ("kworker/0:1-events"),
-    which changes from one moment to the next: compare the worker itself."""
-    pid, ppid, comm = key
-    if comm.startswith("kworker/"):
-        comm = comm.replace("+", "-").split("-", 1)[0]
-    return pid, ppid, comm
-
-
 @pytest.fixture(scope="module", params=MEMORY_GUESTS)
 def guest(request, guests):
     """Each memory guest, with one (possibly cold) run done so later ones hit the cache."""
@@ -50,11 +41,11 @@ def guest(request, guests):
 def test_ps_matches_console(guest):
     before = reports(guest)[-1]
     got = xenvmi_json("ps", guest)
-    after = next_report(guest, before.seq)
+    after = report_after_now(guest)
     ours = {_key(p) for p in got["processes"]}
     stable = {_key(p) for p in before.processes} & {_key(p) for p in after.processes}
     seen = {_key(p) for p in before.processes} | {_key(p) for p in after.processes}
-    missing = {k for k in stable if _stable_key(k) not in {_stable_key(o) for o in ours}}
+    missing = missing_from(stable, ours)
     named = {k for k in stable & ours if k[2].startswith("kworker/") and "-" in k[2]}
     assert named, f"{guest}: no kworker shows the workqueue ps shows ({sorted(stable)[:20]})"
     extra = {p for p in ours - seen

@@ -16,7 +16,8 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE
 
-from .conftest import GUESTS, TRANSIENT, ground_truth, next_report, reports, xenvmi
+from .conftest import (GUESTS, TRANSIENT, ground_truth, missing_from, report_after_now,
+                       reports, xenvmi)
 
 PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
 SHIPPED = {"ps", "lsmod", "dmesg", "hypercalls", "netdev", "files", "backends", "hcerrors"}
@@ -58,11 +59,11 @@ def test_every_shipped_plugin_is_ready_in_dom0(guests):
 def test_ps_plugin_matches_console(guest):
     before = reports(guest)[-1]
     got = run_json("ps", guest)
-    after = next_report(guest, before.seq)
+    after = report_after_now(guest)
     ours = {(p["pid"], p["ppid"], p["comm"]) for p in got["rows"]}
     truth_b = {(p.pid, p.ppid, p.comm) for p in before.processes}
     truth_a = {(p.pid, p.ppid, p.comm) for p in after.processes}
-    missing = (truth_b & truth_a) - ours
+    missing = missing_from(truth_b & truth_a, ours)
     extra = {p for p in ours - (truth_b | truth_a)
              if not (p[2] in TRANSIENT or p[2].startswith("kworker/"))}
     assert not missing and not extra, (sorted(missing), sorted(extra))
