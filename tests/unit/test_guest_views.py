@@ -65,8 +65,11 @@ def test_ps_workqueue_workers_show_their_workqueue(k):
     wild = k.add_task(24, b"kworker/1:1", parent=k.t2)
     k.set_wq_worker(wild, b"x")
     k.put(k.read_q(wild + TASK["worker_private"]) + 8, "Q", 0x4141_4141)  # bad worker ptr
+    rescuer = k.add_task(25, b"mm_percpu_wq", parent=k.t2)
+    k.set_wq_worker(rescuer, b"mm_percpu_wq", rescuer=True)  # not rescuing: no pool
     rows, b = ps(k)
     names = {p.pid: p.comm for p in rows}
+    assert names[25] == "mm_percpu_wq"
     assert names[21] == "kworker/0:0H-events_highpri"
     assert names[22] == "kworker/u2:1+eval_map_wq"
     assert names[23] == "kworker/0:2" and names[24] == "kworker/1:1"

@@ -100,7 +100,8 @@ def _kthread_full_name(prog: drgn.Program, t: Object, comm: str) -> str:
 def _wq_worker_name(prog: drgn.Program, t: Object, comm: str) -> str:
     """A workqueue worker's name as ``ps`` shows it: ``comm`` plus ``-desc`` (``+desc``
     while it runs a work item), the last workqueue it served (the kernel's
-    ``wq_worker_comm()``, reached through ``kthread->data``, a ``struct worker``)."""
+    ``wq_worker_comm()``, reached through ``kthread->data``, a ``struct worker``), only
+    while the worker belongs to a pool, as the kernel checks."""
     try:
         kthread = _deref(prog, t.worker_private.value_(), "struct kthread")
         worker = _deref(prog, kthread.data.value_(), "struct worker") \
@@ -110,9 +111,10 @@ def _wq_worker_name(prog: drgn.Program, t: Object, comm: str) -> str:
         w = worker.read_()
         desc = c_string(w.desc.string_(), WORKER_DESC_LEN)
         busy = w.current_work.value_() != 0
+        attached = w.pool.value_() != 0
     except (LookupError, AttributeError, drgn.FaultError):
         return comm
-    if not desc:
+    if not desc or not attached:  # a rescuer between rescues has no pool: plain comm
         return comm
     return f"{comm}{'+' if busy else '-'}{desc}"[:MAX_KTHREAD_NAME - 1]
 

@@ -64,8 +64,8 @@ def _btf() -> bytes:
         ("worker_private", w.ptr(0), 704), ("flags", uint, 768)])
     w.struct("kthread", 16, [("full_name", w.ptr(char), 0), ("data", w.ptr(0), 64)])
     work = w.struct("work_struct", 8, [("data", atomic_long, 0)])
-    w.struct("worker", 32, [("current_work", w.ptr(work), 0),
-                            ("desc", w.array(char, 24, int_), 64)])
+    w.struct("worker", 40, [("current_work", w.ptr(work), 0), ("pool", w.ptr(0), 64),
+                            ("desc", w.array(char, 24, int_), 128)])
     layout = w.struct("module_layout", 16, [("base", w.ptr(0), 0),
                                             ("size", uint, 64)])
     state = w.enum("module_state", 4, [("MODULE_STATE_LIVE", 0), ("MODULE_STATE_COMING", 1),
@@ -168,12 +168,14 @@ class SyntheticKernel:
         self.put(kthread, "Q", text)
         self.put(task + TASK["worker_private"], "Q", kthread)
 
-    def set_wq_worker(self, task: int, desc: bytes, busy: bool = False) -> None:
-        """Make a kernel thread a workqueue worker whose last work item was ``desc``."""
-        kthread, worker = self.alloc(16), self.alloc(32)
+    def set_wq_worker(self, task: int, desc: bytes, busy: bool = False,
+                      rescuer: bool = False) -> None:
+        """Make a kernel thread a workqueue worker whose last work item was ``desc``
+        (a detached rescuer has no pool)."""
+        kthread, worker = self.alloc(16), self.alloc(40)
         self.put(kthread + 8, "Q", worker)
-        self.put(worker, "Q", self.alloc(8) if busy else 0)
-        self.put_bytes(worker + 8, desc[:23].ljust(24, b"\x00"))
+        self.put(worker, "QQ", self.alloc(8) if busy else 0, 0 if rescuer else self.alloc(8))
+        self.put_bytes(worker + 16, desc[:23].ljust(24, b"\x00"))
         self.put(task + TASK["worker_private"], "Q", kthread)
         self.put(task + TASK["flags"], "I", PF_WQ_WORKER)
 
