@@ -18,6 +18,22 @@ from xenvmi.lab import dom0
 from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report, parse_reports
 
 GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
+
+
+def selected(guests: tuple[str, ...]) -> tuple[str, ...]:
+    """``guests``, or only those named in $XENVMI_LAB_MEMORY_GUESTS (comma-separated):
+    tests/run-all.sh runs the per-guest memory views on the KASLR HVM guest only, to keep
+    CI short; unset, every guest runs."""
+    want = os.environ.get("XENVMI_LAB_MEMORY_GUESTS", "").strip()
+    if not want:
+        return guests
+    names = tuple(n.strip() for n in want.split(",") if n.strip())
+    unknown = set(names) - set(guests)
+    if unknown:
+        raise pytest.UsageError(f"XENVMI_LAB_MEMORY_GUESTS names unknown guests {sorted(unknown)}")
+    return names
+
+
 #: Short-lived children of the guests' report loop: a process list may or may not hold them.
 TRANSIENT = {"sleep", "cut", "grep", "tr", "uname", "ps", "cat", "sh"}
 

@@ -12,9 +12,10 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide
 
-from .conftest import TRANSIENT, ground_truth, missing_from, report_after_now, reports, xenvmi
+from .conftest import (TRANSIENT, ground_truth, missing_from, report_after_now, reports,
+                       selected, xenvmi)
 
-MEMORY_GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm")
+MEMORY_GUESTS = selected(("xvm-pvh1", "xvm-pvh2", "xvm-hvm"))
 
 pytestmark = pytest.mark.timeout(1800)
 
