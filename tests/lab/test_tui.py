@@ -40,7 +40,7 @@ def wait_for(predicate, what: str, timeout: float) -> str:
 @pytest.fixture
 def tui(guests):
     subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
-    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40",
+    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "100",
          f"{sys.executable} -m xenvmi tui --refresh 1; sleep 600")
     try:
         yield
