@@ -58,7 +58,7 @@ def test_domains_live_and_a_guests_processes(tui):
     tmux("send-keys", "-t", SESSION, "Enter")
     wait_for(lambda s: "xvm-pvh2" not in s and "xvm-pvh1" in s, "the filtered table", 60)
     tmux("send-keys", "-t", SESSION, "Enter")
-    wait_for(lambda s: "Processes" in s and "Overview" in s, "the domain screen", 60)
+    wait_for(lambda s: "Processes" in s and "Overview" in s, "the domain screen", 240)
     tmux("send-keys", "-t", SESSION, "3")
     text = wait_for(lambda s: "xvm-alpha" in s, "the guest's processes", 400)
     assert "xvm-parent" in text and "Traceback" not in text
