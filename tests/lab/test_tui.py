@@ -42,8 +42,6 @@ def tui(guests):
     subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "100",
          f"{sys.executable} -m xenvmi tui --refresh 1; sleep 600")
-    # a detached session kept 80x24 despite -x/-y in the lab (tmux 3.3): size the window
-    tmux("resize-window", "-t", SESSION, "-x", "120", "-y", "100")
     try:
         yield
     finally:
