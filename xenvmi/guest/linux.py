@@ -79,12 +79,18 @@ def _cmdline(mm: Object) -> str | None:
     return " ".join(c_string(a, MAX_CMDLINE) for a in args)
 
 
+def _kthread(prog: drgn.Program, t: Object) -> Object | None:
+    """A kernel thread's ``struct kthread`` (``task->worker_private`` since Linux 5.17),
+    or None when the pointer does not hold up."""
+    return _deref(prog, t.worker_private.value_(), "struct kthread")
+
+
 def _kthread_full_name(prog: drgn.Program, t: Object, comm: str) -> str:
     """A kernel thread's untruncated name, as ``ps`` shows it since Linux 6.0
     (``struct kthread.full_name``, reached through ``task->worker_private``); ``comm`` when
     the kernel has none or the guest's pointers do not hold up."""
     try:
-        kthread = _deref(prog, t.worker_private.value_(), "struct kthread")
+        kthread = _kthread(prog, t)
         ptr = kthread.full_name.value_() if kthread is not None else 0
     except (LookupError, AttributeError, drgn.FaultError):
         return comm
@@ -103,7 +109,7 @@ def _wq_worker_name(prog: drgn.Program, t: Object, comm: str) -> str:
     ``wq_worker_comm()``, reached through ``kthread->data``, a ``struct worker``), only
     while the worker belongs to a pool, as the kernel checks."""
     try:
-        kthread = _deref(prog, t.worker_private.value_(), "struct kthread")
+        kthread = _kthread(prog, t)
         worker = _deref(prog, kthread.data.value_(), "struct worker") \
             if kthread is not None else None
         if worker is None:
