@@ -85,6 +85,44 @@ def test_host_parse_sanity(host_btf):
     assert btf.get(struct_id(btf, "list_head")).size == 16
 
 
+
+def test_index_gives_a_warm_start_identical_to_a_scan(host_btf):
+    cold = B.Btf(host_btf)
+    assert not cold.from_index
+    blob = cold.export_index()
+    warm = B.Btf(host_btf, blob)
+    assert warm.from_index and warm.count == cold.count
+    for name in ("task_struct", "init_task", "list_head", "pid_type"):
+        assert warm.ids_by_name(name) == cold.ids_by_name(name)
+    assert warm.enumerator("PIDTYPE_PID") == cold.enumerator("PIDTYPE_PID") is not None
+    tid = struct_id(warm, "task_struct")
+    assert warm.members(warm.get(tid)) == cold.members(cold.get(tid))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda b: b[:-7],                          # truncated
+    lambda b: b"\x00" + b[1:],                 # not marshal any more
+    lambda b: b.replace(B.INDEX_FORMAT.encode(), B.INDEX_FORMAT.encode()[:-1] + b"9"),
+    lambda b: b"",
+])
+def test_a_damaged_index_is_ignored_and_the_blob_scanned(damage):
+    kernel = sample_kernel()
+    blob = B.Btf(kernel.btf).export_index()
+    btf = B.Btf(kernel.btf, damage(blob))
+    assert not btf.from_index
+    assert btf.ids_by_name("task_struct")
+
+
+def test_an_index_of_other_bytes_is_ignored():
+    """The index is tied to the exact BTF: a blob one byte different is scanned again, so
+    a malformed BTF is still refused even with an index made for a good one."""
+    kernel = sample_kernel()
+    blob = B.Btf(kernel.btf).export_index()
+    bad = bytearray(kernel.btf)
+    bad[2] = 7  # unsupported version
+    with pytest.raises(GuestDataError, match="version"):
+        B.Btf(bytes(bad), blob)
+
 def _bpftool_raw() -> str:
     tool = shutil.which("bpftool")
     if not tool:

@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     _drgn()
     progress = (lambda msg: None) if args.quiet else \
         (lambda msg: print(f"xenvmi: {msg}", file=sys.stderr, flush=True))
-    with vmi.open_guest(args.domain, use_cache=not args.no_cache, progress=progress) as g:
+    with vmi.open_guest(args.domain, use_cache=not args.no_cache, progress=progress,
+                        drgn_plugins=True) as g:
         kp = g.kernel_program()
         kp.view(None)  # no deadline: the user decides, Ctrl-C stops a statement
         for w in kp.warnings:

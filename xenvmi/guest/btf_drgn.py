@@ -353,22 +353,12 @@ class BtfObjectFinder:
 
     def __init__(self, types: BtfTypeFinder, declared: Mapping[str, TypeSpec]) -> None:
         self.types, self.btf, self.declared = types, types.btf, dict(declared)
-        self._enumerators: dict[str, tuple[int, int]] | None = None
 
     def _first_id(self, name: str, kind: int) -> int | None:
         for tid in self.btf.ids_by_name(name):
             if self.btf.kind(tid) == kind:
                 return tid
         return None
-
-    def _enumerator(self, name: str) -> tuple[int, int] | None:
-        if self._enumerators is None:
-            index: dict[str, tuple[int, int]] = {}
-            for tid in self.btf.ids_of_kind(B.ENUM, B.ENUM64):
-                for n, v in self.btf.enumerators(self.btf.get(tid)):
-                    index.setdefault(n, (tid, v))
-            self._enumerators = index
-        return self._enumerators.get(name)
 
     def _variable_type(self, prog: Program, name: str) -> Type | None:
         tid = self._first_id(name, B.VAR)
@@ -385,7 +375,7 @@ class BtfObjectFinder:
     def __call__(self, prog: Program, name: str, flags: FindObjectFlags,
                  filename: str | None) -> Object | None:
         if flags & FindObjectFlags.CONSTANT:
-            hit = self._enumerator(name)
+            hit = self.btf.enumerator(name)
             if hit is not None:
                 return Object(prog, self.types.type(hit[0]), hit[1])
         if not flags & (FindObjectFlags.VARIABLE | FindObjectFlags.FUNCTION):
@@ -408,14 +398,15 @@ class BtfObjectFinder:
 
 
 def attach_btf(prog: Program, btf_bytes: bytes,
-               declared_globals: Mapping[str, TypeSpec] = DEFAULT_GLOBALS) -> BtfTypeFinder:
+               declared_globals: Mapping[str, TypeSpec] = DEFAULT_GLOBALS,
+               index: bytes | None = None) -> BtfTypeFinder:
     """Parse ``btf_bytes`` and register type and object finders named "btf" on ``prog``.
 
     The type finder goes first (index 0); the object finder goes last so drgn's
     own "linux" finder (PAGE_SIZE, jiffies, vmemmap...) keeps precedence.
-    Raises GuestDataError if the BTF is malformed.
+    Raises GuestDataError if the BTF is malformed. ``index``: see :class:`btf.Btf`.
     """
-    btf = B.Btf(btf_bytes)
+    btf = B.Btf(btf_bytes, index)
     types = BtfTypeFinder(prog, btf)
     objects = BtfObjectFinder(types, declared_globals)
     prog.register_type_finder("btf", types, enable_index=0)

@@ -9,6 +9,8 @@ the current view, so even drgn's own loops over hostile data end in time.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,19 +159,42 @@ def _load_btf(kp: KernelProgram, cache: Path | None) -> None:
         if data[:3] != b"\x9f\xeb\x01":
             raise GuestDataError(f"no BTF magic at __start_BTF ({start:#x}): "
                                  f"{data[:4].hex()}")
-    finder = attach_btf(prog, data)
+    index = symcache.load_btf_index(cache) if cache and "from" in where else None
+    finder = attach_btf(prog, data, index=index)
     kp.btf_size, kp.btf_types = size, finder.btf.count
     kp.sources["types"] = where
-    if cache and "from" not in where:
+    if cache:
         try:
-            symcache.save_btf(cache, data)
+            if "from" not in where:
+                symcache.save_btf(cache, data)
+            if not finder.btf.from_index:
+                symcache.save_btf_index(cache, finder.btf.export_index())
         except OSError as e:
             kp.warnings.append(f"could not cache the kernel's BTF in {cache}: {e}")
 
 
+@contextlib.contextmanager
+def _drgn_plugins_disabled(disable: bool):
+    """DRGN_DISABLE_PLUGINS=* while drgn reads it (unless the user set it), then restored."""
+    if not disable or "DRGN_DISABLE_PLUGINS" in os.environ:
+        yield
+        return
+    os.environ["DRGN_DISABLE_PLUGINS"] = "*"
+    try:
+        yield
+    finally:
+        del os.environ["DRGN_DISABLE_PLUGINS"]
+
+
 def build(mem: GuestMemory, discovery: Discovery, *, timeout: float | None = 300.0,
-          use_cache: bool = True, progress: Callable[[str], None] = lambda m: None) -> KernelProgram:
-    """A drgn Program for the guest kernel: memory, page tables, kallsyms, BTF."""
+          use_cache: bool = True, progress: Callable[[str], None] = lambda m: None,
+          drgn_plugins: bool = True) -> KernelProgram:
+    """A drgn Program for the guest kernel: memory, page tables, kallsyms, BTF.
+
+    ``drgn_plugins=False`` keeps drgn from loading its plugins (entry points in the group
+    ``drgn.plugins``: its shell commands) when the Program becomes a Linux kernel. drgn
+    loads them once per process, so this choice holds for the process.
+    """
     ref: list = [None]
     prog = Program(PLATFORM)
     prog.add_memory_segment(0, mem.max_physical_address, _reader(ref, mem), physical=True)
@@ -180,7 +205,8 @@ def build(mem: GuestMemory, discovery: Discovery, *, timeout: float | None = 300
     ref[0] = kp
     t = time.monotonic()
     try:
-        prog.set_linux_kernel_custom(text, True)
+        with _drgn_plugins_disabled(not drgn_plugins):
+            prog.set_linux_kernel_custom(text, True)
     except ValueError as e:
         raise GuestDataError(f"drgn rejected the guest's VMCOREINFO: {e}") from None
     caches = symcache.paths(discovery, discovery.info.raw) if use_cache else None
@@ -191,7 +217,8 @@ def build(mem: GuestMemory, discovery: Discovery, *, timeout: float | None = 300
     try:
         _check_note_owner(kp)
     except GuestDataError:
-        for path in (*(caches or ()), discovery.cache_path):
+        extra = (symcache.index_path(caches[1]),) if caches else ()
+        for path in (*(caches or ()), *extra, discovery.cache_path):
             if path:
                 Path(path).unlink(missing_ok=True)  # never reuse what a planted note gave
         raise

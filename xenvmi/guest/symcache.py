@@ -14,6 +14,7 @@ import hashlib
 import os
 import struct
 from array import array
+from collections import Counter
 from pathlib import Path
 
 from drgn import Symbol, SymbolBinding, SymbolKind
@@ -60,11 +61,33 @@ class CachedSymbols:
     def __init__(self, names, addrs, sizes, kinds, binds) -> None:
         self.names, self.addrs, self.sizes, self.kinds, self.binds = \
             names, addrs, sizes, kinds, binds
-        self.by_name: dict[str, list[int]] = {}
-        for i, name in enumerate(names):
-            self.by_name.setdefault(name, []).append(i)
-        self.order = sorted(range(len(addrs)), key=addrs.__getitem__)
-        self.sorted_addrs = [addrs[i] for i in self.order]
+        self._unique: dict[str, int] | None = None  # name -> its last index
+        self._dups: dict[str, list[int]] = {}  # every index of the names that repeat
+        self._order: list[int] | None = None
+
+    def _indexes(self, name: str) -> list[int]:
+        """Indexes of ``name``; the index is built on the first lookup, at C speed (most
+        names are unique, so only the repeated ones get a list)."""
+        if self._unique is None:
+            self._unique = dict(zip(self.names, range(len(self.names))))
+            if len(self._unique) != len(self.names):
+                dups = {n for n, c in Counter(self.names).items() if c > 1}
+                for i, n in enumerate(self.names):
+                    if n in dups:
+                        self._dups.setdefault(n, []).append(i)
+        hits = self._dups.get(name)
+        if hits is not None:
+            return hits
+        i = self._unique.get(name)
+        return [] if i is None else [i]
+
+    @property
+    def order(self) -> list[int]:
+        """Indexes sorted by address, for lookups by address (built on the first one)."""
+        if self._order is None:
+            self._order = sorted(range(len(self.addrs)), key=self.addrs.__getitem__)
+            self.sorted_addrs = [self.addrs[i] for i in self._order]
+        return self._order
 
     def __len__(self) -> int:
         return len(self.names)
@@ -75,16 +98,17 @@ class CachedSymbols:
 
     def __call__(self, prog, name, address, one) -> list[Symbol]:
         if name is not None:
-            hits = self.by_name.get(name, [])
+            hits = self._indexes(name)
             if address is not None:
                 hits = [i for i in hits if self._contains(i, address)]
         elif address is not None:
+            order = self.order
             pos = bisect.bisect_right(self.sorted_addrs, address) - 1
             hits = []
             start = self.sorted_addrs[pos] if pos >= 0 else None
             while pos >= 0 and self.sorted_addrs[pos] == start:  # aliases share a start
-                if self._contains(self.order[pos], address):
-                    hits.append(self.order[pos])
+                if self._contains(order[pos], address):
+                    hits.append(order[pos])
                 pos -= 1
         else:
             hits = range(len(self.names))
@@ -129,3 +153,20 @@ def load_btf(path: Path, size: int) -> bytes | None:
     except OSError:
         return None
     return data if len(data) == size and data[:3] == b"\x9f\xeb\x01" else None
+
+
+def index_path(btf_path: Path) -> Path:
+    """Where the BTF's warm-start index (see ``Btf.export_index``) sits next to it."""
+    return btf_path.with_suffix(".btfidx")
+
+
+def save_btf_index(btf_path: Path, blob: bytes) -> None:
+    _write(index_path(btf_path), blob)
+
+
+def load_btf_index(btf_path: Path) -> bytes | None:
+    """The index blob, or None; ``Btf`` checks it against the BTF's own bytes."""
+    try:
+        return index_path(btf_path).read_bytes()
+    except OSError:
+        return None
