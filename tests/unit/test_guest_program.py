@@ -63,6 +63,11 @@ def test_symbol_cache_roundtrip(tmp_path):
     assert {x.name for x in finder(None, None, 0xFFFFFFFF81000000, False)} == {"_text", "_stext"}
     assert finder(None, None, 0xFFFFFFFF80000000, True) == []
     assert finder(None, "nope", None, True) == []
+    for _ in range(20):  # past the first lookups (a scan) to the dict built once
+        assert [x.address for x in finder(None, "dup", None, False)] == [0xFFFFFFFF82B00000,
+                                                                         0xFFFFFFFF82B00010]
+        assert finder(None, "init_task", None, True)[0].size == 0x2000
+        assert finder(None, "nope", None, True) == []
     prog = drgn.Program(program.PLATFORM)
     prog.register_symbol_finder("cached", finder, enable_index=0)
     assert prog.symbol("init_task").size == 0x2000

@@ -12,7 +12,7 @@ import time
 
 from xenvmi.commands import add_command
 from xenvmi.errors import LabError, UsageError
-from xenvmi.lab import image, remote, vm
+from xenvmi.lab import remote  # image and vm are imported where used: they are heavy
 from xenvmi.lab.paths import DEFAULT_PORT, LabPaths
 
 DOM0_PY = remote.REMOTE_PY
@@ -31,6 +31,7 @@ def _log(msg: str) -> None:
 
 
 def _state(paths: LabPaths):
+    from xenvmi.lab import vm
     state = vm.running(paths)
     if state is None:
         raise LabError("the lab is not running: start it with `xenvmi lab up`")
@@ -39,17 +40,20 @@ def _state(paths: LabPaths):
 
 def cmd_deps(args) -> int:
     """Install the host packages the lab needs (Debian/Ubuntu, as root)."""
+    from xenvmi.lab import image
     image.install_host_packages(log=_log)
     return 0
 
 
 def cmd_build(args) -> int:
+    from xenvmi.lab import image
     built = image.build(LabPaths.default(), log=_log)
     print(built)
     return 0
 
 
 def cmd_up(args) -> int:
+    from xenvmi.lab import image, vm
     paths = LabPaths.default()
     t0 = time.monotonic()
     state = vm.running(paths)
@@ -88,12 +92,14 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
+    from xenvmi.lab import vm
     was = vm.stop(LabPaths.default())
     print("lab stopped" if was else "lab was not running")
     return 0
 
 
 def cmd_status(args) -> int:
+    from xenvmi.lab import vm
     paths = LabPaths.default()
     state = vm.running(paths)
     info: dict = {"running": state is not None, "lab_dir": str(paths.root)}
@@ -174,6 +180,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_log(args) -> int:
+    from xenvmi.lab import vm
     print(vm.serial_tail(LabPaths.default(), args.lines))
     return 0
 

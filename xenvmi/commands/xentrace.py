@@ -13,7 +13,6 @@ from xenvmi import render
 from xenvmi.commands import add_command
 from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
 from xenvmi.trace import trc_events as T
-from xenvmi.trace.xentrace import TraceDecoder, domain_label, summarize_file
 
 EXAMPLES = """  xenvmi xentrace record /tmp/t.bin --seconds 5   trace PV/HVM hypercalls (root, dom0)
   xenvmi xentrace summary /tmp/t.bin               hypercall counts per domain
@@ -55,7 +54,7 @@ def _open(path: str):
         raise XenvmiError(f"xentrace: cannot read {path}: {exc.strerror}") from None
 
 
-def _warn(decoder: TraceDecoder) -> None:
+def _warn(decoder) -> None:
     for err in decoder.errors:
         print(f"xenvmi: warning: skipped damaged data: {err}", file=sys.stderr)
     if decoder.error_count > len(decoder.errors):
@@ -73,6 +72,7 @@ def _fields_text(fields: dict) -> str:
 
 
 def cmd_decode(args) -> int:
+    from xenvmi.trace.xentrace import TraceDecoder, domain_label
     limit = args.limit
     with _open(args.file) as stream:
         decoder = TraceDecoder(stream, strict=not args.keep_going)
@@ -93,6 +93,7 @@ def cmd_decode(args) -> int:
 
 
 def cmd_summary(args) -> int:
+    from xenvmi.trace.xentrace import summarize_file
     with _open(args.file) as stream:
         summary = summarize_file(stream, strict=not args.keep_going)
     for err in summary.errors:

@@ -63,12 +63,17 @@ class CachedSymbols:
             names, addrs, sizes, kinds, binds
         self._unique: dict[str, int] | None = None  # name -> its last index
         self._dups: dict[str, list[int]] = {}  # every index of the names that repeat
+        self._lookups = 0
         self._order: list[int] | None = None
 
     def _indexes(self, name: str) -> list[int]:
-        """Indexes of ``name``; the index is built on the first lookup, at C speed (most
-        names are unique, so only the repeated ones get a list)."""
+        """Indexes of ``name``. A view asks for a handful of names: those are found by a
+        C-speed scan of the list; from the 16th lookup on, a dict is built once (the
+        repeated names get a list of every index, the unique ones map to their own)."""
         if self._unique is None:
+            self._lookups += 1
+            if self._lookups <= 16:
+                return self._scan(name)
             self._unique = dict(zip(self.names, range(len(self.names))))
             if len(self._unique) != len(self.names):
                 dups = {n for n, c in Counter(self.names).items() if c > 1}
@@ -80,6 +85,16 @@ class CachedSymbols:
             return hits
         i = self._unique.get(name)
         return [] if i is None else [i]
+
+    def _scan(self, name: str) -> list[int]:
+        hits, start = [], 0
+        while True:
+            try:
+                start = self.names.index(name, start)
+            except ValueError:
+                return hits
+            hits.append(start)
+            start += 1
 
     @property
     def order(self) -> list[int]:
