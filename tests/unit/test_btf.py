@@ -489,6 +489,20 @@ def test_bad_records():
     assert_bad(w.build())
 
 
+
+@pytest.mark.timeout(10)
+def test_skip_modifiers_stops_on_a_typedef_loop():
+    w = BtfWriter()
+    w.raw(B.INT, "int", 0, 4, struct.pack("<I", 32))
+    w.typedef("A", 3)
+    w.typedef("B", 2)  # A -> B -> A
+    w.raw(B.CONST, size_or_type=1)
+    btf = B.Btf(w.build())
+    assert btf.skip_modifiers(4) == 1
+    assert btf.skip_modifiers(1) == 1
+    with pytest.raises(GuestDataError, match="deeper than 16"):
+        btf.skip_modifiers(2, 16)
+
 def attach_bad(build) -> tuple[Program, object]:
     w = BtfWriter()
     build(w)

@@ -53,6 +53,12 @@ _EXTRA = {
 # Kinds whose ``size_or_type`` field is a type id (the rest hold a size or nothing).
 _REF_KINDS = frozenset({PTR, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, VAR,
                         DECL_TAG, TYPE_TAG})
+#: Kernel globals whose type is an anonymous struct (kernel BTF has no VARs to name it):
+#: the members that identify that struct. Used by the drgn object finder and the ISF writer.
+ANONYMOUS_GLOBALS = {"tk_core": ("seq", "timekeeper")}
+
+# Kinds that only rename or qualify another type.
+MODIFIER_KINDS = frozenset({TYPEDEF, CONST, VOLATILE, RESTRICT, TYPE_TAG})
 # Kinds whose name goes into the name index.
 _NAMED_KINDS = frozenset({INT, STRUCT, UNION, ENUM, FWD, TYPEDEF, FUNC, VAR, FLOAT, ENUM64})
 
@@ -332,6 +338,16 @@ class Btf:
 
     def decl_tag_component(self, t: BtfType) -> int:
         return self._s32.unpack_from(self._types, self._payload(t, DECL_TAG))[0]
+
+    def skip_modifiers(self, tid: int, max_depth: int = 64) -> int:
+        """The type under ``tid``'s typedefs and qualifiers. A chain longer than
+        ``max_depth`` (a loop, in hostile BTF) raises GuestDataError."""
+        for _ in range(max_depth):
+            t = self.get(tid)
+            if t.kind not in MODIFIER_KINDS:
+                return tid
+            tid = t.type
+        raise _bad(f"typedef/qualifier chain deeper than {max_depth} at {tid}")
 
     # -- names ----------------------------------------------------------------------
 

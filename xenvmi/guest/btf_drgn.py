@@ -35,7 +35,7 @@ def _tk_core_type(prog: Program) -> Type:
     finder = prog.cache.get("xenvmi_btf")
     if finder is None:
         raise LookupError("no BTF attached")
-    return finder.anonymous_struct_with("seq", "timekeeper")
+    return finder.anonymous_struct_with(*B.ANONYMOUS_GLOBALS["tk_core"])
 
 
 #: Globals drgn's Linux helpers (tasks, pids, modules, printk, mm, cpus, uts,
@@ -268,7 +268,7 @@ class BtfTypeFinder:
         bit_offset, bits = m.bit_offset, m.bitfield_size
         if not owner.kind_flag:
             # Old-style bitfields: the member's INT type carries the width and an extra offset.
-            base = self._skip_mods(m.type)
+            base = self.btf.skip_modifiers(m.type, MAX_DEPTH)
             bt = self.btf.get(base)
             if bt.kind == B.INT:
                 _, ioff, ibits = self.btf.int_info(bt)
@@ -300,7 +300,7 @@ class BtfTypeFinder:
     def _by_value_aggregate(self, tid: int) -> int | None:
         """The struct/union a member of type ``tid`` embeds whole (through 1-element arrays)."""
         for _ in range(MAX_DEPTH):
-            tid = self._skip_mods(tid)
+            tid = self.btf.skip_modifiers(tid, MAX_DEPTH)
             t = self.btf.get(tid)
             if t.kind in (B.STRUCT, B.UNION):
                 return tid
@@ -308,14 +308,6 @@ class BtfTypeFinder:
                 return None
             tid = self.btf.array_info(t)[0]
         raise GuestDataError(f"malformed BTF: array chain deeper than {MAX_DEPTH} at {tid}")
-
-    def _skip_mods(self, tid: int) -> int:
-        for _ in range(MAX_DEPTH):
-            t = self.btf.get(tid)
-            if t.kind not in (B.TYPEDEF, B.CONST, B.VOLATILE, B.RESTRICT, B.TYPE_TAG):
-                return tid
-            tid = t.type
-        raise GuestDataError(f"malformed BTF: typedef/qualifier chain deeper than {MAX_DEPTH} at {tid}")
 
     def _lazy_member(self, tid: int, bits: int, owner: int) -> Union[Type, Object]:
         typ = self._fresh(tid)

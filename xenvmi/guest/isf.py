@@ -52,8 +52,8 @@ VOL3_GLOBALS: Mapping[str, str] = {
     "socket_file_ops": "const struct file_operations", "module_kset": "struct kset *",
     "keyboard_notifier_list": "struct atomic_notifier_head", "bpf_kallsyms": "struct list_head",
 }
-#: Globals whose type is an anonymous struct: found by the members it has (cf. btf_drgn).
-ANONYMOUS_GLOBALS: Mapping[str, tuple[str, ...]] = {"tk_core": ("seq", "timekeeper")}
+#: Globals whose type is an anonymous struct: found by the members it has.
+ANONYMOUS_GLOBALS: Mapping[str, tuple[str, ...]] = B.ANONYMOUS_GLOBALS
 
 
 # -- the document ------------------------------------------------------------------------

@@ -262,7 +262,7 @@ class IsfTypes:
         for m in self.btf.members(owner):
             bit_offset, bits = m.bit_offset, m.bitfield_size
             if not owner.kind_flag:  # old-style bitfield: the INT carries width and offset
-                base = self.btf.get(self._skip_mods(m.type))
+                base = self.btf.get(self._under_modifiers(m.type))
                 if base.kind == B.INT:
                     _, ioff, ibits = self.btf.int_info(base)
                     if ioff or ibits != base.size * 8:
@@ -290,12 +290,20 @@ class IsfTypes:
                 continue
             f = {"type": d, "offset": bit_offset // 8}
             if m.name is None and d["kind"] in ("struct", "union"):
-                if self._anon_ok(self._skip_mods(m.type), {owner.id}):
+                if self._anon_ok(self._under_modifiers(m.type), {owner.id}):
                     f["anonymous"] = True
                 else:
                     self.sum.skip("anonymous members volatility3 cannot flatten")
             fields[name] = f
         return fields
+
+    def _under_modifiers(self, tid: int) -> int:
+        """``Btf.skip_modifiers``, but a chain too deep gives ``tid`` back: desc() then
+        skips just that member ("type chains too deep or cyclic"), not the whole struct."""
+        try:
+            return self.btf.skip_modifiers(tid, MAX_DEPTH)
+        except GuestDataError:
+            return tid
 
     def _anon_ok(self, tid: int, path: set[int]) -> bool:
         """volatility3 flattens anonymous members recursively: allow no cycle, no FWD."""
@@ -304,19 +312,11 @@ class IsfTypes:
             return False
         for m in self.btf.members(t):  # (a malformed record: the caller's GuestDataError)
             if m.name is None:
-                inner = self._skip_mods(m.type)
+                inner = self._under_modifiers(m.type)
                 if self.btf.kind(inner) in (B.STRUCT, B.UNION) and \
                         not self._anon_ok(inner, path | {tid}):
                     return False
         return True
-
-    def _skip_mods(self, tid: int) -> int:
-        for _ in range(MAX_DEPTH):
-            t = self.btf.get(tid)
-            if t.kind not in (B.TYPEDEF, B.CONST, B.VOLATILE, B.RESTRICT, B.TYPE_TAG):
-                return tid
-            tid = t.type
-        return tid
 
     def enums(self) -> dict[str, dict]:
         out: dict[str, dict] = {}
