@@ -250,6 +250,31 @@ def test_watch_sees_a_domain_come_and_go():
     assert "Traceback" not in proc.stderr.read()
 
 
+
+def test_a_kept_watch_polled_in_slices_sees_a_domain_come_and_go():
+    """What the TUI's sampler does: one watch on the domain specials, polled in 0.5 s
+    slices, against the real xenstored."""
+    from xenvmi import api
+
+    def next_real(w, path: str, within: float) -> bool:
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            ev = w.next(0.5)
+            if ev is not None and ev.path == path:
+                return True
+        return False
+
+    with api.open_xenstore() as store, \
+            store.watch(["@introduceDomain", "@releaseDomain"]) as w:
+        initial = sorted(w.next(30).path for _ in range(2))
+        assert initial == ["@introduceDomain", "@releaseDomain"]
+        t0 = time.monotonic()
+        assert w.next(0.5) is None
+        assert time.monotonic() - t0 < 10
+        with paused_domain(f"test-xskept-{os.getpid()}"):
+            assert next_real(w, "@introduceDomain", 120)
+        assert next_real(w, "@releaseDomain", 120)
+
 def test_watch_stops_on_count_and_timeout():
     t0 = time.monotonic()
     res = xenvmi("xs", "watch", "/local/domain/0/name", "--timeout", "3")

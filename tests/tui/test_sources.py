@@ -13,7 +13,7 @@ from xenvmi.model import Domain, WatchEvent
 from xenvmi.tui import messages as m
 from xenvmi.tui import recorded, synthetic, workers
 from xenvmi.tui.codec import from_jsonable
-from xenvmi.tui.live import real_changes
+from xenvmi.tui import live
 from xenvmi.tui.recorded import RecordedSource
 from xenvmi.tui.sources import children_of
 
@@ -60,12 +60,44 @@ def test_children_of_flat_paths():
     assert children_of(paths, "/") == ["a", "ab"]
 
 
-def test_real_changes_skips_the_event_each_watch_fires_at_once():
+class FakeWatch:
+    """Scripted events, one per next() call (None = that slice timed out)."""
+
+    def __init__(self, events):
+        self.events, self.stopped = list(events), False
+
+    def next(self, timeout):
+        return self.events.pop(0) if self.events else None
+
+    def stop(self):
+        self.stopped = True
+
+
+class FakeStore:
+    def __init__(self, events):
+        self.watches, self.events, self.closed = [], events, False
+
+    def watch(self, paths):
+        self.watches.append(FakeWatch(self.events))
+        return self.watches[-1]
+
+    def close(self):
+        self.closed = True
+
+
+def test_live_sampler_keeps_one_watch_and_skips_the_initial_events(monkeypatch):
     ev = lambda p: WatchEvent(p, "t", 0.0)  # noqa: E731
-    paths = ("@introduceDomain", "@releaseDomain")
-    assert not real_changes([ev("@introduceDomain"), ev("@releaseDomain")], paths)
-    assert real_changes([ev("@introduceDomain"), ev("@releaseDomain"),
-                         ev("@releaseDomain")], paths)
+    store = FakeStore([ev("@introduceDomain"), ev("@releaseDomain"), None, None,
+                       ev("@releaseDomain")])
+    opened = []
+    monkeypatch.setattr(live.api, "open_xenstore", lambda: opened.append(1) or store)
+    sampler = live.LiveSampler()
+    assert not sampler.wait_change(0.5)   # the two initial events, then a quiet slice
+    assert not sampler.wait_change(0.5)
+    assert sampler.wait_change(0.5)       # a domain went away
+    assert len(opened) == 1 and len(store.watches) == 1   # one watch for all three slices
+    sampler.close()
+    assert store.watches[0].stopped and store.closed
 
 
 def test_lifeline_children_stop_with_parent_and_alone():

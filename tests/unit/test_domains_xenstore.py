@@ -219,6 +219,26 @@ def test_watch_timeout_and_stop_from_another_thread(xsd):
         assert time.monotonic() - t0 < 2
 
 
+
+def test_kept_watch_polled_in_slices(xsd):
+    """One WATCH for many short waits: the initial event once, then only real changes,
+    each wait bounded by its own timeout; reads still work between the waits."""
+    server, path = xsd
+    with XenStore(timeout=2, socket_path=path) as xs, xs.watch("/local/domain/7") as w:
+        assert w.next(2).path == "/local/domain/7"
+        t0 = time.monotonic()
+        assert w.next(0.3) is None and w.next(0.3) is None
+        assert 0.5 < time.monotonic() - t0 < 2
+        assert len(server.watches) == 1
+        assert xs.read("/local/domain/0/name") == "Domain-0"
+        threading.Timer(0.2, server.fire, ["/local/domain/7/data/x"]).start()
+        got = None
+        for _ in range(10):
+            got = got or w.next(0.3)
+        assert got.path == "/local/domain/7/data/x"
+        assert w.next(0.1) is None
+    assert server.watches == {}
+
 def test_no_xenstore_and_bad_socket(tmp_path, monkeypatch):
     import xenvmi.backends.xenstore as mod
     monkeypatch.setattr(mod, "SOCKET_PATHS", (str(tmp_path / "none"),))

@@ -369,6 +369,24 @@ class Watch:
         finally:
             self.stop()
 
+    def next(self, timeout: float) -> WatchEvent | None:
+        """The next event within ``timeout`` s, or None. For a watch kept open and polled
+        in short slices: one WATCH for its whole life, not one (and xenstored's initial
+        event) per slice."""
+        end = time.monotonic() + timeout
+        while not self._stopped:
+            while self.sink.items:
+                raw_path, raw_token = self.sink.items.popleft()
+                path = safe_text(raw_path, 1024)
+                if self._covers(path):
+                    self.received += 1
+                    return WatchEvent(path=path, token=safe_text(raw_token, 64), time=time.time())
+            if time.monotonic() >= end:
+                return None
+            with self.store._lock:
+                self.store._pump(end)
+        return None
+
     def _covers(self, path: str) -> bool:
         """A watch fires for the path and everything below it; drop strays."""
         return any(path == w or path.startswith(w.rstrip("/") + "/") for w in self.paths)

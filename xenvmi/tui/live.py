@@ -9,6 +9,7 @@ views by GUEST_VIEW_TIMEOUT, guest discovery by a progress callback that raises 
 from __future__ import annotations
 
 import importlib
+import time
 
 from xenvmi import api
 from xenvmi.errors import Unavailable
@@ -31,17 +32,6 @@ def _plugins_module():
         raise Unavailable(f"plugins are not available in this xenvmi ({exc}): update "
                           "xenvmi to a version with xenvmi.plugins") from None
     return plugins
-
-
-def real_changes(events, paths) -> bool:
-    """True once an event arrives beyond the one xenstored fires per path on watching."""
-    initial = {p: 1 for p in paths}
-    for ev in events:
-        if initial.get(ev.path, 0):
-            initial[ev.path] -= 1
-            continue
-        return True
-    return False
 
 
 class LiveSource:
@@ -72,11 +62,18 @@ class LiveSource:
 
 
 class LiveSampler:
-    """Samplers are opened on first use, so a missing capability is retried next refresh."""
+    """Samplers are opened on first use, so a missing capability is retried next refresh.
+
+    The domain watch is set once and kept: the loop polls it in short slices, and setting
+    a watch per slice (a connection, WATCH, xenstored's initial event, UNWATCH) cost most
+    of a one-CPU dom0's time at --refresh 1."""
 
     def __init__(self) -> None:
         self._domains: api.DomainSampler | None = None
         self._host: api.HostSampler | None = None
+        self._store = None
+        self._watch = None
+        self._initial: dict[str, int] = {}
 
     def domains(self) -> list[Domain]:
         return api.list_domains()
@@ -92,16 +89,41 @@ class LiveSampler:
         return self._host.sample()
 
     def wait_change(self, timeout: float) -> bool:
-        events = api.watch(list(DOMAIN_EVENTS), timeout=timeout)
         try:
-            return real_changes(events, DOMAIN_EVENTS)
+            if self._watch is None:
+                self._store = api.open_xenstore()
+                self._watch = self._store.watch(list(DOMAIN_EVENTS))
+                self._initial = {p: 1 for p in DOMAIN_EVENTS}
+            end = time.monotonic() + timeout
+            while (left := end - time.monotonic()) > 0:
+                ev = self._watch.next(left)
+                if ev is None:
+                    return False
+                if self._initial.get(ev.path, 0):  # the event xenstored fires on watching
+                    self._initial[ev.path] -= 1
+                    continue
+                return True
+            return False
+        except BaseException:
+            self._close_watch()  # set up again on the next call (or never, if this raises)
+            raise
+
+    def _close_watch(self) -> None:
+        watch, store, self._watch, self._store = self._watch, self._store, None, None
+        try:
+            if watch is not None:
+                watch.stop()
         finally:
-            events.close()  # removes the watches and disconnects now, in this thread
+            if store is not None:
+                store.close()
 
     def close(self) -> None:
-        if self._domains is not None:
-            self._domains.close()
-            self._domains = None
+        try:
+            self._close_watch()
+        finally:
+            if self._domains is not None:
+                self._domains.close()
+                self._domains = None
 
 
 class LiveGuest:
@@ -127,6 +149,9 @@ class LiveGuest:
 class LiveXs:
     def __init__(self, store) -> None:
         self.store = store
+        self._watch = None
+        self._watch_path = ""
+        self._initial = False
 
     def list(self, path: str) -> list[str]:
         return self.store.list(path)
@@ -138,19 +163,32 @@ class LiveXs:
         return self.store.walk(path, max_nodes=max_nodes)
 
     def wait(self, path: str, timeout: float) -> list[str]:
+        """Paths under ``path`` that changed within ``timeout`` s; the watch on ``path``
+        stays set between calls (see LiveSampler)."""
+        if self._watch is None or self._watch_path != path:
+            self._stop_watch()
+            self._watch, self._watch_path = self.store.watch(path), path
+            self._initial = True
         changed: list[str] = []
-        with self.store.watch(path, timeout=timeout) as events:
-            first = True
-            for ev in events:
-                if first and ev.path == path:   # the event xenstored fires on watching
-                    first = False
-                    continue
+        ev = self._watch.next(timeout)
+        while ev is not None:
+            if self._initial and ev.path == path:  # the event xenstored fires on watching
+                self._initial = False
+            else:
                 changed.append(ev.path)
-                break
+            ev = self._watch.next(0)  # and whatever else already arrived
         return changed
 
+    def _stop_watch(self) -> None:
+        if self._watch is not None:
+            watch, self._watch = self._watch, None
+            watch.stop()
+
     def close(self) -> None:
-        self.store.close()
+        try:
+            self._stop_watch()
+        finally:
+            self.store.close()
 
 
 class LiveFeed:
