@@ -14,6 +14,7 @@ from .conftest import GUESTS
 from .test_domains import paused_domain
 
 SESSION = "xenvmi-lab-tui"
+GUEST = "xvm-pvh1"
 pytestmark = pytest.mark.timeout(900)
 
 
@@ -26,6 +27,10 @@ def screen() -> str:
     return tmux("capture-pane", "-p", "-t", SESSION)
 
 
+def window_size() -> str:
+    return tmux("display", "-p", "-t", SESSION, "#{window_width}x#{window_height}").strip()
+
+
 def wait_for(predicate, what: str, timeout: float) -> str:
     end = time.monotonic() + timeout
     text = ""
@@ -34,14 +39,25 @@ def wait_for(predicate, what: str, timeout: float) -> str:
         if predicate(text):
             return text
         time.sleep(1)
-    pytest.fail(f"TUI never showed {what} within {timeout:.0f}s; screen:\n{text}")
+    pytest.fail(f"TUI never showed {what} within {timeout:.0f}s; window {window_size()}; "
+                f"screen:\n{text}")
 
 
 @pytest.fixture
 def tui(guests):
     subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+    # The guest's kernel found and cached first (`xenvmi ps`, as test_guest_views does it
+    # cold): a cold discovery in the TUI's worker takes minutes on the one-CPU lab.
+    warm = subprocess.run([sys.executable, "-m", "xenvmi", "ps", GUEST], capture_output=True,
+                          text=True, timeout=900)
+    assert warm.returncode == 0, warm.stderr
     tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "100",
          f"{sys.executable} -m xenvmi tui --refresh 1; sleep 600")
+    # A second session on a running tmux server got the 80x24 default-size despite -x/-y
+    # (tmux 3.3, window-size latest, no client attached): pin the size by hand.
+    tmux("set-option", "-t", SESSION, "window-size", "manual")
+    tmux("resize-window", "-t", SESSION, "-x", "120", "-y", "100")
+    assert window_size() == "120x100"
     try:
         yield
     finally:
@@ -54,7 +70,7 @@ def test_domains_live_and_a_guests_processes(tui):
              "Domain-0 and the four guests", 180)
     tmux("send-keys", "-t", SESSION, "/")
     wait_for(lambda s: "filter by name" in s, "the filter box", 60)
-    tmux("send-keys", "-t", SESSION, "-l", "xvm-pvh1")
+    tmux("send-keys", "-t", SESSION, "-l", GUEST)
     tmux("send-keys", "-t", SESSION, "Enter")
     wait_for(lambda s: "xvm-pvh2" not in s and "xvm-pvh1" in s, "the filtered table", 60)
     tmux("send-keys", "-t", SESSION, "Enter")
