@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's xenvmi
+
 #: volatility3's `vol` command, run by the interpreter that runs this benchmark.
 VOL = "import sys; sys.argv[0] = 'vol'; from volatility3.cli import main; main()"
 
