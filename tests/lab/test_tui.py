@@ -4,6 +4,7 @@ away (filter, Enter, then the Processes tab), and a destroyed domain's row goes 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -18,9 +19,17 @@ GUEST = "xvm-pvh1"
 pytestmark = pytest.mark.timeout(900)
 
 
+#: tmux gives every pane the environment of the client that started its server; pytest's
+#: run has COLUMNS=80 LINES=24 set (pytest-textual-snapshot), and shutil.get_terminal_size(),
+#: which Textual asks, trusts those over the terminal: the TUI drew 80x24 in a 120x100
+#: window. The TUI must see the real terminal, as for an operator (hence also `env -u`
+#: in the pane's command, for a server some other run started).
+ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+
+
 def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True,
-                          timeout=60).stdout
+                          timeout=60, env=ENV).stdout
 
 
 def screen() -> str:
@@ -52,11 +61,7 @@ def tui(guests):
                           text=True, timeout=900)
     assert warm.returncode == 0, warm.stderr
     tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "100",
-         f"{sys.executable} -m xenvmi tui --refresh 1; sleep 600")
-    # A second session on a running tmux server got the 80x24 default-size despite -x/-y
-    # (tmux 3.3, window-size latest, no client attached): pin the size by hand.
-    tmux("set-option", "-t", SESSION, "window-size", "manual")
-    tmux("resize-window", "-t", SESSION, "-x", "120", "-y", "100")
+         f"env -u COLUMNS -u LINES {sys.executable} -m xenvmi tui --refresh 1; sleep 600")
     assert window_size() == "120x100"
     try:
         yield
