@@ -136,3 +136,34 @@ def test_ui_answers_keys_while_the_source_is_slow(tui):
             await pilot.press("escape")
             await tui.wait_for(pilot, lambda: tui.table_loaded(app), timeout=6)
     run(body())
+
+
+def test_hidden_table_is_drawn_on_return_and_samples_slower(tui):
+    """Under a domain screen the table is not redrawn (the latest sample waits) and the
+    sampler slows down; back on it, the waiting sample shows at once."""
+    from xenvmi.tui.screens import domains as screen_mod
+    rec = tui.lab()
+    rec.frames = [rec.frames[0], [s for s in rec.frames[1] if s.name != "xvm-hvm"]]
+
+    async def body():
+        app = tui.make_app(rec)
+        async with app.run_test() as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            table_screen = app.screen
+            assert table_screen._interval() == app.refresh_seconds
+            await pilot.press("enter")
+            await tui.wait_for(pilot, lambda: app.screen is not table_screen)
+            assert table_screen._interval() == max(app.refresh_seconds,
+                                                   screen_mod.HIDDEN_REFRESH)
+            shown = table_screen.refreshes
+            table_screen.life.poke()  # a sample while hidden: kept, not drawn
+            await tui.wait_for(pilot, lambda: table_screen._pending is not None)
+            assert table_screen.refreshes == shown and "xvm-hvm" in names_of(table_screen)
+            await pilot.press("escape")
+            await tui.wait_for(pilot, lambda: "xvm-hvm" not in names_of(table_screen))
+            assert table_screen._pending is None
+    run(body())
+
+
+def names_of(screen) -> list[str]:
+    return list(screen.query_one("#domains").visible_names)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
@@ -21,6 +21,9 @@ from xenvmi.tui.widgets.reason import ReasonPanel
 
 SORT_CYCLE = ("domid", "name", "cpu", "mem", "nettx", "netrx", "vbd_rd", "vbd_wr", "state")
 
+
+#: Seconds between samples while a domain screen covers the table.
+HIDDEN_REFRESH = 10.0
 
 class DomainsScreen(Screen):
     """Owns the sampler worker (domains + dom0 host + domain watch) for the whole app."""
@@ -43,6 +46,7 @@ class DomainsScreen(Screen):
         self.histories = Histories()
         self.refreshes = 0
         self.last_seconds = 0.0
+        self._pending: m.SamplesUpdated | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -66,14 +70,42 @@ class DomainsScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="sampler")
     def _sample(self) -> None:
-        workers.sampler_loop(self.app.source, self.life, self.post_message,
-                             lambda: self.app.refresh_seconds)
+        workers.sampler_loop(self.app.source, self.life, self.post_message, self._interval)
+
+    def _interval(self) -> float:
+        """Sample at --refresh while shown; under a domain screen, every HIDDEN_REFRESH s
+        at most (the histories keep going, and a one-CPU dom0 keeps its time for the
+        guest views the operator is looking at)."""
+        if self._on_top():
+            return self.app.refresh_seconds
+        return max(self.app.refresh_seconds, HIDDEN_REFRESH)
 
     # -- messages from the worker ------------------------------------------------------
     def on_samples_updated(self, msg: m.SamplesUpdated) -> None:
         if msg.domains is not None:
             self.domains = {d.domid: d for d in msg.domains}
         self.histories.add(msg.samples)
+        if not self._on_top():  # drawn when the screen is shown again
+            self._pending = msg
+            return
+        self._show(msg)
+
+    def _on_top(self) -> bool:
+        """The top screen? (Screen.is_current also counts a screen Textual keeps painting
+        under another, which this one is under a domain screen.)"""
+        try:
+            return self.app.screen is self
+        except ScreenStackError:  # no screen stack yet, or any more
+            return True
+
+    def on_screen_resume(self) -> None:
+        msg, self._pending = self._pending, None
+        if msg is not None:
+            self._show(msg)
+        if hasattr(self, "life"):
+            self.life.poke()  # and a fresh sample now, at the shown rate again
+
+    def _show(self, msg: m.SamplesUpdated) -> None:
         table = self.query_one(DomainTable)
         table.set_data(msg.samples, self.domains)
         self.query_one("#domains-reason", ReasonPanel).clear_reason()
