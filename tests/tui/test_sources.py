@@ -175,3 +175,25 @@ def test_guest_loop_open_failure_is_for_every_view():
     posted = _guest("0", ["processes"])
     assert [(p.topic, p.key) for p in posted] == [("guest", None)]
     assert "dom0 itself" in posted[0].reason
+
+
+def test_a_plugin_dropped_in_a_folder_reaches_the_tui_and_a_broken_one_stays_apart(
+        monkeypatch, tmp_path):
+    """The TUI's Plugins tab lists what xenvmi.plugins.discover() finds: a file copied
+    into a $XENVMI_PLUGIN_PATH folder appears with no other change, and a file that
+    raises on import is listed as unavailable with its error while the rest stay usable."""
+    import shutil
+    from pathlib import Path
+    example = Path(__file__).resolve().parents[1] / "unit" / "data" / "example_plugin.py"
+    shutil.copy(example, tmp_path / "my_example.py")
+    (tmp_path / "broken.py").write_text("raise RuntimeError('deliberately broken')\n")
+    monkeypatch.setenv("XENVMI_PLUGIN_PATH", str(tmp_path))
+    entries = {e.name: e for e in live.LiveSource().plugins()}
+    from xenvmi.plugins import loader
+    dropped = [e for e in loader.discover_entries() if e.info.source.endswith("my_example.py")]
+    assert len(dropped) == 1 and dropped[0].info.name in entries
+    assert {"ps", "lsmod", "dmesg", "files"} <= set(entries)
+    broken = [e for e in loader.discover_entries() if "broken" in e.info.source]
+    assert broken and not broken[0].info.available
+    assert "deliberately broken" in (broken[0].info.error or broken[0].info.why_not)
+    assert not entries[broken[0].info.name].available  # the TUI lists it as such
