@@ -14,7 +14,14 @@ def run(coro):
 
 
 def names(app) -> list[str]:
-    return app.screen.query_one("#domains").visible_names
+    return names_of(app.screen)
+
+
+def lab_losing_hvm(tui):
+    """The recorded lab whose second frame no longer has xvm-hvm."""
+    rec = tui.lab()
+    rec.frames = [rec.frames[0], [s for s in rec.frames[1] if s.name != "xvm-hvm"]]
+    return rec
 
 
 def test_table_shows_every_recorded_domain_with_host_panel(tui):
@@ -69,8 +76,7 @@ def test_filter_by_name_and_clear(tui):
 
 
 def test_vanished_domain_leaves_on_next_refresh(tui):
-    rec = tui.lab()
-    rec.frames = [rec.frames[0], [s for s in rec.frames[1] if s.name != "xvm-hvm"]]
+    rec = lab_losing_hvm(tui)
 
     async def body():
         app = tui.make_app(rec)
@@ -142,8 +148,7 @@ def test_hidden_table_is_drawn_on_return_and_samples_slower(tui):
     """Under a domain screen the table is not redrawn (the latest sample waits) and the
     sampler slows down; back on it, the waiting sample shows at once."""
     from xenvmi.tui.screens import domains as screen_mod
-    rec = tui.lab()
-    rec.frames = [rec.frames[0], [s for s in rec.frames[1] if s.name != "xvm-hvm"]]
+    rec = lab_losing_hvm(tui)
 
     async def body():
         app = tui.make_app(rec)

@@ -353,19 +353,13 @@ class Watch:
     def __iter__(self) -> Iterator[WatchEvent]:
         try:
             while not self._stopped and (self.count is None or self.received < self.count):
-                if not self.sink.items:
-                    now = time.monotonic()
-                    if self.deadline is not None and now >= self.deadline:
-                        return
-                    end = now + 0.2
-                    with self.store._lock:
-                        self.store._pump(end if self.deadline is None else min(end, self.deadline))
-                    continue
-                raw_path, raw_token = self.sink.items.popleft()
-                path = safe_text(raw_path, 1024)
-                if self._covers(path):
-                    self.received += 1
-                    yield WatchEvent(path=path, token=safe_text(raw_token, 64), time=time.time())
+                left = 0.2 if self.deadline is None else \
+                    min(0.2, self.deadline - time.monotonic())
+                ev = self.next(max(0.0, left))  # queued events still come past the deadline
+                if ev is not None:
+                    yield ev
+                elif left <= 0:
+                    return
         finally:
             self.stop()
 

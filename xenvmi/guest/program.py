@@ -151,7 +151,8 @@ def _load_btf(kp: KernelProgram, cache: Path | None) -> None:
         raise GuestDataError(f"__start_BTF..__stop_BTF is {size} bytes: not plausible BTF")
     where = f"guest BTF at __start_BTF {start:#x} ({size} bytes)"
     data = symcache.load_btf(cache, size) if cache else None
-    if data is not None:
+    cached = data is not None
+    if cached:
         where += f", from {cache}"
     else:
         # The kernel image is physically contiguous: one bulk read, not ~1000 pages.
@@ -159,13 +160,13 @@ def _load_btf(kp: KernelProgram, cache: Path | None) -> None:
         if data[:3] != b"\x9f\xeb\x01":
             raise GuestDataError(f"no BTF magic at __start_BTF ({start:#x}): "
                                  f"{data[:4].hex()}")
-    index = symcache.load_btf_index(cache) if cache and "from" in where else None
+    index = symcache.load_btf_index(cache) if cached else None
     finder = attach_btf(prog, data, index=index)
     kp.btf_size, kp.btf_types = size, finder.btf.count
     kp.sources["types"] = where
     if cache:
         try:
-            if "from" not in where:
+            if not cached:
                 symcache.save_btf(cache, data)
             if not finder.btf.from_index:
                 symcache.save_btf_index(cache, finder.btf.export_index())
