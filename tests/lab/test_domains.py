@@ -150,21 +150,35 @@ def xentop_frame() -> dict[str, dict]:
     return parse_xentop(out)[0]
 
 
+#: Paused during the xentop comparison: a CPU % both tools must agree on exactly (0.0).
+PAUSED_FOR_TOP = "xvm-pv"
+
+
 def test_top_batch_agrees_with_xentop(guests):
     """Both run at once, sampling 1 s apart twice: the second frame carries CPU %.
-    CPU time is checked against xentop frames taken just before and just after ours."""
-    before = xentop_frame()
-    ours_p = subprocess.Popen([sys.executable, "-m", "xenvmi", "top", "--batch", "-i", "2",
-                               "-d", "1", "--json"], stdout=subprocess.PIPE, text=True)
-    theirs = subprocess.run(["xentop", "-b", "-f", "-i", "2", "-d", "1"], capture_output=True,
-                            text=True, timeout=300).stdout
-    out, _ = ours_p.communicate(timeout=300)
+    CPU time is checked against xentop frames taken just before and just after ours.
+
+    The two tools sample different seconds, and the guests are bursty (their report loop
+    runs every 10 s: one CI run saw xvm-pvh1 at 83 % in our second and 4.9 % in xentop's),
+    so CPU % is compared where it is determined: a guest paused for the run is 0.0 in both.
+    Every other CPU % must follow from our own counters and fit in the host's CPUs."""
+    subprocess.run(["xl", "pause", PAUSED_FOR_TOP], check=True, timeout=60)
+    try:
+        before = xentop_frame()
+        ours_p = subprocess.Popen([sys.executable, "-m", "xenvmi", "top", "--batch", "-i", "2",
+                                   "-d", "1", "--json"], stdout=subprocess.PIPE, text=True)
+        theirs = subprocess.run(["xentop", "-b", "-f", "-i", "2", "-d", "1"],
+                                capture_output=True, text=True, timeout=300).stdout
+        out, _ = ours_p.communicate(timeout=300)
+        after = xentop_frame()
+    finally:
+        subprocess.run(["xl", "unpause", PAUSED_FOR_TOP], check=True, timeout=60)
     assert ours_p.returncode == 0
-    after = xentop_frame()
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["iteration"] for r in records] == [1, 2]
     frames = parse_xentop(theirs)
     assert len(frames) == 2
+    first = {d["name"]: d for d in records[0]["domains"]}
     ours = {d["name"]: d for d in records[1]["domains"]}
     assert all(d["cpu_percent"] is None for d in records[0]["domains"])
     for name in NAMED:
@@ -178,12 +192,23 @@ def test_top_batch_agrees_with_xentop(guests):
         # xentop prints whole seconds; ours must lie between its readings around our run.
         lo, hi = int(before[name]["CPU(sec)"]), int(after[name]["CPU(sec)"]) + 1
         assert lo <= d["cpu_seconds"] <= hi, (name, lo, d["cpu_seconds"], hi)
-        # CPU % is noisy under TCG: the two tools sample different seconds.
-        assert abs(d["cpu_percent"] - float(x["CPU(%)"])) <= 30 + 0.5 * float(x["CPU(%)"]), \
-            (name, d["cpu_percent"], x["CPU(%)"])
+        # Our CPU % is this domain's CPU time over our two samples' interval (the sample
+        # times are wall clock, the percent uses the monotonic clock: 1 % slack).
+        elapsed = d["time"] - first[name]["time"]
+        assert 0.5 < elapsed < 60, elapsed
+        used = (d["cpu_ns"] - first[name]["cpu_ns"]) / 1e9 / elapsed * 100.0
+        assert d["cpu_percent"] == pytest.approx(used, rel=0.01, abs=0.5), name
         assert ("p" in d["state"]) == ("p" in x["STATE"]), name
+    paused = ours[PAUSED_FOR_TOP]
+    assert "p" in paused["state"]
+    assert paused["cpu_percent"] == 0.0 == float(frames[1][PAUSED_FOR_TOP]["CPU(%)"])
     node = records[1]["node"]
     assert node["xen_version"].startswith("4.17") and node["cpus"] >= 1
+    # All domains together cannot use more than the host's CPUs. The slack is for the
+    # instant between our timestamp and Xen's reading of the counters (dom0 may be
+    # preempted there under emulation), not for a wrong unit, which is off by 1000x.
+    total = sum(d["cpu_percent"] for d in records[1]["domains"])
+    assert 0 < total <= 100.0 * node["cpus"] * 1.5, total
 
 
 def test_top_host_sees_the_xen_daemons():
