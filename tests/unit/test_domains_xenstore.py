@@ -239,6 +239,25 @@ def test_kept_watch_polled_in_slices(xsd):
         assert w.next(0.1) is None
     assert server.watches == {}
 
+def test_watch_skip_initial_drops_only_the_events_of_setting_it(xsd):
+    """xenstored answers each WATCH with one event for its path: with skip_initial those
+    are not changes; a later change to the watched path itself still comes out."""
+    server, path = xsd
+    with XenStore(timeout=2, socket_path=path) as xs, \
+            xs.watch(["/local/domain/7", "@releaseDomain"], skip_initial=True) as w:
+        assert w.next(0.3) is None
+        threading.Timer(0.1, server.fire, ["/local/domain/7"]).start()
+        got = None
+        for _ in range(10):
+            got = got or w.next(0.3)
+        assert got.path == "/local/domain/7" and w.received == 1
+        threading.Timer(0.1, server.fire, ["@releaseDomain"]).start()
+        got = None
+        for _ in range(10):
+            got = got or w.next(0.3)
+        assert got.path == "@releaseDomain"
+
+
 def test_no_xenstore_and_bad_socket(tmp_path, monkeypatch):
     import xenvmi.backends.xenstore as mod
     monkeypatch.setattr(mod, "SOCKET_PATHS", (str(tmp_path / "none"),))

@@ -304,16 +304,17 @@ class XenStore:
 
     # ------------------------------------------------------------------ watches
     def watch(self, paths: str | Sequence[str], timeout: float | None = None,
-              count: int | None = None) -> "Watch":
+              count: int | None = None, skip_initial: bool = False) -> "Watch":
         """Watch paths (or @introduceDomain / @releaseDomain); iterate the result for
-        events. xenstored fires one event per path at once when a watch is set."""
+        events. xenstored fires one event per path at once when a watch is set; with
+        ``skip_initial`` those are dropped, and only changes come out."""
         if isinstance(paths, str):
             paths = [paths]
         checked = [(p, check_path(p, watch=True)) for p in paths]
         if self.transport == "xenbus":
             raise Unavailable("xenstore watches need xenstored's socket, not the xenbus "
                               "device: run in dom0 with xenstored started")
-        return Watch(self, checked, timeout, count)
+        return Watch(self, checked, timeout, count, skip_initial)
 
 
 class Watch:
@@ -322,9 +323,12 @@ class Watch:
     Iteration waits in 0.2 s slices, so ``stop()`` from another thread ends it promptly,
     as does a Ctrl-C; either way the watches are removed (bounded by the store's timeout)."""
 
-    def __init__(self, store: XenStore, paths, timeout: float | None, count: int | None):
+    def __init__(self, store: XenStore, paths, timeout: float | None, count: int | None,
+                 skip_initial: bool = False):
         from pyxs._internal import Op
         self.store, self.paths = store, [p for p, _ in paths]
+        #: Watched path -> initial events still to drop (xenstored sends one per WATCH).
+        self._initial = {p: 1 for p in self.paths} if skip_initial else {}
         self.token = f"xenvmi-{os.getpid()}-{next(_tokens)}".encode()
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.count, self.received, self._stopped = count, 0, False
@@ -372,6 +376,9 @@ class Watch:
             while self.sink.items:
                 raw_path, raw_token = self.sink.items.popleft()
                 path = safe_text(raw_path, 1024)
+                if self._initial.get(path):
+                    self._initial[path] -= 1
+                    continue
                 if self._covers(path):
                     self.received += 1
                     return WatchEvent(path=path, token=safe_text(raw_token, 64), time=time.time())

@@ -9,7 +9,6 @@ views by GUEST_VIEW_TIMEOUT, guest discovery by a progress callback that raises 
 from __future__ import annotations
 
 import importlib
-import time
 
 from xenvmi import api
 from xenvmi.errors import Unavailable
@@ -73,7 +72,6 @@ class LiveSampler:
         self._host: api.HostSampler | None = None
         self._store = None
         self._watch = None
-        self._initial: dict[str, int] = {}
 
     def domains(self) -> list[Domain]:
         return api.list_domains()
@@ -92,18 +90,8 @@ class LiveSampler:
         try:
             if self._watch is None:
                 self._store = api.open_xenstore()
-                self._watch = self._store.watch(list(DOMAIN_EVENTS))
-                self._initial = {p: 1 for p in DOMAIN_EVENTS}
-            end = time.monotonic() + timeout
-            while (left := end - time.monotonic()) > 0:
-                ev = self._watch.next(left)
-                if ev is None:
-                    return False
-                if self._initial.get(ev.path, 0):  # the event xenstored fires on watching
-                    self._initial[ev.path] -= 1
-                    continue
-                return True
-            return False
+                self._watch = self._store.watch(list(DOMAIN_EVENTS), skip_initial=True)
+            return self._watch.next(timeout) is not None
         except BaseException:
             self._close_watch()  # set up again on the next call (or never, if this raises)
             raise
@@ -151,7 +139,6 @@ class LiveXs:
         self.store = store
         self._watch = None
         self._watch_path = ""
-        self._initial = False
 
     def list(self, path: str) -> list[str]:
         return self.store.list(path)
@@ -167,15 +154,12 @@ class LiveXs:
         stays set between calls (see LiveSampler)."""
         if self._watch is None or self._watch_path != path:
             self._stop_watch()
-            self._watch, self._watch_path = self.store.watch(path), path
-            self._initial = True
+            self._watch = self.store.watch(path, skip_initial=True)
+            self._watch_path = path
         changed: list[str] = []
         ev = self._watch.next(timeout)
         while ev is not None:
-            if self._initial and ev.path == path:  # the event xenstored fires on watching
-                self._initial = False
-            else:
-                changed.append(ev.path)
+            changed.append(ev.path)
             ev = self._watch.next(0)  # and whatever else already arrived
         return changed
 
