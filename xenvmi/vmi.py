@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from xenvmi.backends.memory import GuestMemory
-from xenvmi.errors import GuestDataError
+from xenvmi.errors import GuestDataError, XenvmiError
 from xenvmi.guest.model import GuestView, KernelInfo, LogRecord, Module, Process, VcpuRegisters
 
 T = TypeVar("T")
 Progress = Callable[[str], None]
 
 DEFAULT_TIMEOUT = 120.0  # seconds per view, discovery excluded
+RAM_MAP_TIMEOUT = 60.0  # seconds for the RAM map a dump reads first
 
 
 def _quiet(msg: str) -> None:
@@ -61,13 +62,15 @@ class Guest:
     def close(self) -> None:
         self.memory.close()
 
-    def kernel_program(self):
-        """The drgn-backed kernel (discovery + kallsyms + BTF), built on first use."""
+    def kernel_program(self, discovery=None):
+        """The drgn-backed kernel (discovery + kallsyms + BTF), built on first use; a
+        ``discovery`` already made for this guest is used rather than made again."""
         if self._kp is None:
             from xenvmi.guest import discover, program
             t = time.monotonic()
-            d = discover.discover(self.memory, use_cache=self.use_cache,
-                                  timeout=self.discovery_timeout, progress=self.progress)
+            d = discovery or discover.discover(self.memory, use_cache=self.use_cache,
+                                               timeout=self.discovery_timeout,
+                                               progress=self.progress)
             self.timings["discovery"] = time.monotonic() - t
             t = time.monotonic()
             self._kp = program.build(self.memory, d, timeout=self.discovery_timeout,
@@ -114,7 +117,8 @@ class Guest:
         """Write the guest's memory to ``path``: an ELF vmcore or (``fmt="raw"``) a flat image.
 
         A vmcore gets the kernel's VMCOREINFO note (discovered as for any view, so within
-        ``timeout``); a guest whose kernel is not found still dumps, with a warning. See
+        ``timeout``), and the kernel's "System RAM" ranges are read whole; a guest whose
+        kernel is not found still dumps, with a warning. See
         :func:`xenvmi.guest.vmcore.dump` for ``pause``, ``progress`` and ``force``.
         """
         from xenvmi.guest import discover, vmcore
@@ -129,11 +133,25 @@ class Guest:
             except GuestDataError as e:
                 warnings.append(f"the vmcore has no VMCOREINFO note (drgn will not see a "
                                 f"Linux kernel in it): {e}")
+        ram = self._ram_ranges(d, warnings) if d is not None else []
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - t0))
         summary = vmcore.dump(self.memory, path, fmt=fmt, discovery=d, pause=pause,
-                              timeout=left, progress=progress, force=force)
+                              timeout=left, progress=progress, force=force, ram_ranges=ram)
         summary.warnings[:0] = warnings
         return summary
+
+    def _ram_ranges(self, discovery, warnings: list[str]) -> list[tuple[int, int]]:
+        """The kernel's own RAM map for a dump, or [] (memory is then found by probing)."""
+        from xenvmi.guest import linux
+        try:
+            kp = self.kernel_program(discovery)
+            budget = kp.view(RAM_MAP_TIMEOUT)
+            ranges = linux.ram_ranges(kp, budget)
+        except XenvmiError as e:
+            warnings.append(f"the guest's RAM map was not read ({e}): RAM found by probing")
+            return []
+        warnings += budget.warnings
+        return ranges
 
     def registers(self, vcpu: int | None = 0) -> GuestView[VcpuRegisters]:
         """Decoded registers of one vCPU (``None``: all); needs no kernel, works for PV."""

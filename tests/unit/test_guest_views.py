@@ -175,6 +175,39 @@ def test_lsmod_loop_and_garbage(k):
     assert not b.complete
 
 
+# -- RAM map (for dumps) -------------------------------------------------------------------
+
+IOMEM = [(0x1000, 0x9FFFF, b"System RAM"), (0xA0000, 0xBFFFF, b"Video RAM area"),
+         (0x100000, 0x7FFFFFF, b"System RAM"), (0x8000000, 0x80FFFFF, b"System RAM"),
+         (0xFEE00000, 0xFEE00FFF, b"Local APIC")]
+
+
+def test_ram_ranges_from_iomem(k):
+    k.set_iomem(IOMEM)
+    b = Budget()
+    assert linux.ram_ranges(k.kernel_program(), b) == [(0x1000, 0xA0000), (0x100000, 0x8100000)]
+    assert b.complete and not b.warnings
+
+
+def test_ram_ranges_cycle_and_inverted_entry(k):
+    addrs = k.set_iomem(IOMEM[:3] + [(0x9000000, 0x8000000, b"System RAM")])
+    k.put(addrs[-1] + 48, "Q", addrs[0])  # the last entry's sibling loops to the first
+    b = Budget()
+    assert linux.ram_ranges(k.kernel_program(), b) == [(0x1000, 0xA0000), (0x100000, 0x8000000)]
+    assert any("inverted" in w for w in b.warnings)
+    assert any("cyclic" in w for w in b.warnings) and not b.complete
+
+
+def test_ram_ranges_wild_pointer_and_no_iomem(k):
+    addrs = k.set_iomem(IOMEM[:1] + IOMEM[2:3])
+    k.put(addrs[0] + 48, "Q", 0x4141_4141_4141_4141)
+    b = Budget()
+    assert linux.ram_ranges(k.kernel_program(), b) == [(0x1000, 0xA0000)]
+    assert not b.complete
+    with pytest.raises(linux.GuestDataError, match="iomem_resource"):
+        linux.ram_ranges(SyntheticKernel().kernel_program(), Budget())
+
+
 # -- kernel log ----------------------------------------------------------------------------
 
 RECORDS = [(1_000_000 * i, b"message %d" % i) for i in range(10)]

@@ -237,3 +237,30 @@ def test_existing_file_needs_force(tmp_path, mem):
         vmcore.dump(mem, tmp_path)
     with pytest.raises(UsageError, match="format"):
         vmcore.dump(mem, tmp_path / "y", fmt="qcow2")
+
+
+#: A RAM island probing cannot see: the chunk's first page, middle and last page are holes.
+ISLAND = (17 * I.MiB, 17 * I.MiB + 64 * 1024)
+ISLAND_HOLES = I.HOLES[:3] + ((16 * I.MiB, ISLAND[0]), (ISLAND[1], 24 * I.MiB))
+
+
+def test_probing_alone_loses_an_island_the_ram_map_keeps(tmp_path):
+    img = I.image()
+    m = I.memory(img, holes=ISLAND_HOLES)
+    s = vmcore.dump(m, tmp_path / "probed.raw", fmt="raw")
+    assert ISLAND not in s.ranges                       # the limit of probing alone
+    m = I.memory(img, holes=ISLAND_HOLES)
+    s = vmcore.dump(m, tmp_path / "g.raw", fmt="raw", ram_ranges=[(16 * I.MiB, 20 * I.MiB)])
+    assert s.ranges[-1] == ISLAND
+    with open(tmp_path / "g.raw", "rb") as f:
+        assert f.read() == I.expected(img, ISLAND_HOLES)[:ISLAND[1]]
+
+
+def test_a_ram_map_adds_to_probing_and_never_hides_memory(tmp_path, mem):
+    """The map is the guest's word: RAM it leaves out is still found by probing, and RAM
+    it claims past the top or inside holes costs reads, not a wrong dump."""
+    lying = [(5 * I.MiB, 6 * I.MiB), (9 * I.MiB, 10 * I.MiB), (30 * I.MiB, 1 << 40)]
+    s = vmcore.dump(mem, tmp_path / "g.raw", fmt="raw", ram_ranges=lying)
+    assert s.ranges == I.RANGES
+    with DumpMemory(tmp_path / "g.raw") as back:
+        assert back.read_physical(0, I.SIZE) == I.expected(mem.image)

@@ -261,3 +261,52 @@ def kernel_info(kp, budget: Budget) -> KernelInfo:
         page_size=info.page_size, vmcoreinfo_address=d.note_address, btf_size=kp.btf_size,
         btf_types=kp.btf_types, symbols=kp.symbols, discovery_seconds=round(d.seconds, 3),
         discovery_cached=d.from_cache, sources=sources)
+
+
+MAX_RESOURCES = 4096
+SYSTEM_RAM = "System RAM"
+
+
+def ram_ranges(kp, budget: Budget) -> list[tuple[int, int]]:
+    """The guest kernel's "System RAM" ranges, ``[start, end)``, from the top level of
+    ``iomem_resource`` (what /proc/iomem shows and makedumpfile dumps by). Sorted and
+    merged; an entry that is unreadable, inverted or cyclic ends the walk with a warning."""
+    prog = kp.prog
+    try:
+        node = prog["iomem_resource"].child.value_()
+    except (LookupError, drgn.FaultError) as e:
+        raise GuestDataError(f"cannot read iomem_resource in the guest kernel: {e}") from None
+    found: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    while node:
+        if budget.expired():
+            budget.warn("iomem_resource: stopped at the deadline")
+            break
+        if not is_kernel_pointer(node) or node in seen or len(seen) >= MAX_RESOURCES:
+            budget.warn(f"iomem_resource: entry {len(seen)} at {node:#x} is not a new kernel "
+                        f"address (corrupt or cyclic); the walk stops there")
+            break
+        seen.add(node)
+        try:
+            r = Object(prog, "struct resource *", node)[0].read_()
+            start, end = r.start.value_(), r.end.value_()
+            name_ptr = r.name.value_()
+            name = c_string(prog.read(name_ptr, len(SYSTEM_RAM) + 1), 16) \
+                if is_kernel_pointer(name_ptr, 1) else ""
+            node = r.sibling.value_()
+        except ENTRY_ERRORS as e:
+            budget.warn(f"iomem_resource: entry at {node:#x} unreadable ({e})")
+            break
+        if name != SYSTEM_RAM:
+            continue
+        if end < start:
+            budget.warn(f"iomem_resource: System RAM {start:#x}-{end:#x} is inverted; skipped")
+            continue
+        found.append((start, end + 1))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(found):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged

@@ -88,6 +88,11 @@ def _btf() -> bytes:
         ("tail_lpos", atomic_long, 192)])
     w.struct("printk_ringbuffer", 80, [("desc_ring", dring, 0), ("text_data_ring", tring, 320),
                                        ("fail", atomic_long, 576)])
+    res = w.struct("resource", 64)
+    rp = w.ptr(res)
+    w.set_members(res, [("start", u64, 0), ("end", u64, 64), ("name", w.ptr(w.const(char)), 128),
+                        ("flags", ulong, 192), ("desc", ulong, 256), ("parent", rp, 320),
+                        ("sibling", rp, 384), ("child", rp, 448)])
     del ulong, u32, u64  # (named for readability above)
     return w.build()
 
@@ -210,6 +215,20 @@ class SyntheticKernel:
         self.put(rb + 40, "I4xQqq", size_bits, data, lpos, 0)
         self.put(self.prb, "Q", rb)
         return {"rb": rb, "descs": descs, "infos": infos, "data": data}
+
+    def set_iomem(self, entries: list[tuple[int, int, bytes]]) -> list[int]:
+        """``iomem_resource`` with top-level children (start, end inclusive, name), in
+        order; returns their addresses (to corrupt them)."""
+        root = self.alloc(64, "iomem_resource")
+        self.put(root, "QQ", 0, (1 << 64) - 1)
+        addrs = [self.alloc(64) for _ in entries]
+        for i, (addr, (start, end, name)) in enumerate(zip(addrs, entries)):
+            text = self.alloc(len(name) + 1)
+            self.put_bytes(text, name + b"\x00")
+            sibling = addrs[i + 1] if i + 1 < len(addrs) else 0
+            self.put(addr, "QQQQQQQQ", start, end, text, 0x200, 0, root, sibling, 0)
+        self.put(root + 56, "Q", addrs[0] if addrs else 0)
+        return addrs
 
     # -- drgn ---------------------------------------------------------------------------
 

@@ -10,10 +10,13 @@ its address in the kernel's direct map, as kdump writes it. drgn maps each PT_LO
 addresses, so ``p_vaddr`` must be the guest's real ``page_offset_base`` (KASLR randomizes
 it): :func:`direct_map_base` finds it in the guest's page tables.
 
-One pass, streaming: RAM ranges are not known up front (Xen does not tell LibVMI), so
-memory is read in 4 MiB chunks whose per-page ``ok`` list shows the holes; a chunk whose
-ends are unreadable is bisected with single-page probes instead of being read page by page
-(LibVMI pays a hypercall per unreadable page). Program headers get a fixed reserve before
+One pass, streaming: Xen does not tell LibVMI where RAM is, so memory is read in 4 MiB
+chunks whose per-page ``ok`` list shows the holes; a chunk whose ends are unreadable is
+bisected with single-page probes instead of being read page by page (LibVMI pays a
+hypercall per unreadable page), and skipped when its ends and middle are all holes. The
+guest kernel's own "System RAM" ranges, when known, are read whole, so RAM islands in
+such a chunk are kept; they only add to what probing finds, so a guest that hides RAM
+from its own resource tree does not hide it from the dump. Program headers get a fixed reserve before
 the data and are written last. The file appears under its name only when complete.
 """
 
@@ -187,8 +190,10 @@ class _Copier:
     """Reads guest memory once, in chunks, writing readable runs to ``out``."""
 
     def __init__(self, mem: GuestMemory, out, fmt: str, data_start: int, deadline: float,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, ram: list[tuple[int, int]] = ()) -> None:
         self.mem, self.out, self.fmt = mem, out, fmt
+        #: RAM the guest kernel declares, page-aligned outwards, [start, end) sorted.
+        self.ram = [(s // PAGE * PAGE, -(-e // PAGE) * PAGE) for s, e in ram]
         self.deadline, self.progress = deadline, progress
         self.ranges: list[list[int]] = []  # [paddr start, paddr end, file offset]
         self.offset = data_start
@@ -214,15 +219,17 @@ class _Copier:
         return self._probes[page]
 
     def _visit(self, lo: int, hi: int) -> None:
-        """Copy [lo, hi): whole if its ends are RAM or it is small, else bisect."""
-        first, last = self._ok(lo), self._ok(hi - PAGE)
-        if (first and last) or hi - lo <= MIN_SPLIT:
+        """Copy [lo, hi): whole if it is declared RAM, if its ends are readable or if it is
+        small, else bisect."""
+        inside = any(s <= lo and hi <= e for s, e in self.ram)
+        if inside or hi - lo <= MIN_SPLIT or (self._ok(lo) and self._ok(hi - PAGE)):
             data, ok = self.mem._backend(lo, hi - lo)
             self._store(lo, data, ok)
             return
         mid = lo + (hi - lo) // 2 // PAGE * PAGE
-        if not (first or last or self._ok(mid)):
-            return  # both ends and the middle are holes: the whole piece is one
+        declared = any(s < hi and lo < e for s, e in self.ram)
+        if not (declared or self._ok(lo) or self._ok(hi - PAGE) or self._ok(mid)):
+            return  # both ends and the middle are holes, and no declared RAM: one hole
         self._visit(lo, mid)
         self._visit(mid, hi)
 
@@ -315,7 +322,8 @@ def _notes(mem: GuestMemory, discovery, warnings: list[str]) -> tuple[bytes, int
 
 def dump(mem: GuestMemory, path: str | os.PathLike, *, fmt: str = "elf", discovery=None,
          pause: bool = False, timeout: float | None = 1800.0,
-         progress: Progress | None = None, force: bool = False) -> DumpSummary:
+         progress: Progress | None = None, force: bool = False,
+         ram_ranges: list[tuple[int, int]] = ()) -> DumpSummary:
     """Write ``mem`` to ``path`` as an ELF vmcore (``fmt="elf"``) or a flat image ("raw").
 
     ``discovery`` (a :class:`xenvmi.guest.discover.Discovery`) supplies the VMCOREINFO
@@ -323,6 +331,7 @@ def dump(mem: GuestMemory, path: str | os.PathLike, *, fmt: str = "elf", discove
     the guest stands still while its registers and memory are copied, and is always
     resumed. The file is written under a hidden temporary name (mode 0600: it holds the
     guest's secrets) and renamed when complete; on any error or Ctrl-C it is removed.
+    ``ram_ranges`` (``[start, end)``, the guest kernel's "System RAM") are read whole.
     """
     if fmt not in ("elf", "raw"):
         raise UsageError(f"unknown dump format {fmt!r} (elf or raw)")
@@ -347,7 +356,7 @@ def dump(mem: GuestMemory, path: str | os.PathLike, *, fmt: str = "elf", discove
     try:
         with os.fdopen(fd, "wb") as out:
             summary = _write(mem, out, fmt, discovery, pause, deadline, progress, base,
-                             warnings)
+                             warnings, list(ram_ranges))
             out.flush()
         _publish(tmp, target, force)
     except OSError as e:
@@ -360,7 +369,8 @@ def dump(mem: GuestMemory, path: str | os.PathLike, *, fmt: str = "elf", discove
     return summary
 
 
-def _write(mem, out, fmt, discovery, pause, deadline, progress, base, warnings) -> DumpSummary:
+def _write(mem, out, fmt, discovery, pause, deadline, progress, base, warnings,
+           ram) -> DumpSummary:
     notes, vcpus, data_start = b"", 0, 0
     note_off = EHDR + PHDR * (1 + MAX_LOADS)
     with mem.paused() if pause else contextlib.nullcontext():
@@ -370,7 +380,7 @@ def _write(mem, out, fmt, discovery, pause, deadline, progress, base, warnings) 
             out.seek(note_off)
             out.write(notes)
             out.seek(data_start)
-        copier = _Copier(mem, out, fmt, data_start, deadline, progress)
+        copier = _Copier(mem, out, fmt, data_start, deadline, progress, ram)
         copier.run()
     if not copier.ranges:
         raise GuestDataError(f"no readable memory in {mem.name}: nothing to dump")
