@@ -214,3 +214,27 @@ def test_quitting_is_fast_with_every_worker_busy(tui):
     took = run(body())
     assert took < 1.0, f"quit took {took:.2f}s"
     assert time.monotonic() - t0 < 10
+
+
+def test_a_late_focus_event_does_not_switch_the_tab_back(tui):
+    """On the lab's loaded dom0 the Processes table's focus (given on `3`) reached its
+    pane after `5` had shown the Kernel log, and Textual's TabbedContent switched back.
+    The same message, posted late here, must leave the Kernel log up."""
+    from textual.widgets import TabbedContent, TabPane
+
+    async def body():
+        app = tui.make_app()
+        async with app.run_test() as pilot:
+            screen = await open_domain(tui, pilot, app, 2)
+            await pilot.press("3")
+            await pilot.press("5")
+            tabs = screen.query_one(TabbedContent)
+            await tui.wait_for(pilot, lambda: tabs.active == "dmesg")
+            processes = screen.query_one("#processes", TabPane)
+            tabs.post_message(TabPane.Focused(processes))
+            await pilot.pause()
+            await pilot.pause()
+            assert tabs.active == "dmesg"
+            screen.query_one("#pane-processes DataTable").focus()  # a real focus still moves
+            await tui.wait_for(pilot, lambda: tabs.active == "processes")
+    run(body())

@@ -96,3 +96,62 @@ def test_btf_cache_checks_size_and_magic(tmp_path):
     path.write_bytes(bytes(104))
     assert symcache.load_btf(path, 104) is None
     assert symcache.load_btf(tmp_path / "absent", 104) is None
+
+
+# -- linear maps ------------------------------------------------------------------------
+
+POB, TEXT, KPHYS = 0xFFFF_8880_0000_0000, 0xFFFF_FFFF_8100_0000, 1 << 20
+
+
+def _linear_setup(table_shift: int = 0):
+    """A guest whose "page tables" (drgn virtual segments counting their reads) map the
+    direct map at POB (off by ``table_shift``: a lie) and the kernel image at TEXT."""
+    import random
+    from types import SimpleNamespace
+    img = bytearray(random.Random(3).randbytes(16 << 20))
+    img[KPHYS + 0x1000:KPHYS + 0x1008] = POB.to_bytes(8, "little")  # page_offset_base
+    mem = BytesMemory(img)
+    walks = []
+    prog = drgn.Program(program.PLATFORM)
+    prog.add_memory_segment(0, len(img), lambda a, n, o, p: bytes(img[a:a + n]), physical=True)
+
+    def table(phys):
+        def read(a, n, o, p):
+            walks.append(a)
+            return bytes(img[phys + o:phys + o + n])
+        return read
+    prog.add_memory_segment(POB, len(img) - table_shift, table(table_shift), physical=False)
+    prog.add_memory_segment(TEXT, 2 << 20, table(KPHYS), physical=False)
+    G = SymbolBinding.GLOBAL
+    table_syms = [Symbol("_text", TEXT, 0, G, SymbolKind.FUNC),
+                  Symbol("_end", TEXT + (2 << 20), 0, G, SymbolKind.OBJECT),
+                  Symbol("page_offset_base", TEXT + 0x1000, 8, G, SymbolKind.OBJECT)]
+    prog.register_symbol_finder(
+        "t", lambda p, name, addr, one: [s for s in table_syms if s.name == name][:1],
+        enable_index=0)
+    info = SimpleNamespace(kernel_image_pa=lambda va: va - TEXT + KPHYS)
+    d = SimpleNamespace(note_address=0x5000, info=info)
+    kp = program.KernelProgram(prog, mem, d, Budget(60))
+    return kp, img, walks
+
+
+def test_linear_maps_skip_the_page_table_walk():
+    kp, img, walks = _linear_setup()
+    program._linear_maps(kp, [kp])
+    assert not kp.warnings and {"direct map", "kernel image"} <= set(kp.sources)
+    walks.clear()
+    assert kp.prog.read(POB + 0x123456, 32) == bytes(img[0x123456:0x123456 + 32])
+    assert kp.prog.read(TEXT + 0x2000, 16) == bytes(img[KPHYS + 0x2000:KPHYS + 0x2010])
+    assert walks == []
+    with pytest.raises(drgn.FaultError):  # past the guest's RAM: a fault, as in the tables
+        kp.prog.read(POB + (16 << 20), 8)
+
+
+def test_linear_map_that_disagrees_with_the_page_tables_is_not_used():
+    kp, img, walks = _linear_setup(table_shift=4096)
+    program._linear_maps(kp, [kp])
+    assert "direct map" not in kp.sources and "kernel image" in kp.sources
+    assert any("direct map" in w and "page tables" in w for w in kp.warnings)
+    walks.clear()
+    assert kp.prog.read(POB, 16) == bytes(img[4096:4096 + 16])  # the tables' answer
+    assert walks

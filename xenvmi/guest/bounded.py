@@ -43,6 +43,7 @@ def walk_list(head: Object, type_name: str, member: str, budget: Budget, *,
     if head_addr is None:
         raise ValueError("walk_list needs a list_head in memory")
     entry_type = prog.type(type_name)
+    node_type = prog.pointer_type(prog.type("struct list_head"))
     try:
         node = prog.read_u64(head_addr)
     except drgn.FaultError as e:
@@ -74,7 +75,7 @@ def walk_list(head: Object, type_name: str, member: str, budget: Budget, *,
             mismatched = True  # changed while we read, or corrupt: entries may be missing
             budget.warn(f"{what}: back pointer of entry {count} ({node:#x}) does not match "
                         "(list changed while being read, or corrupt)", partial=False)
-        yield drgn.container_of(Object(prog, "struct list_head *", node), entry_type, member)
+        yield drgn.container_of(Object(prog, node_type, node), entry_type, member)
         prev, node = node, nxt
         count += 1
 

@@ -57,11 +57,21 @@ def _member(obj: Object, *names: str) -> Object:
     raise LookupError(f"none of {names} in {obj.type_}")
 
 
+def _type(prog: drgn.Program, name: str) -> drgn.Type:
+    """``prog.type(name)``, kept in the program's cache: a type name given to Object() is
+    parsed and looked up again on every call, four times per task in a process view."""
+    types = prog.cache.setdefault("xenvmi.types", {})
+    found = types.get(name)
+    if found is None:
+        found = types[name] = prog.type(name)
+    return found
+
+
 def _deref(prog: drgn.Program, ptr: int, type_name: str) -> Object | None:
     """``*(type *)ptr`` if ``ptr`` is a plausible kernel pointer, else None."""
     if not is_kernel_pointer(ptr):
         return None
-    return Object(prog, type_name, address=ptr)
+    return Object(prog, _type(prog, type_name), address=ptr)
 
 
 def _cmdline(mm: Object) -> str | None:

@@ -19,11 +19,11 @@ from typing import Callable
 import drgn
 from drgn import Architecture, Platform, PlatformFlags, Program, ProgramFlags, SymbolKind
 
-from xenvmi.backends.memory import GuestMemory, PhysicalFault
+from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
 from xenvmi.errors import GuestDataError
 from xenvmi.guest import btf as B
 from xenvmi.guest import symcache
-from xenvmi.guest.bounded import Budget, DeadlineExceeded
+from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
 from xenvmi.guest.btf_drgn import attach_btf
 from xenvmi.guest.discover import Discovery
 
@@ -56,13 +56,17 @@ class KernelProgram:
         return self.budget
 
 
-def _reader(kp_ref: list, mem: GuestMemory) -> Callable[[int, int, int, bool], bytes]:
+def _reader(kp_ref: list, mem: GuestMemory,
+            base: int | None = None) -> Callable[[int, int, int, bool], bytes]:
+    """drgn's read callback: guest-physical ``address``, or for a linear map of physical
+    memory at ``base``, ``base`` plus the offset into the segment."""
     def read(address: int, count: int, offset: int, physical: bool) -> bytes:
         kp = kp_ref[0]
         if kp is not None and kp.budget.expired():
             raise DeadlineExceeded(f"deadline of {kp.budget.seconds:.0f}s exceeded")
         try:
-            return mem.read_physical(address, count, strict=True)
+            return mem.read_physical(address if base is None else base + offset, count,
+                                     strict=True)
         except PhysicalFault as e:
             raise drgn.FaultError("guest-physical address not readable", e.address) from None
     return read
@@ -223,7 +227,46 @@ def build(mem: GuestMemory, discovery: Discovery, *, timeout: float | None = 300
             if path:
                 Path(path).unlink(missing_ok=True)  # never reuse what a planted note gave
         raise
+    _linear_maps(kp, ref)
     t = time.monotonic()
     _load_btf(kp, caches[1] if caches else None)
     kp.timings["btf"] = time.monotonic() - t
     return kp
+
+
+def _linear_maps(kp: KernelProgram, ref: list) -> None:
+    """Reads in the direct map and the kernel image go straight to guest-physical memory
+    (both map it linearly) instead of drgn walking four page-table levels per page through
+    our Python callback: that walk was half of a process view. Each map is first checked
+    against the guest's page tables on a page that must be mapped (the VMCOREINFO note,
+    the kernel's first page); a map that disagrees is not used, and drgn walks the tables
+    as before. Kernel pages the guest unmapped from the direct map read as memory."""
+    prog, mem, d = kp.prog, kp.memory, kp.discovery
+    maps = []
+    try:
+        pob = prog.read_u64(prog.symbol("page_offset_base").address)
+    except LookupError:  # no CONFIG_RANDOMIZE_MEMORY: the direct map is fixed
+        pob = DIRECT_MAP
+    except drgn.FaultError:
+        pob = None
+    if pob is not None and is_kernel_pointer(pob, align=1 << 30) and \
+            pob + mem.ram_top < 1 << 64:
+        maps.append(("direct map", pob, mem.ram_top, 0, d.note_address))
+    try:
+        text, end = prog.symbol("_text").address, prog.symbol("_end").address
+    except LookupError:
+        text = end = 0
+    if is_kernel_pointer(text, align=PAGE) and text < end <= text + (1 << 30):
+        maps.append(("kernel image", text, end - text, d.info.kernel_image_pa(text), 0))
+    for name, va, size, pa, probe in maps:
+        try:
+            agree = prog.read(va + probe, 64) == mem.read_physical(pa + probe, 64, strict=True)
+        except (drgn.FaultError, PhysicalFault):
+            agree = False
+        if not agree:
+            kp.warnings.append(f"the guest's {name} at {va:#x} does not match its page "
+                               "tables: reads there walk the page tables (slower)")
+            continue
+        prog.add_memory_segment(va, size, _reader(ref, mem, pa), physical=False)
+        kp.sources[name] = f"{va:#x}+{size:#x} read at physical {pa:#x} (agrees with " \
+                           f"the page tables)"

@@ -22,6 +22,7 @@ from xenvmi.tui import messages as m
 from xenvmi.tui import workers
 from xenvmi.tui.format import kib, pct, xenbus_style
 from xenvmi.tui.widgets.plugins_pane import PluginsPane
+from xenvmi.tui.widgets.tabs import SteadyTabbedContent
 from xenvmi.tui.widgets.views import (MODULE_COLUMNS, PROCESS_COLUMNS, LogPane, RegistersPane,
                                       TablePane)
 from xenvmi.tui.widgets.xs_tree import XsSubtreePane
@@ -63,7 +64,7 @@ class DomainScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with TabbedContent(id="tabs"):
+        with SteadyTabbedContent(id="tabs"):
             with TabPane("Overview", id="overview"):
                 with Vertical():
                     yield Static(overview_text(self.domain, self.sample), id="overview-text")
