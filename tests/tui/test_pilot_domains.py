@@ -170,5 +170,18 @@ def test_hidden_table_is_drawn_on_return_and_samples_slower(tui):
     run(body())
 
 
+def test_first_show_takes_one_sample_until_the_refresh(tui):
+    """The first frame shown is the first sample: showing the screen the first time does
+    not ask for another one (it did, in a race with the sampler's start: the snapshot of
+    this screen showed the first frame or the second)."""
+    async def body():
+        app = tui.make_app()
+        async with app.run_test() as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            await pilot.pause(0.5)
+            assert app.source._frame == 0 and app.screen.refreshes == 1
+    run(body())
+
+
 def names_of(screen) -> list[str]:
     return list(screen.query_one("#domains").visible_names)

@@ -98,12 +98,20 @@ class DomainsScreen(Screen):
         except ScreenStackError:  # no screen stack yet, or any more
             return True
 
+    def on_screen_suspend(self) -> None:
+        self._covered = True
+
     def on_screen_resume(self) -> None:
+        """Back from a screen above: draw what came meanwhile, and sample now. Not on the
+        first show (the sampler has just started; a poke then took a second sample at
+        once, sometimes, and the first frame a user or a snapshot saw varied)."""
+        if not getattr(self, "_covered", False):
+            return
+        self._covered = False
         msg, self._pending = self._pending, None
         if msg is not None:
             self._show(msg)
-        if hasattr(self, "life"):
-            self.life.poke()  # and a fresh sample now, at the shown rate again
+        self.life.poke()  # and a fresh sample now, at the shown rate again
 
     def _show(self, msg: m.SamplesUpdated) -> None:
         table = self.query_one(DomainTable)
