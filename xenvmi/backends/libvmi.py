@@ -18,6 +18,8 @@ from pathlib import Path
 from xenvmi.backends.memory import PAGE, GuestMemory
 from xenvmi.errors import GuestDataError, NotFoundError, PermissionDenied, Unavailable
 
+#: Reads of at least this many bytes go through Xen's batch mapping when it is there.
+BULK_READ = 16 * PAGE
 #: Registers LibVMI's registers_t does not carry, read one by one (name -> MSR enum name).
 _EXTRA_MSRS = {"msr_cstar": "CSTAR", "msr_syscall_mask": "SYSCALL_MASK",
                "shadow_gs": "SHADOW_GS_BASE"}
@@ -114,6 +116,8 @@ class LibvmiMemory(GuestMemory):
         self.memsize = int(self._vmi.get_memsize())
         self._paused = 0
         self._external_pause: bool | None = None
+        self._foreign = None  # ForeignMemory for large reads; False once it cannot be used
+        self.foreign_failures = 0
 
     # -- memory ---------------------------------------------------------------------
 
@@ -137,6 +141,16 @@ class LibvmiMemory(GuestMemory):
 
     def _read_pages(self, addr: int, size: int) -> tuple[bytes, list[bool]]:
         self._check_readable()
+        if size >= BULK_READ:
+            foreign = self._bulk_reader()
+            if foreign is not None:
+                try:
+                    return foreign.read_pages(addr, size)
+                except OSError:  # Xen refused the batch: LibVMI reads it page by page
+                    self.foreign_failures += 1
+                    if self.foreign_failures >= 3:
+                        self._close_foreign()
+                        self._foreign = False
         out = bytearray()
         ok: list[bool] = []
         pos, end = addr, addr + size
@@ -151,6 +165,22 @@ class LibvmiMemory(GuestMemory):
                 ok.append(False)
                 pos += PAGE
         return bytes(out), ok
+
+    def _bulk_reader(self):
+        """Xen's batch mapping for large reads (see :mod:`xenvmi.backends.xenforeign`),
+        opened on first use; None where it cannot be (LibVMI then reads everything)."""
+        if self._foreign is None:
+            from xenvmi.backends.xenforeign import ForeignMemory
+            try:
+                self._foreign = ForeignMemory(self.domid)
+            except Unavailable:
+                self._foreign = False
+        return self._foreign or None
+
+    def _close_foreign(self) -> None:
+        foreign, self._foreign = self._foreign, None
+        if foreign:
+            foreign.close()
 
     # -- vCPUs ----------------------------------------------------------------------
 
@@ -216,6 +246,8 @@ class LibvmiMemory(GuestMemory):
 
     def close(self) -> None:
         super().close()
+        if getattr(self, "_foreign", None):
+            self._close_foreign()
         vmi, self._vmi = getattr(self, "_vmi", None), None
         if vmi is not None:
             while self._paused:  # never leave a guest paused behind us
