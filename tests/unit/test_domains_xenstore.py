@@ -289,3 +289,23 @@ def test_check_path_and_safe_text():
     assert safe_text(b"a\x00b\x9bc") == "a\\x00b\\x9bc"
     assert safe_text("é\u009b".encode()) == "é\\x9b"
     assert safe_text(b"x" * 10, limit=4) == "xxxx..."
+
+
+def test_libvmi_open_resolves_names_over_one_connection(xsd, monkeypatch):
+    """Opening a guest reads its domid, vm path and type in-process, not with the
+    xenstore-read and xl tools (0.4 s each in an emulated dom0)."""
+    import xenvmi.backends.libvmi as lv
+    import xenvmi.backends.xenstore as mod
+    server, path = xsd
+    monkeypatch.setattr(mod, "SOCKET_PATHS", (path,))
+    monkeypatch.setattr(lv, "xenstore_read", lambda p: pytest.fail("tool used"))
+    monkeypatch.setattr(lv, "_domid_of", lambda n: pytest.fail("tool used"))
+    store = lv._Store()
+    assert lv.resolve_domain("evil\\x1b[2Jguest\\xff", store) == ("evil\\x1b[2Jguest\\xff", 7)
+    assert lv.resolve_domain("7", store) == ("evil\\x1b[2Jguest\\xff", 7)
+    with pytest.raises(NotFoundError, match="no domain named 'nope'"):
+        lv.resolve_domain("nope", store)
+    with pytest.raises(NotFoundError, match="dom0 itself"):
+        lv.resolve_domain("Domain-0", store)
+    assert store.read("/local/domain/7/nothing") is None
+    store.close()
