@@ -73,6 +73,13 @@ def _clear_cache() -> None:
     shutil.rmtree(cache_dir() / "discovery", ignore_errors=True)
 
 
+def _kernel_pa(kp):
+    """Kernel virtual -> guest-physical for the loops: kernel image or direct map."""
+    pob = kp.prog.read_u64(kp.prog.symbol("page_offset_base").address)
+    info = kp.discovery.info
+    return lambda va: info.kernel_image_pa(va) if va >= 0xFFFF_FFFF_8000_0000 else va - pob
+
+
 def plain_loop(g) -> tuple[float, int]:
     """Walk init_task.tasks with raw read_pa: the least any tool can do per refresh."""
     kp = g.kernel_program()
@@ -83,11 +90,7 @@ def plain_loop(g) -> tuple[float, int]:
     off_pid = task_t.member("pid").offset
     off_comm = task_t.member("comm").offset
     init = prog.symbol("init_task").address
-    pob = prog.read_u64(prog.symbol("page_offset_base").address)
-    info = kp.discovery.info
-
-    def pa(va: int) -> int:
-        return info.kernel_image_pa(va) if va >= 0xFFFF_FFFF_8000_0000 else va - pob
+    pa = _kernel_pa(kp)
 
     t = time.monotonic()
     head = init + off_tasks
@@ -189,11 +192,7 @@ def plain_loop_same_fields(g) -> tuple[float, int]:
     arg_start, arg_end = mm_t.member("arg_start").offset, mm_t.member("arg_end").offset
     pgd_off = mm_t.member("pgd").offset
     init = prog.symbol("init_task").address
-    pob = prog.read_u64(prog.symbol("page_offset_base").address)
-    info = kp.discovery.info
-
-    def pa(va: int) -> int:
-        return info.kernel_image_pa(va) if va >= 0xFFFF_FFFF_8000_0000 else va - pob
+    pa = _kernel_pa(kp)
 
     def u64(va: int) -> int:
         return struct.unpack("<Q", vmi.read_pa(pa(va), 8)[0])[0]

@@ -113,15 +113,20 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
     kp.sources["symbols"] = f"guest kallsyms tables ({num} symbols, via VMCOREINFO)"
 
 
+def _page_offset_base(prog: Program) -> int:
+    """Where the guest's direct map starts (drgn.FaultError if unreadable)."""
+    try:
+        return prog.read_u64(prog.symbol("page_offset_base").address)
+    except LookupError:  # no CONFIG_RANDOMIZE_MEMORY: the direct map is fixed
+        return DIRECT_MAP
+
+
 def _check_note_owner(kp: KernelProgram) -> None:
     """The note we used must be the one the kernel's ``vmcoreinfo_note`` points to."""
     prog, d = kp.prog, kp.discovery
     try:
         va = prog.read_u64(prog.symbol("vmcoreinfo_note").address)
-        try:
-            pob = prog.read_u64(prog.symbol("page_offset_base").address)
-        except LookupError:  # no CONFIG_RANDOMIZE_MEMORY: the direct map is fixed
-            pob = DIRECT_MAP
+        pob = _page_offset_base(prog)
     except (LookupError, drgn.FaultError):
         kp.warnings.append("could not cross-check the VMCOREINFO note with vmcoreinfo_note")
         return
@@ -244,9 +249,7 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
     prog, mem, d = kp.prog, kp.memory, kp.discovery
     maps = []
     try:
-        pob = prog.read_u64(prog.symbol("page_offset_base").address)
-    except LookupError:  # no CONFIG_RANDOMIZE_MEMORY: the direct map is fixed
-        pob = DIRECT_MAP
+        pob = _page_offset_base(prog)
     except drgn.FaultError:
         pob = None
     if pob is not None and is_kernel_pointer(pob, align=1 << 30) and \

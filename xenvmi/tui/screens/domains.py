@@ -47,6 +47,7 @@ class DomainsScreen(Screen):
         self.refreshes = 0
         self.last_seconds = 0.0
         self._pending: m.SamplesUpdated | None = None
+        self._covered = False  # under another screen since the last show
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -105,7 +106,7 @@ class DomainsScreen(Screen):
         """Back from a screen above: draw what came meanwhile, and sample now. Not on the
         first show (the sampler has just started; a poke then took a second sample at
         once, sometimes, and the first frame a user or a snapshot saw varied)."""
-        if not getattr(self, "_covered", False):
+        if not self._covered:
             return
         self._covered = False
         msg, self._pending = self._pending, None
