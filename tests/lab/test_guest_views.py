@@ -148,8 +148,9 @@ def test_pause_leaves_a_guest_paused_by_someone_else_paused():
 
 def test_batch_reads_equal_libvmi_page_reads():
     """Large reads go through Xen's batch mapping (libxenforeignmemory); on a paused guest
-    they must equal LibVMI's page-by-page reads byte for byte, holes included, and the
-    live backend must really take that path for a large read."""
+    they must equal LibVMI's page-by-page reads byte for byte, holes included (as must
+    the single-page reads of the page cache), and the live backend must really take that
+    path for a large read."""
     import subprocess
 
     from xenvmi.backends.libvmi import BULK_READ, LibvmiMemory
@@ -167,6 +168,8 @@ def test_batch_reads_equal_libvmi_page_reads():
                 for page in range(start, start + size, 4096):  # LibVMI, one page each
                     data, ok = LibvmiMemory._read_pages(mem, page, 4096)
                     slow, slow_ok = slow + data, slow_ok + ok
+                    # the page cache's single-page fills (LibVMI's C call, reused buffer)
+                    assert mem._read_page(page) == (data if ok[0] else None), hex(page)
                 assert fast_ok == slow_ok, hex(start)
                 assert fast == slow, hex(start)
             assert not all(fast_ok) and any(fast_ok)  # the second range crosses the top

@@ -145,6 +145,12 @@ def test_linear_maps_skip_the_page_table_walk():
     assert walks == []
     with pytest.raises(drgn.FaultError):  # past the guest's RAM: a fault, as in the tables
         kp.prog.read(POB + (16 << 20), 8)
+    # KernelProgram.read (the views' reader) goes straight to memory in the maps
+    assert kp.read(POB + 0x123456, 32) == bytes(img[0x123456:0x123456 + 32])
+    assert kp.kernel_pa(TEXT + 0x2000) == KPHYS + 0x2000 and kp.kernel_pa(0x1000) is None
+    assert walks == []
+    with pytest.raises(drgn.FaultError):
+        kp.read(POB + (16 << 20) - 4, 8)  # runs past the map's end: drgn faults it
 
 
 def test_linear_map_that_disagrees_with_the_page_tables_is_not_used():
@@ -154,4 +160,5 @@ def test_linear_map_that_disagrees_with_the_page_tables_is_not_used():
     assert any("direct map" in w and "page tables" in w for w in kp.warnings)
     walks.clear()
     assert kp.prog.read(POB, 16) == bytes(img[4096:4096 + 16])  # the tables' answer
+    assert kp.read(POB, 16) == bytes(img[4096:4096 + 16]) and kp.kernel_pa(POB) is None
     assert walks

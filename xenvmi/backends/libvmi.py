@@ -175,6 +175,7 @@ class LibvmiMemory(GuestMemory):
         self._paused = 0
         self._external_pause: bool | None = None
         self._foreign = None  # ForeignMemory for large reads; False once it cannot be used
+        self._page_buf = None  # (ffi, lib, page buffer, byte count) for _read_page
         self.foreign_failures = 0
 
     # -- memory ---------------------------------------------------------------------
@@ -223,6 +224,19 @@ class LibvmiMemory(GuestMemory):
                 ok.append(False)
                 pos += PAGE
         return bytes(out), ok
+
+    def _read_page(self, addr: int) -> bytes | None:
+        """One page straight through LibVMI's C API into a reused buffer: the libvmi
+        package's ``read_pa`` allocates two cffi objects and an enum per call, which cost
+        more than the read itself on a view's hundreds of single-page fills."""
+        self._check_readable()
+        if self._page_buf is None:
+            from _libvmi import ffi, lib  # the libvmi package's own cffi module
+            self._page_buf = (ffi, lib, ffi.new("char[]", PAGE), ffi.new("size_t *"))
+        ffi, lib, buf, got = self._page_buf
+        got[0] = 0
+        lib.vmi_read_pa(self._vmi.vmi, addr, PAGE, buf, got)
+        return ffi.buffer(buf, PAGE)[:] if got[0] == PAGE else None
 
     def _bulk_reader(self):
         """Xen's batch mapping for large reads (see :mod:`xenvmi.backends.xenforeign`),

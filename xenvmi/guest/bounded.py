@@ -8,7 +8,8 @@ a warning; the caller keeps what it got (a partial result), never hangs or crash
 
 from __future__ import annotations
 
-from typing import Iterator
+import struct
+from typing import Callable, Iterator
 
 import drgn
 from drgn import Object
@@ -20,6 +21,7 @@ from xenvmi.guest.budget import MAX_WARNINGS, Budget, DeadlineExceeded  # noqa: 
 #: Linux maps nothing of interest below this there either).
 KERNEL_HALF = 0xFFFF_8000_0000_0000
 USER_TOP = 0x0000_8000_0000_0000
+_TWO_U64 = struct.Struct("<QQ")
 
 
 def is_kernel_pointer(addr: int, align: int = 8) -> bool:
@@ -44,8 +46,17 @@ def walk_list(head: Object, type_name: str, member: str, budget: Budget, *,
         raise ValueError("walk_list needs a list_head in memory")
     entry_type = prog.type(type_name)
     node_type = prog.pointer_type(prog.type("struct list_head"))
+    for node in walk_nodes(prog.read, head_addr, budget, max_count=max_count, what=what):
+        yield drgn.container_of(Object(prog, node_type, node), entry_type, member)
+
+
+def walk_nodes(read: Callable[[int, int], bytes], head_addr: int, budget: Budget, *,
+               max_count: int = 100_000, what: str = "list") -> Iterator[int]:
+    """The address of each node of the ``struct list_head`` at ``head_addr``, with
+    :func:`walk_list`'s bounds: for views that read entries without drgn Objects.
+    ``read(address, size)`` reads kernel memory, raising drgn.FaultError."""
     try:
-        node = prog.read_u64(head_addr)
+        node = _TWO_U64.unpack(read(head_addr, 16))[0]
     except drgn.FaultError as e:
         budget.warn(f"{what}: head at {head_addr:#x} unreadable ({e})")
         return
@@ -66,8 +77,7 @@ def walk_list(head: Object, type_name: str, member: str, budget: Budget, *,
             return
         seen.add(node)
         try:
-            nxt = prog.read_u64(node)
-            back = prog.read_u64(node + 8)
+            nxt, back = _TWO_U64.unpack(read(node, 16))
         except drgn.FaultError:
             budget.warn(f"{what}: entry {count} at {node:#x} unreadable; list cut there")
             return
@@ -75,7 +85,7 @@ def walk_list(head: Object, type_name: str, member: str, budget: Budget, *,
             mismatched = True  # changed while we read, or corrupt: entries may be missing
             budget.warn(f"{what}: back pointer of entry {count} ({node:#x}) does not match "
                         "(list changed while being read, or corrupt)", partial=False)
-        yield drgn.container_of(Object(prog, node_type, node), entry_type, member)
+        yield node
         prev, node = node, nxt
         count += 1
 
@@ -83,4 +93,6 @@ def walk_list(head: Object, type_name: str, member: str, budget: Budget, *,
 def c_string(raw: bytes, limit: int) -> str:
     """A NUL-terminated guest string, cut at ``limit``, non-printables shown as '?'."""
     text = raw[:limit].split(b"\x00", 1)[0].decode("utf-8", "replace")
+    if text.isprintable():  # nearly always: skip the per-character pass
+        return text
     return "".join(c if c.isprintable() else "?" for c in text)

@@ -12,9 +12,13 @@ import drgn
 from drgn import Object
 
 from xenvmi.errors import GuestDataError
+from xenvmi.backends.memory import PhysicalFault
+from xenvmi.guest import pagetable
 from xenvmi.guest.bounded import (
     Budget, DeadlineExceeded, c_string, is_kernel_pointer, is_user_pointer, walk_list,
+    walk_nodes,
 )
+from xenvmi.guest.layout import Layout
 from xenvmi.guest.model import KernelInfo, Module, Process
 from xenvmi.guest.printk import kernel_log  # noqa: F401  (re-exported view)
 
@@ -25,6 +29,7 @@ TASK_COMM_LEN = 16
 MAX_KTHREAD_NAME = 64  # kthread full names are kasprintf()ed; ps shows them whole
 PF_WQ_WORKER = 0x20
 WORKER_DESC_LEN = 24
+PAGE_SIZE = 4096
 #: What a failed entry read can raise: faults, odd types, our own data errors.
 ENTRY_ERRORS = (drgn.FaultError, LookupError, ValueError, OverflowError, TypeError,
                 GuestDataError)
@@ -47,16 +52,6 @@ def state_char(state: int, exit_state: int) -> str:
     return _STATE_CHARS[bits.bit_length()] if bits.bit_length() < len(_STATE_CHARS) else "?"
 
 
-def _member(obj: Object, *names: str) -> Object:
-    """The first of ``names`` the struct has (fields renamed across kernel versions)."""
-    for name in names:
-        try:
-            return obj.member_(name)
-        except LookupError:
-            continue
-    raise LookupError(f"none of {names} in {obj.type_}")
-
-
 def _type(prog: drgn.Program, name: str) -> drgn.Type:
     """``prog.type(name)``, kept in the program's cache: a type name given to Object() is
     parsed and looked up again on every call, four times per task in a process view."""
@@ -67,109 +62,143 @@ def _type(prog: drgn.Program, name: str) -> drgn.Type:
     return found
 
 
-def _deref(prog: drgn.Program, ptr: int, type_name: str) -> Object | None:
-    """``*(type *)ptr`` if ``ptr`` is a plausible kernel pointer, else None."""
-    if not is_kernel_pointer(ptr):
+#: The task_struct fields a process row needs (kernel renames: first found wins).
+_TASK = {"pid": ("pid",), "state": ("__state", "state"), "exit_state": ("exit_state",),
+         "real_parent": ("real_parent",), "cred": ("cred",), "mm": ("mm",),
+         "start": ("start_boottime", "real_start_time", "start_time"), "comm": ("comm",),
+         "flags": ("flags",), "worker_private": ("worker_private",)}
+_TASK_OPTIONAL = ("flags", "worker_private")
+
+
+class _Layouts:
+    """The struct layouts a process view reads, resolved once per program."""
+
+    def __init__(self, prog: drgn.Program) -> None:
+        self.task = Layout.of(prog, "struct task_struct", _TASK, _TASK_OPTIONAL)
+        self.tgid = Layout.of(prog, "struct task_struct", {"tgid": ("tgid",)})
+        self.cred = Layout.of(prog, "struct cred", {"euid": ("euid.val",)})
+        self.mm = Layout.of(prog, "struct mm_struct", {
+            "pgd": ("pgd",), "arg_start": ("arg_start",), "arg_end": ("arg_end",)})
+        self.kthread = _optional(prog, "struct kthread",
+                                 {"full_name": ("full_name",), "data": ("data",)},
+                                 ("full_name", "data"))
+        self.worker = _optional(prog, "struct worker", {
+            "desc": ("desc",), "current_work": ("current_work",), "pool": ("pool",)})
+        self.tasks_offset = prog.type("struct task_struct").member("tasks").offset
+
+
+def _optional(prog: drgn.Program, type_name: str, fields: dict, optional=()) -> Layout | None:
+    try:
+        return Layout.of(prog, type_name, fields, optional)
+    except LookupError:  # a kernel without that struct (or those fields): plain comm
         return None
-    return Object(prog, _type(prog, type_name), address=ptr)
 
 
-def _cmdline(mm: Object) -> str | None:
+def _cmdline(kp, mm: dict) -> str | None:
     """The argument strings between mm->arg_start and arg_end, through the task's pgd."""
-    from drgn.helpers.linux.mm import access_remote_vm
-    start, end = mm.arg_start.value_(), mm.arg_end.value_()
+    start, end = mm["arg_start"], mm["arg_end"]
     if not is_user_pointer(start) or not start < end <= start + (1 << 20):
         return None
     size = min(end - start, MAX_CMDLINE)
-    try:
-        raw = access_remote_vm(mm, start, size)  # uses mm.pgd only
-    except drgn.FaultError:  # argument pages swapped out or not yet touched
+    pgd_pa = kp.kernel_pa(mm["pgd"])
+    if pgd_pa is None or kp.paging_levels not in (4, 5):
+        raw = _remote_vm(kp.prog, mm, start, size)
+    else:
+        try:
+            raw = pagetable.read_user(
+                lambda pa, n: kp.memory.read_physical(pa, n, strict=True),
+                pgd_pa, start, size, kp.paging_levels)
+        except PhysicalFault:  # a table entry pointing outside the guest
+            return None
+    if not raw:
         return None
     args = raw.rstrip(b"\x00").split(b"\x00")
     return " ".join(c_string(a, MAX_CMDLINE) for a in args)
 
 
-def _kthread(prog: drgn.Program, t: Object) -> Object | None:
-    """A kernel thread's ``struct kthread`` (``task->worker_private`` since Linux 5.17),
-    or None when the pointer does not hold up."""
-    return _deref(prog, t.worker_private.value_(), "struct kthread")
+def _remote_vm(prog: drgn.Program, mm: dict, start: int, size: int) -> bytes:
+    """drgn's page-table walk, for pgds outside the verified linear maps."""
+    from drgn.helpers.linux.mm import access_remote_vm
+    if not is_kernel_pointer(mm["pgd"], align=PAGE_SIZE):
+        return b""
+    obj = Object(prog, _type(prog, "struct mm_struct"), address=mm["address"])
+    try:
+        return access_remote_vm(obj, start, size)  # uses mm.pgd only
+    except drgn.FaultError:  # argument pages swapped out or not yet touched
+        return b""
 
 
-def _kthread_full_name(prog: drgn.Program, t: Object, comm: str) -> str:
+def _kthread_full_name(read, kthread: dict | None, comm: str) -> str:
     """A kernel thread's untruncated name, as ``ps`` shows it since Linux 6.0
     (``struct kthread.full_name``, reached through ``task->worker_private``); ``comm`` when
     the kernel has none or the guest's pointers do not hold up."""
-    try:
-        kthread = _kthread(prog, t)
-        ptr = kthread.full_name.value_() if kthread is not None else 0
-    except (LookupError, AttributeError, drgn.FaultError):
-        return comm
-    if not is_kernel_pointer(ptr, align=1):
+    ptr = kthread["full_name"] if kthread else None
+    if not ptr or not is_kernel_pointer(ptr, align=1):
         return comm
     try:
-        full = c_string(prog.read(ptr, MAX_KTHREAD_NAME), MAX_KTHREAD_NAME)
+        full = c_string(read(ptr, MAX_KTHREAD_NAME), MAX_KTHREAD_NAME)
     except drgn.FaultError:
         return comm
     return full if full.startswith(comm) else comm
 
 
-def _wq_worker_name(prog: drgn.Program, t: Object, comm: str) -> str:
+def _wq_worker_name(read, lay: _Layouts, kthread: dict | None, comm: str) -> str:
     """A workqueue worker's name as ``ps`` shows it: ``comm`` plus ``-desc`` (``+desc``
     while it runs a work item), the last workqueue it served (the kernel's
     ``wq_worker_comm()``, reached through ``kthread->data``, a ``struct worker``), only
     while the worker belongs to a pool, as the kernel checks."""
+    ptr = kthread["data"] if kthread else None
+    if lay.worker is None or not ptr or not is_kernel_pointer(ptr):
+        return comm
     try:
-        kthread = _kthread(prog, t)
-        worker = _deref(prog, kthread.data.value_(), "struct worker") \
-            if kthread is not None else None
-        if worker is None:
-            return comm
-        w = worker.read_()
-        desc = c_string(w.desc.string_(), WORKER_DESC_LEN)
-        busy = w.current_work.value_() != 0
-        attached = w.pool.value_() != 0
-    except (LookupError, AttributeError, drgn.FaultError):
+        w = lay.worker.read(read, ptr)
+    except drgn.FaultError:
         return comm
-    if not desc or not attached:  # a rescuer between rescues has no pool: plain comm
+    desc = c_string(w["desc"], WORKER_DESC_LEN)
+    if not desc or not w["pool"]:  # a rescuer between rescues has no pool: plain comm
         return comm
-    return f"{comm}{'+' if busy else '-'}{desc}"[:MAX_KTHREAD_NAME - 1]
+    return f"{comm}{'+' if w['current_work'] else '-'}{desc}"[:MAX_KTHREAD_NAME - 1]
 
 
-def _process(prog: drgn.Program, task: Object, budget: Budget) -> Process:
-    t = task[0].read_()  # one read of the whole task_struct
-    addr = task.value_()
-    pid = t.pid.value_()
-    state = state_char(_member(t, "__state", "state").value_(), t.exit_state.value_())
-    parent = _deref(prog, t.real_parent.value_(), "struct task_struct")
-    ppid = parent.tgid.value_() if parent is not None else -1
-    if parent is None:
+def _process(kp, lay: _Layouts, addr: int, budget: Budget) -> Process:
+    read = kp.read
+    t = lay.task.read(read, addr)  # one read of the fields' span of the task_struct
+    pid = t["pid"]
+    state = state_char(t["state"], t["exit_state"])
+    parent = t["real_parent"]
+    ppid = -1
+    if is_kernel_pointer(parent):
+        ppid = lay.tgid.read(read, parent)["tgid"]
+    else:
         budget.warn(f"task {pid} at {addr:#x}: bad real_parent pointer")
-    cred = _deref(prog, t.cred.value_(), "struct cred")
-    uid = cred.euid.val.value_() if cred is not None else None
-    try:
-        start_ns = _member(t, "start_boottime", "real_start_time").value_()
-    except LookupError:
-        start_ns = t.start_time.value_()
-    mm_ptr = t.mm.value_()
+    cred = t["cred"]
+    uid = lay.cred.read(read, cred)["euid"] if is_kernel_pointer(cred) else None
+    mm_ptr = t["mm"]
     kthread = mm_ptr == 0
     cmdline = None
     if not kthread:
-        mm = _deref(prog, mm_ptr, "struct mm_struct")
-        if mm is None:
+        if not is_kernel_pointer(mm_ptr):
             budget.warn(f"task {pid} at {addr:#x}: bad mm pointer {mm_ptr:#x}", partial=False)
         else:
-            cmdline = _cmdline(mm.read_())
-    comm = c_string(t.comm.string_(), 16)
-    try:
-        flags = t.flags.value_()
-    except AttributeError:
-        flags = 0
-    if kthread and flags & PF_WQ_WORKER:
-        comm = _wq_worker_name(prog, t, comm)
-    elif kthread and len(comm) >= TASK_COMM_LEN - 1:
-        comm = _kthread_full_name(prog, t, comm)
+            mm = lay.mm.read(read, mm_ptr)
+            mm["address"] = mm_ptr
+            cmdline = _cmdline(kp, mm)
+    comm = c_string(t["comm"], TASK_COMM_LEN)
+    flags = t["flags"] or 0
+    if kthread and (flags & PF_WQ_WORKER or len(comm) >= TASK_COMM_LEN - 1):
+        kt = None
+        wp = t["worker_private"]
+        if lay.kthread is not None and wp and is_kernel_pointer(wp):
+            try:
+                kt = lay.kthread.read(read, wp)
+            except drgn.FaultError:
+                kt = None
+        if flags & PF_WQ_WORKER:
+            comm = _wq_worker_name(read, lay, kt, comm)
+        else:
+            comm = _kthread_full_name(read, kt, comm)
     return Process(pid=pid, ppid=ppid, comm=comm,
-                   state=state, uid=uid, start_time=start_ns / 1e9, cmdline=cmdline,
+                   state=state, uid=uid, start_time=t["start"] / 1e9, cmdline=cmdline,
                    kernel_thread=kthread, task=addr)
 
 
@@ -178,19 +207,21 @@ def processes(kp, budget: Budget) -> list[Process]:
     prog = kp.prog
     out: list[Process] = []
     try:
-        head = prog["init_task"].tasks
-    except (LookupError, drgn.FaultError) as e:
+        head = prog.symbol("init_task").address
+        lay = _Layouts(prog)
+    except LookupError as e:
         raise GuestDataError(f"cannot find init_task in the guest kernel: {e}") from None
     seen_pids: set[int] = set()
     try:
-        for task in walk_list(head, "struct task_struct", "tasks", budget,
-                              max_count=MAX_TASKS, what="task list"):
+        for node in walk_nodes(kp.read, head + lay.tasks_offset, budget,
+                               max_count=MAX_TASKS, what="task list"):
+            addr = node - lay.tasks_offset
             try:
-                p = _process(prog, task, budget)
+                p = _process(kp, lay, addr, budget)
             except DeadlineExceeded:
                 raise
             except ENTRY_ERRORS as e:
-                budget.warn(f"task at {task.value_():#x} unreadable: {e}")
+                budget.warn(f"task at {addr:#x} unreadable: {e}")
                 continue
             if p.pid in seen_pids:
                 budget.warn(f"pid {p.pid} listed twice (task list corrupt)")

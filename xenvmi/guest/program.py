@@ -48,6 +48,33 @@ class KernelProgram:
     timings: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: Linear maps checked against the page tables: (virtual start, size, physical start).
+    linear: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def paging_levels(self) -> int:
+        return 5 if self.discovery.info.numbers.get("pgtable_l5_enabled") else 4
+
+    def kernel_pa(self, va: int) -> int | None:
+        """Guest-physical address of kernel address ``va`` in a verified linear map
+        (direct map, kernel image), or None: then only drgn's page-table walk knows."""
+        for start, size, pa in self.linear:
+            if start <= va < start + size:
+                return pa + va - start
+        return None
+
+    def read(self, va: int, size: int) -> bytes:
+        """Kernel memory at ``va``, like ``prog.read``: straight from guest-physical memory
+        inside the verified linear maps (no drgn object, no callback), else through drgn's
+        page-table walk. drgn.FaultError if unreadable."""
+        for start, length, pa in self.linear:
+            if start <= va and va + size <= start + length:
+                try:
+                    return self.memory.read_physical(pa + va - start, size, strict=True)
+                except PhysicalFault as e:
+                    raise drgn.FaultError("guest-physical address not readable",
+                                          e.address) from None
+        return self.prog.read(va, size)
 
     def view(self, seconds: float | None) -> Budget:
         """Start a view: a fresh deadline and warning list, and a fresh page snapshot."""
@@ -271,5 +298,6 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
                                "tables: reads there walk the page tables (slower)")
             continue
         prog.add_memory_segment(va, size, _reader(ref, mem, pa), physical=False)
+        kp.linear.append((va, size, pa))
         kp.sources[name] = f"{va:#x}+{size:#x} read at physical {pa:#x} (agrees with " \
                            f"the page tables)"

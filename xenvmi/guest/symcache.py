@@ -64,6 +64,7 @@ class CachedSymbols:
         self._unique: dict[str, int] | None = None  # name -> its last index
         self._dups: dict[str, list[int]] = {}  # every index of the names that repeat
         self._lookups = 0
+        self._scanned: dict[str, list[int]] = {}
         self._order: list[int] | None = None
 
     def _indexes(self, name: str) -> list[int]:
@@ -71,9 +72,13 @@ class CachedSymbols:
         C-speed scan of the list; from the 16th lookup on, a dict is built once (the
         repeated names get a list of every index, the unique ones map to their own)."""
         if self._unique is None:
+            found = self._scanned.get(name)
+            if found is not None:  # views look up the same few names every refresh
+                return found
             self._lookups += 1
             if self._lookups <= 16:
-                return self._scan(name)
+                found = self._scanned[name] = self._scan(name)
+                return found
             self._unique = dict(zip(self.names, range(len(self.names))))
             if len(self._unique) != len(self.names):
                 dups = {n for n, c in Counter(self.names).items() if c > 1}

@@ -258,6 +258,13 @@ class _KP:
     prog: Program
     budget: Budget = field(default_factory=Budget)
     warnings: list[str] = field(default_factory=list)
+    paging_levels: int = 4
+
+    def kernel_pa(self, va: int) -> None:
+        return None  # no linear maps: reads go through drgn
+
+    def read(self, va: int, size: int) -> bytes:
+        return self.prog.read(va, size)
 
     def view(self, seconds: float | None) -> Budget:
         self.budget = Budget(seconds)
