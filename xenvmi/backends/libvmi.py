@@ -210,6 +210,10 @@ class LibvmiMemory(GuestMemory):
                     if self.foreign_failures >= 3:
                         self._close_foreign()
                         self._foreign = False
+        if size < BULK_READ:  # a few pages: one C call each (see _read_page)
+            pages = [self._read_page(page) for page in range(addr, addr + size, PAGE)]
+            return (b"".join(p or bytes(PAGE) for p in pages),
+                    [p is not None for p in pages])
         out = bytearray()
         ok: list[bool] = []
         pos, end = addr, addr + size
@@ -229,14 +233,14 @@ class LibvmiMemory(GuestMemory):
         """One page straight through LibVMI's C API into a reused buffer: the libvmi
         package's ``read_pa`` allocates two cffi objects and an enum per call, which cost
         more than the read itself on a view's hundreds of single-page fills."""
-        self._check_readable()
         if self._page_buf is None:
+            self._check_readable()
             from _libvmi import ffi, lib  # the libvmi package's own cffi module
             self._page_buf = (ffi, lib, ffi.new("char[]", PAGE), ffi.new("size_t *"))
         ffi, lib, buf, got = self._page_buf
         got[0] = 0
         lib.vmi_read_pa(self._vmi.vmi, addr, PAGE, buf, got)
-        return ffi.buffer(buf, PAGE)[:] if got[0] == PAGE else None
+        return ffi.unpack(buf, PAGE) if got[0] == PAGE else None
 
     def _bulk_reader(self):
         """Xen's batch mapping for large reads (see :mod:`xenvmi.backends.xenforeign`),

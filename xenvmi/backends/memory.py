@@ -55,7 +55,7 @@ class GuestMemory:
     def __init__(self) -> None:
         self._owner = threading.get_ident()
         self._pages: dict[int, bytes | None] = {}
-        self.stats = {"backend_reads": 0, "backend_bytes": 0, "cache_hits": 0}
+        self.stats = {"backend_reads": 0, "backend_bytes": 0}
 
     # -- to implement ---------------------------------------------------------------
 
@@ -117,9 +117,16 @@ class GuestMemory:
             self.check_thread()
         offset = addr & ~PAGE_MASK
         if 0 < size <= PAGE - offset:  # within one page: the hot path of every view
-            data = self._pages.get(addr - offset)
+            page = addr - offset
+            data = self._pages.get(page)
+            if data is None and page not in self._pages and 0 <= page and \
+                    addr + size <= self.max_physical_address:
+                if len(self._pages) >= MAX_CACHED_PAGES:
+                    self._pages.clear()
+                self.stats["backend_reads"] += 1
+                self.stats["backend_bytes"] += PAGE
+                data = self._pages[page] = self._read_page(page)
             if data is not None:
-                self.stats["cache_hits"] += 1
                 return data[offset:offset + size]
         if size <= 0:
             return b""
@@ -137,6 +144,9 @@ class GuestMemory:
                 raise PhysicalFault(first + ok.index(False) * PAGE)
             return data[addr - first:addr - first + size]
         self._fill(first, last)
+        pages = [self._pages[page] for page in range(first, last + PAGE, PAGE)]
+        if None not in pages:
+            return b"".join(pages)[addr - first:addr - first + size]
         out = bytearray()
         for page in range(first, last + PAGE, PAGE):
             data = self._pages[page]
@@ -160,7 +170,6 @@ class GuestMemory:
         page = first
         while page <= last:
             if page in self._pages:
-                self.stats["cache_hits"] += 1
                 page += PAGE
                 continue
             run = page

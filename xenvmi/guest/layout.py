@@ -115,4 +115,8 @@ class Layout:
              address: int) -> dict[str, int | bytes | None]:
         """Read (``read(address, size)``, e.g. ``Program.read``) and unpack the struct at
         kernel ``address``; what ``read`` raises (drgn.FaultError) if unreadable."""
-        return self.unpack(read(address + self.start, self.span))
+        out = dict(zip(self._order, self._fmt.unpack_from(read(address + self.start,
+                                                               self.span))))
+        if self._absent:
+            out.update(self._absent)
+        return out

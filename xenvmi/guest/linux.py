@@ -160,7 +160,10 @@ def _wq_worker_name(read, lay: _Layouts, kthread: dict | None, comm: str) -> str
     return f"{comm}{'+' if w['current_work'] else '-'}{desc}"[:MAX_KTHREAD_NAME - 1]
 
 
-def _process(kp, lay: _Layouts, addr: int, budget: Budget) -> Process:
+def _process(kp, lay: _Layouts, addr: int, budget: Budget, shared: dict) -> Process:
+    """One task as a Process row; ``shared`` holds, for this view, what was read at a
+    parent's or cred's address (a task's tgid, a cred's euid: two kinds of objects, so
+    one address is never both)."""
     read = kp.read
     t = lay.task.read(read, addr)  # one read of the fields' span of the task_struct
     pid = t["pid"]
@@ -168,11 +171,17 @@ def _process(kp, lay: _Layouts, addr: int, budget: Budget) -> Process:
     parent = t["real_parent"]
     ppid = -1
     if is_kernel_pointer(parent):
-        ppid = lay.tgid.read(read, parent)["tgid"]
+        ppid = shared.get(parent)  # most tasks share a few parents (init, kthreadd)
+        if ppid is None:
+            ppid = shared[parent] = lay.tgid.read(read, parent)["tgid"]
     else:
         budget.warn(f"task {pid} at {addr:#x}: bad real_parent pointer")
     cred = t["cred"]
-    uid = lay.cred.read(read, cred)["euid"] if is_kernel_pointer(cred) else None
+    uid = None
+    if is_kernel_pointer(cred):
+        uid = shared.get(cred)  # and a few creds (every kernel thread has init_cred)
+        if uid is None:
+            uid = shared[cred] = lay.cred.read(read, cred)["euid"]
     mm_ptr = t["mm"]
     kthread = mm_ptr == 0
     cmdline = None
@@ -208,16 +217,19 @@ def processes(kp, budget: Budget) -> list[Process]:
     out: list[Process] = []
     try:
         head = prog.symbol("init_task").address
-        lay = _Layouts(prog)
+        lay = prog.cache.get("xenvmi.ps_layouts")
+        if lay is None:
+            lay = prog.cache["xenvmi.ps_layouts"] = _Layouts(prog)
     except LookupError as e:
         raise GuestDataError(f"cannot find init_task in the guest kernel: {e}") from None
     seen_pids: set[int] = set()
+    shared: dict[int, int] = {}
     try:
         for node in walk_nodes(kp.read, head + lay.tasks_offset, budget,
                                max_count=MAX_TASKS, what="task list"):
             addr = node - lay.tasks_offset
             try:
-                p = _process(kp, lay, addr, budget)
+                p = _process(kp, lay, addr, budget, shared)
             except DeadlineExceeded:
                 raise
             except ENTRY_ERRORS as e:

@@ -50,6 +50,8 @@ class KernelProgram:
     warnings: list[str] = field(default_factory=list)
     #: Linear maps checked against the page tables: (virtual start, size, physical start).
     linear: list[tuple[int, int, int]] = field(default_factory=list)
+    #: The same as (virtual start, virtual end, virtual - physical), for :meth:`read`.
+    _linear_spans: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def paging_levels(self) -> int:
@@ -67,10 +69,10 @@ class KernelProgram:
         """Kernel memory at ``va``, like ``prog.read``: straight from guest-physical memory
         inside the verified linear maps (no drgn object, no callback), else through drgn's
         page-table walk. drgn.FaultError if unreadable."""
-        for start, length, pa in self.linear:
-            if start <= va and va + size <= start + length:
+        for start, end, delta in self._linear_spans:
+            if start <= va and va + size <= end:
                 try:
-                    return self.memory.read_physical(pa + va - start, size, strict=True)
+                    return self.memory.read_physical(va - delta, size, strict=True)
                 except PhysicalFault as e:
                     raise drgn.FaultError("guest-physical address not readable",
                                           e.address) from None
@@ -299,5 +301,6 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
             continue
         prog.add_memory_segment(va, size, _reader(ref, mem, pa), physical=False)
         kp.linear.append((va, size, pa))
+        kp._linear_spans.append((va, va + size, va - pa))
         kp.sources[name] = f"{va:#x}+{size:#x} read at physical {pa:#x} (agrees with " \
                            f"the page tables)"
