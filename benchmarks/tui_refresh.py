@@ -15,7 +15,10 @@ driver at 120x40. Columns:
 
 In a Xen dom0 (``xenvmi lab exec -- python3 benchmarks/tui_refresh.py``) a last line
 gives the peer: xentop's own CPU % over the same idle window, ``xentop -b -d REFRESH``
-sampling the real host (its batch mode: same data path, no curses repaint).
+sampling the real host (its batch mode: same data path, no curses repaint); ``--live``
+adds the app's idle CPU on the real domains, through the live source `xenvmi tui` uses
+(the synthetic source imitates a xenstore watch by polling every 50 ms, which costs more
+than the real watch on an emulated CPU).
 """
 
 from __future__ import annotations
@@ -69,9 +72,17 @@ async def refresh_ms(n: int, runs: int, sort: str | None) -> tuple[float, float]
     return statistics.median(handled) * 1000, statistics.median(times) * 1000
 
 
-async def idle_cpu(n: int, seconds: float, refresh: float) -> float:
-    """Percent of one CPU the app process uses while only the periodic refresh runs."""
-    app = XenvmiApp(RecordedSource(synthetic.many(n, frames=4), loop=True), refresh=refresh)
+async def idle_cpu(n: int, seconds: float, refresh: float, live: bool = False) -> float:
+    """Percent of one CPU the app process uses while only the periodic refresh runs: on
+    ``n`` synthetic domains, or (``live``) on this Xen host's own domains, sampled through
+    xenstat with a kept xenstore watch, as `xenvmi tui` runs in dom0 (``n``: how many
+    rows to wait for)."""
+    if live:
+        from xenvmi.tui.live import LiveSource
+        source = LiveSource()
+    else:
+        source = RecordedSource(synthetic.many(n, frames=4), loop=True)
+    app = XenvmiApp(source, refresh=refresh)
     async with app.run_test(size=(120, 40)) as pilot:
         await _loaded(pilot, app, n)
         await pilot.pause(1.0)
@@ -107,6 +118,8 @@ def main() -> int:
     p.add_argument("--idle-seconds", type=float, default=9.0)
     p.add_argument("--refresh", type=float, default=3.0, help="seconds between samples")
     p.add_argument("--sizes", default="1,50,1000")
+    p.add_argument("--live", action="store_true",
+                   help="in dom0: also the idle CPU on this host's real domains")
     args = p.parse_args()
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
@@ -123,6 +136,11 @@ def main() -> int:
                               "idle_cpu_pct"],
                        ["domains", "by-ID handle ms", "+paint ms", "by-CPU handle ms",
                         "+paint ms", "idle CPU %"]))
+    if args.live:
+        from xenvmi import api
+        n = len(api.list_domains())
+        live = asyncio.run(idle_cpu(n, args.idle_seconds, args.refresh, live=True))
+        print(f"xenvmi tui on this Xen host's {n} domains (live source), idle CPU {live:.2f} %")
     peer = xentop_idle_cpu(args.idle_seconds, args.refresh)
     if peer is not None:
         print(f"peer: xentop -b -d {args.refresh:g} on this Xen host, idle CPU {peer:.2f} %")
