@@ -162,3 +162,39 @@ def test_linear_map_that_disagrees_with_the_page_tables_is_not_used():
     assert kp.prog.read(POB, 16) == bytes(img[4096:4096 + 16])  # the tables' answer
     assert kp.read(POB, 16) == bytes(img[4096:4096 + 16]) and kp.kernel_pa(POB) is None
     assert walks
+
+
+# -- kallsyms staging ---------------------------------------------------------------------
+
+def _staging(symbols: dict[str, int]):
+    from types import SimpleNamespace
+    img = bytearray(range(256)) * (64 << 10)  # 16 MiB of a known pattern
+    prog = drgn.Program(program.PLATFORM)  # no page tables: only the staged segment reads
+    info = SimpleNamespace(symbols=symbols, kernel_image_pa=lambda va: va - TEXT + KPHYS)
+    kp = program.KernelProgram(prog, BytesMemory(img), SimpleNamespace(info=info), Budget(60))
+    return kp, img
+
+
+def test_kallsyms_tables_are_staged_from_one_bulk_read():
+    names, index = TEXT + 0x10_0010, TEXT + 0x12_3456
+    kp, img = _staging({"kallsyms_names": names, "kallsyms_num_syms": names - 8,
+                        "kallsyms_token_table": index - 0x400, "kallsyms_token_index": index})
+    reads = kp.memory.stats["backend_reads"]
+    program._stage_kallsyms(kp)
+    assert kp.memory.stats["backend_reads"] == reads + 1 and not kp.warnings
+    for va, n in ((names - 8, 8), (names, 100), (index, 512)):  # the token index's 256 u16
+        pa = va - TEXT + KPHYS
+        assert kp.prog.read(va, n) == bytes(img[pa:pa + n])
+    with pytest.raises(drgn.FaultError):  # nothing staged outside the tables
+        kp.prog.read(TEXT, 8)
+
+
+def test_hostile_kallsyms_addresses_stage_nothing():
+    kp, _ = _staging({"kallsyms_names": TEXT, "kallsyms_token_index": TEXT + (128 << 20)})
+    program._stage_kallsyms(kp)
+    assert any("spread over" in w for w in kp.warnings)
+    kp2, _ = _staging({"kallsyms_names": 0x1000, "kallsyms_token_index": TEXT})
+    program._stage_kallsyms(kp2)  # a user-space address: not a kernel table
+    for k in (kp, kp2):
+        with pytest.raises(drgn.FaultError):
+            k.prog.read(TEXT, 8)

@@ -26,9 +26,11 @@ from xenvmi.guest import symcache
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
 from xenvmi.guest.btf_drgn import attach_btf
 from xenvmi.guest.discover import Discovery
+from xenvmi.guest.vmcoreinfo import KALLSYMS_KEYS
 
 MAX_KALLSYMS = 2_000_000  # Debian's 6.1 kernel has ~150k; refuse absurd counts early
 MAX_BTF = 64 << 20
+MAX_KALLSYMS_SPAN = 64 << 20  # the tables of a 150k-symbol kernel span 1.8 MB
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4
 PLATFORM = Platform(Architecture.X86_64,
                     PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN)
@@ -119,6 +121,7 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
     if prog.flags & ProgramFlags.IS_LOCAL:  # would read dom0's own /proc/kallsyms
         raise AssertionError("guest Program must not be flagged local")
     from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
+    _stage_kallsyms(kp)
     try:
         index = load_vmlinux_kallsyms(prog)
     except (ValueError, LookupError, drgn.FaultError, OverflowError, MemoryError) as e:
@@ -140,6 +143,33 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
             kp.warnings.append(f"kallsyms gives {name} kind {sym.kind.name}, not FUNC")
         break
     kp.sources["symbols"] = f"guest kallsyms tables ({num} symbols, via VMCOREINFO)"
+
+
+def _stage_kallsyms(kp: KernelProgram) -> None:
+    """Read the kallsyms tables in one bulk read and give drgn a segment over those bytes.
+
+    drgn's loader reads them in about four small pieces per symbol (376k reads for 94k
+    symbols), each through our read callback and a page-table walk; over a bytes segment
+    each read is a slice. The tables are read-only data in the kernel image, which is
+    physically contiguous: VMCOREINFO gives where each table starts (the last, the token
+    index, is 256 u16). The kernel image's linear map, added later, supersedes this."""
+    info = kp.discovery.info
+    found = [info.symbols[k] for k in KALLSYMS_KEYS if k in info.symbols]
+    if not found or not all(is_kernel_pointer(a, align=1) for a in found):
+        return
+    start = min(found) & ~(PAGE - 1)
+    end = (max(found) + 512 + PAGE - 1) & ~(PAGE - 1)
+    if end - start > MAX_KALLSYMS_SPAN:
+        kp.warnings.append(f"kallsyms tables spread over {end - start} bytes: read in pieces")
+        return
+    try:
+        data = kp.memory.read_physical(info.kernel_image_pa(start), end - start, strict=True)
+    except PhysicalFault:
+        return  # drgn reads them through the page tables, as before
+
+    def read(address: int, count: int, offset: int, physical: bool) -> bytes:
+        return data[offset:offset + count]
+    kp.prog.add_memory_segment(start, len(data), read, physical=False)
 
 
 def _page_offset_base(prog: Program) -> int:
