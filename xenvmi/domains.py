@@ -245,47 +245,70 @@ def daemon_kind(name: str, cmdline: Sequence[str]) -> tuple[str, int | None] | N
     return None
 
 
+#: Finding the daemons means reading every process in /proc: seconds of CPU on the lab's
+#: emulated dom0, most of the TUI's idle cost when done every sample. Known daemons are
+#: re-checked every sample; the whole scan runs this often, or as soon as one exits.
+RESCAN_SECONDS = 30.0
+
+
 class HostSampler:
     """Dom0's CPU, memory and Xen daemons via psutil; CPU % since the previous sample
     (the first sample measures over ``interval`` seconds)."""
 
-    def __init__(self, interval: float = 0.2):
+    def __init__(self, interval: float = 0.2, rescan: float = RESCAN_SECONDS):
         try:
             import psutil
         except ImportError:
             raise Unavailable("host metrics need psutil: pip install 'psutil>=5.9'") from None
-        self.psutil, self.interval, self._procs = psutil, interval, {}
+        self.psutil, self.interval, self.rescan = psutil, interval, rescan
+        self._known: dict[int, tuple[str, int | None, object, str]] | None = None
+        self._scanned = 0.0
+        self.scans = 0
         self._primed = False
 
-    def _daemons(self) -> list[tuple[str, int | None, object]]:
-        found = []
-        for proc in self.psutil.process_iter(["name", "cmdline"]):
-            kind = daemon_kind(proc.info["name"] or "", proc.info["cmdline"] or [])
+    def _scan(self) -> None:
+        """Every daemon process: by name first, the command line only for candidates."""
+        old, found = self._known or {}, {}
+        for proc in self.psutil.process_iter(["name"]):
+            name = proc.info["name"] or ""
+            if name not in DAEMON_NAMES and "qemu" not in name:
+                continue
+            cmdline = _quiet(proc.cmdline) or []
+            kind = daemon_kind(name, cmdline)
             if kind:
-                proc = self._procs.setdefault(proc.pid, proc)
-                found.append((*kind, proc))
-        return found
+                prev = old.get(proc.pid)
+                if prev is not None and prev[2] == proc:  # same process: keep its CPU counter
+                    proc = prev[2]
+                found[proc.pid] = (*kind, proc, " ".join(cmdline)[:200])
+        self._known, self._scanned = found, time.monotonic()
+        self.scans += 1
+
+    def _daemons(self) -> list[tuple[str, int | None, object, str]]:
+        if self._known is None or time.monotonic() - self._scanned >= self.rescan or \
+                not all(_quiet(d[2].is_running) for d in self._known.values()):
+            self._scan()
+        return list(self._known.values())
 
     def sample(self) -> HostSample:
         ps = self.psutil
+        found = self._daemons()
         if not self._primed:
             ps.cpu_percent(None)
-            for _, _, proc in self._daemons():
+            for _, _, proc, _ in found:
                 _quiet(proc.cpu_percent, None)
             time.sleep(self.interval)
             self._primed = True
         daemons = []
-        for name, domid, proc in self._daemons():
+        for name, domid, proc, cmdline in found:
             with proc.oneshot():
                 rss = _quiet(lambda: proc.memory_info().rss // 1024)
                 daemons.append(Daemon(
                     name=name, pid=proc.pid, alive=_quiet(proc.is_running) or False,
                     cpu_percent=_quiet(proc.cpu_percent, None), rss_kib=rss, domid=domid,
-                    cmdline=" ".join(_quiet(proc.cmdline) or [])[:200]))
+                    cmdline=cmdline))
         for name in REQUIRED_DAEMONS:
             if not any(d.name == name for d in daemons):
                 daemons.append(Daemon(name=name, pid=None, alive=False))
-        self._procs = {d.pid: self._procs[d.pid] for d in daemons if d.pid in self._procs}
         mem = ps.virtual_memory()
         return HostSample(
             time=time.time(), hostname=platform.node(), kernel=platform.release(),

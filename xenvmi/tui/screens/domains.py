@@ -48,6 +48,7 @@ class DomainsScreen(Screen):
         self.last_seconds = 0.0
         self._pending: m.SamplesUpdated | None = None
         self._covered = False  # under another screen since the last show
+        self._status_text: Text | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -150,7 +151,9 @@ class DomainsScreen(Screen):
             text.append("filter ")
             text.append(repr(table.filter), style="bold yellow")
         text.append(f"  refresh {self.app.refresh_seconds:g}s", style="dim")
-        self.query_one("#domains-status", Static).update(text)
+        if text != self._status_text:  # one line (CSS height 1): no layout pass
+            self._status_text = text
+            self.query_one("#domains-status", Static).update(text, layout=False)
 
     # -- the table ---------------------------------------------------------------------
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -36,6 +36,10 @@ class Histories:
 class History(Vertical):
     """Two labelled sparklines; ``show`` picks the domain."""
 
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._widths: dict[str, int] = {}
+
     def compose(self) -> ComposeResult:
         with Horizontal(classes="spark-row"):
             yield Label("CPU%      ", id="cpu-label", classes="spark-label")
@@ -50,8 +54,12 @@ class History(Vertical):
         for spark, data in (("#cpu-spark", cpu), ("#mem-spark", mem)):
             widget = self.query_one(spark, Sparkline)
             widget.data = data
-            widget.styles.width = max(1, len(data))  # one cell per sample, growing
+            width = max(1, len(data))  # one cell per sample, growing to HISTORY
+            if self._widths.get(spark) != width:  # a new width costs a layout pass
+                self._widths[spark] = width
+                widget.styles.width = width
+        # fixed-width labels (.spark-label): no layout pass needed
         self.query_one("#cpu-label", Label).update(
-            f"CPU {pct(sample.cpu_percent) if sample else '-':>5}%")
+            f"CPU {pct(sample.cpu_percent) if sample else '-':>5}%", layout=False)
         self.query_one("#mem-label", Label).update(
-            f"Mem {kib(sample.memory_kib) if sample else '-':>6}")
+            f"Mem {kib(sample.memory_kib) if sample else '-':>6}", layout=False)

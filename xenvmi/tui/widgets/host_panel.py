@@ -59,20 +59,30 @@ class HostPanel(Static):
     """Updated by the domains screen from HostUpdated / SamplesUpdated messages."""
 
     def __init__(self, **kw) -> None:
-        super().__init__(host_text(None, None), **kw)
+        text = host_text(None, None)
+        super().__init__(text, **kw)
         self.host: HostSample | None = None
         self.node: NodeSample | None = None
         self.error = ""
+        self._lines = text.plain.count("\n")
+
+    def _show(self, text: Text) -> None:
+        """New text; the screen is laid out again only when the panel's height changes
+        (a layout pass repaints every widget: most of an idle refresh's cost in a slow
+        dom0)."""
+        lines = text.plain.count("\n")
+        self.update(text, layout=lines != self._lines)
+        self._lines = lines
 
     def set_host(self, host: HostSample) -> None:
         self.host, self.error = host, ""
-        self.update(host_text(self.host, self.node))
+        self._show(host_text(self.host, self.node))
 
     def set_node(self, node: NodeSample | None) -> None:
         if node is not None:
             self.node = node
-            self.update(host_text(self.host, self.node, self.error))
+            self._show(host_text(self.host, self.node, self.error))
 
     def set_error(self, reason: str) -> None:
         self.error = reason
-        self.update(host_text(self.host, self.node, self.error))
+        self._show(host_text(self.host, self.node, self.error))

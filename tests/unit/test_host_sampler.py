@@ -1,0 +1,50 @@
+"""HostSampler finds Xen's daemons once and re-checks them cheaply: a real process named
+like a daemon (a copy of sleep), on this machine's real /proc."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+pytest.importorskip("psutil")
+
+from xenvmi.domains import HostSampler  # noqa: E402
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def fake_daemon(tmp_path):
+    exe = tmp_path / "xenconsoled"
+    shutil.copy(shutil.which("sleep"), exe)
+    proc = subprocess.Popen([str(exe), "600"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _console(sample):
+    return [d for d in sample.daemons if d.name == "xenconsoled"]
+
+
+def test_daemons_scanned_once_then_rechecked(fake_daemon):
+    s = HostSampler(interval=0.01)
+    first = _console(s.sample())
+    assert [(d.pid, d.alive) for d in first] == [(fake_daemon.pid, True)]
+    assert first[0].cmdline.endswith("xenconsoled 600")
+    _console(s.sample())
+    assert s.scans == 1  # the second sample re-checked the known process only
+    fake_daemon.kill()
+    fake_daemon.wait()
+    gone = _console(s.sample())
+    assert s.scans == 2  # a known daemon exited: scanned again at once
+    assert [(d.pid, d.alive) for d in gone] == [(None, False)]
+
+
+def test_rescan_interval(fake_daemon):
+    s = HostSampler(interval=0.01, rescan=0)
+    for _ in range(3):
+        assert _console(s.sample())[0].pid == fake_daemon.pid
+    assert s.scans == 3
