@@ -139,3 +139,23 @@ def test_self_referencing_tables_still_end():
         struct.pack_into("<Q", image, PML4 + _index(VA, shift) * 8, PML4 | 0x67)
     got = pagetable.read_user(_read(BytesMemory(image)), PML4, VA, 4096)
     assert len(got) <= 4096
+
+
+def test_fields_far_apart_are_read_in_separate_chunks(monkeypatch):
+    from xenvmi.guest import layout as L
+    monkeypatch.setattr(L, "GAP", 8)  # the synthetic task is small: make its gaps count
+    k = SyntheticKernel()
+    t = k.add_task(42, b"worker", uid=7)
+    prog = k.program()
+    lay = Layout.of(prog, "struct task_struct", {
+        "state": ("__state",), "exit": ("exit_state",), "pid": ("pid",), "comm": ("comm",)})
+    assert [c[0] for c in lay._chunks] == [TASK["__state"], TASK["pid"]]
+    reads = []
+
+    def read(addr, n):
+        reads.append((addr - t, n))
+        return prog.read(addr, n)
+    got = lay.read(read, t)
+    assert reads == [(TASK["__state"], 8), (TASK["pid"], TASK["comm"] + 16 - TASK["pid"])]
+    assert got["pid"] == 42 and got["comm"].rstrip(b"\0") == b"worker" and got["exit"] == 0
+    assert lay.unpack(prog.read(t + lay.start, lay.span)) == got

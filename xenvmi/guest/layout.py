@@ -15,6 +15,8 @@ from typing import Callable
 import drgn
 from drgn import TypeKind
 
+#: Fields further apart than this are read separately (see :class:`Layout`).
+GAP = 256
 _SCALARS = (TypeKind.INT, TypeKind.BOOL, TypeKind.ENUM, TypeKind.POINTER)
 _FORMATS = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
             (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
@@ -53,15 +55,16 @@ def _resolve(t: drgn.Type, path: str) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a struct's wanted fields are: read :attr:`span` bytes at ``address +
-    start`` and :meth:`unpack` them. Fields the kernel lacks are None."""
+    """Where a struct's wanted fields are, as chunks: fields closer than :data:`GAP` bytes
+    share a chunk, read in one piece (a task's fields sit in two clusters 2 KB apart: two
+    small reads stay within a page where one spanning both would not). Fields the kernel
+    lacks are None."""
 
     type_name: str
     names: tuple[str, ...]
-    start: int
-    span: int
-    _fmt: struct.Struct
-    _order: tuple[str, ...]  # the name of each unpacked value, in offset order
+    start: int  # of the first field
+    span: int  # from the first field to the end of the last
+    _chunks: tuple[tuple[int, struct.Struct, tuple[str, ...]], ...]  # (offset, fmt, names)
     _absent: dict[str, None]  # the optional fields this kernel lacks
 
     @classmethod
@@ -76,14 +79,15 @@ class Layout:
         if cached is not None:
             return cached
         t = prog.type(type_name)
-        found: list[tuple[int, str, int]] = []
-        for i, (name, paths) in enumerate(fields.items()):
+        names = tuple(fields)
+        found: list[tuple[int, str, str]] = []
+        for name, paths in fields.items():
             for path in paths:
                 try:
                     off, fmt = _resolve(t, path)
                 except LookupError:
                     continue
-                found.append((off, fmt, i))
+                found.append((off, fmt, name))
                 break
             else:
                 if name not in optional:
@@ -91,32 +95,41 @@ class Layout:
         found.sort()
         if not found:
             raise LookupError(f"no wanted field in {type_name}")
-        start, pos, fmt = found[0][0], found[0][0], "<"
-        for off, f, _ in found:
-            if off < pos:
+        chunks, pos = [], None
+        for off, f, name in found:
+            if pos is not None and off < pos:
                 raise LookupError(f"overlapping fields in {type_name}")
-            fmt += f"{off - pos}x" * (off > pos) + f
+            if pos is None or off - pos > GAP:
+                chunks.append([off, "<", []])
+            else:
+                chunks[-1][1] += f"{off - pos}x" * (off > pos)
+            chunks[-1][1] += f
+            chunks[-1][2].append(name)
             pos = off + struct.calcsize("<" + f)
-        names = tuple(fields)
-        order = tuple(names[i] for _, _, i in found)
-        layout = cls(type_name, names, start, pos - start, struct.Struct(fmt), order,
-                     {n: None for n in names if n not in order})
+        present = {name for _, _, name in found}
+        layout = cls(type_name, names, found[0][0], pos - found[0][0],
+                     tuple((o, struct.Struct(f), tuple(n)) for o, f, n in chunks),
+                     {n: None for n in names if n not in present})
         prog.cache[key] = layout
         return layout
 
     def unpack(self, raw: bytes) -> dict[str, int | bytes | None]:
         """The fields from :attr:`span` bytes read at the struct's ``start``."""
-        out = dict(zip(self._order, self._fmt.unpack_from(raw)))
+        out: dict[str, int | bytes | None] = {}
+        for off, fmt, names in self._chunks:
+            out.update(zip(names, fmt.unpack_from(raw, off - self.start)))
         if self._absent:
             out.update(self._absent)
         return out
 
     def read(self, read: Callable[[int, int], bytes],
              address: int) -> dict[str, int | bytes | None]:
-        """Read (``read(address, size)``, e.g. ``Program.read``) and unpack the struct at
-        kernel ``address``; what ``read`` raises (drgn.FaultError) if unreadable."""
-        out = dict(zip(self._order, self._fmt.unpack_from(read(address + self.start,
-                                                               self.span))))
+        """Read (``read(address, size)``, e.g. ``Program.read``, one call per chunk) and
+        unpack the struct at kernel ``address``; what ``read`` raises (drgn.FaultError)
+        if unreadable."""
+        out: dict[str, int | bytes | None] = {}
+        for off, fmt, names in self._chunks:
+            out.update(zip(names, fmt.unpack_from(read(address + off, fmt.size))))
         if self._absent:
             out.update(self._absent)
         return out
