@@ -54,7 +54,7 @@ def state_char(state: int, exit_state: int) -> str:
 
 def _type(prog: drgn.Program, name: str) -> drgn.Type:
     """``prog.type(name)``, kept in the program's cache: a type name given to Object() is
-    parsed and looked up again on every call, four times per task in a process view."""
+    parsed and looked up again on every call."""
     types = prog.cache.setdefault("xenvmi.types", {})
     found = types.get(name)
     if found is None:
