@@ -12,8 +12,8 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide
 
-from .conftest import (TRANSIENT, ground_truth, missing_from, report_after_now, reports,
-                       selected, xenvmi)
+from .conftest import (ground_truth, missing_from, report_after_now, reports, selected,
+                       unreported, xenvmi)
 
 MEMORY_GUESTS = selected(("xvm-pvh1", "xvm-pvh2", "xvm-hvm"))
 
@@ -49,8 +49,7 @@ def test_ps_matches_console(guest):
     missing = missing_from(stable, ours)
     named = {k for k in stable & ours if k[2].startswith("kworker/") and "-" in k[2]}
     assert named, f"{guest}: no kworker shows the workqueue ps shows ({sorted(stable)[:20]})"
-    extra = {p for p in ours - seen
-             if not (p[2] in TRANSIENT or p[2].startswith("kworker/"))}
+    extra = unreported(ours, seen)
     assert not missing, f"{guest}: ps misses {sorted(missing)}"
     assert not extra, f"{guest}: ps lists processes the guest never reported: {sorted(extra)}"
     comms = {p[2] for p in ours}

@@ -17,8 +17,8 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE
 
-from .conftest import (GUESTS, TRANSIENT, ground_truth, missing_from, report_after_now,
-                       reports, xenvmi)
+from .conftest import (GUESTS, ground_truth, missing_from, report_after_now,
+                       reports, unreported, xenvmi)
 
 PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
 SHIPPED = {"ps", "lsmod", "dmesg", "hypercalls", "netdev", "files", "backends", "hcerrors"}
@@ -65,8 +65,7 @@ def test_ps_plugin_matches_console(guest):
     truth_b = {(p.pid, p.ppid, p.comm) for p in before.processes}
     truth_a = {(p.pid, p.ppid, p.comm) for p in after.processes}
     missing = missing_from(truth_b & truth_a, ours)
-    extra = {p for p in ours - (truth_b | truth_a)
-             if not (p[2] in TRANSIENT or p[2].startswith("kworker/"))}
+    extra = unreported(ours, truth_b | truth_a)
     assert not missing and not extra, (sorted(missing), sorted(extra))
     assert got["complete"], got["warnings"]
 
