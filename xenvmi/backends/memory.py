@@ -121,11 +121,7 @@ class GuestMemory:
             data = self._pages.get(page)
             if data is None and page not in self._pages and 0 <= page and \
                     addr + size <= self.max_physical_address:
-                if len(self._pages) >= MAX_CACHED_PAGES:
-                    self._pages.clear()
-                self.stats["backend_reads"] += 1
-                self.stats["backend_bytes"] += PAGE
-                data = self._pages[page] = self._read_page(page)
+                data = self._fill_page(page)
             if data is not None:
                 return data[offset:offset + size]
         if size <= 0:
@@ -175,18 +171,25 @@ class GuestMemory:
             run = page
             while run + PAGE <= last and run + PAGE not in self._pages:
                 run += PAGE
-            if len(self._pages) + (run - page) // PAGE + 1 > MAX_CACHED_PAGES:
-                self._pages.clear()
             if run == page:  # one page: most fills, so the backend may have a quicker way
-                self.stats["backend_reads"] += 1
-                self.stats["backend_bytes"] += PAGE
-                self._pages[page] = self._read_page(page)
+                self._fill_page(page)
                 page += PAGE
                 continue
+            if len(self._pages) + (run - page) // PAGE + 1 > MAX_CACHED_PAGES:
+                self._pages.clear()
             data, ok = self._backend(page, run + PAGE - page)
             for i, good in enumerate(ok):
                 self._pages[page + i * PAGE] = data[i * PAGE:(i + 1) * PAGE] if good else None
             page = run + PAGE
+
+    def _fill_page(self, page: int) -> bytes | None:
+        """Cache the one page at ``page`` (None if unreadable) and return it."""
+        if len(self._pages) >= MAX_CACHED_PAGES:
+            self._pages.clear()
+        self.stats["backend_reads"] += 1
+        self.stats["backend_bytes"] += PAGE
+        data = self._pages[page] = self._read_page(page)
+        return data
 
     def _backend(self, addr: int, size: int) -> tuple[bytes, list[bool]]:
         self.stats["backend_reads"] += 1

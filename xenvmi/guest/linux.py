@@ -12,7 +12,7 @@ import drgn
 from drgn import Object
 
 from xenvmi.errors import GuestDataError
-from xenvmi.backends.memory import PhysicalFault
+from xenvmi.backends.memory import PAGE, PhysicalFault
 from xenvmi.guest import pagetable
 from xenvmi.guest.bounded import (
     Budget, DeadlineExceeded, c_string, is_kernel_pointer, is_user_pointer, walk_list,
@@ -29,7 +29,6 @@ TASK_COMM_LEN = 16
 MAX_KTHREAD_NAME = 64  # kthread full names are kasprintf()ed; ps shows them whole
 PF_WQ_WORKER = 0x20
 WORKER_DESC_LEN = 24
-PAGE_SIZE = 4096
 #: What a failed entry read can raise: faults, odd types, our own data errors.
 ENTRY_ERRORS = (drgn.FaultError, LookupError, ValueError, OverflowError, TypeError,
                 GuestDataError)
@@ -94,15 +93,16 @@ def _optional(prog: drgn.Program, type_name: str, fields: dict, optional=()) -> 
         return None
 
 
-def _cmdline(kp, mm: dict) -> str | None:
-    """The argument strings between mm->arg_start and arg_end, through the task's pgd."""
+def _cmdline(kp, mm: dict, mm_addr: int) -> str | None:
+    """The argument strings between mm->arg_start and arg_end, through the task's pgd
+    (``mm``: those fields of the mm_struct at ``mm_addr``)."""
     start, end = mm["arg_start"], mm["arg_end"]
     if not is_user_pointer(start) or not start < end <= start + (1 << 20):
         return None
     size = min(end - start, MAX_CMDLINE)
     pgd_pa = kp.kernel_pa(mm["pgd"])
     if pgd_pa is None or kp.paging_levels not in (4, 5):
-        raw = _remote_vm(kp.prog, mm, start, size)
+        raw = _remote_vm(kp.prog, mm, mm_addr, start, size)
     else:
         try:
             raw = pagetable.read_user(
@@ -116,12 +116,12 @@ def _cmdline(kp, mm: dict) -> str | None:
     return " ".join(c_string(a, MAX_CMDLINE) for a in args)
 
 
-def _remote_vm(prog: drgn.Program, mm: dict, start: int, size: int) -> bytes:
+def _remote_vm(prog: drgn.Program, mm: dict, mm_addr: int, start: int, size: int) -> bytes:
     """drgn's page-table walk, for pgds outside the verified linear maps."""
     from drgn.helpers.linux.mm import access_remote_vm
-    if not is_kernel_pointer(mm["pgd"], align=PAGE_SIZE):
+    if not is_kernel_pointer(mm["pgd"], align=PAGE):
         return b""
-    obj = Object(prog, _type(prog, "struct mm_struct"), address=mm["address"])
+    obj = Object(prog, _type(prog, "struct mm_struct"), address=mm_addr)
     try:
         return access_remote_vm(obj, start, size)  # uses mm.pgd only
     except drgn.FaultError:  # argument pages swapped out or not yet touched
@@ -189,9 +189,7 @@ def _process(kp, lay: _Layouts, addr: int, budget: Budget, shared: dict) -> Proc
         if not is_kernel_pointer(mm_ptr):
             budget.warn(f"task {pid} at {addr:#x}: bad mm pointer {mm_ptr:#x}", partial=False)
         else:
-            mm = lay.mm.read(read, mm_ptr)
-            mm["address"] = mm_ptr
-            cmdline = _cmdline(kp, mm)
+            cmdline = _cmdline(kp, lay.mm.read(read, mm_ptr), mm_ptr)
     comm = c_string(t["comm"], TASK_COMM_LEN)
     flags = t["flags"] or 0
     if kthread and (flags & PF_WQ_WORKER or len(comm) >= TASK_COMM_LEN - 1):

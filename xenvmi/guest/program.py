@@ -50,10 +50,9 @@ class KernelProgram:
     timings: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    #: Linear maps checked against the page tables: (virtual start, size, physical start).
+    #: Linear maps checked against the page tables: (virtual start, virtual end,
+    #: virtual - physical).
     linear: list[tuple[int, int, int]] = field(default_factory=list)
-    #: The same as (virtual start, virtual end, virtual - physical), for :meth:`read`.
-    _linear_spans: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
     def paging_levels(self) -> int:
@@ -62,16 +61,16 @@ class KernelProgram:
     def kernel_pa(self, va: int) -> int | None:
         """Guest-physical address of kernel address ``va`` in a verified linear map
         (direct map, kernel image), or None: then only drgn's page-table walk knows."""
-        for start, size, pa in self.linear:
-            if start <= va < start + size:
-                return pa + va - start
+        for start, end, delta in self.linear:
+            if start <= va < end:
+                return va - delta
         return None
 
     def read(self, va: int, size: int) -> bytes:
         """Kernel memory at ``va``, like ``prog.read``: straight from guest-physical memory
         inside the verified linear maps (no drgn object, no callback), else through drgn's
         page-table walk. drgn.FaultError if unreadable."""
-        for start, end, delta in self._linear_spans:
+        for start, end, delta in self.linear:
             if start <= va and va + size <= end:
                 try:
                     return self.memory.read_physical(va - delta, size, strict=True)
@@ -330,7 +329,6 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
                                "tables: reads there walk the page tables (slower)")
             continue
         prog.add_memory_segment(va, size, _reader(ref, mem, pa), physical=False)
-        kp.linear.append((va, size, pa))
-        kp._linear_spans.append((va, va + size, va - pa))
+        kp.linear.append((va, va + size, va - pa))
         kp.sources[name] = f"{va:#x}+{size:#x} read at physical {pa:#x} (agrees with " \
                            f"the page tables)"
