@@ -120,3 +120,23 @@ def test_dom0_wheels_follow_setup_cfg():
     assert {"libvmi", "drgn", "pyxs", "textual", "psutil", "pytest", "setuptools"} <= names
     assert any(r.startswith("textual==") for r in reqs)
     assert not any("#" in r or not r for r in reqs)
+
+
+def test_guest_payload_is_outside_the_image_recipe(lab_dir, tmp_path, monkeypatch):
+    """Guest files are remade in dom0 from the synced tree, so editing them must not force
+    an image rebuild, and must change the payload digest dom0 compares."""
+    import shutil
+
+    from xenvmi.lab import paths as lab_paths
+    data = tmp_path / "data"
+    shutil.copytree(lab_paths.DATA, data)
+    monkeypatch.setattr(image, "DATA", data)
+    image.ensure_key(lab_dir)
+    recipe, payload = image.recipe_digest(lab_dir), lab_paths.guest_payload_digest(data)
+    init = data / "guest-init.sh"
+    init.write_text(init.read_text() + "\n# changed\n")
+    (data / "guests" / "xvm-pv.cfg").write_text("name = \"xvm-pv\"\n")
+    assert image.recipe_digest(lab_dir) == recipe
+    assert lab_paths.guest_payload_digest(data) != payload
+    (data / "provision.sh").write_text("# changed\n")
+    assert image.recipe_digest(lab_dir) != recipe

@@ -18,11 +18,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from xenvmi.lab.groundtruth import INIT_DONE, last_boot, latest_report
+from xenvmi.lab.paths import DATA, guest_payload_digest
+from xenvmi.lab.progress import wait_progress
 
 LAB_DIR = Path(os.environ.get("XENVMI_LAB_GUEST_DIR", "/var/lib/xenvmi-lab"))
 CONSOLE_DIR = Path("/var/log/xen/console")
-#: Seconds from `xl create` to the first report: HVM boots through QEMU's firmware path.
-BOOT_TIMEOUT = {"hvm": 420.0, "pvh": 180.0, "pv": 180.0}
+#: A booting guest is alive while its console grows or it gets CPU time; it is dead after
+#: this many seconds with neither (a guest that crashes is destroyed at once: on_crash).
+BOOT_STALL = float(os.environ.get("XENVMI_LAB_BOOT_STALL", "300"))
+#: Last resort against a boot that advances forever without reporting (seconds per attempt).
+BOOT_CAP = float(os.environ.get("XENVMI_LAB_BOOT_CAP", "2400"))
 ATTEMPTS = 5
 
 
@@ -73,17 +78,30 @@ def read_console(name: str) -> str:
         return ""
 
 
+def parse_xl_list(text: str) -> dict[str, tuple[int, float]]:
+    """Name -> (domid, CPU seconds) from `xl list`'s table."""
+    out = {}
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1].isdigit():
+            try:
+                cpu = float(parts[5])
+            except ValueError:
+                cpu = 0.0
+            out[parts[0]] = (int(parts[1]), cpu)
+    return out
+
+
+def domain_table() -> dict[str, tuple[int, float]] | None:
+    """Name -> (domid, CPU seconds) of every domain (None if xl did not answer)."""
+    res = _run(["xl", "list"])
+    return parse_xl_list(res.stdout) if res.returncode == 0 else None
+
+
 def running_domains() -> dict[str, int] | None:
     """Name -> domid of every domain, from one `xl list` (None if xl did not answer)."""
-    res = _run(["xl", "list"])
-    if res.returncode != 0:
-        return None
-    out = {}
-    for line in res.stdout.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 2 and parts[1].isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
+    table = domain_table()
+    return None if table is None else {name: d for name, (d, _) in table.items()}
 
 
 def domid(name: str) -> int | None:
@@ -112,20 +130,43 @@ def _why_failed(name: str) -> str:
 BOOT_ORDER = {"hvm": 0, "pv": 1, "pvh": 2}
 
 
+def payload_stamp() -> Path:
+    return LAB_DIR / "payload.sha256"
+
+
+def ensure_payload(log=print) -> bool:
+    """Make the guests' initramfs and configs from this tree's data/ if they changed since
+    they were made (the image holds the ones of its build); True if they were remade.
+    Guests running the old payload must be restarted by the caller."""
+    want = guest_payload_digest(DATA)
+    try:
+        if payload_stamp().read_text().strip() == want:
+            return False
+    except FileNotFoundError:
+        pass
+    log("guest payload changed: rebuilding the guests' initramfs and configs")
+    res = _run(["bash", str(DATA / "make-guests.sh"), str(LAB_DIR)], timeout=BOOT_CAP)
+    if res.returncode != 0:
+        raise SystemExit(f"make-guests.sh failed: {res.stderr.strip()[-500:]}")
+    payload_stamp().write_text(want + "\n")
+    return True
+
+
 def start(names: list[str] | None = None, log=print) -> list[GuestStatus]:
     """Create the lab guests one at a time; each must report before the next starts.
 
     Booting them together on an emulated 2-CPU host overloads it: guests hit soft lockups
     and dom0's toolstack stops answering. One at a time is slower to start but predictable.
     """
+    remade = ensure_payload(log)
     configs = guest_configs()
     if not configs:
-        raise SystemExit(f"no guest configs in {LAB_DIR / 'guests'}: run provision.sh first")
+        raise SystemExit(f"no guest configs in {LAB_DIR / 'guests'}")
     chosen = [n for n in configs if not names or n in names]
     todo = sorted((GuestStatus(n, guest_type(configs[n])) for n in chosen),
                   key=lambda st: (BOOT_ORDER.get(st.type, 9), st.name))
     for st in todo:
-        if domid(st.name) is not None and reported(st.name):
+        if not remade and domid(st.name) is not None and reported(st.name):
             st.up = True
             log(f"{st.name} already up")
             continue
@@ -134,31 +175,55 @@ def start(names: list[str] | None = None, log=print) -> list[GuestStatus]:
     return [fill(st) for st in todo]
 
 
+def _console_size(name: str) -> int:
+    try:
+        return console_log(name).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
     if domid(st.name) is not None:
         _run(["xl", "destroy", st.name])
     _truncate_console(st.name)
     st.attempts += 1
     t0 = time.monotonic()
-    res = _run(["xl", "create", str(cfg)], timeout=180)
+    # `xl create` of an HVM guest waits for its device model: under a loaded emulated host
+    # that can take minutes, and a create that hangs is as dead as one that fails.
+    res = _run(["xl", "create", str(cfg)], timeout=BOOT_CAP)
     if res.returncode != 0:
         st.failures.append(f"attempt {st.attempts}: xl create: {res.stderr.strip()[-300:]}")
         log(f"{st.name}: xl create failed (attempt {st.attempts})")
         return
-    log(f"created {st.name} ({st.type}), attempt {st.attempts}")
-    while True:
-        time.sleep(3)
-        elapsed = time.monotonic() - t0
-        alive = domid(st.name) is not None
-        if alive and reported(st.name):
-            st.up, st.boot_seconds = True, round(elapsed, 1)
-            log(f"{st.name} up after {elapsed:.0f}s")
-            return
-        if not alive or elapsed > BOOT_TIMEOUT[st.type]:
-            reason = "died" if not alive else f"no report after {elapsed:.0f}s"
-            st.failures.append(f"attempt {st.attempts}: {reason}; {_why_failed(st.name)}")
-            log(f"{st.name} {reason}")
-            return
+    log(f"created {st.name} ({st.type}), attempt {st.attempts}, "
+        f"{time.monotonic() - t0:.0f}s in xl create")
+    table: dict[str, tuple[int, float]] = {}
+
+    def alive() -> str | None:
+        nonlocal table
+        table = domain_table() or table
+        return None if st.name in table else "the domain is gone"
+
+    def progress() -> tuple[int, int]:
+        # whole CPU seconds: the scheduler's crumbs for a blocked guest are not progress
+        return _console_size(st.name), int(table.get(st.name, (0, 0.0))[1])
+
+    def note(elapsed: float, idle: float) -> None:
+        tail = read_console(st.name).strip().splitlines()[-1:] or ["(console empty)"]
+        log(f"{st.name}: booting for {elapsed:.0f}s (last progress {idle:.0f}s ago): "
+            f"{tail[0][:90]}")
+
+    out = wait_progress(lambda: st.name in table and reported(st.name), progress,
+                        stall=BOOT_STALL, cap=BOOT_CAP, abort=alive, note=note)
+    if out.done:
+        st.up, st.boot_seconds = True, round(time.monotonic() - t0, 1)
+        log(f"{st.name} up after {st.boot_seconds:.0f}s")
+        return
+    reason = {"stalled": f"made no progress for {out.idle:.0f}s",
+              "cap": f"booted for {out.elapsed:.0f}s without reporting"}.get(
+        out.reason, out.reason.removeprefix("aborted: "))
+    st.failures.append(f"attempt {st.attempts}: {reason}; {_why_failed(st.name)}")
+    log(f"{st.name}: {reason}")
 
 
 def fill(st: GuestStatus) -> GuestStatus:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from xenvmi.errors import LabError, PermissionDenied, Unavailable
-from xenvmi.lab.paths import DATA, LabPaths
+from xenvmi.lab.paths import DATA, LabPaths, is_guest_payload
 from xenvmi.lab.remote import source_root, source_tarball
 
 FORMAT = 1
@@ -48,6 +48,19 @@ def dom0_requirements(setup_cfg: Path) -> list[str]:
 HOST_TOOLS = {"debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ssh": "openssh-client",
               "ssh-keygen": "openssh-client", "unshare": "util-linux", "chroot": "coreutils",
               "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils"}
+#: What the test suite uses on the host beside the lab (path -> Debian package): Xen's
+#: public headers (the ABI tables are tested against them), BTF tools the BTF reader is
+#: compared with, tmux for the TUI, vagrant to validate the Vagrant lab's file.
+TEST_PACKAGES = {"/usr/include/xen/errno.h": "libxen-dev", "/usr/sbin/bpftool": "bpftool",
+                 "/usr/bin/pahole": "pahole", "/usr/bin/tmux": "tmux",
+                 "/usr/bin/vagrant": "vagrant"}
+
+
+def missing_host_packages(with_tests: bool = True) -> list[str]:
+    missing = {pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)}
+    if with_tests:
+        missing |= {pkg for path, pkg in TEST_PACKAGES.items() if not Path(path).exists()}
+    return sorted(missing)
 
 
 def install_host_packages(log=print) -> None:
@@ -55,15 +68,16 @@ def install_host_packages(log=print) -> None:
     if os.geteuid() != 0:
         raise PermissionDenied("installing host packages needs root: run as root or with sudo")
     if not shutil.which("apt-get"):
-        raise Unavailable("no apt-get here: install " + " ".join(sorted(set(HOST_TOOLS.values())))
+        raise Unavailable("no apt-get here: install " + " ".join(missing_host_packages())
                           + " with this system's package manager")
-    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
+    missing = missing_host_packages()
     if not missing:
         log("host packages: all present")
         return
     log(f"host packages: installing {' '.join(missing)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *missing]):
+    for argv in (["apt-get", "update", "-q"],
+                 ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
         res = subprocess.run(argv, env=env, capture_output=True, text=True)
         if res.returncode != 0:
             raise Unavailable(f"{' '.join(argv[:2])} failed: {res.stderr.strip().splitlines()[-1:]}")
@@ -71,7 +85,7 @@ def install_host_packages(log=print) -> None:
 
 def recipe_digest(paths: LabPaths) -> str:
     h = hashlib.sha256(f"format={FORMAT} suite={SUITE}\n".encode())
-    for f in sorted(p for p in DATA.rglob("*") if p.is_file()):
+    for f in sorted(p for p in DATA.rglob("*") if p.is_file() and not is_guest_payload(p, DATA)):
         h.update(str(f.relative_to(DATA)).encode() + b"\0" + f.read_bytes())
     h.update(paths.key.with_suffix(".pub").read_bytes())
     root = source_root()
@@ -93,7 +107,7 @@ def preflight(paths: LabPaths) -> None:
     if os.geteuid() != 0:
         raise PermissionDenied("building the lab image needs root (debootstrap, chroot): "
                                "run as root or with sudo")
-    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
+    missing = missing_host_packages(with_tests=False)
     if missing:
         raise Unavailable(f"missing host tools: apt-get install {' '.join(missing)}")
     if source_root() is None:

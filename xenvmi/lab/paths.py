@@ -10,6 +10,25 @@ from pathlib import Path
 from xenvmi.errors import LabError
 
 DATA = Path(__file__).with_name("data")
+#: What the lab guests are made of (their initramfs and xl configs): rebuilt in dom0 from the
+#: synced tree when these change (xenvmi.lab.dom0), so they are not part of the image recipe.
+GUEST_PAYLOAD = ("make-guests.sh", "guest-init.sh", "guests")
+
+
+def is_guest_payload(path: Path, data: Path = DATA) -> bool:
+    return path.relative_to(data).parts[0] in GUEST_PAYLOAD
+
+
+def guest_payload_digest(data: Path = DATA) -> str:
+    """SHA-256 of the guest payload's files, names included."""
+    import hashlib
+    h = hashlib.sha256()
+    for part in GUEST_PAYLOAD:
+        root = data / part
+        for f in sorted([root] if root.is_file() else root.rglob("*")):
+            if f.is_file():
+                h.update(str(f.relative_to(data)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
 DEFAULT_PORT = 2222
 
 

@@ -35,7 +35,7 @@ def ssh_argv(paths: LabPaths, port: int, command: list[str] | None = None,
     return argv
 
 
-def run(paths: LabPaths, port: int, command: str, timeout: float = 600, check: bool = True,
+def run(paths: LabPaths, port: int, command: str, timeout: float | None = 600, check: bool = True,
         capture: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """Run a shell command line in dom0; a failure to connect is a LabError."""
     try:
@@ -54,7 +54,7 @@ def run(paths: LabPaths, port: int, command: str, timeout: float = 600, check: b
 
 def reachable(paths: LabPaths, port: int) -> bool:
     try:
-        res = subprocess.run(ssh_argv(paths, port, ["true"]), capture_output=True, timeout=20)
+        res = subprocess.run(ssh_argv(paths, port, ["true"]), capture_output=True, timeout=60)
     except subprocess.TimeoutExpired:
         return False
     return res.returncode == 0
@@ -93,5 +93,5 @@ def sync(paths: LabPaths, port: int, root: Path | None = None) -> int:
     blob = source_tarball(root)
     dirs = " ".join(p for p in SYNCED if "." not in p)
     run(paths, port, f"mkdir -p {REMOTE_SRC} && cd {REMOTE_SRC} && rm -rf {dirs} && tar -xzf -",
-        stdin=blob, timeout=120)
+        stdin=blob, timeout=600)
     return len(blob)

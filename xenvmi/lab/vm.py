@@ -74,7 +74,7 @@ def serial_tail(paths: LabPaths, lines: int = 25) -> str:
 
 
 def boot(paths: LabPaths, image: Path, port: int, memory_mb: int) -> RunState:
-    qemu = shutil.which("qemu-system-x86_64")
+    qemu = os.environ.get("XENVMI_LAB_QEMU") or shutil.which("qemu-system-x86_64")
     if not qemu or not shutil.which("qemu-img"):
         raise Unavailable("QEMU is missing: apt-get install qemu-system-x86 qemu-utils")
     if not 1 <= port <= 65535:
@@ -110,25 +110,37 @@ def boot(paths: LabPaths, image: Path, port: int, memory_mb: int) -> RunState:
     return state
 
 
-def wait_ssh(paths: LabPaths, state: RunState, timeout: float, log=print) -> float:
-    """Wait until dom0 answers ssh; on failure the error carries the serial log's tail."""
-    t0 = time.monotonic()
-    next_note = 15.0
-    while True:
-        elapsed = time.monotonic() - t0
-        if not pid_alive(state.pid):
-            raise LabError(f"QEMU exited while booting; serial log tail:\n{serial_tail(paths)}")
-        if reachable(paths, state.port):
-            return elapsed
-        if elapsed > timeout:
-            stop(paths)
-            raise LabError(f"dom0 did not answer ssh within {timeout:.0f}s; serial log tail:\n"
-                           f"{serial_tail(paths)}")
-        if elapsed >= next_note:
-            last = serial_tail(paths, 1).strip()[:100]
-            log(f"[{elapsed:5.0f}s] booting... {last}")
-            next_note += 15.0
-        time.sleep(3)
+#: Seconds without a new byte on the serial console before a booting dom0 counts as hung:
+#: Xen, dom0's kernel and systemd all print there while they work.
+BOOT_STALL = float(os.environ.get("XENVMI_LAB_BOOT_STALL", "300"))
+
+
+def _serial_size(paths: LabPaths) -> int:
+    try:
+        return paths.serial_log.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def wait_ssh(paths: LabPaths, state: RunState, cap: float, log=print) -> float:
+    """Wait until dom0 answers ssh while its serial console advances; on failure (QEMU gone,
+    no console output for BOOT_STALL seconds, or ``cap`` seconds in all) the VM is stopped
+    and the error carries the serial log's tail."""
+    from xenvmi.lab.progress import wait_progress
+
+    def note(elapsed: float, idle: float) -> None:
+        log(f"[{elapsed:5.0f}s] booting... {serial_tail(paths, 1).strip()[:100]}")
+
+    out = wait_progress(lambda: reachable(paths, state.port), lambda: _serial_size(paths),
+                        stall=BOOT_STALL, cap=cap, note=note, note_every=15.0,
+                        abort=lambda: None if pid_alive(state.pid) else "QEMU exited")
+    if out.done:
+        return out.elapsed
+    if out.reason != "aborted: QEMU exited":
+        stop(paths)
+    why = {"stalled": f"its console printed nothing for {out.idle:.0f}s",
+           "cap": f"it did not answer ssh within {cap:.0f}s"}.get(out.reason, "QEMU exited")
+    raise LabError(f"dom0 did not come up: {why}; serial log tail:\n{serial_tail(paths)}")
 
 
 def stop(paths: LabPaths) -> bool:

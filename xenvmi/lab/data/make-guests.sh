@@ -43,4 +43,9 @@ for cfg in "$DATA"/guests/*.cfg; do
   sed "s|@DIR@|$DIR|g" "$cfg" > "$DIR/guests/$(basename "$cfg")"
 done
 echo "$KVER" > "$DIR/kernel-release"
+# What this payload was made from: `python -m xenvmi.lab.dom0 start` remakes it when the
+# synced tree's guest files differ (the digest is xenvmi.lab.paths.guest_payload_digest).
+SRC=$(cd "$DATA/../../.." && pwd)
+PYTHONPATH="$SRC" python3 -c 'from xenvmi.lab.paths import guest_payload_digest as d; print(d())' \
+  > "$DIR/payload.sha256"
 echo "make-guests.sh: kernel $KVER, $(ls "$DIR"/guests | wc -l) guest configs in $DIR/guests"
