@@ -20,7 +20,7 @@ from xenvmi.errors import LabError, Unavailable
 from xenvmi.lab.paths import LabPaths, RunState
 from xenvmi.lab.remote import reachable
 
-CPU_MODEL = "max,-smap,-smep,-xsave,-avx,-avx2"
+CPU_MODEL = os.environ.get("XENVMI_LAB_CPU", "max,-smap,-smep,-xsave,-avx,-avx2")
 #: TCG threading: "multi" (one host thread per vCPU) or "single" (XENVMI_LAB_TCG to override).
 TCG_THREAD = os.environ.get("XENVMI_LAB_TCG", "multi")
 #: Emulated CPUs (XENVMI_LAB_SMP). One by default: with two, QEMU 7.2's SVM emulation under
