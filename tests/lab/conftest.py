@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,9 +42,8 @@ TRANSIENT = {"sleep", "cut", "grep", "tr", "uname", "ps", "cat", "sh", "exe"}
 def unreported(ours: set[tuple[int, int, str]], seen: set[tuple[int, int, str]]):
     """(pid, ppid, comm) read from a guest that no console report holds, less what can be
     missing from reports for good reason: transient names, kworkers (renamed as they
-    work), and a child still named like its parent (forked, not yet exec'ed). The guests
-    report every 10 s plus the report's own time (about 50 s apart on the slow KASLR
-    guest), so a 30 s `sleep` of a named script can start and end between two reports."""
+    work), and a child still named like its parent (forked, not yet exec'ed): a named
+    script's `sleep` can start and end between two reports."""
     names = {pid: comm for pid, _, comm in ours}
     return {p for p in ours - seen
             if not (p[2] in TRANSIENT or p[2].startswith("kworker/")
@@ -115,19 +113,11 @@ def missing_from(stable, ours) -> set:
     return {k for k in stable if worker_key(k) not in have}
 
 
-def report_after_now(name: str, timeout: float = 120):
-    """The guest's first report that starts after this moment: a process in a report
-    before a read and in this one was alive during the whole read."""
-    latest = reports(name)
-    return next_report(name, latest[-1].seq if latest else -1, timeout)
-
-
-def next_report(name: str, after_seq: int, timeout: float = 120):
-    """Wait for the guest's first report after ``after_seq`` (they come every ~10 s)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        newer = [r for r in reports(name) if r.seq > after_seq]
-        if newer:
-            return newer[0]
-        time.sleep(2)
-    pytest.fail(f"{name} printed no report after #{after_seq} within {timeout:.0f}s")
+def report_after_now(name: str):
+    """The guest's first report that starts after this moment (asked for now through its
+    console): a process in a report before a read and in this one was alive during the
+    whole read."""
+    report = dom0.fresh_report(name)
+    if report is None:
+        pytest.fail(f"{name} printed no report when asked (its console stopped advancing)")
+    return report

@@ -21,7 +21,7 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE
 
-from .conftest import (TRANSIENT, ground_truth, missing_from, report_after_now, reports,
+from .conftest import (TRANSIENT, ground_truth, missing_from, report_after_now,
                        xenvmi, xl)
 
 DUMP_GUESTS = ("xvm-pvh1", "xvm-hvm")
@@ -159,7 +159,7 @@ def test_dump_with_pause_flag_resumes_the_guest(guests, dump_dir):
     """--pause on a running guest: a consistent dump, and the guest runs again after."""
     name = "xvm-pvh1"
     path = dump_dir / "pvh1-paused.vmcore"
-    before = reports(name)[-1]
+    before = report_after_now(name)
     summary = xenvmi_json("dump", name, str(path), "--pause", "-q")
     state = xl("list", name).splitlines()[-1].split()[4]
     assert "p" not in state, f"{name} left paused: {state}"

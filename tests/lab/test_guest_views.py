@@ -12,7 +12,7 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide
 
-from .conftest import (ground_truth, missing_from, report_after_now, reports, selected,
+from .conftest import (ground_truth, missing_from, report_after_now, selected,
                        unreported, xenvmi)
 
 MEMORY_GUESTS = selected(("xvm-pvh1", "xvm-pvh2", "xvm-hvm"))
@@ -40,7 +40,7 @@ def guest(request, guests):
 
 
 def test_ps_matches_console(guest):
-    before = reports(guest)[-1]
+    before = report_after_now(guest)
     got = xenvmi_json("ps", guest)
     after = report_after_now(guest)
     ours = {_key(p) for p in got["processes"]}

@@ -18,7 +18,7 @@ import pytest
 from xenvmi.lab.groundtruth import KMSG_LINE
 
 from .conftest import (GUESTS, ground_truth, missing_from, report_after_now,
-                       reports, unreported, xenvmi)
+                       unreported, xenvmi)
 
 PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
 SHIPPED = {"ps", "lsmod", "dmesg", "hypercalls", "netdev", "files", "backends", "hcerrors"}
@@ -58,7 +58,7 @@ def test_every_shipped_plugin_is_ready_in_dom0(guests):
 # -- built-in guest views as plugins -------------------------------------------------------
 
 def test_ps_plugin_matches_console(guest):
-    before = reports(guest)[-1]
+    before = report_after_now(guest)
     got = run_json("ps", guest)
     after = report_after_now(guest)
     ours = {(p["pid"], p["ppid"], p["comm"]) for p in got["rows"]}

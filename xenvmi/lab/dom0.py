@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from xenvmi.lab.groundtruth import INIT_DONE, last_boot, latest_report
+from xenvmi.lab.groundtruth import INIT_DONE, last_boot, latest_report, parse_reports
 from xenvmi.lab.paths import DATA, guest_payload_digest
 from xenvmi.lab.progress import wait_progress
 
@@ -65,17 +65,75 @@ def guest_type(cfg: Path) -> str:
     return "pv"
 
 
-def console_log(name: str) -> Path:
-    """HVM guests log their emulated serial port; PV/PVH their hvc0 through xenconsoled."""
-    serial = CONSOLE_DIR / f"serial-{name}.log"
-    return serial if serial.exists() else CONSOLE_DIR / f"guest-{name}.log"
+def console_logs(name: str) -> list[Path]:
+    """The HVM guest's kernel prints on its emulated serial port (serial-NAME.log); every
+    guest's init reports on Xen's PV console (guest-NAME.log, through xenconsoled), where
+    PV and PVH kernels print too."""
+    return [CONSOLE_DIR / f"serial-{name}.log", CONSOLE_DIR / f"guest-{name}.log"]
 
 
 def read_console(name: str) -> str:
+    """Everything the guest printed: its serial log (if any), then its PV console log, so
+    the last report is always last."""
+    texts = []
+    for path in console_logs(name):
+        try:
+            texts.append(path.read_text(errors="replace"))
+        except FileNotFoundError:
+            pass
+    return "\n".join(texts)
+
+
+def console_size(name: str) -> int:
+    size = 0
+    for path in console_logs(name):
+        try:
+            size += path.stat().st_size
+        except FileNotFoundError:
+            pass
+    return size
+
+
+def console_tty(name: str) -> str | None:
+    """The dom0 side of the guest's PV console: xenconsoled's pty, named in xenstore."""
+    did = domid(name)
+    if did is None:
+        return None
+    res = _run(["xenstore-read", f"/local/domain/{did}/console/tty"])
+    tty = res.stdout.strip()
+    return tty if res.returncode == 0 and tty.startswith("/dev/pts/") else None
+
+
+def request_report(name: str) -> bool:
+    """Ask the guest's init for a report now: a line on its console input (its init waits
+    on it). False if the guest has no console pty."""
+    tty = console_tty(name)
+    if tty is None:
+        return False
+    fd = os.open(tty, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
     try:
-        return console_log(name).read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
+        os.write(fd, b"report\n")
+    finally:
+        os.close(fd)
+    return True
+
+
+def fresh_report(name: str, stall: float = 180.0):
+    """The guest's first report that starts after this call (asked for now): a process in
+    a report before a read and in this one was alive during the whole read. None if the
+    guest printed nothing for ``stall`` seconds."""
+    before = parse_reports(last_boot(read_console(name)))
+    after_seq = before[-1].seq if before else -1
+    found: list = []
+
+    def done() -> bool:
+        found[:] = [r for r in parse_reports(last_boot(read_console(name))) if r.seq > after_seq]
+        return bool(found)
+
+    if not request_report(name):
+        return None
+    out = wait_progress(done, lambda: console_size(name), stall=stall, poll=1.0)
+    return found[0] if out.done else None
 
 
 def parse_xl_list(text: str) -> dict[str, tuple[int, float]]:
@@ -114,7 +172,7 @@ def reported(name: str) -> bool:
 
 
 def _truncate_console(name: str) -> None:
-    for path in (CONSOLE_DIR / f"serial-{name}.log", CONSOLE_DIR / f"guest-{name}.log"):
+    for path in console_logs(name):
         if path.exists():
             path.unlink()
 
@@ -163,6 +221,10 @@ def start(names: list[str] | None = None, log=print) -> list[GuestStatus]:
     if not configs:
         raise SystemExit(f"no guest configs in {LAB_DIR / 'guests'}")
     chosen = [n for n in configs if not names or n in names]
+    if remade:  # guests of the old payload would slow every boot that follows
+        for name in chosen:
+            if domid(name) is not None:
+                _run(["xl", "destroy", name])
     todo = sorted((GuestStatus(n, guest_type(configs[n])) for n in chosen),
                   key=lambda st: (BOOT_ORDER.get(st.type, 9), st.name))
     for st in todo:
@@ -173,13 +235,6 @@ def start(names: list[str] | None = None, log=print) -> list[GuestStatus]:
         while not st.up and st.attempts < ATTEMPTS:
             _boot_once(st, configs[st.name], log)
     return [fill(st) for st in todo]
-
-
-def _console_size(name: str) -> int:
-    try:
-        return console_log(name).stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
@@ -206,7 +261,7 @@ def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
 
     def progress() -> tuple[int, int]:
         # whole CPU seconds: the scheduler's crumbs for a blocked guest are not progress
-        return _console_size(st.name), int(table.get(st.name, (0, 0.0))[1])
+        return console_size(st.name), int(table.get(st.name, (0, 0.0))[1])
 
     def note(elapsed: float, idle: float) -> None:
         tail = read_console(st.name).strip().splitlines()[-1:] or ["(console empty)"]

@@ -27,13 +27,13 @@ case "$mod" in
 esac
 # Named long-running processes (their comm is the script's name).
 for name in xvm-alpha xvm-beta xvm-gamma; do
-  printf '#!/bin/sh\n# %s: a named process for xenvmi ground truth\nwhile :; do sleep 30; done\n' \
+  printf '#!/bin/sh\n# %s: a named process for xenvmi ground truth\nwhile :; do sleep 300; done\n' \
     "$name" > "$root/usr/bin/$name"
   chmod +x "$root/usr/bin/$name"
 done
 printf '#!/bin/sh\n# xvm-parent: a process with a child, for ppid checks\n/usr/bin/xvm-child &\nwait\n' \
   > "$root/usr/bin/xvm-parent"
-printf '#!/bin/sh\nwhile :; do sleep 30; done\n' > "$root/usr/bin/xvm-child"
+printf '#!/bin/sh\nwhile :; do sleep 300; done\n' > "$root/usr/bin/xvm-child"
 chmod +x "$root/usr/bin/xvm-parent" "$root/usr/bin/xvm-child"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -9) > "$DIR/initramfs.cpio.gz.new"
 mv "$DIR/initramfs.cpio.gz.new" "$DIR/initramfs.cpio.gz"
