@@ -1,30 +1,49 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests on this machine, then the lab integration tests inside the
-# lab's dom0 against a real Xen 4.17 (booted by `xenvmi lab up` if it is not running).
-# Needs root (the lab image build) and `pip install -e '.[test]'` done; results land in reports/.
-set -euo pipefail
+# The whole test suite: unit and TUI tests on this machine while the lab boots (QEMU uses
+# one host core, the unit tests the other), then every lab test file inside the lab's dom0
+# against a real Xen 4.17 (all guests), then tests/lab_host on this machine against the
+# running lab. Prints each part's time and each test file's; JUnit files land in reports/.
+# Needs root and the README's set-up command (pip install -e '.[test]', xenvmi lab deps).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p reports
-python3 -m pytest tests/unit tests/tui -q -p no:cacheprovider --junitxml=reports/unit-junit.xml
-# 10 integrity runs (~6 s each): the corruption it guards against showed in every run.
-python3 -m xenvmi lab up --check-runs "${XENVMI_CHECK_RUNS:-10}"
-# Lab test files that passed end to end on the one-CPU lab; XENVMI_LAB_TESTS=tests/lab runs
-# all. The others are named below on every run, so leaving them out is never silent: their
-# fixes are in, but they have not yet passed a whole run (see the latest issue notes).
-# The per-guest memory views run on the KASLR HVM guest only (about 9 minutes a guest under
-# emulation); XENVMI_LAB_MEMORY_GUESTS= (empty) runs them on both PVH guests too.
-LAB_TESTS=${XENVMI_LAB_TESTS:-"tests/lab/test_lab_host.py tests/lab/test_domains.py tests/lab/test_guest_views.py tests/lab/test_trace_hypercalls.py tests/lab/test_tui.py"}
-MEMORY_GUESTS=${XENVMI_LAB_MEMORY_GUESTS-xvm-hvm}
-echo "memory views on: ${MEMORY_GUESTS:-every memory guest}"
-for f in tests/lab/test_*.py; do
-  case " $LAB_TESTS " in *" $f "*|*" tests/lab "*) ;; *) echo "NOT RUN in this suite: $f" ;; esac
-done
-# Host-side checks of the running lab (python3 -m pytest tests/lab_host): out for time too.
-echo "NOT RUN in this suite: tests/lab_host (the ISF of a real guest against volatility3's schema)"
+rm -f reports/*.xml
+t0=$SECONDS
+stamp() { printf '[run-all %5ds] %s\n' $((SECONDS - t0)) "$*"; }
 status=0
-python3 -m xenvmi lab exec -- env XENVMI_LAB_MEMORY_GUESTS="$MEMORY_GUESTS" \
-  python -m pytest $LAB_TESTS -m xen -v -p no:cacheprovider --durations=15 \
-  --junitxml=/tmp/lab-junit.xml || status=$?
+
+# 10 integrity runs: the corruption they guard against showed in every run.
+stamp "lab up (in the background; its lines are prefixed 'lab|')"
+( python3 -m xenvmi lab up --check-runs "${XENVMI_CHECK_RUNS:-10}" 2>&1 | sed -u 's/^/lab| /';
+  exit "${PIPESTATUS[0]}" ) &
+lab_pid=$!
+
+stamp "unit and TUI tests"
+python3 -m pytest tests/unit tests/tui -q -p no:cacheprovider \
+  --junitxml=reports/unit-junit.xml || status=1
+stamp "unit and TUI tests done (status $status); waiting for the lab"
+
+if ! wait "$lab_pid"; then
+  stamp "the lab did not come up: no lab test can run"
+  python3 -m xenvmi lab log --lines 60 || true
+  exit 6
+fi
+stamp "lab up"
+
+# Every lab test file, the memory views on every memory guest (XENVMI_LAB_MEMORY_GUESTS
+# narrows them, e.g. to xvm-hvm, when working on one guest).
+LAB_TESTS=${XENVMI_LAB_TESTS:-tests/lab}
+python3 -m xenvmi lab exec -- env XENVMI_LAB_MEMORY_GUESTS="${XENVMI_LAB_MEMORY_GUESTS-}" \
+  python -m pytest $LAB_TESTS -m xen -v -p no:cacheprovider --durations=25 \
+  --junitxml=/tmp/lab-junit.xml || status=1
 python3 -m xenvmi lab exec --no-sync -- cat /tmp/lab-junit.xml > reports/lab-junit.xml || true
-python3 -m xenvmi lab exec --no-sync -- xl list
+stamp "lab tests in dom0 done (status $status)"
+
+python3 -m pytest tests/lab_host -v -p no:cacheprovider \
+  --junitxml=reports/lab-host-junit.xml || status=1
+stamp "host-side lab tests done (status $status)"
+
+python3 -m xenvmi lab exec --no-sync -- xl list || true
+python3 tests/durations.py reports/*.xml || true
+stamp "all done (status $status)"
 exit "$status"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from xenvmi.lab import dom0
+
+from .forkrun import preload, run_forked
 from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report, parse_reports
 
 GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
@@ -48,6 +49,10 @@ def unreported(ours: set[tuple[int, int, str]], seen: set[tuple[int, int, str]])
     return {p for p in ours - seen
             if not (p[2] in TRANSIENT or p[2].startswith("kworker/")
                     or names.get(p[1]) == p[2])}
+
+
+def pytest_sessionstart(session):
+    preload()
 
 
 def pytest_collection_modifyitems(items):
@@ -86,9 +91,9 @@ def xl(*args: str) -> str:
 
 
 def xenvmi(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """The xenvmi command of this tree, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "xenvmi", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    """The xenvmi command of this tree, as a user runs it, in its own process forked from
+    this one (interpreter start-up and imports paid once per run: forkrun.py)."""
+    return run_forked(list(args), timeout=timeout)
 
 
 def reports(name: str):

@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from .forkrun import run_forked
+
 # The lab guests (tests/lab/conftest.py has the same tuple; conftest is not importable as a
 # module from here when pytest runs without packages).
 GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
@@ -44,9 +46,9 @@ def xl(*args: str) -> str:
 
 
 def xenvmi(*args: str, user: str | None = None, timeout: float = 300):
-    argv = [sys.executable, "-m", "xenvmi", *args]
-    if user:
-        argv = ["runuser", "-u", user, "--", *argv]
+    if not user:
+        return run_forked(list(args), timeout=timeout)
+    argv = ["runuser", "-u", user, "--", sys.executable, "-m", "xenvmi", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from .forkrun import run_forked
+
 #: The lab guests (tests/lab/conftest.py GUESTS; the `guests` fixture comes from there).
 GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
 
@@ -17,8 +19,7 @@ SECONDS = 6
 
 
 def xenvmi(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xenvmi", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return run_forked(list(args), timeout=timeout)
 
 
 def poke_balloon(domid: int) -> None:

@@ -50,10 +50,12 @@ HOST_TOOLS = {"debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ssh": "op
               "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils"}
 #: What the test suite uses on the host beside the lab (path -> Debian package): Xen's
 #: public headers (the ABI tables are tested against them), BTF tools the BTF reader is
-#: compared with, tmux for the TUI, vagrant to validate the Vagrant lab's file.
+#: compared with, tmux for the TUI, vagrant and its libvirt provider to validate the
+#: Vagrant lab's file (provider settings included).
 TEST_PACKAGES = {"/usr/include/xen/errno.h": "libxen-dev", "/usr/sbin/bpftool": "bpftool",
                  "/usr/bin/pahole": "pahole", "/usr/bin/tmux": "tmux",
-                 "/usr/bin/vagrant": "vagrant"}
+                 "/usr/bin/vagrant": "vagrant",
+                 "/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json": "vagrant-libvirt"}
 
 
 def missing_host_packages(with_tests: bool = True) -> list[str]:
