@@ -58,10 +58,16 @@ def _child(argv: list[str], out_w: int, err_w: int) -> None:
             os._exit(code if isinstance(code, int) else 1)
 
 
+def fork_safe() -> bool:
+    """A child of a process with other threads keeps only the forking one: a lock another
+    thread held at that moment stays held forever in the child."""
+    return threading.active_count() == 1
+
+
 def run_forked(argv: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
     """``xenvmi ARGV`` in a forked child; raises subprocess.TimeoutExpired (after killing
     the child) like subprocess.run."""
-    if threading.active_count() > 1:
+    if not fork_safe():
         return subprocess.run([sys.executable, "-m", "xenvmi", *argv], capture_output=True,
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     out_r, out_w = os.pipe()

@@ -1,13 +1,16 @@
 """The lab tests' forked CLI runner gives what a new `python -m xenvmi` process gives."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 import threading
 import time
 
 import pytest
 
-from tests.lab.forkrun import preload, run_forked
+from tests.lab import forkrun
+from tests.lab.forkrun import run_forked
 
 
 def fresh(*argv):
@@ -18,14 +21,22 @@ def fresh(*argv):
 @pytest.mark.parametrize("argv", [["errno", "-13", "--json"], ["hypercall", "36"],
                                   ["errno", "nonsense"], ["frobnicate"], ["ps", "--help"]])
 def test_same_output_and_exit_code_as_a_new_process(argv):
-    preload()
-    got, want = run_forked(argv, timeout=120), fresh(*argv)
-    assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout,
-                                                       want.stderr)
+    """Forked from a clean process (this one may have other tests' threads, and then
+    run_forked would not fork)."""
+    code = ("import json, sys; from tests.lab import forkrun; forkrun.preload(); "
+            "assert forkrun.fork_safe(); r = forkrun.run_forked(json.loads(sys.argv[1]), 120); "
+            "print(json.dumps([r.returncode, r.stdout, r.stderr]))")
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", code, json.dumps(argv)], capture_output=True,
+                         text=True, timeout=300, cwd=root)
+    assert res.returncode == 0, res.stderr
+    want = fresh(*argv)
+    assert json.loads(res.stdout) == [want.returncode, want.stdout, want.stderr]
 
 
 def test_a_hung_command_is_killed_at_its_timeout(monkeypatch):
     import xenvmi.cli
+    monkeypatch.setattr(forkrun, "fork_safe", lambda: True)  # other tests leave threads
     monkeypatch.setattr(xenvmi.cli, "main", lambda argv: time.sleep(60))
     t0 = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired):
@@ -35,6 +46,7 @@ def test_a_hung_command_is_killed_at_its_timeout(monkeypatch):
 
 def test_an_uncaught_exception_is_a_traceback_and_exit_1(monkeypatch):
     import xenvmi.cli
+    monkeypatch.setattr(forkrun, "fork_safe", lambda: True)
 
     def boom(argv):
         raise RuntimeError("boom")
@@ -43,7 +55,9 @@ def test_an_uncaught_exception_is_a_traceback_and_exit_1(monkeypatch):
     assert got.returncode == 1 and "RuntimeError: boom" in got.stderr
 
 
-def test_with_other_threads_alive_it_runs_a_new_process():
+def test_with_other_threads_alive_it_runs_a_new_process(monkeypatch):
+    import xenvmi.cli
+    monkeypatch.setattr(xenvmi.cli, "main", lambda argv: 99)  # a forked child would say 99
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait, daemon=True)
     worker.start()
