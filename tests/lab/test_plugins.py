@@ -1,9 +1,10 @@
 """Every shipped plugin, through `xenvmi run`, against the lab's real Xen and guests.
 
 Ground truth: each guest's own console report (processes, modules; groundtruth.py), what
-the guest image is known to hold (busybox init on /dev/console, the dummy module and so
-lo + dummy0, no disk, no network card), `xenvmi list` for devices, and hypercalls this
-process makes itself through /dev/xen/privcmd while a tracing plugin runs.
+the guest image is known to hold (busybox init on /dev/console and Xen's PV console, the
+dummy module and so lo + dummy0, no disk, no network card), `xenvmi list` for devices,
+and hypercalls this process makes itself through /dev/xen/privcmd while a tracing plugin
+runs.
 """
 
 from __future__ import annotations
@@ -92,18 +93,25 @@ def test_netdev(guest):
     assert got["complete"], got["warnings"]
 
 
+#: Xen's PV console in the guests, where guest-init.sh puts init's fds 1-3 (3: its requests).
+PV_CONSOLE = "/dev/hvc0"
+
+
 def test_files_of_pid_1(guest):
     got = run_json("files", guest, "-o", "pid=1")
     fds = {f["fd"]: f for f in got["rows"]}
-    # The kernel opened /dev/console for init on fds 0-2 (console_on_rootfs); busybox keeps
-    # the script on fd 10. Init runs guest-init.sh's report loop, whose
-    # `read -r stat < /proc/N/stat 2>/dev/null` moves fds 0 and 2 for a moment (seen once:
-    # fd 0 /dev/null, fd 2 /proc/14/stat). fd 1 is never redirected.
-    assert fds[1]["path"] == "/dev/console" and fds[1]["mode"] == "rw", fds
+    # The kernel opened /dev/console for init on fds 0-2 (console_on_rootfs); guest-init.sh
+    # opens the PV console on fd 3 and moves fds 1 and 2 there; busybox keeps the script on
+    # fd 10. While init waits for a request (`read ... <&3`) fd 0 is the PV console too;
+    # the report loop's `read -r stat < /proc/N/stat 2>/dev/null` moves fds 0 and 2 for a
+    # moment (seen once: fd 0 /dev/null, fd 2 /proc/14/stat).
+    assert fds[1]["path"] == PV_CONSOLE and fds[1]["mode"] == "rw", fds
+    assert fds[3]["path"] == PV_CONSOLE and fds[3]["mode"] == "rw", fds
     assert fds[10]["path"] == "/init" and fds[10]["mode"] == "r", fds
-    for fd in (0, 2):
-        assert fds[fd]["path"] in ("/dev/console", "/dev/null") or \
-            re.fullmatch(r"/proc/\d+/stat", fds[fd]["path"]), fds
+    assert fds[0]["path"] in (PV_CONSOLE, "/dev/console", "/dev/null") or \
+        re.fullmatch(r"/proc/\d+/stat", fds[0]["path"]), fds
+    assert fds[2]["path"] in (PV_CONSOLE, "/dev/null") or \
+        re.fullmatch(r"/proc/\d+/stat", fds[2]["path"]), fds
     assert {f["pid"] for f in got["rows"]} == {1}
     assert got["complete"], got["warnings"]
 
@@ -114,16 +122,16 @@ def test_files_of_a_background_script(guest):
     ps = {p["comm"]: p["pid"] for p in run_json("ps", guest)["rows"]}
     got = run_json("files", guest, "-o", f"pid={ps['xvm-alpha']}")
     fds = {f["fd"]: (f["path"], f["mode"]) for f in got["rows"]}
-    assert fds == {0: ("/dev/null", "r"), 1: ("/dev/console", "rw"),
-                   2: ("/dev/console", "rw"), 10: ("/usr/bin/xvm-alpha", "r")}, fds
+    assert fds == {0: ("/dev/null", "r"), 1: (PV_CONSOLE, "rw"),
+                   2: (PV_CONSOLE, "rw"), 10: ("/usr/bin/xvm-alpha", "r")}, fds
     assert got["complete"], got["warnings"]
 
 
 def test_files_of_every_process(guest):
     got = run_json("files", guest, "-o", "pid=all")
-    pids = {f["pid"] for f in got["rows"] if f["path"] == "/dev/console"}
+    pids = {f["pid"] for f in got["rows"] if f["path"] == PV_CONSOLE}
     ps = {p["comm"]: p["pid"] for p in run_json("ps", guest)["rows"]}
-    # Init's children inherited fds 0-2 on the console.
+    # Init's children inherited fds 1-2 on the PV console.
     assert {1, ps["xvm-alpha"], ps["xvm-parent"]} <= pids
     assert all(not p.startswith("?") for p in (f["path"] for f in got["rows"])), got["rows"]
 

@@ -24,10 +24,11 @@ exec 3<>"$CON" 1>&3 2>&3
 stty -echo <&3 2>/dev/null
 insmod /lib/modules/dummy.ko
 echo "xenvmi-lab: guest $NAME is up" > /dev/kmsg
-/usr/bin/xvm-alpha &
-/usr/bin/xvm-beta --role worker &
-/usr/bin/xvm-gamma &
-/usr/bin/xvm-parent &
+# The named processes write to the PV console too, without init's request fd (3).
+/usr/bin/xvm-alpha 3<&- &
+/usr/bin/xvm-beta --role worker 3<&- &
+/usr/bin/xvm-gamma 3<&- &
+/usr/bin/xvm-parent 3<&- &
 echo "XENVMI-INIT-DONE $NAME"
 n=0
 while :; do
