@@ -161,7 +161,7 @@ def test_top_batch_agrees_with_xentop(guests):
     CPU time is checked against xentop frames taken just before and just after ours.
 
     The two tools sample different seconds, and the guests are bursty (their report loop
-    runs every 10 s: one CI run saw xvm-pvh1 at 83 % in our second and 4.9 % in xentop's),
+    ran every 10 s then: one CI run saw xvm-pvh1 at 83 % in our second and 4.9 % in xentop's),
     so CPU % is compared where it is determined: a guest paused for the run is 0.0 in both.
     Every other CPU % must follow from our own counters and fit in the host's CPUs."""
     subprocess.run(["xl", "pause", PAUSED_FOR_TOP], check=True, timeout=60)

@@ -1,7 +1,7 @@
 """`xenvmi kernel|ps|lsmod|dmesg|regs` on the lab's real guests, against their consoles.
 
 No file is given to xenvmi: everything comes from guest memory. Ground truth is what
-each guest's init prints to its console every ~10 s (xenvmi/lab/groundtruth.py).
+each guest's init prints to its console when asked (xenvmi/lab/groundtruth.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Parse the lab guests' console reports: what each guest says runs inside it.
 
-Each guest's init (data/guest-init.sh) prints, every few seconds::
+Each guest's init (data/guest-init.sh) prints, when dom0 asks and every 120 s::
 
     XENVMI-REPORT-BEGIN <name> <n> <uptime>
     XENVMI-RELEASE <uname -r>

@@ -26,7 +26,7 @@ TCG_THREAD = os.environ.get("XENVMI_LAB_TCG", "multi")
 #: Emulated CPUs (XENVMI_LAB_SMP). One by default: with two, QEMU 7.2's SVM emulation under
 #: multi-threaded TCG corrupts guest vCPU state (a guest resumed at Xen's own RIP after
 #: VMRUN, then a triple fault; a guest's GS base lost on interrupt entry, then a panic):
-#: see README, "Lab defect found".
+#: see README, "Lab notes".
 SMP = int(os.environ.get("XENVMI_LAB_SMP", "1"))
 
 
