@@ -118,22 +118,31 @@ def request_report(name: str) -> bool:
     return True
 
 
-def fresh_report(name: str, stall: float = 180.0):
-    """The guest's first report that starts after this call (asked for now): a process in
-    a report before a read and in this one was alive during the whole read. None if the
-    guest printed nothing for ``stall`` seconds."""
-    before = parse_reports(last_boot(read_console(name)))
-    after_seq = before[-1].seq if before else -1
+def latest_seq(name: str) -> int:
+    """The sequence number of the guest's latest complete report this boot (-1: none)."""
+    reports = parse_reports(last_boot(read_console(name)))
+    return reports[-1].seq if reports else -1
+
+
+def wait_report(name: str, after_seq: int, stall: float = 180.0):
+    """The guest's first report after ``after_seq``; None if its console printed nothing
+    for ``stall`` seconds."""
     found: list = []
 
     def done() -> bool:
         found[:] = [r for r in parse_reports(last_boot(read_console(name))) if r.seq > after_seq]
         return bool(found)
 
-    if not request_report(name):
-        return None
     out = wait_progress(done, lambda: console_size(name), stall=stall, poll=1.0)
     return found[0] if out.done else None
+
+
+def fresh_report(name: str, stall: float = 180.0):
+    """The guest's first report that starts after this call (asked for now): a process in
+    a report before a read and in this one was alive during the whole read. None if the
+    guest has no console pty or printed nothing for ``stall`` seconds."""
+    after_seq = latest_seq(name)
+    return wait_report(name, after_seq, stall) if request_report(name) else None
 
 
 def parse_xl_list(text: str) -> dict[str, tuple[int, float]]:
