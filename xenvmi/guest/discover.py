@@ -31,9 +31,17 @@ from xenvmi.guest import vmcoreinfo as V
 CHUNK = 1 << 20
 MAX_CANDIDATES = 64  # notes (real or planted) checked before giving up
 CACHE_VERSION = 1
+#: How long a scan that found no note is remembered for the domain's boot: long enough
+#: that the commands after it answer at once, short enough that a kernel still booting
+#: when it was scanned is scanned again soon.
+FAILED_SCAN_TTL = 600.0
 UTS_LEN = 65  # __NEW_UTS_LEN + 1: sysname, nodename, release, ...
 
 Progress = Callable[[str], None]
+
+
+class ScanFailed(GuestDataError):
+    """A whole scan found no usable note (not a scan cut short by its deadline)."""
 
 
 @dataclass
@@ -152,7 +160,7 @@ def scan(mem: GuestMemory, timeout: float = 600.0, progress: Progress = _quiet) 
         _fill_sources(d, f"scan of guest memory (note at {addr:#x}, {how})")
         return d
     detail = f"; rejected: {'; '.join(rejected[:3])}" if rejected else ""
-    raise GuestDataError(f"no valid VMCOREINFO note in {mem.name}'s memory (scanned "
+    raise ScanFailed(f"no valid VMCOREINFO note in {mem.name}'s memory (scanned "
                          f"{stats['scanned'] >> 20} MiB in {time.monotonic() - t0:.0f}s): "
                          f"is it a Linux >= 3.x x86-64 guest?{detail}")
 
@@ -167,7 +175,7 @@ def _fill_sources(d: Discovery, where: str) -> None:
         "phys_base": "VMCOREINFO NUMBER(phys_base)" if "phys_base" in info.numbers
         else "absent from VMCOREINFO (assumed 0)",
         "kallsyms": "VMCOREINFO SYMBOL(kallsyms_*)" if info.has_kallsyms()
-        else "missing (Linux < 6.0)",
+        else "not in VMCOREINFO (Linux < 6.0): searched for in the kernel image",
     }
     d.warnings += info.warnings
 
@@ -197,6 +205,8 @@ def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
         entry = json.loads(path.read_text())
         if entry.get("version") != CACHE_VERSION:
             return None
+        if "failed" in entry:
+            return None
         addr, want = int(entry["note_address"]), bytes.fromhex(entry["note"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -211,11 +221,30 @@ def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
     return d
 
 
-def _store(mem: GuestMemory, path: Path, d: Discovery, note: bytes | None = None) -> str | None:
-    note = read_note(mem, d.note_address) if note is None else note
-    entry = {"version": CACHE_VERSION, "domain": mem.name, "uuid": mem.uuid,
-             "domid": mem.domid, "note_address": d.note_address, "note": note.hex(),
-             "sha256": hashlib.sha256(note).hexdigest(), "found_in_seconds": d.seconds}
+def _remembered_failure(path: Path) -> str | None:
+    """The message of a failed scan of this boot, if it is recent (FAILED_SCAN_TTL)."""
+    try:
+        entry = json.loads(path.read_text())
+        age = time.time() - float(entry["failed_at"])
+        message = str(entry["failed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if entry.get("version") != CACHE_VERSION or not 0 <= age < FAILED_SCAN_TTL:
+        return None
+    return f"{message} [remembered from a scan {age:.0f}s ago; --no-cache scans again]"
+
+
+def _store(mem: GuestMemory, path: Path, d: Discovery | None, note: bytes | None = None,
+           failed: str | None = None) -> str | None:
+    """Write the cache entry: the note found, or (``d`` None) the failed scan's message."""
+    entry: dict = {"version": CACHE_VERSION, "domain": mem.name, "uuid": mem.uuid,
+                   "domid": mem.domid}
+    if d is None:
+        entry.update(failed=failed, failed_at=time.time())
+    else:
+        note = read_note(mem, d.note_address) if note is None else note
+        entry.update(note_address=d.note_address, note=note.hex(),
+                     sha256=hashlib.sha256(note).hexdigest(), found_in_seconds=d.seconds)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -251,9 +280,17 @@ def discover(mem: GuestMemory, *, use_cache: bool = True, timeout: float = 600.0
         if hit is not None:
             hit.warnings += problems
             return hit
+        failure = _remembered_failure(path)
+        if failure is not None:
+            raise GuestDataError(failure)
     progress(f"looking for the kernel in {mem.name}'s memory (first time this boot; "
              f"{mem.ram_top >> 20} MiB to scan at most)")
-    d = scan(mem, timeout=timeout, progress=progress)
+    try:
+        d = scan(mem, timeout=timeout, progress=progress)
+    except ScanFailed as e:
+        if path is not None:
+            _store(mem, path, None, failed=str(e))
+        raise
     d.warnings += problems
     progress(f"found the kernel's VMCOREINFO at {d.note_address:#x} in {d.seconds:.1f}s")
     if path is not None:

@@ -26,11 +26,16 @@ from xenvmi.guest import symcache
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
 from xenvmi.guest.btf_drgn import attach_btf
 from xenvmi.guest.discover import Discovery
-from xenvmi.guest.vmcoreinfo import KALLSYMS_KEYS
+from xenvmi.guest import kallsyms_tables
+from xenvmi.guest.vmcoreinfo import (KALLSYMS_KEYS, KERNEL_IMAGE_SIZE, KERNEL_MAP,
+                                     X86_64_TEXT_BASE, VmcoreInfo)
 
 MAX_KALLSYMS = 2_000_000  # Debian's 6.1 kernel has ~150k; refuse absurd counts early
 MAX_BTF = 64 << 20
 MAX_KALLSYMS_SPAN = 64 << 20  # the tables of a 150k-symbol kernel span 1.8 MB
+#: How much of the image a kallsyms search reads: up to the last symbol VMCOREINFO names
+#: (the tables are read-only data, before .data's init_uts_ns), within these bounds.
+MIN_KALLSYMS_SEARCH, MAX_KALLSYMS_SEARCH = 32 << 20, 128 << 20
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4
 PLATFORM = Platform(Architecture.X86_64,
                     PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN)
@@ -111,9 +116,8 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
         kp.sources["symbols"] = f"guest kallsyms tables ({len(cached)} symbols), from {cache}"
         return
     if not info.has_kallsyms():
-        raise GuestDataError(
-            f"{kp.memory.name}: VMCOREINFO lists no kallsyms tables (Linux {info.osrelease} "
-            "< 6.0?); symbols from a file (--system-map) are not supported yet")
+        raise GuestDataError(f"{kp.memory.name}: no kallsyms tables (Linux "
+                             f"{info.osrelease}): neither VMCOREINFO nor a search found them")
     num = prog.read_u32(info.symbols["kallsyms_num_syms"])
     if not 0 < num <= MAX_KALLSYMS:
         raise GuestDataError(f"kallsyms_num_syms is {num}: not a kernel symbol count")
@@ -141,7 +145,28 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
         if sym.kind != SymbolKind.FUNC:  # the BTF object finder relies on this
             kp.warnings.append(f"kallsyms gives {name} kind {sym.kind.name}, not FUNC")
         break
-    kp.sources["symbols"] = f"guest kallsyms tables ({num} symbols, via VMCOREINFO)"
+    how = kp.sources.pop("kallsyms tables", "via VMCOREINFO")
+    kp.sources["symbols"] = f"guest kallsyms tables ({num} symbols, {how})"
+
+
+def _find_kallsyms(mem: GuestMemory, info: VmcoreInfo,
+                   progress: Callable[[str], None]) -> tuple[bytes, str]:
+    """For a kernel whose VMCOREINFO does not name its kallsyms tables (Linux < 6.0):
+    find them in the image (:mod:`xenvmi.guest.kallsyms_tables`), record them in
+    ``info.symbols`` as 6.0 would, and return the note lines for drgn and how."""
+    start = info.symbols.get("_stext", X86_64_TEXT_BASE + info.kernel_offset)
+    in_image = [a for a in info.symbols.values()
+                if KERNEL_MAP <= a < KERNEL_MAP + KERNEL_IMAGE_SIZE and a > start]
+    span = max(in_image, default=start) - start
+    limit = min(MAX_KALLSYMS_SEARCH, max(MIN_KALLSYMS_SEARCH, span))
+    progress(f"looking for {mem.name}'s kallsyms tables in its kernel image (Linux "
+             f"{info.osrelease}'s VMCOREINFO does not say where they are)")
+    tables = kallsyms_tables.find(lambda pa, n: mem.read_physical(pa, n),
+                                  info.kernel_image_pa(start), start, limit, info.symbols,
+                                  progress=progress)
+    lines = tables.vmcoreinfo_lines(info.symbols)
+    info.symbols.update(tables.symbols())
+    return lines, tables.describe()
 
 
 def _stage_kallsyms(kp: KernelProgram) -> None:
@@ -272,13 +297,19 @@ def build(mem: GuestMemory, discovery: Discovery, *, timeout: float | None = 300
     kp.warnings += discovery.warnings
     ref[0] = kp
     t = time.monotonic()
+    caches = symcache.paths(discovery, discovery.info.raw) if use_cache else None
+    cold = not (caches and caches[0].exists())
+    if cold and not discovery.info.has_kallsyms():
+        lines, how = _find_kallsyms(mem, discovery.info, progress)
+        text = text.rstrip(b"\n") + b"\n" + lines
+        kp.sources["kallsyms tables"] = how
+        kp.timings["kallsyms search"] = time.monotonic() - t
     try:
         with _drgn_plugins_disabled(not drgn_plugins):
             prog.set_linux_kernel_custom(text, True)
     except ValueError as e:
         raise GuestDataError(f"drgn rejected the guest's VMCOREINFO: {e}") from None
-    caches = symcache.paths(discovery, discovery.info.raw) if use_cache else None
-    if not (caches and caches[0].exists()):
+    if cold:
         progress(f"loading {mem.name}'s kernel symbols (kallsyms)")
     _load_kallsyms(kp, caches[0] if caches else None)
     kp.timings["kallsyms"] = time.monotonic() - t

@@ -27,13 +27,19 @@ KERNEL_IMAGE_SIZE = 1 << 30
 X86_64_TEXT_BASE = 0xFFFF_FFFF_8100_0000
 #: Start of the kernel half of the x86-64 address space (4-level paging; 5-level is lower).
 KERNEL_HALF = 0xFF00_0000_0000_0000
-#: Symbols whose VMCOREINFO value is a pointer to allocated memory, not the image.
-HEAP_SYMBOLS = frozenset({"mem_section"})
+#: Symbols VMCOREINFO prints with VMCOREINFO_SYMBOL_ARRAY although they are pointers, so
+#: the value is where they point, not a place in the image: mem_section (memory the kernel
+#: allocated, with SPARSEMEM_EXTREME) and vmemmap (the struct page array, since 6.3).
+POINTER_SYMBOLS = frozenset({"mem_section", "vmemmap"})
 
 _KEY = re.compile(rb"^[A-Za-z0-9_]+(\([A-Za-z0-9_.]+\))?$|^[A-Z][A-Z-]*$")
 _VALUE = re.compile(rb"^[\x20-\x7e]*$")
 KALLSYMS_KEYS = ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table",
                  "kallsyms_token_index", "kallsyms_offsets", "kallsyms_relative_base")
+#: Symbols xenvmi reads through: a note that puts one outside the image is refused.
+#: Any other symbol outside it is left out with a warning (a kernel may export new ones).
+IMAGE_SYMBOLS = frozenset({"init_uts_ns", "_stext", "swapper_pg_dir", "vmcoreinfo_note",
+                           *KALLSYMS_KEYS})
 
 
 class NoteError(ValueError):
@@ -154,11 +160,14 @@ def _check(info: VmcoreInfo) -> None:
     # load address (Debian 6.1 HVM guests: -0x35600000), but never by more than the image.
     if info.phys_base % 0x1000 or not -KERNEL_IMAGE_SIZE < info.phys_base < (1 << 52):
         raise NoteError(f"phys_base={info.phys_base:#x} is not a page-aligned offset")
-    for name, addr in info.symbols.items():
-        if name in HEAP_SYMBOLS:
-            # VMCOREINFO_SYMBOL_ARRAY prints the pointer's value: memory the kernel
-            # allocated, in the direct map, not the image (mem_section with SPARSEMEM_EXTREME).
+    for name, addr in list(info.symbols.items()):
+        if name in POINTER_SYMBOLS:
             if not KERNEL_HALF <= addr < KERNEL_MAP:
-                raise NoteError(f"SYMBOL({name})={addr:#x} is not a kernel heap address")
+                raise NoteError(f"SYMBOL({name})={addr:#x} is not a kernel address below "
+                                "the image")
         elif not KERNEL_MAP <= addr < KERNEL_MAP + KERNEL_IMAGE_SIZE:
-            raise NoteError(f"SYMBOL({name})={addr:#x} is outside the kernel image")
+            if name in IMAGE_SYMBOLS:
+                raise NoteError(f"SYMBOL({name})={addr:#x} is outside the kernel image")
+            del info.symbols[name]
+            info.warnings.append(f"VMCOREINFO SYMBOL({name})={addr:#x} is outside the "
+                                 "kernel image: not used")
