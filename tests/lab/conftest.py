@@ -17,7 +17,27 @@ from xenvmi.lab import dom0
 from .forkrun import preload, run_forked
 from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report, parse_reports
 
-GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
+#: Every lab guest: (type, kernel). "dom0" is dom0's own kernel (Debian 12's 6.1); the
+#: others are Debian releases' kernels fetched by xenvmi.lab.kernels (deb11: 5.10, whose
+#: VMCOREINFO names no kallsyms tables; deb13: 6.12). HVM guests boot the compressed
+#: kernel's stub, so they are the KASLR guests.
+LAB_GUESTS = {"xvm-pvh1": ("pvh", "dom0"), "xvm-pvh2": ("pvh", "dom0"),
+              "xvm-hvm": ("hvm", "dom0"), "xvm-pv": ("pv", "dom0"),
+              "xvm-deb11": ("pvh", "deb11"), "xvm-deb13": ("hvm", "deb13")}
+GUESTS = tuple(LAB_GUESTS)
+
+
+def expected_release(name: str) -> str:
+    """The kernel release the guest must report: dom0's, or its kernel's as fetched."""
+    kernel = LAB_GUESTS[name][1]
+    if kernel == "dom0":
+        return os.uname().release
+    return (dom0.LAB_DIR / "kernels" / kernel / "kernel-release").read_text().strip()
+
+
+def randomized(name: str) -> bool:
+    """Whether the guest's kernel runs at a KASLR slide (HVM guests do; PV/PVH never)."""
+    return LAB_GUESTS[name][0] == "hvm"
 
 
 def selected(guests: tuple[str, ...]) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """`xenvmi list`, `top`, `xs` against the real Xen 4.17 in the lab, with xl/xentop as truth.
 
 Other tests create and destroy domains meanwhile, so comparisons are made by name and only
-for Domain-0 and the four lab guests; domains made here are named test-*, are tiny paused
+for Domain-0 and the lab guests; domains made here are named test-*, are tiny paused
 PVH domains with a stub kernel that never run, and are destroyed even when a test fails.
 """
 
@@ -19,11 +19,9 @@ import time
 
 import pytest
 
+from .conftest import GUESTS
 from .forkrun import run_forked
 
-# The lab guests (tests/lab/conftest.py has the same tuple; conftest is not importable as a
-# module from here when pytest runs without packages).
-GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
 NAMED = ("Domain-0",) + GUESTS
 
 

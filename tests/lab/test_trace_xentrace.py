@@ -10,10 +10,8 @@ import time
 
 import pytest
 
+from .conftest import GUESTS
 from .forkrun import run_forked
-
-#: The lab guests (tests/lab/conftest.py GUESTS; the `guests` fixture comes from there).
-GUESTS = ("xvm-pvh1", "xvm-pvh2", "xvm-hvm", "xvm-pv")
 
 SECONDS = 6
 

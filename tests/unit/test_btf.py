@@ -637,3 +637,24 @@ def test_fuzzed_blobs_fail_only_with_guest_data_error():
 
 def test_max_depth_is_generous_for_real_kernels():
     assert MAX_DEPTH >= 32
+
+
+# -- finding the vmlinux blob without __start_BTF --------------------------------------
+
+def test_vmlinux_btf_is_found_in_an_image_past_look_alikes():
+    blob = sample_kernel().btf
+    module_like = BtfWriter()
+    module_like.int("int", 4, signed=True)
+    image = bytearray(os.urandom(1 << 16))
+    image += B.VMLINUX_HEADER + struct.pack("<IIII", 0, 8, 8, 1 << 30)  # sections too big
+    image += module_like.build()  # a blob that names no task_struct
+    at = len(image)
+    image += blob + os.urandom(4096)
+    assert B.find_vmlinux_btf(image) == (at, len(blob))
+    assert B.Btf(image[at:at + len(blob)]).count > 1
+
+
+def test_no_vmlinux_btf_is_a_clear_error():
+    image = bytearray(os.urandom(1 << 16)) + B.VMLINUX_HEADER * 100
+    with pytest.raises(GuestDataError, match="no BTF blob naming task_struct"):
+        B.find_vmlinux_btf(image)

@@ -74,6 +74,9 @@ def cmd_up(args) -> int:
     if remote.source_root():
         sent = remote.sync(paths, state.port)
         _log(f"[{time.monotonic() - t0:5.0f}s] synced the working tree ({sent // 1024} KiB)")
+    if not args.no_guests and not args.no_kernels:
+        _push_kernels(paths, state.port)
+        _log(f"[{time.monotonic() - t0:5.0f}s] guest kernels of other releases in dom0")
     if not args.no_guests:
         _log(f"[{time.monotonic() - t0:5.0f}s] starting the lab guests")
         # dom0 judges each guest's boot by its progress; no clock here can know better
@@ -90,6 +93,19 @@ def cmd_up(args) -> int:
             raise LabError("the lab failed its integrity check: its results cannot be trusted")
     _log(f"[{time.monotonic() - t0:5.0f}s] lab ready: `xenvmi lab exec -- xl list`")
     return 0
+
+
+def _push_kernels(paths: LabPaths, port: int) -> None:
+    """Fetch the other releases' guest kernels (once per host) and copy them to dom0 when
+    dom0's copy differs; dom0's `start` then remakes the guest payload around them."""
+    from xenvmi.lab import kernels
+    blob, digest = kernels.bundle(kernels.fetch(paths, log=_log))
+    where = kernels.REMOTE_DIR
+    have = remote.run(paths, port, f"cat {where}/.digest 2>/dev/null || true").stdout
+    if have.decode(errors="replace").strip() == digest:
+        return
+    remote.run(paths, port, f"rm -rf {where} && mkdir -p {where} && tar -xf - -C {where} "
+               f"&& echo {digest} > {where}/.digest", stdin=blob, timeout=600)
 
 
 def cmd_down(args) -> int:
@@ -209,6 +225,8 @@ def register(sub) -> None:
     p.add_argument("--memory", type=int, default=6144, help="VM memory in MiB (6144)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the image from scratch")
     p.add_argument("--no-guests", action="store_true", help="do not start the lab guests")
+    p.add_argument("--no-kernels", action="store_true",
+                   help="only the guests of dom0's own kernel (no Debian 11/13 kernels)")
     p.add_argument("--check-runs", type=int, default=30,
                    help="integrity-check runs after boot, 0 to skip (30)")
     p.add_argument("--boot-timeout", type=float, default=3600.0,

@@ -93,6 +93,35 @@ class SecInfo(NamedTuple):
     size: int
 
 
+#: The start of a little-endian vmlinux BTF header: magic, version 1, flags 0, hdr_len 24.
+VMLINUX_HEADER = struct.pack("<HBBI", MAGIC, 1, 0, HEADER_LEN)
+MAX_BTF_HITS = 64
+
+
+def find_vmlinux_btf(data: bytes | bytearray, want: bytes = b"task_struct") -> tuple[int, int]:
+    """(offset, size) of the kernel's own BTF blob in ``data`` (its image), for a kernel
+    whose kallsyms has no ``__start_BTF``: a header whose sections fit (types first, then
+    strings, as pahole writes vmlinux BTF) and whose strings name ``want``. Module BTF
+    and stray bytes that look like a header are passed over; GuestDataError if none fits."""
+    pos, seen = 0, 0
+    while seen < MAX_BTF_HITS:
+        at = data.find(VMLINUX_HEADER, pos)
+        if at < 0 or at + HEADER_LEN > len(data):
+            break
+        pos, seen = at + 1, seen + 1
+        type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, at + 8)
+        size = HEADER_LEN + str_off + str_len
+        if type_off != 0 or str_off != type_len or type_len % 4 or not 0 < str_len <= 0xFFFFFF \
+                or at + size > len(data) or size > MAX_BTF_SIZE:
+            continue
+        strings = data[at + HEADER_LEN + str_off:at + size]
+        if strings[:1] == b"\0" and strings[-1:] == b"\0" and \
+                b"\0" + want + b"\0" in strings:
+            return at, size
+    raise _bad(f"no BTF blob naming {want.decode()} in {len(data)} bytes of the kernel image "
+               f"({seen} header look-alikes)")
+
+
 def _bad(msg: str) -> GuestDataError:
     return GuestDataError(f"malformed BTF: {msg}")
 

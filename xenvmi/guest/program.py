@@ -33,9 +33,8 @@ from xenvmi.guest.vmcoreinfo import (KALLSYMS_KEYS, KERNEL_IMAGE_SIZE, KERNEL_MA
 MAX_KALLSYMS = 2_000_000  # Debian's 6.1 kernel has ~150k; refuse absurd counts early
 MAX_BTF = 64 << 20
 MAX_KALLSYMS_SPAN = 64 << 20  # the tables of a 150k-symbol kernel span 1.8 MB
-#: How much of the image a kallsyms search reads: up to the last symbol VMCOREINFO names
-#: (the tables are read-only data, before .data's init_uts_ns), within these bounds.
-MIN_KALLSYMS_SEARCH, MAX_KALLSYMS_SEARCH = 32 << 20, 128 << 20
+#: Bounds of how much of the kernel image a search for kallsyms or BTF reads.
+MIN_IMAGE_SEARCH, MAX_IMAGE_SEARCH = 32 << 20, 128 << 20
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4
 PLATFORM = Platform(Architecture.X86_64,
                     PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN)
@@ -149,16 +148,23 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
     kp.sources["symbols"] = f"guest kallsyms tables ({num} symbols, {how})"
 
 
+def _image_span(info: VmcoreInfo) -> tuple[int, int]:
+    """(virtual start, bytes) of the kernel image part a search reads: from _stext to the
+    last image symbol VMCOREINFO names (read-only data, kallsyms and BTF included, comes
+    before .data's init_uts_ns), within MIN/MAX_IMAGE_SEARCH."""
+    start = info.symbols.get("_stext", X86_64_TEXT_BASE + info.kernel_offset)
+    in_image = [a for a in info.symbols.values()
+                if KERNEL_MAP <= a < KERNEL_MAP + KERNEL_IMAGE_SIZE and a > start]
+    span = max(in_image, default=start) - start
+    return start, min(MAX_IMAGE_SEARCH, max(MIN_IMAGE_SEARCH, span))
+
+
 def _find_kallsyms(mem: GuestMemory, info: VmcoreInfo,
                    progress: Callable[[str], None]) -> tuple[bytes, str]:
     """For a kernel whose VMCOREINFO does not name its kallsyms tables (Linux < 6.0):
     find them in the image (:mod:`xenvmi.guest.kallsyms_tables`), record them in
     ``info.symbols`` as 6.0 would, and return the note lines for drgn and how."""
-    start = info.symbols.get("_stext", X86_64_TEXT_BASE + info.kernel_offset)
-    in_image = [a for a in info.symbols.values()
-                if KERNEL_MAP <= a < KERNEL_MAP + KERNEL_IMAGE_SIZE and a > start]
-    span = max(in_image, default=start) - start
-    limit = min(MAX_KALLSYMS_SEARCH, max(MIN_KALLSYMS_SEARCH, span))
+    start, limit = _image_span(info)
     progress(f"looking for {mem.name}'s kallsyms tables in its kernel image (Linux "
              f"{info.osrelease}'s VMCOREINFO does not say where they are)")
     tables = kallsyms_tables.find(lambda pa, n: mem.read_physical(pa, n),
@@ -235,13 +241,13 @@ def _load_btf(kp: KernelProgram, cache: Path | None) -> None:
     try:
         start = prog.symbol("__start_BTF").address
         stop = prog.symbol("__stop_BTF").address
+        where = f"guest BTF at __start_BTF {start:#x} ({stop - start} bytes)"
     except LookupError:
-        raise GuestDataError(f"{kp.memory.name}: the kernel has no BTF (__start_BTF missing "
-                             "from kallsyms): built without CONFIG_DEBUG_INFO_BTF?") from None
+        start, stop = _search_btf(kp)
+        where = f"guest BTF found in the kernel image at {start:#x} ({stop - start} bytes)"
     size = stop - start
     if not B.HEADER_LEN < size <= MAX_BTF:
         raise GuestDataError(f"__start_BTF..__stop_BTF is {size} bytes: not plausible BTF")
-    where = f"guest BTF at __start_BTF {start:#x} ({size} bytes)"
     data = symcache.load_btf(cache, size) if cache else None
     cached = data is not None
     if cached:
@@ -264,6 +270,21 @@ def _load_btf(kp: KernelProgram, cache: Path | None) -> None:
                 symcache.save_btf_index(cache, finder.btf.export_index())
         except OSError as e:
             kp.warnings.append(f"could not cache the kernel's BTF in {cache}: {e}")
+
+
+def _search_btf(kp: KernelProgram) -> tuple[int, int]:
+    """(start, stop) of the vmlinux BTF blob, searched for in the image when kallsyms has
+    no __start_BTF (a kernel built without KALLSYMS_ALL)."""
+    info = kp.discovery.info
+    start, limit = _image_span(info)
+    data = kp.memory.read_physical(info.kernel_image_pa(start), limit)
+    try:
+        at, size = B.find_vmlinux_btf(data)
+    except GuestDataError as e:
+        raise GuestDataError(f"{kp.memory.name}: the kernel has no BTF (__start_BTF is not "
+                             f"in kallsyms, and {e}): built without CONFIG_DEBUG_INFO_BTF?"
+                             ) from None
+    return start + at, start + at + size
 
 
 @contextlib.contextmanager

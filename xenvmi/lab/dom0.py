@@ -9,6 +9,7 @@ boot; a guest that dies at creation or never reports is destroyed and created ag
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -201,11 +202,23 @@ def payload_stamp() -> Path:
     return LAB_DIR / "payload.sha256"
 
 
-def ensure_payload(log=print) -> bool:
-    """Make the guests' initramfs and configs from this tree's data/ if they changed since
-    they were made (the image holds the ones of its build); True if they were remade.
-    Guests running the old payload must be restarted by the caller."""
+def payload_digest() -> str:
+    """What the guest payload is made from: this tree's guest files, and the other Debian
+    releases' kernels `xenvmi lab up` copied to LAB_DIR/kernels (their tar's digest)."""
     want = guest_payload_digest(DATA)
+    try:
+        kernels = (LAB_DIR / "kernels" / ".digest").read_text().strip()
+    except FileNotFoundError:
+        return want
+    return hashlib.sha256(f"{want} kernels {kernels}".encode()).hexdigest()
+
+
+def ensure_payload(log=print) -> bool:
+    """Make the guests' initramfs and configs from this tree's data/ and the kernels in
+    LAB_DIR/kernels if they changed since they were made (the image holds the ones of its
+    build); True if they were remade. Guests running the old payload must be restarted
+    by the caller."""
+    want = payload_digest()
     try:
         if payload_stamp().read_text().strip() == want:
             return False

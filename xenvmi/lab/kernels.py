@@ -1,0 +1,131 @@
+"""Guest kernels of other Debian releases for the lab, fetched on the host.
+
+The lab's first guests boot dom0's own kernel (Debian 12's 6.1). Operators run older and
+newer ones, and xenvmi must read them with no configuration, so the lab also boots
+Debian 11's 5.10 and Debian 13's 6.12 kernels, exactly as Debian ships them: the host
+downloads each release's current ``linux-image-amd64`` dependency with a throwaway apt
+state (nothing changes in the host's own apt configuration), keeps its vmlinuz and the
+``dummy`` module the guest's init loads, and `xenvmi lab up` copies them to dom0, where
+make-guests.sh builds each kernel's initramfs next to it. They are guest payload, not part
+of dom0's image: a new kernel does not rebuild the image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from xenvmi.errors import LabError
+from xenvmi.lab.paths import LabPaths
+
+MIRROR = "http://deb.debian.org/debian"
+SECURITY = "http://deb.debian.org/debian-security"
+#: Where dom0 keeps them: make-guests.sh builds a guest payload for each directory.
+REMOTE_DIR = "/var/lib/xenvmi-lab/kernels"
+
+
+@dataclass(frozen=True)
+class GuestKernel:
+    name: str  # the directory name, and the xl configs' @KERNEL@ tag
+    release: str  # Debian's codename
+    what: str
+
+    def sources(self) -> str:
+        return (f"deb {MIRROR} {self.release} main\n"
+                f"deb {SECURITY} {self.release}-security main\n")
+
+
+KERNELS = (GuestKernel("deb11", "bullseye", "Debian 11 (Linux 5.10)"),
+           GuestKernel("deb13", "trixie", "Debian 13 (Linux 6.12)"))
+
+
+def _apt(state: Path, kernel: GuestKernel) -> list[str]:
+    """apt options for a private state directory of one release (host apt untouched)."""
+    for sub in ("lists/partial", "cache/archives/partial", "etc"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    (state / "etc" / "sources.list").write_text(kernel.sources())
+    return ["-o", f"Dir::State::Lists={state / 'lists'}",
+            "-o", f"Dir::Etc::SourceList={state / 'etc' / 'sources.list'}",
+            "-o", "Dir::Etc::SourceParts=/dev/null", "-o", f"Dir::Cache={state / 'cache'}",
+            "-o", "Dir::State::status=/dev/null", "-o", "Debug::NoLocking=1",
+            "-o", "APT::Architecture=amd64", "-o", "Acquire::Retries=3"]
+
+
+def _run(argv: list[str], cwd: Path | None = None, timeout: float = 900) -> str:
+    res = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    if res.returncode != 0:
+        raise LabError(f"{' '.join(argv[:2])} failed: {res.stderr.strip()[-400:]}")
+    return res.stdout
+
+
+def image_package(show: str) -> str:
+    """The versioned image package ``linux-image-amd64``'s record depends on."""
+    m = re.search(r"^Depends:.*?\b(linux-image-[0-9][^\s,(]*-amd64)\b", show, re.M)
+    if not m:
+        raise LabError("linux-image-amd64 names no versioned kernel package")
+    return m.group(1)
+
+
+def fetch_one(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
+    """The kernel's directory on the host (vmlinuz, dummy.ko, kernel-release), fetched
+    once and kept; apt's lists are refreshed only when the directory is missing."""
+    out = paths.root / "kernels" / kernel.name
+    if (out / "kernel-release").exists() and (out / "vmlinuz").exists():
+        return out
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        raise LabError("fetching guest kernels needs apt-get and dpkg-deb (Debian/Ubuntu)")
+    log(f"fetching the {kernel.what} guest kernel from Debian's archive")
+    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel)
+    _run(["apt-get", *opts, "update"])
+    package = image_package(_run(["apt-cache", *opts, "show", "linux-image-amd64"]))
+    with tempfile.TemporaryDirectory(dir=paths.root) as tmp:
+        work = Path(tmp)
+        _run(["apt-get", *opts, "download", package], cwd=work)
+        deb = next(work.glob("*.deb"))
+        _run(["dpkg-deb", "-x", str(deb), str(work / "x")])
+        vmlinuz = sorted((work / "x" / "boot").glob("vmlinuz-*"))
+        if not vmlinuz:
+            raise LabError(f"{deb.name} holds no /boot/vmlinuz")
+        kver = vmlinuz[0].name.removeprefix("vmlinuz-")
+        dummy = sorted(f for lib in ("lib", "usr/lib")  # usr-merged since Debian 13
+                       for f in (work / "x" / lib / "modules" / kver).rglob("dummy.ko*"))
+        if not dummy:
+            raise LabError(f"{deb.name} holds no dummy.ko for {kver}")
+        part = out.with_name(out.name + ".partial")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        shutil.copy(vmlinuz[0], part / "vmlinuz")
+        shutil.copy(dummy[0], part / dummy[0].name)
+        (part / "kernel-release").write_text(kver + "\n")
+        (part / "package").write_text(deb.name + "\n")
+        shutil.rmtree(out, ignore_errors=True)
+        part.rename(out)
+    log(f"{kernel.name}: {kver} ({package})")
+    return out
+
+
+def fetch(paths: LabPaths, log=print) -> list[Path]:
+    return [fetch_one(paths, k, log) for k in KERNELS]
+
+
+def bundle(dirs: list[Path]) -> tuple[bytes, str]:
+    """A tar of the kernel directories and its digest (dom0 keeps the digest it got)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for d in sorted(dirs):
+            for f in sorted(d.iterdir()):
+                info = tar.gettarinfo(str(f), arcname=f"{d.name}/{f.name}")
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mtime = 0
+                with open(f, "rb") as fh:
+                    tar.addfile(info, fh)
+    blob = buf.getvalue()
+    return blob, hashlib.sha256(blob).hexdigest()
