@@ -23,7 +23,7 @@ from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report, parse_
 #: kernel's stub, so they are the KASLR guests.
 LAB_GUESTS = {"xvm-pvh1": ("pvh", "dom0"), "xvm-pvh2": ("pvh", "dom0"),
               "xvm-hvm": ("hvm", "dom0"), "xvm-pv": ("pv", "dom0"),
-              "xvm-deb11": ("pvh", "deb11"), "xvm-deb13": ("hvm", "deb13")}
+              "xvm-deb11": ("hvm", "deb11"), "xvm-deb13": ("pvh", "deb13")}
 GUESTS = tuple(LAB_GUESTS)
 
 

@@ -9,6 +9,7 @@ from collections import namedtuple
 import pytest
 
 from xenvmi.cli import main
+from xenvmi.errors import LabError
 from xenvmi.lab import image, vm
 from xenvmi.lab.paths import LabPaths, RunState
 
@@ -140,3 +141,34 @@ def test_guest_payload_is_outside_the_image_recipe(lab_dir, tmp_path, monkeypatc
     assert lab_paths.guest_payload_digest(data) != payload
     (data / "provision.sh").write_text("# changed\n")
     assert image.recipe_digest(lab_dir) != recipe
+
+
+def test_payload_digest_follows_the_other_releases_kernels(tmp_path):
+    """A lab directory without kernels has the guest files' digest (the image of an older
+    build); kernels copied in, or replaced by others, change it: dom0 then remakes."""
+    from xenvmi.lab import kernels, paths as lab_paths
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    plain = lab_paths.payload_digest(lab)
+    assert plain == lab_paths.guest_payload_digest()
+    (lab / "kernels").mkdir()
+    for release in ("5.10.0-46-amd64", "5.10.0-47-amd64"):
+        k = tmp_path / "deb11"
+        k.mkdir(exist_ok=True)
+        (k / "kernel-release").write_text(release + "\n")
+        (k / "vmlinuz").write_bytes(release.encode() * 100)
+        blob, digest = kernels.bundle([k])
+        assert kernels.bundle([k]) == (blob, digest)  # the same files, the same bundle
+        (lab / "kernels" / ".digest").write_text(digest + "\n")
+        got = lab_paths.payload_digest(lab)
+        assert got != plain
+        plain = got
+
+
+def test_image_package_is_the_metapackage_dependency():
+    from xenvmi.lab.kernels import image_package
+    show = ("Package: linux-image-amd64\nVersion: 6.12.118-1\n"
+            "Depends: linux-image-6.12.118+deb13-amd64 (= 6.12.118-1)\n")
+    assert image_package(show) == "linux-image-6.12.118+deb13-amd64"
+    with pytest.raises(LabError, match="names no versioned kernel"):
+        image_package("Package: linux-image-amd64\nDepends: linux-base\n")

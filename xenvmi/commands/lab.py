@@ -227,8 +227,8 @@ def register(sub) -> None:
     p.add_argument("--no-guests", action="store_true", help="do not start the lab guests")
     p.add_argument("--no-kernels", action="store_true",
                    help="only the guests of dom0's own kernel (no Debian 11/13 kernels)")
-    p.add_argument("--check-runs", type=int, default=30,
-                   help="integrity-check runs after boot, 0 to skip (30)")
+    p.add_argument("--check-runs", type=int, default=10,
+                   help="integrity-check runs after boot, 0 to skip (10)")
     p.add_argument("--boot-timeout", type=float, default=3600.0,
                    help="last-resort limit on dom0's boot in seconds (3600); a boot whose "
                         "console stops advancing fails long before")

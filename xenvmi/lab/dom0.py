@@ -9,7 +9,6 @@ boot; a guest that dies at creation or never reports is destroyed and created ag
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from xenvmi.lab.groundtruth import INIT_DONE, last_boot, latest_report, parse_reports
-from xenvmi.lab.paths import DATA, guest_payload_digest
+from xenvmi.lab.paths import DATA, payload_digest
 from xenvmi.lab.progress import wait_progress
 
 LAB_DIR = Path(os.environ.get("XENVMI_LAB_GUEST_DIR", "/var/lib/xenvmi-lab"))
@@ -202,23 +201,12 @@ def payload_stamp() -> Path:
     return LAB_DIR / "payload.sha256"
 
 
-def payload_digest() -> str:
-    """What the guest payload is made from: this tree's guest files, and the other Debian
-    releases' kernels `xenvmi lab up` copied to LAB_DIR/kernels (their tar's digest)."""
-    want = guest_payload_digest(DATA)
-    try:
-        kernels = (LAB_DIR / "kernels" / ".digest").read_text().strip()
-    except FileNotFoundError:
-        return want
-    return hashlib.sha256(f"{want} kernels {kernels}".encode()).hexdigest()
-
-
 def ensure_payload(log=print) -> bool:
     """Make the guests' initramfs and configs from this tree's data/ and the kernels in
     LAB_DIR/kernels if they changed since they were made (the image holds the ones of its
     build); True if they were remade. Guests running the old payload must be restarted
     by the caller."""
-    want = payload_digest()
+    want = payload_digest(LAB_DIR, DATA)
     try:
         if payload_stamp().read_text().strip() == want:
             return False

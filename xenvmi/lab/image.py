@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from xenvmi.errors import LabError, PermissionDenied, Unavailable
+from xenvmi.lab import kernels
 from xenvmi.lab.paths import DATA, LabPaths, is_guest_payload
 from xenvmi.lab.remote import source_root, source_tarball
 
@@ -176,6 +177,14 @@ def build(paths: LabPaths, log=print) -> Path:
                                   "-d", str(wheels),
                                   *dom0_requirements(source_root() / "setup.cfg")])
     _install_source(rootfs / "opt/xenvmi/src")
+    # The other releases' guest kernels go in the image, so the chroot (host speed) makes
+    # their initramfs and dom0 has nothing to remake on its first start.
+    blob, kernels_digest = kernels.bundle(kernels.fetch(paths, log=log))
+    kdir = rootfs / "var/lib/xenvmi-lab/kernels"
+    kdir.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(kdir, filter="data")
+    (kdir / ".digest").write_text(kernels_digest + "\n")
     ssh_dir = rootfs / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     shutil.copy(paths.key.with_suffix(".pub"), ssh_dir / "authorized_keys")

@@ -29,6 +29,21 @@ def guest_payload_digest(data: Path = DATA) -> str:
             if f.is_file():
                 h.update(str(f.relative_to(data)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
+
+
+def payload_digest(lab_dir: Path, data: Path = DATA) -> str:
+    """What a lab directory's guest payload is made from: the guest files of ``data``,
+    and the other Debian releases' kernels in ``lab_dir``/kernels (their bundle's digest,
+    written there by the image build or `xenvmi lab up`)."""
+    import hashlib
+    want = guest_payload_digest(data)
+    try:
+        kernels = (Path(lab_dir) / "kernels" / ".digest").read_text().strip()
+    except FileNotFoundError:
+        return want
+    return hashlib.sha256(f"{want} kernels {kernels}".encode()).hexdigest()
+
+
 DEFAULT_PORT = 2222
 
 

@@ -65,8 +65,8 @@ for cfg in "$DATA"/guests/*.cfg; do
 done
 echo "$KVER" > "$DIR/kernel-release"
 # What this payload was made from: `python -m xenvmi.lab.dom0 start` remakes it when the
-# synced tree's guest files differ (the digest is xenvmi.lab.paths.guest_payload_digest).
+# synced tree's guest files or the kernels differ (xenvmi.lab.paths.payload_digest).
 SRC=$(cd "$DATA/../../.." && pwd)
-PYTHONPATH="$SRC" python3 -c 'from xenvmi.lab.paths import guest_payload_digest as d; print(d())' \
-  > "$DIR/payload.sha256"
+PYTHONPATH="$SRC" python3 -c 'import sys; from xenvmi.lab.paths import payload_digest as d
+print(d(sys.argv[1]))' "$DIR" > "$DIR/payload.sha256"
 echo "make-guests.sh: kernel $KVER, $(ls "$DIR"/guests | wc -l) guest configs in $DIR/guests"
