@@ -63,3 +63,41 @@ def test_xl_list_gives_domids_and_cpu_time():
     assert table["Domain-0"] == (0, 812.4)
     assert table["xvm-pvh1"] == (7, 33.0)
     assert table["(null)"] == (9, 0.0)
+
+
+def test_broken_boot_signs():
+    from xenvmi.lab.dom0 import broken_sign
+    assert broken_sign("[ 1.0] ok\n[ 118.0] watchdog: BUG: soft lockup - CPU#0 stuck") in (
+        "soft lockup", "BUG:")
+    assert broken_sign("[ 1.0] Linux version 6.12\nXENVMI-REPORT-BEGIN x 1") is None
+
+
+def test_newest_guest_starter_stops_the_one_before(tmp_path, monkeypatch):
+    """`lab up` interrupted on the host leaves its starter in dom0; the next one must not
+    race it (two starters made xl create fail four times in a row)."""
+    import subprocess
+    import sys
+    import time
+
+    from xenvmi.lab import dom0
+    lock = tmp_path / "start.pid"
+    monkeypatch.setattr(dom0, "START_LOCK", lock)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time, xenvmi.lab.dom0 as d; from pathlib import Path;"
+         f"d.START_LOCK = Path({str(lock)!r}); d._take_start_lock(print); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            if lock.exists() and lock.read_text().strip() == str(child.pid):
+                break
+            time.sleep(0.1)
+        said = []
+        dom0._take_start_lock(said.append)
+        assert child.wait(timeout=10) != 0  # stopped
+        assert said == [f"stopping the earlier guest starter (pid {child.pid})"]
+        assert lock.read_text().strip() == str(__import__("os").getpid())
+    finally:
+        child.kill()
+        for fd in dom0._start_lock_fds:
+            __import__("os").close(fd)
+        dom0._start_lock_fds.clear()

@@ -220,12 +220,50 @@ def ensure_payload(log=print) -> bool:
     return True
 
 
+START_LOCK = Path(os.environ.get("XENVMI_LAB_START_LOCK", "/run/xenvmi-lab-start.pid"))
+
+
+def _take_start_lock(log) -> None:
+    """Only one `start` creates guests: a `lab up` interrupted on the host leaves its dom0
+    starter running, and two starters destroy and create each other's guests (seen: xl
+    create failing four times in a row). The newest one wins: it stops the one before."""
+    import fcntl
+    import signal
+    START_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(START_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    for _ in range(30):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            try:
+                old = int(os.pread(fd, 32, 0).decode().strip() or 0)
+            except ValueError:
+                old = 0
+            if old > 1 and old != os.getpid():
+                log(f"stopping the earlier guest starter (pid {old})")
+                try:
+                    os.kill(old, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            time.sleep(1)
+    else:
+        raise SystemExit(f"another guest starter holds {START_LOCK}")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _start_lock_fds.append(fd)  # held until this process exits
+
+
+_start_lock_fds: list[int] = []
+
+
 def start(names: list[str] | None = None, log=print) -> list[GuestStatus]:
     """Create the lab guests one at a time; each must report before the next starts.
 
     Booting them together on an emulated 2-CPU host overloads it: guests hit soft lockups
     and dom0's toolstack stops answering. One at a time is slower to start but predictable.
     """
+    _take_start_lock(log)
     remade = ensure_payload(log)
     configs = guest_configs()
     if not configs:
@@ -247,6 +285,15 @@ def start(names: list[str] | None = None, log=print) -> list[GuestStatus]:
     return [fill(st) for st in todo]
 
 
+#: What a guest's console shows when its kernel is broken rather than slow: its boot is
+#: abandoned at once (the console advances with each report, so progress would not stop it).
+BROKEN_SIGNS = ("Kernel panic", "soft lockup", "Oops:", "BUG:", "rcu_sched self-detected stall")
+
+
+def broken_sign(console: str) -> str | None:
+    return next((sign for sign in BROKEN_SIGNS if sign in console), None)
+
+
 def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
     if domid(st.name) is not None:
         _run(["xl", "destroy", st.name])
@@ -258,7 +305,8 @@ def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
     res = _run(["xl", "create", str(cfg)], timeout=BOOT_CAP)
     if res.returncode != 0:
         st.failures.append(f"attempt {st.attempts}: xl create: {res.stderr.strip()[-300:]}")
-        log(f"{st.name}: xl create failed (attempt {st.attempts})")
+        tail = res.stderr.strip().splitlines()[-1:] or ["(no message)"]
+        log(f"{st.name}: xl create failed (attempt {st.attempts}): {tail[0][:160]}")
         return
     log(f"created {st.name} ({st.type}), attempt {st.attempts}, "
         f"{time.monotonic() - t0:.0f}s in xl create")
@@ -267,7 +315,10 @@ def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
     def alive() -> str | None:
         nonlocal table
         table = domain_table() or table
-        return None if st.name in table else "the domain is gone"
+        if st.name not in table:
+            return "the domain is gone"
+        sign = broken_sign(read_console(st.name))
+        return f"its kernel shows '{sign}': a broken boot, not a slow one" if sign else None
 
     def progress() -> tuple[int, int]:
         # whole CPU seconds: the scheduler's crumbs for a blocked guest are not progress

@@ -25,7 +25,7 @@ from xenvmi.lab import kernels
 from xenvmi.lab.paths import DATA, LabPaths, is_guest_payload
 from xenvmi.lab.remote import source_root, source_tarball
 
-FORMAT = 1
+FORMAT = 2  # 2: the other releases' guest kernels are in the image
 SUITE = "bookworm"
 MIRROR = os.environ.get("XENVMI_LAB_MIRROR", "http://deb.debian.org/debian")
 DISK_SIZE = "10G"
