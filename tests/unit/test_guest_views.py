@@ -15,9 +15,11 @@ from xenvmi.guest.synthetic import MODULE, TASK, SyntheticKernel  # noqa: E402
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def k() -> SyntheticKernel:
-    k = SyntheticKernel()
+@pytest.fixture(params=[False, True], ids=["6.x-names", "before-5.17-names"])
+def k(request) -> SyntheticKernel:
+    """A small kernel, with today's task_struct member names and with 5.10's (``state``,
+    the kthread pointer in ``set_child_tid``)."""
+    k = SyntheticKernel(before_5_17=request.param)
     k.t1 = k.add_task(1, b"init", start_ns=123_000_000)
     k.t2 = k.add_task(2, b"kthreadd")
     k.t3 = k.add_task(77, b"xvm-parent", parent=k.t1, uid=1000, state=0)

@@ -65,7 +65,9 @@ def _type(prog: drgn.Program, name: str) -> drgn.Type:
 _TASK = {"pid": ("pid",), "state": ("__state", "state"), "exit_state": ("exit_state",),
          "real_parent": ("real_parent",), "cred": ("cred",), "mm": ("mm",),
          "start": ("start_boottime", "real_start_time", "start_time"), "comm": ("comm",),
-         "flags": ("flags",), "worker_private": ("worker_private",)}
+         # a kernel thread's struct kthread: task->worker_private since 5.17, before it
+         # the kernel's to_kthread() read it from task->set_child_tid
+         "flags": ("flags",), "worker_private": ("worker_private", "set_child_tid")}
 _TASK_OPTIONAL = ("flags", "worker_private")
 
 
@@ -130,7 +132,8 @@ def _remote_vm(prog: drgn.Program, mm: dict, mm_addr: int, start: int, size: int
 
 def _kthread_full_name(read, kthread: dict | None, comm: str) -> str:
     """A kernel thread's untruncated name, as ``ps`` shows it since Linux 6.0
-    (``struct kthread.full_name``, reached through ``task->worker_private``); ``comm`` when
+    (``struct kthread.full_name``, reached through ``task->worker_private``, or
+    ``set_child_tid`` before 5.17); ``comm`` when
     the kernel has none or the guest's pointers do not hold up."""
     ptr = kthread["full_name"] if kthread else None
     if not ptr or not is_kernel_pointer(ptr, align=1):

@@ -34,8 +34,13 @@ MODULE = {"state": 0, "list": 8, "name": 24, "refcnt": 80, "core_layout": 88,
 MODULE_SIZE = 120
 
 
-def _btf() -> bytes:
+def _btf(before_5_17: bool = False) -> bytes:
+    """``before_5_17``: the task_struct member names of older kernels (``state`` before
+    5.14's ``__state``; the kthread pointer in ``set_child_tid`` before 5.17's
+    ``worker_private``), at the same offsets: views must find them by name."""
     w = BtfWriter()
+    state_name = "state" if before_5_17 else "__state"
+    kthread_name = "set_child_tid" if before_5_17 else "worker_private"
     ulong = w.int("long unsigned int", 8)
     long_ = w.int("long int", 8, signed=True)
     int_ = w.int("int", 4, signed=True)
@@ -57,11 +62,11 @@ def _btf() -> bytes:
     task = w.struct("task_struct", TASK_SIZE)
     tp = w.ptr(task)
     w.set_members(task, [
-        ("__state", uint, 0), ("exit_state", int_, 32), ("tasks", lh, 64),
+        (state_name, uint, 0), ("exit_state", int_, 32), ("tasks", lh, 64),
         ("pid", pid_t, 192), ("tgid", pid_t, 224), ("comm", w.array(char, 16, int_), 256),
         ("real_parent", tp, 384), ("cred", w.ptr(w.const(cred)), 448),
         ("mm", w.ptr(mm), 512), ("start_time", u64, 576), ("start_boottime", u64, 640),
-        ("worker_private", w.ptr(0), 704), ("flags", uint, 768)])
+        (kthread_name, w.ptr(0), 704), ("flags", uint, 768)])
     w.struct("kthread", 16, [("full_name", w.ptr(char), 0), ("data", w.ptr(0), 64)])
     work = w.struct("work_struct", 8, [("data", atomic_long, 0)])
     w.struct("worker", 40, [("current_work", w.ptr(work), 0), ("pool", w.ptr(0), 64),
@@ -102,13 +107,14 @@ class SyntheticKernel:
     """A kernel-memory image at BASE with bump allocation and a symbol table."""
 
     size: int = 1 << 20
+    before_5_17: bool = False  # older member names (see _btf)
     mem: bytearray = field(default_factory=bytearray)
     symbols: dict[str, int] = field(default_factory=dict)
     _next: int = 0
 
     def __post_init__(self) -> None:
         self.mem = bytearray(self.size)
-        self.btf = _btf()
+        self.btf = _btf(self.before_5_17)
         self.init_task = self.alloc(TASK_SIZE, "init_task")
         self.modules = self.alloc(16, "modules")
         self.prb = self.alloc(8, "prb")
