@@ -101,3 +101,9 @@ def test_newest_guest_starter_stops_the_one_before(tmp_path, monkeypatch):
         for fd in dom0._start_lock_fds:
             __import__("os").close(fd)
         dom0._start_lock_fds.clear()
+
+
+def test_console_lines_reach_the_terminal_without_escapes():
+    from xenvmi.lab.progress import printable
+    line = "\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39mgetty.target\x1b[0m\x07\x1b]0;x"
+    assert printable(line) == "  OK  ] Reached target getty.target0;x"

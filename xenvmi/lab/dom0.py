@@ -19,7 +19,7 @@ from pathlib import Path
 
 from xenvmi.lab.groundtruth import INIT_DONE, last_boot, latest_report, parse_reports
 from xenvmi.lab.paths import DATA, payload_digest
-from xenvmi.lab.progress import wait_progress
+from xenvmi.lab.progress import printable, wait_progress
 
 LAB_DIR = Path(os.environ.get("XENVMI_LAB_GUEST_DIR", "/var/lib/xenvmi-lab"))
 CONSOLE_DIR = Path("/var/log/xen/console")
@@ -325,7 +325,7 @@ def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
         return console_size(st.name), int(table.get(st.name, (0, 0.0))[1])
 
     def note(elapsed: float, idle: float) -> None:
-        tail = read_console(st.name).strip().splitlines()[-1:] or ["(console empty)"]
+        tail = printable(read_console(st.name)).strip().splitlines()[-1:] or ["(console empty)"]
         log(f"{st.name}: booting for {elapsed:.0f}s (last progress {idle:.0f}s ago): "
             f"{tail[0][:90]}")
 

@@ -11,6 +11,8 @@ printing): generous, and reported as such. Standard library only (runs in dom0).
 
 from __future__ import annotations
 
+import re
+
 import time
 from dataclasses import dataclass
 from typing import Callable, Hashable
@@ -62,3 +64,12 @@ def wait_progress(done: Callable[[], bool], progress: Callable[[], Hashable], *,
             note(now - t0, now - last_change)
             next_note = now + note_every
         sleep(poll)
+
+
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """A console's line fit for the operator's terminal: escape sequences (dom0's systemd
+    colours its boot messages) and other control characters removed."""
+    return _ESCAPES.sub("", text)

@@ -126,10 +126,10 @@ def wait_ssh(paths: LabPaths, state: RunState, cap: float, log=print) -> float:
     """Wait until dom0 answers ssh while its serial console advances; on failure (QEMU gone,
     no console output for BOOT_STALL seconds, or ``cap`` seconds in all) the VM is stopped
     and the error carries the serial log's tail."""
-    from xenvmi.lab.progress import wait_progress
+    from xenvmi.lab.progress import printable, wait_progress
 
     def note(elapsed: float, idle: float) -> None:
-        log(f"[{elapsed:5.0f}s] booting... {serial_tail(paths, 1).strip()[:100]}")
+        log(f"[{elapsed:5.0f}s] booting... {printable(serial_tail(paths, 1)).strip()[:100]}")
 
     out = wait_progress(lambda: reachable(paths, state.port), lambda: _serial_size(paths),
                         stall=BOOT_STALL, cap=cap, note=note, note_every=15.0,
