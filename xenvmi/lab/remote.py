@@ -25,7 +25,7 @@ def ssh_argv(paths: LabPaths, port: int, command: list[str] | None = None,
              tty: bool = False) -> list[str]:
     argv = ["ssh", "-i", str(paths.key), "-p", str(port),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=30",
+            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=120",
             "-o", "ConnectionAttempts=3",
             "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
     argv.append("-t" if tty else "-T")
