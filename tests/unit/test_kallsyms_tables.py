@@ -48,6 +48,14 @@ def test_two_byte_name_lengths_and_pointer_sized_markers():
     assert len(longest[1]) > 300  # compressed to 128 bytes or more: a two-byte length
 
 
+def test_odd_marker_count_with_alignment_padding():
+    """Five u32 markers end 4 bytes short of the 8-aligned token table: one word of
+    padding zeros sits between them (Debian 11's 5.10 is laid out so)."""
+    t = build(symbols(count=1100))
+    assert t.at["kallsyms_token_table"] - t.at["kallsyms_markers"] == 5 * 4 + 4
+    assert find(t).markers == t.at["kallsyms_markers"]
+
+
 def test_decoy_digit_runs_before_the_table_are_skipped():
     lead = b"version 0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00 and more" * 3
     t = build(lead=lead)

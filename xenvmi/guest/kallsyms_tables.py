@@ -163,26 +163,25 @@ def _token_index(img: Image, table_start: int, table_end: int,
 
 
 def _markers(img: Image, before: int) -> Iterator[tuple[int, list[int]]]:
-    """(start, markers) of ascending marker arrays ending just before ``before`` (the
-    token table) and starting with 0: read as u32, then as u64."""
-    for width in (4, 8):
-        pos = before // width * width
-        pads = 0
-        while pads < 2 and img.word(pos - width, width) == 0 and \
-                img.word(pos - 2 * width, width) == 0:
-            pos -= width  # alignment padding (markers[0] is the only other zero)
-            pads += 1
-        values: list[int] = []
-        while len(values) <= MAX_SYMS // 256 + 1:
-            value = img.word(pos - width, width)
-            if value is None or (values and value >= values[-1]):
-                break
-            values.append(value)
-            pos -= width
-            if value == 0:
-                values.reverse()
-                yield pos, values
-                break
+    """(start, markers) of ascending marker arrays starting with 0 and ending just before
+    ``before`` (the token table, 8-aligned): u32 markers may be followed by one u32 of
+    alignment padding; pointer-sized ones (before 4.20) by none."""
+    for width, pads in ((4, (0, 1)), (8, (0,))):
+        for pad in pads:
+            pos = before // width * width - pad * width
+            if pad and img.word(pos, width) != 0:
+                continue
+            values: list[int] = []
+            while len(values) <= MAX_SYMS // 256 + 1:
+                value = img.word(pos - width, width)
+                if value is None or (values and value >= values[-1]):
+                    break
+                values.append(value)
+                pos -= width
+                if value == 0:
+                    values.reverse()
+                    yield pos, values
+                    break
 
 
 def _name_lengths(data: bytearray, start: int, count: int, stop: int) -> list[int] | None:

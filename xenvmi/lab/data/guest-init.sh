@@ -15,7 +15,7 @@ for arg in $(cat /proc/cmdline); do
   case "$arg" in xenvmi.name=*) NAME=${arg#xenvmi.name=} ;; esac
 done
 hostname "$NAME"
-REPORT_EVERY=120
+REPORT_EVERY=600
 # Reports and requests go through Xen's PV console: on PV/PVH it is also the kernel's
 # console; the HVM guest's kernel console is its emulated serial port, which takes no input.
 CON=/dev/hvc0
