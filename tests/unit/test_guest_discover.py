@@ -94,6 +94,13 @@ def test_parse_accepts_vmemmap_and_leaves_out_unknown_symbols_outside_the_image(
     assert any("SYMBOL(new_thing)" in w for w in info.warnings)
 
 
+def test_parse_reads_hex_numbers():
+    """6.3+ prints NUMBER(VMALLOC_START)=0xffffc90000000000."""
+    info = V.parse_note(note(note_text(extra="NUMBER(VMALLOC_START)=0xffffc90000000000\n")))
+    assert info.numbers["VMALLOC_START"] == 0xFFFF_C900_0000_0000
+    assert not any("VMALLOC_START" in w for w in info.warnings)
+
+
 def test_parse_accepts_a_negative_phys_base():
     """A KASLR HVM guest's image may sit physically below its virtual offset."""
     text = note_text().replace(b"NUMBER(phys_base)=0", b"NUMBER(phys_base)=-895483904")

@@ -180,6 +180,16 @@ def test_lsmod(k):
     assert rows[0].size == 0x3000
 
 
+def test_lsmod_on_6_4_module_memory():
+    """6.4 replaced core_layout/init_layout with mem[]: sizes and base from there (Debian
+    13's 6.12 made lsmod fail with a traceback before)."""
+    k = SyntheticKernel(module_mem=True)
+    k.add_module(b"dummy", size=0x3000)
+    rows = linux.modules(k.kernel_program(), Budget())
+    assert [(m.name, m.size, m.address) for m in rows] == [
+        ("dummy", 0x3000, 0xFFFF_FFFF_C000_0000)]
+
+
 def test_lsmod_loop_and_garbage(k):
     a = k.add_module(b"a" * 80)  # no NUL within the 56-byte name
     k.add_module(b"b")

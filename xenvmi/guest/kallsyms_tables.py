@@ -83,9 +83,9 @@ class KallsymsTables:
         return b"".join(f"SYMBOL({k})={v:x}\n".encode() for k, v in wanted.items())
 
     def describe(self) -> str:
-        return (f"found by structure at kallsyms_token_table {self.token_table:#x} "
-                f"({self.num_syms} symbols, {self.encoding}, layout {self.layout}; "
-                f"agrees with VMCOREINFO's {', '.join(self.agreed)})")
+        return (f"found by structure at kallsyms_token_table {self.token_table:#x}: "
+                f"{self.encoding}, layout {self.layout}, agrees with VMCOREINFO's "
+                f"{', '.join(self.agreed)}")
 
 
 class Image:

@@ -253,15 +253,15 @@ def _module(prog: drgn.Program, mod: Object) -> Module:
         layout = m.core_layout  # up to Linux 6.3
         size = layout.size.value_() + m.init_layout.size.value_()
         base = layout.base.value_()
-    except LookupError:
+    except (LookupError, AttributeError):  # drgn: AttributeError for a missing member
         try:  # Linux 6.4+: mem[MOD_TEXT...]
             size = sum(m.mem[i].size.value_() for i in range(len(m.mem)))
             base = m.mem[0].base.value_()
-        except (LookupError, TypeError):
+        except (LookupError, AttributeError, TypeError):
             pass
     try:
         refcount = m.refcnt.counter.value_() - 1  # MODULE_REF_BASE
-    except LookupError:
+    except (LookupError, AttributeError):
         refcount = None
     state = _MODULE_STATES.get(m.state.value_(), "?")
     return Module(name=c_string(m.name.string_(), 64), size=size, state=state,

@@ -34,10 +34,12 @@ MODULE = {"state": 0, "list": 8, "name": 24, "refcnt": 80, "core_layout": 88,
 MODULE_SIZE = 120
 
 
-def _btf(before_5_17: bool = False) -> bytes:
+def _btf(before_5_17: bool = False, module_mem: bool = False) -> bytes:
     """``before_5_17``: the task_struct member names of older kernels (``state`` before
     5.14's ``__state``; the kthread pointer in ``set_child_tid`` before 5.17's
-    ``worker_private``), at the same offsets: views must find them by name."""
+    ``worker_private``), at the same offsets: views must find them by name.
+    ``module_mem``: 6.4's ``struct module.mem[]`` (struct module_memory) in place of
+    ``core_layout`` and ``init_layout``, over the same bytes."""
     w = BtfWriter()
     state_name = "state" if before_5_17 else "__state"
     kthread_name = "set_child_tid" if before_5_17 else "worker_private"
@@ -75,9 +77,14 @@ def _btf(before_5_17: bool = False) -> bytes:
                                             ("size", uint, 64)])
     state = w.enum("module_state", 4, [("MODULE_STATE_LIVE", 0), ("MODULE_STATE_COMING", 1),
                                        ("MODULE_STATE_GOING", 2), ("MODULE_STATE_UNFORMED", 3)])
+    if module_mem:
+        memory = w.struct("module_memory", 16, [("base", w.ptr(0), 0), ("size", uint, 64)])
+        parts = [("mem", w.array(memory, 2, int_), 704)]
+    else:
+        parts = [("core_layout", layout, 704), ("init_layout", layout, 832)]
     w.struct("module", MODULE_SIZE, [
         ("state", state, 0), ("list", lh, 64), ("name", w.array(char, 56, int_), 192),
-        ("refcnt", atomic, 640), ("core_layout", layout, 704), ("init_layout", layout, 832)])
+        ("refcnt", atomic, 640), *parts])
     lpos = w.struct("prb_data_blk_lpos", 16, [("begin", ulong, 0), ("next", ulong, 64)])
     desc = w.struct("prb_desc", 24, [("state_var", atomic_long, 0),
                                      ("text_blk_lpos", lpos, 64)])
@@ -108,13 +115,14 @@ class SyntheticKernel:
 
     size: int = 1 << 20
     before_5_17: bool = False  # older member names (see _btf)
+    module_mem: bool = False  # 6.4's struct module.mem[] (see _btf)
     mem: bytearray = field(default_factory=bytearray)
     symbols: dict[str, int] = field(default_factory=dict)
     _next: int = 0
 
     def __post_init__(self) -> None:
         self.mem = bytearray(self.size)
-        self.btf = _btf(self.before_5_17)
+        self.btf = _btf(self.before_5_17, self.module_mem)
         self.init_task = self.alloc(TASK_SIZE, "init_task")
         self.modules = self.alloc(16, "modules")
         self.prb = self.alloc(8, "prb")

@@ -138,8 +138,8 @@ def parse_text(raw: bytes) -> VmcoreInfo:
         if k.startswith("SYMBOL("):
             info.symbols[k[7:-1]] = _hex(v, k)
         elif k.startswith("NUMBER("):
-            try:
-                info.numbers[k[7:-1]] = int(v)
+            try:  # decimal; 6.3+ prints NUMBER(VMALLOC_START) as 0x-prefixed hex
+                info.numbers[k[7:-1]] = int(v, 16) if v[:2] in ("0x", "0X") else int(v)
             except ValueError:
                 info.warnings.append(f"VMCOREINFO {k}={v[:30]!r} is not a number")
     _check(info)
