@@ -4,7 +4,8 @@ Written from the format's description (the kernel's scripts/kallsyms.c and
 kernel/kallsyms.c): one layout before 6.4 (addresses, relative base, count, names,
 markers, token table, token index) and one from 6.4 (count, names, markers, token table,
 token index, addresses, relative base); every address encoding; one- and two-byte name
-lengths; u32 or pointer-sized markers. Tokens: every used character as itself, then the
+lengths; u32 or pointer-sized markers; 6.2's kallsyms_seqs_of_names between the markers
+and the token table. Tokens: every used character as itself, then the
 commonest pairs in the free codes, as the kernel's compressor ends up with.
 """
 
@@ -88,7 +89,8 @@ class Tables:
 
 
 def build(syms=None, layout: str = "before 6.4", encoding: str = "absolute-percpu",
-          marker_width: int = 4, lead: bytes = b"", rodata_at: int = 0x80_0000) -> Tables:
+          marker_width: int = 4, lead: bytes = b"", rodata_at: int = 0x80_0000,
+          seqs: bool = False) -> Tables:
     syms = syms or symbols()
     names = [(t + n).encode() for t, n, _ in syms]
     tokens = build_tokens(names)
@@ -145,6 +147,10 @@ def build(syms=None, layout: str = "before 6.4", encoding: str = "absolute-percp
     label("kallsyms_markers")
     for m in markers:
         body.extend(m.to_bytes(marker_width, "little"))
+    if seqs:  # 6.2-6.3 (and backports): name order, 3 bytes a symbol
+        label("kallsyms_seqs_of_names")
+        for i in sorted(range(count), key=lambda i: names[i][1:]):
+            body.extend(i.to_bytes(3, "big"))
     label("kallsyms_token_table")
     body += token_table
     label("kallsyms_token_index")

@@ -34,7 +34,8 @@ CASES = [("before 6.4", "absolute-percpu", True), ("before 6.4", "base-relative"
 def test_each_layout_and_encoding_is_found_exactly(layout, encoding, percpu):
     t = build(symbols(percpu=percpu), layout=layout, encoding=encoding)
     found = find(t)
-    assert found.symbols() == {k: v for k, v in t.at.items() if k != "kallsyms_markers"}
+    assert found.symbols() == {k: v for k, v in t.at.items()
+                               if k not in ("kallsyms_markers", "kallsyms_seqs_of_names")}
     assert found.markers == t.at["kallsyms_markers"]
     assert (found.layout, found.encoding, found.num_syms) == (layout, encoding, len(t.syms))
     assert "_stext" in found.agreed and "init_uts_ns" in found.agreed
@@ -54,6 +55,16 @@ def test_odd_marker_count_with_alignment_padding():
     t = build(symbols(count=1100))
     assert t.at["kallsyms_token_table"] - t.at["kallsyms_markers"] == 5 * 4 + 4
     assert find(t).markers == t.at["kallsyms_markers"]
+
+
+@pytest.mark.parametrize("count", [1100, 1500])
+def test_seqs_of_names_between_markers_and_token_table(count):
+    """6.2 put kallsyms_seqs_of_names (3 bytes a symbol) between the markers and the
+    token table; Debian's 6.1 carries it as a backport (seen in the lab's 6.1 guest)."""
+    t = build(symbols(count=count), seqs=True)
+    found = find(t)
+    assert found.markers == t.at["kallsyms_markers"]
+    assert found.names == t.at["kallsyms_names"] and found.num_syms == len(t.syms)
 
 
 def test_decoy_digit_runs_before_the_table_are_skipped():

@@ -184,6 +184,28 @@ def _markers(img: Image, before: int) -> Iterator[tuple[int, list[int]]]:
                     break
 
 
+def _markers_anywhere(img: Image, table_at: int,
+                      deadline: float) -> Iterator[tuple[int, list[int]]]:
+    """Markers right before the token table, or before a ``kallsyms_seqs_of_names``
+    block (6.2 and 6.3, and kernels that took it as a backport: Debian's 6.1): 3 bytes a
+    symbol, 8-aligned, so the markers end ``align8(3 * N)`` bytes before the table, where
+    N is the count the markers themselves imply (256 names a marker)."""
+    yield from _markers(img, table_at)
+    data, zero = img.data, bytes(4)
+    for m in range(2, MAX_SYMS // 256 + 2):  # a kernel has thousands of symbols
+        lo, hi = _align(3 * (256 * (m - 1) + 1), 8), _align(3 * 256 * m, 8)
+        if hi + 4 * m + 4 > table_at or time.monotonic() > deadline:
+            return
+        for seqs in range(lo, hi + 1, 8):
+            end = table_at - seqs
+            first = end - 4 * m  # markers[0] is 0, with or without a word of padding
+            if data[first:first + 4] != zero and data[first - 4:first] != zero:
+                continue
+            for markers_at, markers in _markers(img, end):
+                if len(markers) == m:
+                    yield markers_at, markers
+
+
 def _name_lengths(data: bytearray, start: int, count: int, stop: int) -> list[int] | None:
     """Offsets (from ``start``) of ``count`` length-prefixed names, plus the end's; None
     if a name runs past ``stop`` or is empty."""
@@ -334,7 +356,7 @@ def _check_candidate(img: Image, hit: int, anchors: dict[str, int],
     if index_at is None:
         raise _Reject("no token index after the token table")
     names, tried = None, []
-    for markers_at, markers in _markers(img, table_at):
+    for markers_at, markers in _markers_anywhere(img, table_at, deadline):
         names = _names(img, markers_at, markers, deadline)
         if names is not None:
             break
