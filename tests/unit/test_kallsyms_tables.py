@@ -132,6 +132,11 @@ def test_garbage_ends_in_time_with_one_error():
     assert time.monotonic() - t0 < 20
 
 
+def test_a_reader_that_gives_nothing_ends_the_search():
+    with pytest.raises(GuestDataError, match="no kallsyms tables"):
+        KT.find(lambda pa, n: b"", IMAGE_PA, TEXT_VA, 64 << 20, build().known(), timeout=5)
+
+
 def test_search_stays_within_its_limit():
     t = build()
     with pytest.raises(GuestDataError, match="first 4 MiB"):

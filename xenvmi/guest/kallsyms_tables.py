@@ -104,7 +104,11 @@ class Image:
             return False
         while len(self.data) < end:
             size = min(self.CHUNK, self.limit - len(self.data))
-            self.data += self.read(self.pa + len(self.data), size)
+            chunk = self.read(self.pa + len(self.data), size)
+            if not chunk:  # a reader that gives nothing must not spin this loop
+                self.limit = len(self.data)
+                return False
+            self.data += chunk[:size]
         return True
 
     def u16s(self, off: int, n: int) -> tuple[int, ...] | None:
