@@ -6,13 +6,19 @@ dom0 they fail (never skip): a lab that is not there is a failed lab.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from xenvmi.lab import dom0
+from xenvmi.lab.progress import printable
 
 from .forkrun import preload, run_forked
 from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report, parse_reports
@@ -73,6 +79,24 @@ def unreported(ours: set[tuple[int, int, str]], seen: set[tuple[int, int, str]])
 
 def pytest_sessionstart(session):
     preload()
+    session.config.stash[_DOMIDS] = dom0.running_domains() or {}
+
+
+_DOMIDS = pytest.StashKey[dict]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """A guest that died or restarted during the run is a lab defect to find, not noise:
+    name it, with the end of its console (a panic's trace is there; its domain is gone
+    for good once Xen destroyed it)."""
+    start = config.stash.get(_DOMIDS, {})
+    now = dom0.running_domains() or {}
+    for name in GUESTS:
+        if name in start and now.get(name) != start[name]:
+            tail = printable(dom0.read_console(name)).strip().splitlines()[-40:]
+            terminalreporter.section(f"lab guest {name}: domain {start[name]} -> "
+                                     f"{now.get(name, 'gone')}")
+            terminalreporter.write_line("\n".join(tail))
 
 
 def pytest_collection_modifyitems(items):
@@ -146,3 +170,51 @@ def report_after_now(name: str):
     if report is None:
         pytest.fail(f"{name} printed no report when asked (its console stopped advancing)")
     return report
+
+
+def xenvmi_json(*args: str, timeout: float = 1800) -> dict:
+    res = xenvmi(*args, "--json", timeout=timeout)
+    assert res.returncode == 0, f"xenvmi {' '.join(args)}: exit {res.returncode}: {res.stderr}"
+    return json.loads(res.stdout)
+
+
+@contextlib.contextmanager
+def xl_paused(name: str):
+    xl("pause", name)
+    try:
+        yield
+    finally:
+        xl("unpause", name)
+
+
+#: The guests dumped: a PVH guest and the KASLR HVM guest (a PV guest cannot be dumped).
+DUMP_GUESTS = ("xvm-pvh1", "xvm-hvm")
+
+
+@pytest.fixture(scope="session")
+def dump_dir():
+    path = Path(tempfile.mkdtemp(prefix="xenvmi-dumps-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def paused_dump(guests, dump_dir):
+    """name -> the guest's vmcore, made once per run while the guest is paused with `xl
+    pause`, with its live views taken in the same pause: (name, path, dump summary, live
+    views). test_dumps and test_profile share them: a 256 MiB guest's dump takes minutes
+    on the lab's emulated CPU. Not xenvmi's own --pause: LibVMI's pause skips an already
+    paused domain but its resume always unpauses, which would undo `xl pause`."""
+    made: dict[str, SimpleNamespace] = {}
+
+    def get(name: str) -> SimpleNamespace:
+        if name not in made:
+            assert xenvmi("kernel", name, "--json").returncode == 0  # warm the discovery cache
+            path = dump_dir / f"{name}.vmcore"
+            with xl_paused(name):
+                live = {view: xenvmi_json(view, name) for view in ("ps", "lsmod", "kernel")}
+                live["regs"] = xenvmi_json("regs", name, "--vcpu", "all")
+                summary = xenvmi_json("dump", name, str(path), "-q")
+            made[name] = SimpleNamespace(name=name, path=path, summary=summary, live=live)
+        return made[name]
+    return get

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from xenvmi.lab import dom0
-from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide
+from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide, last_boot, latest_begun_seq
 
 from .conftest import GUESTS, LAB_GUESTS, expected_release, ground_truth, randomized, xl
 
@@ -76,29 +76,40 @@ def test_integrity_check_with_guests_running():
     assert result.ok, result.failures
 
 
+def _report_marks(name: str) -> tuple[int, int]:
+    """(latest report begun, latest report complete): equal when none is under way."""
+    text = last_boot(dom0.read_console(name))
+    return latest_begun_seq(text), dom0.latest_seq(name)
+
+
 def test_guests_are_idle_between_reports(guests):
     """An idle lab guest costs next to nothing: its init waits on its console for a report
     request (a report loop on a 10 s timer cost each guest 7-15 % of the one emulated CPU
     on a fast machine of the lab's kind, and 20-27 % on a slow one; waiting, ~1 %).
 
-    A report costs seconds of emulated CPU, so the window holds none: every guest is asked
-    for a report at once just before it, which restarts each one's timer (REPORT_EVERY in
-    guest-init.sh, 600 s), and no report count may change during the 60 s window. (With a
-    120 s timer, a slow machine took 388 s to collect six guests' reports, and the first
-    guests' timers fired in the window.)"""
-    window = 60.0
-    before = {name: dom0.latest_seq(name) for name in GUESTS}
-    assert all(dom0.request_report(name) for name in GUESTS)
-    for name in GUESTS:
-        assert dom0.wait_report(name, before[name]) is not None, f"{name} did not report"
-    seqs = {name: dom0.latest_seq(name) for name in GUESTS}
-    first = dom0.domain_table()
-    time.sleep(window)
-    second = dom0.domain_table()
-    assert all(second[n][0] == first[n][0] for n in GUESTS), "a guest restarted"
-    after = {n: ground_truth(n).seq for n in GUESTS}
-    assert after == seqs, f"a guest reported during the window: {seqs} -> {after}"
-    shares = {n: (second[n][1] - first[n][1]) / window for n in GUESTS}
+    A report costs seconds of emulated CPU, so each guest is measured over a window in
+    which it wrote no report: none under way when the window opens, none begun in it.
+    Reports come every 600 s (REPORT_EVERY in guest-init.sh) or when asked, so a guest
+    that reports in each of three 60 s windows reports far too often: that fails too.
+    (Asking all six guests for a report first, to restart their timers, cost a slow
+    machine 7 minutes.)"""
+    window, tries = 60.0, 3
+    shares: dict[str, float] = {}
+    pending = set(GUESTS)
+    for _ in range(tries):
+        marks = {n: _report_marks(n) for n in pending}
+        first = dom0.domain_table()
+        time.sleep(window)
+        second = dom0.domain_table()
+        for n in sorted(pending):
+            assert second[n][0] == first[n][0], f"{n} restarted"
+            begun, done = marks[n]
+            if begun == done and _report_marks(n) == (begun, done):
+                shares[n] = (second[n][1] - first[n][1]) / window
+                pending.discard(n)
+        if not pending:
+            break
+    assert not pending, f"reported in each of {tries} windows of {window:.0f} s: {pending}"
     busy = {n: f"{share:.1%}" for n, share in shares.items() if share > 0.05}
     assert not busy, f"guests busy while idle: {busy} (all: {shares})"
 

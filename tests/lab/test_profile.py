@@ -1,10 +1,11 @@
 """`xenvmi profile` on the lab's real guests: volatility3 reads xenvmi's dumps with xenvmi's
 ISF and lists the processes `xenvmi ps` lists.
 
-For a PVH guest and the KASLR HVM guest: dump it (paused), write the ISF from the dump,
-run volatility3's ``linux.pslist`` on the dump with only that ISF in its symbol path (as
-a user would: ``vol -s DIR -f DUMP linux.pslist``), and compare its pids and ppids with
-``xenvmi ps DUMP``.
+For a PVH guest and the KASLR HVM guest: write the ISF from the guest's dump (the paused
+dump test_dumps made). For the KASLR guest also: run volatility3's ``linux.pslist`` on
+the dump with only that ISF in its symbol path (as a user would: ``vol -s DIR -f DUMP
+linux.pslist``) and compare its pids and ppids with ``xenvmi ps DUMP``; and write the ISF
+from the running guest, which must equal the dump's.
 
 volatility3 runs here as it does where jsonschema is not installed: it then skips checking
 the ISF against its JSON schema. That check is 34 of a cold run's 38 s natively and over
@@ -21,21 +22,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from .conftest import ground_truth, xenvmi
+from .conftest import DUMP_GUESTS, ground_truth, xenvmi_json
 
-GUESTS = ("xvm-pvh1", "xvm-hvm")
+#: volatility3 and the live profile on the KASLR guest only: each costs minutes of the lab's
+#: emulated CPU, and the guest with a slide is the one where they can disagree.
+DEEP_GUEST = "xvm-hvm"
 KERNEL_TEXT = 0xFFFF_FFFF_8100_0000  # x86-64 _text at link time (__START_KERNEL)
 #: volatility3's `vol`, as without jsonschema (its schema check is optional; see above).
 VOL = ("import sys; sys.modules['jsonschema'] = None; sys.argv[0] = 'vol'; "
        "from volatility3.cli import main; main()")
 
 pytestmark = pytest.mark.timeout(5400)
-
-
-def xenvmi_json(*args: str, timeout: float = 1800) -> dict:
-    res = xenvmi(*args, "--json", timeout=timeout)
-    assert res.returncode == 0, f"xenvmi {' '.join(args)}: exit {res.returncode}: {res.stderr}"
-    return json.loads(res.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +44,32 @@ def vol3_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("vol3-cache")
 
 
-@pytest.fixture(scope="module", params=GUESTS)
-def dumped(request, guests, tmp_path_factory):
-    """The guest dumped while paused, and the ISF `xenvmi profile` writes from the dump."""
-    name = request.param
-    d = tmp_path_factory.mktemp(name)
-    core = d / f"{name}.vmcore"
-    res = xenvmi("dump", name, str(core), "--pause", "-q", timeout=1800)
-    assert res.returncode == 0, f"xenvmi dump {name}: exit {res.returncode}: {res.stderr}"
-    isf = d / "symbols" / "linux" / f"{name}.json"
-    isf.parent.mkdir(parents=True)
-    summary = xenvmi_json("profile", str(core), "-o", str(isf), "-q")
-    return SimpleNamespace(name=name, core=core, dir=d, isf=isf, summary=summary)
+@pytest.fixture(scope="module")
+def profiled(paused_dump, tmp_path_factory):
+    """name -> the guest's vmcore (shared with test_dumps) and the ISF `xenvmi profile`
+    writes from it, made once per module."""
+    made: dict[str, SimpleNamespace] = {}
+
+    def get(name: str) -> SimpleNamespace:
+        if name not in made:
+            core = paused_dump(name).path
+            d = tmp_path_factory.mktemp(name)
+            isf = d / "symbols" / "linux" / f"{name}.json"
+            isf.parent.mkdir(parents=True)
+            summary = xenvmi_json("profile", str(core), "-o", str(isf), "-q")
+            made[name] = SimpleNamespace(name=name, core=core, dir=d, isf=isf, summary=summary)
+        return made[name]
+    return get
+
+
+@pytest.fixture(params=DUMP_GUESTS)
+def dumped(request, profiled):
+    return profiled(request.param)
+
+
+@pytest.fixture
+def deep(profiled):
+    return profiled(DEEP_GUEST)
 
 
 def test_profile_of_dump(dumped):
@@ -78,7 +89,8 @@ def test_profile_of_dump(dumped):
     assert (kernel["kaslr_slide"] != 0) == (dumped.name == "xvm-hvm")
 
 
-def test_volatility3_pslist_matches_xenvmi_ps(dumped, vol3_cache):
+def test_volatility3_pslist_matches_xenvmi_ps(deep, vol3_cache):
+    dumped = deep
     res = subprocess.run([sys.executable, "-c", VOL, "-q", "-r", "json", "--offline",
                           "--cache-path", str(vol3_cache), "-s", str(dumped.dir / "symbols"),
                           "-f", str(dumped.core), "linux.pslist"],
@@ -92,8 +104,9 @@ def test_volatility3_pslist_matches_xenvmi_ps(dumped, vol3_cache):
     assert {"init", "xvm-alpha", "xvm-parent", "xvm-child"} <= comms
 
 
-def test_live_profile_equals_dump_profile(dumped):
+def test_live_profile_equals_dump_profile(deep):
     """The ISF from the running guest is the one from its dump: same types, same symbols."""
+    dumped = deep
     live = dumped.dir / "live.json"
     xenvmi_json("profile", dumped.name, "-o", str(live), "-q")
     a, b = json.loads(live.read_text()), json.loads(dumped.isf.read_text())

@@ -52,8 +52,10 @@ def wait_for(predicate, what: str, timeout: float) -> str:
                 f"screen:\n{text}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def tui(guests):
+    """One TUI for the module (its start and the warm-up cost minutes on the lab): the
+    tests run in file order, the domains table's first, then one that leaves it."""
     subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     # The guest's kernel found and cached first (`xenvmi ps`, as test_guest_views does it
     # cold): a cold discovery in the TUI's worker takes minutes on the one-CPU lab.
@@ -70,9 +72,17 @@ def tui(guests):
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
 
 
+def test_a_destroyed_domain_leaves_the_table(tui):
+    wait_for(lambda s: "Domain-0" in s, "the domains table", 180)
+    with paused_domain("test-tui-gone"):
+        wait_for(lambda s: "test-tui-gone" in s, "the new paused domain", 60)
+    wait_for(lambda s: "test-tui-gone" not in s, "the destroyed domain's row gone", 60)
+    assert "Traceback" not in screen()
+
+
 def test_domains_live_and_a_guests_processes(tui):
     wait_for(lambda s: all(g in s for g in GUESTS) and "Domain-0" in s,
-             "Domain-0 and the four guests", 180)
+             "Domain-0 and every lab guest", 180)
     tmux("send-keys", "-t", SESSION, "/")
     wait_for(lambda s: "filter by name" in s, "the filter box", 60)
     tmux("send-keys", "-t", SESSION, "-l", GUEST)
@@ -86,11 +96,3 @@ def test_domains_live_and_a_guests_processes(tui):
     tmux("send-keys", "-t", SESSION, "5")
     wait_for(lambda s: "xenvmi-lab: guest xvm-pvh1 is up" in s or "xenvmi-lab" in s,
              "the guest's kernel log", 300)
-
-
-def test_a_destroyed_domain_leaves_the_table(tui):
-    wait_for(lambda s: "Domain-0" in s, "the domains table", 180)
-    with paused_domain("test-tui-gone"):
-        wait_for(lambda s: "test-tui-gone" in s, "the new paused domain", 60)
-    wait_for(lambda s: "test-tui-gone" not in s, "the destroyed domain's row gone", 60)
-    assert "Traceback" not in screen()

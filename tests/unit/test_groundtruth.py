@@ -1,6 +1,7 @@
 """The lab guests' console reports parse exactly, and garbage never counts as a report."""
 
-from xenvmi.lab.groundtruth import GuestProcess, kaslr_slide, last_boot, latest_report, parse_reports
+from xenvmi.lab.groundtruth import (GuestProcess, kaslr_slide, last_boot, latest_begun_seq,
+                                    latest_report, parse_reports)
 
 LOG = """\
 [    0.000000] Linux version 6.1.0-50-amd64
@@ -47,3 +48,11 @@ def test_last_boot_drops_previous_boots():
     text = old + "XENVMI-REPORT-END xvm-pvh1 2\n" + LOG
     assert [p.comm for p in latest_report(last_boot(text)).processes][-2] == "xvm-alpha"
     assert len(parse_reports(last_boot(text))) == 1
+
+
+def test_a_report_under_way_counts_as_begun():
+    """Report 2 has begun but not ended: a request now is answered by report 3, not 2."""
+    assert parse_reports(LOG)[-1].seq == 1
+    assert latest_begun_seq(LOG) == 2
+    assert latest_begun_seq("XENVMI-REPORT-BEGIN x y\nnoise\n") == -1
+    assert latest_begun_seq("") == -1

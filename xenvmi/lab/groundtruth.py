@@ -1,6 +1,6 @@
 """Parse the lab guests' console reports: what each guest says runs inside it.
 
-Each guest's init (data/guest-init.sh) prints, when dom0 asks and every 120 s::
+Each guest's init (data/guest-init.sh) prints, when dom0 asks and every 600 s::
 
     XENVMI-REPORT-BEGIN <name> <n> <uptime>
     XENVMI-RELEASE <uname -r>
@@ -89,6 +89,20 @@ X86_64_TEXT_BASE = 0xffffffff81000000
 
 def kaslr_slide(report: GuestReport) -> int | None:
     return None if report.ktext is None else report.ktext - X86_64_TEXT_BASE
+
+
+def latest_begun_seq(text: str) -> int:
+    """The sequence number of the latest report that has begun, complete or not (-1: none).
+    A report already under way when dom0 asks for one is not the answer: the request waits
+    on the console until it ends, and the next report is the one asked for."""
+    seqs = [-1]
+    for raw in text.splitlines():
+        line = raw.strip("\r\x00 ")
+        if line.startswith("XENVMI-REPORT-BEGIN "):
+            parts = line.split()
+            if len(parts) >= 3 and parts[2].isdigit():
+                seqs.append(int(parts[2]))
+    return max(seqs)
 
 
 def latest_report(text: str) -> GuestReport | None:

@@ -59,6 +59,26 @@ def make_input(path: Path) -> str:
     return hashlib.md5(data).hexdigest()
 
 
+def packed_input() -> tuple[Path, str]:
+    """The compressed input and the MD5 of its original bytes, made once per dom0 disk:
+    making them (Python's generator, then xz's compressor) cost more under the lab's
+    emulation than five checked runs. A stored MD5 is only trusted with its xz file, and
+    both are written before the MD5 file that marks them complete."""
+    packed, digest = WORK / "input.txt.xz", WORK / "input.md5"
+    try:
+        expected = digest.read_text().strip()
+        if len(expected) == 32 and packed.stat().st_size > 0:
+            return packed, expected
+    except (FileNotFoundError, ValueError):
+        pass
+    WORK.mkdir(parents=True, exist_ok=True)
+    raw = WORK / "input.txt"
+    expected = make_input(raw)
+    subprocess.run(["xz", "-T2", "--block-size=1MiB", "-f", str(raw)], check=True, timeout=600)
+    digest.write_text(expected + "\n")
+    return packed, expected
+
+
 def guests_running() -> int:
     try:
         out = subprocess.run(["xl", "list"], capture_output=True, text=True, timeout=30).stdout
@@ -68,11 +88,8 @@ def guests_running() -> int:
 
 
 def check(runs: int, log=print) -> IntegrityResult:
-    WORK.mkdir(parents=True, exist_ok=True)
-    raw, packed = WORK / "input.txt", WORK / "input.txt.xz"
     result = IntegrityResult(guests_running=guests_running())
-    result.expected_md5 = make_input(raw)
-    subprocess.run(["xz", "-T2", "--block-size=1MiB", "-kf", str(raw)], check=True, timeout=300)
+    packed, result.expected_md5 = packed_input()
     t0 = time.monotonic()
     for i in range(1, runs + 1):
         result.runs = i
@@ -94,8 +111,6 @@ def check(runs: int, log=print) -> IntegrityResult:
             log(f"integrity: {i}/{runs} runs, {result.mismatches} mismatches, "
                 f"{result.hangs} hangs, {time.monotonic() - t0:.0f}s")
     result.seconds = round(time.monotonic() - t0, 1)
-    for p in (raw, packed):
-        p.unlink(missing_ok=True)
     return result
 
 
