@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import types
 
 import pytest
 
@@ -307,3 +308,82 @@ def test_state_char():
     assert linux.state_char(0x402, 0) == "I"
     assert linux.state_char(0x1000, 0) == "S"
     assert linux.state_char(0x40, 0) == "P"
+
+
+# -- kernel log before 5.10 (log_buf) --------------------------------------------------
+
+def legacy(described: str, **kw) -> SyntheticKernel:
+    """A kernel whose log is Linux 3.5-5.9's log_buf, its record described by the kernel's
+    types ("btf") or only by VMCOREINFO ("vmcoreinfo")."""
+    return SyntheticKernel(legacy_log=described, **kw)
+
+
+def legacy_dmesg(k: SyntheticKernel, budget: Budget | None = None):
+    budget = budget or Budget()
+    kp = k.kernel_program()
+    if k.legacy_log == "vmcoreinfo":
+        kp.vmcoreinfo = types.SimpleNamespace(fields=k.legacy_vmcoreinfo())
+    return printk.kernel_log(kp, budget), budget
+
+
+@pytest.mark.parametrize("described", ["btf", "vmcoreinfo"])
+def test_legacy_dmesg_sane(described):
+    k = legacy(described)
+    k.set_legacy_log(RECORDS + [(99, b"xenvmi-lab: guest xvm-pvh1 is up")], level=4,
+                     facility=3)
+    rows, b = legacy_dmesg(k)
+    assert [r.text for r in rows] == [t.decode() for _, t in RECORDS] + [
+        "xenvmi-lab: guest xvm-pvh1 is up"]
+    assert [r.seq for r in rows] == list(range(11)) and b.complete, b.warnings
+    assert rows[3].timestamp == pytest.approx(0.003)
+    assert {(r.level, r.facility) for r in rows} == {(4, 3)}
+    assert {r.caller for r in rows} == ({"C1"} if described == "btf" else {None})
+
+
+@pytest.mark.parametrize("described", ["btf", "vmcoreinfo"])
+def test_legacy_dmesg_wrapped(described):
+    """More records than fit: the oldest made room, the reader follows the zero-length
+    marker back to the buffer's start, and seq numbers continue from log_first_seq."""
+    recs = [(i, b"line %03d " % i + b"x" * (i % 7) * 5) for i in range(60)]
+    k = legacy(described)
+    log = k.set_legacy_log(recs, buf_len=1024)
+    assert log["log_first_seq"] > 0 and log["log_next_idx"] < log["log_first_idx"]
+    rows, b = legacy_dmesg(k)
+    first = log["log_first_seq"]
+    assert [r.seq for r in rows] == list(range(first, 60)) and b.complete, b.warnings
+    assert [r.text for r in rows] == [t.decode() for _, t in recs[first:]]
+
+
+@pytest.mark.parametrize("what, value", [
+    ("log_first_idx", 7),          # not a record boundary: lengths lead nowhere
+    ("log_next_idx", 4000),        # beyond the buffer
+    ("log_buf_len", 1 << 40),      # implausible size
+    ("log_buf", 0x1234),           # not a kernel address
+])
+def test_legacy_dmesg_hostile_indexes(what, value):
+    k = legacy("btf")
+    log = k.set_legacy_log(RECORDS)
+    k.put(log[f"&{what}"], "Q", value)
+    t0 = time.monotonic()
+    rows, b = legacy_dmesg(k)
+    assert time.monotonic() - t0 < 5 and not b.complete and b.warnings
+    assert len(rows) <= len(RECORDS)
+
+
+def test_legacy_dmesg_looping_lengths():
+    """A record whose length sends the walk back where it was cannot loop: every
+    record is visited at most once per buffer pass."""
+    k = legacy("vmcoreinfo")
+    log = k.set_legacy_log(RECORDS)
+    k.put(log["buf"] + 8, "H", 0)            # the first record claims the end-marker
+    k.put(log["&log_next_idx"], "Q", 512)    # and the end is somewhere never reached
+    rows, b = legacy_dmesg(k)
+    assert rows == [] and not b.complete
+
+
+def test_legacy_dmesg_undescribed():
+    k = legacy("vmcoreinfo")
+    k.set_legacy_log(RECORDS)
+    b = Budget()
+    rows = printk.kernel_log(k.kernel_program(), b)  # no VMCOREINFO given
+    assert rows == [] and any("log_buf" in w for w in b.warnings)

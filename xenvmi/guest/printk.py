@@ -1,10 +1,17 @@
-"""The kernel log (printk ring buffer, Linux >= 5.10), read in bulk and bounded.
+"""The kernel log in both of its formats, read in bulk and bounded.
 
-drgn's own helper walks from ``tail_id`` until it meets ``head_id``: a guest that
-scribbles a bogus head id makes that loop run ~2**62 times. Here the walk visits each
-descriptor slot at most once, the three arrays are read in one go each (descriptors,
-infos, text ring: a few hundred KiB, instead of thousands of tiny reads), and every
-record's text position is checked against the ring's size.
+Linux 5.10+ keeps it in the lockless printk ring buffer (``prb``). drgn's own helper walks
+from ``tail_id`` until it meets ``head_id``: a guest that scribbles a bogus head id makes
+that loop run ~2**62 times. Here the walk visits each descriptor slot at most once, the
+three arrays are read in one go each (descriptors, infos, text ring: a few hundred KiB,
+instead of thousands of tiny reads), and every record's text position is checked against
+the ring's size.
+
+Linux 3.5-5.9 keeps ``struct printk_log`` records back to back in ``log_buf`` (a record of
+length 0 sends the reader back to the start). The buffer is read once and walked from
+``log_first_idx`` to ``log_next_idx``, every record's length checked against the buffer;
+the record layout comes from the kernel's types or, without them, from VMCOREINFO's
+``SIZE(printk_log)`` and ``OFFSET(printk_log.*)``, which those kernels write for crash tools.
 """
 
 from __future__ import annotations
@@ -69,8 +76,10 @@ def kernel_log(kp, budget: Budget) -> list[LogRecord]:
     prog = kp.prog
     try:
         prb_ptr = prog["prb"].value_()
-    except (LookupError, drgn.FaultError):
-        budget.warn("this kernel has no printk ring buffer (prb): Linux < 5.10 unsupported")
+    except LookupError:
+        return legacy_kernel_log(kp, budget)
+    except drgn.FaultError as e:
+        budget.warn(f"kernel log: prb unreadable: {e}")
         return []
     if not is_kernel_pointer(prb_ptr):
         budget.warn(f"prb points to {prb_ptr:#x}, not a kernel address")
@@ -141,6 +150,133 @@ def _read(prog: drgn.Program, rb: drgn.Object, budget: Budget) -> list[LogRecord
                     "(bogus ring index); showing what was found")
     if bad:
         budget.warn(f"kernel log: {bad} record(s) with an impossible text position skipped")
+    return out
+
+
+#: Linux 5.9's struct printk_log without types: offsets after ``dict_len`` (u16) are its
+#: ``u8 facility`` then ``u8 flags:5, level:3`` (kernel/printk/printk.c, 3.5-5.9).
+LEGACY_MIN_HEADER = 16
+MAX_LOG_BUF = 1 << 25  # CONFIG_LOG_BUF_SHIFT <= 25
+#: Records start and end on __alignof__(struct printk_log): 4 (packed, aligned(4)) where
+#: unaligned access is cheap, as on x86 and arm64; 8 elsewhere. Both are multiples of 4.
+LOG_ALIGN = 4
+
+
+def legacy_layout(prog: drgn.Program, fields: dict[str, str]) -> dict[str, int] | None:
+    """Byte offsets of struct printk_log's members and its size: from the kernel's types
+    if they have the struct, else from VMCOREINFO; None if neither describes it."""
+    try:
+        t = prog.type("struct printk_log")
+    except LookupError:
+        t = None
+    if t is not None:
+        names = [m.name for m in t.members]
+        out = {"size": drgn.sizeof(t)}
+        for name in ("ts_nsec", "len", "text_len", "facility", "caller_id"):
+            if name in names:
+                out[name] = t.member(name).offset
+        level = t.member("level") if "level" in names else None
+        if level is not None:
+            out["level_bit"] = level.bit_offset
+        return out if {"ts_nsec", "len", "text_len"} <= out.keys() else None
+    try:
+        out = {"size": int(fields["SIZE(printk_log)"])}
+        for name in ("ts_nsec", "len", "text_len", "dict_len"):
+            out[name] = int(fields[f"OFFSET(printk_log.{name})"])
+    except (KeyError, ValueError):
+        return None
+    out["facility"] = out["dict_len"] + 2
+    out["level_bit"] = (out["dict_len"] + 3) * 8 + 5
+    if "OFFSET(printk_log.caller_id)" in fields:
+        try:
+            out["caller_id"] = int(fields["OFFSET(printk_log.caller_id)"])
+        except ValueError:
+            pass
+    return out
+
+
+def _u(prog: drgn.Program, name: str) -> int:
+    return prog[name].value_()
+
+
+def legacy_kernel_log(kp, budget: Budget) -> list[LogRecord]:
+    """All records of a Linux 3.5-5.9 ``log_buf``, oldest first (bounded)."""
+    prog = kp.prog
+    layout = legacy_layout(prog, kp.vmcoreinfo.fields if kp.vmcoreinfo is not None else {})
+    if layout is None:
+        budget.warn("kernel log: neither a printk ring buffer (prb) nor a described "
+                    "log_buf (struct printk_log in BTF or VMCOREINFO) in this kernel")
+        return []
+    try:
+        buf_ptr, buf_len = _u(prog, "log_buf"), _u(prog, "log_buf_len")
+        idx, end = _u(prog, "log_first_idx"), _u(prog, "log_next_idx")
+    except (LookupError, drgn.FaultError) as e:
+        budget.warn(f"kernel log: log_buf's indexes unreadable: {e}")
+        return []
+    try:
+        seq = _u(prog, "log_first_seq")
+    except (LookupError, drgn.FaultError):
+        seq = 0
+    head = layout["size"]
+    if not is_kernel_pointer(buf_ptr) or not head <= buf_len <= MAX_LOG_BUF:
+        budget.warn(f"kernel log: implausible log_buf {buf_ptr:#x} of {buf_len} bytes")
+        return []
+    if not LEGACY_MIN_HEADER <= head <= 64 or idx >= buf_len or end >= buf_len:
+        budget.warn(f"kernel log: implausible indexes {idx}..{end} or record size {head}")
+        return []
+    try:
+        buf = kp.read(buf_ptr, buf_len)
+    except drgn.FaultError as e:
+        budget.warn(f"kernel log: log_buf unreadable: {e}")
+        return []
+    try:
+        return _walk_legacy(buf, idx, end, seq, layout, budget)
+    except DeadlineExceeded:
+        budget.warn("kernel log: stopped at the deadline")
+        return []
+
+
+def _walk_legacy(buf: bytes, idx: int, end: int, seq: int, layout: dict[str, int],
+                 budget: Budget) -> list[LogRecord]:
+    head, size = layout["size"], len(buf)
+    out: list[LogRecord] = []
+    wrapped = False
+    for step in range(size // head + 2):
+        if step % 256 == 0:
+            budget.check()
+        if idx == end:
+            return out
+        if idx % LOG_ALIGN or idx + head > size:
+            break
+        length = int.from_bytes(buf[idx + layout["len"]:idx + layout["len"] + 2], "little")
+        if length == 0:  # the end-of-buffer marker: the next record is at the start
+            if wrapped:
+                break
+            idx, wrapped = 0, True
+            continue
+        text_len = int.from_bytes(buf[idx + layout["text_len"]:idx + layout["text_len"] + 2],
+                                  "little")
+        if length < head or length % LOG_ALIGN or idx + length > size \
+                or head + text_len > length:
+            break
+        ts = int.from_bytes(buf[idx + layout["ts_nsec"]:idx + layout["ts_nsec"] + 8], "little")
+        level = facility = 0
+        if "level_bit" in layout:
+            level = (buf[idx + layout["level_bit"] // 8] >> (layout["level_bit"] % 8)) & 7
+        if "facility" in layout:
+            facility = buf[idx + layout["facility"]]
+        caller = None
+        if "caller_id" in layout and layout["caller_id"] + 4 <= head:
+            cid = int.from_bytes(buf[idx + layout["caller_id"]:idx + layout["caller_id"] + 4],
+                                 "little")
+            caller = f"C{cid & 0x7FFFFFFF}" if cid & 0x80000000 else f"T{cid}"
+        text = buf[idx + head:idx + head + text_len]
+        out.append(LogRecord(seq=seq, timestamp=ts / 1e9, level=level, facility=facility,
+                             text=_clean(text), caller=caller))
+        seq += 1
+        idx += length
+    budget.warn(f"kernel log: log_buf's records do not lead from the first index to the "
+                f"next ({end}); showing the {len(out)} found")
     return out
 
 

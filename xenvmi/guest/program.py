@@ -59,6 +59,12 @@ class KernelProgram:
     linear: list[tuple[int, int, int]] = field(default_factory=list)
 
     @property
+    def vmcoreinfo(self):
+        """The kernel's VMCOREINFO (guest.vmcoreinfo.VmcoreInfo): its fields describe
+        structures for crash tools where the kernel's own types may not."""
+        return self.discovery.info
+
+    @property
     def paging_levels(self) -> int:
         return 5 if self.discovery.info.numbers.get("pgtable_l5_enabled") else 4
 

@@ -34,12 +34,14 @@ MODULE = {"state": 0, "list": 8, "name": 24, "refcnt": 80, "core_layout": 88,
 MODULE_SIZE = 120
 
 
-def _btf(before_5_17: bool = False, module_mem: bool = False) -> bytes:
+def _btf(before_5_17: bool = False, module_mem: bool = False,
+         printk_log: bool = False) -> bytes:
     """``before_5_17``: the task_struct member names of older kernels (``state`` before
     5.14's ``__state``; the kthread pointer in ``set_child_tid`` before 5.17's
     ``worker_private``), at the same offsets: views must find them by name.
     ``module_mem``: 6.4's ``struct module.mem[]`` (struct module_memory) in place of
-    ``core_layout`` and ``init_layout``, over the same bytes."""
+    ``core_layout`` and ``init_layout``, over the same bytes. ``printk_log``: Linux
+    3.5-5.9's ``struct printk_log`` (with ``caller_id``: CONFIG_PRINTK_CALLER, packed)."""
     w = BtfWriter()
     state_name = "state" if before_5_17 else "__state"
     kthread_name = "set_child_tid" if before_5_17 else "worker_private"
@@ -100,6 +102,11 @@ def _btf(before_5_17: bool = False, module_mem: bool = False) -> bytes:
         ("tail_lpos", atomic_long, 192)])
     w.struct("printk_ringbuffer", 80, [("desc_ring", dring, 0), ("text_data_ring", tring, 320),
                                        ("fail", atomic_long, 576)])
+    if printk_log:
+        w.struct("printk_log", 20, [
+            ("ts_nsec", u64, 0), ("len", u16, 64), ("text_len", u16, 80),
+            ("dict_len", u16, 96), ("facility", u8, 112), ("flags", u8, 120, 5),
+            ("level", u8, 125, 3), ("caller_id", u32, 128)])
     res = w.struct("resource", 64)
     rp = w.ptr(res)
     w.set_members(res, [("start", u64, 0), ("end", u64, 64), ("name", w.ptr(w.const(char)), 128),
@@ -116,16 +123,20 @@ class SyntheticKernel:
     size: int = 1 << 20
     before_5_17: bool = False  # older member names (see _btf)
     module_mem: bool = False  # 6.4's struct module.mem[] (see _btf)
+    #: Linux 3.5-5.9's kernel log: "btf" (struct printk_log in the types, with caller_id)
+    #: or "vmcoreinfo" (described only there, as the kernel writes it for crash tools);
+    #: no ``prb``. None: 5.10's printk ring buffer.
+    legacy_log: str | None = None
     mem: bytearray = field(default_factory=bytearray)
     symbols: dict[str, int] = field(default_factory=dict)
     _next: int = 0
 
     def __post_init__(self) -> None:
         self.mem = bytearray(self.size)
-        self.btf = _btf(self.before_5_17, self.module_mem)
+        self.btf = _btf(self.before_5_17, self.module_mem, self.legacy_log == "btf")
         self.init_task = self.alloc(TASK_SIZE, "init_task")
         self.modules = self.alloc(16, "modules")
-        self.prb = self.alloc(8, "prb")
+        self.prb = self.alloc(8, None if self.legacy_log else "prb")
         self.root_cred = self.alloc(16)
         self.set_list_empty(self.init_task + TASK["tasks"])
         self.set_list_empty(self.modules)
@@ -230,6 +241,58 @@ class SyntheticKernel:
         self.put(self.prb, "Q", rb)
         return {"rb": rb, "descs": descs, "infos": infos, "data": data}
 
+    def set_legacy_log(self, records: list[tuple[int, bytes]], buf_len: int = 1024,
+                       level: int = 6, facility: int = 0) -> dict[str, int]:
+        """A Linux 3.5-5.9 ``log_buf`` after storing ``records`` ((ts_ns, text)) with the
+        kernel's own log_make_free_space() and log_store(): the oldest records make room,
+        and a zeroed header at the end sends the reader back to the start. Returns the
+        buffer's address and its index and sequence variables' (to corrupt them)."""
+        head = 20 if self.legacy_log == "btf" else 16
+        buf = self.alloc(buf_len)
+        var = {name: self.alloc(8, name) for name in (
+            "log_buf", "log_buf_len", "log_first_idx", "log_next_idx", "log_first_seq",
+            "log_next_seq")}
+        first_idx = next_idx = first_seq = next_seq = 0
+
+        def length_at(idx: int) -> int:
+            return struct.unpack_from("<H", self.mem, buf - BASE + idx + 8)[0]
+
+        def has_space(size: int, empty: bool) -> bool:
+            if next_idx > first_idx or empty:
+                free = max(buf_len - next_idx, first_idx)
+            else:
+                free = first_idx - next_idx
+            return free >= size + head
+
+        for ts, text in records:
+            size = (head + len(text) + 3) & ~3
+            while first_seq < next_seq and not has_space(size, False):
+                n = length_at(first_idx)
+                first_idx = length_at(0) if n == 0 else first_idx + n
+                first_seq += 1
+            if next_idx + size + head > buf_len:
+                self.put_bytes(buf + next_idx, bytes(head))
+                next_idx = 0
+            rec = struct.pack("<QHHHBB", ts, size, len(text), 0, facility, level << 5)
+            if head == 20:
+                rec += struct.pack("<I", 0x80000000 | 1)  # caller: CPU 1
+            self.put_bytes(buf + next_idx, rec + text)
+            next_idx += size
+            next_seq += 1
+        values = {"log_buf": buf, "log_buf_len": buf_len, "log_first_idx": first_idx,
+                  "log_next_idx": next_idx, "log_first_seq": first_seq,
+                  "log_next_seq": next_seq}
+        for name, value in values.items():
+            self.put(var[name], "Q", value)
+        return {"buf": buf, **{f"&{n}": a for n, a in var.items()}, **values}
+
+    def legacy_vmcoreinfo(self) -> dict[str, str]:
+        """VMCOREINFO's fields for log_buf, as Linux 3.5-5.9 writes them (without
+        CONFIG_PRINTK_CALLER)."""
+        return {"SIZE(printk_log)": "16", "OFFSET(printk_log.ts_nsec)": "0",
+                "OFFSET(printk_log.len)": "8", "OFFSET(printk_log.text_len)": "10",
+                "OFFSET(printk_log.dict_len)": "12"}
+
     def set_iomem(self, entries: list[tuple[int, int, bytes]]) -> list[int]:
         """``iomem_resource`` with top-level children (start, end inclusive, name), in
         order; returns their addresses (to corrupt them)."""
@@ -273,6 +336,7 @@ class _KP:
     budget: Budget = field(default_factory=Budget)
     warnings: list[str] = field(default_factory=list)
     paging_levels: int = 4
+    vmcoreinfo: object = None  # a guest.vmcoreinfo.VmcoreInfo, when a test gives one
 
     def kernel_pa(self, va: int) -> None:
         return None  # no linear maps: reads go through drgn
