@@ -64,7 +64,7 @@ class HcErrors(Plugin):
 
     def run(self, ctx: Context):
         from xenvmi.trace.hypercall_filters import Filters
-        from xenvmi.trace.hypercalls import HypercallTracer
+        from xenvmi.backends.hypercall_probe import HypercallTracer
         seconds = ctx.option("seconds", 5.0, float)
         left = ctx.remaining()
         if left is not None and seconds > left:

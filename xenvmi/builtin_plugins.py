@@ -102,7 +102,7 @@ def trace_stats(ctx: Context, errors_only: bool = False):
     """Count dom0's privcmd calls in kernel maps for ``seconds`` (default 5), bounded by
     the run's deadline; shared by the hypercalls and hcerrors plugins."""
     from xenvmi.trace.hypercall_filters import Filters
-    from xenvmi.trace.hypercalls import HypercallTracer
+    from xenvmi.backends.hypercall_probe import HypercallTracer
     seconds = ctx.option("seconds", 5.0, float)
     left = ctx.remaining()
     if left is not None and seconds > left:

@@ -179,7 +179,7 @@ class Provoker:
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        from xenvmi.trace.privcmd import Privcmd
+        from xenvmi.backends.privcmd import Privcmd
         with Privcmd() as p:
             while not self.stop.wait(0.2):
                 self.results.append(p.domctl(5, 999))

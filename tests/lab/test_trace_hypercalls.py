@@ -1,7 +1,7 @@
 """`xenvmi trace hypercalls` against the real Xen 4.17 in the lab's dom0.
 
 The tracer runs as a subprocess (as a user would run it) while this process makes
-hypercalls with known outcomes through /dev/xen/privcmd (xenvmi.trace.privcmd), and `xl list`
+hypercalls with known outcomes through /dev/xen/privcmd (xenvmi.backends.privcmd), and `xl list`
 makes its usual failing xsm_op. Each outcome was first observed in the lab:
 
   domctl getdomaininfo(domid=999)            -> -ESRCH  (no domain with id >= 999)
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from xenvmi.trace.privcmd import Privcmd
+from xenvmi.backends.privcmd import Privcmd
 
 READY_TIMEOUT = 600     # BPF compiles: 5-20 s on two emulated CPUs, minutes on one under load
 XEN_4_17 = (4 << 16) | 17

@@ -26,6 +26,7 @@ import pytest
 
 from test_xentrace import hypercall_v2, two_domain_trace, window
 from xenvmi import cli
+from xenvmi.backends import xentrace_recorder as rec
 from xenvmi.commands import xentrace as cmd
 
 
@@ -103,17 +104,17 @@ def test_mask_parsing():
 
 
 def test_record_builds_the_xentrace_command_line():
-    assert cmd.record_command("/x/xentrace", "t.bin", 0x002AF000, 5) == [
+    assert rec.record_command("/x/xentrace", "t.bin", 0x002AF000, 5) == [
         "/x/xentrace", "-D", "-e", "0x002af000", "-T", "5", "t.bin"]
-    assert cmd.record_command("xentrace", "t", 1, 2, 64)[-3:] == ["-S", "64", "t"]
+    assert rec.record_command("xentrace", "t", 1, 2, 64)[-3:] == ["-S", "64", "t"]
 
 
 def test_record_without_root_or_binary(run, monkeypatch, tmp_path):
-    monkeypatch.setattr(cmd.shutil, "which", lambda name: None)
-    monkeypatch.setattr(cmd.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(rec.shutil, "which", lambda name: None)
+    monkeypatch.setattr(rec.glob, "glob", lambda pattern: [])
     code, _, err = run("xentrace", "record", str(tmp_path / "t.bin"))
     assert code == 5 and "not installed" in err
-    monkeypatch.setattr(cmd.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(rec.os, "geteuid", lambda: 1000)
     code, _, err = run("xentrace", "record", str(tmp_path / "t.bin"), "--xentrace", "/bin/true")
     assert code == 4 and "root" in err
 
@@ -125,7 +126,7 @@ def test_record_runs_a_fake_xentrace(run, monkeypatch, tmp_path):
     fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\n'
                     f'for last; do :; done\ncp {payload} "$last"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setattr(cmd.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(rec.os, "geteuid", lambda: 0)
     out_file = tmp_path / "t.bin"
     code, out, err = run("xentrace", "record", str(out_file), "--seconds", "1",
                          "--mask", "pv,sched", "--xentrace", str(fake))
@@ -143,7 +144,7 @@ def test_record_timeout_is_a_clear_error(run, monkeypatch, tmp_path):
     fake = tmp_path / "xentrace"
     fake.write_text("#!/bin/sh\nexec sleep 30\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setattr(cmd.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(rec.os, "geteuid", lambda: 0)
     code, _, err = run("xentrace", "record", str(tmp_path / "t.bin"), "--seconds", "1",
                        "--grace", "0", "--xentrace", str(fake))
     assert code == 1 and "did not stop" in err

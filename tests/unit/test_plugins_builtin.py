@@ -14,7 +14,7 @@ from xenvmi.backends.memory import BytesMemory  # noqa: E402
 from xenvmi.builtin_plugins import HypercallSummary, summary_rows  # noqa: E402
 from xenvmi.guest.synthetic import TASK, SyntheticKernel  # noqa: E402
 from xenvmi.plugins import requirements  # noqa: E402
-from xenvmi.trace import hypercalls as tracer_mod  # noqa: E402
+from xenvmi.backends import hypercall_probe as tracer_mod  # noqa: E402
 from xenvmi.trace.hypercall_stats import stats_from_maps  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,7 @@ import pytest
 
 from xenvmi import plugins
 from xenvmi.plugins import loader, requirements
-from xenvmi.trace import hypercalls as tracer_mod
+from xenvmi.backends import hypercall_probe as tracer_mod
 from xenvmi.trace.hypercall_decode import HypercallEvent
 
 ROOT = Path(__file__).resolve().parents[2]

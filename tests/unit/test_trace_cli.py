@@ -14,10 +14,11 @@ from test_trace_hypercalls import raw
 from xenvmi import cli
 from xenvmi.errors import PermissionDenied, Unavailable
 from xenvmi.trace import hypercall_decode as D
+from xenvmi.backends import hypercall_probe as P
 from xenvmi.trace import hypercalls as H
 from xenvmi.trace.hypercall_stats import stats_from_maps
 
-REAL_TRACER = H.HypercallTracer
+REAL_TRACER = P.HypercallTracer
 EVENTS = [raw(), raw(op=27, flags=0, ret=-38, latency_ns=900, args=[0, 1, 0, 0, 0]),
           raw(op=17, flags=0, ret=0x40011, args=[0] * 5, comm=b"python3", pid=99)]
 
@@ -63,7 +64,7 @@ class FakeTracer:
 def run(monkeypatch, capsys):
     if "trace" not in cli.COMMAND_MODULES:
         monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("trace",))
-    monkeypatch.setattr(H, "HypercallTracer", FakeTracer)
+    monkeypatch.setattr(P, "HypercallTracer", FakeTracer)
     FakeTracer.instances.clear()
 
     def _run(*argv):
@@ -188,8 +189,8 @@ def test_missing_privcmd_outside_xen(monkeypatch):
 
 
 def test_no_bcc_is_exit_5_one_line(run, monkeypatch):
-    monkeypatch.setattr(H, "HypercallTracer", REAL_TRACER)
-    monkeypatch.setattr(H, "gather_facts", lambda: facts(bcc_error="no bcc"))
+    monkeypatch.setattr(P, "HypercallTracer", REAL_TRACER)
+    monkeypatch.setattr(P, "gather_facts", lambda: facts(bcc_error="no bcc"))
     code, out, err = run("-d", "1")
     assert code == 5 and err.strip() == ("xenvmi: error: trace: bcc is not installed (Debian: "
                                          "apt install python3-bpfcc bpfcc-tools; a venv "

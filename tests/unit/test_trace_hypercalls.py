@@ -20,7 +20,7 @@ from xenvmi import render
 from xenvmi.abi import domctl, hvm_op, hypercalls, memory_op, sysctl
 from xenvmi.trace import hypercall_decode as D
 from xenvmi.trace import hypercall_subops as S
-from xenvmi.trace import privcmd
+from xenvmi.backends import privcmd
 from xenvmi.trace.hypercalls import bpf_source
 
 INCLUDE = Path(os.environ.get("XENVMI_XEN_INCLUDE", "/usr/include/xen"))

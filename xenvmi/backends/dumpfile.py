@@ -21,8 +21,8 @@ import struct
 
 from xenvmi.backends.memory import PAGE, GuestMemory
 from xenvmi.errors import GuestDataError, NotFoundError, PermissionDenied, UsageError
-from xenvmi.guest import vmcore as W
-from xenvmi.guest.vmcoreinfo import MAX_DESC
+from xenvmi import vmcore_format as W
+from xenvmi.vmcore_format import MAX_VMCOREINFO_DESC as MAX_DESC
 
 MAX_PHDRS = 65536  # makedumpfile splits RAM around excluded pages: thousands are normal
 MAX_NOTE_BYTES = 16 << 20

@@ -146,7 +146,8 @@ def cmd_hypercalls(args: argparse.Namespace) -> int:
         args.summary = True  # the JSON summary object carries the histograms
     filters = filters_from_args(args)
     stream, kernel_stats, print_events = plan(args)
-    from xenvmi.trace.hypercalls import HypercallTracer, program_text
+    from xenvmi.backends.hypercall_probe import HypercallTracer
+    from xenvmi.trace.hypercalls import program_text
     if args.ebpf:
         print(program_text(filters, stream=stream, stats=kernel_stats))
         return 0

@@ -3,15 +3,11 @@ own ``xentrace`` (the only supported way to read Xen's trace buffers from dom0).
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
 import sys
 
 from xenvmi import render
 from xenvmi.commands import add_command
-from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
+from xenvmi.errors import NotFoundError, UsageError, XenvmiError
 from xenvmi.trace import trc_events as T
 
 EXAMPLES = """  xenvmi xentrace record /tmp/t.bin --seconds 5   trace PV/HVM hypercalls (root, dom0)
@@ -117,48 +113,14 @@ def cmd_summary(args) -> int:
     return 0
 
 
-def find_xentrace() -> str:
-    """Path of Xen's xentrace tool; Debian installs it under /usr/lib/xen-<ver>/bin."""
-    found = shutil.which("xentrace") or next(
-        iter(sorted(glob.glob("/usr/lib/xen-*/bin/xentrace"), reverse=True)), None)
-    if not found:
-        raise Unavailable("xentrace: Xen's `xentrace` tool is not installed "
-                          "(Debian: apt install xen-utils-4.17; it runs only in dom0)")
-    return found
-
-
-def record_command(binary: str, path: str, mask: int, seconds: int,
-                   buffer_pages: int | None = None) -> list[str]:
-    """The xentrace command line (options from tools/xentrace/xentrace.c parse_args)."""
-    cmd = [binary, "-D", "-e", f"0x{mask:08x}", "-T", str(seconds)]
-    if buffer_pages:
-        cmd += ["-S", str(buffer_pages)]
-    return cmd + [path]
-
-
 def cmd_record(args) -> int:
+    from xenvmi.backends.xentrace_recorder import record
     if args.seconds < 1:
         raise UsageError("xentrace: --seconds must be at least 1")
-    mask = parse_mask(args.mask)
-    binary = args.xentrace or find_xentrace()
-    if os.geteuid() != 0:
-        raise PermissionDenied("xentrace: needs root in dom0 (it maps Xen's trace buffers)")
-    cmd = record_command(binary, args.file, mask, args.seconds, args.buffer_pages)
-    print(f"xenvmi: running {' '.join(cmd)}", file=sys.stderr)
-    try:
-        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True,
-                             timeout=args.seconds + args.grace)
-    except FileNotFoundError:
-        raise Unavailable(f"xentrace: cannot run {binary}") from None
-    except subprocess.TimeoutExpired:
-        raise XenvmiError(f"xentrace: did not stop within {args.seconds + args.grace}s "
-                          "(killed); the trace file may be incomplete") from None
-    if res.returncode != 0:
-        last = (res.stderr or "").strip().splitlines()
-        raise XenvmiError(f"xentrace: exited with {res.returncode}: "
-                          f"{last[-1] if last else 'no message'}")
-    size = os.path.getsize(args.file) if os.path.exists(args.file) else 0
+    size = record(args.file, parse_mask(args.mask), args.seconds, grace=args.grace,
+                  buffer_pages=args.buffer_pages, binary=args.xentrace,
+                  announce=lambda cmd: print(f"xenvmi: running {' '.join(cmd)}",
+                                             file=sys.stderr))
     print(f"{args.file}: {size} bytes; `xenvmi xentrace summary {args.file}` counts them")
     return 0
 

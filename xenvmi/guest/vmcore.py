@@ -34,29 +34,20 @@ from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
 from xenvmi.errors import (GuestDataError, NotFoundError, PermissionDenied, UsageError,
                            XenvmiError)
 from xenvmi.guest import vmcoreinfo as V
+from xenvmi.vmcore_format import (EHDR, EM_X86_64, ET_CORE, MAX_REGISTERS, NT_PRSTATUS,  # noqa: F401
+                                  NT_XENVMI_REGISTERS, NT_XENVMI_VMCOREINFO_ADDRESS, PHDR,
+                                  PR_REG, PRSTATUS_SIZE, PT_LOAD, PT_NOTE, U64, USER_REGS,
+                                  XENVMI_NOTE)
 
 CHUNK = 4 << 20
 MIN_SPLIT = 64 << 10  # below this a chunk is read whole, holes and all
 MAX_LOADS = 1024  # PT_LOAD slots reserved; past them holes are written as zeros
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4 (no KASLR)
 REGION_END = 0xFFFF_FE00_0000_0000  # CPU_ENTRY_AREA_BASE: KASLR'd regions lie below
-EHDR, PHDR = 64, 56
-PT_LOAD, PT_NOTE, ET_CORE, EM_X86_64, NT_PRSTATUS = 1, 4, 4, 62, 1
-#: xenvmi's own notes (name "XENVMI"): the VMCOREINFO note's guest-physical address (u64),
-#: and one vCPU's registers as ``name=0xvalue`` lines after a ``vcpu=N`` line.
-XENVMI_NOTE = b"XENVMI\x00"
-NT_XENVMI_VMCOREINFO_ADDRESS, NT_XENVMI_REGISTERS = 1, 2
-MAX_REGISTERS = 256
-#: struct user_regs_struct (x86-64), the pr_reg of NT_PRSTATUS, in order.
-USER_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
-             "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss",
-             "fs_base", "gs_base", "ds", "es", "fs", "gs")
 #: Where each pr_reg slot comes from in xenvmi's register names (LibVMI's), first wins.
 _SOURCES = {"eflags": ("rflags", "eflags"), "cs": ("cs_sel", "cs"), "ss": ("ss_sel", "ss"),
             "ds": ("ds_sel", "ds"), "es": ("es_sel", "es"), "fs": ("fs_sel", "fs"),
             "gs": ("gs_sel", "gs"), "orig_rax": ()}
-PRSTATUS_SIZE, PR_REG = 336, 112
-U64 = (1 << 64) - 1
 
 Progress = Callable[[int, int], None]
 

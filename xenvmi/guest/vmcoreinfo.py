@@ -13,11 +13,13 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from xenvmi.vmcore_format import MAX_VMCOREINFO_DESC
+
 NOTE_NAME = b"VMCOREINFO\x00"
 #: What a scan looks for: the padded note name, then the first key of the text.
 MARKER = NOTE_NAME + b"\x00" + b"OSRELEASE="
 HEADER = 12 + 12  # namesz, descsz, type + "VMCOREINFO\0" padded to 4 bytes
-MAX_DESC = 16384  # the kernel's VMCOREINFO_BYTES is one page; allow a large page
+MAX_DESC = MAX_VMCOREINFO_DESC
 MAX_LINES = 1024
 MAX_LINE = 512
 

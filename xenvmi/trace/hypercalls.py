@@ -1,33 +1,26 @@
-"""Trace dom0's hypercalls live with bcc: kprobe + kretprobe on the privcmd driver's ioctl.
+"""The hypercall tracer's program and its preflight: what bcc compiles, and what is missing.
 
 Why privcmd_ioctl: every dom0 tool reaches Xen through ioctl(2) on /dev/xen/privcmd, and
 the hypercall path below it (xen_hypercall_*) is notrace in Debian's kernels. The BPF
-program is hypercalls.bpf.c (package data); this module checks the host, compiles it with
-the filters as #defines, attaches it, and polls its perf buffer with a timeout so a caller
-can stop on a deadline, a count or a signal. Decoding and rendering live in
-hypercall_decode / hypercall_stats (pure, unit-tested); only ``HypercallTracer`` needs bcc.
+program is hypercalls.bpf.c (package data), with the filters as #defines. Pure: the
+tracer that compiles, attaches and polls it with bcc is xenvmi.backends.hypercall_probe;
+decoding and rendering live in hypercall_decode / hypercall_stats.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Callable
 
 from xenvmi.errors import PermissionDenied, Unavailable, XenvmiError
-from xenvmi.trace.hypercall_decode import HypercallEvent, decode_event, host_arch
 from xenvmi.trace.hypercall_filters import Filters
-from xenvmi.trace.hypercall_stats import Stats, stats_from_maps
 
 BPF_SOURCE = "hypercalls.bpf.c"
 PROBE_FUNCTION = "privcmd_ioctl"
 #: Linux capability bits (include/uapi/linux/capability.h).
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
-#: Concurrent privcmd ioctls the kretprobe can follow (mmapbatch may sleep).
-KRETPROBE_MAXACTIVE = 64
 
 
 def bpf_source() -> str:
@@ -60,7 +53,7 @@ class HostFacts:
     privcmd_device: bool      #: /dev/xen/privcmd exists (a Xen domain)
 
 
-def _kernel_headers(release: str) -> bool:
+def kernel_headers(release: str) -> bool:
     """bcc's search: $BCC_KERNEL_SOURCE, /lib/modules/R/{build,source}, kheaders."""
     env = os.environ.get("BCC_KERNEL_SOURCE")
     paths = [env] if env else []
@@ -72,28 +65,10 @@ def _kernel_headers(release: str) -> bool:
 _KALLSYMS_LINE = re.compile(r"^[0-9a-f]+ [tT] " + PROBE_FUNCTION + r"(\t|$)", re.MULTILINE)
 
 
-def gather_facts() -> HostFacts:
-    try:
-        import bcc  # noqa: F401
-        bcc_error = None
-    except ImportError as exc:
-        bcc_error = str(exc)
-    capeff = 0
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    capeff = int(line.split()[1], 16)
-    except OSError:
-        pass
-    try:
-        with open("/proc/kallsyms") as f:
-            probe = bool(_KALLSYMS_LINE.search(f.read()))
-    except OSError:
-        probe = False
-    release = os.uname().release
-    return HostFacts(bcc_error, capeff, release, _kernel_headers(release), probe,
-                     os.path.exists("/dev/xen/privcmd"))
+def probe_in_kallsyms(kallsyms: str) -> bool:
+    """Whether /proc/kallsyms's text names the probed function (in the kernel or in the
+    xen_privcmd module)."""
+    return bool(_KALLSYMS_LINE.search(kallsyms))
 
 
 def missing_capabilities(capeff: int) -> list[str]:
@@ -147,113 +122,3 @@ def bpf_error(exc: Exception, stage: str) -> XenvmiError:
                            "above; kernel headers must match the running kernel: "
                            f"linux-headers-{os.uname().release})")
     return Unavailable(f"trace: could not {stage} the BPF program: {text.splitlines()[0]}")
-
-
-# -- the tracer ----------------------------------------------------------------------
-
-class HypercallTracer:
-    """Compile, attach, poll, detach. ``stream`` sends every call to user space (events);
-    ``stats`` counts in kernel maps instead (read with ``read_stats``)."""
-
-    def __init__(self, filters: Filters | None = None, *, stream: bool = True,
-                 stats: bool = False, arch: str | None = None, page_cnt: int = 64) -> None:
-        self.filters = filters or Filters()
-        self.stream, self.stats = stream, stats
-        self.arch = arch or host_arch()
-        self.page_cnt = page_cnt
-        self.bpf = None
-        self.events = 0
-        self.lost = 0
-        self._callback: Callable[[HypercallEvent], None] | None = None
-        self._limit: int | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def text(self) -> str:
-        return program_text(self.filters, stream=self.stream, stats=self.stats)
-
-    def start(self) -> "HypercallTracer":
-        preflight(gather_facts())
-        from bcc import BPF
-        try:
-            self.bpf = BPF(text=self.text)
-        except Exception as exc:  # bcc reports every failure as a bare Exception
-            raise bpf_error(exc, "compile") from None
-        try:
-            self.bpf.attach_kprobe(event=PROBE_FUNCTION, fn_name="trace_entry")
-            self.bpf.attach_kretprobe(event=PROBE_FUNCTION, fn_name="trace_return",
-                                      maxactive=KRETPROBE_MAXACTIVE)
-        except Exception as exc:
-            self.close()
-            raise bpf_error(exc, "load" if "load" in str(exc).lower() else "attach") from None
-        if self.stream:
-            self.bpf["events"].open_perf_buffer(self._on_event, page_cnt=self.page_cnt,
-                                                lost_cb=self._on_lost)
-        return self
-
-    def _on_event(self, cpu: int, data, size: int) -> None:
-        if self._error is not None or (self._limit is not None and self.events >= self._limit):
-            return
-        try:
-            raw = self.bpf["events"].event(data)
-            fields = {name: getattr(raw, name) for name, _ in raw._fields_}
-            fields["args"] = list(fields["args"])
-            fields["comm"] = bytes(fields["comm"])
-            self.events += 1
-            if self._callback is not None:
-                self._callback(decode_event(fields, self.arch))
-        except BaseException as exc:  # ctypes would print and drop it: re-raise in poll()
-            self._error = exc
-
-    def _on_lost(self, count: int) -> None:
-        self.lost += count
-
-    def poll(self, callback: Callable[[HypercallEvent], None] | None = None, *,
-             duration: float | None = None, count: int | None = None,
-             should_stop: Callable[[], bool] = lambda: False, timeout_ms: int = 100) -> str:
-        """Deliver events to ``callback`` until a limit; return why it stopped:
-        "duration", "count" or "stopped" (``should_stop`` said so)."""
-        if self.bpf is None:
-            raise XenvmiError("trace: poll() before start()")
-        self._callback, self._limit = callback, count
-        deadline = None if duration is None else time.monotonic() + duration
-        while True:
-            if self._error is not None:
-                err, self._error = self._error, None
-                raise err
-            if should_stop():
-                return "stopped"
-            if count is not None and self.events >= count:
-                return "count"
-            wait = timeout_ms / 1000
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return "duration"
-                wait = min(wait, left)
-            if self.stream:
-                self.bpf.perf_buffer_poll(timeout=max(1, int(wait * 1000)))
-            else:
-                time.sleep(wait)
-
-    def read_stats(self) -> Stats:
-        """Counts and histograms from the kernel maps (``stats=True``)."""
-        if self.bpf is None or not self.stats:
-            raise XenvmiError("trace: read_stats() needs a started tracer with stats=True")
-        counts = [((k.kind, k.op, k.subop, k.err), (v.count, v.total_ns, v.max_ns))
-                  for k, v in self.bpf["counts"].items()]
-        hist = [((k.kind, k.op, k.slot), v.value) for k, v in self.bpf["dist"].items()]
-        stats = stats_from_maps(counts, hist, self.arch)
-        stats.lost = self.lost
-        return stats
-
-    def close(self) -> None:
-        if self.bpf is not None:
-            self.bpf.cleanup()
-            self.bpf = None
-
-    def __enter__(self) -> "HypercallTracer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.close()

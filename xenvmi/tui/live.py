@@ -179,7 +179,7 @@ class LiveFeed:
     """The bcc tracer, started in the worker's thread (compiling takes seconds)."""
 
     def __init__(self, should_stop: ShouldStop) -> None:
-        from xenvmi.trace.hypercalls import HypercallTracer
+        from xenvmi.backends.hypercall_probe import HypercallTracer
         self.should_stop = should_stop
         self.tracer = HypercallTracer().start()
 
