@@ -132,8 +132,8 @@ def test_paused_raw_image_of_a_running_guest(guests, dump_dir):
     state = xl("list", name).splitlines()[-1].split()[4]
     assert "p" not in state, f"{name} left paused: {state}"
     after = report_after_now(name)
+    assert summary["format"] == "raw"  # memory only: no notes, no registers
     assert summary["bytes"] == path.stat().st_size == summary["ranges"][-1]["end"]
-    assert summary["vcpus"] >= 1
     got = xenvmi_json("kernel", str(path))["kernel"]
     assert got["release"] == ground_truth(name).release
     processes = {_key(p) for p in xenvmi_json("ps", str(path))["processes"]}
