@@ -34,3 +34,12 @@ def test_a_wrong_decode_is_a_mismatch(work):
     (work / "input.md5").write_text("0" * 32 + "\n")  # as if the decoder returned other bytes
     result = integrity.check(runs=1, log=lambda m: None)
     assert not result.ok and result.mismatches == 1
+
+
+def test_input_made_elsewhere_is_found_by_dom0(work, tmp_path):
+    """The image build makes the input under the image's root; dom0 finds it at WORK."""
+    made = integrity.packed_input(tmp_path / "image-root" / "var/tmp/x")
+    assert made[0].parent == tmp_path / "image-root" / "var/tmp/x"
+    work.parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "image-root" / "var/tmp/x").rename(work)
+    assert integrity.packed_input() == (work / "input.txt.xz", made[1])
