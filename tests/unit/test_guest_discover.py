@@ -38,6 +38,7 @@ def image(size: int = 48 * MiB, notes: dict[int, bytes] | None = None,
           release: str = RELEASE) -> bytearray:
     img = bytearray(size)
     rel = release.encode()
+    img[UTS_PA + 4:UTS_PA + 4 + 6] = b"Linux\x00"  # struct new_utsname name at offset 4
     img[UTS_PA + 4 + 130:UTS_PA + 4 + 130 + len(rel)] = rel
     for addr, data in (notes or {}).items():
         img[addr:addr + len(data)] = data
@@ -154,6 +155,20 @@ def test_planted_notes_are_rejected():
     d = discover.scan(memory(image(notes={real: note(note_text()), **fakes})))
     assert d.note_address == real
     assert sum("look-alike" in w for w in d.warnings) == 3
+
+
+def test_note_without_the_utsname_offset_is_checked_too():
+    """Before 5.13 VMCOREINFO has SYMBOL(init_uts_ns) but not OFFSET(uts_namespace.name)
+    (Debian 11's 5.10): the utsname is found in init_uts_ns by its ABI layout, and a
+    look-alike naming another release is still refused."""
+    old = note_text().replace(b"OFFSET(uts_namespace.name)=4\n", b"")
+    real, fake = 10 * MiB, 47 * MiB
+    d = discover.scan(memory(image(notes={
+        real: note(old), fake: note(old.replace(RELEASE.encode(), b"5.10.0-evil"))})))
+    assert d.note_address == real and "matches" in d.sources["vmcoreinfo"]
+    assert not any("could not be checked" in w for w in d.warnings)
+    with pytest.raises(GuestDataError, match="no valid VMCOREINFO"):
+        discover.scan(memory(image(notes={real: note(old)}, release="9.9.9")))
 
 
 def test_no_note_is_a_clear_error():

@@ -124,14 +124,38 @@ def read_note(mem: GuestMemory, addr: int) -> bytes:
     return mem.read_physical(addr, V.note_size(head))
 
 
+#: How far into struct uts_namespace its ``name`` may start (after a kref, before 5.11).
+UTS_SEARCH = 64
+
+
+def _utsname_offset(mem: GuestMemory, pa: int, release: str) -> int | None:
+    """Offset in struct uts_namespace of its ``struct new_utsname name``, whose layout is
+    ABI (six char[65]: sysname, nodename, release, ...): the 4-aligned offset where
+    sysname is "Linux" and release is VMCOREINFO's OSRELEASE."""
+    data = mem.read_physical(pa, UTS_SEARCH + 3 * UTS_LEN)
+    want = release.encode("ascii", "replace") + b"\x00"
+    for off in range(0, UTS_SEARCH + 1, 4):
+        if data[off:off + 6] == b"Linux\x00" and \
+                data[off + 2 * UTS_LEN:off + 2 * UTS_LEN + len(want)] == want:
+            return off
+    return None
+
+
 def verify(mem: GuestMemory, info: V.VmcoreInfo) -> str:
     """Check the note against the kernel image; returns how (for the sources report)."""
     uts = info.symbols.get("init_uts_ns")
     name_off = info.fields.get("OFFSET(uts_namespace.name)")
-    if uts is None or name_off is None or not name_off.isdigit() or int(name_off) > 4096:
+    if uts is None or (name_off is not None and (not name_off.isdigit()
+                                                 or int(name_off) > 4096)):
         info.warnings.append("VMCOREINFO has no init_uts_ns: the note could not be checked "
                              "against the kernel image")
         return "unverified"
+    if name_off is None:  # before 5.13 the offset is not exported: find the utsname
+        found = _utsname_offset(mem, info.kernel_image_pa(uts), info.osrelease)
+        if found is None:
+            raise V.NoteError(f"no utsname naming Linux {info.osrelease!r} in the first "
+                              f"{UTS_SEARCH} bytes of init_uts_ns")
+        name_off = str(found)
     pa = info.kernel_image_pa(uts) + int(name_off) + 2 * UTS_LEN
     release = mem.read_physical(pa, UTS_LEN).split(b"\x00", 1)[0]
     if release.decode("ascii", "replace") != info.osrelease:
