@@ -187,8 +187,9 @@ def xl_paused(name: str):
         xl("unpause", name)
 
 
-#: The guests dumped: a PVH guest and the KASLR HVM guest (a PV guest cannot be dumped).
-DUMP_GUESTS = ("xvm-pvh1", "xvm-hvm")
+#: The guests dumped, one of each kernel: Debian 12's 6.1 (PVH), 11's 5.10 (HVM, with
+#: KASLR) and 13's 6.12 (PVH). A PV guest cannot be dumped (test_dumps says so).
+DUMP_GUESTS = ("xvm-pvh1", "xvm-deb11", "xvm-deb13")
 
 
 @pytest.fixture(scope="session")

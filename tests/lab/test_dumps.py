@@ -91,6 +91,7 @@ def test_drgn_opens_the_dump(dumped):
     import drgn
 
     from xenvmi.backends.dumpfile import DumpMemory
+    from xenvmi.guest.discover import utsname_offset
     from xenvmi.guest.vmcoreinfo import parse_text
     name, path, summary, live = dumped
     prog = drgn.Program()
@@ -98,10 +99,14 @@ def test_drgn_opens_the_dump(dumped):
     assert prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL
     with DumpMemory(path) as m:
         info = parse_text(m.vmcoreinfo)
+        uts = info.symbols["init_uts_ns"]
+        offset = info.fields.get("OFFSET(uts_namespace.name)")  # exported since 5.13
+        if offset is None:
+            offset = utsname_offset(m, info.kernel_image_pa(uts), info.osrelease)
     note_at = live["kernel"]["kernel"]["vmcoreinfo_address"]
     assert prog.read(note_at + 12, 11, True) == b"VMCOREINFO\x00"
     assert prog.read(summary["direct_map"] + note_at + 12, 11) == b"VMCOREINFO\x00"
-    uts = info.symbols["init_uts_ns"] + int(info.fields["OFFSET(uts_namespace.name)"])
+    uts += int(offset)
     release = prog.read(uts + 2 * 65, 65).split(b"\x00")[0].decode()
     assert release == ground_truth(name).release
     res = subprocess.run([sys.executable, "-m", "drgn", "-q", "-c", str(path), "-e",

@@ -128,7 +128,7 @@ def read_note(mem: GuestMemory, addr: int) -> bytes:
 UTS_SEARCH = 64
 
 
-def _utsname_offset(mem: GuestMemory, pa: int, release: str) -> int | None:
+def utsname_offset(mem: GuestMemory, pa: int, release: str) -> int | None:
     """Offset in struct uts_namespace of its ``struct new_utsname name``, whose layout is
     ABI (six char[65]: sysname, nodename, release, ...): the 4-aligned offset where
     sysname is "Linux" and release is VMCOREINFO's OSRELEASE."""
@@ -151,7 +151,7 @@ def verify(mem: GuestMemory, info: V.VmcoreInfo) -> str:
                              "against the kernel image")
         return "unverified"
     if name_off is None:  # before 5.13 the offset is not exported: find the utsname
-        found = _utsname_offset(mem, info.kernel_image_pa(uts), info.osrelease)
+        found = utsname_offset(mem, info.kernel_image_pa(uts), info.osrelease)
         if found is None:
             raise V.NoteError(f"no utsname naming Linux {info.osrelease!r} in the first "
                               f"{UTS_SEARCH} bytes of init_uts_ns")
