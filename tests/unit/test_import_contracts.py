@@ -7,6 +7,7 @@ dependency needs to be installed, and a lazy import inside a function counts too
 - Backends never import the kernel reading (``xenvmi.guest``), the TUI or the CLI.
 - Library first: nothing outside ``xenvmi/tui/`` imports Textual or Rich, except the
   ``tui`` command's lazy start of the app.
+- Public APIs only: no dependency's private module (``pyxs._internal``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def violations(root: Path) -> list[str]:
                 out.append(f"{rel}: {name} (Xen-facing: only backends/)")
             if top in TERMINAL_UI and not rel.startswith(TUI_PLACES):
                 out.append(f"{rel}: {name} (terminal UI outside xenvmi/tui)")
+            if top not in ("xenvmi", "__future__") and any(
+                    part.startswith("_") for part in name.split(".")[1:]):
+                out.append(f"{rel}: {name} (a dependency's private module)")
             if rel.startswith("backends/") and name.startswith(BACKENDS_NEVER):
                 out.append(f"{rel}: {name} (backends never import guest, tui or the CLI)")
     return out
@@ -70,6 +74,7 @@ def test_the_package_keeps_its_walls():
     ("guest/view.py", "from textual.app import App\n", "terminal UI"),
     ("backends/leaky.py", "from xenvmi.guest import linux\n", "backends never"),
     ("backends/sub/leaky.py", "from ...tui import app\n", "backends never"),
+    ("backends/private.py", "def f():\n    from pyxs._internal import Op\n", "private"),
 ])
 def test_a_planted_crossing_is_caught(tmp_path, rel, text, why):
     (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,39 @@ import select
 import threading
 import time
 from collections import deque
-from typing import Iterable, Iterator, Sequence
+from enum import IntEnum
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
 from xenvmi.model import WatchEvent, XsNode, XsTree
+
+
+class Op(IntEnum):
+    """The message types xenvmi sends or receives (enum xsd_sockmsg_type, Xen's public
+    io/xs_wire.h): pyxs's own table is private, so the few used are named here."""
+
+    DIRECTORY = 1
+    READ = 2
+    WATCH = 4
+    UNWATCH = 5
+    WRITE = 11
+    WATCH_EVENT = 15
+    ERROR = 16
+
+
+class XsPacket(NamedTuple):
+    """struct xsd_sockmsg and its payload, as pyxs's public connection sends it (it reads
+    exactly these fields)."""
+
+    op: int
+    rq_id: int
+    tx_id: int
+    size: int
+    payload: bytes
+
+
+#: Request ids: xenstored echoes them; unique per process is enough (one lock per store).
+_RQ_IDS = itertools.count(1)
 
 #: Where xenstored listens: Xen's default rundir first, the old /var/run alias second.
 SOCKET_PATHS = ("/run/xenstored/socket", "/var/run/xenstored/socket")
@@ -161,14 +190,13 @@ class XenStore:
 
     # ------------------------------------------------------------------ requests
     def _send(self, op: int, payload: bytes) -> int:
-        from pyxs._internal import Packet, next_rq_id
         from pyxs.exceptions import PyXSError
 
         if self._conn is None:
             raise Unavailable("xenstore: not connected (use XenStore as a context manager)")
         if len(payload) > PAYLOAD_MAX:
             raise UsageError(f"xenstore: request of {len(payload)} bytes exceeds {PAYLOAD_MAX}")
-        packet = Packet(op, payload, next_rq_id(), 0)
+        packet = XsPacket(op, next(_RQ_IDS), 0, len(payload), payload)
         try:
             self._conn.send(packet)
         except PyXSError as exc:
@@ -179,7 +207,6 @@ class XenStore:
     def _pump(self, deadline: float) -> bool:
         """Read one packet if one arrives before ``deadline``: a reply is kept for its
         request, a watch event queued for its watch. False if nothing came."""
-        from pyxs._internal import Op
         from pyxs.exceptions import PyXSError
 
         if self._conn is None:
@@ -202,7 +229,6 @@ class XenStore:
 
     def _wait(self, rq_id: int, op: int, path: str, deadline: float) -> bytes:
         """The reply's payload, or an error; never waits past ``deadline``."""
-        from pyxs._internal import Op
 
         while rq_id not in self._replies:
             if not self._pump(deadline) and time.monotonic() >= deadline:
@@ -239,7 +265,6 @@ class XenStore:
 
     # ------------------------------------------------------------------ reads
     def read_bytes(self, path: str) -> bytes:
-        from pyxs._internal import Op
         return self._call(Op.READ, path, check_path(path) + b"\0")
 
     def read(self, path: str) -> str:
@@ -248,14 +273,12 @@ class XenStore:
 
     def list(self, path: str) -> list[str]:
         """The names of ``path``'s children (NotFoundError if absent)."""
-        from pyxs._internal import Op
         return _split_names(self._call(Op.DIRECTORY, path, check_path(path) + b"\0"))
 
     def fetch(self, reads: Iterable[str] = (), lists: Iterable[str] = ()
               ) -> tuple[dict[str, str | None], dict[str, list[str] | None]]:
         """Values of ``reads`` and children of ``lists`` in one pipelined round trip;
         absent or forbidden paths give None."""
-        from pyxs._internal import Op
         reads, lists = list(dict.fromkeys(reads)), list(dict.fromkeys(lists))
         got = self._many([(Op.READ, p) for p in reads] + [(Op.DIRECTORY, p) for p in lists])
         raw = {p: got[Op.DIRECTORY, p] for p in lists}
@@ -295,7 +318,6 @@ class XenStore:
     # ------------------------------------------------------------------ writes
     def write(self, path: str, value: str | bytes) -> None:
         """Write a value; only on a store opened with ``writable=True``."""
-        from pyxs._internal import Op
         if not self.writable:
             raise PermissionDenied("xenstore: this connection is read-only (open it with "
                                    "writable=True to write)")
@@ -325,7 +347,6 @@ class Watch:
 
     def __init__(self, store: XenStore, paths, timeout: float | None, count: int | None,
                  skip_initial: bool = False):
-        from pyxs._internal import Op
         self.store, self.paths = store, [p for p, _ in paths]
         #: Watched path -> initial events still to drop (xenstored sends one per WATCH).
         self._initial = {p: 1 for p in self.paths} if skip_initial else {}
@@ -394,7 +415,6 @@ class Watch:
 
     def stop(self) -> None:
         """Remove the watches; safe to call from any thread, more than once."""
-        from pyxs._internal import Op
         if self._stopped:
             return
         self._stopped = True

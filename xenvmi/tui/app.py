@@ -58,7 +58,10 @@ class XenvmiApp(App):
 
     @property
     def domains_screen(self) -> DomainsScreen | None:
-        stack = self._screen_stacks.get("domains") or []
+        try:
+            stack = self.get_screen_stack("domains")
+        except KeyError:  # the mode is not installed yet
+            stack = []
         return stack[0] if stack and isinstance(stack[0], DomainsScreen) else None
 
     # -- actions -----------------------------------------------------------------------
