@@ -186,7 +186,8 @@ def scan(mem: GuestMemory, timeout: float = 600.0, progress: Progress = _quiet) 
     detail = f"; rejected: {'; '.join(rejected[:3])}" if rejected else ""
     raise ScanFailed(f"no valid VMCOREINFO note in {mem.name}'s memory (scanned "
                          f"{stats['scanned'] >> 20} MiB in {time.monotonic() - t0:.0f}s): "
-                         f"is it a Linux >= 3.x x86-64 guest?{detail}")
+                         f"is it a Linux x86-64 guest whose kernel has crash-dump support "
+                         f"(CONFIG_CRASH_CORE, as every distribution kernel does)?{detail}")
 
 
 def _fill_sources(d: Discovery, where: str) -> None:
