@@ -22,9 +22,8 @@ from xenvmi.lab.remote import reachable
 
 CPU_MODEL = os.environ.get("XENVMI_LAB_CPU", "max,-smap,-smep,-xsave,-avx,-avx2")
 #: TCG threading (XENVMI_LAB_TCG): "single", or "multi" (a host thread per vCPU, which buys
-#: nothing with one vCPU). Under "multi" with one vCPU, guests still died of corrupted vCPU
-#: state: double faults with a garbage RFLAGS (6.12 PVH, after 22 min) or with the GS base
-#: lost on entry (5.10 HVM, "ENTRY_TRAMPOLINE" stack, after 42 min): see README, "Lab notes".
+#: nothing with one vCPU, and under which a 5.10 HVM guest once lost its GS base on entry);
+#: single was as fast in the lab (see README, "Lab notes").
 TCG_THREAD = os.environ.get("XENVMI_LAB_TCG", "single")
 #: Emulated CPUs (XENVMI_LAB_SMP). One by default: with two, QEMU 7.2's SVM emulation under
 #: multi-threaded TCG corrupts guest vCPU state (a guest resumed at Xen's own RIP after
