@@ -7,6 +7,7 @@ dom0 they fail (never skip): a lab that is not there is a failed lab.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -206,16 +207,13 @@ def paused_dump(guests, dump_dir):
     views). test_dumps and test_profile share them: a 256 MiB guest's dump takes minutes
     on the lab's emulated CPU. Not xenvmi's own --pause: LibVMI's pause skips an already
     paused domain but its resume always unpauses, which would undo `xl pause`."""
-    made: dict[str, SimpleNamespace] = {}
-
+    @functools.cache
     def get(name: str) -> SimpleNamespace:
-        if name not in made:
-            assert xenvmi("kernel", name, "--json").returncode == 0  # warm the discovery cache
-            path = dump_dir / f"{name}.vmcore"
-            with xl_paused(name):
-                live = {view: xenvmi_json(view, name) for view in ("ps", "lsmod", "kernel")}
-                live["regs"] = xenvmi_json("regs", name, "--vcpu", "all")
-                summary = xenvmi_json("dump", name, str(path), "-q")
-            made[name] = SimpleNamespace(name=name, path=path, summary=summary, live=live)
-        return made[name]
+        assert xenvmi("kernel", name, "--json").returncode == 0  # warm the discovery cache
+        path = dump_dir / f"{name}.vmcore"
+        with xl_paused(name):
+            live = {view: xenvmi_json(view, name) for view in ("ps", "lsmod", "kernel")}
+            live["regs"] = xenvmi_json("regs", name, "--vcpu", "all")
+            summary = xenvmi_json("dump", name, str(path), "-q")
+        return SimpleNamespace(name=name, path=path, summary=summary, live=live)
     return get

@@ -15,6 +15,7 @@ volatility3's schema with jsonschema instead.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -49,17 +50,14 @@ def vol3_cache(tmp_path_factory):
 def profiled(paused_dump, tmp_path_factory):
     """name -> the guest's vmcore (shared with test_dumps) and the ISF `xenvmi profile`
     writes from it, made once per module."""
-    made: dict[str, SimpleNamespace] = {}
-
+    @functools.cache
     def get(name: str) -> SimpleNamespace:
-        if name not in made:
-            core = paused_dump(name).path
-            d = tmp_path_factory.mktemp(name)
-            isf = d / "symbols" / "linux" / f"{name}.json"
-            isf.parent.mkdir(parents=True)
-            summary = xenvmi_json("profile", str(core), "-o", str(isf), "-q")
-            made[name] = SimpleNamespace(name=name, core=core, dir=d, isf=isf, summary=summary)
-        return made[name]
+        core = paused_dump(name).path
+        d = tmp_path_factory.mktemp(name)
+        isf = d / "symbols" / "linux" / f"{name}.json"
+        isf.parent.mkdir(parents=True)
+        summary = xenvmi_json("profile", str(core), "-o", str(isf), "-q")
+        return SimpleNamespace(name=name, core=core, dir=d, isf=isf, summary=summary)
     return get
 
 

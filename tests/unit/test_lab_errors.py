@@ -172,3 +172,12 @@ def test_image_package_is_the_metapackage_dependency():
     assert image_package(show) == "linux-image-6.12.118+deb13-amd64"
     with pytest.raises(LabError, match="names no versioned kernel"):
         image_package("Package: linux-image-amd64\nDepends: linux-base\n")
+
+
+def test_dom0_toolstack_missing_is_a_failed_run():
+    """Outside a dom0 (no xl), dom0's helpers see a failed command, not a traceback: the
+    lab tests' own check then says where they must run."""
+    from xenvmi.lab import dom0
+    res = dom0._run(["xenvmi-no-such-tool", "list"])
+    assert res.returncode == 127 and "not installed" in res.stderr
+    assert dom0.parse_xl_list(res.stdout) == {}

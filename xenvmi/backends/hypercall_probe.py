@@ -23,6 +23,7 @@ KRETPROBE_MAXACTIVE = 64
 
 
 def gather_facts() -> HostFacts:
+    """What the preflight check needs to know about this host."""
     try:
         import bcc  # noqa: F401
         bcc_error = None
@@ -38,16 +39,13 @@ def gather_facts() -> HostFacts:
         pass
     try:
         with open("/proc/kallsyms") as f:
-            probe = bool(probe_in_kallsyms(f.read()))
+            probe = probe_in_kallsyms(f.read())
     except OSError:
         probe = False
     release = os.uname().release
     return HostFacts(bcc_error, capeff, release, kernel_headers(release), probe,
                      os.path.exists("/dev/xen/privcmd"))
 
-
-
-# -- the tracer ----------------------------------------------------------------------
 
 class HypercallTracer:
     """Compile, attach, poll, detach. ``stream`` sends every call to user space (events);

@@ -140,8 +140,7 @@ def _read(prog: drgn.Program, rb: drgn.Object, budget: Budget) -> list[LogRecord
                     level=_get(ibuf, base, inf["level"]),
                     facility=_get(ibuf, base, inf["facility"]),
                     text=_clean(text),
-                    caller=(f"C{caller & 0x7FFFFFFF}" if caller & 0x80000000
-                            else f"T{caller}")))
+                    caller=_caller(caller)))
         if cur == head:
             break
         cur = (cur + 1) & ID_MASK
@@ -162,37 +161,41 @@ MAX_LOG_BUF = 1 << 25  # CONFIG_LOG_BUF_SHIFT <= 25
 LOG_ALIGN = 4
 
 
-def legacy_layout(prog: drgn.Program, fields: dict[str, str]) -> dict[str, int] | None:
-    """Byte offsets of struct printk_log's members and its size: from the kernel's types
-    if they have the struct, else from VMCOREINFO; None if neither describes it."""
+#: struct printk_log's members the walk reads; the first three are required.
+LEGACY_FIELDS = ("ts_nsec", "len", "text_len", "facility", "level", "caller_id")
+
+
+def legacy_layout(prog: drgn.Program, fields: dict[str, str]) -> dict | None:
+    """struct printk_log's size and its members' (bit offset, bit size), as ``_get``
+    reads them: from the kernel's types if they have the struct, else from VMCOREINFO;
+    None if neither describes it. A member that would lie past the record is left out."""
     try:
         t = prog.type("struct printk_log")
     except LookupError:
         t = None
     if t is not None:
-        names = [m.name for m in t.members]
-        out = {"size": drgn.sizeof(t)}
-        for name in ("ts_nsec", "len", "text_len", "facility", "caller_id"):
-            if name in names:
-                out[name] = t.member(name).offset
-        level = t.member("level") if "level" in names else None
-        if level is not None:
-            out["level_bit"] = level.bit_offset
-        return out if {"ts_nsec", "len", "text_len"} <= out.keys() else None
-    try:
-        out = {"size": int(fields["SIZE(printk_log)"])}
-        for name in ("ts_nsec", "len", "text_len", "dict_len"):
-            out[name] = int(fields[f"OFFSET(printk_log.{name})"])
-    except (KeyError, ValueError):
-        return None
-    out["facility"] = out["dict_len"] + 2
-    out["level_bit"] = (out["dict_len"] + 3) * 8 + 5
-    if "OFFSET(printk_log.caller_id)" in fields:
+        names = {m.name for m in t.members}
+        size = drgn.sizeof(t)
+        members = _offsets(t, *(n for n in LEGACY_FIELDS if n in names))
+    else:
         try:
-            out["caller_id"] = int(fields["OFFSET(printk_log.caller_id)"])
-        except ValueError:
+            size = int(fields["SIZE(printk_log)"])
+            off = {n: int(fields[f"OFFSET(printk_log.{n})"])
+                   for n in ("ts_nsec", "len", "text_len", "dict_len")}
+        except (KeyError, ValueError):
+            return None
+        members = {"ts_nsec": (off["ts_nsec"] * 8, 64), "len": (off["len"] * 8, 16),
+                   "text_len": (off["text_len"] * 8, 16),
+                   "facility": ((off["dict_len"] + 2) * 8, 8),
+                   "level": ((off["dict_len"] + 3) * 8 + 5, 3)}
+        try:
+            members["caller_id"] = (int(fields["OFFSET(printk_log.caller_id)"]) * 8, 32)
+        except (KeyError, ValueError):
             pass
-    return out
+    members = {n: f for n, f in members.items() if sum(f) <= size * 8}
+    if not {"ts_nsec", "len", "text_len"} <= members.keys():
+        return None
+    return {"size": size, **members}
 
 
 def _u(prog: drgn.Program, name: str) -> int:
@@ -236,7 +239,7 @@ def legacy_kernel_log(kp, budget: Budget) -> list[LogRecord]:
         return []
 
 
-def _walk_legacy(buf: bytes, idx: int, end: int, seq: int, layout: dict[str, int],
+def _walk_legacy(buf: bytes, idx: int, end: int, seq: int, layout: dict,
                  budget: Budget) -> list[LogRecord]:
     head, size = layout["size"], len(buf)
     out: list[LogRecord] = []
@@ -248,28 +251,21 @@ def _walk_legacy(buf: bytes, idx: int, end: int, seq: int, layout: dict[str, int
             return out
         if idx % LOG_ALIGN or idx + head > size:
             break
-        length = int.from_bytes(buf[idx + layout["len"]:idx + layout["len"] + 2], "little")
+        length = _get(buf, idx, layout["len"])
         if length == 0:  # the end-of-buffer marker: the next record is at the start
             if wrapped:
                 break
             idx, wrapped = 0, True
             continue
-        text_len = int.from_bytes(buf[idx + layout["text_len"]:idx + layout["text_len"] + 2],
-                                  "little")
+        text_len = _get(buf, idx, layout["text_len"])
         if length < head or length % LOG_ALIGN or idx + length > size \
                 or head + text_len > length:
             break
-        ts = int.from_bytes(buf[idx + layout["ts_nsec"]:idx + layout["ts_nsec"] + 8], "little")
-        level = facility = 0
-        if "level_bit" in layout:
-            level = (buf[idx + layout["level_bit"] // 8] >> (layout["level_bit"] % 8)) & 7
-        if "facility" in layout:
-            facility = buf[idx + layout["facility"]]
-        caller = None
-        if "caller_id" in layout and layout["caller_id"] + 4 <= head:
-            cid = int.from_bytes(buf[idx + layout["caller_id"]:idx + layout["caller_id"] + 4],
-                                 "little")
-            caller = f"C{cid & 0x7FFFFFFF}" if cid & 0x80000000 else f"T{cid}"
+        ts = _get(buf, idx, layout["ts_nsec"])
+        level = _get(buf, idx, layout["level"]) if "level" in layout else 0
+        facility = _get(buf, idx, layout["facility"]) if "facility" in layout else 0
+        caller = _caller(_get(buf, idx, layout["caller_id"])) if "caller_id" in layout \
+            else None
         text = buf[idx + head:idx + head + text_len]
         out.append(LogRecord(seq=seq, timestamp=ts / 1e9, level=level, facility=facility,
                              text=_clean(text), caller=caller))
@@ -278,6 +274,11 @@ def _walk_legacy(buf: bytes, idx: int, end: int, seq: int, layout: dict[str, int
     budget.warn(f"kernel log: log_buf's records do not lead from the first index to the "
                 f"next ({end}); showing the {len(out)} found")
     return out
+
+
+def _caller(caller_id: int) -> str:
+    """printk's caller id as dmesg shows it: a CPU ("C0") or a task ("T123")."""
+    return f"C{caller_id & 0x7FFFFFFF}" if caller_id & 0x80000000 else f"T{caller_id}"
 
 
 def _clean(text: bytes) -> str:

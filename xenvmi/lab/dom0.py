@@ -47,11 +47,14 @@ class GuestStatus:
 
 
 def _run(cmd: list[str], timeout: float = 120.0) -> subprocess.CompletedProcess:
-    """Run a toolstack command; a hang (an overloaded emulated dom0) is a failed run."""
+    """Run a toolstack command; a hang (an overloaded emulated dom0) or a missing tool (not
+    a dom0) is a failed run."""
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout:.0f}s")
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(cmd, 127, "", f"{cmd[0]}: not installed")
 
 
 def guest_configs() -> dict[str, Path]:

@@ -42,6 +42,17 @@ class GuestReport:
     processes: list[GuestProcess] = field(default_factory=list)
 
 
+def _begun(line: str) -> GuestReport | None:
+    """The (still empty) report a ``XENVMI-REPORT-BEGIN name n uptime`` line starts."""
+    parts = line.split()
+    if len(parts) < 4 or parts[0] != "XENVMI-REPORT-BEGIN":
+        return None
+    try:
+        return GuestReport(parts[1], int(parts[2]), float(parts[3]))
+    except ValueError:
+        return None
+
+
 def parse_reports(text: str) -> list[GuestReport]:
     """All complete reports in a console log, oldest first."""
     reports: list[GuestReport] = []
@@ -49,11 +60,7 @@ def parse_reports(text: str) -> list[GuestReport]:
     for raw in text.splitlines():
         line = raw.strip("\r\x00 ")
         if line.startswith("XENVMI-REPORT-BEGIN "):
-            parts = line.split()
-            try:
-                current = GuestReport(parts[1], int(parts[2]), float(parts[3]))
-            except (IndexError, ValueError):
-                current = None
+            current = _begun(line)
         elif current is None:
             continue
         elif line.startswith("XENVMI-RELEASE "):
@@ -95,14 +102,8 @@ def latest_begun_seq(text: str) -> int:
     """The sequence number of the latest report that has begun, complete or not (-1: none).
     A report already under way when dom0 asks for one is not the answer: the request waits
     on the console until it ends, and the next report is the one asked for."""
-    seqs = [-1]
-    for raw in text.splitlines():
-        line = raw.strip("\r\x00 ")
-        if line.startswith("XENVMI-REPORT-BEGIN "):
-            parts = line.split()
-            if len(parts) >= 3 and parts[2].isdigit():
-                seqs.append(int(parts[2]))
-    return max(seqs)
+    begun = (_begun(raw.strip("\r\x00 ")) for raw in text.splitlines())
+    return max((r.seq for r in begun if r is not None), default=-1)
 
 
 def latest_report(text: str) -> GuestReport | None:
