@@ -119,7 +119,7 @@ def dump_rows(dump: str, isf: str, runs: int, cold_runs: int) -> list[tuple[str,
     """`xenvmi ps FILE` and volatility3 linux.pslist on the same dump, cold and warm."""
     def xps() -> tuple[float, list[int]]:
         secs, out = _xenvmi(["ps", dump, "--json", "-q"])
-        return secs, sorted(p["pid"] for p in json.loads(out)["processes"])
+        return secs, sorted(p["pid"] for p in json.loads(out)["rows"])
     cold = []
     for _ in range(cold_runs):
         _clear_cache()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xenvmi.plugins import Context, Plugin
+from xenvmi.plugins import Context, Option, Plugin
 
 MAX_HOTSPOTS = 10_000  # distinct (process, call, error) groups kept; more are counted only
 
@@ -60,16 +60,12 @@ class HcErrors(Plugin):
     description = "Failing hypercalls in dom0 for a few seconds, grouped by process and error."
     requires = ("bcc", "root")
     row = HypercallError
-    options = {"seconds": "how long to trace (default 5)"}
+    options = {"seconds": Option("how long to trace (default 5)", float, 5.0, "SECONDS")}
 
     def run(self, ctx: Context):
-        from xenvmi.trace.hypercall_filters import Filters
         from xenvmi.backends.hypercall_probe import HypercallTracer
-        seconds = ctx.option("seconds", 5.0, float)
-        left = ctx.remaining()
-        if left is not None and seconds > left:
-            ctx.warn(f"traced {left:.0f}s, not {seconds:g}s (the run's timeout)", partial=False)
-            seconds = left
+        from xenvmi.trace.hypercall_filters import Filters
+        seconds = ctx.duration("seconds", 5.0)
         spots = HotSpots()
         tracer = HypercallTracer(Filters(errors_only=True), stream=True, stats=False)
         tracer.start()

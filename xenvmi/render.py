@@ -73,3 +73,18 @@ def table(rows: Sequence[Any], columns: Sequence[str] | None = None,
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def column_table(rows: Sequence[Any], columns: Sequence[Any]) -> str:
+    """A text table of ``columns`` (``xenvmi.plugins.Column``: ``title``, ``text(row)``,
+    ``right_aligned(rows)``), the way every view's rows print in a terminal."""
+    heads = [c.title.upper() for c in columns]
+    right = [c.right_aligned(rows) for c in columns]
+    cells = [[c.text(r) for c in columns] for r in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(heads)]
+
+    def fmt(values: Sequence[str], header: bool = False) -> str:
+        return "  ".join(v.rjust(widths[i]) if right[i] and not header
+                         else v.ljust(widths[i]) for i, v in enumerate(values)).rstrip()
+
+    return "\n".join([fmt(heads, header=True)] + [fmt(row) for row in cells])

@@ -62,6 +62,12 @@ class Guest:
     def close(self) -> None:
         self.memory.close()
 
+    def cancel(self) -> None:
+        """Stop the view running in another thread at its next read (an operator's
+        Ctrl-C): its deadline passes now, so a paused guest is resumed at once."""
+        if self._kp is not None:
+            self._kp.budget.deadline = float("-inf")
+
     def kernel_program(self, discovery=None):
         """The drgn-backed kernel (discovery + kallsyms + BTF), built on first use; a
         ``discovery`` already made for this guest is used rather than made again."""

@@ -37,7 +37,7 @@ def dumped(request, paused_dump):
 def test_dump_summary(dumped):
     name, path, summary, live = dumped
     assert summary["path"] == str(path) and summary["bytes"] == path.stat().st_size
-    assert summary["vmcoreinfo"] and summary["vcpus"] == len(live["regs"]["vcpus"])
+    assert summary["vmcoreinfo"] and summary["rows"] == len(live["regs"]["rows"])
     assert summary["ram_bytes"] >= 200 << 20 and summary["ranges"]
     assert summary["direct_map"] is not None, summary["warnings"]  # found in page tables
     assert path.stat().st_mode & 0o777 == 0o600
@@ -48,20 +48,20 @@ def test_ps_on_the_dump_equals_live(dumped):
     name, path, _, live = dumped
     got = xenvmi_json("ps", str(path))
     assert got["domain"] == str(path) and got["complete"], got["warnings"]
-    assert {_key(p) for p in got["processes"]} == {_key(p) for p in live["ps"]["processes"]}
-    assert {"init", "xvm-alpha", "xvm-parent", "xvm-child"} <= {p["comm"] for p in got["processes"]}
+    assert {_key(p) for p in got["rows"]} == {_key(p) for p in live["ps"]["rows"]}
+    assert {"init", "xvm-alpha", "xvm-parent", "xvm-child"} <= {p["comm"] for p in got["rows"]}
 
 
 def test_lsmod_on_the_dump_equals_live(dumped):
     name, path, _, live = dumped
-    got = {m["name"] for m in xenvmi_json("lsmod", str(path))["modules"]}
-    assert got == {m["name"] for m in live["lsmod"]["modules"]} and "dummy" in got
+    got = {m["name"] for m in xenvmi_json("lsmod", str(path))["rows"]}
+    assert got == {m["name"] for m in live["lsmod"]["rows"]} and "dummy" in got
 
 
 def test_kernel_on_the_dump_equals_live(dumped):
     name, path, _, live = dumped
-    got = xenvmi_json("kernel", str(path))["kernel"]
-    want = live["kernel"]["kernel"]
+    got = xenvmi_json("kernel", str(path))["rows"][0]
+    want = live["kernel"]["rows"][0]
     for key in ("release", "version", "build_id", "kaslr_slide", "phys_base",
                 "vmcoreinfo_address", "btf_size", "btf_types"):
         assert got[key] == want[key], key
@@ -74,15 +74,15 @@ def test_kernel_on_the_dump_equals_live(dumped):
 
 def test_dmesg_on_the_dump(dumped):
     name, path, _, _ = dumped
-    texts = [r["text"] for r in xenvmi_json("dmesg", str(path))["records"]]
+    texts = [r["text"] for r in xenvmi_json("dmesg", str(path))["rows"]]
     assert KMSG_LINE.format(name=name) in texts
 
 
 def test_regs_on_the_dump_equal_live(dumped):
     name, path, _, live = dumped
     got = xenvmi_json("regs", str(path), "--vcpu", "all")
-    assert got["vcpus"][0]["raw"] == live["regs"]["vcpus"][0]["raw"]
-    assert got["vcpus"][0]["decoded"]["paging_mode"] == "4-level"
+    assert got["rows"][0]["raw"] == live["regs"]["rows"][0]["raw"]
+    assert got["rows"][0]["decoded"]["paging_mode"] == "4-level"
 
 
 def test_drgn_opens_the_dump(dumped):
@@ -103,7 +103,7 @@ def test_drgn_opens_the_dump(dumped):
         offset = info.fields.get("OFFSET(uts_namespace.name)")  # exported since 5.13
         if offset is None:
             offset = utsname_offset(m, info.kernel_image_pa(uts), info.osrelease)
-    note_at = live["kernel"]["kernel"]["vmcoreinfo_address"]
+    note_at = live["kernel"]["rows"][0]["vmcoreinfo_address"]
     assert prog.read(note_at + 12, 11, True) == b"VMCOREINFO\x00"
     assert prog.read(summary["direct_map"] + note_at + 12, 11) == b"VMCOREINFO\x00"
     uts += int(offset)
@@ -123,7 +123,7 @@ def test_shell_on_the_dump(dumped):
     assert res.returncode == 0, res.stderr
     comm, pids = res.stdout.splitlines()[:2]
     assert comm == "swapper/0"
-    assert {p["pid"] for p in live["ps"]["processes"]} <= set(json.loads(pids))
+    assert {p["pid"] for p in live["ps"]["rows"]} <= set(json.loads(pids))
 
 
 def test_paused_raw_image_of_a_running_guest(guests, dump_dir):
@@ -139,9 +139,9 @@ def test_paused_raw_image_of_a_running_guest(guests, dump_dir):
     after = report_after_now(name)
     assert summary["format"] == "raw"  # memory only: no notes, no registers
     assert summary["bytes"] == path.stat().st_size == summary["ranges"][-1]["end"]
-    got = xenvmi_json("kernel", str(path))["kernel"]
+    got = xenvmi_json("kernel", str(path))["rows"][0]
     assert got["release"] == ground_truth(name).release
-    processes = {_key(p) for p in xenvmi_json("ps", str(path))["processes"]}
+    processes = {_key(p) for p in xenvmi_json("ps", str(path))["rows"]}
     stable = {(p.pid, p.ppid, p.comm) for p in before.processes} & \
         {(p.pid, p.ppid, p.comm) for p in after.processes}
     missing = missing_from(stable, processes)

@@ -47,7 +47,7 @@ def test_ps_matches_console(guest):
     before = report_after_now(guest)
     got = xenvmi_json("ps", guest)
     after = report_after_now(guest)
-    ours = {_key(p) for p in got["processes"]}
+    ours = {_key(p) for p in got["rows"]}
     stable = {_key(p) for p in before.processes} & {_key(p) for p in after.processes}
     seen = {_key(p) for p in before.processes} | {_key(p) for p in after.processes}
     missing = missing_from(stable, ours)
@@ -58,35 +58,50 @@ def test_ps_matches_console(guest):
     assert not extra, f"{guest}: ps lists processes the guest never reported: {sorted(extra)}"
     comms = {p[2] for p in ours}
     assert {"init", "xvm-alpha", "xvm-parent", "xvm-child"} <= comms
-    by_comm = {p["comm"]: p for p in got["processes"]}
+    by_comm = {p["comm"]: p for p in got["rows"]}
     assert by_comm["xvm-child"]["ppid"] == by_comm["xvm-parent"]["pid"]
     # xvm-beta is a #!/bin/sh script: the kernel runs the interpreter with the script's
     # path and arguments after it, and that is the argv /proc/PID/cmdline (and ps) show
     assert by_comm["xvm-beta"]["cmdline"] == "/bin/sh /usr/bin/xvm-beta --role worker"
     assert by_comm["kthreadd"]["kernel_thread"] and by_comm["kthreadd"]["cmdline"] is None
-    assert all(p["state"] in "RSDTtXZPI" for p in got["processes"])
+    assert all(p["state"] in "RSDTtXZPI" for p in got["rows"])
     assert got["complete"], got["warnings"]
+    assert_shape(got, "ps", "processes")
+
+
+def assert_shape(got: dict, view: str, legacy: str) -> None:
+    """The keys of the documented shape (jsonschema is not in dom0: the unit tests validate
+    the whole schema; this checks the real output has exactly its keys)."""
+    from xenvmi.plugins.loader import builtin_views
+    from xenvmi.plugins.schema import result_schema
+    cls = next(c for c in builtin_views() if c.name == view)
+    schema = result_schema(cls, legacy)
+    assert set(got) == set(schema["properties"]) and got["plugin"] == view
+    row_keys = set(schema["properties"]["rows"]["items"]["required"])
+    assert all(set(row) == row_keys for row in got["rows"])
+    assert got[legacy] == got["rows"]  # the 0.1 key, kept one release
 
 
 def test_dmesg_has_lab_line(guest):
     got = xenvmi_json("dmesg", guest)
-    texts = [r["text"] for r in got["records"]]
+    texts = [r["text"] for r in got["rows"]]
     assert KMSG_LINE.format(name=guest) in texts
     assert any(t.startswith("Linux version") for t in texts)
-    stamps = [r["timestamp"] for r in got["records"]]
+    stamps = [r["timestamp"] for r in got["rows"]]
     assert stamps == sorted(stamps)
 
 
 def test_lsmod_has_dummy(guest):
     got = xenvmi_json("lsmod", guest)
-    names = {m["name"] for m in got["modules"]}
+    names = {m["name"] for m in got["rows"]}
     truth = set(ground_truth(guest).modules)
     assert "dummy" in names and names == truth
+    assert_shape(got, "lsmod", "modules")
 
 
 def test_kernel_release_and_slide(guest):
     truth = ground_truth(guest)
-    got = xenvmi_json("kernel", guest)["kernel"]
+    got = xenvmi_json("kernel", guest)["rows"][0]
     assert got["release"] == truth.release == expected_release(guest)
     assert got["kaslr_slide"] == kaslr_slide(truth)
     if randomized(guest):
@@ -106,14 +121,14 @@ def test_kernel_text_output(guest):
 
 def test_regs_decoded(guest):
     got = xenvmi_json("regs", guest)
-    d = got["vcpus"][0]["decoded"]
+    d = got["rows"][0]["decoded"]
     assert d["cpu_mode"] == "64-bit" and d["paging_mode"] == "4-level"
     assert d["cr3"] and "PG" in d["cr0_flags"] and "LMA" in d["efer_flags"]
 
 
 def test_pv_regs_work(guests):
     got = xenvmi_json("regs", "xvm-pv")
-    d = got["vcpus"][0]["decoded"]
+    d = got["rows"][0]["decoded"]
     assert d["cr3"] and d["rip"]
 
 
@@ -132,7 +147,7 @@ def test_unknown_domain():
 
 def test_ps_by_domid(guests):
     got = xenvmi_json("ps", str(guests["xvm-pvh1"].domid))
-    assert got["domain"] == "xvm-pvh1" and len(got["processes"]) > 10
+    assert got["domain"] == "xvm-pvh1" and len(got["rows"]) > 10
 
 
 def test_pause_leaves_a_guest_paused_by_someone_else_paused():

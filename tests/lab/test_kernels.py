@@ -52,7 +52,7 @@ def test_kernel_before_6_0_says_where_its_symbols_came_from(guests):
     name = next(n for n, (_, k) in LAB_GUESTS.items() if k == "deb11")
     res = xenvmi("kernel", name, "--json")
     assert res.returncode == 0, res.stderr
-    got = json.loads(res.stdout)["kernel"]
+    got = json.loads(res.stdout)["rows"][0]
     assert got["release"].startswith("5.10.")
     assert got["sources"]["kallsyms"].startswith("not in VMCOREINFO (Linux < 6.0)")
     assert got["symbols"] > 50_000

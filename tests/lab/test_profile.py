@@ -83,7 +83,7 @@ def test_profile_of_dump(dumped):
     assert doc["symbols"]["_text"]["address"] == KERNEL_TEXT  # link-time, whatever the slide
     assert doc["symbols"]["init_task"]["type"] == {"kind": "struct", "name": "task_struct"}
     assert "comm" in doc["user_types"]["task_struct"]["fields"]
-    kernel = xenvmi_json("kernel", str(dumped.core))["kernel"]
+    kernel = xenvmi_json("kernel", str(dumped.core))["rows"][0]
     assert s["kaslr_slide"] == kernel["kaslr_slide"]
     assert (kernel["kaslr_slide"] != 0) == randomized(dumped.name)
 
@@ -96,7 +96,7 @@ def test_volatility3_pslist_matches_xenvmi_ps(deep, vol3_cache):
                          capture_output=True, text=True, timeout=5000)
     assert res.returncode == 0, f"vol linux.pslist on {dumped.core}: {res.stderr[-3000:]}"
     theirs = {(r["PID"], r["PPID"]) for r in json.loads(res.stdout)}
-    ours = {(p["pid"], p["ppid"]) for p in xenvmi_json("ps", str(dumped.core))["processes"]}
+    ours = {(p["pid"], p["ppid"]) for p in xenvmi_json("ps", str(dumped.core))["rows"]}
     assert theirs == ours, (f"{dumped.name}: only volatility3 {sorted(theirs - ours)}, "
                             f"only xenvmi {sorted(ours - theirs)}")
     comms = {r["COMM"] for r in json.loads(res.stdout)}

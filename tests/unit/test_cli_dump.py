@@ -171,7 +171,7 @@ def test_ps_and_lsmod_on_a_file(dumped, capsys, kernel):
     code, out, err = run(capsys, "ps", dumped, "--json")
     got = json.loads(out)
     assert code == 0 and got["domain"] == str(dumped)
-    assert [p["pid"] for p in got["processes"]] == [1, 9]
+    assert [p["pid"] for p in got["rows"]] == [1, 9]
     code, out, _ = run(capsys, "lsmod", dumped)
     assert code == 0 and "dummy" in out
 
@@ -179,8 +179,8 @@ def test_ps_and_lsmod_on_a_file(dumped, capsys, kernel):
 def test_regs_on_a_file(dumped, capsys):
     code, out, _ = run(capsys, "regs", dumped, "--vcpu", "all", "--json")
     got = json.loads(out)
-    assert code == 0 and [v["vcpu"] for v in got["vcpus"]] == [0, 1]
-    assert got["vcpus"][0]["raw"] == I.REGS[0] and got["vcpus"][0]["decoded"]["cr3"] == 14 * I.MiB
+    assert code == 0 and [v["vcpu"] for v in got["rows"]] == [0, 1]
+    assert got["rows"][0]["raw"] == I.REGS[0] and got["rows"][0]["decoded"]["cr3"] == 14 * I.MiB
     code, out, _ = run(capsys, "regs", dumped)
     assert out.splitlines()[0] == f"{dumped} vCPU 0: 64-bit mode, CPL 0, paging 4-level"
 

@@ -23,7 +23,21 @@ def test_every_command_maps_to_the_module_that_registers_it():
     for module in cli.COMMAND_MODULES:
         for name in _registered_by(module):
             seen[name] = module
-    assert seen == cli.COMMANDS
+    assert {n: m for n, m in seen.items() if m != "views"} == cli.COMMANDS
+    views = {n for n, m in seen.items() if m == "views"}
+    assert views == {"kernel", "ps", "lsmod", "dmesg", "regs"}
+    assert all(cli.module_of(n) == "views" for n in views)
+    assert cli.module_of("hypercalls") == "views"  # a view without a command of its own
+    assert cli.module_of("nonsense") is None and cli.module_of("../x") is None
+
+
+def test_a_view_command_imports_only_the_views_module():
+    code = ("import sys; from xenvmi import cli; cli.build_parser('ps'); "
+            "print(sorted(m for m in sys.modules if m.startswith('xenvmi.commands.')))")
+    root = Path(cli.__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=root).stdout
+    assert eval(out) == ["xenvmi.commands.plugins", "xenvmi.commands.views"]
 
 
 def test_command_of():

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
+
+from xenvmi.plugins.schema import result_schema
 
 pytest.importorskip("drgn")
 
@@ -12,6 +15,12 @@ from xenvmi import cli, vmi  # noqa: E402
 from xenvmi.backends.memory import BytesMemory  # noqa: E402
 from xenvmi.errors import NotFoundError, Unavailable  # noqa: E402
 from xenvmi.guest.synthetic import TASK, SyntheticKernel  # noqa: E402
+from xenvmi.plugins import requirements  # noqa: E402
+
+
+def as_dom0(monkeypatch):
+    """Every requirement met: the tests' fake guests stand for dom0's real ones."""
+    monkeypatch.setattr(requirements, "unmet", lambda requires, dump_file=False: [])
 
 REGS = {"rip": 0xFFFFFFFF81000000, "rsp": 0xFFFFC90000003E90, "rflags": 0x246,
         "cr0": 0x80050033, "cr3": 0x34D2000, "cr4": 0x10EF0, "msr_efer": 0xD01,
@@ -33,6 +42,7 @@ def synthetic(monkeypatch):
         return mem
     monkeypatch.setattr(vmi, "open_memory", fake_open)
     monkeypatch.setattr(vmi.Guest, "kernel_program", lambda self: kp)
+    as_dom0(monkeypatch)
     return k
 
 
@@ -51,9 +61,35 @@ def test_ps_table_and_json(synthetic, capsys):
     code, out, _ = run(capsys, "ps", "g", "--json")
     got = json.loads(out)
     assert got["domain"] == "g" and got["complete"] and got["warnings"] == []
-    assert [p["pid"] for p in got["processes"]] == [1, 2, 9]
-    assert set(got["processes"][0]) >= {"pid", "ppid", "comm", "state", "uid", "start_time",
-                                        "cmdline", "kernel_thread"}
+    assert got["plugin"] == "ps" and got["error"] is None
+    assert [p["pid"] for p in got["rows"]] == [1, 2, 9]
+    assert set(got["rows"][0]) >= {"pid", "ppid", "comm", "state", "uid", "start_time",
+                                   "cmdline", "kernel_thread"}
+    assert got["processes"] == got["rows"]  # the 0.1 key, kept for one release
+
+
+def loader_views() -> dict:
+    from xenvmi.plugins.loader import builtin_views
+    return {cls.name: cls for cls in builtin_views()}
+
+
+def test_view_command_and_run_give_one_shape(synthetic, capsys):
+    for view in ("ps", "lsmod", "dmesg", "regs"):
+        _, out, _ = run(capsys, view, "g", "--json")
+        mine = json.loads(out)
+        _, out, _ = run(capsys, "run", view, "g", "--json")
+        theirs = json.loads(out)
+        legacy_key = {"ps": "processes", "lsmod": "modules", "dmesg": "records",
+                      "regs": "vcpus"}[view]
+        jsonschema.validate(mine, result_schema(loader_views()[view], legacy_key))
+        jsonschema.validate(theirs, result_schema(loader_views()[view]))
+        for got in (mine, theirs):
+            got.pop("seconds")
+        assert mine["error"] is None, mine["error"]
+        legacy = mine.pop({"ps": "processes", "lsmod": "modules", "dmesg": "records",
+                           "regs": "vcpus"}[view])
+        assert mine == theirs and mine["rows"], view
+        assert legacy == mine["rows"]
 
 
 def test_ps_partial_result_warns(synthetic, capsys):
@@ -81,10 +117,12 @@ def test_regs(synthetic, capsys):
     assert "LMA" in out and "PG" in out
     code, out, _ = run(capsys, "regs", "g", "--vcpu", "all", "--json")
     got = json.loads(out)
-    assert [v["vcpu"] for v in got["vcpus"]] == [0, 1]
-    assert got["vcpus"][0]["decoded"]["cr3"] == 0x34D2000
-    code, _, err = run(capsys, "regs", "g", "--vcpu", "x")
-    assert code == 2 and "--vcpu" in err
+    assert [v["vcpu"] for v in got["rows"]] == [0, 1]
+    assert got["rows"][0]["decoded"]["cr3"] == 0x34D2000
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["regs", "g", "--vcpu", "x"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "--vcpu" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("exc, code", [(NotFoundError("no domain named 'x' (see `xl list`)"), 3),
@@ -93,6 +131,7 @@ def test_errors_are_one_line(monkeypatch, capsys, exc, code):
     def fail(domain):
         raise exc
     monkeypatch.setattr(vmi, "open_memory", fail)
+    as_dom0(monkeypatch)
     got, out, err = run(capsys, "ps", "x")
     assert got == code and out == ""
     assert err.count("\n") == 1 and err.startswith("xenvmi: error: ")

@@ -8,6 +8,9 @@ dependency needs to be installed, and a lazy import inside a function counts too
 - Library first: nothing outside ``xenvmi/tui/`` imports Textual or Rich, except the
   ``tui`` command's lazy start of the app.
 - Public APIs only: no dependency's private module (``pyxs._internal``).
+- Views are plugins: ``xenvmi/views/`` never imports the CLI or the TUI (they derive from
+  the views, not the other way round), and at import time only the plugin API, the row
+  models and the standard library (the CLI imports every view to build its commands).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ XEN_DOORS = ("backends/", "lab/", "commands/lab.py")
 BACKENDS_NEVER = ("xenvmi.guest", "xenvmi.tui", "xenvmi.commands", "xenvmi.cli")
 TERMINAL_UI = {"textual", "rich"}
 TUI_PLACES = ("tui/", "commands/tui.py")
+VIEWS_NEVER = ("xenvmi.tui", "xenvmi.commands", "xenvmi.cli")
+VIEWS_AT_IMPORT = ("__future__", "dataclasses", "typing", "xenvmi.plugins", "xenvmi.guest.model",
+                   "xenvmi.views")
 
 
 def imports(path: Path, package: str) -> set[str]:
@@ -38,6 +44,17 @@ def imports(path: Path, package: str) -> set[str]:
                 found.add(".".join(base + ([node.module] if node.module else [])))
             elif node.module:
                 found.add(node.module)
+    return found
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The modules a file imports when it is imported (not inside functions)."""
+    found = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
     return found
 
 
@@ -58,6 +75,13 @@ def violations(root: Path) -> list[str]:
                 out.append(f"{rel}: {name} (a dependency's private module)")
             if rel.startswith("backends/") and name.startswith(BACKENDS_NEVER):
                 out.append(f"{rel}: {name} (backends never import guest, tui or the CLI)")
+            if rel.startswith("views/") and name.startswith(VIEWS_NEVER):
+                out.append(f"{rel}: {name} (views never import the CLI or the TUI)")
+        if rel.startswith("views/"):
+            for name in sorted(top_level_imports(path)):
+                if not name.startswith(VIEWS_AT_IMPORT):
+                    out.append(f"{rel}: {name} (a view imports only the plugin API and "
+                               "models at import time)")
     return out
 
 
@@ -75,6 +99,8 @@ def test_the_package_keeps_its_walls():
     ("backends/leaky.py", "from xenvmi.guest import linux\n", "backends never"),
     ("backends/sub/leaky.py", "from ...tui import app\n", "backends never"),
     ("backends/private.py", "def f():\n    from pyxs._internal import Op\n", "private"),
+    ("views/table.py", "def f():\n    from xenvmi.commands import plugins\n", "views never"),
+    ("views/heavy.py", "from xenvmi.guest import linux\n", "at import time"),
 ])
 def test_a_planted_crossing_is_caught(tmp_path, rel, text, why):
     (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -184,22 +184,23 @@ def test_entry_points(monkeypatch, tmp_path):
     assert {"ps", "lsmod", "dmesg", "hypercalls"} <= set(infos)
 
 
-def test_builtins_registered_as_entry_points():
+def test_builtin_views_come_from_the_views_package_not_entry_points():
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
-    lines = [ln.strip() for ln in cfg["options.entry_points"]["xenvmi.plugins"].splitlines()
-             if ln.strip()]
-    declared = dict(ln.split(" = ") for ln in lines)
-    assert set(declared) == {"ps", "lsmod", "dmesg", "hypercalls"}
-    from xenvmi import builtin_plugins
-    for name, target in declared.items():
-        cls = metadata.EntryPoint(name, target, loader.GROUP).load()
-        assert cls.name == name and cls in builtin_plugins.BUILTINS
+    assert "xenvmi.plugins" not in cfg["options.entry_points"]
+    builtins = {cls.name: cls for cls in loader.builtin_views()}
+    assert set(builtins) == {"ps", "lsmod", "dmesg", "kernel", "regs", "hypercalls"}
     infos = by_name(plugins.discover())
-    assert all(infos[n].error is None for n in declared)
+    for name, cls in builtins.items():
+        assert infos[name].error is None and infos[name].source == f"builtin {cls.__module__}"
+        assert cls.__module__ == f"xenvmi.views.{name}"  # one file per view
 
 
-# -- requirements --------------------------------------------------------------------------
+def test_an_older_installs_entry_points_to_xenvmi_itself_are_ignored(monkeypatch):
+    stale = metadata.EntryPoint("ps", "xenvmi.builtin_plugins:Ps", loader.GROUP)
+    monkeypatch.setattr(loader.metadata, "entry_points", lambda group: [stale])
+    infos = [i for i in plugins.discover() if i.name == "ps"]
+    assert len(infos) == 1 and infos[0].error is None and infos[0].available is not None
 
 def test_requirement_messages(monkeypatch):
     requirements.clear_cache()
@@ -369,7 +370,7 @@ def test_tui_panel_hook(folder):
 def test_core_never_imports_textual():
     import subprocess
     import sys
-    code = ("import sys; from xenvmi import plugins, builtin_plugins; "
+    code = ("import sys; from xenvmi import plugins; "
             "from xenvmi.commands import plugins as c; plugins.discover(); "
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -11,7 +11,7 @@ pytest.importorskip("drgn")
 
 from xenvmi import cli, plugins, vmi  # noqa: E402
 from xenvmi.backends.memory import BytesMemory  # noqa: E402
-from xenvmi.builtin_plugins import HypercallSummary, summary_rows  # noqa: E402
+from xenvmi.views.hypercalls import HypercallSummary, summary_rows  # noqa: E402
 from xenvmi.guest.synthetic import TASK, SyntheticKernel  # noqa: E402
 from xenvmi.plugins import requirements  # noqa: E402
 from xenvmi.backends import hypercall_probe as tracer_mod  # noqa: E402
@@ -58,7 +58,7 @@ def test_ps_lsmod_dmesg(guest):
     ps = plugins.run("ps", "g")
     assert ps.error is None and ps.complete
     assert [(p.pid, p.comm) for p in ps.rows] == [(1, "init"), (2, "kthreadd"), (9, "sh")]
-    assert ps.columns == ("pid", "ppid", "state", "uid", "comm", "cmdline")
+    assert ps.columns == ("pid", "ppid", "state", "uid", "start", "command")
     assert [m.name for m in plugins.run("lsmod", "g").rows] == ["dummy"]
     log = plugins.run("dmesg", "g", options={"tail": "1"})
     assert [r.text for r in log.rows] == ["xenvmi-lab: guest g is up"]
@@ -88,7 +88,7 @@ def test_dmesg_tail(guest):
     assert len(plugins.run("dmesg", "g", options={"tail": "0"}).rows) == 0
     assert len(plugins.run("dmesg", "g").rows) == 2
     res = plugins.run("dmesg", "g", options={"tail": "-1"})
-    assert res.exit_code == 2 and "tail wants a number >= 0" in res.error
+    assert res.exit_code == 2 and "tail='-1' is not a valid number >= 0" in res.error
 
 
 def test_pause_option_is_checked(guest):

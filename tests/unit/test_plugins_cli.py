@@ -131,7 +131,7 @@ def test_run_table(pdir, capsys):
     assert code == 0
     assert out.splitlines() == ["DOMAIN    TEXT", "xvm-pvh1  HELLO XVM-PVH1"]
     assert err.splitlines() == ["xenvmi: warning: greeted only once",
-                                "xenvmi: warning: hello may be incomplete (see above)"]
+                                "xenvmi: warning: hello of xvm-pvh1 may be incomplete (see above)"]
 
 
 def test_run_json(pdir, capsys):

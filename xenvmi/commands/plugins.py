@@ -17,6 +17,7 @@ from xenvmi.commands import add_command
 
 LIST_EXAMPLES = """  xenvmi plugins                         what is installed, and why one cannot run here
   xenvmi plugins --json
+  xenvmi plugins --schema ps             the JSON Schema of `xenvmi run ps --json`
   xenvmi plugins --plugin-dir ~/my-plugins
 
 plugins come from the xenvmi.plugins entry point group, the checkout's plugins/ folder,
@@ -38,6 +39,8 @@ def register(sub: Any) -> None:
     p = add_command(sub, "plugins", "List installed plugins, what each needs, and why one "
                     "cannot run here.", LIST_EXAMPLES)
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--schema", metavar="PLUGIN",
+                   help="print the JSON Schema of PLUGIN's --json output (docs/views.md)")
     _dirs(p)
     p.set_defaults(func=run_list)
     r = add_command(sub, "run", "Run a plugin and print its rows.", RUN_EXAMPLES)
@@ -65,8 +68,21 @@ def _status(info) -> str:
     return "ready" if info.available else "unavailable"
 
 
+def print_schema(name: str, dirs: list[str]) -> int:
+    from xenvmi.errors import NotFoundError
+    from xenvmi.plugins.loader import discover_entries
+    from xenvmi.plugins.schema import result_schema
+    entry = next((e for e in discover_entries(dirs) if e.info.name == name and e.cls), None)
+    if entry is None:
+        raise NotFoundError(f"no loadable plugin named {name!r} (`xenvmi plugins` lists them)")
+    print(render.dumps(result_schema(entry.cls)))
+    return 0
+
+
 def run_list(args: argparse.Namespace) -> int:
     from xenvmi import plugins
+    if args.schema:
+        return print_schema(args.schema, args.plugin_dir)
     infos = plugins.discover(args.plugin_dir)
     if args.json:
         print(render.dumps(infos))
@@ -106,20 +122,42 @@ def run_plugin(args: argparse.Namespace) -> int:
     domain = args.domain
     res = plugins.run(args.plugin, domain, extra_dirs=args.plugin_dir, timeout=args.timeout,
                       options=_options(args.option), progress=progress)
-    if args.json:
+    return print_result(res, args.json, res.plugin_class)
+
+
+def result_text(res, plugin: type | None) -> str:
+    """A run's rows as the terminal shows them: the plugin's own text, else its table."""
+    from xenvmi.plugins.base import Column, column_specs
+    custom = plugin.render_text(res.rows) if plugin is not None else None
+    if custom is not None:
+        return custom
+    if not res.rows:
+        return "" if res.error is not None else "(no rows)"
+    columns = column_specs(plugin) if plugin is not None \
+        else tuple(Column(c) for c in res.columns)
+    return render.column_table(res.rows, columns)
+
+
+def print_result(res, as_json: bool, plugin: type | None, extra: dict | None = None) -> int:
+    """Print one plugin run (a view's command or ``xenvmi run``): JSON or text on stdout,
+    warnings and the error on stderr; the exit code. JSON is the one shape every run has
+    (docs/views.md); ``extra`` adds keys after it."""
+    if as_json:
         print(render.dumps({"plugin": res.plugin, "version": res.version,
                             "domain": res.domain, "rows": res.rows, "complete": res.complete,
                             "warnings": res.warnings, "error": res.error,
-                            "seconds": round(res.seconds, 3)}))
-    elif res.rows:
-        print(render.table(res.rows, list(res.columns) or None))
-    elif res.error is None:
-        print("(no rows)")
+                            "seconds": round(res.seconds, 3), **(extra or {})}))
+    else:
+        text = result_text(res, plugin)
+        if text:
+            print(text)
     for w in res.warnings:
         print(f"xenvmi: warning: {w}", file=sys.stderr)
     if res.error is not None:
         print(f"xenvmi: error: {res.error}", file=sys.stderr)
         return res.exit_code or 1
     if not res.complete:
-        print(f"xenvmi: warning: {res.plugin} may be incomplete (see above)", file=sys.stderr)
+        of = "" if res.domain is None else f" of {res.domain}"
+        print(f"xenvmi: warning: {res.plugin}{of} may be incomplete (see above)",
+              file=sys.stderr)
     return 0

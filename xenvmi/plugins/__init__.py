@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Sequence
 
 from xenvmi.errors import NotFoundError, XenvmiError
-from xenvmi.plugins.base import API_VERSION, Context, Plugin
+from xenvmi.plugins.base import API_VERSION, Column, Context, Option, Plugin, yes_no
 from xenvmi.plugins.loader import GROUP, PluginInfo, discover_entries
 from xenvmi.plugins.runner import PluginResult, run
 
-__all__ = ["API_VERSION", "Context", "GROUP", "Plugin", "PluginInfo", "PluginResult",
-           "discover", "run", "tui_panel"]
+__all__ = ["API_VERSION", "Column", "Context", "GROUP", "Option", "Plugin", "PluginInfo",
+           "PluginResult", "discover", "run", "tui_panel", "yes_no"]
 
 
 def discover(extra_dirs: Sequence[str | Path] = ()) -> list[PluginInfo]:

@@ -1,6 +1,8 @@
-"""Find plugins: the ``xenvmi.plugins`` entry points, then plugin folders, one file each.
+"""Find plugins: xenvmi's own views, the ``xenvmi.plugins`` entry points, then plugin
+folders, one file each.
 
-Folders, in order: the checkout's ``plugins/`` (beside the ``xenvmi`` package), every
+The built-in views are the modules of the ``xenvmi.views`` package, each a Plugin written
+exactly as a third-party one (adding a view adds one file there). Folders, in order: the checkout's ``plugins/`` (beside the ``xenvmi`` package), every
 directory in ``$XENVMI_PLUGIN_PATH`` (``os.pathsep``-separated), then ``--plugin-dir``
 ones. A plugin that fails to import or declares nonsense is listed with ``error`` set:
 one bad file never hides the others. The first plugin of a name wins; a later one of the
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import importlib.util
 import inspect
 import os
+import pkgutil
 import re
 import sys
 from dataclasses import dataclass, field
@@ -22,11 +26,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from xenvmi.plugins import requirements
-from xenvmi.plugins.base import API_VERSION, Plugin
+from xenvmi.plugins.base import API_VERSION, Column, Option, Plugin
 
 GROUP = "xenvmi.plugins"
 ENV_PATH = "XENVMI_PLUGIN_PATH"
-BUILTIN_MODULE = "xenvmi.builtin_plugins"
+VIEWS_PACKAGE = "xenvmi.views"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
 
@@ -82,9 +86,17 @@ def _validate(cls: Any) -> str | None:
     if cls.run is Plugin.run:
         return f"{cls.name}: does not implement run(ctx)"
     names = {f.name for f in dataclasses.fields(cls.row)}
-    bad = [c for c in (cls.columns or ()) if c not in names]
+    columns = cls.columns or ()
+    if not all(isinstance(c, (str, Column)) for c in columns):
+        return f"{cls.name}: columns must be field names or xenvmi.plugins.Column"
+    bad = [c if isinstance(c, str) else c.key for c in columns
+           if (c if isinstance(c, str) else c.key) not in names
+           and not (isinstance(c, Column) and c.value is not None)]
     if bad:
         return f"{cls.name}: columns {bad} are not fields of {cls.row.__name__}"
+    if not all(isinstance(k, str) and isinstance(v, (str, Option))
+               for k, v in dict(cls.options).items()):
+        return f"{cls.name}: options must map names to help text or xenvmi.plugins.Option"
     return None
 
 
@@ -110,9 +122,51 @@ def _info(cls: type[Plugin], source: str, fallback: str) -> Entry:
         name=cls.name, version=str(cls.version), description=cls.description.strip(),
         requires=tuple(cls.requires), available=not why, why_not="; ".join(why),
         needs_domain=bool(cls.needs_domain), source=source, api_version=cls.api_version,
-        row=cls.row.__name__, columns=tuple(cls.columns or fields),
-        options=dict(cls.options), has_tui=cls.tui_panel.__func__ is not
+        row=cls.row.__name__,
+        columns=tuple(c.key if isinstance(c, Column) else c for c in cls.columns or fields),
+        options={k: v.help if isinstance(v, Option) else v for k, v in cls.options.items()},
+        has_tui=cls.tui_panel.__func__ is not
         Plugin.tui_panel.__func__), cls)
+
+
+# -- xenvmi's own views ------------------------------------------------------------------
+
+def view_modules() -> list[str]:
+    """The modules of the built-in views' package, in name order."""
+    package = importlib.import_module(VIEWS_PACKAGE)
+    return sorted(f"{VIEWS_PACKAGE}.{m.name}" for m in pkgutil.iter_modules(package.__path__)
+                  if not m.name.startswith("_"))
+
+
+def _module_plugin(module: Any) -> type[Plugin] | str:
+    """A module's one plugin class (or the one it names as ``PLUGIN``), or why it has none."""
+    explicit = getattr(module, "PLUGIN", None)
+    if explicit is not None:
+        return explicit if inspect.isclass(explicit) else type(explicit)
+    found = [c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, Plugin)
+             and c is not Plugin and c.__module__ == module.__name__]
+    if len(found) != 1:
+        what = "no Plugin subclass" if not found else f"{len(found)} Plugin subclasses"
+        return f"defines {what} (one per file, or set PLUGIN)"
+    return found[0]
+
+
+def _from_views() -> list[Entry]:
+    out = []
+    for name in view_modules():
+        try:
+            found = _module_plugin(importlib.import_module(name))
+        except Exception as e:  # isolation boundary: one broken view hides no other
+            found = _one_line(e)
+        short = name.rsplit(".", 1)[1]
+        out.append(_broken(short, name, found) if isinstance(found, str)
+                   else _info(found, f"builtin {name}", short))
+    return out
+
+
+def builtin_views() -> list[type[Plugin]]:
+    """The built-in views that loaded, in name order (the CLI makes commands of them)."""
+    return [e.cls for e in _from_views() if e.cls is not None]
 
 
 # -- entry points ------------------------------------------------------------------------
@@ -120,6 +174,8 @@ def _info(cls: type[Plugin], source: str, fallback: str) -> Entry:
 def _from_entry_points() -> list[Entry]:
     out = []
     for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+        if ep.value.startswith("xenvmi."):
+            continue  # an older xenvmi's own views: today's come from the package
         source = f"entry point {ep.value}"
         try:
             obj = ep.load()
@@ -128,17 +184,6 @@ def _from_entry_points() -> list[Entry]:
             continue
         out.append(_info(obj if inspect.isclass(obj) else type(obj), source, ep.name))
     return out
-
-
-def _builtins_fallback(seen: set[str]) -> list[Entry]:
-    """The built-in plugins when the installed metadata predates them (a checkout synced
-    over an older editable install): the entry points are the normal way in."""
-    try:
-        module = importlib.import_module(BUILTIN_MODULE)
-    except Exception as e:  # isolation boundary
-        return [_broken("builtin", BUILTIN_MODULE, _one_line(e))]
-    return [_info(cls, f"builtin {BUILTIN_MODULE}:{cls.__name__}", cls.name)
-            for cls in module.BUILTINS if cls.name not in seen]
 
 
 # -- folders -----------------------------------------------------------------------------
@@ -184,15 +229,7 @@ def _import_file(path: Path) -> type[Plugin] | str:
     except Exception as e:  # isolation boundary: any error while importing a user file
         sys.modules.pop(modname, None)
         return _one_line(e)
-    explicit = getattr(module, "PLUGIN", None)
-    if explicit is not None:
-        return explicit if inspect.isclass(explicit) else type(explicit)
-    found = [c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, Plugin)
-             and c is not Plugin and c.__module__ == module.__name__]
-    if len(found) != 1:
-        what = "no Plugin subclass" if not found else f"{len(found)} Plugin subclasses"
-        return f"defines {what} (one per file, or set PLUGIN)"
-    return found[0]
+    return _module_plugin(module)
 
 
 def _from_dir(folder: Path) -> list[Entry]:
@@ -205,8 +242,7 @@ def _from_dir(folder: Path) -> list[Entry]:
 
 def discover_entries(extra_dirs: Sequence[str | Path] = ()) -> list[Entry]:
     """Every plugin found, in precedence order, shadowed duplicates marked."""
-    entries = _from_entry_points()
-    entries += _builtins_fallback({e.info.name for e in entries})
+    entries = _from_views() + _from_entry_points()
     seen_dirs: set[Path] = set()
     for folder in [*default_dirs(), *(Path(d).expanduser() for d in extra_dirs)]:
         key = folder.resolve()

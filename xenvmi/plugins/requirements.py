@@ -76,17 +76,25 @@ CHECKS: dict[str, Callable[[], str | None]] = {
 
 #: Requirements that stand for several others (checked in this order).
 IMPLIES: dict[str, tuple[str, ...]] = {"linux-guest": ("dom0", "libvmi", "drgn")}
+#: What they stand for when a plugin reads a dump file instead of a live domain: its
+#: kernel is still read with drgn, but no Xen, LibVMI or root is involved (the file's
+#: own permissions decide).
+IMPLIES_FOR_DUMP: dict[str, tuple[str, ...]] = {"linux-guest": ("drgn",), "root": (),
+                                                "dom0": (), "libvmi": ()}
 
 
 def known() -> list[str]:
     return sorted([*CHECKS, *IMPLIES])
 
 
-def unmet(requires: Iterable[str]) -> list[str]:
-    """One reason per unmet requirement, in declaration order, without repeats."""
+def unmet(requires: Iterable[str], dump_file: bool = False) -> list[str]:
+    """One reason per unmet requirement, in declaration order, without repeats;
+    ``dump_file``: for a run on a dump file rather than a live domain."""
     reasons: list[str] = []
     for name in requires:
         parts = IMPLIES.get(name, (name,))
+        if dump_file:
+            parts = IMPLIES_FOR_DUMP.get(name, parts)
         for part in parts:
             check = CHECKS.get(part)
             why = (check() if check else

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from xenvmi.errors import XenvmiError
-from xenvmi.plugins.base import Context, _quiet
+from xenvmi.plugins import requirements
+from xenvmi.plugins.base import Context, _quiet, option_specs
 from xenvmi.plugins.loader import Entry, _one_line, discover_entries
 
 #: Rows kept from one run; more is a runaway plugin, not a result.
@@ -37,6 +38,8 @@ class PluginResult:
     exit_code: int = 0  # what the CLI exits with (README's codes)
     version: str = ""
     columns: tuple[str, ...] = ()
+    #: The plugin's class when it loaded: its columns and text rendering print the rows.
+    plugin_class: type | None = field(default=None, repr=False, compare=False)
 
 
 def grace(timeout: float) -> float:
@@ -83,10 +86,19 @@ def _find(name: str, extra_dirs: Sequence[str | Path]) -> Entry | None:
     return (usable or matches or [None])[0]
 
 
+def _is_dump_file(domain: str | int | None) -> bool:
+    if domain is None:
+        return False
+    from xenvmi.vmi import is_file_target
+    return is_file_target(domain)
+
+
 def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | Path] = (),
         timeout: float | None = 120, options: dict[str, str] | None = None,
-        progress: Callable[[str], None] = _quiet) -> PluginResult:
-    """Run plugin ``name`` on ``domain``; never raises for anything the plugin does."""
+        progress: Callable[[str], None] = _quiet, use_cache: bool = True) -> PluginResult:
+    """Run plugin ``name`` on ``domain`` (a domain's name or id, or for guest views a dump
+    file); never raises for anything the plugin does. ``use_cache=False`` finds the
+    guest's kernel anew instead of from the per-boot cache."""
     start = time.monotonic()
     entry = _find(name, extra_dirs)
     result = PluginResult(plugin=name, domain=domain)
@@ -100,25 +112,41 @@ def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | P
         return fail(f"no plugin named {name!r} (`xenvmi plugins` lists them)", 3)
     info = entry.info
     result.version, result.columns = info.version, info.columns
+    result.plugin_class = entry.cls
     if entry.cls is None:
         return fail(f"plugin {name} failed to load: {info.error}", 1)
     if info.needs_domain and domain is None:
         return fail(f"plugin {name} needs a DOMAIN (name or id)", 2)
-    if not info.available:
-        return fail(f"plugin {name} cannot run here: {info.why_not}", 5)
+    if _is_dump_file(domain) and info.needs_domain:
+        why = requirements.unmet(info.requires, dump_file=True)
+        if why:
+            return fail(f"plugin {name} cannot read a dump here: {'; '.join(why)}", 5)
+    elif not info.available:
+        only_root = all(r.startswith("root:") for r in info.why_not.split("; "))
+        code = 4 if only_root else 5  # the README's exit codes: 4 is "not root"
+        return fail(f"plugin {name} cannot run here: {info.why_not}", code)
     unknown = sorted(set(options or {}) - set(info.options))
     if unknown:
         takes = ", ".join(info.options) or "none"
         return fail(f"plugin {name} has no option {', '.join(unknown)} (options: {takes})", 2)
 
-    ctx = Context(name, domain, options, timeout, progress)
+    ctx = Context(name, domain, options, timeout, progress, option_specs(entry.cls),
+                  use_cache=use_cache)
     sink = _Sink()
     thread = threading.Thread(target=_body, args=(entry, ctx, sink), daemon=True,
                               name=f"xenvmi-plugin-{name}")
     thread.start()
-    finished = sink.done.wait(None if timeout is None else timeout + grace(timeout))
+    try:
+        finished = sink.done.wait(None if timeout is None else timeout + grace(timeout))
+    except KeyboardInterrupt:
+        # Let the plugin unwind (a paused guest is resumed in its thread) before leaving.
+        ctx.cancel()
+        sink.done.wait(grace(timeout or 60.0))
+        raise
     result.rows = list(sink.rows)
     result.warnings = list(ctx.warnings)
+    if ctx.domain_name is not None:
+        result.domain = ctx.domain_name
     if not finished:
         return fail(f"TimeoutError: {name} did not stop within its {timeout:g}s timeout "
                     "(abandoned; its rows so far are kept)", 1)

@@ -8,29 +8,20 @@ views by GUEST_VIEW_TIMEOUT, guest discovery by a progress callback that raises 
 
 from __future__ import annotations
 
-import importlib
-
-from xenvmi import api
-from xenvmi.errors import Unavailable
+from xenvmi import api, plugins
 from xenvmi.guest.model import GuestView, LogRecord, Module, Process, VcpuRegisters
 from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsTree
 from xenvmi.trace.hypercall_decode import HypercallEvent
-from xenvmi.tui.sources import (GUEST_VIEW_TIMEOUT, XS_MAX_NODES, PluginEntry, PluginOutput,
-                                ShouldStop, Stopped, plugin_entry, plugin_output)
+from xenvmi.plugins import PluginInfo, PluginResult
+from xenvmi.tui.sources import GUEST_VIEW_TIMEOUT, XS_MAX_NODES, ShouldStop, Stopped
+from xenvmi.views.dmesg import Dmesg
+from xenvmi.views.lsmod import Lsmod
+from xenvmi.views.ps import Ps
+from xenvmi.views.regs import Regs
 
 DOMAIN_EVENTS = ("@introduceDomain", "@releaseDomain")
 #: Seconds a plugin may run from the TUI.
 PLUGIN_TIMEOUT = 120.0
-
-
-def _plugins_module():
-    """xenvmi.plugins, imported only when the Plugins tab asks (it may not exist yet)."""
-    try:
-        plugins = importlib.import_module("xenvmi.plugins")
-    except ImportError as exc:
-        raise Unavailable(f"plugins are not available in this xenvmi ({exc}): update "
-                          "xenvmi to a version with xenvmi.plugins") from None
-    return plugins
 
 
 class LiveSource:
@@ -53,11 +44,11 @@ class LiveSource:
     def hypercalls(self, should_stop: ShouldStop) -> "LiveFeed":
         return LiveFeed(should_stop)
 
-    def plugins(self) -> list[PluginEntry]:
-        return [plugin_entry(p) for p in _plugins_module().discover()]
+    def plugins(self) -> list[PluginInfo]:
+        return plugins.discover()
 
-    def run_plugin(self, name: str, domain: str | int | None) -> PluginOutput:
-        return plugin_output(_plugins_module().run(name, domain, timeout=PLUGIN_TIMEOUT))
+    def run_plugin(self, name: str, domain: str | int | None) -> PluginResult:
+        return plugins.run(name, domain, timeout=PLUGIN_TIMEOUT)
 
 
 class LiveSampler:
@@ -119,16 +110,16 @@ class LiveGuest:
         self.g = guest
 
     def processes(self) -> GuestView[Process]:
-        return self.g.processes(timeout=GUEST_VIEW_TIMEOUT)
+        return Ps.collect(self.g, GUEST_VIEW_TIMEOUT)
 
     def modules(self) -> GuestView[Module]:
-        return self.g.modules(timeout=GUEST_VIEW_TIMEOUT)
+        return Lsmod.collect(self.g, GUEST_VIEW_TIMEOUT)
 
     def kernel_log(self) -> GuestView[LogRecord]:
-        return self.g.kernel_log(timeout=GUEST_VIEW_TIMEOUT)
+        return Dmesg.collect(self.g, GUEST_VIEW_TIMEOUT)
 
     def registers(self) -> GuestView[VcpuRegisters]:
-        return self.g.registers(None)
+        return Regs.collect(self.g, None)
 
     def close(self) -> None:
         self.g.close()

@@ -11,7 +11,7 @@ from textual.message import Message
 
 from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsTree
 from xenvmi.trace.hypercall_decode import HypercallEvent
-from xenvmi.tui.sources import PluginEntry, PluginOutput
+from xenvmi.plugins import PluginInfo, PluginResult
 
 
 class SourceFailed(Message):
@@ -71,12 +71,12 @@ class HypercallBatch(Message):
 
 
 class PluginsListed(Message):
-    def __init__(self, plugins: list[PluginEntry]) -> None:
+    def __init__(self, plugins: list[PluginInfo]) -> None:
         super().__init__()
         self.plugins = plugins
 
 
 class PluginFinished(Message):
-    def __init__(self, name: str, output: PluginOutput) -> None:
+    def __init__(self, name: str, output: PluginResult) -> None:
         super().__init__()
         self.name, self.output = name, output

@@ -36,7 +36,8 @@ from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsNode, X
 from xenvmi.render import to_jsonable
 from xenvmi.trace.hypercall_decode import HypercallEvent
 from xenvmi.tui.codec import from_jsonable, list_of
-from xenvmi.tui.sources import (XS_MAX_NODES, PluginEntry, PluginOutput, ShouldStop,
+from xenvmi.plugins import PluginInfo, PluginResult
+from xenvmi.tui.sources import (XS_MAX_NODES, ShouldStop,
                                 Stopped, children_of)
 
 
@@ -60,7 +61,7 @@ class Recording:
     xenstore: dict[str, str] = field(default_factory=dict)
     hypercalls: list[HypercallEvent] = field(default_factory=list)
     guests: dict[str, GuestRecording] = field(default_factory=dict)
-    plugins: list[PluginEntry] = field(default_factory=list)
+    plugins: list[PluginInfo] = field(default_factory=list)
     plugin_results: dict[str, dict] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
 
@@ -128,20 +129,21 @@ class RecordedSource:
         self.check("hypercalls")
         return _Feed(self, should_stop)
 
-    def plugins(self) -> list[PluginEntry]:
+    def plugins(self) -> list[PluginInfo]:
         self.check("plugins")
         return list(self.rec.plugins)
 
-    def run_plugin(self, name: str, domain: str | int | None) -> PluginOutput:
+    def run_plugin(self, name: str, domain: str | int | None) -> PluginResult:
         self.check("plugins")
         raw = self.rec.plugin_results.get(name)
         if raw is None:
-            return PluginOutput(error=f"plugin {name!r}: nothing recorded")
+            return PluginResult(name, domain, error=f"plugin {name!r}: nothing recorded")
         rows = raw.get("rows", [])
         if rows:
             row_cls = make_dataclass(f"{name}_row", list(rows[0]))
             rows = [row_cls(**r) for r in rows]
-        return PluginOutput(rows, list(raw.get("warnings", [])), raw.get("error"))
+        return PluginResult(name, domain, rows, list(raw.get("warnings", [])),
+                            raw.get("error"), complete=raw.get("error") is None)
 
 
 def _idle(seconds: float, should_stop: ShouldStop) -> None:
@@ -271,6 +273,15 @@ def _read(directory: Path, name: str, default: Any) -> Any:
         raise GuestDataError(f"recording: cannot read {path}: {exc}") from None
 
 
+def recorded_plugin(raw: dict) -> PluginInfo:
+    """A recording's plugin listing (the fields the Plugins tab shows) as a PluginInfo."""
+    return PluginInfo(name=str(raw["name"]), version=str(raw.get("version", "?")),
+                      description=str(raw.get("description", "")), requires=(),
+                      available=bool(raw.get("available", True)),
+                      why_not=str(raw.get("why_not", "") or ""),
+                      needs_domain=bool(raw.get("needs_domain", False)), source="recording")
+
+
 def load(directory: str | Path) -> Recording:
     """A Recording from a directory (see the module docstring for the files)."""
     d = Path(directory)
@@ -294,7 +305,7 @@ def load(directory: str | Path) -> Recording:
         node=from_jsonable(NodeSample, node) if node else None,
         xenstore={str(k): str(v) for k, v in _read(d, "xenstore.json", {}).items()},
         hypercalls=list_of(HypercallEvent, _read(d, "hypercalls.json", [])),
-        guests=guests, plugins=list_of(PluginEntry, plugins.get("plugins", [])),
+        guests=guests, plugins=[recorded_plugin(p) for p in plugins.get("plugins", [])],
         plugin_results=dict(plugins.get("results", {})),
         unavailable=dict(_read(d, "unavailable.json", {})))
 

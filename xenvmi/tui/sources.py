@@ -13,11 +13,11 @@ the ``xenvmi.errors`` family; its message is what the UI shows as the reason and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from xenvmi.guest.model import GuestView, LogRecord, Module, Process, VcpuRegisters
 from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsTree
+from xenvmi.plugins import PluginInfo, PluginResult
 from xenvmi.trace.hypercall_decode import HypercallEvent
 
 #: Returns True when the worker using a handle should give up (the app is quitting).
@@ -46,7 +46,8 @@ class Sampler(Protocol):
 
 
 class GuestHandle(Protocol):
-    """One open guest; opened, used and closed by one thread."""
+    """One open guest; opened, used and closed by one thread. Live, each method is its
+    view's ``collect`` (``xenvmi/views/``), the rows ``xenvmi ps`` etc. print."""
 
     def processes(self) -> GuestView[Process]: ...
     def modules(self) -> GuestView[Module]: ...
@@ -73,24 +74,6 @@ class HypercallFeed(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class PluginEntry:
-    """What the Plugins tab lists (the attributes of xenvmi.plugins.PluginInfo)."""
-    name: str
-    description: str
-    available: bool
-    why_not: str
-    needs_domain: bool
-
-
-@dataclass
-class PluginOutput:
-    """What running a plugin gave (the attributes of xenvmi.plugins.PluginResult)."""
-    rows: list[Any] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
 class DataSource(Protocol):
     """Where the TUI's data comes from. Handles are created inside the worker thread."""
 
@@ -101,23 +84,8 @@ class DataSource(Protocol):
     def guest(self, domain: str | int, should_stop: ShouldStop) -> GuestHandle: ...
     def xenstore(self, should_stop: ShouldStop) -> XsReader: ...
     def hypercalls(self, should_stop: ShouldStop) -> HypercallFeed: ...
-    def plugins(self) -> list[PluginEntry]: ...
-    def run_plugin(self, name: str, domain: str | int | None) -> PluginOutput: ...
-
-
-def plugin_entry(info: Any) -> PluginEntry:
-    """A PluginEntry from any object with PluginInfo's attributes."""
-    return PluginEntry(str(info.name), str(getattr(info, "description", "")),
-                       bool(getattr(info, "available", True)),
-                       str(getattr(info, "why_not", "") or ""),
-                       bool(getattr(info, "needs_domain", False)))
-
-
-def plugin_output(result: Any) -> PluginOutput:
-    """A PluginOutput from any object with PluginResult's attributes."""
-    return PluginOutput(list(getattr(result, "rows", []) or []),
-                        [str(w) for w in getattr(result, "warnings", []) or []],
-                        getattr(result, "error", None))
+    def plugins(self) -> list[PluginInfo]: ...
+    def run_plugin(self, name: str, domain: str | int | None) -> PluginResult: ...
 
 
 def children_of(paths: Sequence[str], parent: str) -> list[str]:

@@ -16,7 +16,7 @@ from xenvmi.guest.model import LogRecord, Module, Process
 from xenvmi.model import Daemon, Device, Domain, DomainSample, HostSample, NodeSample
 from xenvmi.trace.hypercall_decode import HypercallEvent, decode_event
 from xenvmi.tui.recorded import GuestRecording, Recording, save
-from xenvmi.tui.sources import PluginEntry
+from xenvmi.tui.recorded import recorded_plugin
 
 T0 = 1_795_581_560.0
 HOST_KIB = 4 * 1024 * 1024
@@ -164,12 +164,12 @@ def lab(frames: int = 6, seed: int = 7) -> Recording:
                                Daemon("xenconsoled", 310, True, 0.0, 2280),
                                Daemon("xenstored", 301, True, 0.3, 4096)))
     node = NodeSample(T0, "4.17.5", 2, 2000, HOST_KIB, 1024 * 1024, len(domains))
-    plugins = [PluginEntry("pslist-diff", "processes hidden from the guest's /proc", True, "",
-                           True),
-               PluginEntry("xen-audit", "domains whose xenstore and Xen views disagree", True,
-                           "", False),
-               PluginEntry("yara-scan", "YARA rules over guest memory", False,
-                           "needs yara-python: pip install yara-python", True)]
+    plugins = [recorded_plugin(p) for p in (
+        {"name": "pslist-diff", "description": "processes hidden from the guest's /proc",
+         "needs_domain": True},
+        {"name": "xen-audit", "description": "domains whose xenstore and Xen views disagree"},
+        {"name": "yara-scan", "description": "YARA rules over guest memory", "available": False,
+         "why_not": "needs yara-python: pip install yara-python", "needs_domain": True})]
     results = {"pslist-diff": {"rows": [{"pid": 63, "comm": "xvm-parent", "seen_by": "vmi",
                                          "hidden": False}], "warnings": []},
                "xen-audit": {"rows": [{"domid": 1, "check": "vif state",

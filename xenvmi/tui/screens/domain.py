@@ -23,8 +23,9 @@ from xenvmi.tui import workers
 from xenvmi.tui.format import kib, pct, xenbus_style
 from xenvmi.tui.widgets.plugins_pane import PluginsPane
 from xenvmi.tui.widgets.tabs import SteadyTabbedContent
-from xenvmi.tui.widgets.views import (MODULE_COLUMNS, PROCESS_COLUMNS, LogPane, RegistersPane,
-                                      TablePane)
+from xenvmi.tui.widgets.views import LogPane, RegistersPane, TablePane, table_columns
+from xenvmi.views.lsmod import Lsmod
+from xenvmi.views.ps import Ps
 from xenvmi.tui.widgets.xs_tree import XsSubtreePane
 
 TABS = ("overview", "vcpus", "processes", "modules", "dmesg", "xenstore", "plugins")
@@ -72,9 +73,9 @@ class DomainScreen(Screen):
             with TabPane("vCPUs", id="vcpus"):
                 yield RegistersPane("registers", id="pane-registers")
             with TabPane("Processes", id="processes"):
-                yield TablePane("processes", PROCESS_COLUMNS, id="pane-processes")
+                yield TablePane("processes", table_columns(Ps), id="pane-processes")
             with TabPane("Modules", id="modules"):
-                yield TablePane("modules", MODULE_COLUMNS, id="pane-modules")
+                yield TablePane("modules", table_columns(Lsmod), id="pane-modules")
             with TabPane("Kernel log", id="dmesg"):
                 yield LogPane("kernel log", id="pane-kernel_log")
             with TabPane("XenStore", id="xenstore"):

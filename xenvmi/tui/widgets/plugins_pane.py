@@ -10,8 +10,8 @@ from textual.widgets import DataTable
 
 from xenvmi.tui import messages as m
 from xenvmi.tui import workers
-from xenvmi.tui.sources import PluginEntry
-from xenvmi.tui.widgets.views import TablePane, ViewPane
+from xenvmi.plugins import PluginInfo
+from xenvmi.tui.widgets.views import TablePane, ViewPane, table_columns
 
 
 class PluginsPane(ViewPane):
@@ -20,7 +20,7 @@ class PluginsPane(ViewPane):
     def __init__(self, domain: str | None, **kw) -> None:
         super().__init__("plugins", **kw)
         self.domain = domain
-        self.plugins: dict[str, PluginEntry] = {}
+        self.plugins: dict[str, PluginInfo] = {}
         self.listed = False
 
     def body(self) -> ComposeResult:
@@ -76,6 +76,8 @@ class PluginsPane(ViewPane):
         if msg.output.error:
             out.fail(f"{msg.name}: {msg.output.error}")
         else:
+            cls = msg.output.plugin_class
+            out.columns = table_columns(cls) if cls is not None else None
             out.show_rows(msg.output.rows, f"rows from {msg.name}", msg.output.warnings)
         self.set_status(Text(f"{msg.name} finished", style="bold"))
 

@@ -11,33 +11,37 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, RichLog, Static
 
-from xenvmi.guest.model import LogRecord, Module, Process, VcpuRegisters
+from xenvmi.guest.model import LogRecord, VcpuRegisters
+from xenvmi.plugins.base import Column, column_specs
 from xenvmi.tui.widgets.reason import ReasonPanel
+from xenvmi.views.dmesg import stamp_text
+from xenvmi.views.regs import registers_text
 
-ColumnSpec = Sequence[tuple[str, Callable[[Any], Any]]]
-
-
-def _t(value: Any, right: bool = False) -> Text:
-    text = "-" if value is None else str(value)
-    return Text(text, justify="right" if right else "left")
+#: A table's columns: heading, and the cell of a row (rich Text) given all rows.
+ColumnSpec = Sequence[tuple[str, Callable[[Any], Text]]]
 
 
-PROCESS_COLUMNS: ColumnSpec = (
-    ("PID", lambda p: _t(p.pid, True)), ("PPID", lambda p: _t(p.ppid, True)),
-    ("S", lambda p: _t(p.state)), ("UID", lambda p: _t(p.uid, True)),
-    ("Comm", lambda p: Text(f"[{p.comm}]" if p.kernel_thread else p.comm)),
-    ("Cmdline", lambda p: _t((p.cmdline or "")[:120])))
-MODULE_COLUMNS: ColumnSpec = (
-    ("Name", lambda m: _t(m.name)), ("Size", lambda m: _t(m.size, True)),
-    ("State", lambda m: _t(m.state)), ("Refs", lambda m: _t(m.refcount, True)),
-    ("Address", lambda m: _t(None if m.address is None else f"{m.address:#x}")))
+def _cell(column: Column, right: bool) -> Callable[[Any], Text]:
+    def cell(row: Any) -> Text:
+        text = column.text(row)
+        if column.width is not None:
+            text = text[:column.width]
+        return Text(text, justify="right" if right else "left")
+    return cell
+
+
+def table_columns(plugin: type, rows: Sequence[Any] = ()) -> ColumnSpec:
+    """A view's (or any plugin's) declared columns as the TUI's table columns: the same
+    headings and cell text as its CLI table, cut to a column's ``width``."""
+    return tuple((c.title.upper(), _cell(c, c.right_aligned(rows) if c.right is None
+                                         else c.right)) for c in column_specs(plugin))
 
 
 def dataclass_columns(rows: Sequence[Any]) -> ColumnSpec:
-    """Columns named after the fields of the first row (plugin output)."""
+    """Columns named after the fields of the first row (a recorded plugin's output)."""
     if not rows or not dataclasses.is_dataclass(rows[0]):
-        return (("value", lambda r: _t(r)),)
-    return tuple((f.name, (lambda n: lambda r: _t(getattr(r, n, None)))(f.name))
+        return (("value", lambda r: Text(str(r))),)
+    return tuple((f.name, _cell(Column(f.name), Column(f.name).right_aligned(rows)))
                  for f in dataclasses.fields(rows[0]))
 
 
@@ -102,7 +106,7 @@ LEVEL_STYLES = {0: "bold red", 1: "bold red", 2: "bold red", 3: "red", 4: "yello
 
 
 def log_line(r: LogRecord) -> Text:
-    line = Text(f"[{r.timestamp:12.6f}] ", style="dim")
+    line = Text(f"{stamp_text(r)} ", style="dim")
     line.append(r.text, style=LEVEL_STYLES.get(r.level, ""))
     return line
 
@@ -122,25 +126,11 @@ class LogPane(ViewPane):
         self.loaded(len(records), "log records", warnings, complete)
 
 
-def _hex(v: int | None) -> str:
-    return "-" if v is None else f"{v:#x}"
-
-
-def registers_text(r: VcpuRegisters) -> Text:
-    """One vCPU's decoded control state, the facts an operator asks first."""
-    d = r.decoded
-    t = Text()
-    t.append(f"vCPU {r.vcpu}", style="bold")
-    t.append(f"  {d.cpu_mode or '?'} mode, CPL {d.cpl if d.cpl is not None else '?'}, "
-             f"paging {d.paging_mode or '?'}\n")
-    t.append(f"  rip {_hex(d.rip)}  rsp {_hex(d.rsp)}\n")
-    t.append(f"  rflags {_hex(d.rflags)} {' '.join(d.rflags_flags)}  iopl {d.iopl}\n")
-    t.append(f"  cr0 {_hex(d.cr0)} {' '.join(d.cr0_flags)}\n")
-    t.append(f"  cr3 {_hex(d.cr3)} (table {_hex(d.page_table_base)})  cr2 {_hex(d.cr2)}\n")
-    t.append(f"  cr4 {_hex(d.cr4)} {' '.join(d.cr4_flags)}\n")
-    t.append(f"  efer {_hex(d.efer)} {' '.join(d.efer_flags)}\n")
-    t.append(f"  lstar {_hex(d.lstar)}  fs_base {_hex(d.fs_base)}  gs_base {_hex(d.gs_base)}")
-    return t
+def registers_rich(r: VcpuRegisters) -> Text:
+    """One vCPU as ``xenvmi regs`` prints it, its first line in bold."""
+    text = Text(registers_text(r))
+    text.stylize("bold", 0, text.plain.find("\n") if "\n" in text.plain else None)
+    return text
 
 
 class RegistersPane(ViewPane):
@@ -149,10 +139,9 @@ class RegistersPane(ViewPane):
 
     def show_registers(self, rows: Sequence[VcpuRegisters], warnings: Sequence[str] = (),
                        complete: bool = True) -> None:
-        text = Text("\n\n").join(registers_text(r) for r in rows)
+        text = Text("\n\n").join(registers_rich(r) for r in rows)
         self.query_one("#regs-text", Static).update(text)
         self.loaded(len(rows), "vCPUs", warnings, complete)
 
 
-__all__ = ["LogPane", "MODULE_COLUMNS", "PROCESS_COLUMNS", "RegistersPane", "TablePane",
-           "ViewPane", "Module", "Process"]
+__all__ = ["LogPane", "RegistersPane", "TablePane", "ViewPane", "table_columns"]

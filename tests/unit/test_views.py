@@ -1,0 +1,80 @@
+"""The views' one definition: one module each, documented fields, a schema output obeys."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from xenvmi import render
+from xenvmi.guest.model import LogRecord, Module, Process
+from xenvmi.plugins import loader
+from xenvmi.plugins.base import column_specs
+from xenvmi.plugins.runner import PluginResult
+from xenvmi.plugins.schema import result_schema, row_schema
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "views.md"
+VIEWS = {cls.name: cls for cls in loader.builtin_views()}
+
+
+def test_each_view_is_one_module_named_after_it():
+    assert set(VIEWS) == {"kernel", "ps", "lsmod", "dmesg", "regs", "hypercalls"}
+    for name, cls in VIEWS.items():
+        assert cls.__module__ == f"xenvmi.views.{name}"
+        assert cls.description and (cls.examples or not cls.command)
+
+
+def _doc_section(name: str) -> str:
+    text = DOCS.read_text()
+    match = re.search(rf"^### {name}: (.*?)(?=^### |\Z)", text, re.S | re.M)
+    assert match, f"docs/views.md has no section for {name}"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("name", sorted(VIEWS))
+def test_docs_list_every_field_of_every_view(name):
+    section = _doc_section(name)
+    documented = set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+    assert documented == {f.name for f in dataclasses.fields(VIEWS[name].row)}
+
+
+def _printed(view, rows, **extra) -> dict:
+    res = PluginResult(view.name, "g", rows, [], None, True, 0.5, 0, "1.1")
+    return json.loads(render.dumps({"plugin": res.plugin, "version": res.version,
+                                    "domain": res.domain, "rows": res.rows,
+                                    "complete": res.complete, "warnings": res.warnings,
+                                    "error": res.error, "seconds": res.seconds, **extra}))
+
+
+def test_output_obeys_its_schema_and_a_wrong_one_does_not():
+    ps = VIEWS["ps"]
+    rows = [Process(1, 0, "init", "S", 0, 0.5, "/sbin/init", False, 0xFFFF888000001000),
+            Process(2, 0, "kthreadd", "S", None, None, None, True, 0xFFFF888000002000)]
+    got = _printed(ps, rows, processes=rows)
+    jsonschema.validate(got, result_schema(ps, "processes"))
+    broken = dict(got, rows=[dict(got["rows"][0], pid="1")])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, result_schema(ps))
+    missing = dict(got, rows=[{k: v for k, v in got["rows"][0].items() if k != "task"}])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(missing, result_schema(ps))
+
+
+def test_schemas_of_every_view_are_valid_json_schema():
+    for view in VIEWS.values():
+        jsonschema.Draft202012Validator.check_schema(result_schema(view))
+    assert row_schema(Module)["properties"]["size"] == {"type": ["integer", "null"]}
+    assert row_schema(LogRecord)["required"][0] == "seq"
+
+
+def test_columns_read_the_same_in_cli_and_tui():
+    """Both front ends show Column.text; the CLI table is made of the same cells."""
+    p = Process(7, 1, "kworker/0:1", "I", 0, 12.3456, None, True, 0)
+    cells = [c.text(p) for c in column_specs(VIEWS["ps"])]
+    assert cells == ["7", "1", "I", "0", "12.35", "[kworker/0:1]"]
+    table = render.column_table([p], column_specs(VIEWS["ps"]))
+    assert table.splitlines()[1].split() == cells
