@@ -70,7 +70,7 @@ def orphans(store, domids: list[int], names: dict[int, str]) -> list[DeviceHealt
     paths = [(d, k, f, v) for d, k, f in gone
              for v in _ints(devs.get(f"{tops[d]}/{k}/{f}"), MAX_DEVICES)]
     states = store.fetch([f"{tops[d]}/{k}/{f}/{v}/state" for d, k, f, v in paths])[0]
-    from xenvmi.model import xenbus_state_name
+    from xenvmi.model.host import xenbus_state_name
     return [DeviceHealth(f, "(gone)", k, str(v), d, None,
                          xenbus_state_name(states.get(f"{tops[d]}/{k}/{f}/{v}/state")), False,
                          f"orphaned backend in domain {d}: domain {f} no longer exists")

@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 from xenvmi.backends.xenstore import XenStore, check_path
 from xenvmi.domains import DomainSampler, HostSampler, collect_domains, find_domain, own_guest_type
 from xenvmi.errors import Unavailable
-from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, WatchEvent, XsTree
+from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, WatchEvent, XsTree
 
 __all__ = ["list_domains", "domain", "sample_domains", "sample_node", "host_sample",
            "open_xenstore", "xs_read", "xs_list", "xs_walk", "xs_write", "watch",

@@ -17,8 +17,8 @@ from typing import Iterable, Mapping, Protocol, Sequence
 
 from xenvmi.backends.xenstat import DomainCounters, NodeCounters
 from xenvmi.errors import NotFoundError, Unavailable
-from xenvmi.model import (Daemon, Device, Domain, DomainSample, HostSample, NodeSample,
-                          xenbus_state_name)
+from xenvmi.model.host import (Daemon, Device, Domain, DomainSample, HostSample, NodeSample,
+                               pick_domain, xenbus_state_name)
 
 #: Bounds on what a guest-controlled directory may make us read.
 MAX_DOMAINS, MAX_DEVICE_KINDS, MAX_DEVICES_PER_KIND, MAX_VCPUS = 4096, 32, 64, 512
@@ -156,16 +156,9 @@ def _domain(domid: int, base: str, values: Mapping[str, str | None], cpus: list[
 
 
 def find_domain(domains: Sequence[Domain], name_or_id: str | int) -> Domain:
-    """By domid (an int, or all digits) first, then by exact name."""
-    text = str(name_or_id).strip()
-    if text.isdigit():
-        for d in domains:
-            if d.domid == int(text):
-                return d
-    for d in domains:
-        if d.name == text:
-            return d
-    raise NotFoundError(f"no domain {text!r} (`xenvmi list` shows the domains)")
+    """The domain (or sample) ``name_or_id`` names, by :func:`~xenvmi.model.host.pick_domain`."""
+    domid, _ = pick_domain(((d.domid, d.name) for d in domains), name_or_id)
+    return next(d for d in domains if d.domid == domid)
 
 
 # ----------------------------------------------------------------------------- samples

@@ -20,7 +20,7 @@ from typing import Callable, TypeVar
 
 from xenvmi.backends.memory import GuestMemory
 from xenvmi.errors import GuestDataError, XenvmiError
-from xenvmi.guest.model import GuestView, KernelInfo, LogRecord, Module, Process, VcpuRegisters
+from xenvmi.model.guest import GuestView, KernelInfo, LogRecord, Module, Process, VcpuRegisters
 
 T = TypeVar("T")
 Progress = Callable[[str], None]

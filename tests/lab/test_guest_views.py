@@ -142,7 +142,7 @@ def test_pv_ps_is_one_clear_line(guests):
 
 def test_unknown_domain():
     res = xenvmi("ps", "no-such-guest")
-    assert res.returncode == 3 and "no domain named" in res.stderr
+    assert res.returncode == 3 and "no domain 'no-such-guest'" in res.stderr
 
 
 def test_ps_by_domid(guests):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from xenvmi.model import Domain
+from xenvmi.model.host import Domain
 from xenvmi.tui.screens.domain import DomainScreen
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from xenvmi.errors import GuestDataError, PermissionDenied, Unavailable
-from xenvmi.model import Domain, WatchEvent
+from xenvmi.model.host import Domain, WatchEvent
 from xenvmi.tui import messages as m
 from xenvmi.tui import recorded, synthetic, workers
 from xenvmi.tui.codec import from_jsonable

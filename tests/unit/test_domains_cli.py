@@ -9,7 +9,7 @@ import pytest
 from xenvmi import api, cli
 from xenvmi.backends.xenstat import DomainCounters, NodeCounters
 from xenvmi.domains import make_samples, node_sample
-from xenvmi.model import Device, Domain, NodeSample, WatchEvent, XsNode, XsTree
+from xenvmi.model.host import Device, Domain, NodeSample, WatchEvent, XsNode, XsTree
 
 DOMAINS = [
     Domain(domid=0, name="Domain-0", uuid=None, type="pv", state="running",

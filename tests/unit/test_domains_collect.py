@@ -12,7 +12,7 @@ import pytest
 from xenvmi.backends.xenstat import DomainCounters, NodeCounters
 from xenvmi.domains import collect_domains, find_domain, state_word
 from xenvmi.errors import NotFoundError
-from xenvmi.model import xenbus_state_name
+from xenvmi.model.host import xenbus_state_name
 
 UUID = "d8449218-3fb0-46da-9ece-674f4e7f5a92"
 
@@ -156,3 +156,16 @@ def test_state_words_and_xenbus_names():
     assert xenbus_state_name("6") == "closed"
     assert xenbus_state_name(None) is None
     assert xenbus_state_name("9") == "invalid(9)"
+
+
+def test_one_rule_picks_a_domain_by_id_then_name():
+    from xenvmi.errors import NotFoundError
+    from xenvmi.model.host import pick_domain
+    listed = [(0, "Domain-0"), (3, "web"), (7, "3"), (9, None)]
+    assert pick_domain(listed, "3") == (3, "web")      # an id first, as xl does
+    assert pick_domain(listed, 7) == (7, "3")
+    assert pick_domain(listed, " web ") == (3, "web")
+    assert pick_domain(listed, "9") == (9, "")
+    for wanted in ("8", "Web", "", "web2"):
+        with pytest.raises(NotFoundError, match="no domain"):
+            pick_domain(listed, wanted)

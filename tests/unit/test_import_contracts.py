@@ -28,7 +28,7 @@ BACKENDS_NEVER = ("xenvmi.guest", "xenvmi.tui", "xenvmi.commands", "xenvmi.cli")
 TERMINAL_UI = {"textual", "rich"}
 TUI_PLACES = ("tui/", "commands/tui.py")
 VIEWS_NEVER = ("xenvmi.tui", "xenvmi.commands", "xenvmi.cli")
-VIEWS_AT_IMPORT = ("__future__", "dataclasses", "typing", "xenvmi.plugins", "xenvmi.guest.model",
+VIEWS_AT_IMPORT = ("__future__", "dataclasses", "typing", "xenvmi.plugins", "xenvmi.model.guest",
                    "xenvmi.views")
 
 

@@ -10,7 +10,7 @@ import pytest
 from xenvmi import plugins
 from xenvmi.plugins import loader, requirements
 from xenvmi.backends import hypercall_probe as tracer_mod
-from xenvmi.trace.hypercall_decode import HypercallEvent
+from xenvmi.model.hypercall import HypercallEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)

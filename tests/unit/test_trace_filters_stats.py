@@ -9,6 +9,7 @@ import pytest
 from test_trace_hypercalls import raw
 from xenvmi import render
 from xenvmi.errors import NotFoundError, UsageError
+from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.trace import hypercall_decode as D
 from xenvmi.trace.hypercall_filters import Filters, c_string, parse_op, truncate_comm
 from xenvmi.trace.hypercall_stats import (Stats, format_log2_hist, log2_slot, slot_range,
@@ -16,7 +17,7 @@ from xenvmi.trace.hypercall_stats import (Stats, format_log2_hist, log2_slot, sl
 from xenvmi.trace.hypercalls import program_text
 
 
-def ev(**kw) -> D.HypercallEvent:
+def ev(**kw) -> HypercallEvent:
     return D.decode_event(raw(**kw), arch="x86_64-pv")
 
 

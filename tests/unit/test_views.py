@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from xenvmi import render
-from xenvmi.guest.model import LogRecord, Module, Process
+from xenvmi.model.guest import LogRecord, Module, Process
 from xenvmi.plugins import loader
 from xenvmi.plugins.base import column_specs
 from xenvmi.plugins.runner import PluginResult

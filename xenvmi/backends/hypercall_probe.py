@@ -12,7 +12,8 @@ import time
 from typing import Callable
 
 from xenvmi.errors import XenvmiError
-from xenvmi.trace.hypercall_decode import HypercallEvent, decode_event, host_arch
+from xenvmi.model.hypercall import HypercallEvent
+from xenvmi.trace.hypercall_decode import decode_event, host_arch
 from xenvmi.trace.hypercall_filters import Filters
 from xenvmi.trace.hypercall_stats import Stats, stats_from_maps
 from xenvmi.trace.hypercalls import (PROBE_FUNCTION, HostFacts, bpf_error, kernel_headers,

@@ -18,6 +18,7 @@ from pathlib import Path
 from xenvmi.backends.memory import PAGE, GuestMemory
 from xenvmi.errors import (GuestDataError, NotFoundError, PermissionDenied, Unavailable,
                            XenvmiError)
+from xenvmi.model.host import pick_domain
 
 #: Reads of at least this many bytes go through Xen's batch mapping when it is there.
 BULK_READ = 16 * PAGE
@@ -87,20 +88,15 @@ class _Store:
         except XenvmiError:
             return None
 
-    def domid_of(self, name: str) -> int | None:
-        """As :func:`_domid_of`: NotFoundError if no domain has the name."""
+    def domains(self) -> list[tuple[int, str | None]]:
+        """Every (domid, name) xenstore lists, in one batched read."""
         xs = self._conn()
         if xs is None:
-            return _domid_of(name)
+            return _listed_domains()
         _, lists = xs.fetch(lists=["/local/domain"])
         ids = [d for d in lists.get("/local/domain") or [] if d.isdigit()]
-        if not ids:
-            return _domid_of(name)
         names, _ = xs.fetch(reads=[f"/local/domain/{d}/name" for d in ids])
-        for d in ids:
-            if names.get(f"/local/domain/{d}/name") == name:
-                return int(d)
-        raise NotFoundError(f"no domain named {name!r} (see `xl list`)")
+        return [(int(d), names.get(f"/local/domain/{d}/name")) for d in ids]
 
     def close(self) -> None:
         xs, self._xs = self._xs, None
@@ -108,35 +104,30 @@ class _Store:
             xs.close()
 
 
-def resolve_domain(domain: str | int, store: _Store | None = None) -> tuple[str, int | None]:
-    """(name, domid) for a domain name or id; NotFoundError if XenStore does not know it."""
+def resolve_domain(domain: str | int, store: _Store | None = None) -> tuple[str, int]:
+    """(name, domid) for a domain name or id, by the one rule
+    (:func:`xenvmi.model.host.pick_domain`) over what xenstore lists; NotFoundError if no
+    domain matches, or if it is dom0 (VMI reads guests, not the domain it runs in)."""
     store = store or _Store()
-    text = str(domain)
-    if text.isdigit():
-        domid = int(text)
-        if domid == 0:
-            raise NotFoundError("domain 0 is dom0 itself: give a guest's name or id")
-        name = store.read(f"/local/domain/{domid}/name")
-        if name is None:
-            raise NotFoundError(f"no domain with id {domid} (see `xl list`)")
-        return name, domid
-    domid = store.domid_of(text)
+    listed = store.domains()
+    if not listed:
+        raise NotFoundError(f"no domain {str(domain)!r}: xenstore lists no domains "
+                            "(is xenstored running? see `xl list`)")
+    domid, name = pick_domain(listed, domain)
     if domid == 0:
         raise NotFoundError("domain 0 is dom0 itself: give a guest's name or id")
-    return text, domid
+    return name, domid
 
 
-def _domid_of(name: str) -> int | None:
-    """The domid of a named domain (NotFoundError if Xen has none; None if xl is absent)."""
+def _listed_domains() -> list[tuple[int, str | None]]:
+    """(domid, name) of every domain through the xenstore tools (no pyxs or socket)."""
     try:
-        res = subprocess.run(["xl", "domid", name], capture_output=True, text=True, timeout=60)
+        res = subprocess.run(["xenstore-list", "/local/domain"], capture_output=True,
+                             text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    if res.returncode == 0 and res.stdout.strip().isdigit():
-        return int(res.stdout.strip())
-    if "does not exist" in res.stderr or "Can't get domid" in res.stderr:
-        raise NotFoundError(f"no domain named {name!r} (see `xl list`)")
-    return None
+        return []
+    ids = [d for d in res.stdout.split() if d.isdigit()] if res.returncode == 0 else []
+    return [(int(d), xenstore_read(f"/local/domain/{d}/name")) for d in ids]
 
 
 class LibvmiMemory(GuestMemory):
@@ -166,7 +157,7 @@ class LibvmiMemory(GuestMemory):
                                   "installed in dom0?") from None
             raise GuestDataError(f"LibVMI could not open {name}: {reason}") from None
         self.name = name
-        self.domid = domid if domid is not None else int(self._vmi.get_vmid())
+        self.domid = domid
         vm_path = store.read(f"/local/domain/{self.domid}/vm") or ""
         self.uuid = vm_path.rsplit("/", 1)[-1] or None
         self.kind = store.read(f"/libxl/{self.domid}/type") or "unknown"

@@ -25,7 +25,7 @@ from enum import IntEnum
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
-from xenvmi.model import WatchEvent, XsNode, XsTree
+from xenvmi.model.host import WatchEvent, XsNode, XsTree
 
 
 class Op(IntEnum):

@@ -45,7 +45,7 @@ from xenvmi import render
 from xenvmi.commands import add_command
 
 if TYPE_CHECKING:  # the CLI imports every command module: keep this one's imports light
-    from xenvmi.model import Domain, DomainSample, HostSample, NodeSample
+    from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample
 
 LIST_EXAMPLES = """\
   xenvmi list                       domid, name, type, state, memory, vCPUs, devices

@@ -14,7 +14,8 @@ from typing import Any
 
 from xenvmi import render
 from xenvmi.commands import add_command
-from xenvmi.trace.hypercall_decode import HypercallEvent, event_json, format_event
+from xenvmi.model.hypercall import HypercallEvent
+from xenvmi.trace.hypercall_decode import event_json, format_event
 from xenvmi.trace.hypercall_filters import Filters, parse_op
 from xenvmi.trace.hypercall_stats import Stats
 

@@ -24,7 +24,7 @@ from xenvmi.commands import add_command
 from xenvmi.commands.domains import count_arg, seconds_arg
 
 if TYPE_CHECKING:  # imported when a command runs, not when the CLI builds its parser
-    from xenvmi.model import XsTree
+    from xenvmi.model.host import XsTree
 
 EXAMPLES = """\
   xenvmi xs ls /local/domain              the domids, with values

@@ -19,7 +19,7 @@ from xenvmi.guest.bounded import (
     walk_nodes,
 )
 from xenvmi.guest.layout import Layout
-from xenvmi.guest.model import KernelInfo, Module, Process
+from xenvmi.model.guest import KernelInfo, Module, Process
 from xenvmi.guest.printk import kernel_log  # noqa: F401  (re-exported view)
 
 MAX_TASKS = 65_536

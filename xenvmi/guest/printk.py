@@ -21,7 +21,7 @@ import struct
 import drgn
 
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
-from xenvmi.guest.model import LogRecord
+from xenvmi.model.guest import LogRecord
 
 MAX_COUNT_BITS = 20  # CONFIG_LOG_BUF_SHIFT <= 25 gives <= 2**20 descriptors
 MAX_TEXT_BITS = 25

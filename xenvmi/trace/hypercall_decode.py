@@ -11,12 +11,12 @@ from __future__ import annotations
 import errno as os_errno
 import os
 import platform
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from xenvmi.abi import domctl, sysctl
 from xenvmi.abi import errno as xerrno
 from xenvmi.abi import hypercalls as hc
+from xenvmi.model.hypercall import MAX_ERRNO, HypercallEvent
 from xenvmi.trace import hypercall_subops
 
 #: IOCTL_PRIVCMD_HYPERCALL: _IOC(_IOC_NONE, 'P', 0, sizeof(struct privcmd_hypercall)).
@@ -35,8 +35,6 @@ KIND_OTHER = 255
 #: hypercalls.bpf.c: "not known" for op, subop and domid.
 NO_VALUE = 0xFFFFFFFF
 F_SUBOP, F_DOMID, F_VERSION, F_FAULT = 1, 2, 4, 8
-#: Linux's MAX_ERRNO: a return in [-4095, -1] is an error.
-MAX_ERRNO = 4095
 #: public/xen.h reserved domain ids.
 SPECIAL_DOMIDS = {0x7FF0: "self", 0x7FF1: "io", 0x7FF2: "xen", 0x7FF3: "cow",
                   0x7FF4: "invalid", 0x7FFF: "idle"}
@@ -47,33 +45,6 @@ _VERSIONS = {35: sysctl.INTERFACE_VERSION, 36: domctl.INTERFACE_VERSION}
 def host_arch() -> str:
     """The guest kind dom0 is, for hypercall names (mca on x86, arch_0 on Arm)."""
     return "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64-pv"
-
-
-@dataclass(frozen=True)
-class HypercallEvent:
-    """One privcmd ioctl: who, which hypercall (or other privcmd request), result, time."""
-
-    ts_ns: int               #: CLOCK_MONOTONIC at entry (bpf_ktime_get_ns)
-    pid: int
-    tid: int
-    comm: str
-    kind: str                #: "hypercall", "mmapbatch_v2", "dm_op", ... or "ioctl"
-    ioctl: int               #: the ioctl request number
-    op: int | None           #: hypercall number (dm_op ioctls: 41)
-    name: str                #: "domctl", "xsm_op", "mmapbatch_v2", "ioctl_0x1234"
-    subop: int | None        #: the command of a multiplexing hypercall
-    subop_name: str | None   #: "getdomaininfo"
-    domid: int | None        #: the target domain, when the argument names one
-    version: int | None      #: domctl/sysctl interface_version sent
-    args: tuple[int, ...]    #: the five hypercall arguments (leading fields for others)
-    ret: int                 #: what privcmd_ioctl returned (a negative errno on error)
-    error: str | None        #: "ESRCH" when ret is an error
-    latency_ns: int
-    partial: bool = False    #: some user memory could not be read: fields may be missing
-
-    @property
-    def failed(self) -> bool:
-        return -MAX_ERRNO <= self.ret < 0
 
 
 def _signed(value: int, bits: int = 64) -> int:

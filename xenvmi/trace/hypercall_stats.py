@@ -14,7 +14,8 @@ from typing import Iterable, Mapping
 
 from xenvmi import render
 from xenvmi.trace import hypercall_subops
-from xenvmi.trace.hypercall_decode import HypercallEvent, describe_ret, error_name, op_name
+from xenvmi.model.hypercall import HypercallEvent
+from xenvmi.trace.hypercall_decode import describe_ret, error_name, op_name
 
 #: bcc's histogram widths: 40 stars for slots up to 2^32, 20 beyond.
 STARS = 40

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from rich.text import Text
 
-from xenvmi.model import Domain, DomainSample
+from xenvmi.model.host import Domain, DomainSample
 
 
 def kib(value: int | None) -> str:

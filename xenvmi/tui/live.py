@@ -9,9 +9,9 @@ views by GUEST_VIEW_TIMEOUT, guest discovery by a progress callback that raises 
 from __future__ import annotations
 
 from xenvmi import api, plugins
-from xenvmi.guest.model import GuestView, LogRecord, Module, Process, VcpuRegisters
-from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsTree
-from xenvmi.trace.hypercall_decode import HypercallEvent
+from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
+from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, XsTree
+from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.plugins import PluginInfo, PluginResult
 from xenvmi.tui.sources import GUEST_VIEW_TIMEOUT, XS_MAX_NODES, ShouldStop, Stopped
 from xenvmi.views.dmesg import Dmesg

@@ -9,8 +9,8 @@ from typing import Any
 
 from textual.message import Message
 
-from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsTree
-from xenvmi.trace.hypercall_decode import HypercallEvent
+from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, XsTree
+from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.plugins import PluginInfo, PluginResult
 
 

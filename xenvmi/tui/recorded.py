@@ -30,11 +30,11 @@ from typing import Any
 
 from xenvmi.errors import (GuestDataError, NotFoundError, PermissionDenied, Unavailable,
                            XenvmiError)
-from xenvmi.guest.model import GuestView, LogRecord, Module, Process, VcpuRegisters
+from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
 from xenvmi.guest.regs_x86 import decode_x86
-from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsNode, XsTree
+from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, XsNode, XsTree
 from xenvmi.render import to_jsonable
-from xenvmi.trace.hypercall_decode import HypercallEvent
+from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.tui.codec import from_jsonable, list_of
 from xenvmi.plugins import PluginInfo, PluginResult
 from xenvmi.tui.sources import (XS_MAX_NODES, ShouldStop,

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Callable, Protocol, Sequence
 
-from xenvmi.guest.model import GuestView, LogRecord, Module, Process, VcpuRegisters
-from xenvmi.model import Domain, DomainSample, HostSample, NodeSample, XsTree
+from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
+from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, XsTree
 from xenvmi.plugins import PluginInfo, PluginResult
-from xenvmi.trace.hypercall_decode import HypercallEvent
+from xenvmi.model.hypercall import HypercallEvent
 
 #: Returns True when the worker using a handle should give up (the app is quitting).
 ShouldStop = Callable[[], bool]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import random
 
-from xenvmi.guest.model import LogRecord, Module, Process
-from xenvmi.model import Daemon, Device, Domain, DomainSample, HostSample, NodeSample
-from xenvmi.trace.hypercall_decode import HypercallEvent, decode_event
+from xenvmi.model.guest import LogRecord, Module, Process
+from xenvmi.model.host import Daemon, Device, Domain, DomainSample, HostSample, NodeSample
+from xenvmi.model.hypercall import HypercallEvent
+from xenvmi.trace.hypercall_decode import decode_event
 from xenvmi.tui.recorded import GuestRecording, Recording, save
 from xenvmi.tui.recorded import recorded_plugin
 

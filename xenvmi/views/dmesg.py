@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xenvmi.guest.model import GuestView, LogRecord
+from xenvmi.model.guest import GuestView, LogRecord
 from xenvmi.plugins.base import Column, Context, Option, Plugin, non_negative
 from xenvmi.views.ps import PAUSE
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xenvmi.guest.model import GuestView, KernelInfo
+from xenvmi.model.guest import GuestView, KernelInfo
 from xenvmi.plugins.base import Column, Context, Plugin
 
 

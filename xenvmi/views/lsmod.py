@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xenvmi.guest.model import GuestView, Module
+from xenvmi.model.guest import GuestView, Module
 from xenvmi.plugins.base import Column, Context, Plugin
 from xenvmi.views.ps import PAUSE
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xenvmi.guest.model import GuestView, Process
+from xenvmi.model.guest import GuestView, Process
 from xenvmi.plugins.base import Column, Context, Option, Plugin, yes_no
 
 PAUSE = Option("pause the guest while reading (always resumed)", yes_no, False)

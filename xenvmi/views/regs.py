@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xenvmi.guest.model import GuestView, VcpuRegisters
+from xenvmi.model.guest import GuestView, VcpuRegisters
 from xenvmi.plugins.base import Column, Context, Option, Plugin
 
 

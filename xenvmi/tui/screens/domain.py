@@ -17,7 +17,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from xenvmi.model import Domain, DomainSample
+from xenvmi.model.host import Domain, DomainSample
 from xenvmi.tui import messages as m
 from xenvmi.tui import workers
 from xenvmi.tui.format import kib, pct, xenbus_style

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from xenvmi.model import Domain
+from xenvmi.model.host import Domain
 from xenvmi.tui import messages as m
 from xenvmi.tui import workers
 from xenvmi.tui.format import BY_KEY, COLUMN_KEYS

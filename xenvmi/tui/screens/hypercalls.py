@@ -13,7 +13,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, RichLog, Static
 
-from xenvmi.trace.hypercall_decode import HypercallEvent, format_event
+from xenvmi.model.hypercall import HypercallEvent
+from xenvmi.trace.hypercall_decode import format_event
 from xenvmi.trace.hypercall_stats import Stats
 from xenvmi.tui import messages as m
 from xenvmi.tui import workers

@@ -8,7 +8,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
-from xenvmi.model import Domain, DomainSample
+from xenvmi.model.host import Domain, DomainSample
 from xenvmi.tui.format import BY_KEY, COLUMN_KEYS, COLUMNS, matches, row_cells, sorted_samples
 
 

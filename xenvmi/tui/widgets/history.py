@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline
 
-from xenvmi.model import DomainSample
+from xenvmi.model.host import DomainSample
 from xenvmi.tui.format import kib, pct
 
 #: Samples kept per domain (2 minutes at the default 2 s refresh).

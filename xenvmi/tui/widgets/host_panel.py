@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from xenvmi.model import Daemon, HostSample, NodeSample
+from xenvmi.model.host import Daemon, HostSample, NodeSample
 from xenvmi.tui.format import kib, pct
 
 

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, RichLog, Static
 
-from xenvmi.guest.model import LogRecord, VcpuRegisters
+from xenvmi.model.guest import LogRecord, VcpuRegisters
 from xenvmi.plugins.base import Column, column_specs
 from xenvmi.tui.widgets.reason import ReasonPanel
 from xenvmi.views.dmesg import stamp_text

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from xenvmi.model import XsTree
+from xenvmi.model.host import XsTree
 from xenvmi.tui.widgets.views import ViewPane
 
 #: Characters of a value shown in a tree label (the value panel shows it all).

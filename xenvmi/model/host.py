@@ -8,6 +8,7 @@ Sizes are KiB and times are seconds unless a field name says otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 #: enum xenbus_state (xen/include/public/io/xenbus.h), lower case.
 XENBUS_STATES = ("unknown", "initialising", "initwait", "initialised", "connected",
@@ -154,3 +155,22 @@ class HostSample:
     memory_available_kib: int
     memory_used_kib: int
     daemons: tuple[Daemon, ...] = field(default_factory=tuple)
+
+
+def pick_domain(candidates: Iterable[tuple[int, str | None]],
+                wanted: str | int) -> tuple[int, str]:
+    """The (domid, name) a user means by ``wanted``: a domain id when it is all digits
+    and such a domain exists, else the domain with exactly that name. The one rule every
+    command, the TUI and the VMI backend resolve a domain by (``xl`` resolves the same way).
+    """
+    from xenvmi.errors import NotFoundError
+    pairs = [(int(domid), name) for domid, name in candidates]
+    text = str(wanted).strip()
+    if text.isdigit():
+        for domid, name in pairs:
+            if domid == int(text):
+                return domid, name or ""
+    for domid, name in pairs:
+        if name is not None and name == text:
+            return domid, name
+    raise NotFoundError(f"no domain {text!r} (`xenvmi list` shows the domains)")
