@@ -17,7 +17,7 @@ Run in dom0: ``python benchmarks/guest_ps.py xvm-pvh1 [--runs 5] [--dump FILE --
   walk of the task's page tables): the fair peer of the view;
 * plain loop, pid and comm only: the floor.
 
-With ``--dump FILE --isf ISF`` (``xenvmi dump``, ``xenvmi profile``), in the same run:
+With ``--dump FILE --isf ISF`` (``xenvmi dump``, ``xenvmi isf``), in the same run:
 
 * ``xenvmi ps FILE``, cold (xenvmi's cache removed) and warm;
 * volatility3 ``linux.pslist -f FILE`` with only that ISF in its symbol path, cold (a
@@ -96,13 +96,13 @@ def plain_loop(g) -> tuple[float, int]:
 
     t = time.monotonic()
     head = init + off_tasks
-    node, n = struct.unpack("<Q", vmi.read_pa(pa(head), 8)[0])[0], 0
+    node, n = struct.unpack("<Q", guests.read_pa(pa(head), 8)[0])[0], 0
     while node != head and n < 100_000:
         task = node - off_tasks
-        raw, _ = vmi.read_pa(pa(task + off_pid), off_comm + 16 - off_pid)
+        raw, _ = guests.read_pa(pa(task + off_pid), off_comm + 16 - off_pid)
         _pid = struct.unpack_from("<i", raw)[0]
         _comm = raw[off_comm - off_pid:].split(b"\0", 1)[0]
-        node = struct.unpack("<Q", vmi.read_pa(pa(node), 8)[0])[0]
+        node = struct.unpack("<Q", guests.read_pa(pa(node), 8)[0])[0]
         n += 1
     return time.monotonic() - t, n
 
@@ -156,7 +156,7 @@ def main() -> int:
     ap.add_argument("--view-runs", type=int, default=21,
                     help="in-process view/loop pairs, run with the guest paused")
     ap.add_argument("--dump", metavar="FILE", help="a dump of a guest (xenvmi dump)")
-    ap.add_argument("--isf", metavar="ISF", help="its ISF (xenvmi profile), for volatility3")
+    ap.add_argument("--isf", metavar="ISF", help="its ISF (xenvmi isf), for volatility3")
     args = ap.parse_args()
     if bool(args.dump) != bool(args.isf):
         ap.error("--dump and --isf go together")
@@ -204,14 +204,14 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
     pa = _kernel_pa(kp)
 
     def u64(va: int) -> int:
-        return struct.unpack("<Q", vmi.read_pa(pa(va), 8)[0])[0]
+        return struct.unpack("<Q", guests.read_pa(pa(va), 8)[0])[0]
 
     def user_read(pgd_pa: int, va: int, size: int) -> bytes:
         out = b""
         while size > 0:
             table = pgd_pa
             for shift in (39, 30, 21, 12):
-                entry = struct.unpack("<Q", vmi.read_pa(table + ((va >> shift) & 511) * 8,
+                entry = struct.unpack("<Q", guests.read_pa(table + ((va >> shift) & 511) * 8,
                                                         8)[0])[0]
                 if not entry & 1:
                     return out
@@ -221,7 +221,7 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
                         | (va & ((1 << shift) - 1) & ~0xFFF)
                     break
             n = min(size, 4096 - (va & 0xFFF))
-            out += vmi.read_pa(table + (va & 0xFFF), n)[0]
+            out += guests.read_pa(table + (va & 0xFFF), n)[0]
             va, size = va + n, size - n
         return out
 
@@ -230,14 +230,14 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
     node, rows = u64(head), []
     while node != head and len(rows) < 100_000:
         task = node - off["tasks"]
-        raw, _ = vmi.read_pa(pa(task), task_t.size)
+        raw, _ = guests.read_pa(pa(task), task_t.size)
         f = lambda name, fmt: struct.unpack_from(fmt, raw, off[name])[0]  # noqa: E731
         parent, cred, mm = f("real_parent", "<Q"), f("cred", "<Q"), f("mm", "<Q")
-        ppid = struct.unpack("<i", vmi.read_pa(pa(parent + off["tgid"]), 4)[0])[0]
-        uid = struct.unpack("<I", vmi.read_pa(pa(cred + euid), 4)[0])[0]
+        ppid = struct.unpack("<i", guests.read_pa(pa(parent + off["tgid"]), 4)[0])[0]
+        uid = struct.unpack("<I", guests.read_pa(pa(cred + euid), 4)[0])[0]
         cmdline = None
         if mm:
-            mraw, _ = vmi.read_pa(pa(mm), mm_t.size)
+            mraw, _ = guests.read_pa(pa(mm), mm_t.size)
             a, e = (struct.unpack_from("<Q", mraw, o)[0] for o in (arg_start, arg_end))
             pgd = struct.unpack_from("<Q", mraw, pgd_off)[0]
             if 0 < a < e <= a + 4096:
@@ -247,13 +247,13 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
             kthread = f("worker_private", "<Q")
             if f("flags", "<I") & 0x20:  # a workqueue worker: comm-desc of its worker
                 worker = u64(kthread + kdata)
-                w, _ = vmi.read_pa(pa(worker), wdesc + 24)
+                w, _ = guests.read_pa(pa(worker), wdesc + 24)
                 desc = w[wdesc:].split(b"\0")[0]
                 if desc and struct.unpack_from("<Q", w, wpool)[0]:
                     busy = struct.unpack_from("<Q", w, wcur)[0]
                     comm = comm + (b"+" if busy else b"-") + desc
             else:  # a long kthread name: struct kthread's full_name
-                comm = vmi.read_pa(pa(u64(kthread + full_name)), 64)[0].split(b"\0")[0]
+                comm = guests.read_pa(pa(u64(kthread + full_name)), 64)[0].split(b"\0")[0]
         rows.append((f("pid", "<i"), ppid, f("__state", "<I"), f("exit_state", "<i"), uid,
                      f("start_boottime", "<Q"), comm, cmdline))
         node = struct.unpack_from("<Q", raw, off["tasks"])[0]
@@ -262,14 +262,14 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
 
 def live_rows(domain: str, runs: int, cold_runs: int,
               view_runs: int = 21) -> list[tuple[str, float, int]]:
-    from xenvmi import vmi
+    from xenvmi import guests
 
     cold = []
     for _ in range(cold_runs):
         _clear_cache()
         cold.append(_cmd(["ps", domain, "--json", "-q"]))
     warm = [_cmd(["ps", domain, "--json", "-q"]) for _ in range(runs)]
-    with vmi.open_guest(domain) as g:
+    with guests.open_guest(domain) as g:
         g.kernel_program()
         g.processes()  # the first view builds the struct layouts
         views, same, loops = [], [], []

@@ -15,7 +15,7 @@ from xenvmi import __version__
 from xenvmi.errors import XenvmiError
 
 #: Command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("domains", "xs", "abi", "xentrace", "trace", "lab", "views", "profile",
+COMMAND_MODULES = ("domains", "xs", "abi", "xentrace", "trace", "lab", "views", "isf",
                    "dump", "shell", "plugins", "tui")
 #: The module that registers each command: running one imports only its module. Importing
 #: all twelve (the ABI tables, argparse's help for every command) took 12 s of a 17 s
@@ -23,7 +23,7 @@ COMMAND_MODULES = ("domains", "xs", "abi", "xentrace", "trace", "lab", "views", 
 #: A built-in view's command (ps, lsmod ...) is found by its module in xenvmi/views/.
 COMMANDS = {"list": "domains", "top": "domains", "xs": "xs", "errno": "abi",
             "hypercall": "abi", "xentrace": "xentrace", "trace": "trace", "lab": "lab",
-            "profile": "profile", "dump": "dump", "shell": "shell",
+            "isf": "isf", "profile": "isf", "dump": "dump", "shell": "shell",
             "plugins": "plugins", "run": "plugins", "tui": "tui"}
 
 EPILOG = """examples:

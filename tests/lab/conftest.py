@@ -204,7 +204,7 @@ def dump_dir():
 def paused_dump(guests, dump_dir):
     """name -> the guest's vmcore, made once per run while the guest is paused with `xl
     pause`, with its live views taken in the same pause: (name, path, dump summary, live
-    views). test_dumps and test_profile share them: a 256 MiB guest's dump takes minutes
+    views). test_dumps and test_isf share them: a 256 MiB guest's dump takes minutes
     on the lab's emulated CPU. Not xenvmi's own --pause: LibVMI's pause skips an already
     paused domain but its resume always unpauses, which would undo `xl pause`."""
     @functools.cache

@@ -22,7 +22,8 @@ from .conftest import (GUESTS, ground_truth, missing_from, report_after_now,
                        unreported, xenvmi)
 
 PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
-SHIPPED = {"ps", "lsmod", "dmesg", "hypercalls", "netdev", "files", "backends", "hcerrors"}
+SHIPPED = {"kernel", "ps", "lsmod", "dmesg", "regs", "hypercalls", "netdev", "files",
+           "devices", "hcerrors"}
 MY_COMM = Path("/proc/self/comm").read_text().strip()
 
 pytestmark = pytest.mark.timeout(1800)
@@ -142,7 +143,7 @@ def test_files_unknown_pid_exit_code(guest):
 
 
 def test_backends_every_guest_connected(guests):
-    got = run_json("backends")
+    got = run_json("devices")
     rows = got["rows"]
     for name in GUESTS:
         mine = [r for r in rows if r["domain"] == name]
@@ -157,7 +158,7 @@ def test_backends_every_guest_connected(guests):
 
 
 def test_backends_one_domain(guests):
-    got = run_json("backends", "xvm-pvh1")
+    got = run_json("devices", "xvm-pvh1")
     assert {r["domain"] for r in got["rows"]} == {"xvm-pvh1"}
 
 

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 
 from xenvmi.model.host import Domain
-from xenvmi.tui.screens.domain import DomainScreen
+from xenvmi.tui.screens.domain_detail import DomainScreen
 
 
 def run(coro):

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 
-from xenvmi.tui.screens.domain import DomainScreen
+from xenvmi.tui.screens.domain_detail import DomainScreen
 
 
 def run(coro):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from xenvmi.tui.screens.domain import DomainScreen
+from xenvmi.tui.screens.domain_detail import DomainScreen
 
 pytest.importorskip("pytest_textual_snapshot")
 

@@ -1,4 +1,4 @@
-"""A stand-in for a KernelProgram with a banner in memory: ISF and `xenvmi profile` tests."""
+"""A stand-in for a KernelProgram with a banner in memory: ISF and `xenvmi isf` tests."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 import vmcore_image as I
-from xenvmi import cli, vmi
+from xenvmi import cli, guests
 from xenvmi.backends.dumpfile import DumpMemory
 from xenvmi.commands.dump import ProgressLine
 from xenvmi.errors import GuestDataError
@@ -27,11 +27,11 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture
 def domain(monkeypatch):
     """`xvm-test` is a synthetic guest in memory (what LibVMI would give)."""
-    real = vmi.open_memory
+    real = guests.open_memory
 
     def fake(target):
         return I.memory() if target == "xvm-test" else real(target)
-    monkeypatch.setattr(vmi, "open_memory", fake)
+    monkeypatch.setattr(guests, "open_memory", fake)
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def kernel(monkeypatch):
     k.add_task(9, b"sh", parent=init)
     k.add_module(b"dummy")
     kp = k.kernel_program()
-    monkeypatch.setattr(vmi.Guest, "kernel_program", lambda self: kp)
+    monkeypatch.setattr(guests.Guest, "kernel_program", lambda self: kp)
     return kp
 
 

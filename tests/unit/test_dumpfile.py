@@ -9,7 +9,7 @@ import struct
 import pytest
 
 import vmcore_image as I
-from xenvmi import vmi
+from xenvmi import guests
 from xenvmi.backends.dumpfile import MAX_NOTES, DumpMemory
 from xenvmi.errors import GuestDataError, NotFoundError, UsageError, XenvmiError
 from xenvmi.guest import discover, vmcore
@@ -198,10 +198,10 @@ def test_raw_image_discovery_scans_then_caches_by_file(tmp_path, cache):
 def test_file_targets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, b"x", "xvm-dump")
-    assert vmi.is_file_target("./anything") and vmi.is_file_target(tmp_path / "y")
-    assert vmi.is_file_target("xvm-dump")  # an existing file by its bare name
-    assert not vmi.is_file_target("xvm-pvh1") and not vmi.is_file_target("3")
-    assert not vmi.is_file_target(3)
-    assert isinstance(vmi.open_memory("./xvm-dump"), DumpMemory)
+    assert guests.is_file_target("./anything") and guests.is_file_target(tmp_path / "y")
+    assert guests.is_file_target("xvm-dump")  # an existing file by its bare name
+    assert not guests.is_file_target("xvm-pvh1") and not guests.is_file_target("3")
+    assert not guests.is_file_target(3)
+    assert isinstance(guests.open_memory("./xvm-dump"), DumpMemory)
     with pytest.raises(NotFoundError):
-        vmi.open_memory("./missing.vmcore")
+        guests.open_memory("./missing.vmcore")

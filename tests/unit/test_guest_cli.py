@@ -11,7 +11,7 @@ from xenvmi.plugins.schema import result_schema
 
 pytest.importorskip("drgn")
 
-from xenvmi import cli, vmi  # noqa: E402
+from xenvmi import cli, guests  # noqa: E402
 from xenvmi.backends.memory import BytesMemory  # noqa: E402
 from xenvmi.errors import NotFoundError, Unavailable  # noqa: E402
 from xenvmi.guest.synthetic import TASK, SyntheticKernel  # noqa: E402
@@ -40,8 +40,8 @@ def synthetic(monkeypatch):
     def fake_open(domain):
         mem = BytesMemory(bytearray(4096), name="g", registers={0: REGS, 1: REGS})
         return mem
-    monkeypatch.setattr(vmi, "open_memory", fake_open)
-    monkeypatch.setattr(vmi.Guest, "kernel_program", lambda self: kp)
+    monkeypatch.setattr(guests, "open_memory", fake_open)
+    monkeypatch.setattr(guests.Guest, "kernel_program", lambda self: kp)
     as_dom0(monkeypatch)
     return k
 
@@ -130,7 +130,7 @@ def test_regs(synthetic, capsys):
 def test_errors_are_one_line(monkeypatch, capsys, exc, code):
     def fail(domain):
         raise exc
-    monkeypatch.setattr(vmi, "open_memory", fail)
+    monkeypatch.setattr(guests, "open_memory", fail)
     as_dom0(monkeypatch)
     got, out, err = run(capsys, "ps", "x")
     assert got == code and out == ""

@@ -111,3 +111,14 @@ def test_a_planted_crossing_is_caught(tmp_path, rel, text, why):
     (tmp_path / "tui" / "fine.py").write_text("from textual.app import App\n")
     found = violations(tmp_path)
     assert len(found) == 1 and found[0].startswith(rel) and why in found[0], found
+
+
+def test_the_readme_layout_names_every_top_level_module_and_package():
+    readme = (ROOT.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    tops = {p.name for p in ROOT.iterdir()
+            if (p.suffix == ".py" and not p.name.startswith("_"))
+            or (p.is_dir() and (p / "__init__.py").exists())}
+    for name in tops:
+        shown = f"xenvmi/{name}" + ("" if name.endswith(".py") else "/")
+        assert shown in layout, f"README's Layout does not list {shown}"

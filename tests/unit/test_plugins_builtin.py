@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("drgn")
 
-from xenvmi import cli, plugins, vmi  # noqa: E402
+from xenvmi import cli, plugins, guests  # noqa: E402
 from xenvmi.backends.memory import BytesMemory  # noqa: E402
 from xenvmi.views.hypercalls import HypercallSummary, summary_rows  # noqa: E402
 from xenvmi.guest.synthetic import TASK, SyntheticKernel  # noqa: E402
@@ -48,8 +48,8 @@ def guest(monkeypatch):
         mem = Memory(bytearray(4096), name=str(domain))
         opened.append(mem)
         return mem
-    monkeypatch.setattr(vmi, "open_memory", fake_open)
-    monkeypatch.setattr(vmi.Guest, "kernel_program", lambda self: kp)
+    monkeypatch.setattr(guests, "open_memory", fake_open)
+    monkeypatch.setattr(guests.Guest, "kernel_program", lambda self: kp)
     k.opened = opened
     return k
 

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("drgn")
 
-from xenvmi import cli, vmi  # noqa: E402
+from xenvmi import cli, guests  # noqa: E402
 from xenvmi.backends.memory import BytesMemory  # noqa: E402
 from xenvmi.guest.synthetic import TASK, SyntheticKernel  # noqa: E402
 from xenvmi.plugins import loader, requirements  # noqa: E402
@@ -43,8 +43,8 @@ def guest(monkeypatch, tmp_path):
         k.put(t + TASK["mm"], "Q", k.alloc(32))
     k.put(bad + TASK["cred"], "Q", 0xFFFF_8880_7777_0000)  # cred pointer into nowhere
     kp = k.kernel_program()
-    monkeypatch.setattr(vmi, "open_memory", lambda d: BytesMemory(bytearray(4096), name=str(d)))
-    monkeypatch.setattr(vmi.Guest, "kernel_program", lambda self: kp)
+    monkeypatch.setattr(guests, "open_memory", lambda d: BytesMemory(bytearray(4096), name=str(d)))
+    monkeypatch.setattr(guests.Guest, "kernel_program", lambda self: kp)
     folder = tmp_path / "my-plugins"
     folder.mkdir()
     shutil.copy(EXAMPLE, folder / "rootprocs.py")

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("drgn")
 
-from xenvmi import plugins, vmi  # noqa: E402
+from xenvmi import plugins, guests  # noqa: E402
 from xenvmi.backends.memory import BytesMemory  # noqa: E402
 from xenvmi.guest.bounded import Budget  # noqa: E402
 from xenvmi.guest.btf_writer import BtfWriter  # noqa: E402
@@ -320,8 +320,8 @@ def live(k, monkeypatch):
         monkeypatch.setitem(requirements.CHECKS, name, lambda: None)
     monkeypatch.delenv(loader.ENV_PATH, raising=False)
     kp = k.kernel_program()
-    monkeypatch.setattr(vmi, "open_memory", lambda d: BytesMemory(bytearray(4096), name=str(d)))
-    monkeypatch.setattr(vmi.Guest, "kernel_program", lambda self: kp)
+    monkeypatch.setattr(guests, "open_memory", lambda d: BytesMemory(bytearray(4096), name=str(d)))
+    monkeypatch.setattr(guests.Guest, "kernel_program", lambda self: kp)
     return kp
 
 

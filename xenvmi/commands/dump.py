@@ -89,7 +89,7 @@ def _interrupt(signum, frame):
 
 
 def run(args: argparse.Namespace) -> int:
-    from xenvmi import vmi
+    from xenvmi import guests
     if not args.timeout > 0:
         raise UsageError("dump: --timeout needs a number of seconds > 0")
     line = None if args.quiet else ProgressLine(str(args.domain))
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:  # not the main thread (an embedding program): leave SIGTERM alone
         old = None
     try:
-        summary = vmi.dump(args.domain, args.file, fmt=args.format, pause=args.pause,
+        summary = guests.dump(args.domain, args.file, fmt=args.format, pause=args.pause,
                            timeout=args.timeout, progress=line, force=args.force,
                            use_cache=not args.no_cache, notify=notify)
     finally:

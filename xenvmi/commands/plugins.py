@@ -26,7 +26,7 @@ $XENVMI_PLUGIN_PATH (folders separated by ':') and --plugin-dir; see docs/plugin
 
 RUN_EXAMPLES = """  xenvmi run netdev xvm-pvh1              a guest's network interfaces
   xenvmi run files xvm-hvm -o pid=1       open files of the guest's pid 1
-  xenvmi run backends --json              xenstore device health of every domain
+  xenvmi run devices --json               xenstore device health of every domain
   xenvmi run ps 3 --timeout 300           a built-in view as a plugin, by domain id
   xenvmi run myplugin --plugin-dir ~/my-plugins
 

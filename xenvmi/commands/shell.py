@@ -27,7 +27,7 @@ EXAMPLES = """  xenvmi shell xvm-pvh1                 interactive: prog, guest, 
   xenvmi shell xvm-pvh1 tasks.py -- -v    run a script (sys.argv = [tasks.py, -v])
   echo 'print(prog["jiffies"])' | xenvmi shell xvm-pvh1   code from stdin
 
-Globals: prog (the drgn Program), guest (xenvmi.vmi.Guest: guest.memory reads
+Globals: prog (the drgn Program), guest (xenvmi.guests.Guest: guest.memory reads
 guest-physical memory), drgn, and everything in drgn.helpers.common and
 drgn.helpers.linux. Reads have no deadline here: Ctrl-C stops a long statement.
 Run in dom0 as root for a live guest. Exit codes: 0 ok, 1 the code failed, 3 no such
@@ -138,7 +138,7 @@ def _interactive(guest, kp, glob: dict[str, Any]) -> int:
     release = kp.discovery.info.osrelease if hasattr(kp, "discovery") else "?"
     head = (f"xenvmi: {guest.name}: Linux {release}, "
             + ("live: each prompt reads the guest afresh" if live else "a dump file")
-            + "\n>>> guest  # xenvmi.vmi.Guest\n")
+            + "\n>>> guest  # xenvmi.guests.Guest\n")
     old_ps1 = getattr(sys, "ps1", None)
     if live:
         sys.ps1 = FreshPrompt(">>> ", guest, kp)
@@ -154,11 +154,11 @@ def _interactive(guest, kp, glob: dict[str, Any]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xenvmi import vmi
+    from xenvmi import guests
     _drgn()
     progress = (lambda msg: None) if args.quiet else \
         (lambda msg: print(f"xenvmi: {msg}", file=sys.stderr, flush=True))
-    with vmi.open_guest(args.domain, use_cache=not args.no_cache, progress=progress,
+    with guests.open_guest(args.domain, use_cache=not args.no_cache, progress=progress,
                         drgn_plugins=True) as g:
         kp = g.kernel_program()
         kp.view(None)  # no deadline: the user decides, Ctrl-C stops a statement

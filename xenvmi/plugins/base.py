@@ -253,11 +253,11 @@ class Context:
         return self.domain
 
     def guest(self):
-        """The domain as a :class:`xenvmi.vmi.Guest` (opened once, closed after the run)."""
+        """The domain as a :class:`xenvmi.guests.Guest` (opened once, closed after the run)."""
         if self._guest is None:
-            from xenvmi import vmi
+            from xenvmi import guests
             left = self.remaining()
-            self._guest = vmi.open_guest(self._need_domain(), progress=self.progress,
+            self._guest = guests.open_guest(self._need_domain(), progress=self.progress,
                                          use_cache=self.use_cache,
                                          discovery_timeout=600.0 if left is None
                                          else max(1.0, left))

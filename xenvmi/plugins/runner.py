@@ -89,7 +89,7 @@ def _find(name: str, extra_dirs: Sequence[str | Path]) -> Entry | None:
 def _is_dump_file(domain: str | int | None) -> bool:
     if domain is None:
         return False
-    from xenvmi.vmi import is_file_target
+    from xenvmi.guests import is_file_target
     return is_file_target(domain)
 
 

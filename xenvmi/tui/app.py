@@ -14,7 +14,7 @@ from textual.binding import Binding
 from xenvmi.domains import find_domain
 from xenvmi.errors import NotFoundError
 from xenvmi.tui.commands import XenvmiCommands
-from xenvmi.tui.screens.domain import DomainScreen
+from xenvmi.tui.screens.domain_detail import DomainScreen
 from xenvmi.tui.screens.domains import DomainsScreen
 from xenvmi.tui.screens.help import HelpScreen
 from xenvmi.tui.screens.hypercalls import HypercallsScreen

@@ -1,4 +1,4 @@
-"""LiveSource: the TUI's DataSource on a real dom0 (xenvmi.api, xenvmi.vmi, the tracer).
+"""LiveSource: the TUI's DataSource on a real dom0 (xenvmi.api, xenvmi.guests, the tracer).
 
 Every handle is created, used and closed by the one worker thread that asked for it, and
 every blocking call is bounded: xenstore requests by api.XENSTORE_TIMEOUT, watches by the
@@ -31,12 +31,12 @@ class LiveSource:
         return LiveSampler()
 
     def guest(self, domain: str | int, should_stop: ShouldStop) -> "LiveGuest":
-        from xenvmi import vmi
+        from xenvmi import guests
 
         def progress(_msg: str) -> None:
             if should_stop():
                 raise Stopped()
-        return LiveGuest(vmi.open_guest(domain, progress=progress, discovery_timeout=300))
+        return LiveGuest(guests.open_guest(domain, progress=progress, discovery_timeout=300))
 
     def xenstore(self, should_stop: ShouldStop) -> "LiveXs":
         return LiveXs(api.open_xenstore())

@@ -6,7 +6,7 @@ it in the same thread, and posts what it got as messages. Handles are not shared
 threads: LibVMI and the xenstore connection are not thread-safe. Every method may raise
 the ``xenvmi.errors`` family; its message is what the UI shows as the reason and fix.
 
-``LiveSource`` (live.py) calls xenvmi.api / xenvmi.vmi / the hypercall tracer;
+``LiveSource`` (live.py) calls xenvmi.api / xenvmi.guests / the hypercall tracer;
 ``RecordedSource`` (recorded.py) replays JSON fixtures, for tests, snapshots,
 ``--replay DIR`` and the synthetic benchmark. Nothing here imports Textual.
 """

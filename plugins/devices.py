@@ -1,4 +1,4 @@
-"""backends: paravirtual device health of every domain, from xenstore.
+"""devices: paravirtual device health of every domain, from xenstore.
 
 Why: a guest whose disk or network "hangs at boot" usually has a frontend and backend
 that never reached 'connected' (driver missing in the guest, backend daemon dead), and a
@@ -100,7 +100,7 @@ def _yes(text: str) -> bool:
 
 
 class Backends(Plugin):
-    name = "backends"
+    name = "devices"
     version = "1.0"
     description = "Device health of every domain: frontend and backend xenbus states."
     requires = ("xenstore",)

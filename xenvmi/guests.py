@@ -1,6 +1,6 @@
 """Look inside a guest with zero configuration: the public Python API of the guest views.
 
-    with xenvmi.vmi.open_guest("xvm-pvh1") as g:
+    with xenvmi.guests.open_guest("xvm-pvh1") as g:
         for p in g.processes().rows:
             print(p.pid, p.comm)
 

@@ -1,4 +1,4 @@
-"""plugins/backends.py: device health from a fake xenstore shaped like the lab's."""
+"""plugins/devices.py: device health from a fake xenstore shaped like the lab's."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def table(rows):
 
 
 def test_health_of_every_device(store):
-    res = plugins.run("backends", None)
+    res = plugins.run("devices", None)
     assert res.error is None and res.complete, res.error
     got = table(res.rows)
     assert got[("xvm-pvh1", "console", "0")] == (True, "")
@@ -112,11 +112,11 @@ def test_health_of_every_device(store):
 
 
 def test_one_domain_and_problems_only(store):
-    res = plugins.run("backends", "xvm-hvm", options={"problems": "yes"})
+    res = plugins.run("devices", "xvm-hvm", options={"problems": "yes"})
     assert [(r.kind, r.ok) for r in res.rows] == [("vkbd", False)]
-    res = plugins.run("backends", "4")
+    res = plugins.run("devices", "4")
     assert {r.kind for r in res.rows} == {"console", "vbd", "vkbd"}
-    res = plugins.run("backends", "nope")
+    res = plugins.run("devices", "nope")
     assert res.exit_code == 3 and res.error.startswith("NotFoundError: no domain 'nope'")
 
 
@@ -130,5 +130,5 @@ def test_one_domain_and_problems_only(store):
     ("vbd", "connected", "connected", False, False, False),
 ])
 def test_device_problem(kind, front, back, has, ring, ok):
-    why = shipped("backends").device_problem(kind, front, back, has, ring)
+    why = shipped("devices").device_problem(kind, front, back, has, ring)
     assert (why == "") is ok and (ok or why)

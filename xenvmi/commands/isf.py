@@ -1,4 +1,4 @@
-"""``xenvmi profile DOMAIN|FILE -o ISF.json``: a Volatility3 symbol table for a guest's kernel.
+"""``xenvmi isf DOMAIN|FILE -o ISF.json``: a Volatility3 symbol table for a guest's kernel.
 
 volatility3 needs an ISF made from the exact kernel it analyses, normally by dwarf2json
 from a vmlinux with DWARF that the guest's distribution may not even ship. xenvmi reads
@@ -20,9 +20,9 @@ from xenvmi.errors import UsageError, XenvmiError
 HELP = "Write a Volatility3 ISF (symbol table) for a guest's kernel, from its memory or a dump."
 
 EXAMPLES = """\
-  xenvmi profile xvm-hvm -o symbols/linux/xvm-hvm.json         from a live guest
+  xenvmi isf xvm-hvm -o symbols/linux/xvm-hvm.json             from a live guest
   xenvmi dump xvm-hvm hvm.core --pause                         a dump, then its ISF:
-  xenvmi profile hvm.core -o symbols/linux/hvm.json --xz       (writes hvm.json.xz)
+  xenvmi isf hvm.core -o symbols/linux/hvm.json --xz           (writes hvm.json.xz)
   vol -s symbols -f hvm.core linux.pslist                      volatility3 on the dump
 
 volatility3 looks for ISF files (*.json, *.json.xz) anywhere under each -s directory
@@ -33,7 +33,8 @@ Exit codes: 0 ok, 2 bad arguments, 3 no such domain or file, 7 guest data unusab
 
 
 def register(sub: Any) -> None:
-    p = add_command(sub, "profile", HELP, EXAMPLES)
+    # `profile`, its name before 0.2, stays one release (it read as performance profiling)
+    p = add_command(sub, "isf", HELP, EXAMPLES, aliases=["profile"])
     p.add_argument("target", metavar="DOMAIN|FILE", help="guest name, domain id, or dump file")
     p.add_argument("-o", "--output", required=True, metavar="ISF.json",
                    help="file to write (*.json or *.json.xz: volatility3 loads no other name)")
@@ -58,12 +59,12 @@ def _output(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xenvmi import vmi
+    from xenvmi import guests
     from xenvmi.guest import isf
     out = _output(args)
     say = (lambda m: None) if args.quiet else \
         (lambda m: print(f"xenvmi: {m}", file=sys.stderr, flush=True))
-    with vmi.open_guest(args.target, use_cache=not args.no_cache, progress=say) as g:
+    with guests.open_guest(args.target, use_cache=not args.no_cache, progress=say) as g:
         kp = g.kernel_program()
         doc, summary = isf.from_kernel_program(kp, progress=say)
     say(f"writing {out}{'.xz' if args.xz and out.suffix != '.xz' else ''}")

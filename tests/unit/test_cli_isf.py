@@ -1,4 +1,4 @@
-"""`xenvmi profile`: writes an ISF volatility3 loads, summary and JSON, one-line errors."""
+"""`xenvmi isf`: writes an ISF volatility3 loads, summary and JSON, one-line errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("drgn")
 
-from xenvmi import cli, vmi  # noqa: E402
+from xenvmi import cli, guests  # noqa: E402
 from xenvmi.errors import GuestDataError, NotFoundError  # noqa: E402
 
 from tests.unit.isf_fakes import fake_kernel_program  # noqa: E402
@@ -37,7 +37,7 @@ def guest(monkeypatch):
     def fake_open(target, **kw):
         opened.update(target=target, **kw)
         return FakeGuest(fake_kernel_program(BANNER), opened)
-    monkeypatch.setattr(vmi, "open_guest", fake_open)
+    monkeypatch.setattr(guests, "open_guest", fake_open)
     return opened
 
 
@@ -67,7 +67,7 @@ def test_writes_isf_volatility3_loads(guest, capsys, tmp_path):
 
 
 def test_xz_json_quiet(guest, capsys, tmp_path):
-    code, out, err = run(capsys, "profile", "g", "-o", str(tmp_path / "k.json"), "--xz",
+    code, out, err = run(capsys, "isf", "g", "-o", str(tmp_path / "k.json"), "--xz",
                          "-q", "--json", "--no-cache")
     assert code == 0 and err == ""
     got = json.loads(out)
@@ -81,7 +81,7 @@ def test_xz_json_quiet(guest, capsys, tmp_path):
 @pytest.mark.parametrize("output, why", [("k.isf", "*.json or *.json.xz"),
                                          ("nodir/k.json", "is not a directory")])
 def test_bad_output_is_usage_error(guest, capsys, tmp_path, output, why):
-    code, out, err = run(capsys, "profile", "g", "-o", str(tmp_path / output))
+    code, out, err = run(capsys, "isf", "g", "-o", str(tmp_path / output))
     assert code == 2 and out == "" and why in err
     assert err.count("\n") == 1 and err.startswith("xenvmi: error: ")
     assert "target" not in guest  # refused before opening the guest
@@ -92,8 +92,8 @@ def test_bad_output_is_usage_error(guest, capsys, tmp_path, output, why):
 def test_open_errors_are_one_line(monkeypatch, capsys, tmp_path, exc, code):
     def fail(target, **kw):
         raise exc
-    monkeypatch.setattr(vmi, "open_guest", fail)
-    got, out, err = run(capsys, "profile", "x", "-o", str(tmp_path / "k.json"))
+    monkeypatch.setattr(guests, "open_guest", fail)
+    got, out, err = run(capsys, "isf", "x", "-o", str(tmp_path / "k.json"))
     assert got == code and out == ""
     assert err.count("\n") == 1 and err.startswith("xenvmi: error: ")
     assert not (tmp_path / "k.json").exists()
@@ -101,14 +101,14 @@ def test_open_errors_are_one_line(monkeypatch, capsys, tmp_path, exc, code):
 
 def test_no_banner_is_one_line(monkeypatch, capsys, tmp_path):
     kp = fake_kernel_program(b"not a banner\0")
-    monkeypatch.setattr(vmi, "open_guest", lambda t, **kw: FakeGuest(kp, {}))
+    monkeypatch.setattr(guests, "open_guest", lambda t, **kw: FakeGuest(kp, {}))
     code, out, err = run(capsys, "profile", "g", "-o", str(tmp_path / "k.json"), "-q")
     assert code == 7 and "not a kernel banner" in err and err.count("\n") == 1
 
 
 def test_help_has_examples(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["profile", "--help"])
+        cli.main(["isf", "--help"])
     out = capsys.readouterr().out
     assert "examples:" in out and "vol -s symbols -f hvm.core linux.pslist" in out
-    assert "xenvmi profile xvm-hvm -o symbols/linux/" in out
+    assert "xenvmi isf xvm-hvm -o symbols/linux/" in out

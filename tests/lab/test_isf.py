@@ -1,4 +1,4 @@
-"""`xenvmi profile` on the lab's real guests: volatility3 reads xenvmi's dumps with xenvmi's
+"""`xenvmi isf` on the lab's real guests: volatility3 reads xenvmi's dumps with xenvmi's
 ISF and lists the processes `xenvmi ps` lists.
 
 For a guest of each kernel (6.1 PVH, 5.10 HVM with KASLR, 6.12 PVH): write the ISF from
@@ -48,7 +48,7 @@ def vol3_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def profiled(paused_dump, tmp_path_factory):
-    """name -> the guest's vmcore (shared with test_dumps) and the ISF `xenvmi profile`
+    """name -> the guest's vmcore (shared with test_dumps) and the ISF `xenvmi isf`
     writes from it, made once per module."""
     @functools.cache
     def get(name: str) -> SimpleNamespace:
@@ -56,7 +56,7 @@ def profiled(paused_dump, tmp_path_factory):
         d = tmp_path_factory.mktemp(name)
         isf = d / "symbols" / "linux" / f"{name}.json"
         isf.parent.mkdir(parents=True)
-        summary = xenvmi_json("profile", str(core), "-o", str(isf), "-q")
+        summary = xenvmi_json("isf", str(core), "-o", str(isf), "-q")
         return SimpleNamespace(name=name, core=core, dir=d, isf=isf, summary=summary)
     return get
 
@@ -71,7 +71,7 @@ def deep(profiled):
     return profiled(DEEP_GUEST)
 
 
-def test_profile_of_dump(dumped):
+def test_isf_of_dump(dumped):
     s = dumped.summary
     truth = ground_truth(dumped.name)
     assert s["output"] == str(dumped.isf)
@@ -107,7 +107,7 @@ def test_live_profile_equals_dump_profile(deep):
     """The ISF from the running guest is the one from its dump: same types, same symbols."""
     dumped = deep
     live = dumped.dir / "live.json"
-    xenvmi_json("profile", dumped.name, "-o", str(live), "-q")
+    xenvmi_json("isf", dumped.name, "-o", str(live), "-q")
     a, b = json.loads(live.read_text()), json.loads(dumped.isf.read_text())
     assert a["user_types"] == b["user_types"] and a["enums"] == b["enums"]
     assert a["symbols"] == b["symbols"]
