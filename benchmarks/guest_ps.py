@@ -96,13 +96,13 @@ def plain_loop(g) -> tuple[float, int]:
 
     t = time.monotonic()
     head = init + off_tasks
-    node, n = struct.unpack("<Q", guests.read_pa(pa(head), 8)[0])[0], 0
+    node, n = struct.unpack("<Q", vmi.read_pa(pa(head), 8)[0])[0], 0
     while node != head and n < 100_000:
         task = node - off_tasks
-        raw, _ = guests.read_pa(pa(task + off_pid), off_comm + 16 - off_pid)
+        raw, _ = vmi.read_pa(pa(task + off_pid), off_comm + 16 - off_pid)
         _pid = struct.unpack_from("<i", raw)[0]
         _comm = raw[off_comm - off_pid:].split(b"\0", 1)[0]
-        node = struct.unpack("<Q", guests.read_pa(pa(node), 8)[0])[0]
+        node = struct.unpack("<Q", vmi.read_pa(pa(node), 8)[0])[0]
         n += 1
     return time.monotonic() - t, n
 
@@ -204,14 +204,14 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
     pa = _kernel_pa(kp)
 
     def u64(va: int) -> int:
-        return struct.unpack("<Q", guests.read_pa(pa(va), 8)[0])[0]
+        return struct.unpack("<Q", vmi.read_pa(pa(va), 8)[0])[0]
 
     def user_read(pgd_pa: int, va: int, size: int) -> bytes:
         out = b""
         while size > 0:
             table = pgd_pa
             for shift in (39, 30, 21, 12):
-                entry = struct.unpack("<Q", guests.read_pa(table + ((va >> shift) & 511) * 8,
+                entry = struct.unpack("<Q", vmi.read_pa(table + ((va >> shift) & 511) * 8,
                                                         8)[0])[0]
                 if not entry & 1:
                     return out
@@ -221,7 +221,7 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
                         | (va & ((1 << shift) - 1) & ~0xFFF)
                     break
             n = min(size, 4096 - (va & 0xFFF))
-            out += guests.read_pa(table + (va & 0xFFF), n)[0]
+            out += vmi.read_pa(table + (va & 0xFFF), n)[0]
             va, size = va + n, size - n
         return out
 
@@ -230,14 +230,15 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
     node, rows = u64(head), []
     while node != head and len(rows) < 100_000:
         task = node - off["tasks"]
-        raw, _ = guests.read_pa(pa(task), task_t.size)
-        f = lambda name, fmt: struct.unpack_from(fmt, raw, off[name])[0]  # noqa: E731
+        raw, _ = vmi.read_pa(pa(task), task_t.size)
+        def f(name: str, fmt: str, raw: bytes = raw) -> int:
+            return struct.unpack_from(fmt, raw, off[name])[0]
         parent, cred, mm = f("real_parent", "<Q"), f("cred", "<Q"), f("mm", "<Q")
-        ppid = struct.unpack("<i", guests.read_pa(pa(parent + off["tgid"]), 4)[0])[0]
-        uid = struct.unpack("<I", guests.read_pa(pa(cred + euid), 4)[0])[0]
+        ppid = struct.unpack("<i", vmi.read_pa(pa(parent + off["tgid"]), 4)[0])[0]
+        uid = struct.unpack("<I", vmi.read_pa(pa(cred + euid), 4)[0])[0]
         cmdline = None
         if mm:
-            mraw, _ = guests.read_pa(pa(mm), mm_t.size)
+            mraw, _ = vmi.read_pa(pa(mm), mm_t.size)
             a, e = (struct.unpack_from("<Q", mraw, o)[0] for o in (arg_start, arg_end))
             pgd = struct.unpack_from("<Q", mraw, pgd_off)[0]
             if 0 < a < e <= a + 4096:
@@ -247,13 +248,13 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
             kthread = f("worker_private", "<Q")
             if f("flags", "<I") & 0x20:  # a workqueue worker: comm-desc of its worker
                 worker = u64(kthread + kdata)
-                w, _ = guests.read_pa(pa(worker), wdesc + 24)
+                w, _ = vmi.read_pa(pa(worker), wdesc + 24)
                 desc = w[wdesc:].split(b"\0")[0]
                 if desc and struct.unpack_from("<Q", w, wpool)[0]:
                     busy = struct.unpack_from("<Q", w, wcur)[0]
                     comm = comm + (b"+" if busy else b"-") + desc
             else:  # a long kthread name: struct kthread's full_name
-                comm = guests.read_pa(pa(u64(kthread + full_name)), 64)[0].split(b"\0")[0]
+                comm = vmi.read_pa(pa(u64(kthread + full_name)), 64)[0].split(b"\0")[0]
         rows.append((f("pid", "<i"), ppid, f("__state", "<I"), f("exit_state", "<i"), uid,
                      f("start_boottime", "<Q"), comm, cmdline))
         node = struct.unpack_from("<Q", raw, off["tasks"])[0]

@@ -27,8 +27,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from xenvmi.backends.privcmd import Privcmd  # noqa: E402
-from xenvmi.trace.xentrace import TraceDecoder, summarize_file  # noqa: E402
+from xenvmi.backends.privcmd import Privcmd
+from xenvmi.trace.xentrace import TraceDecoder, summarize_file
 
 MODES = {"probe only": ["--pid", "1"], "summary": ["--summary"], "stream": ["--json"]}
 

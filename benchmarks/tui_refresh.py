@@ -32,11 +32,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from xenvmi import render  # noqa: E402
-from xenvmi.tui import messages as m  # noqa: E402
-from xenvmi.tui import synthetic  # noqa: E402
-from xenvmi.tui.app import XenvmiApp  # noqa: E402
-from xenvmi.tui.recorded import RecordedSource  # noqa: E402
+from xenvmi import render
+from xenvmi.tui import messages as m
+from xenvmi.tui import synthetic
+from xenvmi.tui.app import XenvmiApp
+from xenvmi.tui.recorded import RecordedSource
 
 
 async def _loaded(pilot, app, n: int) -> None:

@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from xenvmi.trace import trc_events as T  # noqa: E402
-from xenvmi.trace.xentrace import TraceDecoder, summarize_file  # noqa: E402
+from xenvmi.trace import trc_events as T
+from xenvmi.trace.xentrace import TraceDecoder, summarize_file
 
 WINDOW = 128 * 1024
 

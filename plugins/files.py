@@ -54,6 +54,7 @@ def _dentry_name(prog, dentry) -> str:
 def _pseudo_name(prog, dentry) -> str | None:
     """The name of a pipe/socket/anon-inode file (dentries with a d_dname method)."""
     from drgn import Object
+
     from xenvmi.guest.bounded import is_kernel_pointer
     ops = dentry.d_op.value_()
     if not ops or not is_kernel_pointer(ops):
@@ -72,6 +73,7 @@ def d_path(prog, path, budget) -> str:
     """drgn's d_path (dentry names up to the mount root, then the mount point in the
     parent mount, until the root mount) with a depth limit and loop detection."""
     from drgn import Object, container_of
+
     from xenvmi.guest.bounded import is_kernel_pointer
     vfsmnt, dentry = path.mnt.value_(), path.dentry.value_()
     if not (is_kernel_pointer(vfsmnt) and is_kernel_pointer(dentry)):
@@ -112,6 +114,7 @@ def d_path(prog, path, budget) -> str:
 def task_files(prog, task, budget):
     """(fd, ``struct file *``) of every open fd of ``task``, like drgn's for_each_file."""
     from drgn import Object
+
     from xenvmi.guest.bounded import is_kernel_pointer
     files = task.files.value_()
     if files == 0:

@@ -21,7 +21,7 @@ This module stays a thin facade: collection lives in ``xenvmi.domains``, Xen acc
 from __future__ import annotations
 
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from xenvmi.backends.xenstore import XenStore, check_path
 from xenvmi.domains import DomainSampler, HostSampler, collect_domains, find_domain, own_guest_type

@@ -13,12 +13,21 @@ import os
 import platform
 import re
 import time
-from typing import Iterable, Mapping, Protocol, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from xenvmi.backends.xenstat import DomainCounters, NodeCounters
-from xenvmi.errors import NotFoundError, Unavailable
-from xenvmi.model.host import (Daemon, Device, Domain, DomainSample, HostSample, NodeSample,
-                               pick_domain, xenbus_state_name)
+from xenvmi.errors import Unavailable
+from xenvmi.model.host import (
+    Daemon,
+    Device,
+    Domain,
+    DomainSample,
+    HostSample,
+    NodeSample,
+    pick_domain,
+    xenbus_state_name,
+)
 
 #: Bounds on what a guest-controlled directory may make us read.
 MAX_DOMAINS, MAX_DEVICE_KINDS, MAX_DEVICES_PER_KIND, MAX_VCPUS = 4096, 32, 64, 512
@@ -294,7 +303,7 @@ class HostSampler:
         daemons = []
         for name, domid, proc, cmdline in found:
             with proc.oneshot():
-                rss = _quiet(lambda: proc.memory_info().rss // 1024)
+                rss = _quiet(lambda p=proc: p.memory_info().rss // 1024)
                 daemons.append(Daemon(
                     name=name, pid=proc.pid, alive=_quiet(proc.is_running) or False,
                     cpu_percent=_quiet(proc.cpu_percent, None), rss_kib=rss, domid=domid,
@@ -314,7 +323,8 @@ class HostSampler:
 
 def _quiet(func, *args):
     """psutil calls on a process that may exit under us: None instead of an exception."""
+    import psutil
     try:
         return func(*args)
-    except Exception:  # psutil.NoSuchProcess, AccessDenied, ZombieProcess
+    except psutil.Error:  # NoSuchProcess, AccessDenied, ZombieProcess
         return None

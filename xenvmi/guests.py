@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from xenvmi.backends.memory import GuestMemory
 from xenvmi.errors import GuestDataError, XenvmiError
@@ -53,7 +54,7 @@ class Guest:
     def name(self) -> str:
         return self.memory.name
 
-    def __enter__(self) -> "Guest":
+    def __enter__(self) -> Guest:
         return self
 
     def __exit__(self, *exc) -> None:

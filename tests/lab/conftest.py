@@ -19,10 +19,10 @@ from types import SimpleNamespace
 import pytest
 
 from xenvmi.lab import dom0
+from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report, parse_reports
 from xenvmi.lab.progress import printable
 
 from .forkrun import preload, run_forked
-from xenvmi.lab.groundtruth import GuestReport, last_boot, latest_report, parse_reports
 
 #: Every lab guest: (type, kernel). "dom0" is dom0's own kernel (Debian 12's 6.1); the
 #: others are Debian releases' kernels fetched by xenvmi.lab.kernels (deb11: 5.10, whose

@@ -16,8 +16,8 @@ import selectors
 import signal
 import subprocess
 import sys
-import time
 import threading
+import time
 
 
 def preload() -> None:
@@ -106,6 +106,7 @@ def run_forked(argv: list[str], timeout: float | None = None) -> subprocess.Comp
         os.close(fd)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    decode = (lambda parts: b"".join(parts).decode(errors="replace"))
+    def decode(parts: list[bytes]) -> str:
+        return b"".join(parts).decode(errors="replace")
     return subprocess.CompletedProcess(["xenvmi", *argv], code, decode(chunks[out_r]),
                                        decode(chunks[err_r]))

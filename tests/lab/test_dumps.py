@@ -17,8 +17,16 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE
 
-from .conftest import (DUMP_GUESTS, TRANSIENT, ground_truth, missing_from,
-                       report_after_now, xenvmi, xenvmi_json, xl)
+from .conftest import (
+    DUMP_GUESTS,
+    TRANSIENT,
+    ground_truth,
+    missing_from,
+    report_after_now,
+    xenvmi,
+    xenvmi_json,
+    xl,
+)
 
 pytestmark = pytest.mark.timeout(1800)
 

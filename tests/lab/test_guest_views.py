@@ -12,8 +12,16 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide
 
-from .conftest import (expected_release, ground_truth, missing_from, randomized,
-                       report_after_now, selected, unreported, xenvmi)
+from .conftest import (
+    expected_release,
+    ground_truth,
+    missing_from,
+    randomized,
+    report_after_now,
+    selected,
+    unreported,
+    xenvmi,
+)
 
 #: A guest of each kernel: Debian 12's 6.1 (KASLR HVM), Debian 11's 5.10 (KASLR HVM, no
 #: kallsyms in VMCOREINFO) and Debian 13's 6.12 (PVH). 6.1 on PVH is read by the dump,

@@ -8,8 +8,13 @@ import time
 import pytest
 
 from xenvmi.lab import dom0
-from xenvmi.lab.groundtruth import (KMSG_LINE, kaslr_slide, last_boot, latest_begun_seq,
-                                    parse_reports)
+from xenvmi.lab.groundtruth import (
+    KMSG_LINE,
+    kaslr_slide,
+    last_boot,
+    latest_begun_seq,
+    parse_reports,
+)
 
 from .conftest import GUESTS, LAB_GUESTS, expected_release, ground_truth, randomized, xl
 

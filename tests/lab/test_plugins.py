@@ -18,8 +18,7 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE
 
-from .conftest import (GUESTS, ground_truth, missing_from, report_after_now,
-                       unreported, xenvmi)
+from .conftest import GUESTS, ground_truth, missing_from, report_after_now, unreported, xenvmi
 
 PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
 SHIPPED = {"kernel", "ps", "lsmod", "dmesg", "regs", "hypercalls", "netdev", "files",
@@ -185,7 +184,7 @@ class Provoker:
             while not self.stop.wait(0.2):
                 self.results.append(p.domctl(5, 999))
 
-    def __enter__(self) -> "Provoker":
+    def __enter__(self) -> Provoker:
         self.thread.start()
         return self
 

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("textual")
 
-from xenvmi.tui.app import XenvmiApp  # noqa: E402
-from xenvmi.tui.recorded import RecordedSource, Recording, load  # noqa: E402
+from xenvmi.tui.app import XenvmiApp
+from xenvmi.tui.recorded import RecordedSource, Recording, load
 
 LAB = Path(__file__).parent / "fixtures" / "lab"
 

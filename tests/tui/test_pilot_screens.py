@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-
 from xenvmi.tui.screens.domain_detail import DomainScreen
 
 

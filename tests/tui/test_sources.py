@@ -10,10 +10,9 @@ import pytest
 
 from xenvmi.errors import GuestDataError, PermissionDenied, Unavailable
 from xenvmi.model.host import Domain, WatchEvent
+from xenvmi.tui import live, recorded, synthetic, workers
 from xenvmi.tui import messages as m
-from xenvmi.tui import recorded, synthetic, workers
 from xenvmi.tui.codec import from_jsonable
-from xenvmi.tui import live
 from xenvmi.tui.recorded import RecordedSource
 from xenvmi.tui.sources import children_of
 

@@ -13,8 +13,17 @@ import pytest
 
 drgn = pytest.importorskip("drgn")
 from drgn import (  # noqa: E402
-    Architecture, FindObjectFlags, Object, Platform, PlatformFlags, PrimitiveType, Program,
-    Symbol, SymbolBinding, SymbolKind, TypeKind,
+    Architecture,
+    FindObjectFlags,
+    Object,
+    Platform,
+    PlatformFlags,
+    PrimitiveType,
+    Program,
+    Symbol,
+    SymbolBinding,
+    SymbolKind,
+    TypeKind,
 )
 from drgn.helpers.linux.list import list_for_each_entry  # noqa: E402
 
@@ -39,8 +48,10 @@ def add_memory(prog: Program, buf: bytearray, base: int = BASE) -> None:
     prog.add_memory_segment(base, len(buf), lambda addr, count, off, phys: bytes(buf[off:off + count]))
 
 
-def add_symbols(prog: Program, symbols: dict[str, int], kinds: dict[str, SymbolKind] = {}) -> None:
+def add_symbols(prog: Program, symbols: dict[str, int],
+                kinds: dict[str, SymbolKind] | None = None) -> None:
     """A stand-in for the kallsyms symbol finder the real attach path registers."""
+    kinds = kinds or {}
     def finder(prog, name, address, one):
         out = [Symbol(n, a, 8, SymbolBinding.GLOBAL, kinds.get(n, SymbolKind.OBJECT))
                for n, a in symbols.items()

@@ -7,8 +7,8 @@ import json
 import os
 
 import pytest
-
 import vmcore_image as I
+
 from xenvmi import cli, guests
 from xenvmi.backends.dumpfile import DumpMemory
 from xenvmi.commands.dump import ProgressLine
@@ -16,7 +16,7 @@ from xenvmi.errors import GuestDataError
 from xenvmi.guest import vmcore
 
 pytest.importorskip("drgn")
-from xenvmi.guest.synthetic import SyntheticKernel  # noqa: E402
+from xenvmi.guest.synthetic import SyntheticKernel
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,9 @@ import pytest
 
 pytest.importorskip("drgn")
 
-from xenvmi import cli, guests  # noqa: E402
-from xenvmi.errors import GuestDataError, NotFoundError  # noqa: E402
-
-from tests.unit.isf_fakes import fake_kernel_program  # noqa: E402
+from tests.unit.isf_fakes import fake_kernel_program
+from xenvmi import cli, guests
+from xenvmi.errors import GuestDataError, NotFoundError
 
 BANNER = b"Linux version 6.1.0-99-amd64 (debian-kernel@lists.debian.org) (gcc 12) #1 SMP\n\0"
 

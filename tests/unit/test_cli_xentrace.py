@@ -23,8 +23,8 @@ import stat
 import struct
 
 import pytest
-
 from test_xentrace import hypercall_v2, two_domain_trace, window
+
 from xenvmi import cli
 from xenvmi.backends import xentrace_recorder as rec
 from xenvmi.commands import xentrace as cmd

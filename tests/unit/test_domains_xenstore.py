@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("pyxs")
 
-from xenvmi.backends.xenstore import XenStore, check_path, safe_text  # noqa: E402
-from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError  # noqa: E402
+from xenvmi.backends.xenstore import XenStore, check_path, safe_text
+from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError
 
 READ, DIRECTORY, WATCH, UNWATCH, WRITE, WATCH_EVENT, ERROR = 2, 1, 4, 5, 11, 15, 16
 HEADER = struct.Struct("<IIII")

@@ -7,8 +7,8 @@ import random
 import struct
 
 import pytest
-
 import vmcore_image as I
+
 from xenvmi import guests
 from xenvmi.backends.dumpfile import MAX_NOTES, DumpMemory
 from xenvmi.errors import GuestDataError, NotFoundError, UsageError, XenvmiError

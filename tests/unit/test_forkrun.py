@@ -3,9 +3,9 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 import threading
 import time
+from pathlib import Path
 
 import pytest
 

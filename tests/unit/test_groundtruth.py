@@ -1,7 +1,13 @@
 """The lab guests' console reports parse exactly, and garbage never counts as a report."""
 
-from xenvmi.lab.groundtruth import (GuestProcess, kaslr_slide, last_boot, latest_begun_seq,
-                                    latest_report, parse_reports)
+from xenvmi.lab.groundtruth import (
+    GuestProcess,
+    kaslr_slide,
+    last_boot,
+    latest_begun_seq,
+    latest_report,
+    parse_reports,
+)
 
 LOG = """\
 [    0.000000] Linux version 6.1.0-50-amd64

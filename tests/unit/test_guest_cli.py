@@ -11,11 +11,11 @@ from xenvmi.plugins.schema import result_schema
 
 pytest.importorskip("drgn")
 
-from xenvmi import cli, guests  # noqa: E402
-from xenvmi.backends.memory import BytesMemory  # noqa: E402
-from xenvmi.errors import NotFoundError, Unavailable  # noqa: E402
-from xenvmi.guest.synthetic import TASK, SyntheticKernel  # noqa: E402
-from xenvmi.plugins import requirements  # noqa: E402
+from xenvmi import cli, guests
+from xenvmi.backends.memory import BytesMemory
+from xenvmi.errors import NotFoundError, Unavailable
+from xenvmi.guest.synthetic import TASK, SyntheticKernel
+from xenvmi.plugins import requirements
 
 
 def as_dom0(monkeypatch):

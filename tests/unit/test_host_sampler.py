@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("psutil")
 
-from xenvmi.domains import HostSampler  # noqa: E402
+from xenvmi.domains import HostSampler
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,10 +9,9 @@ import sys
 
 import pytest
 
+from tests.unit.vol3_image import Vol3Image
 from xenvmi.guest import btf as B
 from xenvmi.guest import isf
-
-from tests.unit.vol3_image import Vol3Image
 
 pytestmark = pytest.mark.timeout(300)
 VOL = "import sys; sys.argv[0] = \"vol\"; from volatility3.cli import main; main()"

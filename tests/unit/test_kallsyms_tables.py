@@ -7,11 +7,10 @@ import struct
 import time
 
 import pytest
+from kallsyms_image import IMAGE_PA, TEXT_VA, Tables, build, symbols
 
 from xenvmi.errors import GuestDataError
 from xenvmi.guest import kallsyms_tables as KT
-
-from kallsyms_image import IMAGE_PA, TEXT_VA, Tables, build, symbols
 
 
 def find(t: Tables, known=None, limit=None, timeout=60.0):
@@ -159,7 +158,8 @@ def test_drgn_loads_symbols_from_the_lines_we_write():
         image = t.image
         prog.set_linux_kernel_custom(text, True)
         prog.add_memory_segment(TEXT_VA, len(image),
-                                lambda a, n, off, phys: image[off:off + n], physical=False)
+                                lambda a, n, off, phys, image=image: image[off:off + n],
+                                physical=False)
         index = load_vmlinux_kallsyms(prog)
         prog.register_symbol_finder("kallsyms", index, enable_index=0)
         for _, name, addr in t.syms[::97]:

@@ -146,7 +146,8 @@ def test_guest_payload_is_outside_the_image_recipe(lab_dir, tmp_path, monkeypatc
 def test_payload_digest_follows_the_other_releases_kernels(tmp_path):
     """A lab directory without kernels has the guest files' digest (the image of an older
     build); kernels copied in, or replaced by others, change it: dom0 then remakes."""
-    from xenvmi.lab import kernels, paths as lab_paths
+    from xenvmi.lab import kernels
+    from xenvmi.lab import paths as lab_paths
     lab = tmp_path / "lab"
     lab.mkdir()
     plain = lab_paths.payload_digest(lab)

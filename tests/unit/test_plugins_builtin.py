@@ -9,13 +9,13 @@ import pytest
 
 pytest.importorskip("drgn")
 
-from xenvmi import cli, plugins, guests  # noqa: E402
-from xenvmi.backends.memory import BytesMemory  # noqa: E402
-from xenvmi.views.hypercalls import HypercallSummary, summary_rows  # noqa: E402
-from xenvmi.guest.synthetic import TASK, SyntheticKernel  # noqa: E402
-from xenvmi.plugins import requirements  # noqa: E402
-from xenvmi.backends import hypercall_probe as tracer_mod  # noqa: E402
-from xenvmi.trace.hypercall_stats import stats_from_maps  # noqa: E402
+from xenvmi import cli, guests, plugins
+from xenvmi.backends import hypercall_probe as tracer_mod
+from xenvmi.backends.memory import BytesMemory
+from xenvmi.guest.synthetic import TASK, SyntheticKernel
+from xenvmi.plugins import requirements
+from xenvmi.trace.hypercall_stats import stats_from_maps
+from xenvmi.views.hypercalls import HypercallSummary, summary_rows
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,7 +109,7 @@ def test_summary_rows():
 class FakeTracer:
     """HypercallTracer's surface: start, poll(duration), read_stats, close."""
 
-    made: list["FakeTracer"] = []
+    made: list[FakeTracer] = []
 
     def __init__(self, filters, *, stream, stats, **kw):
         self.filters, self.stream, self.stats = filters, stream, stats

@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("drgn")
 
-from xenvmi import cli, guests  # noqa: E402
-from xenvmi.backends.memory import BytesMemory  # noqa: E402
-from xenvmi.guest.synthetic import TASK, SyntheticKernel  # noqa: E402
-from xenvmi.plugins import loader, requirements  # noqa: E402
+from xenvmi import cli, guests
+from xenvmi.backends.memory import BytesMemory
+from xenvmi.guest.synthetic import TASK, SyntheticKernel
+from xenvmi.plugins import loader, requirements
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = Path(__file__).parent / "data" / "example_plugin.py"

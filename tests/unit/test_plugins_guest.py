@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("drgn")
 
-from xenvmi import plugins, guests  # noqa: E402
-from xenvmi.backends.memory import BytesMemory  # noqa: E402
-from xenvmi.guest.bounded import Budget  # noqa: E402
-from xenvmi.guest.btf_writer import BtfWriter  # noqa: E402
-from xenvmi.guest.synthetic import TASK, TASK_SIZE, SyntheticKernel  # noqa: E402
-from xenvmi.plugins import loader, requirements  # noqa: E402
+from xenvmi import guests, plugins
+from xenvmi.backends.memory import BytesMemory
+from xenvmi.guest.bounded import Budget
+from xenvmi.guest.btf_writer import BtfWriter
+from xenvmi.guest.synthetic import TASK_SIZE, SyntheticKernel
+from xenvmi.plugins import loader, requirements
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from xenvmi import plugins
-from xenvmi.plugins import loader, requirements
 from xenvmi.backends import hypercall_probe as tracer_mod
 from xenvmi.model.hypercall import HypercallEvent
+from xenvmi.plugins import loader, requirements
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)

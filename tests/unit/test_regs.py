@@ -14,8 +14,8 @@ import pytest
 
 from xenvmi import render
 from xenvmi.guest import regs_arm64, regs_x86
-from xenvmi.guest.regs_arm64 import Arm64Regs, decode_arm64
 from xenvmi.guest.bits import named_bits
+from xenvmi.guest.regs_arm64 import Arm64Regs, decode_arm64
 from xenvmi.guest.regs_x86 import X86Regs, decode_x86
 
 LINUX_X86 = {

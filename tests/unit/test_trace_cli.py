@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_trace_hypercalls import raw
+
 from xenvmi import cli
+from xenvmi.backends import hypercall_probe as P
 from xenvmi.errors import PermissionDenied, Unavailable
 from xenvmi.trace import hypercall_decode as D
-from xenvmi.backends import hypercall_probe as P
 from xenvmi.trace import hypercalls as H
 from xenvmi.trace.hypercall_stats import stats_from_maps
 
@@ -24,7 +24,7 @@ EVENTS = [raw(), raw(op=27, flags=0, ret=-38, latency_ns=900, args=[0, 1, 0, 0, 
 
 
 class FakeTracer:
-    instances: list["FakeTracer"] = []
+    instances: list[FakeTracer] = []
 
     def __init__(self, filters=None, *, stream=True, stats=False, page_cnt=64, **kw):
         self.filters, self.stream, self.stats = filters, stream, stats
@@ -98,7 +98,7 @@ def test_filters_reach_the_tracer(run):
 
 def test_json_lines_and_count(run):
     code, out, _ = run("--json", "--count", "2")
-    objs = [json.loads(l) for l in out.splitlines()]
+    objs = [json.loads(line) for line in out.splitlines()]
     assert len(objs) == 2 and objs[0]["subop_name"] == "getdomaininfo"
     assert objs[1]["error"] == "ENOSYS" and FakeTracer.instances[0].polled["count"] == 2
 

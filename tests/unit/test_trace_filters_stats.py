@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_trace_hypercalls import raw
+
 from xenvmi import render
 from xenvmi.errors import NotFoundError, UsageError
 from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.trace import hypercall_decode as D
 from xenvmi.trace.hypercall_filters import Filters, c_string, parse_op, truncate_comm
-from xenvmi.trace.hypercall_stats import (Stats, format_log2_hist, log2_slot, slot_range,
-                                          stats_from_maps)
+from xenvmi.trace.hypercall_stats import (
+    Stats,
+    format_log2_hist,
+    log2_slot,
+    slot_range,
+    stats_from_maps,
+)
 from xenvmi.trace.hypercalls import program_text
 
 
@@ -132,7 +137,7 @@ def test_log2_slot_is_bpf_log2l(v):
 
 def test_slot_ranges_cover_every_value_once():
     assert slot_range(1) == (0, 1) and slot_range(2) == (2, 3) and slot_range(10) == (512, 1023)
-    for v in range(0, 5000):
+    for v in range(5000):
         low, high = slot_range(log2_slot(v))
         assert low <= v <= high
 

@@ -18,9 +18,9 @@ import pytest
 
 from xenvmi import render
 from xenvmi.abi import domctl, hvm_op, hypercalls, memory_op, sysctl
+from xenvmi.backends import privcmd
 from xenvmi.trace import hypercall_decode as D
 from xenvmi.trace import hypercall_subops as S
-from xenvmi.backends import privcmd
 from xenvmi.trace.hypercalls import bpf_source
 
 INCLUDE = Path(os.environ.get("XENVMI_XEN_INCLUDE", "/usr/include/xen"))
@@ -153,7 +153,7 @@ def test_json_object():
 # ------------------------------------------------------- the C program agrees with Python
 
 def c_struct(name: str) -> list[str]:
-    body = re.search(r"struct %s \{(.*?)\};" % name, bpf_source(), re.S).group(1)
+    body = re.search(rf"struct {name} \{{(.*?)\}};", bpf_source(), re.S).group(1)
     return re.findall(r"(\w+)(?:\[[^\]]*\])?;", re.sub(r"/\*.*?\*/", "", body))
 
 
@@ -188,7 +188,7 @@ def test_ioctl_numbers_match_the_installed_privcmd_header(tmp_path):
                              for n in names) + "return 0;}\n")
     subprocess.run([cc, "-o", str(tmp_path / "p"), str(src)], check=True)
     out = subprocess.run([str(tmp_path / "p")], capture_output=True, text=True, check=True)
-    values = {n.lower(): int(v) for n, v in (l.split() for l in out.stdout.splitlines())}
+    values = {n.lower(): int(v) for n, v in (line.split() for line in out.stdout.splitlines())}
     # Xen's copy adds UNIMPLEMENTED ('P', 0xFF): libxen* issue it to probe the driver.
     assert values.pop("unimplemented") == D.IOCTL_PRIVCMD_UNIMPLEMENTED
     c_src = bpf_source()

@@ -7,8 +7,8 @@ import os
 import struct
 
 import pytest
-
 import vmcore_image as I
+
 from xenvmi.backends.dumpfile import DumpMemory
 from xenvmi.backends.memory import BytesMemory
 from xenvmi.errors import GuestDataError, UsageError

@@ -19,9 +19,9 @@ import os
 import stat
 import struct
 
+from xenvmi import vmcore_format as W
 from xenvmi.backends.memory import PAGE, GuestMemory
 from xenvmi.errors import GuestDataError, NotFoundError, PermissionDenied, UsageError
-from xenvmi import vmcore_format as W
 from xenvmi.vmcore_format import MAX_VMCOREINFO_DESC as MAX_DESC
 
 MAX_PHDRS = 65536  # makedumpfile splits RAM around excluded pages: thousands are normal

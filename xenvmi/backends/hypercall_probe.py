@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from xenvmi.errors import XenvmiError
 from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.trace.hypercall_decode import decode_event, host_arch
 from xenvmi.trace.hypercall_filters import Filters
 from xenvmi.trace.hypercall_stats import Stats, stats_from_maps
-from xenvmi.trace.hypercalls import (PROBE_FUNCTION, HostFacts, bpf_error, kernel_headers,
-                                     preflight, probe_in_kallsyms, program_text)
+from xenvmi.trace.hypercalls import (
+    PROBE_FUNCTION,
+    HostFacts,
+    bpf_error,
+    kernel_headers,
+    preflight,
+    probe_in_kallsyms,
+    program_text,
+)
 
 #: Concurrent privcmd ioctls the kretprobe can follow (mmapbatch may sleep).
 KRETPROBE_MAXACTIVE = 64
@@ -69,7 +76,7 @@ class HypercallTracer:
     def text(self) -> str:
         return program_text(self.filters, stream=self.stream, stats=self.stats)
 
-    def start(self) -> "HypercallTracer":
+    def start(self) -> HypercallTracer:
         preflight(gather_facts())
         from bcc import BPF
         try:
@@ -149,7 +156,7 @@ class HypercallTracer:
             self.bpf.cleanup()
             self.bpf = None
 
-    def __enter__(self) -> "HypercallTracer":
+    def __enter__(self) -> HypercallTracer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

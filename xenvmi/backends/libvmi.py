@@ -11,14 +11,16 @@ addresses are not guest frames): registers work, memory reads raise ``Unavailabl
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from pathlib import Path
 
 from xenvmi.backends.memory import PAGE, GuestMemory
-from xenvmi.errors import (GuestDataError, NotFoundError, PermissionDenied, Unavailable,
-                           XenvmiError)
+from xenvmi.errors import GuestDataError, NotFoundError, PermissionDenied, Unavailable, XenvmiError
 from xenvmi.model.host import pick_domain
+
+log = logging.getLogger(__name__)
 
 #: Reads of at least this many bytes go through Xen's batch mapping when it is there.
 BULK_READ = 16 * PAGE
@@ -29,7 +31,7 @@ _EXTRA_MSRS = {"msr_cstar": "CSTAR", "msr_syscall_mask": "SYSCALL_MASK",
 
 def _import_libvmi():
     try:
-        import libvmi  # noqa: F401
+        import libvmi
     except ImportError as e:
         raise Unavailable(
             f"the libvmi Python package cannot be loaded ({e}); in dom0 run "
@@ -318,20 +320,23 @@ class LibvmiMemory(GuestMemory):
         vmi, self._vmi = getattr(self, "_vmi", None), None
         if vmi is not None:
             while self._paused:  # never leave a guest paused behind us
-                self._resume_quietly(vmi)
+                self._resume_on_close(vmi)
             try:
                 vmi.destroy()
-            except Exception:  # noqa: BLE001 - closing must not mask the real error
-                pass
+            except self._libvmi.LibvmiError as e:  # the handle is dropped either way
+                log.debug("closing LibVMI for %s: %s", self.name, e)
 
-    def _resume_quietly(self, vmi) -> None:
+    def _resume_on_close(self, vmi) -> None:
+        """Resume a guest a view left paused (closing after an error); if Xen refuses, say
+        so loudly: a guest left paused is the one harm a reader can do."""
         self._paused -= 1
         if self._external_pause:
             return
         try:
             vmi.resume_vm()
-        except Exception:  # noqa: BLE001
-            pass
+        except self._libvmi.LibvmiError as e:
+            log.error("could not resume domain %s (%s): run `xl unpause %s`",
+                      self.name, e, self.domid)
 
 
 def paused_now(domid: int) -> bool:

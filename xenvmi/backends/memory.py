@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from xenvmi.errors import GuestDataError
 
@@ -101,7 +101,7 @@ class GuestMemory:
             raise RuntimeError(f"{type(self).__name__} for {self.name} used from a thread "
                                "that does not own it (LibVMI is not thread-safe)")
 
-    def __enter__(self) -> "GuestMemory":
+    def __enter__(self) -> GuestMemory:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -205,7 +205,7 @@ class GuestMemory:
         self._pages.clear()
 
     @contextlib.contextmanager
-    def snapshot(self, pause: bool = False) -> Iterator["GuestMemory"]:
+    def snapshot(self, pause: bool = False) -> Iterator[GuestMemory]:
         """A fresh page cache for one view; with ``pause`` the guest stands still meanwhile.
 
         The guest is always resumed, whatever happens inside.
@@ -218,7 +218,7 @@ class GuestMemory:
             yield self
 
     @contextlib.contextmanager
-    def paused(self) -> Iterator["GuestMemory"]:
+    def paused(self) -> Iterator[GuestMemory]:
         """Pause the guest for the duration of the block (keep it short); always resumes."""
         self.check_thread()
         self._pause()

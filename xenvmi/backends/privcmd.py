@@ -64,7 +64,7 @@ class Privcmd:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "Privcmd":
+    def __enter__(self) -> Privcmd:
         return self
 
     def __exit__(self, *exc) -> None:

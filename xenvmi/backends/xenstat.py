@@ -146,14 +146,14 @@ class XenStat:
         self._handle = None
         self._lock = threading.Lock()
 
-    def __enter__(self) -> "XenStat":
+    def __enter__(self) -> XenStat:
         self.open()
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def open(self) -> "XenStat":
+    def open(self) -> XenStat:
         if self._handle:
             return self
         if not os.path.exists("/proc/xen/privcmd") and not os.path.exists("/dev/xen/privcmd"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import logging
 import os
 import posixpath
 import re
@@ -21,11 +22,14 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from enum import IntEnum
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
 from xenvmi.model.host import WatchEvent, XsNode, XsTree
+
+log = logging.getLogger(__name__)
 
 
 class Op(IntEnum):
@@ -140,14 +144,14 @@ class XenStore:
         self.transport = ""
 
     # ------------------------------------------------------------------ connection
-    def __enter__(self) -> "XenStore":
+    def __enter__(self) -> XenStore:
         self.open()
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def open(self) -> "XenStore":
+    def open(self) -> XenStore:
         try:
             from pyxs.connection import UnixSocketConnection, XenBusConnection
             from pyxs.exceptions import PyXSError
@@ -179,10 +183,11 @@ class XenStore:
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            from pyxs.exceptions import PyXSError
             try:
                 conn.close()
-            except Exception:  # already broken: nothing left to release
-                pass
+            except (OSError, PyXSError) as e:  # already broken: nothing left to release
+                log.debug("closing the xenstore connection: %s", e)
 
     def _lost(self, why: str) -> Unavailable:
         self.close()
@@ -326,7 +331,7 @@ class XenStore:
 
     # ------------------------------------------------------------------ watches
     def watch(self, paths: str | Sequence[str], timeout: float | None = None,
-              count: int | None = None, skip_initial: bool = False) -> "Watch":
+              count: int | None = None, skip_initial: bool = False) -> Watch:
         """Watch paths (or @introduceDomain / @releaseDomain); iterate the result for
         events. xenstored fires one event per path at once when a watch is set; with
         ``skip_initial`` those are dropped, and only changes come out."""
@@ -369,7 +374,7 @@ class Watch:
         """Events lost because the consumer fell more than 4096 events behind."""
         return self.sink.dropped
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,7 +7,7 @@ import glob
 import os
 import shutil
 import subprocess
-from typing import Callable
+from collections.abc import Callable
 
 from xenvmi.errors import PermissionDenied, Unavailable, XenvmiError
 

@@ -50,8 +50,8 @@ def _output(args: argparse.Namespace) -> Path:
     """The checked output path (before any guest is opened: bad arguments fail fast)."""
     path = Path(args.output)
     name = path.name + (".xz" if args.xz and not path.name.endswith(".xz") else "")
-    if not (name.endswith(".json") or name.endswith(".json.xz")):
-        raise UsageError(f"profile: {args.output}: volatility3 only loads ISF files named "
+    if not name.endswith((".json", ".json.xz")):
+        raise UsageError(f"isf: {args.output}: volatility3 only loads ISF files named "
                          "*.json or *.json.xz")
     if not path.parent.is_dir():
         raise UsageError(f"profile: {path.parent} is not a directory (create it first)")

@@ -119,7 +119,7 @@ def run_code(source: str, filename: str, glob: dict[str, Any], argv: list[str]) 
         return _exit_code(e)
     except (KeyboardInterrupt, UsageError):
         raise
-    except Exception as e:  # noqa: BLE001 - the user's code: report it, one line
+    except Exception as e:
         return _fail(filename, e)
     finally:
         sys.argv = old_argv

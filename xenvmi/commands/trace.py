@@ -113,7 +113,7 @@ class _Stopper:
             raise KeyboardInterrupt
         self.stop = True
 
-    def __enter__(self) -> "_Stopper":
+    def __enter__(self) -> _Stopper:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.saved[sig] = signal.signal(sig, self._handler)
         return self

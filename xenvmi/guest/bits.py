@@ -5,7 +5,8 @@ Register values come from a possibly hostile guest: nothing here raises on bad i
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 MASK64 = (1 << 64) - 1
 

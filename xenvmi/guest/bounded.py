@@ -9,7 +9,7 @@ a warning; the caller keeps what it got (a partial result), never hangs or crash
 from __future__ import annotations
 
 import struct
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import drgn
 from drgn import Object

@@ -16,7 +16,7 @@ and cycles are detected, both failing with ``GuestDataError``.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Mapping, Union
+from collections.abc import Callable, Mapping
 
 import drgn
 from drgn import FindObjectFlags, Language, Object, Program, Qualifiers, Type, TypeKind
@@ -27,7 +27,7 @@ from xenvmi.guest import btf as B
 MAX_DEPTH = 64  # longest non-lazy reference chain we follow (real kernels need < 10)
 
 #: A declared global's type: a C type name drgn can parse, or a callable making the Type.
-TypeSpec = Union[str, Callable[[Program], Type]]
+TypeSpec = str | Callable[[Program], Type]
 
 
 def _tk_core_type(prog: Program) -> Type:
@@ -309,7 +309,7 @@ class BtfTypeFinder:
             tid = self.btf.array_info(t)[0]
         raise GuestDataError(f"malformed BTF: array chain deeper than {MAX_DEPTH} at {tid}")
 
-    def _lazy_member(self, tid: int, bits: int, owner: int) -> Union[Type, Object]:
+    def _lazy_member(self, tid: int, bits: int, owner: int) -> Type | Object:
         typ = self._fresh(tid)
         if not bits:
             return typ

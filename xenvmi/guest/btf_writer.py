@@ -10,8 +10,8 @@ pointer to itself (declare it, make the pointer, then set its members), and
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from xenvmi.guest import btf as B
 

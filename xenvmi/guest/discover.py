@@ -20,9 +20,9 @@ import json
 import os
 import struct
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from xenvmi.backends.memory import GuestMemory
 from xenvmi.errors import GuestDataError
@@ -106,7 +106,7 @@ def candidates(mem: GuestMemory, deadline: float, progress: Progress = _quiet,
             stats["scanned"] = scanned
         if time.monotonic() - last_report > 5:
             progress(f"scanning {mem.name}'s memory for the kernel: {scanned >> 20} of "
-                     f"{top >> 20} MiB")  # noqa: E501
+                     f"{top >> 20} MiB")
             last_report = time.monotonic()
         hits = []
         i = data.find(V.MARKER)

@@ -25,8 +25,9 @@ import base64
 import json
 import lzma
 import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from xenvmi import __version__
 from xenvmi.errors import GuestDataError

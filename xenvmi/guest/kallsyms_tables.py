@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from xenvmi.errors import GuestDataError
 

@@ -9,8 +9,8 @@ themselves. drgn still supplies the types (from BTF), so offsets follow the gues
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import drgn
 from drgn import TypeKind
@@ -69,7 +69,7 @@ class Layout:
 
     @classmethod
     def of(cls, prog: drgn.Program, type_name: str, fields: dict[str, tuple[str, ...]],
-           optional: tuple[str, ...] = ()) -> "Layout":
+           optional: tuple[str, ...] = ()) -> Layout:
         """The layout of ``fields`` (our name -> member paths to try, in order: renamed
         across kernel versions) in ``type_name``. A field missing from the kernel raises
         LookupError, unless it is ``optional`` (then it unpacks as None). Cached per

@@ -11,16 +11,21 @@ from __future__ import annotations
 import drgn
 from drgn import Object
 
-from xenvmi.errors import GuestDataError
 from xenvmi.backends.memory import PAGE, PhysicalFault
+from xenvmi.errors import GuestDataError
 from xenvmi.guest import pagetable
 from xenvmi.guest.bounded import (
-    Budget, DeadlineExceeded, c_string, is_kernel_pointer, is_user_pointer, walk_list,
+    Budget,
+    DeadlineExceeded,
+    c_string,
+    is_kernel_pointer,
+    is_user_pointer,
+    walk_list,
     walk_nodes,
 )
 from xenvmi.guest.layout import Layout
-from xenvmi.model.guest import KernelInfo, Module, Process
 from xenvmi.guest.printk import kernel_log  # noqa: F401  (re-exported view)
+from xenvmi.model.guest import KernelInfo, Module, Process
 
 MAX_TASKS = 65_536
 MAX_MODULES = 8_192

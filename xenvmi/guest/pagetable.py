@@ -10,7 +10,7 @@ physical address inside the guest), the walk has a fixed depth, so it always end
 from __future__ import annotations
 
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 PAGE = 4096
 ADDR_MASK = 0x000F_FFFF_FFFF_F000  # bits 12..51 of an entry: the next table or the page

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import drgn
 from drgn import Architecture, Platform, PlatformFlags, Program, ProgramFlags, SymbolKind
@@ -22,13 +22,17 @@ from drgn import Architecture, Platform, PlatformFlags, Program, ProgramFlags, S
 from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
 from xenvmi.errors import GuestDataError
 from xenvmi.guest import btf as B
-from xenvmi.guest import symcache
+from xenvmi.guest import kallsyms_tables, symcache
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
 from xenvmi.guest.btf_drgn import attach_btf
 from xenvmi.guest.discover import Discovery
-from xenvmi.guest import kallsyms_tables
-from xenvmi.guest.vmcoreinfo import (KALLSYMS_KEYS, KERNEL_IMAGE_SIZE, KERNEL_MAP,
-                                     X86_64_TEXT_BASE, VmcoreInfo)
+from xenvmi.guest.vmcoreinfo import (
+    KALLSYMS_KEYS,
+    KERNEL_IMAGE_SIZE,
+    KERNEL_MAP,
+    X86_64_TEXT_BASE,
+    VmcoreInfo,
+)
 
 MAX_KALLSYMS = 2_000_000  # Debian's 6.1 kernel has ~150k; refuse absurd counts early
 MAX_BTF = 64 << 20

@@ -13,8 +13,9 @@ arch/arm64/tools/sysreg agrees field for field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from xenvmi.guest.bits import bits, lookup, lowered, named_bits
 

@@ -141,7 +141,7 @@ class CachedSymbols:
         return start == address or start <= address < start + self.sizes[i]
 
 
-def load_symbols(path: Path) -> "CachedSymbols | None":
+def load_symbols(path: Path) -> CachedSymbols | None:
     """The cached symbols as a drgn symbol finder, or None if absent or malformed."""
     try:
         data = path.read_bytes()

@@ -15,9 +15,9 @@ import drgn
 from drgn import Object, Program, Symbol, SymbolBinding, SymbolKind
 
 from xenvmi.guest import btf as B
+from xenvmi.guest.bounded import Budget
 from xenvmi.guest.btf_drgn import attach_btf
 from xenvmi.guest.btf_writer import BtfWriter
-from xenvmi.guest.bounded import Budget
 from xenvmi.guest.program import PLATFORM
 
 BASE = 0xFFFF_8880_0100_0000  # a direct-map address, like real kernel heap objects

@@ -26,18 +26,30 @@ import contextlib
 import os
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
-from xenvmi.errors import (GuestDataError, NotFoundError, PermissionDenied, UsageError,
-                           XenvmiError)
+from xenvmi.errors import GuestDataError, NotFoundError, PermissionDenied, UsageError, XenvmiError
 from xenvmi.guest import vmcoreinfo as V
-from xenvmi.vmcore_format import (EHDR, EM_X86_64, ET_CORE, MAX_REGISTERS, NT_PRSTATUS,  # noqa: F401
-                                  NT_XENVMI_REGISTERS, NT_XENVMI_VMCOREINFO_ADDRESS, PHDR,
-                                  PR_REG, PRSTATUS_SIZE, PT_LOAD, PT_NOTE, U64, USER_REGS,
-                                  XENVMI_NOTE)
+from xenvmi.vmcore_format import (
+    EHDR,
+    EM_X86_64,
+    ET_CORE,
+    MAX_REGISTERS,
+    NT_PRSTATUS,
+    NT_XENVMI_REGISTERS,
+    NT_XENVMI_VMCOREINFO_ADDRESS,
+    PHDR,
+    PR_REG,
+    PRSTATUS_SIZE,
+    PT_LOAD,
+    PT_NOTE,
+    U64,
+    USER_REGS,
+    XENVMI_NOTE,
+)
 
 CHUNK = 4 << 20
 MIN_SPLIT = 64 << 10  # below this a chunk is read whole, holes and all

@@ -17,8 +17,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from xenvmi.lab.groundtruth import (INIT_DONE, last_boot, latest_begun_seq, latest_report,
-                                    parse_reports)
+from xenvmi.lab.groundtruth import (
+    INIT_DONE,
+    last_boot,
+    latest_begun_seq,
+    latest_report,
+    parse_reports,
+)
 from xenvmi.lab.paths import DATA, payload_digest
 from xenvmi.lab.progress import printable, wait_progress
 
@@ -385,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
     result = start(args.names, log=log) if args.action == "start" else status()
     if args.json:
         print(json.dumps([asdict(s) for s in result], indent=2))

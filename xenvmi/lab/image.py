@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import io
 import time
 from pathlib import Path
 

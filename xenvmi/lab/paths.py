@@ -62,7 +62,7 @@ class LabPaths:
     root: Path
 
     @classmethod
-    def default(cls) -> "LabPaths":
+    def default(cls) -> LabPaths:
         root = os.environ.get("XENVMI_LAB_DIR") or Path.home() / ".cache" / "xenvmi" / "lab"
         return cls(Path(root))
 
@@ -95,7 +95,8 @@ class LabPaths:
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as exc:
-            raise LabError(f"corrupt lab state {self.state_file}: {exc}; run `xenvmi lab down`")
+            raise LabError(f"corrupt lab state {self.state_file}: {exc}; run `xenvmi lab down`") \
+                from None
 
     def save_state(self, state: RunState) -> None:
         self.run.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,9 @@ printing): generous, and reported as such. Standard library only (runs in dom0).
 from __future__ import annotations
 
 import re
-
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Callable, Hashable
 
 
 @dataclass(frozen=True)

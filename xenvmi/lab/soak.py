@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--integrity-runs", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True))
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
     res = soak(args.minutes, args.pause_seconds, args.integrity_runs, log)
     if args.json:
         print(json.dumps({**asdict(res), "ok": res.ok}, indent=2))

@@ -7,8 +7,8 @@ Sizes are KiB and times are seconds unless a field name says otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 #: enum xenbus_state (xen/include/public/io/xenbus.h), lower case.
 XENBUS_STATES = ("unknown", "initialising", "initwait", "initialised", "connected",

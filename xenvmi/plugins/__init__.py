@@ -17,8 +17,8 @@ See docs/plugins.md for a complete example.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from xenvmi.errors import NotFoundError, XenvmiError
 from xenvmi.plugins.base import API_VERSION, Column, Context, Option, Plugin, yes_no

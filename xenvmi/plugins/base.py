@@ -9,8 +9,9 @@ screenful of code that only knows about the thing it inspects.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 from xenvmi.errors import UsageError
 from xenvmi.guest.budget import Budget
@@ -92,14 +93,14 @@ class Column:
                                     for v in values)
 
 
-def column_specs(plugin: "type[Plugin]") -> tuple[Column, ...]:
+def column_specs(plugin: type[Plugin]) -> tuple[Column, ...]:
     """A plugin's columns as :class:`Column` objects (plain field names included)."""
     import dataclasses
     declared = plugin.columns or tuple(f.name for f in dataclasses.fields(plugin.row))
     return tuple(c if isinstance(c, Column) else Column(c) for c in declared)
 
 
-def option_specs(plugin: "type[Plugin]") -> dict[str, Option]:
+def option_specs(plugin: type[Plugin]) -> dict[str, Option]:
     """A plugin's options as :class:`Option` objects (plain help strings included)."""
     return {k: v if isinstance(v, Option) else Option(str(v))
             for k, v in plugin.options.items()}
@@ -131,7 +132,7 @@ class Plugin:
     examples: ClassVar[str] = ""     # that command's --help examples
     legacy_key: ClassVar[str | None] = None  # that command's pre-0.2 JSON key for rows
 
-    def run(self, ctx: "Context") -> Iterable[Any]:
+    def run(self, ctx: Context) -> Iterable[Any]:
         """Yield (or return a list of) ``row`` instances. Raise to fail; warn to degrade."""
         raise NotImplementedError
 

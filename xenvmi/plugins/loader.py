@@ -2,7 +2,8 @@
 folders, one file each.
 
 The built-in views are the modules of the ``xenvmi.views`` package, each a Plugin written
-exactly as a third-party one (adding a view adds one file there). Folders, in order: the checkout's ``plugins/`` (beside the ``xenvmi`` package), every
+exactly as a third-party one (adding a view adds one file there). Folders, in order: the
+checkout's ``plugins/`` (beside the ``xenvmi`` package), every
 directory in ``$XENVMI_PLUGIN_PATH`` (``os.pathsep``-separated), then ``--plugin-dir``
 ones. A plugin that fails to import or declares nonsense is listed with ``error`` set:
 one bad file never hides the others. The first plugin of a name wins; a later one of the
@@ -20,10 +21,11 @@ import os
 import pkgutil
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from xenvmi.plugins import requirements
 from xenvmi.plugins.base import API_VERSION, Column, Option, Plugin

@@ -10,13 +10,13 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from xenvmi.backends.xenstore import SOCKET_PATHS, XENBUS_PATHS
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _import_error(module: str) -> str | None:
     """Why ``import module`` fails (None if it works); cached, imports can be slow."""
     try:

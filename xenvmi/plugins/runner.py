@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from xenvmi.errors import XenvmiError
 from xenvmi.plugins import requirements

@@ -11,7 +11,8 @@ from __future__ import annotations
 import errno as os_errno
 import os
 import platform
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from xenvmi.abi import domctl, sysctl
 from xenvmi.abi import errno as xerrno

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from xenvmi.abi import hypercalls as hc
 from xenvmi.errors import NotFoundError, UsageError
 from xenvmi.trace import hypercall_subops
-from xenvmi.trace.hypercall_decode import (KIND_BY_NAME, KIND_NAMES, MAX_ERRNO,
-                                           HypercallEvent)
+from xenvmi.trace.hypercall_decode import KIND_BY_NAME, KIND_NAMES, MAX_ERRNO, HypercallEvent
 
 #: The kernel keeps 15 characters of a task's name (TASK_COMM_LEN 16 with the NUL).
 COMM_LEN = 15

@@ -9,12 +9,12 @@ biolatency's).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from xenvmi import render
-from xenvmi.trace import hypercall_subops
 from xenvmi.model.hypercall import HypercallEvent
+from xenvmi.trace import hypercall_subops
 from xenvmi.trace.hypercall_decode import describe_ret, error_name, op_name
 
 #: bcc's histogram widths: 40 stars for slots up to 2^32, 20 beyond.

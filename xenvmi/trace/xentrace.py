@@ -18,8 +18,9 @@ import os
 import struct
 import sys
 from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from xenvmi.errors import XenvmiError
 from xenvmi.trace import trc_events as T

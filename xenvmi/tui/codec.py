@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from typing import Any, TypeVar
 
 from xenvmi.errors import GuestDataError
@@ -18,7 +18,7 @@ from xenvmi.errors import GuestDataError
 T = TypeVar("T")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

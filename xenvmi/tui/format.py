@@ -6,8 +6,9 @@ becomes a rich ``Text``, never markup: a domain named "[red]x" must print as its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 

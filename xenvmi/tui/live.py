@@ -27,10 +27,10 @@ PLUGIN_TIMEOUT = 120.0
 class LiveSource:
     label = "live"
 
-    def sampler(self, should_stop: ShouldStop) -> "LiveSampler":
+    def sampler(self, should_stop: ShouldStop) -> LiveSampler:
         return LiveSampler()
 
-    def guest(self, domain: str | int, should_stop: ShouldStop) -> "LiveGuest":
+    def guest(self, domain: str | int, should_stop: ShouldStop) -> LiveGuest:
         from xenvmi import guests
 
         def progress(_msg: str) -> None:
@@ -38,10 +38,10 @@ class LiveSource:
                 raise Stopped()
         return LiveGuest(guests.open_guest(domain, progress=progress, discovery_timeout=300))
 
-    def xenstore(self, should_stop: ShouldStop) -> "LiveXs":
+    def xenstore(self, should_stop: ShouldStop) -> LiveXs:
         return LiveXs(api.open_xenstore())
 
-    def hypercalls(self, should_stop: ShouldStop) -> "LiveFeed":
+    def hypercalls(self, should_stop: ShouldStop) -> LiveFeed:
         return LiveFeed(should_stop)
 
     def plugins(self) -> list[PluginInfo]:

@@ -28,17 +28,15 @@ from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any
 
-from xenvmi.errors import (GuestDataError, NotFoundError, PermissionDenied, Unavailable,
-                           XenvmiError)
-from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
+from xenvmi.errors import GuestDataError, NotFoundError, PermissionDenied, Unavailable, XenvmiError
 from xenvmi.guest.regs_x86 import decode_x86
+from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
 from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, XsNode, XsTree
-from xenvmi.render import to_jsonable
 from xenvmi.model.hypercall import HypercallEvent
-from xenvmi.tui.codec import from_jsonable, list_of
 from xenvmi.plugins import PluginInfo, PluginResult
-from xenvmi.tui.sources import (XS_MAX_NODES, ShouldStop,
-                                Stopped, children_of)
+from xenvmi.render import to_jsonable
+from xenvmi.tui.codec import from_jsonable, list_of
+from xenvmi.tui.sources import XS_MAX_NODES, ShouldStop, Stopped, children_of
 
 
 @dataclass
@@ -106,10 +104,10 @@ class RecordedSource:
             return self.rec.frames[max(self._frame, 0)]
 
     # -- DataSource ------------------------------------------------------------------
-    def sampler(self, should_stop: ShouldStop) -> "_Sampler":
+    def sampler(self, should_stop: ShouldStop) -> _Sampler:
         return _Sampler(self, should_stop)
 
-    def guest(self, domain: str | int, should_stop: ShouldStop) -> "_Guest":
+    def guest(self, domain: str | int, should_stop: ShouldStop) -> _Guest:
         self.check("guest")
         name = str(domain)
         if name == "0":   # as LibVMI says it
@@ -121,11 +119,11 @@ class RecordedSource:
             raise Unavailable(f"{name}: nothing recorded for this guest")
         return _Guest(self, name, self.rec.guests[name])
 
-    def xenstore(self, should_stop: ShouldStop) -> "_Xs":
+    def xenstore(self, should_stop: ShouldStop) -> _Xs:
         self.check("xenstore")
         return _Xs(self, should_stop)
 
-    def hypercalls(self, should_stop: ShouldStop) -> "_Feed":
+    def hypercalls(self, should_stop: ShouldStop) -> _Feed:
         self.check("hypercalls")
         return _Feed(self, should_stop)
 

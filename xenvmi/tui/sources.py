@@ -13,12 +13,13 @@ the ``xenvmi.errors`` family; its message is what the UI shows as the reason and
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
 from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, XsTree
-from xenvmi.plugins import PluginInfo, PluginResult
 from xenvmi.model.hypercall import HypercallEvent
+from xenvmi.plugins import PluginInfo, PluginResult
 
 #: Returns True when the worker using a handle should give up (the app is quitting).
 ShouldStop = Callable[[], bool]

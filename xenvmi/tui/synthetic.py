@@ -16,8 +16,7 @@ from xenvmi.model.guest import LogRecord, Module, Process
 from xenvmi.model.host import Daemon, Device, Domain, DomainSample, HostSample, NodeSample
 from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.trace.hypercall_decode import decode_event
-from xenvmi.tui.recorded import GuestRecording, Recording, save
-from xenvmi.tui.recorded import recorded_plugin
+from xenvmi.tui.recorded import GuestRecording, Recording, recorded_plugin, save
 
 T0 = 1_795_581_560.0
 HOST_KIB = 4 * 1024 * 1024

@@ -13,7 +13,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from textual.message import Message
 
@@ -36,7 +37,7 @@ class Lifeline:
     """A stop flag with children: quitting the app stops every screen's workers, closing
     a screen stops only its own. ``sleep`` wakes early on stop or ``poke``."""
 
-    def __init__(self, parent: "Lifeline | None" = None) -> None:
+    def __init__(self, parent: Lifeline | None = None) -> None:
         self.parent = parent
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -44,7 +45,7 @@ class Lifeline:
         if parent is not None:
             parent._children.append(self)
 
-    def child(self) -> "Lifeline":
+    def child(self) -> Lifeline:
         return Lifeline(self)
 
     @property

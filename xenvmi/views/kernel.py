@@ -36,7 +36,8 @@ def kernel_text(k: KernelInfo) -> str:
 class Kernel(Plugin):
     name = "kernel"
     version = "1.1"
-    description = "Show a guest kernel's release, KASLR slide, BTF and symbols, found in memory."
+    description = ("Show a guest kernel's release, KASLR slide, BTF and symbols, found in "
+                   "memory.")
     requires = ("linux-guest", "root")
     needs_domain = True
     command = True

@@ -25,6 +25,7 @@ class RootProcs(Plugin):
 
     def run(self, ctx: Context):
         import drgn  # imported here: without drgn the plugin is listed as unavailable
+
         from xenvmi.guest.bounded import c_string, walk_list
 
         prog = ctx.kernel().prog  # the guest's kernel; every read obeys ctx's deadline

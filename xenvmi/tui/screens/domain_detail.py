@@ -24,9 +24,9 @@ from xenvmi.tui.format import kib, pct, xenbus_style
 from xenvmi.tui.widgets.plugins_pane import PluginsPane
 from xenvmi.tui.widgets.tabs import SteadyTabbedContent
 from xenvmi.tui.widgets.views import LogPane, RegistersPane, TablePane, table_columns
+from xenvmi.tui.widgets.xs_tree import XsSubtreePane
 from xenvmi.views.lsmod import Lsmod
 from xenvmi.views.ps import Ps
-from xenvmi.tui.widgets.xs_tree import XsSubtreePane
 
 TABS = ("overview", "vcpus", "processes", "modules", "dmesg", "xenstore", "plugins")
 #: Tab -> the guest view that fills it.

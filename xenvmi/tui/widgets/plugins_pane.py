@@ -8,9 +8,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable
 
+from xenvmi.plugins import PluginInfo
 from xenvmi.tui import messages as m
 from xenvmi.tui import workers
-from xenvmi.plugins import PluginInfo
 from xenvmi.tui.widgets.views import TablePane, ViewPane, table_columns
 
 

@@ -4,7 +4,8 @@ ReasonPanel that replaces it when the view is unavailable (PV guest, no LibVMI, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
