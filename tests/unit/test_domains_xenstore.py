@@ -294,7 +294,7 @@ def test_check_path_and_safe_text():
 def test_libvmi_open_resolves_names_over_one_connection(xsd, monkeypatch):
     """Opening a guest reads its domid, vm path and type in-process, not with the
     xenstore-read and xl tools (0.4 s each in an emulated dom0)."""
-    import xenvmi.backends.libvmi as lv
+    import xenvmi.backends.domain_lookup as lv  # shared by the LibVMI and native backends
     import xenvmi.backends.xenstore as mod
     server, path = xsd
     monkeypatch.setattr(mod, "SOCKET_PATHS", (path,))
