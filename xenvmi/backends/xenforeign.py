@@ -48,6 +48,7 @@ class ForeignMemory:
     def __init__(self, domid: int, lib=None) -> None:
         self.domid = domid
         self._lib = lib if lib is not None else load_library()
+        self._one = None  # read_page's frame and error arrays, made on first use
         self._handle = self._lib.xenforeignmemory_open(None, 0)
         if not self._handle:
             raise Unavailable(f"xenforeignmemory_open failed (errno {ctypes.get_errno()}): "
@@ -94,6 +95,25 @@ class ForeignMemory:
         finally:
             lib.xenforeignmemory_unmap(self._handle, base, count)
         return bytes(out), ok
+
+    def read_page(self, addr: int) -> bytes | None:
+        """The one page at page-aligned ``addr``, or None where Xen maps no frame. The
+        hot path of a view's page-cache fills: the frame and error arrays are made once,
+        not per call. Raises OSError if Xen refuses the call itself (EPERM, ...)."""
+        if self._one is None:
+            self._one = ((ctypes.c_ulong * 1)(), (ctypes.c_int * 1)())
+        frames, err = self._one
+        frames[0], err[0] = addr // PAGE, 0
+        lib = self._lib
+        base = lib.xenforeignmemory_map(self._handle, self.domid, mmap.PROT_READ, 1,
+                                        frames, err)
+        if not base:
+            code = ctypes.get_errno()
+            raise OSError(code, f"xenforeignmemory_map of frame {addr // PAGE:#x} failed")
+        try:
+            return ctypes.string_at(base, PAGE) if err[0] == 0 else None
+        finally:
+            lib.xenforeignmemory_unmap(self._handle, base, 1)
 
     def close(self) -> None:
         handle, self._handle = self._handle, None
