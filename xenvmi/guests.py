@@ -188,20 +188,48 @@ def is_file_target(target: str | int | os.PathLike) -> bool:
     return not text.isdigit() and os.path.isfile(text)
 
 
-def open_memory(target: str | int | os.PathLike) -> GuestMemory:
-    """A live domain's memory (by name or domid) via LibVMI, or a dump file's (vmcore or
-    raw image) when ``target`` names a file (:func:`is_file_target`)."""
+#: The live backends: LibVMI's, and the native one on Xen's own libraries.
+BACKENDS = ("libvmi", "native")
+#: Names one of BACKENDS for every live domain this process opens (unless a caller does).
+BACKEND_ENV = "XENVMI_BACKEND"
+
+
+def choose_backend(backend: str | None = None) -> str:
+    """The live backend to use: ``backend`` if given, else $XENVMI_BACKEND, else LibVMI
+    where the libvmi package imports and the native backend where it does not (Debian
+    13's Python has no libvmi wheel). An unknown name is a usage error."""
+    from xenvmi.errors import UsageError
+
+    where = "--backend" if backend else BACKEND_ENV
+    choice = (backend or os.environ.get(BACKEND_ENV, "")).strip().lower()
+    if not choice:
+        from xenvmi.backends.libvmi import importable
+
+        return "libvmi" if importable() else "native"
+    if choice not in BACKENDS:
+        raise UsageError(f"{where}: no backend {choice!r} (choose {' or '.join(BACKENDS)})")
+    return choice
+
+
+def open_memory(target: str | int | os.PathLike, backend: str | None = None) -> GuestMemory:
+    """A live domain's memory (by name or domid) through the backend
+    :func:`choose_backend` picks, or a dump file's (vmcore or raw image) when ``target``
+    names a file (:func:`is_file_target`; ``backend`` does not apply to files)."""
     if is_file_target(target):
         from xenvmi.backends.dumpfile import DumpMemory
         return DumpMemory(target)
+    if choose_backend(backend) == "native":
+        from xenvmi.backends.native import NativeMemory
+        return NativeMemory(target)
     from xenvmi.backends.libvmi import LibvmiMemory
     return LibvmiMemory(target)
 
 
-def open_guest(target: str | int | os.PathLike, **kw) -> Guest:
-    """Open a live domain by name or id, or a dump file; see :class:`Guest` for the
-    keyword arguments."""
-    return Guest(open_memory(target), **kw)
+def open_guest(target: str | int | os.PathLike, backend: str | None = None, **kw) -> Guest:
+    """Open a live domain by name or id, or a dump file; ``backend`` as
+    :func:`open_memory`, the other keyword arguments as :class:`Guest`'s."""
+    memory = open_memory(target) if backend is None else open_memory(target, backend=backend)
+    return Guest(memory, **kw)
 
 
 def _once(domain: str | int, method: str, *args, **kw) -> GuestView:
@@ -229,8 +257,9 @@ def kernel(domain: str | int, **kw) -> KernelInfo:
     return view.rows[0]
 
 
-def regs(domain: str | int, vcpu: int | None = 0) -> GuestView[VcpuRegisters]:
-    with Guest(open_memory(domain)) as g:
+def regs(domain: str | int, vcpu: int | None = 0,
+         backend: str | None = None) -> GuestView[VcpuRegisters]:
+    with open_guest(domain, backend=backend) as g:
         return g.registers(vcpu)
 
 

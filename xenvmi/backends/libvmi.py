@@ -11,6 +11,7 @@ addresses are not guest frames): registers work, memory reads raise ``Unavailabl
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from xenvmi.backends.domain_lookup import (  # noqa: F401 (their old home: kept importable)
@@ -31,6 +32,16 @@ BULK_READ = 16 * PAGE
 #: Registers LibVMI's registers_t does not carry, read one by one (name -> MSR enum name).
 _EXTRA_MSRS = {"msr_cstar": "CSTAR", "msr_syscall_mask": "SYSCALL_MASK",
                "shadow_gs": "SHADOW_GS_BASE"}
+
+
+@functools.cache
+def importable() -> bool:
+    """Whether the libvmi package imports here (the backend chosen by default if so)."""
+    try:
+        _import_libvmi()
+    except Unavailable:
+        return False
+    return True
 
 
 def _import_libvmi():

@@ -20,6 +20,7 @@ from typing import Any
 
 from xenvmi.commands import add_command
 from xenvmi.commands.plugins import print_result
+from xenvmi.guests import BACKENDS
 
 COMMON = """
 Run in dom0 as root. The first command after a guest boots scans its memory for the
@@ -53,6 +54,9 @@ def register(sub: Any) -> None:
         p.add_argument("--no-cache", action="store_true",
                        help="rescan memory for the kernel instead of using the cache")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+        p.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="read a live domain through LibVMI or Xen's own libraries "
+                            "(default: $XENVMI_BACKEND, else LibVMI where it is installed)")
         for key, spec in option_specs(view).items():
             if spec.kind is yes_no:
                 p.add_argument(f"--{key}", action="store_const", const="yes",
@@ -84,7 +88,8 @@ def run_view(args: argparse.Namespace) -> int:
     progress = (lambda m: None) if quiet else \
         (lambda m: print(f"xenvmi: {m}", file=sys.stderr, flush=True))
     result = plugins.run(view.name, args.domain, timeout=args.timeout, options=options,
-                         progress=progress, use_cache=not args.no_cache)
+                         progress=progress, use_cache=not args.no_cache,
+                         backend=args.backend)
     legacy = LEGACY_KEYS.get(view.name)
     extra = {}
     if legacy and result.error is None:

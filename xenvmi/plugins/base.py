@@ -110,8 +110,9 @@ class Plugin:
     """Subclass this, set the class attributes, implement :meth:`run`.
 
     ``requires`` names capabilities checked before the plugin runs (see
-    ``xenvmi.plugins.requirements.CHECKS``): "xenstore", "libvmi", "drgn", "bcc", "dom0",
-    "root", and "linux-guest" (a Linux guest read through VMI: dom0 + libvmi + drgn).
+    ``xenvmi.plugins.requirements.CHECKS``): "xenstore", "libvmi", "guest-memory" (LibVMI
+    or Xen's own libraries), "drgn", "bcc", "dom0", "root", and "linux-guest" (a Linux
+    guest read through VMI: dom0 + guest-memory + drgn).
     ``options`` maps option names to their help (a string) or an :class:`Option`; the
     CLI passes ``-o name=value``. ``columns`` names row fields or gives :class:`Column`
     specs. A built-in view (``xenvmi/views/``) with ``command`` set is also a command of
@@ -172,8 +173,11 @@ class Context:
                  options: dict[str, str] | None = None, timeout: float | None = None,
                  progress: Callable[[str], None] = _quiet,
                  declared: Mapping[str, Option] | None = None,
-                 use_cache: bool = True) -> None:
+                 use_cache: bool = True, backend: str | None = None) -> None:
         self.plugin = plugin
+        #: The live backend to open the domain with ("libvmi", "native"; None: the
+        #: default, see :func:`xenvmi.guests.choose_backend`).
+        self.backend = backend
         self.domain = domain
         self.options = dict(options or {})
         self.progress = progress
@@ -259,7 +263,7 @@ class Context:
             from xenvmi import guests
             left = self.remaining()
             self._guest = guests.open_guest(self._need_domain(), progress=self.progress,
-                                         use_cache=self.use_cache,
+                                         use_cache=self.use_cache, backend=self.backend,
                                          discovery_timeout=600.0 if left is None
                                          else max(1.0, left))
             self.domain_name = self._guest.name

@@ -57,6 +57,16 @@ def _libvmi() -> str | None:
     return "libvmi: pip install libvmi" if _import_error("libvmi") else None
 
 
+def _guest_memory() -> str | None:
+    """A live guest's memory can be read: through LibVMI, or else Xen's own libraries."""
+    if not _import_error("libvmi"):
+        return None
+    from xenvmi.backends.native import unavailable
+
+    why = unavailable()
+    return None if why is None else f"guest-memory: pip install libvmi, or {why}"
+
+
 def _drgn() -> str | None:
     return "drgn: pip install drgn" if _import_error("drgn") else None
 
@@ -71,16 +81,16 @@ def _bcc() -> str | None:
 #: Requirement name -> check returning why it is unmet (None: met).
 CHECKS: dict[str, Callable[[], str | None]] = {
     "root": _root, "dom0": _dom0, "xenstore": _xenstore, "libvmi": _libvmi,
-    "drgn": _drgn, "bcc": _bcc,
+    "guest-memory": _guest_memory, "drgn": _drgn, "bcc": _bcc,
 }
 
 #: Requirements that stand for several others (checked in this order).
-IMPLIES: dict[str, tuple[str, ...]] = {"linux-guest": ("dom0", "libvmi", "drgn")}
+IMPLIES: dict[str, tuple[str, ...]] = {"linux-guest": ("dom0", "guest-memory", "drgn")}
 #: What they stand for when a plugin reads a dump file instead of a live domain: its
 #: kernel is still read with drgn, but no Xen, LibVMI or root is involved (the file's
 #: own permissions decide).
 IMPLIES_FOR_DUMP: dict[str, tuple[str, ...]] = {"linux-guest": ("drgn",), "root": (),
-                                                "dom0": (), "libvmi": ()}
+                                                "dom0": (), "libvmi": (), "guest-memory": ()}
 
 
 def known() -> list[str]:

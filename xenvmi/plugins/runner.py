@@ -96,7 +96,8 @@ def _is_dump_file(domain: str | int | None) -> bool:
 
 def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | Path] = (),
         timeout: float | None = 120, options: dict[str, str] | None = None,
-        progress: Callable[[str], None] = _quiet, use_cache: bool = True) -> PluginResult:
+        progress: Callable[[str], None] = _quiet, use_cache: bool = True,
+        backend: str | None = None) -> PluginResult:
     """Run plugin ``name`` on ``domain`` (a domain's name or id, or for guest views a dump
     file); never raises for anything the plugin does. ``use_cache=False`` finds the
     guest's kernel anew instead of from the per-boot cache."""
@@ -132,7 +133,7 @@ def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | P
         return fail(f"plugin {name} has no option {', '.join(unknown)} (options: {takes})", 2)
 
     ctx = Context(name, domain, options, timeout, progress, option_specs(entry.cls),
-                  use_cache=use_cache)
+                  use_cache=use_cache, backend=backend)
     sink = _Sink()
     thread = threading.Thread(target=_body, args=(entry, ctx, sink), daemon=True,
                               name=f"xenvmi-plugin-{name}")

@@ -56,7 +56,7 @@ class Regs(Plugin):
     name = "regs"
     version = "1.1"
     description = "Show a guest vCPU's registers, decoded (modes, paging, syscall MSRs)."
-    requires = ("dom0", "libvmi", "root")
+    requires = ("dom0", "guest-memory", "root")
     needs_domain = True
     command = True
     row = VcpuRegisters
