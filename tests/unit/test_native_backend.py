@@ -444,3 +444,45 @@ def test_pauses_are_counted_and_undone(image):
     mem._pause()
     mem.close()
     assert ctrl.pauses == 1  # theirs stays
+
+
+def test_single_pages_keep_their_mappings(image):
+    """The first page read in an aligned block of BLOCK frames maps that frame, a second
+    one the whole block; mappings are kept (the guest's live memory, not a copy), so a
+    page read again costs no call; the oldest is unmapped past MAX_BLOCKS; a hole in a
+    kept block is asked again; close unmaps all."""
+    mem, _, lib = native(image)
+    block = xenforeign.BLOCK
+    assert mem._read_page(3 * PAGE) == image[3 * PAGE : 4 * PAGE] and lib.calls == [1]
+    assert mem._read_page(3 * PAGE) == image[3 * PAGE : 4 * PAGE] and lib.calls == [1]
+    assert [mem._read_page(i * PAGE) for i in range(block)] == [
+        None if i in HOLES else image[i * PAGE : (i + 1) * PAGE] for i in range(block)
+    ]
+    assert lib.calls == [1, block, 1, 1]  # the block once; holes 5 and 6 asked alone
+    assert len(lib.live) == 1  # the single frame's mapping was replaced by the block's
+    assert mem._read_page(5 * PAGE) is None and lib.calls == [1, block, 1, 1, 1]
+    mem._foreign.drop_mappings()
+    assert not lib.live
+    orig, xenforeign.MAX_BLOCKS = xenforeign.MAX_BLOCKS, 3
+    try:
+        for key in range(5):
+            assert mem._read_page((key * block + 2) * PAGE) is not None
+        assert sorted(mem._foreign._blocks) == [2, 3, 4] and len(lib.live) == 3
+    finally:
+        xenforeign.MAX_BLOCKS = orig
+    mem.close()
+    assert not lib.live
+
+
+def test_kept_mappings_age(image, monkeypatch):
+    """A kept mapping is used for MAX_AGE seconds, then made again (a guest may give a
+    frame back or have another put in its place)."""
+    now = [1000.0]
+    monkeypatch.setattr(xenforeign.time, "monotonic", lambda: now[0])
+    mem, _, lib = native(image)
+    mem._read_page(2 * PAGE)
+    mem._read_page(2 * PAGE)
+    assert lib.calls == [1]
+    now[0] += xenforeign.MAX_AGE + 1
+    assert mem._read_page(2 * PAGE) == image[2 * PAGE : 3 * PAGE]
+    assert lib.calls == [1, 1] and len(lib.live) == 1  # the old one unmapped
