@@ -5,11 +5,11 @@ examples, its options (``--pause``, ``--tail N``, ``--vcpu N``), its table or te
 JSON, which is ``xenvmi run VIEW --json``'s shape. The view runs through the plugin runner
 as any plugin does, with a deadline, isolated, its guest opened and closed in one thread.
 
-Everything comes from the guest's memory (VMCOREINFO, kallsyms, BTF) through LibVMI in
-dom0, or from a dump of it (an ELF vmcore or a raw image: ``xenvmi dump``). Slow steps (the
-first discovery after a guest boots) report progress on stderr; warnings about corrupt or
-changing guest data go to stderr too, and the rows that could be read still print (JSON
-carries ``complete`` and ``warnings``).
+Everything comes from the guest's memory (VMCOREINFO, kallsyms, BTF) through LibVMI or
+Xen's own libraries (``--backend``) in dom0, or from a dump of it (an ELF vmcore or a raw
+image: ``xenvmi dump``). Slow steps (the first discovery after a guest boots) report
+progress on stderr; warnings about corrupt or changing guest data go to stderr too, and
+the rows that could be read still print (JSON carries ``complete`` and ``warnings``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ kernel (seconds to a minute under emulation); later ones reuse what it found
 vmcore, a kdump vmcore or a raw memory image): a path with a '/', or an existing
 file's name. --json prints `xenvmi run VIEW --json`'s shape (docs/views.md).
 Exit codes: 0 ok (see stderr for warnings), 3 no such domain or file,
-4 not root, 5 libvmi/PV unsupported or a requirement missing, 7 guest data (or dump
-file) unusable.
+4 not root, 5 no guest-memory backend, a PV guest's memory, or a requirement
+missing, 7 guest data (or dump file) unusable.
 """
 
 #: JSON keys the commands used for their rows before they shared ``rows`` with ``xenvmi
