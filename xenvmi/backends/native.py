@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno as os_errno
 import functools
 import logging
+from typing import Any
 
 from xenvmi.backends.domain_lookup import _Store, check_dom0, resolve_domain
 from xenvmi.backends.memory import PAGE, GuestMemory
@@ -69,7 +70,9 @@ class NativeMemory(GuestMemory):
 
     def __init__(self, domain: str | int, *, ctrl=None, foreign=None, store=None) -> None:
         super().__init__()
-        self._ctrl = self._foreign = None
+        # the libraries' handles (XenCtrl, ForeignMemory) or tests' stand-ins
+        self._ctrl: Any = None
+        self._foreign: Any = None
         self._paused = 0
         if ctrl is None:
             check_dom0()

@@ -24,6 +24,7 @@ import ctypes
 import ctypes.util
 import errno as os_errno
 import uuid as uuidlib
+from typing import Any
 
 from xenvmi.errors import GuestDataError, NotFoundError, PermissionDenied, Unavailable
 
@@ -290,6 +291,8 @@ class XenCtrl:
 
     def __init__(self, lib=None) -> None:
         self._lib = lib if lib is not None else load_library()
+        self._xtl: Any
+        self._logger: Any
         self._xtl, self._logger = _quiet_logger() if lib is None else (None, None)
         self._xch = self._lib.xc_interface_open(self._logger, self._logger, 0)
         if not self._xch:
