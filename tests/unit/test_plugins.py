@@ -367,6 +367,18 @@ def test_tui_panel_hook(folder):
     assert plugins.tui_panel("good", [folder]) is None
 
 
+def test_static_tui_panel_hook_does_not_break_discovery(folder):
+    # has_tui compared the classmethods' __func__: a static tui_panel raised
+    # AttributeError out of discover(), hiding every plugin
+    write(folder, "static_panel", plugin("static-panel", "return []") +
+          "    @staticmethod\n    def tui_panel():\n        return dict\n")
+    write(folder, "good", GOOD)
+    found = by_name(plugins.discover([folder]))
+    assert found["static-panel"].has_tui and found["static-panel"].error is None
+    assert not found["good"].has_tui
+    assert plugins.tui_panel("static-panel", [folder]) is dict
+
+
 def test_core_never_imports_textual():
     import subprocess
     import sys

@@ -21,11 +21,12 @@ import os
 import pkgutil
 import re
 import sys
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from xenvmi.plugins import requirements
 from xenvmi.plugins.base import API_VERSION, Column, Option, Plugin
@@ -102,13 +103,23 @@ def _validate(cls: Any) -> str | None:
     return None
 
 
-def _info(cls: type[Plugin], source: str, fallback: str) -> Entry:
-    """Validate and describe a plugin class; ``fallback`` names it if its name is bad."""
-    error = _validate(cls)
+def _has_tui(cls: type[Plugin]) -> bool:
+    """Whether ``cls`` overrides :meth:`Plugin.tui_panel` (a classmethod: its function is
+    Plugin's unless overridden); a static method or other callable overrides it too."""
+    own, base = cls.tui_panel, Plugin.tui_panel
+    return not (isinstance(own, types.MethodType) and isinstance(base, types.MethodType)
+                and own.__func__ is base.__func__)
+
+
+def _info(found: type, source: str, fallback: str) -> Entry:
+    """Validate and describe a plugin class (any class: what is wrong with it makes a
+    broken entry); ``fallback`` names it if its name is bad."""
+    error = _validate(found)
     if error:
-        name = getattr(cls, "name", None)
+        name = getattr(found, "name", None)
         return _broken(name if isinstance(name, str) and _NAME.match(name) else fallback,
                        source, error)
+    cls = cast("type[Plugin]", found)  # _validate checked it is a Plugin subclass
     if cls.api_version != API_VERSION:
         why = [f"needs plugin API {cls.api_version}, this xenvmi has {API_VERSION}"]
     else:
@@ -127,8 +138,7 @@ def _info(cls: type[Plugin], source: str, fallback: str) -> Entry:
         row=cls.row.__name__,
         columns=tuple(c.key if isinstance(c, Column) else c for c in cls.columns or fields),
         options={k: v.help if isinstance(v, Option) else v for k, v in cls.options.items()},
-        has_tui=cls.tui_panel.__func__ is not
-        Plugin.tui_panel.__func__), cls)
+        has_tui=_has_tui(cls)), cls)
 
 
 # -- xenvmi's own views ------------------------------------------------------------------
@@ -140,8 +150,9 @@ def view_modules() -> list[str]:
                   if not m.name.startswith("_"))
 
 
-def _module_plugin(module: Any) -> type[Plugin] | str:
-    """A module's one plugin class (or the one it names as ``PLUGIN``), or why it has none."""
+def _module_plugin(module: Any) -> type | str:
+    """A module's one plugin class (or the one it names as ``PLUGIN``, any class until
+    ``_info`` validates it), or why it has none."""
     explicit = getattr(module, "PLUGIN", None)
     if explicit is not None:
         return explicit if inspect.isclass(explicit) else type(explicit)
@@ -201,7 +212,7 @@ def default_dirs() -> list[Path]:
 
 
 #: Loaded plugin files: path -> (mtime and size, the class or why it failed to load).
-_loaded: dict[Path, tuple[tuple[int, int], type[Plugin] | str]] = {}
+_loaded: dict[Path, tuple[tuple[int, int], type | str]] = {}
 
 
 def _load_file(path: Path) -> Entry:
@@ -219,11 +230,13 @@ def _load_file(path: Path) -> Entry:
     return _info(found, str(path), path.stem)
 
 
-def _import_file(path: Path) -> type[Plugin] | str:
+def _import_file(path: Path) -> type | str:
     """The file's plugin class, or the one-line reason it has none."""
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     modname = f"xenvmi_plugin_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
     spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:  # not a file Python can import
+        return f"cannot import {path.name} as a Python module"
     module = importlib.util.module_from_spec(spec)
     sys.modules[modname] = module  # dataclasses look their module up while being built
     try:
