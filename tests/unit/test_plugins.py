@@ -388,3 +388,26 @@ def test_core_never_imports_textual():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_plugins_others_may_write_are_refused_not_run(tmp_path):
+    """xenvmi runs as root: a plugin someone else can change is someone else's root shell."""
+    folder = tmp_path / "p"
+    folder.mkdir(mode=0o755)
+    marker = tmp_path / "ran"
+    example = (ROOT / "tests/unit/data/example_plugin.py").read_text()
+    code = example + f"\nopen({str(marker)!r}, 'w').write('x')\n"  # runs on import
+    plugin = folder / "loose.py"
+    plugin.write_text(code)
+    plugin.chmod(0o666)
+    infos = [i for i in plugins.discover([folder]) if i.source == str(plugin)]
+    assert len(infos) == 1 and not infos[0].available
+    assert "refused" in infos[0].error and "writable by group and others" in infos[0].error
+    assert not marker.exists()  # never imported
+    plugin.chmod(0o644)
+    folder.chmod(0o777)
+    info = next(i for i in plugins.discover([folder]) if i.source == str(plugin))
+    assert "refused" in info.error and str(folder) in info.error and not marker.exists()
+    folder.chmod(0o755)
+    info = next(i for i in plugins.discover([folder]) if i.source == str(plugin))
+    assert info.error is None and marker.exists()

@@ -247,12 +247,35 @@ def _import_file(path: Path) -> type | str:
     return _module_plugin(module)
 
 
+def untrusted(path: Path) -> str | None:
+    """Why xenvmi refuses to run code from ``path`` (None: it may), as ssh refuses a key
+    others can write: xenvmi runs as root in dom0, so a plugin file, or the folder it is
+    in, that someone else owns or may write would let them run code as root. Owner: root
+    or the user running xenvmi; no write permission for group or others."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        return f"{path}: {e.strerror}"
+    if st.st_uid not in (0, os.geteuid()):
+        return f"refused: {path} is owned by uid {st.st_uid}, not root or you"
+    writers = [who for bit, who in ((0o020, "group"), (0o002, "others")) if st.st_mode & bit]
+    if writers:
+        return f"refused: {path} is writable by {' and '.join(writers)} (chmod go-w {path})"
+    return None
+
+
 def _from_dir(folder: Path) -> list[Entry]:
     if not folder.is_dir():
         return [_broken(folder.name or str(folder), str(folder),
                         f"plugin folder {folder} does not exist")]
-    return [_load_file(p.resolve()) for p in sorted(folder.glob("*.py"))
-            if not p.name.startswith(("_", "."))]
+    out = []
+    folder_why = untrusted(folder.resolve())
+    for p in sorted(folder.glob("*.py")):
+        if p.name.startswith(("_", ".")):
+            continue
+        why = folder_why or untrusted(p.resolve())
+        out.append(_broken(p.stem, str(p), why) if why else _load_file(p.resolve()))
+    return out
 
 
 def discover_entries(extra_dirs: Sequence[str | Path] = ()) -> list[Entry]:
