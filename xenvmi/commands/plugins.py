@@ -25,7 +25,7 @@ LIST_EXAMPLES = """  xenvmi plugins                         what is installed, a
 
 plugins come from the xenvmi.plugins entry point group, the checkout's plugins/ folder,
 $XENVMI_PLUGIN_PATH (folders separated by ':') and --plugin-dir; see docs/plugins.md.
-"""
+"""  # noqa: E501  (help text: the examples' columns are what --help prints)
 
 RUN_EXAMPLES = """  xenvmi run netdev xvm-pvh1              a guest's network interfaces
   xenvmi run files xvm-hvm -o pid=1       open files of the guest's pid 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from xenvmi import render
-from xenvmi.commands import add_command
+from xenvmi.commands import add_command, usage
 from xenvmi.errors import NotFoundError, UsageError, XenvmiError
 from xenvmi.trace import trc_events as T
 
@@ -97,7 +97,8 @@ def cmd_summary(args) -> int:
     if args.json:
         print(render.dumps(summary))
         return 0
-    span = "-" if summary.first_tsc is None else f"{summary.last_tsc - summary.first_tsc}"
+    first, last = summary.first_tsc, summary.last_tsc  # both set by any timestamped record
+    span = "-" if first is None or last is None else f"{last - first}"
     print(f"windows {summary.windows}  records {summary.records}  cpus "
           f"{','.join(map(str, summary.cpus)) or '-'}  tsc span {span}  "
           f"lost records {summary.lost_records}")
@@ -136,7 +137,7 @@ def register(sub) -> None:
     xt = add_command(sub, "xentrace", "record, decode and summarise Xen trace buffers",
                      EXAMPLES)
     xsub = xt.add_subparsers(dest="xentrace_command", metavar="ACTION", parser_class=type(xt))
-    xt.set_defaults(func=lambda a: (xt.print_help(), 2)[1])
+    xt.set_defaults(func=usage(xt))
 
     p = add_command(xsub, "decode", "print every record of a xentrace file",
                     "  xenvmi xentrace decode t.bin --limit 50\n"
