@@ -15,10 +15,14 @@ import logging
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from xenvmi.backends.memory import PAGE, GuestMemory
 from xenvmi.errors import GuestDataError, NotFoundError, PermissionDenied, Unavailable, XenvmiError
 from xenvmi.model.host import pick_domain
+
+if TYPE_CHECKING:
+    from xenvmi.backends.xenforeign import ForeignMemory
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,8 @@ def _listed_domains() -> list[tuple[int, str | None]]:
 class LibvmiMemory(GuestMemory):
     """A live Xen domain opened with LibVMI's partial init (by name)."""
 
+    domid: int  # a live domain always has one
+
     def __init__(self, domain: str | int) -> None:
         super().__init__()
         _check_dom0()
@@ -167,8 +173,10 @@ class LibvmiMemory(GuestMemory):
         self.memsize = int(self._vmi.get_memsize())
         self._paused = 0
         self._external_pause: bool | None = None
-        self._foreign = None  # ForeignMemory for large reads; False once it cannot be used
-        self._page_buf = None  # (ffi, lib, page buffer, byte count) for _read_page
+        # ForeignMemory for large reads; False once it cannot be used
+        self._foreign: ForeignMemory | Literal[False] | None = None
+        # (ffi, lib, page buffer, byte count) for _read_page
+        self._page_buf: tuple[Any, Any, Any, Any] | None = None
         self.foreign_failures = 0
 
     # -- memory ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import cast
 
 from xenvmi.errors import GuestDataError
 
@@ -141,8 +142,8 @@ class GuestMemory:
             return data[addr - first:addr - first + size]
         self._fill(first, last)
         pages = [self._pages[page] for page in range(first, last + PAGE, PAGE)]
-        if None not in pages:
-            return b"".join(pages)[addr - first:addr - first + size]
+        if None not in pages:  # every page cached: they are all bytes
+            return b"".join(cast("list[bytes]", pages))[addr - first:addr - first + size]
         out = bytearray()
         for page in range(first, last + PAGE, PAGE):
             data = self._pages[page]

@@ -143,7 +143,7 @@ class XenStat:
     def __init__(self, timeout: float = 10.0, library: str | None = None, lib=None):
         self.timeout = timeout
         self._lib = lib if lib is not None else _load(library or find_library())
-        self._handle = None
+        self._handle: int | None = None  # xenstat_handle*, once open
         self._lock = threading.Lock()
 
     def __enter__(self) -> XenStat:
