@@ -191,7 +191,8 @@ def is_file_target(target: str | int | os.PathLike) -> bool:
 def open_memory(target: str | int | os.PathLike) -> GuestMemory:
     """A live domain's memory (by name or domid) via LibVMI, or a dump file's (vmcore or
     raw image) when ``target`` names a file (:func:`is_file_target`)."""
-    if is_file_target(target):
+    # (a path object always is a file target, a number never is)
+    if isinstance(target, os.PathLike) or (isinstance(target, str) and is_file_target(target)):
         from xenvmi.backends.dumpfile import DumpMemory
         return DumpMemory(target)
     from xenvmi.backends.libvmi import LibvmiMemory
