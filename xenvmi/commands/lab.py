@@ -205,12 +205,30 @@ def cmd_log(args) -> int:
 
 
 def _positive(text: str) -> int:
+    """A whole number >= 0 (the name is older than the rule)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
     return value
 
 
@@ -223,15 +241,15 @@ def register(sub) -> None:
 
     p = add_command(lsub, "up", "build the image if needed, boot it, start and check the guests",
                     "  xenvmi lab up\n  xenvmi lab up --port 2223 --check-runs 100\n")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="loopback port for ssh (2222)")
-    p.add_argument("--memory", type=int, default=6144, help="VM memory in MiB (6144)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="loopback port for ssh (2222)")
+    p.add_argument("--memory", type=_positive, default=6144, help="VM memory in MiB (6144)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the image from scratch")
     p.add_argument("--no-guests", action="store_true", help="do not start the lab guests")
     p.add_argument("--no-kernels", action="store_true",
                    help="only the guests of dom0's own kernel (no Debian 11/13 kernels)")
-    p.add_argument("--check-runs", type=int, default=10,
+    p.add_argument("--check-runs", type=_positive, default=10,
                    help="integrity-check runs after boot, 0 to skip (10)")
-    p.add_argument("--boot-timeout", type=float, default=3600.0,
+    p.add_argument("--boot-timeout", type=_seconds, default=3600.0,
                    help="last-resort limit on dom0's boot in seconds (3600); a boot whose "
                         "console stops advancing fails long before")
     p.set_defaults(func=cmd_up)
@@ -247,7 +265,7 @@ def register(sub) -> None:
     p = add_command(lsub, "exec", "run a command in dom0, in the synced tree /opt/xenvmi/src",
                     "  xenvmi lab exec -- xl list\n  xenvmi lab exec -- pytest -m xen tests/lab\n")
     p.add_argument("--no-sync", action="store_true", help="do not sync the working tree first")
-    p.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    p.add_argument("--timeout", type=_seconds, default=None, help="seconds before giving up")
     p.add_argument("command", nargs="...", help="the command, after --")
     p.set_defaults(func=cmd_exec)
     add_command(lsub, "ssh", "an interactive root shell in dom0").set_defaults(func=cmd_ssh)
