@@ -125,8 +125,7 @@ def test_files_that_are_not_what_they_claim(files, tmp_path, template, kind):
     res = run(*argv)
     if (template[0], kind) in VALID_AS_WELL:
         assert res.returncode == 0 and "Traceback" not in res.stderr, (argv, res.stderr)
-        assert "warning" in res.stderr or "records 0" in res.stdout or \
-            (template[0] == "xentrace" and res.stdout == ""), argv
+        assert "warning" in res.stderr, f"{argv}: accepted without saying what it found"
         return
     assert_clean_failure(res, argv)
     leftovers = [p for p in tmp_path.iterdir() if p.name != "no-lab"]

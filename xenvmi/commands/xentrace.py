@@ -73,6 +73,7 @@ def cmd_decode(args) -> int:
     with _open(args.file) as stream:
         decoder = TraceDecoder(stream, strict=not args.keep_going)
         out = sys.stdout
+        n = -1
         for n, rec in enumerate(decoder):
             if limit is not None and n >= limit:
                 break
@@ -85,7 +86,14 @@ def cmd_decode(args) -> int:
                           f" {_fields_text(rec.fields) or ' '.join(map(hex, rec.extra))}"
                           .rstrip() + "\n")
     _warn(decoder)
+    if n < 0:
+        _empty(args.file)
     return 0
+
+
+def _empty(path) -> None:
+    print(f"xenvmi: warning: {path} holds no trace records (xentrace writes none when "
+          "nothing matched its mask)", file=sys.stderr)
 
 
 def cmd_summary(args) -> int:
@@ -94,6 +102,8 @@ def cmd_summary(args) -> int:
         summary = summarize_file(stream, strict=not args.keep_going)
     for err in summary.errors:
         print(f"xenvmi: warning: skipped damaged data: {err}", file=sys.stderr)
+    if not summary.records and not summary.errors:
+        _empty(args.file)
     if args.json:
         print(render.dumps(summary))
         return 0
