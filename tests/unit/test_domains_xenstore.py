@@ -287,6 +287,7 @@ def test_check_path_and_safe_text():
     assert safe_text(b"ok") == "ok"
     assert safe_text(None) is None
     assert safe_text(b"a\x00b\x9bc") == "a\\x00b\\x9bc"
+    assert safe_text("x\u202ey\u2028z".encode()) == "x\\u202ey\\u2028z"  # no bidi tricks
     assert safe_text("é\u009b".encode()) == "é\\x9b"
     assert safe_text(b"x" * 10, limit=4) == "xxxx..."
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from enum import IntEnum
 from typing import NamedTuple, overload
 
+from xenvmi import safetext
 from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
 from xenvmi.model.host import WatchEvent, XsNode, XsTree
 
@@ -70,7 +71,6 @@ PAYLOAD_MAX = 4096
 PATH_MAX = 3072
 _PATH_RE = re.compile(r"[A-Za-z0-9_/@-]+")
 _SPECIAL_WATCHES = ("@introduceDomain", "@releaseDomain")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _tokens = itertools.count(1)
 
 
@@ -79,12 +79,12 @@ def safe_text(raw: bytes, limit: int = PAYLOAD_MAX) -> str: ...
 @overload
 def safe_text(raw: bytes | None, limit: int = PAYLOAD_MAX) -> str | None: ...
 def safe_text(raw: bytes | None, limit: int = PAYLOAD_MAX) -> str | None:
-    """Decode an untrusted value: at most ``limit`` bytes, invalid UTF-8 and control
-    characters shown as ``\\xNN`` escapes (so a guest cannot drive the terminal)."""
+    """Decode an untrusted value: at most ``limit`` bytes, invalid UTF-8 and every
+    non-printable character escaped (:func:`xenvmi.safetext.decode`), so a guest cannot
+    drive the terminal."""
     if raw is None:
         return None
-    text = raw[:limit].decode("utf-8", "backslashreplace")
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = safetext.decode(raw[:limit])
     return text + "..." if len(raw) > limit else text
 
 
