@@ -197,6 +197,13 @@ def test_vmcoreinfo_text_survives_corruption(edits, tail):
     assert len(info.warnings) <= vmcoreinfo.MAX_LINES + 1
 
 
+def test_found_by_fuzzing_a_page_size_that_is_not_a_number():
+    """The fuzzer's first find: PAGESIZE=4 96 escaped as a ValueError (a traceback in
+    discovery) instead of refusing the note."""
+    with pytest.raises(vmcoreinfo.NoteError, match="PAGESIZE is not a number"):
+        vmcoreinfo.parse_text(NOTE.replace(b"PAGESIZE=4096", b"PAGESIZE=4 96"))
+
+
 BTF_FILE = Path("/sys/kernel/btf/vmlinux")
 
 
