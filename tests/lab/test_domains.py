@@ -238,6 +238,34 @@ def test_xs_read_and_ls_agree_with_xenstore_tools(guests):
         {str(guests[n].domid) for n in GUESTS} | {"0"}
 
 
+#: What a guest may write under its own /local/domain/N/data: a clear-screen, a window
+#: title, a bell, a right-to-left override, a forged second line and invalid UTF-8.
+EVIL = "\x1b[2J\x1b]0;owned\x07ok\u202eevil\n[    0.000000] forged\xff"
+
+
+def test_planted_xenstore_text_reaches_no_terminal_raw(guests):
+    """Terminal safety with the real xenstored: a value a guest controls is printed by
+    `xs read`, `xs ls -r` and their JSON escaped, every character kept."""
+    domid = guests["xvm-pvh2"].domid
+    key = f"/local/domain/{domid}/data/xenvmi-evil"
+    raw = EVIL.encode("utf-8").replace("\xff".encode(), b"\xff")
+    subprocess.run(["xenstore-write", key, raw], check=True, timeout=60)
+    try:
+        read = xenvmi("xs", "read", key)
+        tree = xenvmi("xs", "ls", "-r", f"/local/domain/{domid}/data")
+        as_json = xenvmi("xs", "ls", "-r", f"/local/domain/{domid}/data", "--json")
+    finally:
+        subprocess.run(["xenstore-rm", key], timeout=60)
+    for res in (read, tree, as_json):
+        assert res.returncode == 0, res.stderr
+        out = res.stdout.encode()
+        assert not any(c in out for c in (b"\x1b", b"\x07", "\u202e".encode())), out
+    assert read.stdout.count("\n") == 1  # the forged line stays on the one line
+    assert "\\x1b[2J\\x1b]0;owned\\x07ok\\u202eevil\\x0a[    0.000000] forged" in read.stdout
+    node = next(n for n in json.loads(as_json.stdout)["nodes"] if n["path"] == key)
+    assert node["value"] == read.stdout.rstrip("\n")
+
+
 def watch_events(proc, until, timeout: float) -> list[str]:
     """Read JSON-line events from a running `xs watch` until ``until(events)`` holds."""
     events, deadline = [], time.monotonic() + timeout
