@@ -174,7 +174,7 @@ def test_entry_points(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(pkg))
     eps = [metadata.EntryPoint("epgood", "xvm_ep_plugins:Good", loader.GROUP),
            metadata.EntryPoint("gone", "xvm_no_such_module:Thing", loader.GROUP)]
-    monkeypatch.setattr(loader.metadata, "entry_points", lambda group: eps)
+    monkeypatch.setattr(metadata, "entry_points", lambda group: eps)
     infos = by_name(plugins.discover())
     assert infos["epgood"].available and infos["epgood"].source == \
         "entry point xvm_ep_plugins:Good"
@@ -198,7 +198,7 @@ def test_builtin_views_come_from_the_views_package_not_entry_points():
 
 def test_an_older_installs_entry_points_to_xenvmi_itself_are_ignored(monkeypatch):
     stale = metadata.EntryPoint("ps", "xenvmi.builtin_plugins:Ps", loader.GROUP)
-    monkeypatch.setattr(loader.metadata, "entry_points", lambda group: [stale])
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [stale])
     infos = [i for i in plugins.discover() if i.name == "ps"]
     assert len(infos) == 1 and infos[0].error is None and infos[0].available is not None
 

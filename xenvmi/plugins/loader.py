@@ -24,7 +24,6 @@ import sys
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
@@ -111,9 +110,10 @@ def _has_tui(cls: type[Plugin]) -> bool:
                 and own.__func__ is base.__func__)
 
 
-def _info(found: type, source: str, fallback: str) -> Entry:
+def _info(found: type, source: str, fallback: str, dump_file: bool = False) -> Entry:
     """Validate and describe a plugin class (any class: what is wrong with it makes a
-    broken entry); ``fallback`` names it if its name is bad."""
+    broken entry); ``fallback`` names it if its name is bad. ``dump_file``: whether it can
+    run on a dump file rather than a live domain (fewer requirements)."""
     error = _validate(found)
     if error:
         name = getattr(found, "name", None)
@@ -123,7 +123,7 @@ def _info(found: type, source: str, fallback: str) -> Entry:
     if cls.api_version != API_VERSION:
         why = [f"needs plugin API {cls.api_version}, this xenvmi has {API_VERSION}"]
     else:
-        why = requirements.unmet(cls.requires)
+        why = requirements.unmet(cls.requires, dump_file=dump_file)
         try:
             extra = cls.check()
         except Exception as e:  # isolation boundary: a plugin's own check may fail
@@ -178,14 +178,33 @@ def _from_views() -> list[Entry]:
 
 
 def builtin_views() -> list[type[Plugin]]:
-    """The built-in views that loaded, in name order (the CLI makes commands of them)."""
+    """The built-in views that loaded and are valid, in name order."""
     return [e.cls for e in _from_views() if e.cls is not None]
+
+
+def view_classes() -> list[type[Plugin]]:
+    """The built-in views' classes, imported but neither validated nor checked against
+    what is installed: what the CLI needs to build its commands, at start-up's cost only
+    (``builtin_views`` and the runner check them; the unit tests validate every one)."""
+    out = []
+    for name in view_modules():
+        found = _module_plugin(importlib.import_module(name))
+        if not isinstance(found, str):
+            out.append(cast("type[Plugin]", found))
+    return out
+
+
+def entry_of(cls: type[Plugin], dump_file: bool = False) -> Entry:
+    """A known plugin class's entry, without discovering the others (a view's command)."""
+    return _info(cls, f"builtin {cls.__module__}", cls.__module__.rsplit(".", 1)[-1],
+                 dump_file=dump_file)
 
 
 # -- entry points ------------------------------------------------------------------------
 
 def _from_entry_points() -> list[Entry]:
     out = []
+    from importlib import metadata  # tens of milliseconds: only when discovering
     for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
         if ep.value.startswith("xenvmi."):
             continue  # an older xenvmi's own views: today's come from the package

@@ -19,7 +19,7 @@ from typing import Any
 from xenvmi.errors import XenvmiError
 from xenvmi.plugins import requirements
 from xenvmi.plugins.base import Context, Plugin, _quiet, option_specs
-from xenvmi.plugins.loader import Entry, _one_line, discover_entries
+from xenvmi.plugins.loader import Entry, _one_line, discover_entries, entry_of
 
 #: Rows kept from one run; more is a runaway plugin, not a result.
 MAX_ROWS = 1_000_000
@@ -96,12 +96,15 @@ def _is_dump_file(domain: str | int | None) -> bool:
 
 def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | Path] = (),
         timeout: float | None = 120, options: dict[str, str] | None = None,
-        progress: Callable[[str], None] = _quiet, use_cache: bool = True) -> PluginResult:
+        progress: Callable[[str], None] = _quiet, use_cache: bool = True,
+        plugin: type[Plugin] | None = None) -> PluginResult:
     """Run plugin ``name`` on ``domain`` (a domain's name or id, or for guest views a dump
     file); never raises for anything the plugin does. ``use_cache=False`` finds the
-    guest's kernel anew instead of from the per-boot cache."""
+    guest's kernel anew instead of from the per-boot cache. ``plugin``: its class, when
+    the caller has it (a view's own command), so no other plugin is discovered."""
     start = time.monotonic()
-    entry = _find(name, extra_dirs)
+    dump_file = _is_dump_file(domain)
+    entry = entry_of(plugin, dump_file) if plugin is not None else _find(name, extra_dirs)
     result = PluginResult(plugin=name, domain=domain)
 
     def fail(error: str, code: int) -> PluginResult:
@@ -119,7 +122,7 @@ def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | P
         return fail(f"plugin {name} failed to load: {info.error}", 1)
     if info.needs_domain and domain is None:
         return fail(f"plugin {name} needs a DOMAIN (name or id)", 2)
-    if _is_dump_file(domain) and info.needs_domain:
+    if dump_file and info.needs_domain and plugin is None:
         why = requirements.unmet(info.requires, dump_file=True)
         if why:
             return fail(f"plugin {name} cannot read a dump here: {'; '.join(why)}", 5)
