@@ -321,6 +321,16 @@ class LibvmiMemory(GuestMemory):
             if self._paused == 0:
                 self._external_pause = None
 
+    def check_alive(self) -> None:
+        store = _Store()
+        try:
+            name = store.read(f"/local/domain/{self.domid}/name")
+        finally:
+            store.close()
+        if name != self.name:
+            raise NotFoundError(f"{self.name} (domain {self.domid}) went away while being "
+                                "read")
+
     def close(self) -> None:
         super().close()
         if getattr(self, "_foreign", None):

@@ -72,6 +72,11 @@ class GuestMemory:
     def _read_pages(self, addr: int, size: int) -> tuple[bytes, list[bool]]:
         raise NotImplementedError
 
+    def check_alive(self) -> None:
+        """Raise NotFoundError if the memory's domain has gone away. Reads of a destroyed
+        domain fail like holes, so a long read (a dump) asks this as it goes, or it would
+        finish "complete" with the rest of the guest missing. A dump file never goes."""
+
     def _read_page(self, addr: int) -> bytes | None:
         """The page at page-aligned ``addr``, or None if unreadable: :meth:`_read_pages`
         for one page, which a backend may override with a cheaper call."""

@@ -53,6 +53,8 @@ from xenvmi.vmcore_format import (
 
 CHUNK = 4 << 20
 MIN_SPLIT = 64 << 10  # below this a chunk is read whole, holes and all
+#: Seconds between checks that a live domain still exists while it is dumped.
+ALIVE_EVERY = 2.0
 MAX_LOADS = 1024  # PT_LOAD slots reserved; past them holes are written as zeros
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4 (no KASLR)
 REGION_END = 0xFFFF_FE00_0000_0000  # CPU_ENTRY_AREA_BASE: KASLR'd regions lie below
@@ -204,7 +206,7 @@ class _Copier:
 
     def run(self) -> None:
         top = -(-self.mem.ram_top // PAGE) * PAGE
-        pos = 0
+        pos, checked = 0, time.monotonic()
         while pos < top:
             if time.monotonic() > self.deadline:
                 raise DumpTimeout(f"dump of {self.mem.name} did not finish before its "
@@ -213,8 +215,12 @@ class _Copier:
             self._probes.clear()
             self._visit(pos, end)
             pos = end
+            if time.monotonic() - checked > ALIVE_EVERY:
+                self.mem.check_alive()  # a destroyed domain's pages read as holes
+                checked = time.monotonic()
             if self.progress:
                 self.progress(pos, top)
+        self.mem.check_alive()
 
     def _ok(self, page: int) -> bool:
         if page not in self._probes:
