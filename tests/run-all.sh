@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: unit and TUI tests on this machine while the lab boots (QEMU uses
+# The whole test suite: lint, types, unit and TUI tests on this machine while the lab boots (QEMU uses
 # one host core, the unit tests the other), then every lab test file inside the lab's dom0
 # against a real Xen 4.17 (all guests), then tests/lab_host on this machine against the
 # running lab. Prints each part's time and each test file's; JUnit files land in reports/.
@@ -17,6 +17,12 @@ stamp "lab up (in the background; its lines are prefixed 'lab|')"
 ( python3 -m xenvmi lab up --check-runs "${XENVMI_CHECK_RUNS:-10}" 2>&1 | sed -u 's/^/lab| /';
   exit "${PIPESTATUS[0]}" ) &
 lab_pid=$!
+
+stamp "lint and types (ruff check, ruff format --check, mypy)"
+python3 -m ruff check xenvmi plugins tests benchmarks || status=1
+python3 -m ruff format --check xenvmi plugins tests benchmarks || status=1
+python3 -m mypy || status=1
+stamp "lint and types done (status $status)"
 
 stamp "unit and TUI tests"
 python3 -m pytest tests/unit tests/tui -q -p no:cacheprovider \

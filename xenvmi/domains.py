@@ -14,9 +14,9 @@ import platform
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from xenvmi.backends.xenstat import DomainCounters, NodeCounters
+from xenvmi.backends.xenstat import DomainCounters, NodeCounters, XenStat
 from xenvmi.errors import Unavailable
 from xenvmi.model.host import (
     Daemon,
@@ -28,6 +28,9 @@ from xenvmi.model.host import (
     pick_domain,
     xenbus_state_name,
 )
+
+if TYPE_CHECKING:
+    import psutil
 
 #: Bounds on what a guest-controlled directory may make us read.
 MAX_DOMAINS, MAX_DEVICE_KINDS, MAX_DEVICES_PER_KIND, MAX_VCPUS = 4096, 32, 64, 512
@@ -84,9 +87,10 @@ def collect_domains(store: Store, stats: NodeCounters | None = None,
             "console/backend")
     base = {d: f"/local/domain/{d}" for d in domids}
     subdirs = ("device",) if stats else ("device", "cpu")
-    values, dirs = (dict(m) for m in store.fetch(
+    first, dirs = store.fetch(
         [f"{base[d]}/{k}" for d in domids for k in keys] + [f"/libxl/{d}/type" for d in domids],
-        [f"{base[d]}/{k}" for d in domids for k in subdirs]))
+        [f"{base[d]}/{k}" for d in domids for k in subdirs])
+    values = dict(first)  # the later round trips' values join it
     kinds = {d: sorted(dirs.get(f"{base[d]}/device") or [])[:MAX_DEVICE_KINDS] for d in domids}
     cpus = {d: _cpu_ids(dirs.get(f"{base[d]}/cpu")) for d in domids}
     more, ids = store.fetch([f"{base[d]}/cpu/{c}/availability" for d in domids for c in cpus[d]],
@@ -164,7 +168,18 @@ def _domain(domid: int, base: str, values: Mapping[str, str | None], cpus: list[
         memory_kib=mem_kib, devices=tuple(devices))
 
 
-def find_domain(domains: Sequence[Domain], name_or_id: str | int) -> Domain:
+class _Named(Protocol):
+    """A Domain or a DomainSample: what :func:`find_domain` picks among."""
+    @property
+    def domid(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+
+
+_D = TypeVar("_D", bound=_Named)
+
+
+def find_domain(domains: Sequence[_D], name_or_id: str | int) -> _D:
     """The domain (or sample) ``name_or_id`` names, by :func:`~xenvmi.model.host.pick_domain`."""
     domid, _ = pick_domain(((d.domid, d.name) for d in domains), name_or_id)
     return next(d for d in domains if d.domid == domid)
@@ -212,9 +227,8 @@ def node_sample(cur: NodeCounters) -> NodeSample:
 class DomainSampler:
     """Successive samples from one libxenstat handle; CPU % from the previous sample."""
 
-    def __init__(self, xenstat=None):
+    def __init__(self, xenstat: XenStat | None = None) -> None:
         if xenstat is None:
-            from xenvmi.backends.xenstat import XenStat
             xenstat = XenStat().open()
         self.xenstat = xenstat
         self.previous: NodeCounters | None = None
@@ -263,14 +277,15 @@ class HostSampler:
         except ImportError:
             raise Unavailable("host metrics need psutil: pip install 'psutil>=5.9'") from None
         self.psutil, self.interval, self.rescan = psutil, interval, rescan
-        self._known: dict[int, tuple[str, int | None, object, str]] | None = None
+        self._known: dict[int, tuple[str, int | None, psutil.Process, str]] | None = None
         self._scanned = 0.0
         self.scans = 0
         self._primed = False
 
-    def _scan(self) -> None:
+    def _scan(self) -> dict[int, tuple[str, int | None, psutil.Process, str]]:
         """Every daemon process: by name first, the command line only for candidates."""
-        old, found = self._known or {}, {}
+        old = self._known or {}
+        found: dict[int, tuple[str, int | None, psutil.Process, str]] = {}
         for proc in self.psutil.process_iter(["name"]):
             name = proc.info["name"] or ""
             if name not in DAEMON_NAMES and "qemu" not in name:
@@ -284,12 +299,14 @@ class HostSampler:
                 found[proc.pid] = (*kind, proc, " ".join(cmdline)[:200])
         self._known, self._scanned = found, time.monotonic()
         self.scans += 1
+        return found
 
-    def _daemons(self) -> list[tuple[str, int | None, object, str]]:
-        if self._known is None or time.monotonic() - self._scanned >= self.rescan or \
-                not all(_quiet(d[2].is_running) for d in self._known.values()):
-            self._scan()
-        return list(self._known.values())
+    def _daemons(self) -> list[tuple[str, int | None, psutil.Process, str]]:
+        known = self._known
+        if known is None or time.monotonic() - self._scanned >= self.rescan or \
+                not all(_quiet(d[2].is_running) for d in known.values()):
+            known = self._scan()
+        return list(known.values())
 
     def sample(self) -> HostSample:
         ps = self.psutil

@@ -215,7 +215,8 @@ def open_memory(target: str | int | os.PathLike, backend: str | None = None) -> 
     """A live domain's memory (by name or domid) through the backend
     :func:`choose_backend` picks, or a dump file's (vmcore or raw image) when ``target``
     names a file (:func:`is_file_target`; ``backend`` does not apply to files)."""
-    if is_file_target(target):
+    # (a path object always is a file target, a number never is)
+    if isinstance(target, os.PathLike) or (isinstance(target, str) and is_file_target(target)):
         from xenvmi.backends.dumpfile import DumpMemory
         return DumpMemory(target)
     if choose_backend(backend) == "native":

@@ -57,17 +57,17 @@ def xenvmi_json(*args: str):
 
 
 @contextlib.contextmanager
-def paused_domain(name: str):
-    """A 32 MB, 1-vCPU PVH domain with a stub kernel, created paused, never run, always
-    destroyed."""
+def paused_domain(name: str, memory: int = 32):
+    """A ``memory`` MB (32), 1-vCPU PVH domain with a stub kernel, created paused, never
+    run, always destroyed."""
     assert name.startswith(("test-", "bench-"))
     with tempfile.TemporaryDirectory() as tmp:
         kernel, cfg = os.path.join(tmp, "stub.elf"), os.path.join(tmp, "domain.cfg")
         with open(kernel, "wb") as f:
             f.write(stub_kernel())
         with open(cfg, "w") as f:
-            f.write(f'name = "{name}"\ntype = "pvh"\nkernel = "{kernel}"\nmemory = 32\n'
-                    f'vcpus = 1\non_crash = "destroy"\n')
+            f.write(f'name = "{name}"\ntype = "pvh"\nkernel = "{kernel}"\n'
+                    f'memory = {memory}\nvcpus = 1\non_crash = "destroy"\n')
         try:
             res = subprocess.run(["xl", "create", "-p", cfg], capture_output=True, text=True,
                                  timeout=300)
@@ -238,6 +238,34 @@ def test_xs_read_and_ls_agree_with_xenstore_tools(guests):
         {str(guests[n].domid) for n in GUESTS} | {"0"}
 
 
+#: What a guest may write under its own /local/domain/N/data: a clear-screen, a window
+#: title, a bell, a right-to-left override, a forged second line and invalid UTF-8.
+EVIL = "\x1b[2J\x1b]0;owned\x07ok\u202eevil\n[    0.000000] forged\xff"
+
+
+def test_planted_xenstore_text_reaches_no_terminal_raw(guests):
+    """Terminal safety with the real xenstored: a value a guest controls is printed by
+    `xs read`, `xs ls -r` and their JSON escaped, every character kept."""
+    domid = guests["xvm-pvh2"].domid
+    key = f"/local/domain/{domid}/data/xenvmi-evil"
+    raw = EVIL.encode("utf-8").replace("\xff".encode(), b"\xff")
+    subprocess.run(["xenstore-write", key, raw], check=True, timeout=60)
+    try:
+        read = xenvmi("xs", "read", key)
+        tree = xenvmi("xs", "ls", "-r", f"/local/domain/{domid}/data")
+        as_json = xenvmi("xs", "ls", "-r", f"/local/domain/{domid}/data", "--json")
+    finally:
+        subprocess.run(["xenstore-rm", key], timeout=60)
+    for res in (read, tree, as_json):
+        assert res.returncode == 0, res.stderr
+        out = res.stdout.encode()
+        assert not any(c in out for c in (b"\x1b", b"\x07", "\u202e".encode())), out
+    assert read.stdout.count("\n") == 1  # the forged line stays on the one line
+    assert "\\x1b[2J\\x1b]0;owned\\x07ok\\u202eevil\\x0a[    0.000000] forged" in read.stdout
+    node = next(n for n in json.loads(as_json.stdout)["nodes"] if n["path"] == key)
+    assert node["value"] == read.stdout.rstrip("\n")
+
+
 def watch_events(proc, until, timeout: float) -> list[str]:
     """Read JSON-line events from a running `xs watch` until ``until(events)`` holds."""
     events, deadline = [], time.monotonic() + timeout
@@ -330,3 +358,27 @@ def test_non_root_is_told_to_be_root():
         res = xenvmi(*args, user="nobody")
         assert res.returncode == 4, res.stderr
         assert "root" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_a_domain_destroyed_mid_dump_is_one_line_and_no_file(tmp_path):
+    """Fault: the domain goes away while `xenvmi dump` reads it. The dump must fail with
+    one line naming that, and leave no file (not a "complete" dump full of holes)."""
+    out = tmp_path / "gone.vmcore"
+    with paused_domain("test-gone", memory=256):
+        proc = subprocess.Popen([sys.executable, "-m", "xenvmi", "dump", "test-gone",
+                                 str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 900
+
+        def under_way() -> bool:  # the dump writes a hidden partial file, renamed at the end
+            return any(p.stat().st_size > 4 << 20 for p in tmp_path.glob(".gone.vmcore.*"))
+        while proc.poll() is None and time.monotonic() < deadline and not under_way():
+            time.sleep(0.2)
+        assert proc.poll() is None, f"the dump ended before the test could destroy it: " \
+                                    f"{proc.stderr.read()}"
+        xl("destroy", "test-gone")
+        _, err = proc.communicate(timeout=900)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert proc.returncode in (3, 7) and len(errors) == 1, err
+    assert "Traceback" not in err and "test-gone" in errors[0], err
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -230,3 +230,23 @@ def test_a_late_focus_event_does_not_switch_the_tab_back(tui):
             screen.query_one("#pane-processes DataTable").focus()  # a real focus still moves
             await tui.wait_for(pilot, lambda: tabs.active == "processes")
     run(body())
+
+
+def test_the_tui_listens_on_no_network_socket(tui):
+    """Nothing listens unless asked: the TUI, with a guest's screen open, holds no
+    listening TCP or UDP socket (Textual's devtools would be one)."""
+    import psutil
+
+    def listening() -> list:
+        return [c for c in psutil.Process().net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN or not c.raddr]
+
+    before = listening()
+
+    async def body():
+        app = tui.make_app()
+        async with app.run_test() as pilot:
+            await open_domain(tui, pilot, app, 2)
+            await pilot.press("3")
+            assert listening() == before
+    run(body())

@@ -112,6 +112,27 @@ def test_dump_removes_the_partial_file(tmp_path, capsys, domain, monkeypatch, ex
     assert files(tmp_path) == []
 
 
+def test_a_domain_that_goes_away_mid_dump_fails_and_leaves_no_file(tmp_path, capsys,
+                                                                    monkeypatch):
+    """Reads of a destroyed domain fail like holes: without asking whether the domain is
+    still there, the dump would finish "complete" with the rest of the guest missing
+    (seen in the lab). The copier asks as it goes and once more at the end."""
+    from xenvmi.errors import NotFoundError
+    mem = I.memory()
+    asked = []
+
+    def check_alive():
+        asked.append(1)
+        if len(asked) >= 3:
+            raise NotFoundError(f"{mem.name} (domain 7) went away while being read")
+    mem.check_alive = check_alive
+    monkeypatch.setattr(guests, "open_memory", lambda target: mem)
+    monkeypatch.setattr(vmcore, "ALIVE_EVERY", 0.0)
+    code, out, err = run(capsys, "dump", "xvm-test", tmp_path / "g.vmcore", "-q")
+    assert code == 3 and out == "" and one_error_line(err) and "went away" in err
+    assert files(tmp_path) == [] and len(asked) == 3
+
+
 def test_dump_timeout(tmp_path, capsys, domain, monkeypatch):
     monkeypatch.setattr(vmcore.time, "monotonic", iter(range(0, 10**6, 1000)).__next__)
     code, _, err = run(capsys, "dump", "xvm-test", tmp_path / "g.vmcore", "-q", "--timeout", "5")

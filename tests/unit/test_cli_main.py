@@ -63,3 +63,15 @@ def test_unknown_command_is_a_usage_error_listing_every_command(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice" in err and all(f"'{name}'" in err for name in cli.COMMANDS)
+
+
+def test_a_view_command_discovers_no_plugin_and_imports_no_xen_library():
+    """`xenvmi ps` runs its own class: no entry-point scan, no plugin file imported, and
+    neither LibVMI nor the xenstore client loaded before the view needs them."""
+    code = ("import sys; from xenvmi import cli; cli.main(['ps', './no-such.vmcore']); "
+            "print(sorted(m for m in sys.modules if m in ('importlib.metadata', 'libvmi', "
+            "'pyxs', 'xenvmi.backends.xenstore') or m.startswith('xenvmi_plugin_')))")
+    root = Path(cli.__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root).stdout
+    assert eval(out.strip().splitlines()[-1]) == []

@@ -153,3 +153,13 @@ def test_record_timeout_is_a_clear_error(run, monkeypatch, tmp_path):
 def test_windows_struct_sanity():
     # the header the CLI's files start with, as xentrace.c writes it
     assert struct.unpack_from("<I", two_domain_trace())[0] == 0x2001F003
+
+
+def test_an_empty_trace_says_so_and_a_full_one_does_not(run, tmp_path, trace_file):
+    empty = tmp_path / "empty.trc"
+    empty.write_bytes(b"")
+    for what in ("decode", "summary"):
+        code, _, err = run("xentrace", what, str(empty))
+        assert code == 0 and "holds no trace records" in err
+        code, out, err = run("xentrace", what, trace_file)
+        assert code == 0 and out and "holds no trace records" not in err

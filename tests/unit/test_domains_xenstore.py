@@ -11,6 +11,7 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,7 @@ class FakeXenstored:
 
     def __init__(self, path: str, tree: dict[str, bytes]):
         self.tree = dict(tree)
+        self.ops: list[int] = []  # every request's type, in order
         self.silent = False
         self.watches: dict[tuple[bytes, bytes], socket.socket] = {}  # (token, path) -> conn
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -74,6 +76,7 @@ class FakeXenstored:
             while True:
                 op, rq, _tx, size = HEADER.unpack(self._recv(conn, HEADER.size))
                 payload = self._recv(conn, size) if size else b""
+                self.ops.append(op)
                 if not self.silent:
                     self._answer(conn, op, rq, payload)
         except (EOFError, OSError):
@@ -287,6 +290,7 @@ def test_check_path_and_safe_text():
     assert safe_text(b"ok") == "ok"
     assert safe_text(None) is None
     assert safe_text(b"a\x00b\x9bc") == "a\\x00b\\x9bc"
+    assert safe_text("x\u202ey\u2028z".encode()) == "x\\u202ey\\u2028z"  # no bidi tricks
     assert safe_text("é\u009b".encode()) == "é\\x9b"
     assert safe_text(b"x" * 10, limit=4) == "xxxx..."
 
@@ -309,3 +313,43 @@ def test_libvmi_open_resolves_names_over_one_connection(xsd, monkeypatch):
         lv.resolve_domain("Domain-0", store)
     assert store.read("/local/domain/7/nothing") is None
     store.close()
+
+
+def test_nothing_writes_xenstore_unless_asked(xsd, monkeypatch, capsys):
+    """The read commands (and the TUI's reader) send no WRITE; the one writing call of the
+    API writes, and a store opened read-only refuses to."""
+    import xenvmi.backends.xenstore as mod
+    from xenvmi import api, cli
+    server, path = xsd
+    monkeypatch.setattr(mod, "SOCKET_PATHS", (path,))
+    for argv in (["xs", "ls", "-r", "/local/domain"], ["xs", "read", "/local/domain/7/name"],
+                 ["xs", "ls", "/local/domain/7/data", "--json"]):
+        assert cli.main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert server.ops and WRITE not in server.ops
+    with XenStore(timeout=2, socket_path=path) as xs:
+        with pytest.raises(PermissionDenied, match="read-only"):
+            xs.write("/local/domain/7/data/x", "1")
+    assert WRITE not in server.ops
+    api.xs_write("/local/domain/7/data/x", "1")  # asked for: written
+    assert server.ops.count(WRITE) == 1 and server.tree["/local/domain/7/data/x"] == b"1"
+
+
+def test_no_guest_memory_write_path_exists():
+    """Guest memory is mapped read-only and no LibVMI write is ever called: there is no
+    code path to write a guest, not only no flag."""
+    import ast
+    root = Path(__file__).resolve().parents[2] / "xenvmi"
+    calls = set()
+    for f in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("write_") \
+                    and node.attr not in ("write_text", "write_bytes"):
+                calls.add(f"{f.relative_to(root)}: {node.attr}")
+            if isinstance(node, ast.Attribute) and node.attr == "PROT_WRITE":
+                calls.add(f"{f.relative_to(root)}: PROT_WRITE")
+    allowed = {
+        "backends/privcmd.py: PROT_WRITE",  # dom0's own hypercall buffer, not a guest's
+        "commands/isf.py: write_isf",       # the ISF file the user named
+    }
+    assert calls == allowed, calls ^ allowed

@@ -119,7 +119,8 @@ def test_ps_garbage_fields(k):
     k.put(k.t3 + TASK["cred"], "Q", k.root_cred)
     rows, b = ps(k)
     evil = {p.pid: p for p in rows}[77]
-    assert evil.ppid == -1 and evil.comm.isprintable() and len(evil.comm) <= 16
+    assert evil.ppid == -1 and evil.comm.isprintable()  # 16 bytes, every one kept, escaped
+    assert evil.comm == "\\x1b[31m\\xff\\xfe\\x07evil\\x0a!!"
     assert any("real_parent" in w for w in b.warnings)
 
 
@@ -167,7 +168,8 @@ def test_c_string():
     assert c_string(b"abc\x00def", 16) == "abc"
     assert c_string(b"\x00", 16) == ""
     assert c_string(b"a" * 100, 16) == "a" * 16
-    assert c_string(b"\x1b[0m\xff", 16) == "?[0m\ufffd"
+    assert c_string(b"\x1b[0m\xff", 16) == "\\x1b[0m\\xff"  # escaped, nothing dropped
+    assert c_string("a\u202eb\tc".encode(), 16) == "a\\u202eb\\x09c"
 
 
 # -- modules -------------------------------------------------------------------------------

@@ -486,3 +486,19 @@ def test_kept_mappings_age(image, monkeypatch):
     now[0] += xenforeign.MAX_AGE + 1
     assert mem._read_page(2 * PAGE) == image[2 * PAGE : 3 * PAGE]
     assert lib.calls == [1, 1] and len(lib.live) == 1  # the old one unmapped
+
+
+def test_check_alive(image):
+    """A domain Xen no longer has, one dying, or another under the same id is gone."""
+    mem, ctrl, _ = native(image)
+    mem.check_alive()
+    ctrl.info.flags |= xenctrl.XEN_DOMINF_dying
+    with pytest.raises(NotFoundError, match="went away"):
+        mem.check_alive()
+    ctrl.info.flags &= ~xenctrl.XEN_DOMINF_dying
+    ctrl.info.handle[0] = 0x42  # a new domain reusing the id
+    with pytest.raises(NotFoundError, match="went away"):
+        mem.check_alive()
+    ctrl.domain_info = lambda domid: (_ for _ in ()).throw(NotFoundError("no domain"))
+    with pytest.raises(NotFoundError, match="went away"):
+        mem.check_alive()

@@ -174,7 +174,7 @@ def test_entry_points(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(pkg))
     eps = [metadata.EntryPoint("epgood", "xvm_ep_plugins:Good", loader.GROUP),
            metadata.EntryPoint("gone", "xvm_no_such_module:Thing", loader.GROUP)]
-    monkeypatch.setattr(loader.metadata, "entry_points", lambda group: eps)
+    monkeypatch.setattr(metadata, "entry_points", lambda group: eps)
     infos = by_name(plugins.discover())
     assert infos["epgood"].available and infos["epgood"].source == \
         "entry point xvm_ep_plugins:Good"
@@ -198,7 +198,7 @@ def test_builtin_views_come_from_the_views_package_not_entry_points():
 
 def test_an_older_installs_entry_points_to_xenvmi_itself_are_ignored(monkeypatch):
     stale = metadata.EntryPoint("ps", "xenvmi.builtin_plugins:Ps", loader.GROUP)
-    monkeypatch.setattr(loader.metadata, "entry_points", lambda group: [stale])
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [stale])
     infos = [i for i in plugins.discover() if i.name == "ps"]
     assert len(infos) == 1 and infos[0].error is None and infos[0].available is not None
 
@@ -367,6 +367,18 @@ def test_tui_panel_hook(folder):
     assert plugins.tui_panel("good", [folder]) is None
 
 
+def test_static_tui_panel_hook_does_not_break_discovery(folder):
+    # has_tui compared the classmethods' __func__: a static tui_panel raised
+    # AttributeError out of discover(), hiding every plugin
+    write(folder, "static_panel", plugin("static-panel", "return []") +
+          "    @staticmethod\n    def tui_panel():\n        return dict\n")
+    write(folder, "good", GOOD)
+    found = by_name(plugins.discover([folder]))
+    assert found["static-panel"].has_tui and found["static-panel"].error is None
+    assert not found["good"].has_tui
+    assert plugins.tui_panel("static-panel", [folder]) is dict
+
+
 def test_core_never_imports_textual():
     import subprocess
     import sys
@@ -376,3 +388,26 @@ def test_core_never_imports_textual():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_plugins_others_may_write_are_refused_not_run(tmp_path):
+    """xenvmi runs as root: a plugin someone else can change is someone else's root shell."""
+    folder = tmp_path / "p"
+    folder.mkdir(mode=0o755)
+    marker = tmp_path / "ran"
+    example = (ROOT / "tests/unit/data/example_plugin.py").read_text()
+    code = example + f"\nopen({str(marker)!r}, 'w').write('x')\n"  # runs on import
+    plugin = folder / "loose.py"
+    plugin.write_text(code)
+    plugin.chmod(0o666)
+    infos = [i for i in plugins.discover([folder]) if i.source == str(plugin)]
+    assert len(infos) == 1 and not infos[0].available
+    assert "refused" in infos[0].error and "writable by group and others" in infos[0].error
+    assert not marker.exists()  # never imported
+    plugin.chmod(0o644)
+    folder.chmod(0o777)
+    info = next(i for i in plugins.discover([folder]) if i.source == str(plugin))
+    assert "refused" in info.error and str(folder) in info.error and not marker.exists()
+    folder.chmod(0o755)
+    info = next(i for i in plugins.discover([folder]) if i.source == str(plugin))
+    assert info.error is None and marker.exists()

@@ -216,3 +216,8 @@ def test_summary_json_and_text():
     assert hist.startswith("call = domctl\n     usecs") and "call = xsm_op" in hist
     assert Stats().render_summary() == "no privcmd calls traced"
     assert Stats().render_hist() == "no latencies recorded"
+
+
+def test_a_dom0_process_name_cannot_drive_the_terminal():
+    ev = D.decode_event(raw(comm=b"\x1b]0;owned\x07\x1b[2J"))
+    assert ev.comm == "\\x1b]0;owned\\x07\\x1b[2J" and "\x1b" not in D.format_event(ev)

@@ -73,7 +73,7 @@ class SubOpTable:
         assert number is not None
         if number < 0:
             raise UsageError(f"{self.title}: command number {number} is negative")
-        op = self.by_number(number)
-        if op is None:
+        found = self.by_number(number)
+        if found is None:
             raise NotFoundError(f"{self.title}: command {number} is not defined in Xen 4.17")
-        return op
+        return found

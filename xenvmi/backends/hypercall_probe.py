@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from xenvmi.errors import XenvmiError
 from xenvmi.model.hypercall import HypercallEvent
@@ -25,6 +26,9 @@ from xenvmi.trace.hypercalls import (
     probe_in_kallsyms,
     program_text,
 )
+
+if TYPE_CHECKING:
+    from bcc import BPF
 
 #: Concurrent privcmd ioctls the kretprobe can follow (mmapbatch may sleep).
 KRETPROBE_MAXACTIVE = 64
@@ -65,7 +69,7 @@ class HypercallTracer:
         self.stream, self.stats = stream, stats
         self.arch = arch or host_arch()
         self.page_cnt = page_cnt
-        self.bpf = None
+        self.bpf: BPF | None = None  # once started
         self.events = 0
         self.lost = 0
         self._callback: Callable[[HypercallEvent], None] | None = None
@@ -80,25 +84,27 @@ class HypercallTracer:
         preflight(gather_facts())
         from bcc import BPF
         try:
-            self.bpf = BPF(text=self.text)
+            self.bpf = bpf = BPF(text=self.text)
         except Exception as exc:  # bcc reports every failure as a bare Exception
             raise bpf_error(exc, "compile") from None
         try:
-            self.bpf.attach_kprobe(event=PROBE_FUNCTION, fn_name="trace_entry")
-            self.bpf.attach_kretprobe(event=PROBE_FUNCTION, fn_name="trace_return",
-                                      maxactive=KRETPROBE_MAXACTIVE)
+            bpf.attach_kprobe(event=PROBE_FUNCTION, fn_name="trace_entry")
+            bpf.attach_kretprobe(event=PROBE_FUNCTION, fn_name="trace_return",
+                                 maxactive=KRETPROBE_MAXACTIVE)
         except Exception as exc:
             self.close()
             raise bpf_error(exc, "load" if "load" in str(exc).lower() else "attach") from None
         if self.stream:
-            self.bpf["events"].open_perf_buffer(self._on_event, page_cnt=self.page_cnt,
-                                                lost_cb=self._on_lost)
+            bpf["events"].open_perf_buffer(self._on_event, page_cnt=self.page_cnt,
+                                           lost_cb=self._on_lost)
         return self
 
     def _on_event(self, cpu: int, data, size: int) -> None:
         if self._error is not None or (self._limit is not None and self.events >= self._limit):
             return
         try:
+            if self.bpf is None:  # only bpf's perf_buffer_poll calls this
+                raise XenvmiError("trace: an event after close()")
             raw = self.bpf["events"].event(data)
             fields = {name: getattr(raw, name) for name, _ in raw._fields_}
             fields["args"] = list(fields["args"])
@@ -136,6 +142,8 @@ class HypercallTracer:
                     return "duration"
                 wait = min(wait, left)
             if self.stream:
+                if self.bpf is None:  # closed by another thread
+                    raise XenvmiError("trace: the tracer was closed while polling")
                 self.bpf.perf_buffer_poll(timeout=max(1, int(wait * 1000)))
             else:
                 time.sleep(wait)

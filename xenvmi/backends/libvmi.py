@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING, Any, Literal
 
 from xenvmi.backends.domain_lookup import (  # noqa: F401 (their old home: kept importable)
     _listed_domains,
@@ -24,6 +25,9 @@ from xenvmi.backends.domain_lookup import (  # noqa: F401 (their old home: kept 
 )
 from xenvmi.backends.memory import PAGE, GuestMemory
 from xenvmi.errors import GuestDataError, NotFoundError, Unavailable
+
+if TYPE_CHECKING:
+    from xenvmi.backends.xenforeign import ForeignMemory
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ def _import_libvmi():
 class LibvmiMemory(GuestMemory):
     """A live Xen domain opened with LibVMI's partial init (by name)."""
 
+    domid: int  # a live domain always has one
+
     def __init__(self, domain: str | int) -> None:
         super().__init__()
         check_dom0()
@@ -89,8 +95,10 @@ class LibvmiMemory(GuestMemory):
         self.memsize = int(self._vmi.get_memsize())
         self._paused = 0
         self._external_pause: bool | None = None
-        self._foreign = None  # ForeignMemory for large reads; False once it cannot be used
-        self._page_buf = None  # (ffi, lib, page buffer, byte count) for _read_page
+        # ForeignMemory for large reads; False once it cannot be used
+        self._foreign: ForeignMemory | Literal[False] | None = None
+        # (ffi, lib, page buffer, byte count) for _read_page
+        self._page_buf: tuple[Any, Any, Any, Any] | None = None
         self.foreign_failures = 0
 
     # -- memory ---------------------------------------------------------------------
@@ -234,6 +242,16 @@ class LibvmiMemory(GuestMemory):
                 self._vmi.resume_vm()
             if self._paused == 0:
                 self._external_pause = None
+
+    def check_alive(self) -> None:
+        store = _Store()
+        try:
+            name = store.read(f"/local/domain/{self.domid}/name")
+        finally:
+            store.close()
+        if name != self.name:
+            raise NotFoundError(f"{self.name} (domain {self.domid}) went away while being "
+                                "read")
 
     def close(self) -> None:
         super().close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import cast
 
 from xenvmi.errors import GuestDataError
 
@@ -70,6 +71,11 @@ class GuestMemory:
 
     def _read_pages(self, addr: int, size: int) -> tuple[bytes, list[bool]]:
         raise NotImplementedError
+
+    def check_alive(self) -> None:
+        """Raise NotFoundError if the memory's domain has gone away. Reads of a destroyed
+        domain fail like holes, so a long read (a dump) asks this as it goes, or it would
+        finish "complete" with the rest of the guest missing. A dump file never goes."""
 
     def _read_page(self, addr: int) -> bytes | None:
         """The page at page-aligned ``addr``, or None if unreadable: :meth:`_read_pages`
@@ -141,8 +147,8 @@ class GuestMemory:
             return data[addr - first:addr - first + size]
         self._fill(first, last)
         pages = [self._pages[page] for page in range(first, last + PAGE, PAGE)]
-        if None not in pages:
-            return b"".join(pages)[addr - first:addr - first + size]
+        if None not in pages:  # every page cached: they are all bytes
+            return b"".join(cast("list[bytes]", pages))[addr - first:addr - first + size]
         out = bytearray()
         for page in range(first, last + PAGE, PAGE):
             data = self._pages[page]

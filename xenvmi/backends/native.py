@@ -98,7 +98,8 @@ class NativeMemory(GuestMemory):
         info = self._ctrl.domain_info(self.domid)
         self.kind = domain_type(info)
         vm_path = store.read(f"/local/domain/{self.domid}/vm") or ""
-        self.uuid = vm_path.rsplit("/", 1)[-1] or domain_uuid(info)
+        self._handle = domain_uuid(info)  # Xen's own id of this domain, for check_alive
+        self.uuid = vm_path.rsplit("/", 1)[-1] or self._handle
         # As LibVMI's Xen driver: RAM in use (its own and shared pages), and the address
         # space through the highest frame Xen has mapped (for PV, whose highest frame is
         # about its page count, through its maximum allowed).
@@ -181,6 +182,18 @@ class NativeMemory(GuestMemory):
         if width != 8:
             raise Unavailable(f"{self.name} is a {width * 8}-bit PV guest: only 64-bit ones")
         return pv_registers(self._ctrl.pv_context(self.domid, vcpu))
+
+    def check_alive(self) -> None:
+        """NotFoundError once Xen has no such domain, or has another under its id (a
+        destroyed domain's frames fail to map like holes: a dump asks this as it goes)."""
+        from xenvmi.backends.xenctrl import XEN_DOMINF_dying, domain_uuid
+
+        try:
+            info = self._ctrl.domain_info(self.domid)
+        except NotFoundError:
+            info = None
+        if info is None or info.flags & XEN_DOMINF_dying or domain_uuid(info) != self._handle:
+            raise NotFoundError(f"{self.name} (domain {self.domid}) went away while being read")
 
     # -- pause, close ---------------------------------------------------------------
 

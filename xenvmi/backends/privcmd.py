@@ -9,6 +9,7 @@ Pointer arguments live in a page mapped from /dev/xen/hypercall, as libxencall d
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import struct
@@ -79,7 +80,7 @@ class Privcmd:
         try:
             return self._ioctl(IOCTL_PRIVCMD_HYPERCALL, packed)
         except OSError as exc:
-            return -exc.errno
+            return _failed(exc)
 
     def _ioctl(self, request: int, packed: bytes) -> int:
         """ioctl(2) through libc: fcntl.ioctl with a buffer returns the buffer, not the
@@ -114,7 +115,7 @@ class Privcmd:
         try:
             return self._ioctl(IOCTL_PRIVCMD_DM_OP, packed)
         except OSError as exc:
-            return -exc.errno
+            return _failed(exc)
 
     def restrict(self, domid: int) -> int:
         """IOCTL_PRIVCMD_RESTRICT: from now on this fd may only act on ``domid`` (and no
@@ -122,7 +123,13 @@ class Privcmd:
         try:
             return self._ioctl(IOCTL_PRIVCMD_RESTRICT, struct.pack("<H", domid))
         except OSError as exc:
-            return -exc.errno
+            return _failed(exc)
+
+
+def _failed(exc: OSError) -> int:
+    """What a failed call returns: the negative errno (_ioctl's OSErrors always carry one;
+    EIO for one that does not)."""
+    return -(exc.errno if exc.errno is not None else errno.EIO)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from xenvmi import safetext
 from xenvmi.errors import PermissionDenied, Unavailable
 
 #: Library names to try: Debian's libxenstat4.17, any versioned one, libxen-dev's symlink.
@@ -143,7 +144,7 @@ class XenStat:
     def __init__(self, timeout: float = 10.0, library: str | None = None, lib=None):
         self.timeout = timeout
         self._lib = lib if lib is not None else _load(library or find_library())
-        self._handle = None
+        self._handle: int | None = None  # xenstat_handle*, once open
         self._lock = threading.Lock()
 
     def __enter__(self) -> XenStat:
@@ -249,7 +250,7 @@ class XenStat:
         name = lib.xenstat_domain_name(dom) or b""
         return DomainCounters(
             domid=lib.xenstat_domain_id(dom),
-            name=name[:256].decode("utf-8", "backslashreplace"), state=state,
+            name=safetext.decode(name[:256]), state=state,
             cpu_ns=lib.xenstat_domain_cpu_ns(dom), vcpus=vcpus, vcpus_online=online,
             memory_bytes=lib.xenstat_domain_cur_mem(dom),
             memory_max_bytes=None if max_mem == NO_LIMIT else max_mem,

@@ -12,6 +12,7 @@ store is read-only unless opened with ``writable=True``.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import itertools
 import logging
@@ -24,8 +25,9 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from enum import IntEnum
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
+from xenvmi import safetext
 from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
 from xenvmi.model.host import WatchEvent, XsNode, XsTree
 
@@ -69,17 +71,20 @@ PAYLOAD_MAX = 4096
 PATH_MAX = 3072
 _PATH_RE = re.compile(r"[A-Za-z0-9_/@-]+")
 _SPECIAL_WATCHES = ("@introduceDomain", "@releaseDomain")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _tokens = itertools.count(1)
 
 
+@overload
+def safe_text(raw: bytes, limit: int = PAYLOAD_MAX) -> str: ...
+@overload
+def safe_text(raw: bytes | None, limit: int = PAYLOAD_MAX) -> str | None: ...
 def safe_text(raw: bytes | None, limit: int = PAYLOAD_MAX) -> str | None:
-    """Decode an untrusted value: at most ``limit`` bytes, invalid UTF-8 and control
-    characters shown as ``\\xNN`` escapes (so a guest cannot drive the terminal)."""
+    """Decode an untrusted value: at most ``limit`` bytes, invalid UTF-8 and every
+    non-printable character escaped (:func:`xenvmi.safetext.decode`), so a guest cannot
+    drive the terminal."""
     if raw is None:
         return None
-    text = raw[:limit].decode("utf-8", "backslashreplace")
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    text = safetext.decode(raw[:limit])
     return text + "..." if len(raw) > limit else text
 
 
@@ -160,13 +165,12 @@ class XenStore:
         sock = self._socket_path or next((p for p in SOCKET_PATHS if os.path.exists(p)), None)
         bus = self._xenbus_path or next((p for p in XENBUS_PATHS if os.path.exists(p)), None)
         if sock:
-            conn, self.transport = UnixSocketConnection(sock), "socket"
+            conn, self.transport, path = UnixSocketConnection(sock), "socket", sock
         elif bus:
-            conn, self.transport = XenBusConnection(bus), "xenbus"
+            conn, self.transport, path = XenBusConnection(bus), "xenbus", bus
         else:
             raise Unavailable("no xenstore here (no xenstored socket, no /dev/xen/xenbus): run "
                               "in a Xen dom0 with xenstored started (/etc/init.d/xen start)")
-        path = sock or bus
         if not os.access(path, os.R_OK | os.W_OK):
             raise PermissionDenied(f"xenstore: cannot open {path}: run as root in dom0 (sudo)")
         try:
@@ -281,7 +285,7 @@ class XenStore:
         return _split_names(self._call(Op.DIRECTORY, path, check_path(path) + b"\0"))
 
     def fetch(self, reads: Iterable[str] = (), lists: Iterable[str] = ()
-              ) -> tuple[dict[str, str | None], dict[str, list[str] | None]]:
+              ) -> tuple[dict[str, str | None], dict[str, builtins.list[str] | None]]:
         """Values of ``reads`` and children of ``lists`` in one pipelined round trip;
         absent or forbidden paths give None."""
         reads, lists = list(dict.fromkeys(reads)), list(dict.fromkeys(lists))
@@ -293,7 +297,7 @@ class XenStore:
     def read_many(self, paths: Iterable[str]) -> dict[str, str | None]:
         return self.fetch(reads=paths)[0]
 
-    def list_many(self, paths: Iterable[str]) -> dict[str, list[str] | None]:
+    def list_many(self, paths: Iterable[str]) -> dict[str, builtins.list[str] | None]:
         return self.fetch(lists=paths)[1]
 
     def walk(self, top: str, max_depth: int = 16, max_nodes: int = 10000) -> XsTree:
@@ -306,7 +310,7 @@ class XenStore:
             if len(nodes) + len(level) > max_nodes:
                 level, truncated = level[:max_nodes - len(nodes)], f"more than {max_nodes} nodes"
             values, children = self.fetch(level, level)
-            nxt = []
+            nxt: list[str] = []
             for path in level:
                 kids = children.get(path) or []
                 nodes.append(XsNode(path, values.get(path), len(kids), depth))

@@ -147,14 +147,14 @@ def run_hypercall(args: argparse.Namespace) -> int:
     if args.all:
         return _hypercall_all(args, arches)
     h = hc.lookup(args.value, args.arch)
-    table = hc.SUBOP_TABLES.get(h.name)
+    table = hc.SUBOP_TABLES.get(h.name) if args.ops else None  # set: print the commands
     if args.ops and table is None:
         raise UsageError(f"hypercall: {h.name} has no command table here (--ops works for "
                          f"{', '.join(hc.SUBOP_TABLES)})")
     if args.json:
         row = hypercall_row(h, arches)
         row["calling_conventions"] = [_convention(a) for a in arches]
-        if args.ops:
+        if table is not None:
             row["subops"] = _subops(table)
         print(render.dumps(row))
         return 0
@@ -173,7 +173,7 @@ def run_hypercall(args: argparse.Namespace) -> int:
                      "instruction": cc.instruction, "nr": cc.number_register,
                      "arguments": list(cc.argument_registers), "return": cc.return_register})
     lines += ["", render.table(rows, list(rows[0]))]
-    if args.ops:
+    if table is not None:
         lines += ["", f"{table.prefix}* commands:",
                   render.table(table.ops, ["number", "name", "status", "note"])]
     print("\n".join(lines))

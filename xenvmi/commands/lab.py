@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from xenvmi.commands import add_command
+from xenvmi.commands import add_command, usage
 from xenvmi.errors import LabError, UsageError
 from xenvmi.lab import remote  # image and vm are imported where used: they are heavy
 from xenvmi.lab.paths import DEFAULT_PORT, LabPaths
@@ -23,7 +23,7 @@ EXAMPLES = """  xenvmi lab up                     build (first time ~5 min) and 
   xenvmi lab check --runs 100       prove the emulated machine computes correctly
   xenvmi lab ssh                    a root shell in dom0
   xenvmi lab down                   stop the VM (the cached image stays)
-"""
+"""  # noqa: E501  (help text: the examples' columns are what --help prints)
 
 
 def _log(msg: str) -> None:
@@ -65,7 +65,8 @@ def cmd_up(args) -> int:
         image._remove_tree(paths.image(image.recipe_digest(paths)))
     if state is None:
         img = image.build(paths, log=_log)
-        _log(f"[{time.monotonic() - t0:5.0f}s] booting Xen under QEMU (ssh on 127.0.0.1:{args.port})")
+        _log(f"[{time.monotonic() - t0:5.0f}s] booting Xen under QEMU "
+             f"(ssh on 127.0.0.1:{args.port})")
         state = vm.boot(paths, img, args.port, args.memory)
         took = vm.wait_ssh(paths, state, args.boot_timeout, log=_log)
         _log(f"[{time.monotonic() - t0:5.0f}s] dom0 answers ssh ({took:.0f}s after QEMU start)")
@@ -141,7 +142,8 @@ def cmd_status(args) -> int:
           f"up {info['uptime_s']}s, ssh {'ok' if info['ssh'] else 'NOT reachable'}")
     for g in info.get("guests", []):
         print(f"  {g['name']:10} {g['type']:4} domid={g['domid']} "
-              f"{'up' if g['up'] else 'DOWN'} processes={g['processes']} modules={','.join(g['modules'])}")
+              f"{'up' if g['up'] else 'DOWN'} processes={g['processes']} "
+              f"modules={','.join(g['modules'])}")
     return 0
 
 
@@ -203,6 +205,7 @@ def cmd_log(args) -> int:
 
 
 def _positive(text: str) -> int:
+    """A whole number >= 0 (the name is older than the rule)."""
     try:
         value = int(text)
     except ValueError:
@@ -212,31 +215,49 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _positive(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text}")
+    return value
+
+
 def register(sub) -> None:
     lab = add_command(sub, "lab", "a real Xen 4.17 host in a QEMU VM, for testing and demos",
                       EXAMPLES)
     lsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND",
                               parser_class=type(lab))
-    lab.set_defaults(func=lambda a: (lab.print_help(), 2)[1])
+    lab.set_defaults(func=usage(lab))
 
     p = add_command(lsub, "up", "build the image if needed, boot it, start and check the guests",
                     "  xenvmi lab up\n  xenvmi lab up --port 2223 --check-runs 100\n")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="loopback port for ssh (2222)")
-    p.add_argument("--memory", type=int, default=6144, help="VM memory in MiB (6144)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="loopback port for ssh (2222)")
+    p.add_argument("--memory", type=_positive, default=6144, help="VM memory in MiB (6144)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the image from scratch")
     p.add_argument("--no-guests", action="store_true", help="do not start the lab guests")
     p.add_argument("--no-kernels", action="store_true",
                    help="only the guests of dom0's own kernel (no Debian 11/13 kernels)")
-    p.add_argument("--check-runs", type=int, default=10,
+    p.add_argument("--check-runs", type=_positive, default=10,
                    help="integrity-check runs after boot, 0 to skip (10)")
-    p.add_argument("--boot-timeout", type=float, default=3600.0,
+    p.add_argument("--boot-timeout", type=_seconds, default=3600.0,
                    help="last-resort limit on dom0's boot in seconds (3600); a boot whose "
                         "console stops advancing fails long before")
     p.set_defaults(func=cmd_up)
 
     add_command(lsub, "deps", "apt-get install what the host needs (QEMU, debootstrap, ...)"
                 ).set_defaults(func=cmd_deps)
-    add_command(lsub, "build", "build (or reuse) the dom0 disk image only").set_defaults(func=cmd_build)
+    add_command(lsub, "build", "build (or reuse) the dom0 disk image only"
+                ).set_defaults(func=cmd_build)
     add_command(lsub, "down", "stop the lab VM").set_defaults(func=cmd_down)
     p = add_command(lsub, "status", "is the lab running, and are its guests up")
     p.add_argument("--json", action="store_true")
@@ -244,7 +265,7 @@ def register(sub) -> None:
     p = add_command(lsub, "exec", "run a command in dom0, in the synced tree /opt/xenvmi/src",
                     "  xenvmi lab exec -- xl list\n  xenvmi lab exec -- pytest -m xen tests/lab\n")
     p.add_argument("--no-sync", action="store_true", help="do not sync the working tree first")
-    p.add_argument("--timeout", type=float, default=None, help="seconds before giving up")
+    p.add_argument("--timeout", type=_seconds, default=None, help="seconds before giving up")
     p.add_argument("command", nargs="...", help="the command, after --")
     p.set_defaults(func=cmd_exec)
     add_command(lsub, "ssh", "an interactive root shell in dom0").set_defaults(func=cmd_ssh)

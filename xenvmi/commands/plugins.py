@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenvmi import render
 from xenvmi.commands import add_command
+
+if TYPE_CHECKING:  # the commands import the plugin machinery when run, not at start-up
+    from xenvmi.plugins import Plugin, PluginResult
 
 LIST_EXAMPLES = """  xenvmi plugins                         what is installed, and why one cannot run here
   xenvmi plugins --json
@@ -22,7 +25,7 @@ LIST_EXAMPLES = """  xenvmi plugins                         what is installed, a
 
 plugins come from the xenvmi.plugins entry point group, the checkout's plugins/ folder,
 $XENVMI_PLUGIN_PATH (folders separated by ':') and --plugin-dir; see docs/plugins.md.
-"""
+"""  # noqa: E501  (help text: the examples' columns are what --help prints)
 
 RUN_EXAMPLES = """  xenvmi run netdev xvm-pvh1              a guest's network interfaces
   xenvmi run files xvm-hvm -o pid=1       open files of the guest's pid 1
@@ -72,10 +75,10 @@ def print_schema(name: str, dirs: list[str]) -> int:
     from xenvmi.errors import NotFoundError
     from xenvmi.plugins.loader import discover_entries
     from xenvmi.plugins.schema import result_schema
-    entry = next((e for e in discover_entries(dirs) if e.info.name == name and e.cls), None)
-    if entry is None:
+    cls = next((e.cls for e in discover_entries(dirs) if e.info.name == name and e.cls), None)
+    if cls is None:
         raise NotFoundError(f"no loadable plugin named {name!r} (`xenvmi plugins` lists them)")
-    print(render.dumps(result_schema(entry.cls)))
+    print(render.dumps(result_schema(cls)))
     return 0
 
 
@@ -125,7 +128,7 @@ def run_plugin(args: argparse.Namespace) -> int:
     return print_result(res, args.json, res.plugin_class)
 
 
-def result_text(res, plugin: type | None) -> str:
+def result_text(res: PluginResult, plugin: type[Plugin] | None) -> str:
     """A run's rows as the terminal shows them: the plugin's own text, else its table."""
     from xenvmi.plugins.base import Column, column_specs
     custom = plugin.render_text(res.rows) if plugin is not None else None
@@ -138,7 +141,8 @@ def result_text(res, plugin: type | None) -> str:
     return render.column_table(res.rows, columns)
 
 
-def print_result(res, as_json: bool, plugin: type | None, extra: dict | None = None) -> int:
+def print_result(res: PluginResult, as_json: bool, plugin: type[Plugin] | None,
+                 extra: dict | None = None) -> int:
     """Print one plugin run (a view's command or ``xenvmi run``): JSON or text on stdout,
     warnings and the error on stderr; the exit code. JSON is the one shape every run has
     (docs/views.md); ``extra`` adds keys after it."""

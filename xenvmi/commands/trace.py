@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from xenvmi import render
-from xenvmi.commands import add_command
+from xenvmi.commands import add_command, usage
 from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.trace.hypercall_decode import event_json, format_event
 from xenvmi.trace.hypercall_filters import Filters, parse_op
@@ -31,7 +31,7 @@ EXAMPLES = """  xenvmi trace hypercalls                      every privcmd call,
 output: `xl[812] domctl getdomaininfo(domid=7) -> -ESRCH (No such process) 12us`
 (comm[pid] call(target) -> return value, time in the kernel). Needs root, bcc
 (python3-bpfcc) and kernel headers in dom0.
-"""
+"""  # noqa: E501  (help text: the examples' columns are what --help prints)
 
 
 def _positive_float(text: str) -> float:
@@ -59,7 +59,7 @@ def register(sub: Any) -> None:
     tr = add_command(sub, "trace", "trace Xen activity live from dom0 (bcc/eBPF)",
                      "  xenvmi trace hypercalls --errors-only\n")
     tsub = tr.add_subparsers(dest="trace_command", metavar="WHAT", parser_class=type(tr))
-    tr.set_defaults(func=lambda a: (tr.print_help(), 2)[1])
+    tr.set_defaults(func=usage(tr))
     p = add_command(tsub, "hypercalls", "trace dom0's hypercalls (privcmd ioctls) with "
                     "their sub-ops, errors and latency", EXAMPLES)
     p.add_argument("-x", "--errors-only", action="store_true",

@@ -41,8 +41,8 @@ LEGACY_KEYS = {"ps": "processes", "lsmod": "modules", "dmesg": "records", "regs"
 
 def register(sub: Any) -> None:
     from xenvmi.plugins.base import option_specs, yes_no
-    from xenvmi.plugins.loader import builtin_views
-    for view in builtin_views():
+    from xenvmi.plugins.loader import view_classes
+    for view in view_classes():
         if not view.command:
             continue
         p = add_command(sub, view.name, view.description, view.examples + COMMON)
@@ -88,7 +88,7 @@ def run_view(args: argparse.Namespace) -> int:
     progress = (lambda m: None) if quiet else \
         (lambda m: print(f"xenvmi: {m}", file=sys.stderr, flush=True))
     result = plugins.run(view.name, args.domain, timeout=args.timeout, options=options,
-                         progress=progress, use_cache=not args.no_cache,
+                         progress=progress, use_cache=not args.no_cache, plugin=view,
                          backend=args.backend)
     legacy = LEGACY_KEYS.get(view.name)
     extra = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from xenvmi import render
-from xenvmi.commands import add_command
+from xenvmi.commands import add_command, usage
 from xenvmi.errors import NotFoundError, UsageError, XenvmiError
 from xenvmi.trace import trc_events as T
 
@@ -73,6 +73,7 @@ def cmd_decode(args) -> int:
     with _open(args.file) as stream:
         decoder = TraceDecoder(stream, strict=not args.keep_going)
         out = sys.stdout
+        n = -1
         for n, rec in enumerate(decoder):
             if limit is not None and n >= limit:
                 break
@@ -85,7 +86,14 @@ def cmd_decode(args) -> int:
                           f" {_fields_text(rec.fields) or ' '.join(map(hex, rec.extra))}"
                           .rstrip() + "\n")
     _warn(decoder)
+    if n < 0:
+        _empty(args.file)
     return 0
+
+
+def _empty(path) -> None:
+    print(f"xenvmi: warning: {path} holds no trace records (xentrace writes none when "
+          "nothing matched its mask)", file=sys.stderr)
 
 
 def cmd_summary(args) -> int:
@@ -94,10 +102,13 @@ def cmd_summary(args) -> int:
         summary = summarize_file(stream, strict=not args.keep_going)
     for err in summary.errors:
         print(f"xenvmi: warning: skipped damaged data: {err}", file=sys.stderr)
+    if not summary.records and not summary.errors:
+        _empty(args.file)
     if args.json:
         print(render.dumps(summary))
         return 0
-    span = "-" if summary.first_tsc is None else f"{summary.last_tsc - summary.first_tsc}"
+    first, last = summary.first_tsc, summary.last_tsc  # both set by any timestamped record
+    span = "-" if first is None or last is None else f"{last - first}"
     print(f"windows {summary.windows}  records {summary.records}  cpus "
           f"{','.join(map(str, summary.cpus)) or '-'}  tsc span {span}  "
           f"lost records {summary.lost_records}")
@@ -136,7 +147,7 @@ def register(sub) -> None:
     xt = add_command(sub, "xentrace", "record, decode and summarise Xen trace buffers",
                      EXAMPLES)
     xsub = xt.add_subparsers(dest="xentrace_command", metavar="ACTION", parser_class=type(xt))
-    xt.set_defaults(func=lambda a: (xt.print_help(), 2)[1])
+    xt.set_defaults(func=usage(xt))
 
     p = add_command(xsub, "decode", "print every record of a xentrace file",
                     "  xenvmi xentrace decode t.bin --limit 50\n"

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from xenvmi import render
-from xenvmi.commands import add_command
+from xenvmi.commands import add_command, usage
 from xenvmi.commands.domains import count_arg, seconds_arg
 
 if TYPE_CHECKING:  # imported when a command runs, not when the CLI builds its parser
@@ -38,7 +38,7 @@ EXAMPLES = """\
 def register(sub) -> None:
     xs = add_command(sub, "xs", "Read and watch xenstore (read-only).", EXAMPLES)
     xsub = xs.add_subparsers(dest="xs_command", metavar="XS_COMMAND", parser_class=type(xs))
-    xs.set_defaults(func=lambda a: (xs.print_help(), 2)[1])
+    xs.set_defaults(func=usage(xs))
 
     p = add_command(xsub, "ls", "List the children of a path (-r: everything below it).",
                     "  xenvmi xs ls /local/domain/0\n  xenvmi xs ls -r /vm --json\n")

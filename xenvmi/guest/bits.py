@@ -6,7 +6,7 @@ Register values come from a possibly hostile guest: nothing here raises on bad i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 MASK64 = (1 << 64) - 1
 
@@ -34,6 +34,10 @@ def named_bits(value: int | None, names: Mapping[int, str], *, unknown: bool = F
     return out
 
 
+@overload
+def bits(value: int, low: int, width: int) -> int: ...
+@overload
+def bits(value: int | None, low: int, width: int) -> int | None: ...
 def bits(value: int | None, low: int, width: int) -> int | None:
     """Field ``value[low + width - 1 : low]``, or None for a missing value."""
     return None if value is None else (value >> low) & ((1 << width) - 1)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import drgn
 from drgn import Object
 
+from xenvmi import safetext
 from xenvmi.errors import GuestDataError  # noqa: F401  (callers catch it from here)
 from xenvmi.guest.budget import MAX_WARNINGS, Budget, DeadlineExceeded  # noqa: F401
 
@@ -91,8 +92,6 @@ def walk_nodes(read: Callable[[int, int], bytes], head_addr: int, budget: Budget
 
 
 def c_string(raw: bytes, limit: int) -> str:
-    """A NUL-terminated guest string, cut at ``limit``, non-printables shown as '?'."""
-    text = raw[:limit].split(b"\x00", 1)[0].decode("utf-8", "replace")
-    if text.isprintable():  # nearly always: skip the per-character pass
-        return text
-    return "".join(c if c.isprintable() else "?" for c in text)
+    """A NUL-terminated guest string, cut at ``limit``, safe to print
+    (:func:`xenvmi.safetext.decode`: non-printables and invalid UTF-8 as escapes)."""
+    return safetext.decode(raw[:limit].split(b"\x00", 1)[0])

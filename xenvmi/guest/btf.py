@@ -328,7 +328,8 @@ class Btf:
             fmt = self._s32 if t.kind_flag else self._u32
             for i in range(t.vlen):
                 name_off = self._u32.unpack_from(self._types, pos + 8 * i)[0]
-                out.append((self._enum_name(t, name_off), fmt.unpack_from(self._types, pos + 8 * i + 4)[0]))
+                value = fmt.unpack_from(self._types, pos + 8 * i + 4)[0]
+                out.append((self._enum_name(t, name_off), value))
         else:
             for i in range(t.vlen):
                 name_off, lo, hi = self._hdr.unpack_from(self._types, pos + 12 * i)

@@ -178,7 +178,8 @@ class BtfTypeFinder:
         if tid in self._busy:
             raise GuestDataError(f"malformed BTF: type {tid} refers to itself")
         if self._depth >= MAX_DEPTH:
-            raise GuestDataError(f"malformed BTF: type reference chain deeper than {MAX_DEPTH} at {tid}")
+            raise GuestDataError(f"malformed BTF: type reference chain deeper than "
+                                 f"{MAX_DEPTH} at {tid}")
         self._busy.add(tid)
         self._depth += 1
         try:

@@ -59,16 +59,6 @@ class BtfWriter:
 
     # -- one method per kind --------------------------------------------------------
 
-    def int(self, name: str, size: int, signed: bool = False, *, char: bool = False,
-            bool_: bool = False, bits: int | None = None, offset: int = 0) -> int:
-        enc = (B.INT_SIGNED if signed else 0) | (B.INT_CHAR if char else 0) | \
-            (B.INT_BOOL if bool_ else 0)
-        nbits = size * 8 if bits is None else bits
-        return self.raw(B.INT, name, 0, size, self._pack("I", enc << 24 | offset << 16 | nbits))
-
-    def float(self, name: str, size: int) -> int:
-        return self.raw(B.FLOAT, name, 0, size)
-
     def ptr(self, target: int) -> int:
         return self.raw(B.PTR, None, 0, target)
 
@@ -172,6 +162,19 @@ class BtfWriter:
                          h["type_off"], h["type_len"], h["str_off"], h["str_len"])
         return hdr + bytes(types) + strs
 
+    # -- float and int: last, as in the class body these names shadow the builtins in
+    # every annotation after them (int before float's ``-> int`` would too) ------------
+
+    def float(self, name: str, size: int) -> int:
+        return self.raw(B.FLOAT, name, 0, size)
+
+    def int(self, name: str, size: int, signed: bool = False, *, char: bool = False,
+            bool_: bool = False, bits: int | None = None, offset: int = 0) -> int:
+        enc = (B.INT_SIGNED if signed else 0) | (B.INT_CHAR if char else 0) | \
+            (B.INT_BOOL if bool_ else 0)
+        nbits = size * 8 if bits is None else bits
+        return self.raw(B.INT, name, 0, size, self._pack("I", enc << 24 | offset << 16 | nbits))
+
 
 @dataclass
 class SampleKernel:
@@ -186,8 +189,8 @@ class SampleKernel:
 
 def sample_kernel(byteorder: str = "little") -> SampleKernel:
     """``struct list_head``, ``struct task_struct`` {__state, in_execve:1, in_iowait:1 (bits
-    32, 33), tasks, pid, tgid, comm[16], mm, prio}, typedefs (u32, u64, pid_t), ``enum pid_type`` and
-    ``struct mm_struct`` as a forward declaration resolved later."""
+    32, 33), tasks, pid, tgid, comm[16], mm, prio}, typedefs (u32, u64, pid_t), ``enum
+    pid_type`` and ``struct mm_struct`` as a forward declaration resolved later."""
     w = BtfWriter(byteorder)
     ids: dict[str, int] = {}
     ids["ulong"] = w.int("long unsigned int", 8)

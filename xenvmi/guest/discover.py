@@ -209,12 +209,12 @@ def _note_bytes(text: bytes) -> bytes:
     return struct.pack("<III", len(V.NOTE_NAME), len(text), 0) + V.NOTE_NAME + b"\0" + text
 
 
-def from_dump_note(mem: GuestMemory) -> Discovery:
-    """A vmcore's VMCOREINFO note (``mem.vmcoreinfo``): no scan, but the same check as a
-    scan hit (the note's release must be the kernel image's). Its guest-physical address
+def from_dump_note(mem: GuestMemory, note: bytes) -> Discovery:
+    """A vmcore's VMCOREINFO ``note`` (``mem.vmcoreinfo``): no scan, but the same check as
+    a scan hit (the note's release must be the kernel image's). Its guest-physical address
     is the one xenvmi's writer recorded, else 0 (unknown: another tool wrote the dump)."""
     t0 = time.monotonic()
-    info = V.parse_text(mem.vmcoreinfo)
+    info = V.parse_text(note)
     how = verify(mem, info)
     addr = getattr(mem, "vmcoreinfo_address", None) or 0
     d = Discovery(info, addr, False, time.monotonic() - t0)
@@ -286,9 +286,10 @@ def discover(mem: GuestMemory, *, use_cache: bool = True, timeout: float = 600.0
     matches, else a scan."""
     path = _cache_file(mem, cache_dir()) if use_cache else None
     problems: list[str] = []
-    if getattr(mem, "vmcoreinfo", None) is not None:
+    note = getattr(mem, "vmcoreinfo", None)  # a dump file's (DumpMemory) VMCOREINFO note
+    if note is not None:
         try:
-            d = from_dump_note(mem)
+            d = from_dump_note(mem, note)
         except V.NoteError as e:
             problems.append(f"the VMCOREINFO note of {mem.name} is unusable ({e}): "
                             "scanned its memory instead")

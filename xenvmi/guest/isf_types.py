@@ -121,7 +121,9 @@ class IsfTypes:
                 self.user_name[tid] = t.name
         for tid in self.btf.ids_of_kind(B.TYPEDEF):  # typedef struct {...} name_t;
             t = self._get(tid)
-            target = t.type if t else 0
+            if t is None:
+                continue
+            target = t.type
             if target in anonymous and target not in self.user_name and t.name \
                     and t.name not in taken:
                 taken.add(t.name)
@@ -202,7 +204,8 @@ class IsfTypes:
             kind = B.UNION if t.kind_flag else B.STRUCT
             full = next((i for i in self.btf.ids_by_name(t.name or "")
                          if self.btf.kind(i) == kind), None)
-            name = self.user_name.get(full, t.name)  # the definition's (maybe renamed)
+            # the definition's name (maybe renamed)
+            name = t.name if full is None else self.user_name.get(full, t.name)
             if not name:
                 return None, 0
             return {"kind": "union" if t.kind_flag else "struct", "name": name}, 1
@@ -372,7 +375,8 @@ class IsfTypes:
         ids = [i for i in self.btf.ids_by_name(name) if self.btf.kind(i) in kinds]
         full = [i for i in ids if self.btf.get(i).vlen or self.btf.kind(i) not in
                 (B.ENUM, B.ENUM64)]
-        return (full or ids or [None])[0]
+        found = full or ids
+        return found[0] if found else None
 
     def anonymous_with(self, members: tuple[str, ...]) -> dict | None:
         want = set(members)

@@ -277,11 +277,15 @@ def _anchor_indexes(data: bytearray, names_at: int, offs: list[int], tokens: lis
     return found
 
 
-def _decoders(img: Image, count: int, start: int, layout: str) -> list[tuple]:
+#: (encoding, where: offsets by name, the address of symbol i) for one table layout.
+Decoder = tuple[str, dict[str, int], Callable[[int], int]]
+
+
+def _decoders(img: Image, count: int, start: int, layout: str) -> list[Decoder]:
     """Candidate (encoding, where, read address i) for the address table that sits at
     ``start`` (6.4+: after the token index) or ends at ``start`` (earlier: the u32
     count follows the relative base, or the absolute addresses)."""
-    out = []
+    out: list[Decoder] = []
     if layout == "6.4+":
         offsets = _align(start, 8)
         base_at = _align(offsets + 4 * count, 8)

@@ -11,10 +11,15 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import drgn
 from drgn import TypeKind
 
+#: A struct's fields as :meth:`Layout.read` unpacks them: an int for a scalar, bytes for a
+#: char array, None for an optional field the kernel lacks. Which one a field is comes from
+#: the guest's BTF at run time (as with ``struct.unpack``), so the values are typed Any.
+Fields = dict[str, Any]
 #: Fields further apart than this are read separately (see :class:`Layout`).
 GAP = 256
 _SCALARS = (TypeKind.INT, TypeKind.BOOL, TypeKind.ENUM, TypeKind.POINTER)
@@ -95,27 +100,29 @@ class Layout:
         found.sort()
         if not found:
             raise LookupError(f"no wanted field in {type_name}")
-        chunks, pos = [], None
+        # (offset, format parts, names) per chunk; the first field starts the first chunk
+        pos = found[0][0]
+        chunks: list[tuple[int, list[str], list[str]]] = [(pos, ["<"], [])]
         for off, f, name in found:
-            if pos is not None and off < pos:
+            if off < pos:
                 raise LookupError(f"overlapping fields in {type_name}")
-            if pos is None or off - pos > GAP:
-                chunks.append([off, "<", []])
-            else:
-                chunks[-1][1] += f"{off - pos}x" * (off > pos)
-            chunks[-1][1] += f
+            if off - pos > GAP:
+                chunks.append((off, ["<"], []))
+            elif off > pos:
+                chunks[-1][1].append(f"{off - pos}x")
+            chunks[-1][1].append(f)
             chunks[-1][2].append(name)
             pos = off + struct.calcsize("<" + f)
         present = {name for _, _, name in found}
         layout = cls(type_name, names, found[0][0], pos - found[0][0],
-                     tuple((o, struct.Struct(f), tuple(n)) for o, f, n in chunks),
+                     tuple((o, struct.Struct("".join(f)), tuple(n)) for o, f, n in chunks),
                      {n: None for n in names if n not in present})
         prog.cache[key] = layout
         return layout
 
-    def unpack(self, raw: bytes) -> dict[str, int | bytes | None]:
+    def unpack(self, raw: bytes) -> Fields:
         """The fields from :attr:`span` bytes read at the struct's ``start``."""
-        out: dict[str, int | bytes | None] = {}
+        out: Fields = {}
         for off, fmt, names in self._chunks:
             out.update(zip(names, fmt.unpack_from(raw, off - self.start)))
         if self._absent:
@@ -123,11 +130,11 @@ class Layout:
         return out
 
     def read(self, read: Callable[[int, int], bytes],
-             address: int) -> dict[str, int | bytes | None]:
+             address: int) -> Fields:
         """Read (``read(address, size)``, e.g. ``Program.read``, one call per chunk) and
         unpack the struct at kernel ``address``; what ``read`` raises (drgn.FaultError)
         if unreadable."""
-        out: dict[str, int | bytes | None] = {}
+        out: Fields = {}
         for off, fmt, names in self._chunks:
             out.update(zip(names, fmt.unpack_from(read(address + off, fmt.size))))
         if self._absent:

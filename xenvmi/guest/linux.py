@@ -179,9 +179,10 @@ def _process(kp, lay: _Layouts, addr: int, budget: Budget, shared: dict) -> Proc
     parent = t["real_parent"]
     ppid = -1
     if is_kernel_pointer(parent):
-        ppid = shared.get(parent)  # most tasks share a few parents (init, kthreadd)
-        if ppid is None:
-            ppid = shared[parent] = lay.tgid.read(read, parent)["tgid"]
+        tgid = shared.get(parent)  # most tasks share a few parents (init, kthreadd)
+        if tgid is None:
+            tgid = shared[parent] = lay.tgid.read(read, parent)["tgid"]
+        ppid = tgid
     else:
         budget.warn(f"task {pid} at {addr:#x}: bad real_parent pointer")
     cred = t["cred"]
@@ -300,8 +301,9 @@ def _uts(prog: drgn.Program) -> tuple[str | None, str | None, str | None]:
         name = prog["init_uts_ns"].name.read_()
     except (LookupError, drgn.FaultError):
         return None, None, None
-    return tuple(c_string(getattr(name, f).string_(), 65)
-                 for f in ("release", "version", "nodename"))
+    release, version, nodename = (c_string(getattr(name, f).string_(), 65)
+                                  for f in ("release", "version", "nodename"))
+    return release, version, nodename
 
 
 def kernel_info(kp, budget: Budget) -> KernelInfo:

@@ -20,6 +20,7 @@ import struct
 
 import drgn
 
+from xenvmi import safetext
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
 from xenvmi.model.guest import LogRecord
 
@@ -282,5 +283,6 @@ def _caller(caller_id: int) -> str:
 
 
 def _clean(text: bytes) -> str:
-    s = text.decode("utf-8", "replace")
-    return "".join(c if c.isprintable() or c in "\n\t" else "?" for c in s)
+    """A record's text, safe to print: a newline or ESC in it is shown escaped, as
+    /dev/kmsg shows it, so a guest cannot forge log lines or drive the terminal."""
+    return safetext.decode(text)

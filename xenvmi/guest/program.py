@@ -258,23 +258,24 @@ def _load_btf(kp: KernelProgram, cache: Path | None) -> None:
     size = stop - start
     if not B.HEADER_LEN < size <= MAX_BTF:
         raise GuestDataError(f"__start_BTF..__stop_BTF is {size} bytes: not plausible BTF")
-    data = symcache.load_btf(cache, size) if cache else None
-    cached = data is not None
-    if cached:
+    cached = symcache.load_btf(cache, size) if cache else None
+    index = None
+    if cache and cached is not None:
         where += f", from {cache}"
+        data = cached
+        index = symcache.load_btf_index(cache)
     else:
         # The kernel image is physically contiguous: one bulk read, not ~1000 pages.
         data = kp.memory.read_physical(info.kernel_image_pa(start), size, strict=True)
         if data[:3] != b"\x9f\xeb\x01":
             raise GuestDataError(f"no BTF magic at __start_BTF ({start:#x}): "
                                  f"{data[:4].hex()}")
-    index = symcache.load_btf_index(cache) if cached else None
     finder = attach_btf(prog, data, index=index)
     kp.btf_size, kp.btf_types = size, finder.btf.count
     kp.sources["types"] = where
     if cache:
         try:
-            if not cached:
+            if cached is None:
                 symcache.save_btf(cache, data)
             if not finder.btf.from_index:
                 symcache.save_btf_index(cache, finder.btf.export_index())

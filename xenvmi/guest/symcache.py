@@ -15,6 +15,7 @@ import os
 import struct
 from array import array
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from drgn import Symbol, SymbolBinding, SymbolKind
@@ -88,11 +89,12 @@ class CachedSymbols:
         hits = self._dups.get(name)
         if hits is not None:
             return hits
-        i = self._unique.get(name)
-        return [] if i is None else [i]
+        index = self._unique.get(name)
+        return [] if index is None else [index]
 
     def _scan(self, name: str) -> list[int]:
-        hits, start = [], 0
+        hits: list[int] = []
+        start = 0
         while True:
             try:
                 start = self.names.index(name, start)
@@ -117,6 +119,7 @@ class CachedSymbols:
                       _KINDS[self.kinds[i]])
 
     def __call__(self, prog, name, address, one) -> list[Symbol]:
+        hits: Sequence[int]
         if name is not None:
             hits = self._indexes(name)
             if address is not None:

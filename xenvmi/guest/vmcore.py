@@ -16,8 +16,8 @@ bisected with single-page probes instead of being read page by page (LibVMI pays
 hypercall per unreadable page), and skipped when its ends and middle are all holes. The
 guest kernel's own "System RAM" ranges, when known, are read whole, so RAM islands in
 such a chunk are kept; they only add to what probing finds, so a guest that hides RAM
-from its own resource tree does not hide it from the dump. Program headers get a fixed reserve before
-the data and are written last. The file appears under its name only when complete.
+from its own resource tree does not hide it from the dump. Program headers get a fixed
+reserve before the data and are written last. The file appears under its name only when complete.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import contextlib
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +53,8 @@ from xenvmi.vmcore_format import (
 
 CHUNK = 4 << 20
 MIN_SPLIT = 64 << 10  # below this a chunk is read whole, holes and all
+#: Seconds between checks that a live domain still exists while it is dumped.
+ALIVE_EVERY = 2.0
 MAX_LOADS = 1024  # PT_LOAD slots reserved; past them holes are written as zeros
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4 (no KASLR)
 REGION_END = 0xFFFF_FE00_0000_0000  # CPU_ENTRY_AREA_BASE: KASLR'd regions lie below
@@ -193,7 +195,7 @@ class _Copier:
     """Reads guest memory once, in chunks, writing readable runs to ``out``."""
 
     def __init__(self, mem: GuestMemory, out, fmt: str, data_start: int, deadline: float,
-                 progress: Progress | None, ram: list[tuple[int, int]] = ()) -> None:
+                 progress: Progress | None, ram: Sequence[tuple[int, int]] = ()) -> None:
         self.mem, self.out, self.fmt = mem, out, fmt
         #: RAM the guest kernel declares, page-aligned outwards, [start, end) sorted.
         self.ram = [(s // PAGE * PAGE, -(-e // PAGE) * PAGE) for s, e in ram]
@@ -204,7 +206,7 @@ class _Copier:
 
     def run(self) -> None:
         top = -(-self.mem.ram_top // PAGE) * PAGE
-        pos = 0
+        pos, checked = 0, time.monotonic()
         while pos < top:
             if time.monotonic() > self.deadline:
                 raise DumpTimeout(f"dump of {self.mem.name} did not finish before its "
@@ -213,8 +215,12 @@ class _Copier:
             self._probes.clear()
             self._visit(pos, end)
             pos = end
+            if time.monotonic() - checked > ALIVE_EVERY:
+                self.mem.check_alive()  # a destroyed domain's pages read as holes
+                checked = time.monotonic()
             if self.progress:
                 self.progress(pos, top)
+        self.mem.check_alive()
 
     def _ok(self, page: int) -> bool:
         if page not in self._probes:
@@ -326,7 +332,7 @@ def _notes(mem: GuestMemory, discovery, warnings: list[str]) -> tuple[bytes, int
 def dump(mem: GuestMemory, path: str | os.PathLike, *, fmt: str = "elf", discovery=None,
          pause: bool = False, timeout: float | None = 1800.0,
          progress: Progress | None = None, force: bool = False,
-         ram_ranges: list[tuple[int, int]] = ()) -> DumpSummary:
+         ram_ranges: Sequence[tuple[int, int]] = ()) -> DumpSummary:
     """Write ``mem`` to ``path`` as an ELF vmcore (``fmt="elf"``) or a flat image ("raw").
 
     ``discovery`` (a :class:`xenvmi.guest.discover.Discovery`) supplies the VMCOREINFO

@@ -77,7 +77,10 @@ class VmcoreInfo:
 
     @property
     def page_size(self) -> int:
-        return int(self.fields.get("PAGESIZE", "4096"))
+        text = self.fields.get("PAGESIZE", "4096")
+        if not text.isdigit():  # the guest wrote it: "4 96" must refuse the note, not crash
+            raise NoteError(f"PAGESIZE is not a number: {text[:40]!r}")
+        return int(text)
 
     def has_kallsyms(self) -> bool:
         return all(k in self.symbols for k in KALLSYMS_KEYS[:4])

@@ -32,6 +32,9 @@ DISK_SIZE = "10G"
 MIN_FREE_BYTES = 12 * 1024**3
 #: setup.cfg extras provision.sh installs in dom0 (``pip install -e SRC[dom0,test]``).
 DOM0_EXTRAS = ("dom0", "test")
+#: Test-extra tools that run on the host only (lint, types, the fuzz suite), not baked
+#: into dom0.
+HOST_ONLY = ("ruff", "mypy", "hypothesis")
 BUILD_WHEELS = ("setuptools>=64", "wheel")
 
 
@@ -45,7 +48,7 @@ def dom0_requirements(setup_cfg: Path) -> list[str]:
     for extra in DOM0_EXTRAS:
         lines += cfg["options.extras_require"].get(extra, "").splitlines()
     reqs = [ln.split("#", 1)[0].strip() for ln in lines]
-    return sorted({r for r in reqs if r}) + list(BUILD_WHEELS)
+    return sorted({r for r in reqs if r and not r.startswith(HOST_ONLY)}) + list(BUILD_WHEELS)
 HOST_TOOLS = {"debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ssh": "openssh-client",
               "ssh-keygen": "openssh-client", "unshare": "util-linux", "chroot": "coreutils",
               "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils"}
@@ -83,7 +86,8 @@ def install_host_packages(log=print) -> None:
                  ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
         res = subprocess.run(argv, env=env, capture_output=True, text=True)
         if res.returncode != 0:
-            raise Unavailable(f"{' '.join(argv[:2])} failed: {res.stderr.strip().splitlines()[-1:]}")
+            raise Unavailable(f"{' '.join(argv[:2])} failed: "
+                              f"{res.stderr.strip().splitlines()[-1:]}")
 
 
 def recipe_digest(paths: LabPaths) -> str:
@@ -105,6 +109,15 @@ def ensure_key(paths: LabPaths) -> None:
                     "-f", str(paths.key)], check=True)
 
 
+def _checkout() -> Path:
+    """The source checkout the lab is built from (LabError when xenvmi is installed)."""
+    root = source_root()
+    if root is None:
+        raise LabError("building the lab needs a source checkout of xenvmi "
+                       "(it is synced to dom0)")
+    return root
+
+
 def preflight(paths: LabPaths) -> None:
     """Everything a build needs, checked up front so failures are one clear line."""
     if os.geteuid() != 0:
@@ -113,8 +126,7 @@ def preflight(paths: LabPaths) -> None:
     missing = missing_host_packages(with_tests=False)
     if missing:
         raise Unavailable(f"missing host tools: apt-get install {' '.join(missing)}")
-    if source_root() is None:
-        raise LabError("building the lab needs a source checkout of xenvmi (it is synced to dom0)")
+    _checkout()
     paths.root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(paths.root).free
     if free < MIN_FREE_BYTES:
@@ -175,7 +187,7 @@ def build(paths: LabPaths, log=print) -> Path:
                                   "--platform", "manylinux2014_x86_64",
                                   "--platform", "manylinux_2_17_x86_64",
                                   "-d", str(wheels),
-                                  *dom0_requirements(source_root() / "setup.cfg")])
+                                  *dom0_requirements(_checkout() / "setup.cfg")])
     _install_source(rootfs / "opt/xenvmi/src")
     # The other releases' guest kernels go in the image, so the chroot (host speed) makes
     # their initramfs and dom0 has nothing to remake on its first start.
@@ -196,7 +208,8 @@ def build(paths: LabPaths, log=print) -> Path:
               "--src /opt/xenvmi/src --wheels /opt/xenvmi/wheels")
     steps.run("provision (chroot)", ["unshare", "--mount", "--fork", "chroot", str(rootfs),
                                      "/bin/bash", "-c", script],
-              echo_prefix="== provision", env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin"))
+              echo_prefix="== provision",
+              env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin"))
     _extract_boot(rootfs, work)
     steps.run("mkfs.ext4", ["mkfs.ext4", "-q", "-F", "-L", "xenvmi-dom0", "-d", str(rootfs),
                             str(work / "disk.img"), DISK_SIZE])
@@ -213,8 +226,7 @@ def build(paths: LabPaths, log=print) -> Path:
 
 
 def _install_source(dest: Path) -> None:
-    root = source_root()
-    assert root is not None
+    root = _checkout()
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(source_tarball(root)), mode="r:gz") as tar:
         tar.extractall(dest, filter="data")

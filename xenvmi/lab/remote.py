@@ -47,8 +47,8 @@ def run(paths: LabPaths, port: int, command: str, timeout: float | None = 600, c
         err = (res.stderr or b"").decode(errors="replace").strip()
         raise LabError(f"cannot reach dom0 over ssh on 127.0.0.1:{port}: {err or 'ssh failed'}")
     if check and res.returncode != 0:
-        err = (res.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
-        raise LabError(f"`{command}` failed in dom0 (exit {res.returncode}): {' '.join(err)}")
+        last = (res.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+        raise LabError(f"`{command}` failed in dom0 (exit {res.returncode}): {' '.join(last)}")
     return res
 
 

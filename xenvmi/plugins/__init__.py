@@ -39,12 +39,12 @@ def tui_panel(name: str, extra_dirs: Sequence[str | Path] = ()) -> type | None:
     """The Textual widget class plugin ``name`` offers, or None (show its rows as a table).
 
     Called by the TUI only: the plugin imports Textual inside its hook."""
-    entry = next((e for e in discover_entries(extra_dirs)
-                  if e.info.name == name and e.cls is not None), None)
-    if entry is None:
+    cls = next((e.cls for e in discover_entries(extra_dirs)
+                if e.info.name == name and e.cls is not None), None)
+    if cls is None:
         raise NotFoundError(f"no loadable plugin named {name!r}")
     try:
-        return entry.cls.tui_panel()
+        return cls.tui_panel()
     except Exception as e:  # isolation boundary: the plugin's hook failed
         raise XenvmiError(f"plugin {name}: tui_panel() failed: {type(e).__name__}: {e}") \
             from None

@@ -21,11 +21,11 @@ import os
 import pkgutil
 import re
 import sys
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from xenvmi.plugins import requirements
 from xenvmi.plugins.base import API_VERSION, Column, Option, Plugin
@@ -102,17 +102,28 @@ def _validate(cls: Any) -> str | None:
     return None
 
 
-def _info(cls: type[Plugin], source: str, fallback: str) -> Entry:
-    """Validate and describe a plugin class; ``fallback`` names it if its name is bad."""
-    error = _validate(cls)
+def _has_tui(cls: type[Plugin]) -> bool:
+    """Whether ``cls`` overrides :meth:`Plugin.tui_panel` (a classmethod: its function is
+    Plugin's unless overridden); a static method or other callable overrides it too."""
+    own, base = cls.tui_panel, Plugin.tui_panel
+    return not (isinstance(own, types.MethodType) and isinstance(base, types.MethodType)
+                and own.__func__ is base.__func__)
+
+
+def _info(found: type, source: str, fallback: str, dump_file: bool = False) -> Entry:
+    """Validate and describe a plugin class (any class: what is wrong with it makes a
+    broken entry); ``fallback`` names it if its name is bad. ``dump_file``: whether it can
+    run on a dump file rather than a live domain (fewer requirements)."""
+    error = _validate(found)
     if error:
-        name = getattr(cls, "name", None)
+        name = getattr(found, "name", None)
         return _broken(name if isinstance(name, str) and _NAME.match(name) else fallback,
                        source, error)
+    cls = cast("type[Plugin]", found)  # _validate checked it is a Plugin subclass
     if cls.api_version != API_VERSION:
         why = [f"needs plugin API {cls.api_version}, this xenvmi has {API_VERSION}"]
     else:
-        why = requirements.unmet(cls.requires)
+        why = requirements.unmet(cls.requires, dump_file=dump_file)
         try:
             extra = cls.check()
         except Exception as e:  # isolation boundary: a plugin's own check may fail
@@ -127,8 +138,7 @@ def _info(cls: type[Plugin], source: str, fallback: str) -> Entry:
         row=cls.row.__name__,
         columns=tuple(c.key if isinstance(c, Column) else c for c in cls.columns or fields),
         options={k: v.help if isinstance(v, Option) else v for k, v in cls.options.items()},
-        has_tui=cls.tui_panel.__func__ is not
-        Plugin.tui_panel.__func__), cls)
+        has_tui=_has_tui(cls)), cls)
 
 
 # -- xenvmi's own views ------------------------------------------------------------------
@@ -140,8 +150,9 @@ def view_modules() -> list[str]:
                   if not m.name.startswith("_"))
 
 
-def _module_plugin(module: Any) -> type[Plugin] | str:
-    """A module's one plugin class (or the one it names as ``PLUGIN``), or why it has none."""
+def _module_plugin(module: Any) -> type | str:
+    """A module's one plugin class (or the one it names as ``PLUGIN``, any class until
+    ``_info`` validates it), or why it has none."""
     explicit = getattr(module, "PLUGIN", None)
     if explicit is not None:
         return explicit if inspect.isclass(explicit) else type(explicit)
@@ -167,14 +178,33 @@ def _from_views() -> list[Entry]:
 
 
 def builtin_views() -> list[type[Plugin]]:
-    """The built-in views that loaded, in name order (the CLI makes commands of them)."""
+    """The built-in views that loaded and are valid, in name order."""
     return [e.cls for e in _from_views() if e.cls is not None]
+
+
+def view_classes() -> list[type[Plugin]]:
+    """The built-in views' classes, imported but neither validated nor checked against
+    what is installed: what the CLI needs to build its commands, at start-up's cost only
+    (``builtin_views`` and the runner check them; the unit tests validate every one)."""
+    out = []
+    for name in view_modules():
+        found = _module_plugin(importlib.import_module(name))
+        if not isinstance(found, str):
+            out.append(cast("type[Plugin]", found))
+    return out
+
+
+def entry_of(cls: type[Plugin], dump_file: bool = False) -> Entry:
+    """A known plugin class's entry, without discovering the others (a view's command)."""
+    return _info(cls, f"builtin {cls.__module__}", cls.__module__.rsplit(".", 1)[-1],
+                 dump_file=dump_file)
 
 
 # -- entry points ------------------------------------------------------------------------
 
 def _from_entry_points() -> list[Entry]:
     out = []
+    from importlib import metadata  # tens of milliseconds: only when discovering
     for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
         if ep.value.startswith("xenvmi."):
             continue  # an older xenvmi's own views: today's come from the package
@@ -201,7 +231,7 @@ def default_dirs() -> list[Path]:
 
 
 #: Loaded plugin files: path -> (mtime and size, the class or why it failed to load).
-_loaded: dict[Path, tuple[tuple[int, int], type[Plugin] | str]] = {}
+_loaded: dict[Path, tuple[tuple[int, int], type | str]] = {}
 
 
 def _load_file(path: Path) -> Entry:
@@ -219,11 +249,13 @@ def _load_file(path: Path) -> Entry:
     return _info(found, str(path), path.stem)
 
 
-def _import_file(path: Path) -> type[Plugin] | str:
+def _import_file(path: Path) -> type | str:
     """The file's plugin class, or the one-line reason it has none."""
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     modname = f"xenvmi_plugin_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
     spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:  # not a file Python can import
+        return f"cannot import {path.name} as a Python module"
     module = importlib.util.module_from_spec(spec)
     sys.modules[modname] = module  # dataclasses look their module up while being built
     try:
@@ -234,12 +266,35 @@ def _import_file(path: Path) -> type[Plugin] | str:
     return _module_plugin(module)
 
 
+def untrusted(path: Path) -> str | None:
+    """Why xenvmi refuses to run code from ``path`` (None: it may), as ssh refuses a key
+    others can write: xenvmi runs as root in dom0, so a plugin file, or the folder it is
+    in, that someone else owns or may write would let them run code as root. Owner: root
+    or the user running xenvmi; no write permission for group or others."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        return f"{path}: {e.strerror}"
+    if st.st_uid not in (0, os.geteuid()):
+        return f"refused: {path} is owned by uid {st.st_uid}, not root or you"
+    writers = [who for bit, who in ((0o020, "group"), (0o002, "others")) if st.st_mode & bit]
+    if writers:
+        return f"refused: {path} is writable by {' and '.join(writers)} (chmod go-w {path})"
+    return None
+
+
 def _from_dir(folder: Path) -> list[Entry]:
     if not folder.is_dir():
         return [_broken(folder.name or str(folder), str(folder),
                         f"plugin folder {folder} does not exist")]
-    return [_load_file(p.resolve()) for p in sorted(folder.glob("*.py"))
-            if not p.name.startswith(("_", "."))]
+    out = []
+    folder_why = untrusted(folder.resolve())
+    for p in sorted(folder.glob("*.py")):
+        if p.name.startswith(("_", ".")):
+            continue
+        why = folder_why or untrusted(p.resolve())
+        out.append(_broken(p.stem, str(p), why) if why else _load_file(p.resolve()))
+    return out
 
 
 def discover_entries(extra_dirs: Sequence[str | Path] = ()) -> list[Entry]:

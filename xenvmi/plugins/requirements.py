@@ -13,8 +13,6 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from xenvmi.backends.xenstore import SOCKET_PATHS, XENBUS_PATHS
-
 
 @functools.cache
 def _import_error(module: str) -> str | None:
@@ -48,6 +46,7 @@ def _dom0() -> str | None:
 def _xenstore() -> str | None:
     if _import_error("pyxs"):
         return "xenstore: pip install 'pyxs>=0.4.1'"
+    from xenvmi.backends.xenstore import SOCKET_PATHS, XENBUS_PATHS
     if not any(os.path.exists(p) for p in (*SOCKET_PATHS, *XENBUS_PATHS)):
         return "xenstore: no xenstored socket or /dev/xen/xenbus here (run in dom0)"
     return None

@@ -18,8 +18,8 @@ from typing import Any
 
 from xenvmi.errors import XenvmiError
 from xenvmi.plugins import requirements
-from xenvmi.plugins.base import Context, _quiet, option_specs
-from xenvmi.plugins.loader import Entry, _one_line, discover_entries
+from xenvmi.plugins.base import Context, Plugin, _quiet, option_specs
+from xenvmi.plugins.loader import Entry, _one_line, discover_entries, entry_of
 
 #: Rows kept from one run; more is a runaway plugin, not a result.
 MAX_ROWS = 1_000_000
@@ -40,7 +40,7 @@ class PluginResult:
     version: str = ""
     columns: tuple[str, ...] = ()
     #: The plugin's class when it loaded: its columns and text rendering print the rows.
-    plugin_class: type | None = field(default=None, repr=False, compare=False)
+    plugin_class: type[Plugin] | None = field(default=None, repr=False, compare=False)
 
 
 def grace(timeout: float) -> float:
@@ -58,8 +58,7 @@ class _Sink:
         self.done = threading.Event()
 
 
-def _body(entry: Entry, ctx: Context, sink: _Sink) -> None:
-    cls = entry.cls
+def _body(cls: type[Plugin], ctx: Context, sink: _Sink) -> None:
     try:
         produced = cls().run(ctx)
         for row in produced if produced is not None else ():
@@ -84,7 +83,8 @@ def _body(entry: Entry, ctx: Context, sink: _Sink) -> None:
 def _find(name: str, extra_dirs: Sequence[str | Path]) -> Entry | None:
     matches = [e for e in discover_entries(extra_dirs) if e.info.name == name]
     usable = [e for e in matches if e.cls is not None and e.info.available]
-    return (usable or matches or [None])[0]
+    found = usable or matches
+    return found[0] if found else None
 
 
 def _is_dump_file(domain: str | int | None) -> bool:
@@ -97,12 +97,14 @@ def _is_dump_file(domain: str | int | None) -> bool:
 def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | Path] = (),
         timeout: float | None = 120, options: dict[str, str] | None = None,
         progress: Callable[[str], None] = _quiet, use_cache: bool = True,
-        backend: str | None = None) -> PluginResult:
+        plugin: type[Plugin] | None = None, backend: str | None = None) -> PluginResult:
     """Run plugin ``name`` on ``domain`` (a domain's name or id, or for guest views a dump
     file); never raises for anything the plugin does. ``use_cache=False`` finds the
-    guest's kernel anew instead of from the per-boot cache."""
+    guest's kernel anew instead of from the per-boot cache. ``plugin``: its class, when
+    the caller has it (a view's own command), so no other plugin is discovered."""
     start = time.monotonic()
-    entry = _find(name, extra_dirs)
+    dump_file = _is_dump_file(domain)
+    entry = entry_of(plugin, dump_file) if plugin is not None else _find(name, extra_dirs)
     result = PluginResult(plugin=name, domain=domain)
 
     def fail(error: str, code: int) -> PluginResult:
@@ -115,11 +117,12 @@ def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | P
     info = entry.info
     result.version, result.columns = info.version, info.columns
     result.plugin_class = entry.cls
-    if entry.cls is None:
+    cls = entry.cls
+    if cls is None:
         return fail(f"plugin {name} failed to load: {info.error}", 1)
     if info.needs_domain and domain is None:
         return fail(f"plugin {name} needs a DOMAIN (name or id)", 2)
-    if _is_dump_file(domain) and info.needs_domain:
+    if dump_file and info.needs_domain and plugin is None:
         why = requirements.unmet(info.requires, dump_file=True)
         if why:
             return fail(f"plugin {name} cannot read a dump here: {'; '.join(why)}", 5)
@@ -132,10 +135,10 @@ def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | P
         takes = ", ".join(info.options) or "none"
         return fail(f"plugin {name} has no option {', '.join(unknown)} (options: {takes})", 2)
 
-    ctx = Context(name, domain, options, timeout, progress, option_specs(entry.cls),
+    ctx = Context(name, domain, options, timeout, progress, option_specs(cls),
                   use_cache=use_cache, backend=backend)
     sink = _Sink()
-    thread = threading.Thread(target=_body, args=(entry, ctx, sink), daemon=True,
+    thread = threading.Thread(target=_body, args=(cls, ctx, sink), daemon=True,
                               name=f"xenvmi-plugin-{name}")
     thread.start()
     try:

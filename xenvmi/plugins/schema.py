@@ -12,7 +12,10 @@ import dataclasses
 import enum
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xenvmi.plugins.base import Plugin
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -47,7 +50,7 @@ def type_schema(hint: Any) -> dict:
         return {"type": "string", "enum": [m.name.lower() for m in hint]}
     if isinstance(hint, type) and hint is bytes:
         return {"type": "string", "description": "hex"}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # a class, as hints are
         return row_schema(hint)
     return {}
 
@@ -61,13 +64,13 @@ def row_schema(row: type) -> dict:
             "required": fields, "additionalProperties": False}
 
 
-def result_schema(plugin: type, legacy_key: str | None = None,
+def result_schema(plugin: type[Plugin], legacy_key: str | None = None,
                   legacy_single: bool = False) -> dict:
     """The schema of ``--json`` for one plugin: who ran, on what, the rows, and whether
     they are complete. ``legacy_key``: a view command's pre-0.2 key for its rows (a list,
     or with ``legacy_single`` the one row), kept for one release."""
-    rows = {"type": "array", "items": row_schema(plugin.row)}
-    properties = {
+    rows: dict[str, Any] = {"type": "array", "items": row_schema(plugin.row)}
+    properties: dict[str, dict[str, Any]] = {
         "plugin": {"const": plugin.name},
         "version": {"type": "string"},
         "domain": {"type": ["string", "integer", "null"]},

@@ -14,6 +14,7 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
+from xenvmi import safetext
 from xenvmi.abi import domctl, sysctl
 from xenvmi.abi import errno as xerrno
 from xenvmi.abi import hypercalls as hc
@@ -55,7 +56,7 @@ def _signed(value: int, bits: int = 64) -> int:
 
 def _text(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
-        return bytes(value).split(b"\0", 1)[0].decode("utf-8", "replace")
+        return safetext.decode(bytes(value).split(b"\0", 1)[0])
     return str(value)
 
 

@@ -8,6 +8,12 @@ Word layouts cite the Xen 4.17 function that writes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xenvmi.abi.hypercalls import Hypercall
+
 # -- record header layout (public/trace.h: struct t_rec, TRC_HD_*) ----------------------
 TRC_HD_EVENT_MASK = 0x0FFFFFFF          # TRC_HD_TO_EVENT
 TRACE_EXTRA_SHIFT = 28
@@ -295,6 +301,7 @@ def hypercall_name(number: int) -> str:
     return name
 
 
+_abi_lookup: Callable[..., Hypercall] | None  # abi.hypercalls.lookup(number_or_name, arch=None)
 try:  # another module owns the authoritative table; use it when present
     from xenvmi.abi.hypercalls import lookup as _abi_lookup
 except Exception:  # pragma: no cover - depends on the tree's state
@@ -337,14 +344,15 @@ def _arg_plan(codes: int) -> tuple:
 _ARG_PLANS = tuple(_arg_plan(c) for c in range(4096))
 
 
-def _hypercall_v2(ev, x):
+def _hypercall_v2(ev: int, x: Sequence[int]) -> dict[str, Any]:
     # common/trace.c __trace_hypercall: word 0 = op | 2-bit arg-present codes A0..A5
     # from bit 20 (01 = 32-bit, 10 = 64-bit), then the present arguments' words in order.
     if not x:
         return {}
     w0 = x[0]
     op = w0 & 0xFFFFF
-    out = {"op": op, "hypercall": _hypercall_cache.get(op) or hypercall_name(op)}
+    out: dict[str, Any] = {"op": op,
+                           "hypercall": _hypercall_cache.get(op) or hypercall_name(op)}
     if w0 >> 20:
         args: list[int | None] = [None] * 6
         n = len(x)

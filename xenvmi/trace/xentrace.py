@@ -244,11 +244,11 @@ class TraceDecoder:
         total = len(data) >> 2
         done = 0  # words of the window decoded so far
         while done < total:
-            words = array("I")
-            words.frombytes(data[done * 4:min(total, done + _CHUNK_WORDS) * 4])
+            raw = array("I")
+            raw.frombytes(data[done * 4:min(total, done + _CHUNK_WORDS) * 4])
             if _NEEDS_SWAP:
-                words.byteswap()
-            words = tuple(words)  # slicing a tuple gives the extra-words tuple in one step
+                raw.byteswap()
+            words = tuple(raw)  # slicing a tuple gives the extra-words tuple in one step
             n, last = len(words), done + len(words) >= total
             at = base + 4 * done
             batch: list[tuple] = []

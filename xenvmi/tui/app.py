@@ -21,6 +21,7 @@ from xenvmi.tui.screens.hypercalls import HypercallsScreen
 from xenvmi.tui.screens.xenstore import XenStoreScreen
 from xenvmi.tui.sources import DataSource
 from xenvmi.tui.theme import XENVMI_THEME
+from xenvmi.tui.widgets.domain_table import DomainTable
 from xenvmi.tui.workers import Lifeline
 
 DEFAULT_REFRESH = 2.0
@@ -86,7 +87,7 @@ class XenvmiApp(App):
             self.switch_mode("domains")
         while len(self.screen_stack) > 1:
             self.pop_screen()
-        table = screen.query_one("#domains")
+        table = screen.query_one("#domains", DomainTable)
         sample = table.samples.get(domid)
         domain = screen.domains.get(domid)
         name = domain.name if domain else sample.name if sample else str(domid)
@@ -98,7 +99,7 @@ class XenvmiApp(App):
         screen = self.domains_screen
         if wanted is None or screen is None:
             return
-        samples = list(screen.query_one("#domains").samples.values())
+        samples = list(screen.query_one("#domains", DomainTable).samples.values())
         try:
             found = find_domain(samples, wanted)   # DomainSample has domid and name too
         except NotFoundError as exc:

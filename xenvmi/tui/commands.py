@@ -7,6 +7,7 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from xenvmi.tui import xenvmi_app
 from xenvmi.tui.format import COLUMNS
 
 
@@ -14,7 +15,7 @@ class XenvmiCommands(Provider):
     """Commands are rebuilt on every search: the domain list changes while the app runs."""
 
     def _commands(self) -> Iterator[tuple[str, str, Callable[[], object]]]:
-        app = self.app
+        app = xenvmi_app(self)
         yield "Domains screen", "xentop's table with the dom0 host panel (d)", \
             partial(app.action_mode, "domains")
         yield "Hypercalls screen", "dom0's hypercalls, live (h)", \

@@ -8,6 +8,9 @@ views by GUEST_VIEW_TIMEOUT, guest discovery by a progress callback that raises 
 
 from __future__ import annotations
 
+import builtins
+from typing import TYPE_CHECKING
+
 from xenvmi import api, plugins
 from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
 from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, XsTree
@@ -18,6 +21,10 @@ from xenvmi.views.dmesg import Dmesg
 from xenvmi.views.lsmod import Lsmod
 from xenvmi.views.ps import Ps
 from xenvmi.views.regs import Regs
+
+if TYPE_CHECKING:
+    from xenvmi.backends.xenstore import Watch, XenStore
+    from xenvmi.guests import Guest
 
 DOMAIN_EVENTS = ("@introduceDomain", "@releaseDomain")
 #: Seconds a plugin may run from the TUI.
@@ -61,8 +68,8 @@ class LiveSampler:
     def __init__(self) -> None:
         self._domains: api.DomainSampler | None = None
         self._host: api.HostSampler | None = None
-        self._store = None
-        self._watch = None
+        self._store: XenStore | None = None
+        self._watch: Watch | None = None
 
     def domains(self) -> list[Domain]:
         return api.list_domains()
@@ -106,7 +113,7 @@ class LiveSampler:
 
 
 class LiveGuest:
-    def __init__(self, guest) -> None:
+    def __init__(self, guest: Guest) -> None:
         self.g = guest
 
     def processes(self) -> GuestView[Process]:
@@ -126,9 +133,9 @@ class LiveGuest:
 
 
 class LiveXs:
-    def __init__(self, store) -> None:
+    def __init__(self, store: XenStore) -> None:
         self.store = store
-        self._watch = None
+        self._watch: Watch | None = None
         self._watch_path = ""
 
     def list(self, path: str) -> list[str]:
@@ -140,7 +147,7 @@ class LiveXs:
     def walk(self, path: str, max_nodes: int = XS_MAX_NODES) -> XsTree:
         return self.store.walk(path, max_nodes=max_nodes)
 
-    def wait(self, path: str, timeout: float) -> list[str]:
+    def wait(self, path: str, timeout: float) -> builtins.list[str]:
         """Paths under ``path`` that changed within ``timeout`` s; the watch on ``path``
         stays set between calls (see LiveSampler)."""
         if self._watch is None or self._watch_path != path:

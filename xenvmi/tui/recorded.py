@@ -21,6 +21,7 @@ Unavailable (or PermissionDenied if the message starts with "permission:") with 
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 import time
@@ -232,7 +233,7 @@ class _Xs:
                                 len(children_of(under, p)), depth))
         return XsTree(top, tuple(nodes), "max_nodes" if len(under) > max_nodes else "")
 
-    def wait(self, path: str, timeout: float) -> list[str]:
+    def wait(self, path: str, timeout: float) -> builtins.list[str]:
         _idle(timeout, self.should_stop)
         return []
 

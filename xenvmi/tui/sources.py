@@ -13,6 +13,7 @@ the ``xenvmi.errors`` family; its message is what the UI shows as the reason and
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -63,7 +64,7 @@ class XsReader(Protocol):
     def list(self, path: str) -> list[str]: ...
     def read(self, path: str) -> str | None: ...
     def walk(self, path: str, max_nodes: int = XS_MAX_NODES) -> XsTree: ...
-    def wait(self, path: str, timeout: float) -> list[str]:
+    def wait(self, path: str, timeout: float) -> builtins.list[str]:
         """Block up to ``timeout`` s; the paths under ``path`` that changed (may be [])."""
     def close(self) -> None: ...
 

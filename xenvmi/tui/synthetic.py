@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from typing import Any
 
 from xenvmi.model.guest import LogRecord, Module, Process
 from xenvmi.model.host import Daemon, Device, Domain, DomainSample, HostSample, NodeSample
@@ -170,11 +171,12 @@ def lab(frames: int = 6, seed: int = 7) -> Recording:
         {"name": "xen-audit", "description": "domains whose xenstore and Xen views disagree"},
         {"name": "yara-scan", "description": "YARA rules over guest memory", "available": False,
          "why_not": "needs yara-python: pip install yara-python", "needs_domain": True})]
-    results = {"pslist-diff": {"rows": [{"pid": 63, "comm": "xvm-parent", "seen_by": "vmi",
-                                         "hidden": False}], "warnings": []},
-               "xen-audit": {"rows": [{"domid": 1, "check": "vif state",
-                                       "detail": "frontend initialising"}],
-                             "warnings": ["domain 0 has no /vm entry"]}}
+    results: dict[str, dict[str, Any]] = {
+        "pslist-diff": {"rows": [{"pid": 63, "comm": "xvm-parent", "seen_by": "vmi",
+                                  "hidden": False}], "warnings": []},
+        "xen-audit": {"rows": [{"domid": 1, "check": "vif state",
+                                "detail": "frontend initialising"}],
+                      "warnings": ["domain 0 has no /vm entry"]}}
     return Recording(
         frames=_frames(specs, frames, rng), domains=domains, host=host, node=node,
         xenstore=_xenstore(domains), hypercalls=_hypercalls(rng),

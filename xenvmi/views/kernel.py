@@ -46,7 +46,7 @@ class Kernel(Plugin):
                Column("kaslr_slide", "SLIDE", lambda k: f"{k.kaslr_slide:#x}"),
                Column("symbols", "SYMBOLS", right=True), Column("btf_types", "BTF TYPES",
                                                                 right=True))
-    examples = """  xenvmi kernel xvm-hvm          release, KASLR slide, BTF, and where each came from
+    examples = """  xenvmi kernel xvm-hvm          release, KASLR slide, BTF, where each came from
   xenvmi kernel 3 --json         by domain id
   xenvmi kernel /root/hvm.vmcore a dump (see xenvmi dump)
 """

@@ -19,11 +19,17 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 
 from xenvmi.model.host import Domain, DomainSample
 from xenvmi.tui import messages as m
-from xenvmi.tui import workers
+from xenvmi.tui import workers, xenvmi_app
 from xenvmi.tui.format import kib, pct, xenbus_style
 from xenvmi.tui.widgets.plugins_pane import PluginsPane
 from xenvmi.tui.widgets.tabs import SteadyTabbedContent
-from xenvmi.tui.widgets.views import LogPane, RegistersPane, TablePane, table_columns
+from xenvmi.tui.widgets.views import (
+    LogPane,
+    RegistersPane,
+    TablePane,
+    ViewPane,
+    table_columns,
+)
 from xenvmi.tui.widgets.xs_tree import XsSubtreePane
 from xenvmi.views.lsmod import Lsmod
 from xenvmi.views.ps import Ps
@@ -86,7 +92,7 @@ class DomainScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = f"READ-ONLY · {self.domain_name} (domain {self.domid})"
-        self.life = self.app.life.child()
+        self.life = xenvmi_app(self).life.child()
         self._fill_devices()
         for view in workers.GUEST_VIEWS:
             self.requests.put(view)
@@ -99,12 +105,12 @@ class DomainScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="guest")
     def _guest(self) -> None:
-        workers.guest_loop(self.app.source, str(self.domid),
+        workers.guest_loop(xenvmi_app(self).source, str(self.domid),
                            self.life, self.requests, self.post_message)
 
     @work(thread=True, exit_on_error=False, group="xs-subtree")
     def _xenstore(self) -> None:
-        workers.xs_subtree_loop(self.app.source, f"/local/domain/{self.domid}", self.life,
+        workers.xs_subtree_loop(xenvmi_app(self).source, f"/local/domain/{self.domid}", self.life,
                                 self.post_message)
 
     def _fill_devices(self) -> None:
@@ -118,13 +124,15 @@ class DomainScreen(Screen):
 
     # -- worker messages ---------------------------------------------------------------
     def on_guest_view_loaded(self, msg: m.GuestViewLoaded) -> None:
-        pane = self.query_one(f"#pane-{msg.view}")
+        pane = f"#pane-{msg.view}"
         if msg.view == "registers":
-            pane.show_registers(msg.rows, msg.warnings, msg.complete)
+            self.query_one(pane, RegistersPane).show_registers(msg.rows, msg.warnings,
+                                                               msg.complete)
         elif msg.view == "kernel_log":
-            pane.show_records(msg.rows, msg.warnings, msg.complete)
+            self.query_one(pane, LogPane).show_records(msg.rows, msg.warnings, msg.complete)
         else:
-            pane.show_rows(msg.rows, msg.view, msg.warnings, msg.complete)
+            self.query_one(pane, TablePane).show_rows(msg.rows, msg.view, msg.warnings,
+                                                      msg.complete)
 
     def on_xs_subtree(self, msg: m.XsSubtree) -> None:
         self.query_one(XsSubtreePane).show_tree(msg.tree, msg.changed)
@@ -133,7 +141,7 @@ class DomainScreen(Screen):
         if msg.topic == "guest":
             views = workers.GUEST_VIEWS if msg.key is None else [msg.key]
             for view in views:
-                self.query_one(f"#pane-{view}").fail(msg.reason)
+                self.query_one(f"#pane-{view}", ViewPane).fail(msg.reason)
         elif msg.topic == "xenstore":
             self.query_one(XsSubtreePane).fail(msg.reason)
 
@@ -154,8 +162,8 @@ class DomainScreen(Screen):
     def action_reload(self) -> None:
         tab = self.query_one(TabbedContent).active
         if tab in VIEW_OF_TAB:
-            self.query_one(f"#pane-{VIEW_OF_TAB[tab]}").set_status(Text("reloading ...",
-                                                                         style="dim"))
+            self.query_one(f"#pane-{VIEW_OF_TAB[tab]}", ViewPane).set_status(
+                Text("reloading ...", style="dim"))
             self.requests.put(VIEW_OF_TAB[tab])
         elif tab == "xenstore":
             self.life.poke()

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from xenvmi.model.host import Domain
 from xenvmi.tui import messages as m
-from xenvmi.tui import workers
+from xenvmi.tui import workers, xenvmi_app
 from xenvmi.tui.format import BY_KEY, COLUMN_KEYS
 from xenvmi.tui.widgets.domain_table import DomainTable
 from xenvmi.tui.widgets.history import Histories, History
@@ -62,7 +62,7 @@ class DomainsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.life = self.app.life.child()
+        self.life = xenvmi_app(self).life.child()
         self.query_one("#filter", Input).display = False
         self.query_one(DomainTable).focus()
         self._sample()
@@ -72,15 +72,15 @@ class DomainsScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="sampler")
     def _sample(self) -> None:
-        workers.sampler_loop(self.app.source, self.life, self.post_message, self._interval)
+        workers.sampler_loop(xenvmi_app(self).source, self.life, self.post_message, self._interval)
 
     def _interval(self) -> float:
         """Sample at --refresh while shown; under a domain screen, every HIDDEN_REFRESH s
         at most (the histories keep going, and a one-CPU dom0 keeps its time for the
         guest views the operator is looking at)."""
         if self._on_top():
-            return self.app.refresh_seconds
-        return max(self.app.refresh_seconds, HIDDEN_REFRESH)
+            return xenvmi_app(self).refresh_seconds
+        return max(xenvmi_app(self).refresh_seconds, HIDDEN_REFRESH)
 
     # -- messages from the worker ------------------------------------------------------
     def on_samples_updated(self, msg: m.SamplesUpdated) -> None:
@@ -123,11 +123,11 @@ class DomainsScreen(Screen):
         self.query_one(HostPanel).set_node(msg.node)
         self.refreshes += 1
         self.last_seconds = msg.seconds
-        self.app.known_domains = {s.name: s.domid for s in msg.samples}
+        xenvmi_app(self).known_domains = {s.name: s.domid for s in msg.samples}
         self._status()
         self.query_one(History).show(self.histories, table.selected)
-        if self.app.pending_domain is not None:
-            self.app.open_pending_domain()
+        if xenvmi_app(self).pending_domain is not None:
+            xenvmi_app(self).open_pending_domain()
 
     def on_host_updated(self, msg: m.HostUpdated) -> None:
         self.query_one(HostPanel).set_host(msg.host)
@@ -150,7 +150,7 @@ class DomainsScreen(Screen):
         if table.filter:
             text.append("filter ")
             text.append(repr(table.filter), style="bold yellow")
-        text.append(f"  refresh {self.app.refresh_seconds:g}s", style="dim")
+        text.append(f"  refresh {xenvmi_app(self).refresh_seconds:g}s", style="dim")
         if text != self._status_text:  # one line (CSS height 1): no layout pass
             self._status_text = text
             self.query_one("#domains-status", Static).update(text, layout=False)
@@ -162,7 +162,7 @@ class DomainsScreen(Screen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         sample = self.query_one(DomainTable).selected
         if sample is not None:
-            self.app.open_domain(sample.domid)
+            xenvmi_app(self).open_domain(sample.domid)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         self.action_sort(str(event.column_key.value))

@@ -17,7 +17,7 @@ from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.trace.hypercall_decode import format_event
 from xenvmi.trace.hypercall_stats import Stats
 from xenvmi.tui import messages as m
-from xenvmi.tui import workers
+from xenvmi.tui import workers, xenvmi_app
 from xenvmi.tui.widgets.reason import ReasonPanel
 
 #: Events kept for re-filtering and shown in the stream.
@@ -68,7 +68,7 @@ class HypercallsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.life = self.app.life.child()
+        self.life = xenvmi_app(self).life.child()
         self.query_one("#hc-filter", Input).display = False
         self.query_one("#hc-ops", DataTable).add_columns("Call", "Calls", "Err", "µs")
         self.query_one("#hc-errors", DataTable).add_columns("Failed call", "Error", "N")
@@ -79,7 +79,7 @@ class HypercallsScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="hypercalls")
     def _trace(self) -> None:
-        workers.hypercall_loop(self.app.source, self.life, self.post_message)
+        workers.hypercall_loop(xenvmi_app(self).source, self.life, self.post_message)
 
     def on_hypercall_batch(self, msg: m.HypercallBatch) -> None:
         if self.paused:

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, Tree
 
 from xenvmi.tui import messages as m
-from xenvmi.tui import workers
+from xenvmi.tui import workers, xenvmi_app
 from xenvmi.tui.sources import XS_MAX_CHILDREN
 from xenvmi.tui.widgets.reason import ReasonPanel
 from xenvmi.tui.widgets.xs_tree import node_label
@@ -42,7 +42,7 @@ class XenStoreScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="xs-browse")
     def _load(self, path: str) -> None:
-        workers.xs_children(self.app.source, path, self.post_message)
+        workers.xs_children(xenvmi_app(self).source, path, self.post_message)
 
     def _node(self, path: str):
         stack = [self.query_one("#xs-tree", Tree).root]

@@ -102,6 +102,8 @@ class DomainTable(DataTable):
         """▲/▼ after the sorted column's label (the column widens if it must)."""
         changed = False
         for key, column in self.columns.items():
+            if key.value is None:  # not one of ours: on_mount keys every column it adds
+                continue
             label = BY_KEY[key.value].label
             mark = ("▼" if self.reverse else "▲") if key.value == self.sort_key else ""
             if column.label.plain != label + mark:

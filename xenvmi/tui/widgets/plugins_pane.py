@@ -10,7 +10,7 @@ from textual.widgets import DataTable
 
 from xenvmi.plugins import PluginInfo
 from xenvmi.tui import messages as m
-from xenvmi.tui import workers
+from xenvmi.tui import workers, xenvmi_app
 from xenvmi.tui.widgets.views import TablePane, ViewPane, table_columns
 
 
@@ -38,11 +38,11 @@ class PluginsPane(ViewPane):
 
     @work(thread=True, exit_on_error=False, group="plugins")
     def _list(self) -> None:
-        workers.list_plugins(self.app.source, self.post_message)
+        workers.list_plugins(xenvmi_app(self).source, self.post_message)
 
     @work(thread=True, exit_on_error=False, group="plugin-run", exclusive=True)
     def _run(self, name: str, domain: str | None) -> None:
-        workers.run_plugin(self.app.source, name, domain, self.post_message)
+        workers.run_plugin(xenvmi_app(self).source, name, domain, self.post_message)
 
     def on_plugins_listed(self, msg: m.PluginsListed) -> None:
         msg.stop()
