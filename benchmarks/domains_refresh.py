@@ -57,6 +57,7 @@ def per_refresh(argv_for, runs: int, extra: int = 20) -> float:
 def in_process(runs: int) -> tuple[float, float]:
     from xenvmi.backends.xenstore import XenStore
     from xenvmi.domains import DomainSampler, collect_domains
+
     sampler = DomainSampler()
     try:
         sample = median_ms(lambda: _clock(sampler.sample), runs)
@@ -80,18 +81,24 @@ def measure(runs: int) -> dict[str, float]:
         "xenvmi list": median_ms(lambda: timed(PY + ["list"]), runs),
         "xenvmi top --batch -i 1": median_ms(lambda: timed(PY + ["top", "-b", "-i", "1"]), runs),
         "xentop -b, per refresh": per_refresh(
-            lambda n: ["xentop", "-b", "-d", "0", "-i", str(n)], runs),
+            lambda n: ["xentop", "-b", "-d", "0", "-i", str(n)], runs
+        ),
         "xenvmi top --batch, per refresh": per_refresh(
-            lambda n: PY + ["top", "-b", "-d", "0", "-i", str(n)], runs),
+            lambda n: PY + ["top", "-b", "-d", "0", "-i", str(n)], runs
+        ),
     }
-    rows["DomainSampler.sample() in process"], rows["collect_domains() in process"] = \
-        in_process(runs * 4)
+    rows["DomainSampler.sample() in process"], rows["collect_domains() in process"] = in_process(
+        runs * 4
+    )
     return rows
 
 
-PEERS = {"xenvmi list": "xl list", "xenvmi top --batch -i 1": "xentop -b -i 1",
-         "xenvmi top --batch, per refresh": "xentop -b, per refresh",
-         "DomainSampler.sample() in process": "xentop -b, per refresh"}
+PEERS = {
+    "xenvmi list": "xl list",
+    "xenvmi top --batch -i 1": "xentop -b -i 1",
+    "xenvmi top --batch, per refresh": "xentop -b, per refresh",
+    "DomainSampler.sample() in process": "xentop -b, per refresh",
+}
 
 
 def stub_kernel() -> bytes:
@@ -100,8 +107,12 @@ def stub_kernel() -> bytes:
     (Debian's decompresses to 58 MB: too big for 32 MB, and seconds of work per domain)."""
     entry = 0x100000
     note = struct.pack("<III", 4, 4, 18) + b"Xen\0" + struct.pack("<I", entry)
-    ehdr = (b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)  # ELF64, little endian, x86-64
-            + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, entry, 64, 0, 0, 64, 56, 2, 64, 0, 0))
+    ehdr = (
+        b"\x7fELF"
+        + bytes([2, 1, 1, 0])
+        + bytes(8)  # ELF64, little endian, x86-64
+        + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, entry, 64, 0, 0, 64, 56, 2, 64, 0, 0)
+    )
     load = struct.pack("<IIQQQQQQ", 1, 5, 0x1000, entry, entry, 16, 16, 0x1000)
     notes = struct.pack("<IIQQQQQQ", 4, 4, 176, 0, 0, len(note), len(note), 4)
     return (ehdr + load + notes + note).ljust(0x1000, b"\0") + b"\xf4\xeb\xfd".ljust(16, b"\x90")
@@ -119,10 +130,13 @@ def create(names: list[str], tmp: str) -> None:
     for name in names:
         cfg = os.path.join(tmp, f"{name}.cfg")
         with open(cfg, "w") as f:
-            f.write(f'name = "{name}"\ntype = "pvh"\nkernel = "{kernel}"\nmemory = 32\n'
-                    f'vcpus = 1\non_crash = "destroy"\n')
-        res = subprocess.run(["xl", "create", "-p", cfg], capture_output=True, text=True,
-                             timeout=300)
+            f.write(
+                f'name = "{name}"\ntype = "pvh"\nkernel = "{kernel}"\nmemory = 32\n'
+                f'vcpus = 1\non_crash = "destroy"\n'
+            )
+        res = subprocess.run(
+            ["xl", "create", "-p", cfg], capture_output=True, text=True, timeout=300
+        )
         if res.returncode != 0:
             raise SystemExit(f"xl create {name} failed: {res.stderr.strip()[-300:]}")
         print(f"created {name}", file=sys.stderr, flush=True)
@@ -140,8 +154,9 @@ def main() -> int:
     args = parser.parse_args()
     caps = "/proc/xen/capabilities"
     if not os.path.exists(caps) or "control_d" not in open(caps).read() or os.geteuid():
-        raise SystemExit("run as root in a Xen dom0: xenvmi lab exec -- python "
-                         "benchmarks/domains_refresh.py")
+        raise SystemExit(
+            "run as root in a Xen dom0: xenvmi lab exec -- python benchmarks/domains_refresh.py"
+        )
     results = [(domain_count(), measure(args.runs))]
     names = [f"bench-{os.getpid()}-{i}" for i in range(args.domains)]
     try:
@@ -166,8 +181,7 @@ def print_table(results: list[tuple[int, dict[str, float]]]) -> None:
             ratio = f"{rows[row] / rows[peer]:.2f}x" if peer and rows[peer] else ""
             line += f"{rows[row]:12.1f}ms{ratio:>8}"
         print(line)
-    print("\nmedians; ratio = this row / its peer (xl list, xentop -b -i 1, or xentop per "
-          "refresh)")
+    print("\nmedians; ratio = this row / its peer (xl list, xentop -b -i 1, or xentop per refresh)")
 
 
 if __name__ == "__main__":

@@ -23,11 +23,11 @@ With ``--dump FILE --isf ISF`` (``xenvmi dump``, ``xenvmi isf``), in the same ru
 * volatility3 ``linux.pslist -f FILE`` with only that ISF in its symbol path, cold (a
   new volatility3 cache: it indexes and validates the ISF) and warm.
 
-Both tools run with Python's bytecode cache on (PYTHONDONTWRITEBYTECODE dropped), as
-after ``pip install``: volatility3's wheel ships compiled, and the first xenvmi run compiles
-an editable checkout. Times are medians of ``--runs`` (cold: one run unless ``--cold-runs``), in one table: the
-ratio column compares live rows with the plain loop, dump rows with warm ``xenvmi ps`` on
-the dump (so volatility3's row says how many times slower it is).
+Both tools run with Python's bytecode cache on (PYTHONDONTWRITEBYTECODE dropped), as after
+``pip install``: volatility3's wheel ships compiled, and the first xenvmi run compiles an
+editable checkout. Times are medians of ``--runs`` (cold: one run unless ``--cold-runs``),
+in one table: the ratio column compares live rows with the plain loop, dump rows with warm
+``xenvmi ps`` on the dump (so volatility3's row says how many times slower it is).
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def _xenvmi(args: list[str]) -> tuple[float, str]:
 
 def _clear_cache() -> None:
     from xenvmi.guest.discover import cache_dir
+
     shutil.rmtree(cache_dir() / "discovery", ignore_errors=True)
 
 
@@ -101,7 +102,7 @@ def plain_loop(g) -> tuple[float, int]:
         task = node - off_tasks
         raw, _ = vmi.read_pa(pa(task + off_pid), off_comm + 16 - off_pid)
         _pid = struct.unpack_from("<i", raw)[0]
-        _comm = raw[off_comm - off_pid:].split(b"\0", 1)[0]
+        _comm = raw[off_comm - off_pid :].split(b"\0", 1)[0]
         node = struct.unpack("<Q", vmi.read_pa(pa(node), 8)[0])[0]
         n += 1
     return time.monotonic() - t, n
@@ -109,17 +110,35 @@ def plain_loop(g) -> tuple[float, int]:
 
 def _vol_pslist(dump: str, symbols: Path, cache: Path) -> tuple[float, list[int]]:
     cache.mkdir(exist_ok=True)  # volatility3 does not create its --cache-path
-    secs, out = _run([sys.executable, "-c", VOL, "-q", "-r", "json", "--offline",
-                      "--cache-path", str(cache), "-s", str(symbols), "-f", dump,
-                      "linux.pslist"], "volatility3 linux.pslist")
+    secs, out = _run(
+        [
+            sys.executable,
+            "-c",
+            VOL,
+            "-q",
+            "-r",
+            "json",
+            "--offline",
+            "--cache-path",
+            str(cache),
+            "-s",
+            str(symbols),
+            "-f",
+            dump,
+            "linux.pslist",
+        ],
+        "volatility3 linux.pslist",
+    )
     return secs, sorted(row["PID"] for row in json.loads(out))
 
 
 def dump_rows(dump: str, isf: str, runs: int, cold_runs: int) -> list[tuple[str, float, int]]:
     """`xenvmi ps FILE` and volatility3 linux.pslist on the same dump, cold and warm."""
+
     def xps() -> tuple[float, list[int]]:
         secs, out = _xenvmi(["ps", dump, "--json", "-q"])
         return secs, sorted(p["pid"] for p in json.loads(out)["rows"])
+
     cold = []
     for _ in range(cold_runs):
         _clear_cache()
@@ -129,22 +148,21 @@ def dump_rows(dump: str, isf: str, runs: int, cold_runs: int) -> list[tuple[str,
         symbols = Path(tmp) / "symbols"
         (symbols / "linux").mkdir(parents=True)  # this ISF alone in volatility3's path
         os.symlink(Path(isf).resolve(), symbols / "linux" / Path(isf).name)
-        vcold = [_vol_pslist(dump, symbols, Path(tmp) / f"cache{i}")[0]
-                 for i in range(cold_runs)]
+        vcold = [_vol_pslist(dump, symbols, Path(tmp) / f"cache{i}")[0] for i in range(cold_runs)]
         _vol_pslist(dump, symbols, Path(tmp) / "cache")  # fills the cache warm runs use
         vwarm = [_vol_pslist(dump, symbols, Path(tmp) / "cache") for _ in range(runs)]
     ours, theirs = warm[0][1], vwarm[0][1]
     if ours != theirs:
-        print(f"note: the pid lists differ: xenvmi only {sorted(set(ours) - set(theirs))}, "
-              f"volatility3 only {sorted(set(theirs) - set(ours))}")
+        print(
+            f"note: the pid lists differ: xenvmi only {sorted(set(ours) - set(theirs))}, "
+            f"volatility3 only {sorted(set(theirs) - set(ours))}"
+        )
     name = Path(dump).name
     return [
         (f"xenvmi ps {name}, cold (no cache)", statistics.median(cold), len(ours)),
         (f"xenvmi ps {name}, warm", statistics.median(s for s, _ in warm), len(ours)),
-        (f"vol linux.pslist {name}, cold (new vol3 cache)", statistics.median(vcold),
-         len(theirs)),
-        (f"vol linux.pslist {name}, warm", statistics.median(s for s, _ in vwarm),
-         len(theirs)),
+        (f"vol linux.pslist {name}, cold (new vol3 cache)", statistics.median(vcold), len(theirs)),
+        (f"vol linux.pslist {name}, warm", statistics.median(s for s, _ in vwarm), len(theirs)),
     ]
 
 
@@ -153,8 +171,12 @@ def main() -> int:
     ap.add_argument("domain", nargs="?", help="a live guest (optional with --dump)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cold-runs", type=int, default=1)
-    ap.add_argument("--view-runs", type=int, default=21,
-                    help="in-process view/loop pairs, run with the guest paused")
+    ap.add_argument(
+        "--view-runs",
+        type=int,
+        default=21,
+        help="in-process view/loop pairs, run with the guest paused",
+    )
     ap.add_argument("--dump", metavar="FILE", help="a dump of a guest (xenvmi dump)")
     ap.add_argument("--isf", metavar="ISF", help="its ISF (xenvmi isf), for volatility3")
     args = ap.parse_args()
@@ -171,8 +193,10 @@ def main() -> int:
     if args.dump:
         dumped = dump_rows(args.dump, args.isf, args.runs, args.cold_runs)
         _rows(f"dump {args.dump} (ratio: x warm xenvmi ps on it)", dumped, dumped[1][1])
-        print(f"volatility3 / xenvmi on the same dump: warm {dumped[3][1] / dumped[1][1]:.1f}x,"
-              f" cold {dumped[2][1] / dumped[0][1]:.1f}x (goal: >= 10x)")
+        print(
+            f"volatility3 / xenvmi on the same dump: warm {dumped[3][1] / dumped[1][1]:.1f}x,"
+            f" cold {dumped[2][1] / dumped[0][1]:.1f}x (goal: >= 10x)"
+        )
     return 0
 
 
@@ -191,9 +215,23 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
     prog, vmi = kp.prog, g.memory._vmi
     task_t, cred_t = prog.type("struct task_struct"), prog.type("struct cred")
     mm_t = prog.type("struct mm_struct")
-    off = {m: task_t.member(m).offset for m in
-           ("tasks", "pid", "tgid", "comm", "real_parent", "cred", "mm", "exit_state",
-            "__state", "start_boottime", "flags", "worker_private")}
+    off = {
+        m: task_t.member(m).offset
+        for m in (
+            "tasks",
+            "pid",
+            "tgid",
+            "comm",
+            "real_parent",
+            "cred",
+            "mm",
+            "exit_state",
+            "__state",
+            "start_boottime",
+            "flags",
+            "worker_private",
+        )
+    }
     kthread_t, worker_t = prog.type("struct kthread"), prog.type("struct worker")
     full_name, kdata = kthread_t.member("full_name").offset, kthread_t.member("data").offset
     wdesc, wcur, wpool = (worker_t.member(m).offset for m in ("desc", "current_work", "pool"))
@@ -211,14 +249,14 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
         while size > 0:
             table = pgd_pa
             for shift in (39, 30, 21, 12):
-                entry = struct.unpack("<Q", vmi.read_pa(table + ((va >> shift) & 511) * 8,
-                                                        8)[0])[0]
+                entry = struct.unpack("<Q", vmi.read_pa(table + ((va >> shift) & 511) * 8, 8)[0])[0]
                 if not entry & 1:
                     return out
                 table = entry & 0x000F_FFFF_FFFF_F000
                 if shift in (30, 21) and entry & 0x80:  # a huge page
-                    table = (entry & 0x000F_FFFF_FFFF_F000 & ~((1 << shift) - 1)) \
-                        | (va & ((1 << shift) - 1) & ~0xFFF)
+                    table = (entry & 0x000F_FFFF_FFFF_F000 & ~((1 << shift) - 1)) | (
+                        va & ((1 << shift) - 1) & ~0xFFF
+                    )
                     break
             n = min(size, 4096 - (va & 0xFFF))
             out += vmi.read_pa(table + (va & 0xFFF), n)[0]
@@ -231,8 +269,10 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
     while node != head and len(rows) < 100_000:
         task = node - off["tasks"]
         raw, _ = vmi.read_pa(pa(task), task_t.size)
+
         def f(name: str, fmt: str, raw: bytes = raw) -> int:
             return struct.unpack_from(fmt, raw, off[name])[0]
+
         parent, cred, mm = f("real_parent", "<Q"), f("cred", "<Q"), f("mm", "<Q")
         ppid = struct.unpack("<i", vmi.read_pa(pa(parent + off["tgid"]), 4)[0])[0]
         uid = struct.unpack("<I", vmi.read_pa(pa(cred + euid), 4)[0])[0]
@@ -243,7 +283,7 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
             pgd = struct.unpack_from("<Q", mraw, pgd_off)[0]
             if 0 < a < e <= a + 4096:
                 cmdline = user_read(pa(pgd), a, e - a).rstrip(b"\0").replace(b"\0", b" ")
-        comm = raw[off["comm"]:off["comm"] + 16].split(b"\0")[0]
+        comm = raw[off["comm"] : off["comm"] + 16].split(b"\0")[0]
         if not mm and (f("flags", "<I") & 0x20 or len(comm) >= 15):  # ps names kthreads
             kthread = f("worker_private", "<Q")
             if f("flags", "<I") & 0x20:  # a workqueue worker: comm-desc of its worker
@@ -255,14 +295,25 @@ def plain_loop_same_fields(g) -> tuple[float, int, list[tuple]]:
                     comm = comm + (b"+" if busy else b"-") + desc
             else:  # a long kthread name: struct kthread's full_name
                 comm = vmi.read_pa(pa(u64(kthread + full_name)), 64)[0].split(b"\0")[0]
-        rows.append((f("pid", "<i"), ppid, f("__state", "<I"), f("exit_state", "<i"), uid,
-                     f("start_boottime", "<Q"), comm, cmdline))
+        rows.append(
+            (
+                f("pid", "<i"),
+                ppid,
+                f("__state", "<I"),
+                f("exit_state", "<i"),
+                uid,
+                f("start_boottime", "<Q"),
+                comm,
+                cmdline,
+            )
+        )
         node = struct.unpack_from("<Q", raw, off["tasks"])[0]
     return time.monotonic() - t, len(rows), rows
 
 
-def live_rows(domain: str, runs: int, cold_runs: int,
-              view_runs: int = 21) -> list[tuple[str, float, int]]:
+def live_rows(
+    domain: str, runs: int, cold_runs: int, view_runs: int = 21
+) -> list[tuple[str, float, int]]:
     from xenvmi import guests
 
     cold = []
@@ -283,22 +334,28 @@ def live_rows(domain: str, runs: int, cold_runs: int,
         ours = {(p.pid, p.comm) for p in views[-1].rows}
         theirs = {(r[0], r[6].decode(errors="replace")) for r in same[-1][2]}
         if ours != theirs:
-            print(f"note: view and loop differ: view only {sorted(ours - theirs)}, "
-                  f"loop only {sorted(theirs - ours)}")
+            print(
+                f"note: view and loop differ: view only {sorted(ours - theirs)}, "
+                f"loop only {sorted(theirs - ours)}"
+            )
         ratios = [v.seconds / s[0] for v, s in zip(views, same)]
         best = min(v.seconds for v in views) / min(s[0] for s in same)
-        print(f"view / same-fields loop over {view_runs} interleaved pairs: pairwise median "
-              f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x),"
-              f" best of each {best:.2f}x")
+        print(
+            f"view / same-fields loop over {view_runs} interleaved pairs: pairwise median "
+            f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x),"
+            f" best of each {best:.2f}x"
+        )
         views = [v.seconds for v in views]
     return [
         ("xenvmi ps, cold (scan + kallsyms + BTF)", statistics.median(cold), count),
         ("xenvmi ps, warm (per-boot cache)", statistics.median(warm), count),
         ("Guest.processes() view only (open guest)", statistics.median(views), count),
-        ("plain loop, same fields (raw read_pa)",
-         statistics.median(t for t, *_ in same), same[0][1]),
-        ("plain loop, pid and comm only",
-         statistics.median(t for t, _ in loops), loops[0][1]),
+        (
+            "plain loop, same fields (raw read_pa)",
+            statistics.median(t for t, *_ in same),
+            same[0][1],
+        ),
+        ("plain loop, pid and comm only", statistics.median(t for t, _ in loops), loops[0][1]),
     ]
 
 

@@ -75,13 +75,16 @@ def main() -> int:
         raw.destroy()
     finally:
         subprocess.run(["xl", "unpause", args.domain], timeout=60)
-    print(f"{args.domain}: {args.mib} MiB from {start:#x} in 1 MiB reads, median of {args.runs}"
-          " runs, guest paused; all paths read identical bytes")
+    print(
+        f"{args.domain}: {args.mib} MiB from {start:#x} in 1 MiB reads, median of {args.runs}"
+        " runs, guest paused; all paths read identical bytes"
+    )
     print(f"{'path':<28} {'seconds':>8} {'MB/s':>7} {'ratio':>6}")
     base = rows[0][1]
     for name, seconds in rows:
-        print(f"{name:<28} {seconds:8.2f} {args.mib * MiB / 1e6 / seconds:7.1f} "
-              f"{base / seconds:6.1f}")
+        print(
+            f"{name:<28} {seconds:8.2f} {args.mib * MiB / 1e6 / seconds:7.1f} {base / seconds:6.1f}"
+        )
     return 0
 
 

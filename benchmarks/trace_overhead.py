@@ -62,7 +62,10 @@ class TracerProcess:
         self.err = tempfile.NamedTemporaryFile("w+", suffix=".err")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xenvmi", "trace", "hypercalls", *args],
-            stdout=subprocess.DEVNULL, stderr=self.err, stdin=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=self.err,
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 300
         while "Tracing" not in self._stderr():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -93,8 +96,10 @@ def measure(workloads, repeats: int) -> dict[str, tuple[float, float]]:
     out = {}
     for name, fn in workloads:
         samples = [fn() for _ in range(repeats)]
-        out[name] = (statistics.median(w for w, _ in samples),
-                     statistics.median(c for _, c in samples))
+        out[name] = (
+            statistics.median(w for w, _ in samples),
+            statistics.median(c for _, c in samples),
+        )
     return out
 
 
@@ -108,8 +113,7 @@ def decoder_throughput(path: str, min_seconds: float = 2.0):
             count = fn(path)
             passes += 1
         mb = size * passes / 1e6
-        out.append((name, mb / (time.perf_counter() - t0), mb / (time.process_time() - c0),
-                    count))
+        out.append((name, mb / (time.perf_counter() - t0), mb / (time.process_time() - c0), count))
     return out
 
 
@@ -123,8 +127,22 @@ def _summarize(path: str) -> int:
 
 
 def record(path: str, seconds: int) -> None:
-    subprocess.run([sys.executable, "-m", "xenvmi", "xentrace", "record", path, "--seconds",
-                    str(seconds), "--mask", "all"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xenvmi",
+            "xentrace",
+            "record",
+            path,
+            "--seconds",
+            str(seconds),
+            "--mask",
+            "all",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def main() -> int:
@@ -132,11 +150,15 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=20000, help="xen_version calls a sample")
     ap.add_argument("--xl-runs", type=int, default=5, help="`xl list` runs a sample (0: skip)")
     ap.add_argument("--repeats", type=int, default=3, help="samples per cell (median)")
-    ap.add_argument("--trace-file",
-                    help="a xentrace file to decode (recorded here first if missing)")
+    ap.add_argument(
+        "--trace-file", help="a xentrace file to decode (recorded here first if missing)"
+    )
     ap.add_argument("--record-seconds", type=int, default=3)
-    ap.add_argument("--decode-only", action="store_true",
-                    help="only the decoder throughput on --trace-file (no Xen needed)")
+    ap.add_argument(
+        "--decode-only",
+        action="store_true",
+        help="only the decoder throughput on --trace-file (no Xen needed)",
+    )
     args = ap.parse_args()
     if args.decode_only:
         if not args.trace_file:
@@ -157,8 +179,7 @@ def main() -> int:
     results["none (again)"] = measure(workloads, args.repeats)
 
     # overhead against the mean of the baselines before and after, in CPU time
-    base = {w: (results["none"][w][1] + results["none (again)"][w][1]) / 2
-            for w, _ in workloads}
+    base = {w: (results["none"][w][1] + results["none (again)"][w][1]) / 2 for w, _ in workloads}
     head = f"{'tracer':<13}"
     for w, _ in workloads:
         head += f" {w + ' wall us':>18} {'cpu us':>9} {'cpu +%':>7}"

@@ -60,13 +60,14 @@ async def refresh_ms(n: int, runs: int, sort: str | None) -> tuple[float, float]
             screen.action_sort(sort)
         domains = list(screen.domains.values())
         for i in range(runs + 2):
-            msg = m.SamplesUpdated(rec.node, rec.frames[(i + 1) % len(rec.frames)],
-                                   domains if i == 0 else None, 0.0)
+            msg = m.SamplesUpdated(
+                rec.node, rec.frames[(i + 1) % len(rec.frames)], domains if i == 0 else None, 0.0
+            )
             t0 = time.perf_counter()
             screen.on_samples_updated(msg)
             t1 = time.perf_counter()
-            await pilot.pause()          # let the table repaint
-            if i >= 2:                   # the first two warm caches
+            await pilot.pause()  # let the table repaint
+            if i >= 2:  # the first two warm caches
                 handled.append(t1 - t0)
                 times.append(time.perf_counter() - t0)
     return statistics.median(handled) * 1000, statistics.median(times) * 1000
@@ -79,6 +80,7 @@ async def idle_cpu(n: int, seconds: float, refresh: float, live: bool = False) -
     rows to wait for)."""
     if live:
         from xenvmi.tui.live import LiveSource
+
         source = LiveSource()
     else:
         source = RecordedSource(synthetic.many(n, frames=4), loop=True)
@@ -97,13 +99,18 @@ def xentop_idle_cpu(seconds: float, refresh: float) -> float | None:
     import resource
     import shutil
     import subprocess
+
     if not shutil.which("xentop") or not os.path.exists("/proc/xen/capabilities"):
         return None
     iterations = max(2, int(seconds / refresh) + 1)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    res = subprocess.run(["xentop", "-b", "-d", str(refresh), "-i", str(iterations)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    res = subprocess.run(
+        ["xentop", "-b", "-d", str(refresh), "-i", str(iterations)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=600,
+    )
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
@@ -118,26 +125,46 @@ def main() -> int:
     p.add_argument("--idle-seconds", type=float, default=9.0)
     p.add_argument("--refresh", type=float, default=3.0, help="seconds between samples")
     p.add_argument("--sizes", default="1,50,1000")
-    p.add_argument("--live", action="store_true",
-                   help="in dom0: also the idle CPU on this host's real domains")
+    p.add_argument(
+        "--live", action="store_true", help="in dom0: also the idle CPU on this host's real domains"
+    )
     args = p.parse_args()
     rows = []
     for n in (int(x) for x in args.sizes.split(",")):
         by_id = asyncio.run(refresh_ms(n, args.runs, None))
         by_cpu = asyncio.run(refresh_ms(n, args.runs, "cpu"))
-        rows.append({"domains": n, "id_handle": round(by_id[0], 1), "id_paint": round(by_id[1], 1),
-                     "cpu_handle": round(by_cpu[0], 1), "cpu_paint": round(by_cpu[1], 1),
-                     "idle_cpu_pct": round(asyncio.run(
-                         idle_cpu(n, args.idle_seconds, args.refresh)), 2)})
+        rows.append(
+            {
+                "domains": n,
+                "id_handle": round(by_id[0], 1),
+                "id_paint": round(by_id[1], 1),
+                "cpu_handle": round(by_cpu[0], 1),
+                "cpu_paint": round(by_cpu[1], 1),
+                "idle_cpu_pct": round(asyncio.run(idle_cpu(n, args.idle_seconds, args.refresh)), 2),
+            }
+        )
         print(f"  {n} domains done", file=sys.stderr, flush=True)
-    print(f"xenvmi tui, headless 120x40, refresh every {args.refresh:g}s, "
-          f"median of {args.runs} refreshes, {os.cpu_count()} CPUs")
-    print(render.table(rows, ["domains", "id_handle", "id_paint", "cpu_handle", "cpu_paint",
-                              "idle_cpu_pct"],
-                       ["domains", "by-ID handle ms", "+paint ms", "by-CPU handle ms",
-                        "+paint ms", "idle CPU %"]))
+    print(
+        f"xenvmi tui, headless 120x40, refresh every {args.refresh:g}s, "
+        f"median of {args.runs} refreshes, {os.cpu_count()} CPUs"
+    )
+    print(
+        render.table(
+            rows,
+            ["domains", "id_handle", "id_paint", "cpu_handle", "cpu_paint", "idle_cpu_pct"],
+            [
+                "domains",
+                "by-ID handle ms",
+                "+paint ms",
+                "by-CPU handle ms",
+                "+paint ms",
+                "idle CPU %",
+            ],
+        )
+    )
     if args.live:
         from xenvmi import api
+
         n = len(api.list_domains())
         live = asyncio.run(idle_cpu(n, args.idle_seconds, args.refresh, live=True))
         print(f"xenvmi tui on this Xen host's {n} domains (live source), idle CPU {live:.2f} %")

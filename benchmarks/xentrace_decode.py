@@ -40,9 +40,11 @@ def _window_body(rng: random.Random, cpu: int, tsc: int) -> tuple[bytes, int]:
         r = rng.random()
         if r < 0.025:
             nxt = (rng.randint(1, 4), rng.randint(0, 1))
-            recs = [_rec(T.TRC_SCHED_SWITCH, (*cur, *nxt), tsc),
-                    _rec(T.TRC_SCHED_RUNSTATE_CHANGE | (1 << 4), (cur[0] << 16 | cur[1],), tsc),
-                    _rec(T.TRC_SCHED_RUNSTATE_CHANGE | (1 << 8), (nxt[0] << 16 | nxt[1],), tsc)]
+            recs = [
+                _rec(T.TRC_SCHED_SWITCH, (*cur, *nxt), tsc),
+                _rec(T.TRC_SCHED_RUNSTATE_CHANGE | (1 << 4), (cur[0] << 16 | cur[1],), tsc),
+                _rec(T.TRC_SCHED_RUNSTATE_CHANGE | (1 << 8), (nxt[0] << 16 | nxt[1],), tsc),
+            ]
             cur = nxt
         elif r < 0.7:
             op = rng.choice((29, 24, 20, 13, 26, 1, 32, 17))
@@ -77,8 +79,9 @@ def _measure(name: str, func, data: bytes, results: list) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     count = func(data)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    results.append((name, count, len(data) / 1e6 / wall, len(data) / 1e6 / cpu,
-                    cpu / max(count, 1) * 1e9))
+    results.append(
+        (name, count, len(data) / 1e6 / wall, len(data) / 1e6 / cpu, cpu / max(count, 1) * 1e9)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,15 +105,20 @@ def main(argv: list[str] | None = None) -> int:
         return s.records + s.windows
 
     results: list = []
-    for name, func in (("batches (raw tuples)", batches), ("summary", summary),
-                       ("decode (TraceRecord)", records)):
+    for name, func in (
+        ("batches (raw tuples)", batches),
+        ("summary", summary),
+        ("decode (TraceRecord)", records),
+    ):
         _measure(name, func, data, results)
     loop = time.process_time()
     for _ in range(2_000_000):
         pass
     loop = (time.process_time() - loop) / 2_000_000 * 1e9
-    print(f"{len(data) / 1e6:.1f} MB, python {sys.version.split()[0]}, "
-          f"empty-loop {loop:.0f} ns/iteration (machine speed reference)")
+    print(
+        f"{len(data) / 1e6:.1f} MB, python {sys.version.split()[0]}, "
+        f"empty-loop {loop:.0f} ns/iteration (machine speed reference)"
+    )
     print(f"{'path':<22} {'records':>10} {'MB/s wall':>10} {'MB/s cpu':>9} {'ns/record':>10}")
     for name, count, wall, cpu, per in results:
         print(f"{name:<22} {count:>10} {wall:>10.1f} {cpu:>9.1f} {per:>10.0f}")

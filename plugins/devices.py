@@ -32,13 +32,14 @@ class DeviceHealth:
     devid: str
     backend_domid: int | None
     frontend: str | None  # frontend xenbus state (None: the console has none)
-    backend: str | None   # backend xenbus state
+    backend: str | None  # backend xenbus state
     ok: bool
-    problem: str          # '' when ok
+    problem: str  # '' when ok
 
 
-def device_problem(kind: str, frontend: str | None, backend: str | None,
-                   has_backend: bool, console_ring: bool) -> str:
+def device_problem(
+    kind: str, frontend: str | None, backend: str | None, has_backend: bool, console_ring: bool
+) -> str:
     """Why a device is unhealthy ('' if it is not), from its two xenbus states."""
     if not has_backend:
         return "no valid backend path in xenstore"
@@ -61,36 +62,70 @@ def orphans(store, domids: list[int], names: dict[int, str]) -> list[DeviceHealt
     """Backend directories (in any domain) whose frontend domain no longer exists."""
     tops = {d: f"/local/domain/{d}/backend" for d in domids}
     kinds = store.fetch(lists=tops.values())[1]
-    kind_dirs = [(d, k) for d in domids
-                 for k in sorted(kinds.get(tops[d]) or [])[:MAX_KINDS] if _KIND.match(k)]
+    kind_dirs = [
+        (d, k)
+        for d in domids
+        for k in sorted(kinds.get(tops[d]) or [])[:MAX_KINDS]
+        if _KIND.match(k)
+    ]
     fronts = store.fetch(lists=[f"{tops[d]}/{k}" for d, k in kind_dirs])[1]
-    gone = [(d, k, f) for d, k in kind_dirs
-            for f in _ints(fronts.get(f"{tops[d]}/{k}"), MAX_FRONTENDS) if f not in names]
+    gone = [
+        (d, k, f)
+        for d, k in kind_dirs
+        for f in _ints(fronts.get(f"{tops[d]}/{k}"), MAX_FRONTENDS)
+        if f not in names
+    ]
     devs = store.fetch(lists=[f"{tops[d]}/{k}/{f}" for d, k, f in gone])[1]
-    paths = [(d, k, f, v) for d, k, f in gone
-             for v in _ints(devs.get(f"{tops[d]}/{k}/{f}"), MAX_DEVICES)]
+    paths = [
+        (d, k, f, v) for d, k, f in gone for v in _ints(devs.get(f"{tops[d]}/{k}/{f}"), MAX_DEVICES)
+    ]
     states = store.fetch([f"{tops[d]}/{k}/{f}/{v}/state" for d, k, f, v in paths])[0]
     from xenvmi.model.host import xenbus_state_name
-    return [DeviceHealth(f, "(gone)", k, str(v), d, None,
-                         xenbus_state_name(states.get(f"{tops[d]}/{k}/{f}/{v}/state")), False,
-                         f"orphaned backend in domain {d}: domain {f} no longer exists")
-            for d, k, f, v in paths]
+
+    return [
+        DeviceHealth(
+            f,
+            "(gone)",
+            k,
+            str(v),
+            d,
+            None,
+            xenbus_state_name(states.get(f"{tops[d]}/{k}/{f}/{v}/state")),
+            False,
+            f"orphaned backend in domain {d}: domain {f} no longer exists",
+        )
+        for d, k, f, v in paths
+    ]
 
 
 def health_rows(domains, store) -> list[DeviceHealth]:
     """One row per device of every domain, then the orphaned backends."""
-    consoles = [f"/local/domain/{d.domid}/console/{key}" for d in domains
-                for key in ("ring-ref", "port")]
+    consoles = [
+        f"/local/domain/{d.domid}/console/{key}" for d in domains for key in ("ring-ref", "port")
+    ]
     ring = store.fetch(consoles)[0]
     rows = []
     for d in domains:
-        published = all(ring.get(f"/local/domain/{d.domid}/console/{k}")
-                         for k in ("ring-ref", "port"))
+        published = all(
+            ring.get(f"/local/domain/{d.domid}/console/{k}") for k in ("ring-ref", "port")
+        )
         for dev in d.devices:
-            why = device_problem(dev.kind, dev.state, dev.backend_state,
-                                 dev.backend is not None, published)
-            rows.append(DeviceHealth(d.domid, d.name, dev.kind, dev.devid, dev.backend_domid,
-                                     dev.state, dev.backend_state, not why, why))
+            why = device_problem(
+                dev.kind, dev.state, dev.backend_state, dev.backend is not None, published
+            )
+            rows.append(
+                DeviceHealth(
+                    d.domid,
+                    d.name,
+                    dev.kind,
+                    dev.devid,
+                    dev.backend_domid,
+                    dev.state,
+                    dev.backend_state,
+                    not why,
+                    why,
+                )
+            )
     names = {d.domid: d.name for d in domains}
     return rows + orphans(store, sorted(names), names)
 
@@ -110,6 +145,7 @@ class Backends(Plugin):
     def run(self, ctx: Context):
         from xenvmi import api
         from xenvmi.domains import find_domain
+
         domains = api.list_domains(hypervisor=False)
         with api.open_xenstore() as store:
             rows = health_rows(domains, store)

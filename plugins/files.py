@@ -20,8 +20,7 @@ from xenvmi.plugins import Context, Plugin
 MAX_TASKS, MAX_FDS, MAX_DEPTH, NAME_MAX = 65_536, 65_536, 256, 255
 FMODE_READ, FMODE_WRITE = 0x1, 0x2
 #: Pseudo filesystems whose dentries have d_dname: how the kernel names their files.
-PSEUDO = {"pipefs": "pipe:[{ino}]", "sockfs": "socket:[{ino}]",
-          "anon_inodefs": "anon_inode:{name}"}
+PSEUDO = {"pipefs": "pipe:[{ino}]", "sockfs": "socket:[{ino}]", "anon_inodefs": "anon_inode:{name}"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,7 @@ def mode_text(f_mode: int) -> str:
 
 def _string(prog, ptr: int, limit: int) -> str:
     from xenvmi.guest.bounded import c_string, is_kernel_pointer
+
     if not is_kernel_pointer(ptr, align=1):
         return "?"
     return c_string(prog.read(ptr, limit), limit)
@@ -56,6 +56,7 @@ def _pseudo_name(prog, dentry) -> str | None:
     from drgn import Object
 
     from xenvmi.guest.bounded import is_kernel_pointer
+
     ops = dentry.d_op.value_()
     if not ops or not is_kernel_pointer(ops):
         return None
@@ -63,10 +64,12 @@ def _pseudo_name(prog, dentry) -> str | None:
         return None
     fstype = _string(prog, dentry.d_sb.s_type.name.value_(), 32)
     inode = dentry.d_inode.value_()
-    ino = Object(prog, "struct inode", address=inode).i_ino.value_() \
-        if is_kernel_pointer(inode) else "?"
-    return PSEUDO.get(fstype, fstype + ":[{ino}]").format(ino=ino,
-                                                          name=_dentry_name(prog, dentry))
+    ino = (
+        Object(prog, "struct inode", address=inode).i_ino.value_()
+        if is_kernel_pointer(inode)
+        else "?"
+    )
+    return PSEUDO.get(fstype, fstype + ":[{ino}]").format(ino=ino, name=_dentry_name(prog, dentry))
 
 
 def d_path(prog, path, budget) -> str:
@@ -75,6 +78,7 @@ def d_path(prog, path, budget) -> str:
     from drgn import Object, container_of
 
     from xenvmi.guest.bounded import is_kernel_pointer
+
     vfsmnt, dentry = path.mnt.value_(), path.dentry.value_()
     if not (is_kernel_pointer(vfsmnt) and is_kernel_pointer(dentry)):
         return "?"
@@ -87,8 +91,10 @@ def d_path(prog, path, budget) -> str:
     while True:
         here = (dentry, mnt.value_())
         if here in seen or len(seen) >= MAX_DEPTH or budget.expired():
-            budget.warn(f"path of dentry {path.dentry.value_():#x}: cut after {len(seen)} "
-                        "steps (loop, too deep or deadline)")
+            budget.warn(
+                f"path of dentry {path.dentry.value_():#x}: cut after {len(seen)} "
+                "steps (loop, too deep or deadline)"
+            )
             return "?/" + "/".join(reversed(parts))
         seen.add(here)
         if dentry == mnt.mnt.mnt_root.value_():
@@ -116,19 +122,24 @@ def task_files(prog, task, budget):
     from drgn import Object
 
     from xenvmi.guest.bounded import is_kernel_pointer
+
     files = task.files.value_()
     if files == 0:
         return
-    fdt_ptr = Object(prog, "struct files_struct", address=files).fdt.value_() \
-        if is_kernel_pointer(files) else 0
+    fdt_ptr = (
+        Object(prog, "struct files_struct", address=files).fdt.value_()
+        if is_kernel_pointer(files)
+        else 0
+    )
     if not is_kernel_pointer(fdt_ptr):
         budget.warn(f"pid {task.tgid.value_()}: bad files pointer")
         return
     fdt = Object(prog, "struct fdtable", address=fdt_ptr).read_()
     max_fds, fds, bitmap = (fdt.max_fds.value_(), fdt.fd.value_(), fdt.open_fds.value_())
     if max_fds > MAX_FDS:
-        budget.warn(f"pid {task.tgid.value_()}: max_fds {max_fds}; only the first {MAX_FDS} "
-                    "fds are read")
+        budget.warn(
+            f"pid {task.tgid.value_()}: max_fds {max_fds}; only the first {MAX_FDS} fds are read"
+        )
         max_fds = MAX_FDS
     if not (is_kernel_pointer(fds) and is_kernel_pointer(bitmap)):
         budget.warn(f"pid {task.tgid.value_()}: bad fd table pointers")
@@ -152,13 +163,22 @@ def task_files(prog, task, budget):
 def _task_rows(prog, task, budget) -> list[OpenFile]:
     from xenvmi.guest.bounded import DeadlineExceeded, c_string
     from xenvmi.guest.linux import ENTRY_ERRORS
+
     pid, comm = task.tgid.value_(), c_string(task.comm.string_(), 16)
     rows = []
     for fd, file in task_files(prog, task, budget):
         try:
             f = file[0].read_()
-            rows.append(OpenFile(pid, comm, fd, mode_text(f.f_mode.value_()),
-                                 f.f_pos.value_(), d_path(prog, f.f_path, budget)))
+            rows.append(
+                OpenFile(
+                    pid,
+                    comm,
+                    fd,
+                    mode_text(f.f_mode.value_()),
+                    f.f_pos.value_(),
+                    d_path(prog, f.f_path, budget),
+                )
+            )
         except DeadlineExceeded:
             raise
         except ENTRY_ERRORS as e:
@@ -170,11 +190,18 @@ def file_rows(prog, budget, pid: int | None) -> list[OpenFile]:
     """Open files of process ``pid`` (None: of every process)."""
     from xenvmi.guest.bounded import DeadlineExceeded, walk_list
     from xenvmi.guest.linux import ENTRY_ERRORS
+
     out: list[OpenFile] = []
     found = False
     try:
-        for task in walk_list(prog["init_task"].tasks, "struct task_struct", "tasks", budget,
-                              max_count=MAX_TASKS, what="task list"):
+        for task in walk_list(
+            prog["init_task"].tasks,
+            "struct task_struct",
+            "tasks",
+            budget,
+            max_count=MAX_TASKS,
+            what="task list",
+        ):
             try:
                 if pid is not None and task.tgid.value_() != pid:
                     continue
@@ -190,6 +217,7 @@ def file_rows(prog, budget, pid: int | None) -> list[OpenFile]:
         budget.warn(f"stopped at the deadline after {len(out)} files")
     if pid is not None and not found and budget.complete:
         from xenvmi.errors import NotFoundError
+
         raise NotFoundError(f"no process with pid {pid} in the guest")
     return out
 

@@ -48,10 +48,20 @@ class HotSpots:
 
     def rows(self) -> list[HypercallError]:
         from xenvmi.trace.hypercall_decode import describe_ret
+
         keys = sorted(self.counts, key=lambda k: (-self.counts[k], k[0], k[1], k[2] or ""))
-        return [HypercallError(comm, call, subop, describe_ret(ret), self.counts[k],
-                               ",".join(str(d) for d in sorted(self.domids.get(k, ()))))
-                for k in keys for comm, call, subop, ret in [k]]
+        return [
+            HypercallError(
+                comm,
+                call,
+                subop,
+                describe_ret(ret),
+                self.counts[k],
+                ",".join(str(d) for d in sorted(self.domids.get(k, ()))),
+            )
+            for k in keys
+            for comm, call, subop, ret in [k]
+        ]
 
 
 class HcErrors(Plugin):
@@ -65,6 +75,7 @@ class HcErrors(Plugin):
     def run(self, ctx: Context):
         from xenvmi.backends.hypercall_probe import HypercallTracer
         from xenvmi.trace.hypercall_filters import Filters
+
         seconds = ctx.duration("seconds", 5.0)
         spots = HotSpots()
         tracer = HypercallTracer(Filters(errors_only=True), stream=True, stats=False)

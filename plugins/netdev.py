@@ -17,9 +17,20 @@ from xenvmi.plugins import Context, Plugin
 
 MAX_NAMESPACES, MAX_DEVICES, MAX_ADDR_LEN = 1024, 16384, 32
 #: include/uapi/linux/if.h (IFF_RUNNING is derived by the kernel, not stored in flags).
-IFF = ((0x1, "UP"), (0x2, "BROADCAST"), (0x4, "DEBUG"), (0x8, "LOOPBACK"),
-       (0x10, "POINTOPOINT"), (0x80, "NOARP"), (0x100, "PROMISC"), (0x200, "ALLMULTI"),
-       (0x400, "MASTER"), (0x800, "SLAVE"), (0x1000, "MULTICAST"), (0x8000, "DYNAMIC"))
+IFF = (
+    (0x1, "UP"),
+    (0x2, "BROADCAST"),
+    (0x4, "DEBUG"),
+    (0x8, "LOOPBACK"),
+    (0x10, "POINTOPOINT"),
+    (0x80, "NOARP"),
+    (0x100, "PROMISC"),
+    (0x200, "ALLMULTI"),
+    (0x400, "MASTER"),
+    (0x800, "SLAVE"),
+    (0x1000, "MULTICAST"),
+    (0x8000, "DYNAMIC"),
+)
 #: enum if_oper_state (RFC 2863).
 OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
 
@@ -46,6 +57,7 @@ def mac_text(raw: bytes) -> str:
 
 def _device(prog, dev, netns: int | None) -> NetDevice:
     from xenvmi.guest.bounded import c_string, is_kernel_pointer
+
     d = dev[0].read_()
     flags = d.flags.value_()
     mac = None
@@ -53,29 +65,46 @@ def _device(prog, dev, netns: int | None) -> NetDevice:
     if 0 < length <= MAX_ADDR_LEN and is_kernel_pointer(ptr, align=1):
         mac = mac_text(prog.read(ptr, length))
     state = d.operstate.value_()
-    return NetDevice(netns=netns, ifindex=d.ifindex.value_(),
-                     name=c_string(d.name.string_(), 16), mtu=d.mtu.value_(), mac=mac,
-                     up=bool(flags & 0x1), operstate=OPERSTATES[state]
-                     if state < len(OPERSTATES) else f"?{state}", flags=flag_names(flags))
+    return NetDevice(
+        netns=netns,
+        ifindex=d.ifindex.value_(),
+        name=c_string(d.name.string_(), 16),
+        mtu=d.mtu.value_(),
+        mac=mac,
+        up=bool(flags & 0x1),
+        operstate=OPERSTATES[state] if state < len(OPERSTATES) else f"?{state}",
+        flags=flag_names(flags),
+    )
 
 
 def namespaces(prog, budget) -> list:
     """Every ``struct net *`` on net_namespace_list; just init_net if the list is missing."""
     from xenvmi.guest.bounded import walk_list
+
     try:
         head = prog["net_namespace_list"]
     except LookupError:
-        budget.warn("net_namespace_list not found: only the initial namespace is listed",
-                    partial=False)
+        budget.warn(
+            "net_namespace_list not found: only the initial namespace is listed", partial=False
+        )
         return [prog["init_net"].address_of_()]
-    return list(walk_list(head, "struct net", "list", budget, max_count=MAX_NAMESPACES,
-                          what="network namespace list"))
+    return list(
+        walk_list(
+            head,
+            "struct net",
+            "list",
+            budget,
+            max_count=MAX_NAMESPACES,
+            what="network namespace list",
+        )
+    )
 
 
 def netdev_rows(prog, budget) -> list[NetDevice]:
     """Every interface of every namespace; unreadable ones become warnings."""
     from xenvmi.guest.bounded import DeadlineExceeded, walk_list
     from xenvmi.guest.linux import ENTRY_ERRORS
+
     out: list[NetDevice] = []
     try:
         for net in namespaces(prog, budget):
@@ -83,8 +112,14 @@ def netdev_rows(prog, budget) -> list[NetDevice]:
                 inum = net.ns.inum.value_()
             except ENTRY_ERRORS:
                 inum = None
-            for dev in walk_list(net.dev_base_head, "struct net_device", "dev_list", budget,
-                                 max_count=MAX_DEVICES, what=f"devices of netns {inum}"):
+            for dev in walk_list(
+                net.dev_base_head,
+                "struct net_device",
+                "dev_list",
+                budget,
+                max_count=MAX_DEVICES,
+                what=f"devices of netns {inum}",
+            ):
                 try:
                     out.append(_device(prog, dev, inum))
                 except DeadlineExceeded:

@@ -43,8 +43,10 @@ def main(argv: list[str]) -> int:
     total = sum(f["seconds"] for f in files.values())
     print(f"{'file':48} {'min':>6} {'passed':>6} {'failed':>6} {'skipped':>7}")
     for name, f in sorted(files.items(), key=lambda kv: -kv[1]["seconds"]):
-        print(f"{name:48} {f['seconds'] / 60:6.1f} {int(f['passed']):6d} {int(f['failed']):6d} "
-              f"{int(f['skipped']):7d}")
+        print(
+            f"{name:48} {f['seconds'] / 60:6.1f} {int(f['passed']):6d} {int(f['failed']):6d} "
+            f"{int(f['skipped']):7d}"
+        )
     print(f"{'total':48} {total / 60:6.1f}")
     return 0
 

@@ -28,9 +28,21 @@ from xenvmi.domains import DomainSampler, HostSampler, collect_domains, find_dom
 from xenvmi.errors import Unavailable
 from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, WatchEvent, XsTree
 
-__all__ = ["list_domains", "domain", "sample_domains", "sample_node", "host_sample",
-           "open_xenstore", "xs_read", "xs_list", "xs_walk", "xs_write", "watch",
-           "DomainSampler", "HostSampler"]
+__all__ = [
+    "list_domains",
+    "domain",
+    "sample_domains",
+    "sample_node",
+    "host_sample",
+    "open_xenstore",
+    "xs_read",
+    "xs_list",
+    "xs_walk",
+    "xs_write",
+    "watch",
+    "DomainSampler",
+    "HostSampler",
+]
 
 #: Seconds any single xenstore request may take.
 XENSTORE_TIMEOUT = 5.0
@@ -38,9 +50,11 @@ XENSTORE_TIMEOUT = 5.0
 
 # ----------------------------------------------------------------------------- domains
 
+
 def _node_counters(flags: int):
     """Xen's view for the merge, or None where libxenstat is unusable (list still works)."""
     from xenvmi.backends.xenstat import XenStat
+
     try:
         with XenStat() as xs:
             return xs.node(flags)
@@ -52,6 +66,7 @@ def list_domains(hypervisor: bool = True) -> list[Domain]:
     """Every domain, by domid. ``hypervisor=False`` skips libxenstat (state, current
     memory and dom0's vCPUs are then None)."""
     from xenvmi.backends.xenstat import VCPU
+
     stats = _node_counters(VCPU) if hypervisor else None
     with open_xenstore() as store:
         return collect_domains(store, stats, own_guest_type())
@@ -91,6 +106,7 @@ def host_sample(interval: float = 0.2) -> HostSample:
 
 # ----------------------------------------------------------------------------- xenstore
 
+
 def open_xenstore(writable: bool = False, timeout: float = XENSTORE_TIMEOUT) -> XenStore:
     """A connected XenStore; use it in a ``with`` block. Read-only unless asked."""
     return XenStore(timeout=timeout, writable=writable).open()
@@ -122,8 +138,9 @@ def xs_write(path: str, value: str) -> None:
         store.write(path, value)
 
 
-def watch(paths: str | Sequence[str], timeout: float | None = None,
-          count: int | None = None) -> Iterator[WatchEvent]:
+def watch(
+    paths: str | Sequence[str], timeout: float | None = None, count: int | None = None
+) -> Iterator[WatchEvent]:
     """Yield watch events until ``timeout`` seconds pass or ``count`` events arrived.
 
     Paths may be @introduceDomain / @releaseDomain. The first event of each path fires at

@@ -15,16 +15,41 @@ from xenvmi import __version__
 from xenvmi.errors import XenvmiError
 
 #: Command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("domains", "xs", "abi", "xentrace", "trace", "lab", "views", "isf",
-                   "dump", "shell", "plugins", "tui")
+COMMAND_MODULES = (
+    "domains",
+    "xs",
+    "abi",
+    "xentrace",
+    "trace",
+    "lab",
+    "views",
+    "isf",
+    "dump",
+    "shell",
+    "plugins",
+    "tui",
+)
 #: The module that registers each command: running one imports only its module. Importing
 #: all twelve (the ABI tables, argparse's help for every command) took 12 s of a 17 s
 #: `xenvmi ps` in the lab's emulated dom0. tests/unit checks this table against the modules.
 #: A built-in view's command (ps, lsmod ...) is found by its module in xenvmi/views/.
-COMMANDS = {"list": "domains", "top": "domains", "xs": "xs", "errno": "abi",
-            "hypercall": "abi", "xentrace": "xentrace", "trace": "trace", "lab": "lab",
-            "isf": "isf", "profile": "isf", "dump": "dump", "shell": "shell",
-            "plugins": "plugins", "run": "plugins", "tui": "tui"}
+COMMANDS = {
+    "list": "domains",
+    "top": "domains",
+    "xs": "xs",
+    "errno": "abi",
+    "hypercall": "abi",
+    "xentrace": "xentrace",
+    "trace": "trace",
+    "lab": "lab",
+    "isf": "isf",
+    "profile": "isf",
+    "dump": "dump",
+    "shell": "shell",
+    "plugins": "plugins",
+    "run": "plugins",
+    "tui": "tui",
+}
 
 EPILOG = """examples:
   xenvmi lab up                 build and boot the QEMU lab (a real Xen 4.17 host)
@@ -59,6 +84,7 @@ def module_of(command: str | None) -> str | None:
         return COMMANDS[command]
     if command and command.isidentifier() and not command.startswith("_"):
         import importlib.util
+
         if importlib.util.find_spec(f"xenvmi.views.{command}") is not None:
             return "views"
     return None
@@ -66,8 +92,12 @@ def module_of(command: str | None) -> str | None:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser with every command, or with only ``command``'s module when it is known."""
-    parser = _Parser(prog="xenvmi", description="Inspect and trace live Xen domains from dom0.",
-                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="xenvmi",
+        description="Inspect and trace live Xen domains from dom0.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"xenvmi {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     modules = (module_of(command),) if module_of(command) else COMMAND_MODULES

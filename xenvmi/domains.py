@@ -36,15 +36,23 @@ if TYPE_CHECKING:
 MAX_DOMAINS, MAX_DEVICE_KINDS, MAX_DEVICES_PER_KIND, MAX_VCPUS = 4096, 32, 64, 512
 _BACKEND_RE = re.compile(r"^/local/domain/\d{1,5}/backend/[A-Za-z0-9_-]+/\d{1,5}/[A-Za-z0-9_-]+$")
 #: State word for Domain.state: the first flag set, in this order, wins.
-_STATE_ORDER = (("d", "dying"), ("c", "crashed"), ("s", "shutdown"), ("p", "paused"),
-                ("r", "running"), ("b", "blocked"))
+_STATE_ORDER = (
+    ("d", "dying"),
+    ("c", "crashed"),
+    ("s", "shutdown"),
+    ("p", "paused"),
+    ("r", "running"),
+    ("b", "blocked"),
+)
 
 
 class Store(Protocol):
     """What collection needs from xenstore (``XenStore``, or a fake in tests): values and
     children of many paths in one round trip, None for absent ones."""
-    def fetch(self, reads: Iterable[str] = (), lists: Iterable[str] = ()
-              ) -> tuple[Mapping[str, str | None], Mapping[str, list[str] | None]]: ...
+
+    def fetch(
+        self, reads: Iterable[str] = (), lists: Iterable[str] = ()
+    ) -> tuple[Mapping[str, str | None], Mapping[str, list[str] | None]]: ...
 
 
 def _int(text: str | None) -> int | None:
@@ -73,8 +81,10 @@ def own_guest_type() -> str | None:
 
 # ----------------------------------------------------------------------------- domains
 
-def collect_domains(store: Store, stats: NodeCounters | None = None,
-                    dom0_type: str | None = None) -> list[Domain]:
+
+def collect_domains(
+    store: Store, stats: NodeCounters | None = None, dom0_type: str | None = None
+) -> list[Domain]:
     """Every domain xenstore knows, merged with Xen's counters when ``stats`` is given
     (then Xen, not xenstore, says how many vCPUs there are and which are online).
 
@@ -83,35 +93,56 @@ def collect_domains(store: Store, stats: NodeCounters | None = None,
     device nodes; backend states)."""
     listed = store.fetch(lists=["/local/domain"])[1].get("/local/domain") or []
     domids = sorted({int(d) for d in listed if d.isdigit()})[:MAX_DOMAINS]
-    keys = ("name", "vm", "memory/target", "memory/static-max", "memory/videoram",
-            "console/backend")
+    keys = (
+        "name",
+        "vm",
+        "memory/target",
+        "memory/static-max",
+        "memory/videoram",
+        "console/backend",
+    )
     base = {d: f"/local/domain/{d}" for d in domids}
     subdirs = ("device",) if stats else ("device", "cpu")
     first, dirs = store.fetch(
         [f"{base[d]}/{k}" for d in domids for k in keys] + [f"/libxl/{d}/type" for d in domids],
-        [f"{base[d]}/{k}" for d in domids for k in subdirs])
+        [f"{base[d]}/{k}" for d in domids for k in subdirs],
+    )
     values = dict(first)  # the later round trips' values join it
     kinds = {d: sorted(dirs.get(f"{base[d]}/device") or [])[:MAX_DEVICE_KINDS] for d in domids}
     cpus = {d: _cpu_ids(dirs.get(f"{base[d]}/cpu")) for d in domids}
-    more, ids = store.fetch([f"{base[d]}/cpu/{c}/availability" for d in domids for c in cpus[d]],
-                            [f"{base[d]}/device/{k}" for d in domids for k in kinds[d]])
+    more, ids = store.fetch(
+        [f"{base[d]}/cpu/{c}/availability" for d in domids for c in cpus[d]],
+        [f"{base[d]}/device/{k}" for d in domids for k in kinds[d]],
+    )
     values.update(more)
-    devs = {d: [(k, i) for k in kinds[d] for i in
-                sorted(ids.get(f"{base[d]}/device/{k}") or [])[:MAX_DEVICES_PER_KIND]]
-            for d in domids}
-    values.update(store.fetch([f"{base[d]}/device/{k}/{i}/{f}" for d in domids
-                               for k, i in devs[d] for f in ("backend", "state")])[0])
-    backends = [_backend(values, f"{base[d]}/device/{k}/{i}", d, i)
-                for d in domids for k, i in devs[d]]
+    devs = {
+        d: [
+            (k, i)
+            for k in kinds[d]
+            for i in sorted(ids.get(f"{base[d]}/device/{k}") or [])[:MAX_DEVICES_PER_KIND]
+        ]
+        for d in domids
+    }
+    values.update(
+        store.fetch(
+            [
+                f"{base[d]}/device/{k}/{i}/{f}"
+                for d in domids
+                for k, i in devs[d]
+                for f in ("backend", "state")
+            ]
+        )[0]
+    )
+    backends = [
+        _backend(values, f"{base[d]}/device/{k}/{i}", d, i) for d in domids for k, i in devs[d]
+    ]
     backends += [_backend(values, f"{base[d]}/console", d, "0") for d in domids]
     values.update(store.fetch([f"{b}/state" for b in backends if b])[0])
     by_id = {c.domid: c for c in stats.domains} if stats else {}
-    return [_domain(d, base[d], values, cpus[d], devs[d], by_id.get(d), dom0_type)
-            for d in domids]
+    return [_domain(d, base[d], values, cpus[d], devs[d], by_id.get(d), dom0_type) for d in domids]
 
 
-def _backend(values: Mapping[str, str | None], front: str, domid: int,
-             devid: str) -> str | None:
+def _backend(values: Mapping[str, str | None], front: str, domid: int, devid: str) -> str | None:
     """The frontend's ``backend`` path if it has the shape a toolstack writes (the backend
     kind may differ: a vbd served by qdisk). The frontend directory belongs to the guest,
     so the path is checked before anything is read through it."""
@@ -125,20 +156,34 @@ def _cpu_ids(names: list[str] | None) -> list[str]:
     return sorted((n for n in names or [] if n.isdigit()), key=int)[:MAX_VCPUS]
 
 
-def _device(kind: str, devid: str, front: str, values: Mapping[str, str | None],
-            state_key: str | None, domid: int) -> Device:
+def _device(
+    kind: str,
+    devid: str,
+    front: str,
+    values: Mapping[str, str | None],
+    state_key: str | None,
+    domid: int,
+) -> Device:
     backend = _backend(values, front, domid, devid)
-    return Device(kind=kind, devid=devid,
-                  backend_domid=int(backend.split("/")[3]) if backend else None,
-                  backend=backend,
-                  state=xenbus_state_name(values.get(state_key)) if state_key else None,
-                  backend_state=xenbus_state_name(values.get(f"{backend}/state"))
-                  if backend else None)
+    return Device(
+        kind=kind,
+        devid=devid,
+        backend_domid=int(backend.split("/")[3]) if backend else None,
+        backend=backend,
+        state=xenbus_state_name(values.get(state_key)) if state_key else None,
+        backend_state=xenbus_state_name(values.get(f"{backend}/state")) if backend else None,
+    )
 
 
-def _domain(domid: int, base: str, values: Mapping[str, str | None], cpus: list[str],
-            devs: list[tuple[str, str]], stat: DomainCounters | None,
-            dom0_type: str | None) -> Domain:
+def _domain(
+    domid: int,
+    base: str,
+    values: Mapping[str, str | None],
+    cpus: list[str],
+    devs: list[tuple[str, str]],
+    stat: DomainCounters | None,
+    dom0_type: str | None,
+) -> Domain:
     """One Domain from the values read under ``base`` (a pure function: tests use it)."""
     vm = values.get(f"{base}/vm")
     uuid = vm.rsplit("/", 1)[-1] if vm and vm.startswith("/vm/") else None
@@ -148,28 +193,35 @@ def _domain(domid: int, base: str, values: Mapping[str, str | None], cpus: list[
         target += _int(values.get(f"{base}/memory/videoram")) or 0
     static_max = _int(values.get(f"{base}/memory/static-max"))
     online = [c for c in cpus if values.get(f"{base}/cpu/{c}/availability") == "online"]
-    devices = [_device(k, i, f"{base}/device/{k}/{i}", values, f"{base}/device/{k}/{i}/state",
-                       domid)
-               for k, i in devs if values.get(f"{base}/device/{k}/{i}/backend")
-               or values.get(f"{base}/device/{k}/{i}/state")]  # not device/suspend/...
+    devices = [
+        _device(k, i, f"{base}/device/{k}/{i}", values, f"{base}/device/{k}/{i}/state", domid)
+        for k, i in devs
+        if values.get(f"{base}/device/{k}/{i}/backend")
+        or values.get(f"{base}/device/{k}/{i}/state")
+    ]  # not device/suspend/...
     if values.get(f"{base}/console/backend"):
         devices.insert(0, _device("console", "0", f"{base}/console", values, None, domid))
     name = values.get(f"{base}/name") or (stat.name if stat else "") or f"(domain {domid})"
     mem_kib = stat.memory_bytes // 1024 if stat else None
     max_kib = stat.memory_max_bytes // 1024 if stat and stat.memory_max_bytes else None
     return Domain(
-        domid=domid, name=name, uuid=uuid,
+        domid=domid,
+        name=name,
+        uuid=uuid,
         type=dtype if dtype in ("pv", "pvh", "hvm") else "unknown",
         state=state_word(stat.state) if stat else None,
         memory_target_kib=target if target is not None else mem_kib,
         memory_max_kib=static_max if static_max is not None else max_kib,
         vcpus=stat.vcpus if stat else (len(cpus) if cpus else None),
         vcpus_online=stat.vcpus_online if stat else (len(online) if cpus else None),
-        memory_kib=mem_kib, devices=tuple(devices))
+        memory_kib=mem_kib,
+        devices=tuple(devices),
+    )
 
 
 class _Named(Protocol):
     """A Domain or a DomainSample: what :func:`find_domain` picks among."""
+
     @property
     def domid(self) -> int: ...
     @property
@@ -187,6 +239,7 @@ def find_domain(domains: Sequence[_D], name_or_id: str | int) -> _D:
 
 # ----------------------------------------------------------------------------- samples
 
+
 def cpu_percent(prev_ns: int, cur_ns: int, elapsed_s: float) -> float | None:
     """Percent of one physical CPU, as xentop computes it; None if not computable."""
     if elapsed_s <= 0 or cur_ns < prev_ns:
@@ -203,25 +256,48 @@ def make_samples(cur: NodeCounters, prev: NodeCounters | None = None) -> list[Do
         old = before.get((c.domid, c.name))
         pct = cpu_percent(old.cpu_ns, c.cpu_ns, cur.mono - prev.mono) if old and prev else None
         vbd = c.vbd or (None,) * 5
-        out.append(DomainSample(
-            time=cur.time, domid=c.domid, name=c.name, state=c.state, cpu_ns=c.cpu_ns,
-            cpu_seconds=c.cpu_ns / 1e9, cpu_percent=pct, memory_kib=c.memory_bytes // 1024,
-            memory_percent=c.memory_bytes / total * 100.0,
-            memory_max_kib=None if c.memory_max_bytes is None else c.memory_max_bytes // 1024,
-            memory_max_percent=None if c.memory_max_bytes is None
-            else c.memory_max_bytes / total * 100.0,
-            vcpus=c.vcpus, vcpus_online=c.vcpus_online, nets=c.nets,
-            net_tx_bytes=c.net_tx_bytes, net_rx_bytes=c.net_rx_bytes, vbds=c.vbds,
-            vbd_oo=vbd[0], vbd_rd=vbd[1], vbd_wr=vbd[2], vbd_rsect=vbd[3], vbd_wsect=vbd[4],
-            ssid=c.ssid))
+        out.append(
+            DomainSample(
+                time=cur.time,
+                domid=c.domid,
+                name=c.name,
+                state=c.state,
+                cpu_ns=c.cpu_ns,
+                cpu_seconds=c.cpu_ns / 1e9,
+                cpu_percent=pct,
+                memory_kib=c.memory_bytes // 1024,
+                memory_percent=c.memory_bytes / total * 100.0,
+                memory_max_kib=None if c.memory_max_bytes is None else c.memory_max_bytes // 1024,
+                memory_max_percent=None
+                if c.memory_max_bytes is None
+                else c.memory_max_bytes / total * 100.0,
+                vcpus=c.vcpus,
+                vcpus_online=c.vcpus_online,
+                nets=c.nets,
+                net_tx_bytes=c.net_tx_bytes,
+                net_rx_bytes=c.net_rx_bytes,
+                vbds=c.vbds,
+                vbd_oo=vbd[0],
+                vbd_rd=vbd[1],
+                vbd_wr=vbd[2],
+                vbd_rsect=vbd[3],
+                vbd_wsect=vbd[4],
+                ssid=c.ssid,
+            )
+        )
     return out
 
 
 def node_sample(cur: NodeCounters) -> NodeSample:
-    return NodeSample(time=cur.time, xen_version=cur.xen_version, cpus=cur.cpus,
-                      cpu_mhz=cur.cpu_hz // 1_000_000,
-                      memory_total_kib=cur.memory_total_bytes // 1024,
-                      memory_free_kib=cur.memory_free_bytes // 1024, domains=len(cur.domains))
+    return NodeSample(
+        time=cur.time,
+        xen_version=cur.xen_version,
+        cpus=cur.cpus,
+        cpu_mhz=cur.cpu_hz // 1_000_000,
+        memory_total_kib=cur.memory_total_bytes // 1024,
+        memory_free_kib=cur.memory_free_bytes // 1024,
+        domains=len(cur.domains),
+    )
 
 
 class DomainSampler:
@@ -246,8 +322,7 @@ class DomainSampler:
 # ----------------------------------------------------------------------------- host
 
 #: Process names of Xen's dom0 daemons -> the name we report.
-DAEMON_NAMES = {"xenstored": "xenstored", "oxenstored": "xenstored",
-                "xenconsoled": "xenconsoled"}
+DAEMON_NAMES = {"xenstored": "xenstored", "oxenstored": "xenstored", "xenconsoled": "xenconsoled"}
 REQUIRED_DAEMONS = ("xenstored", "xenconsoled")
 
 
@@ -303,8 +378,11 @@ class HostSampler:
 
     def _daemons(self) -> list[tuple[str, int | None, psutil.Process, str]]:
         known = self._known
-        if known is None or time.monotonic() - self._scanned >= self.rescan or \
-                not all(_quiet(d[2].is_running) for d in known.values()):
+        if (
+            known is None
+            or time.monotonic() - self._scanned >= self.rescan
+            or not all(_quiet(d[2].is_running) for d in known.values())
+        ):
             known = self._scan()
         return list(known.values())
 
@@ -321,26 +399,39 @@ class HostSampler:
         for name, domid, proc, cmdline in found:
             with proc.oneshot():
                 rss = _quiet(lambda p=proc: p.memory_info().rss // 1024)
-                daemons.append(Daemon(
-                    name=name, pid=proc.pid, alive=_quiet(proc.is_running) or False,
-                    cpu_percent=_quiet(proc.cpu_percent, None), rss_kib=rss, domid=domid,
-                    cmdline=cmdline))
+                daemons.append(
+                    Daemon(
+                        name=name,
+                        pid=proc.pid,
+                        alive=_quiet(proc.is_running) or False,
+                        cpu_percent=_quiet(proc.cpu_percent, None),
+                        rss_kib=rss,
+                        domid=domid,
+                        cmdline=cmdline,
+                    )
+                )
         for name in REQUIRED_DAEMONS:
             if not any(d.name == name for d in daemons):
                 daemons.append(Daemon(name=name, pid=None, alive=False))
         mem = ps.virtual_memory()
         return HostSample(
-            time=time.time(), hostname=platform.node(), kernel=platform.release(),
-            cpus=ps.cpu_count() or 0, cpu_percent=ps.cpu_percent(None),
-            load_1m=os.getloadavg()[0], memory_total_kib=mem.total // 1024,
+            time=time.time(),
+            hostname=platform.node(),
+            kernel=platform.release(),
+            cpus=ps.cpu_count() or 0,
+            cpu_percent=ps.cpu_percent(None),
+            load_1m=os.getloadavg()[0],
+            memory_total_kib=mem.total // 1024,
             memory_available_kib=mem.available // 1024,
             memory_used_kib=(mem.total - mem.available) // 1024,
-            daemons=tuple(sorted(daemons, key=lambda d: (d.name, d.domid or 0, d.pid or 0))))
+            daemons=tuple(sorted(daemons, key=lambda d: (d.name, d.domid or 0, d.pid or 0))),
+        )
 
 
 def _quiet(func, *args):
     """psutil calls on a process that may exit under us: None instead of an exception."""
     import psutil
+
     try:
         return func(*args)
     except psutil.Error:  # NoSuchProcess, AccessDenied, ZombieProcess

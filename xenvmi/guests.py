@@ -37,9 +37,15 @@ def _quiet(msg: str) -> None:
 class Guest:
     """One guest's memory plus, once needed, its kernel (a drgn Program)."""
 
-    def __init__(self, memory: GuestMemory, *, use_cache: bool = True,
-                 progress: Progress = _quiet, discovery_timeout: float = 600.0,
-                 drgn_plugins: bool = False) -> None:
+    def __init__(
+        self,
+        memory: GuestMemory,
+        *,
+        use_cache: bool = True,
+        progress: Progress = _quiet,
+        discovery_timeout: float = 600.0,
+        drgn_plugins: bool = False,
+    ) -> None:
         """``drgn_plugins``: load drgn's plugins (its shell commands) into the Program;
         only the shell wants them, and loading them costs ~0.1 s a run."""
         self.memory = memory
@@ -74,15 +80,24 @@ class Guest:
         ``discovery`` already made for this guest is used rather than made again."""
         if self._kp is None:
             from xenvmi.guest import discover, program
+
             t = time.monotonic()
-            d = discovery or discover.discover(self.memory, use_cache=self.use_cache,
-                                               timeout=self.discovery_timeout,
-                                               progress=self.progress)
+            d = discovery or discover.discover(
+                self.memory,
+                use_cache=self.use_cache,
+                timeout=self.discovery_timeout,
+                progress=self.progress,
+            )
             self.timings["discovery"] = time.monotonic() - t
             t = time.monotonic()
-            self._kp = program.build(self.memory, d, timeout=self.discovery_timeout,
-                                     use_cache=self.use_cache, progress=self.progress,
-                                     drgn_plugins=self.drgn_plugins)
+            self._kp = program.build(
+                self.memory,
+                d,
+                timeout=self.discovery_timeout,
+                use_cache=self.use_cache,
+                progress=self.progress,
+                drgn_plugins=self.drgn_plugins,
+            )
             self.timings["program"] = time.monotonic() - t
         return self._kp
 
@@ -95,32 +110,48 @@ class Guest:
                 rows = fn(kp, budget)
         else:
             rows = fn(kp, budget)
-        view = GuestView(self.name, rows, budget.complete, kp.warnings + budget.warnings,
-                         time.monotonic() - t)
+        view = GuestView(
+            self.name, rows, budget.complete, kp.warnings + budget.warnings, time.monotonic() - t
+        )
         view.extra["timings"] = {**self.timings, "view": view.seconds}
         return view
 
-    def processes(self, timeout: float | None = DEFAULT_TIMEOUT,
-                  pause: bool = False) -> GuestView[Process]:
+    def processes(
+        self, timeout: float | None = DEFAULT_TIMEOUT, pause: bool = False
+    ) -> GuestView[Process]:
         from xenvmi.guest import linux
+
         return self._view(linux.processes, timeout, pause)
 
-    def modules(self, timeout: float | None = DEFAULT_TIMEOUT,
-                pause: bool = False) -> GuestView[Module]:
+    def modules(
+        self, timeout: float | None = DEFAULT_TIMEOUT, pause: bool = False
+    ) -> GuestView[Module]:
         from xenvmi.guest import linux
+
         return self._view(linux.modules, timeout, pause)
 
-    def kernel_log(self, timeout: float | None = DEFAULT_TIMEOUT,
-                   pause: bool = False) -> GuestView[LogRecord]:
+    def kernel_log(
+        self, timeout: float | None = DEFAULT_TIMEOUT, pause: bool = False
+    ) -> GuestView[LogRecord]:
         from xenvmi.guest import printk
+
         return self._view(printk.kernel_log, timeout, pause)
 
     def kernel_info(self, timeout: float | None = DEFAULT_TIMEOUT) -> GuestView[KernelInfo]:
         from xenvmi.guest import linux
+
         return self._view(lambda kp, b: [linux.kernel_info(kp, b)], timeout, False)
 
-    def dump(self, path, *, fmt: str = "elf", pause: bool = False,
-             timeout: float | None = 1800.0, progress=None, force: bool = False):
+    def dump(
+        self,
+        path,
+        *,
+        fmt: str = "elf",
+        pause: bool = False,
+        timeout: float | None = 1800.0,
+        progress=None,
+        force: bool = False,
+    ):
         """Write the guest's memory to ``path``: an ELF vmcore or (``fmt="raw"``) a flat image.
 
         A vmcore gets the kernel's VMCOREINFO note (discovered as for any view, so within
@@ -129,27 +160,43 @@ class Guest:
         :func:`xenvmi.guest.vmcore.dump` for ``pause``, ``progress`` and ``force``.
         """
         from xenvmi.guest import discover, vmcore
+
         vmcore.check_target(Path(path), force)  # before a discovery that may take a while
         t0, d, warnings = time.monotonic(), None, []
         if fmt == "elf":
             try:
-                d = discover.discover(self.memory, use_cache=self.use_cache,
-                                      timeout=timeout or self.discovery_timeout,
-                                      progress=self.progress)
+                d = discover.discover(
+                    self.memory,
+                    use_cache=self.use_cache,
+                    timeout=timeout or self.discovery_timeout,
+                    progress=self.progress,
+                )
                 warnings += d.warnings
             except GuestDataError as e:
-                warnings.append(f"the vmcore has no VMCOREINFO note (drgn will not see a "
-                                f"Linux kernel in it): {e}")
+                warnings.append(
+                    f"the vmcore has no VMCOREINFO note (drgn will not see a "
+                    f"Linux kernel in it): {e}"
+                )
         ram = self._ram_ranges(d, warnings) if d is not None else []
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - t0))
-        summary = vmcore.dump(self.memory, path, fmt=fmt, discovery=d, pause=pause,
-                              timeout=left, progress=progress, force=force, ram_ranges=ram)
+        summary = vmcore.dump(
+            self.memory,
+            path,
+            fmt=fmt,
+            discovery=d,
+            pause=pause,
+            timeout=left,
+            progress=progress,
+            force=force,
+            ram_ranges=ram,
+        )
         summary.warnings[:0] = warnings
         return summary
 
     def _ram_ranges(self, discovery, warnings: list[str]) -> list[tuple[int, int]]:
         """The kernel's own RAM map for a dump, or [] (memory is then found by probing)."""
         from xenvmi.guest import linux
+
         try:
             kp = self.kernel_program(discovery)
             budget = kp.view(RAM_MAP_TIMEOUT)
@@ -163,6 +210,7 @@ class Guest:
     def registers(self, vcpu: int | None = 0) -> GuestView[VcpuRegisters]:
         """Decoded registers of one vCPU (``None``: all); needs no kernel, works for PV."""
         from xenvmi.guest.regs_x86 import decode_x86
+
         t = time.monotonic()
         vcpus = range(self.memory.vcpu_count()) if vcpu is None else [vcpu]
         rows = []
@@ -218,11 +266,14 @@ def open_memory(target: str | int | os.PathLike, backend: str | None = None) -> 
     # (a path object always is a file target, a number never is)
     if isinstance(target, os.PathLike) or (isinstance(target, str) and is_file_target(target)):
         from xenvmi.backends.dumpfile import DumpMemory
+
         return DumpMemory(target)
     if choose_backend(backend) == "native":
         from xenvmi.backends.native import NativeMemory
+
         return NativeMemory(target)
     from xenvmi.backends.libvmi import LibvmiMemory
+
     return LibvmiMemory(target)
 
 
@@ -258,14 +309,21 @@ def kernel(domain: str | int, **kw) -> KernelInfo:
     return view.rows[0]
 
 
-def regs(domain: str | int, vcpu: int | None = 0,
-         backend: str | None = None) -> GuestView[VcpuRegisters]:
+def regs(
+    domain: str | int, vcpu: int | None = 0, backend: str | None = None
+) -> GuestView[VcpuRegisters]:
     with open_guest(domain, backend=backend) as g:
         return g.registers(vcpu)
 
 
-def dump(target: str | int | os.PathLike, path, *, use_cache: bool = True,
-         notify: Progress = _quiet, **kw):
+def dump(
+    target: str | int | os.PathLike,
+    path,
+    *,
+    use_cache: bool = True,
+    notify: Progress = _quiet,
+    **kw,
+):
     """Dump a domain (or convert a dump) to ``path``; keywords as :meth:`Guest.dump`."""
     with open_guest(target, use_cache=use_cache, progress=notify) as g:
         return g.dump(path, **kw)

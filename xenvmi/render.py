@@ -48,18 +48,24 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table(rows: Sequence[Any], columns: Sequence[str] | None = None,
-          headers: Sequence[str] | None = None) -> str:
+def table(
+    rows: Sequence[Any], columns: Sequence[str] | None = None, headers: Sequence[str] | None = None
+) -> str:
     """A left-aligned text table; numbers right-aligned. ``columns`` picks fields."""
     if columns is None:
         if not rows:
             return ""
         columns = [f.name for f in dataclasses.fields(rows[0])]
     heads = [h.upper() for h in (headers or columns)]
-    cells = [[_cell(getattr(r, c) if not isinstance(r, dict) else r.get(c)) for c in columns]
-             for r in rows]
-    numeric = [all(_is_number(getattr(r, c) if not isinstance(r, dict) else r.get(c))
-                   for r in rows) and rows for c in columns]
+    cells = [
+        [_cell(getattr(r, c) if not isinstance(r, dict) else r.get(c)) for c in columns]
+        for r in rows
+    ]
+    numeric = [
+        all(_is_number(getattr(r, c) if not isinstance(r, dict) else r.get(c)) for r in rows)
+        and rows
+        for c in columns
+    ]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(heads)]
 
     def fmt(values: Iterable[str], header: bool = False) -> str:
@@ -85,7 +91,9 @@ def column_table(rows: Sequence[Any], columns: Sequence[Any]) -> str:
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(heads)]
 
     def fmt(values: Sequence[str], header: bool = False) -> str:
-        return "  ".join(v.rjust(widths[i]) if right[i] and not header
-                         else v.ljust(widths[i]) for i, v in enumerate(values)).rstrip()
+        return "  ".join(
+            v.rjust(widths[i]) if right[i] and not header else v.ljust(widths[i])
+            for i, v in enumerate(values)
+        ).rstrip()
 
     return "\n".join([fmt(heads, header=True)] + [fmt(row) for row in cells])

@@ -11,9 +11,35 @@ XENVMI_NOTE = b"XENVMI\x00"
 NT_XENVMI_VMCOREINFO_ADDRESS, NT_XENVMI_REGISTERS = 1, 2
 MAX_REGISTERS = 256
 #: struct user_regs_struct (x86-64), the pr_reg of NT_PRSTATUS, in order.
-USER_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
-             "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss",
-             "fs_base", "gs_base", "ds", "es", "fs", "gs")
+USER_REGS = (
+    "r15",
+    "r14",
+    "r13",
+    "r12",
+    "rbp",
+    "rbx",
+    "r11",
+    "r10",
+    "r9",
+    "r8",
+    "rax",
+    "rcx",
+    "rdx",
+    "rsi",
+    "rdi",
+    "orig_rax",
+    "rip",
+    "cs",
+    "eflags",
+    "rsp",
+    "ss",
+    "fs_base",
+    "gs_base",
+    "ds",
+    "es",
+    "fs",
+    "gs",
+)
 PRSTATUS_SIZE, PR_REG = 336, 112
 U64 = (1 << 64) - 1
 #: The largest VMCOREINFO note text accepted: the kernel's VMCOREINFO_BYTES is one page;

@@ -28,9 +28,14 @@ from .forkrun import preload, run_forked
 #: others are Debian releases' kernels fetched by xenvmi.lab.kernels (deb11: 5.10, whose
 #: VMCOREINFO names no kallsyms tables; deb13: 6.12). HVM guests boot the compressed
 #: kernel's stub, so they are the KASLR guests.
-LAB_GUESTS = {"xvm-pvh1": ("pvh", "dom0"), "xvm-pvh2": ("pvh", "dom0"),
-              "xvm-hvm": ("hvm", "dom0"), "xvm-pv": ("pv", "dom0"),
-              "xvm-deb11": ("hvm", "deb11"), "xvm-deb13": ("pvh", "deb13")}
+LAB_GUESTS = {
+    "xvm-pvh1": ("pvh", "dom0"),
+    "xvm-pvh2": ("pvh", "dom0"),
+    "xvm-hvm": ("hvm", "dom0"),
+    "xvm-pv": ("pv", "dom0"),
+    "xvm-deb11": ("hvm", "deb11"),
+    "xvm-deb13": ("pvh", "deb13"),
+}
 GUESTS = tuple(LAB_GUESTS)
 
 
@@ -73,9 +78,11 @@ def unreported(ours: set[tuple[int, int, str]], seen: set[tuple[int, int, str]])
     work), and a child still named like its parent (forked, not yet exec'ed): a named
     script's `sleep` can start and end between two reports."""
     names = {pid: comm for pid, _, comm in ours}
-    return {p for p in ours - seen
-            if not (p[2] in TRANSIENT or p[2].startswith("kworker/")
-                    or names.get(p[1]) == p[2])}
+    return {
+        p
+        for p in ours - seen
+        if not (p[2] in TRANSIENT or p[2].startswith("kworker/") or names.get(p[1]) == p[2])
+    }
 
 
 def pytest_sessionstart(session):
@@ -95,8 +102,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for name in GUESTS:
         if name in start and now.get(name) != start[name]:
             tail = printable(dom0.read_console(name)).strip().splitlines()[-40:]
-            terminalreporter.section(f"lab guest {name}: domain {start[name]} -> "
-                                     f"{now.get(name, 'gone')}")
+            terminalreporter.section(
+                f"lab guest {name}: domain {start[name]} -> {now.get(name, 'gone')}"
+            )
             terminalreporter.write_line("\n".join(tail))
 
 
@@ -109,7 +117,9 @@ def pytest_collection_modifyitems(items):
 def in_dom0():
     caps = Path("/proc/xen/capabilities")
     if not caps.exists() or "control_d" not in caps.read_text():
-        pytest.fail("lab tests must run in a Xen dom0: `xenvmi lab exec -- pytest -m xen tests/lab`")
+        pytest.fail(
+            "lab tests must run in a Xen dom0: `xenvmi lab exec -- pytest -m xen tests/lab`"
+        )
     if os.geteuid() != 0:
         pytest.fail("lab tests need root in dom0")
 
@@ -131,8 +141,9 @@ def ground_truth(name: str) -> GuestReport:
 
 
 def xl(*args: str) -> str:
-    return subprocess.run(["xl", *args], capture_output=True, text=True, check=True,
-                          timeout=120).stdout
+    return subprocess.run(
+        ["xl", *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
 
 
 def xenvmi(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -207,6 +218,7 @@ def paused_dump(guests, dump_dir):
     views). test_dumps and test_isf share them: a 256 MiB guest's dump takes minutes
     on the lab's emulated CPU. Not xenvmi's own --pause: LibVMI's pause skips an already
     paused domain but its resume always unpauses, which would undo `xl pause`."""
+
     @functools.cache
     def get(name: str) -> SimpleNamespace:
         assert xenvmi("kernel", name, "--json").returncode == 0  # warm the discovery cache
@@ -216,4 +228,5 @@ def paused_dump(guests, dump_dir):
             live["regs"] = xenvmi_json("regs", name, "--vcpu", "all")
             summary = xenvmi_json("dump", name, str(path), "-q")
         return SimpleNamespace(name=name, path=path, summary=summary, live=live)
+
     return get

@@ -23,6 +23,7 @@ import time
 def preload() -> None:
     """Import every command module (and so what each imports) once, in this process."""
     from xenvmi import cli
+
     for name in cli.COMMAND_MODULES:
         importlib.import_module(f"xenvmi.commands.{name}")
 
@@ -42,12 +43,14 @@ def _child(argv: list[str], out_w: int, err_w: int) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         from xenvmi.cli import main
+
         try:
             code = main(argv)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:  # what an uncaught exception does to `python -m xenvmi`
         import traceback
+
         traceback.print_exc()
         code = 1
     finally:
@@ -68,8 +71,13 @@ def run_forked(argv: list[str], timeout: float | None = None) -> subprocess.Comp
     """``xenvmi ARGV`` in a forked child; raises subprocess.TimeoutExpired (after killing
     the child) like subprocess.run."""
     if not fork_safe():
-        return subprocess.run([sys.executable, "-m", "xenvmi", *argv], capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "xenvmi", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     sys.stdout.flush()
@@ -106,7 +114,10 @@ def run_forked(argv: list[str], timeout: float | None = None) -> subprocess.Comp
         os.close(fd)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
+
     def decode(parts: list[bytes]) -> str:
         return b"".join(parts).decode(errors="replace")
-    return subprocess.CompletedProcess(["xenvmi", *argv], code, decode(chunks[out_r]),
-                                       decode(chunks[err_r]))
+
+    return subprocess.CompletedProcess(
+        ["xenvmi", *argv], code, decode(chunks[out_r]), decode(chunks[err_r])
+    )

@@ -31,16 +31,21 @@ def stub_kernel() -> bytes:
     (Debian's decompresses to 58 MB: too big for 32 MB, and seconds of work per domain)."""
     entry = 0x100000
     note = struct.pack("<III", 4, 4, 18) + b"Xen\0" + struct.pack("<I", entry)
-    ehdr = (b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)  # ELF64, little endian, x86-64
-            + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, entry, 64, 0, 0, 64, 56, 2, 64, 0, 0))
+    ehdr = (
+        b"\x7fELF"
+        + bytes([2, 1, 1, 0])
+        + bytes(8)  # ELF64, little endian, x86-64
+        + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, entry, 64, 0, 0, 64, 56, 2, 64, 0, 0)
+    )
     load = struct.pack("<IIQQQQQQ", 1, 5, 0x1000, entry, entry, 16, 16, 0x1000)
     notes = struct.pack("<IIQQQQQQ", 4, 4, 176, 0, 0, len(note), len(note), 4)
     return (ehdr + load + notes + note).ljust(0x1000, b"\0") + b"\xf4\xeb\xfd".ljust(16, b"\x90")
 
 
 def xl(*args: str) -> str:
-    return subprocess.run(["xl", *args], capture_output=True, text=True, check=True,
-                          timeout=120).stdout
+    return subprocess.run(
+        ["xl", *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
 
 
 def xenvmi(*args: str, user: str | None = None, timeout: float = 300):
@@ -66,11 +71,14 @@ def paused_domain(name: str, memory: int = 32):
         with open(kernel, "wb") as f:
             f.write(stub_kernel())
         with open(cfg, "w") as f:
-            f.write(f'name = "{name}"\ntype = "pvh"\nkernel = "{kernel}"\n'
-                    f'memory = {memory}\nvcpus = 1\non_crash = "destroy"\n')
+            f.write(
+                f'name = "{name}"\ntype = "pvh"\nkernel = "{kernel}"\n'
+                f'memory = {memory}\nvcpus = 1\non_crash = "destroy"\n'
+            )
         try:
-            res = subprocess.run(["xl", "create", "-p", cfg], capture_output=True, text=True,
-                                 timeout=300)
+            res = subprocess.run(
+                ["xl", "create", "-p", cfg], capture_output=True, text=True, timeout=300
+            )
             assert res.returncode == 0, res.stderr
             yield name
         finally:
@@ -83,8 +91,11 @@ def xl_long() -> dict[str, dict]:
     for entry in json.loads(xl("list", "-l")):
         cfg = entry.get("config", {})
         name = cfg.get("c_info", {}).get("name")
-        out[name] = {"domid": entry["domid"], "c_info": cfg.get("c_info", {}),
-                     "b_info": cfg.get("b_info", {})}
+        out[name] = {
+            "domid": entry["domid"],
+            "c_info": cfg.get("c_info", {}),
+            "b_info": cfg.get("b_info", {}),
+        }
     return out
 
 
@@ -116,8 +127,9 @@ def test_list_json_agrees_with_xl_list(guests):
         assert d["memory_max_kib"] == b_info["max_memkb"], name
         assert d["memory_target_kib"] == b_info["target_memkb"], name
         assert d["state"] in ("running", "blocked", "runnable"), name
-        assert any(dev["kind"] == "console" and dev["backend_domid"] == 0
-                   for dev in d["devices"]), name
+        assert any(
+            dev["kind"] == "console" and dev["backend_domid"] == 0 for dev in d["devices"]
+        ), name
 
 
 def test_list_text_and_one_domain(guests):
@@ -125,8 +137,9 @@ def test_list_text_and_one_domain(guests):
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0].split()[:3] == ["ID", "NAME", "TYPE"]
     for name in NAMED:
-        assert re.search(rf"^\s*{guests[name].domid if name != 'Domain-0' else 0}\s+{name}\s",
-                         res.stdout, re.M), name
+        assert re.search(
+            rf"^\s*{guests[name].domid if name != 'Domain-0' else 0}\s+{name}\s", res.stdout, re.M
+        ), name
     assert xenvmi_json("list", "xvm-pvh1", "--json")["type"] == "pvh"
     assert xenvmi_json("list", "0", "--json")["name"] == "Domain-0"
 
@@ -145,8 +158,9 @@ def parse_xentop(text: str) -> list[dict[str, dict]]:
 
 
 def xentop_frame() -> dict[str, dict]:
-    out = subprocess.run(["xentop", "-b", "-f", "-i", "1"], capture_output=True, text=True,
-                         timeout=300, check=True).stdout
+    out = subprocess.run(
+        ["xentop", "-b", "-f", "-i", "1"], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
     return parse_xentop(out)[0]
 
 
@@ -165,10 +179,17 @@ def test_top_batch_agrees_with_xentop(guests):
     subprocess.run(["xl", "pause", PAUSED_FOR_TOP], check=True, timeout=60)
     try:
         before = xentop_frame()
-        ours_p = subprocess.Popen([sys.executable, "-m", "xenvmi", "top", "--batch", "-i", "2",
-                                   "-d", "1", "--json"], stdout=subprocess.PIPE, text=True)
-        theirs = subprocess.run(["xentop", "-b", "-f", "-i", "2", "-d", "1"],
-                                capture_output=True, text=True, timeout=300).stdout
+        ours_p = subprocess.Popen(
+            [sys.executable, "-m", "xenvmi", "top", "--batch", "-i", "2", "-d", "1", "--json"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        theirs = subprocess.run(
+            ["xentop", "-b", "-f", "-i", "2", "-d", "1"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        ).stdout
         out, _ = ours_p.communicate(timeout=300)
         after = xentop_frame()
     finally:
@@ -187,8 +208,11 @@ def test_top_batch_agrees_with_xentop(guests):
         assert abs(d["memory_kib"] - int(x["MEM(k)"])) <= 1024, name
         if x["MAXMEM(k)"] != "no_limit":
             assert d["memory_max_kib"] == int(x["MAXMEM(k)"]), name
-        assert (d["nets"], d["vbds"], d["ssid"]) == (int(x["NETS"]), int(x["VBDS"]),
-                                                     int(x["SSID"])), name
+        assert (d["nets"], d["vbds"], d["ssid"]) == (
+            int(x["NETS"]),
+            int(x["VBDS"]),
+            int(x["SSID"]),
+        ), name
         # xentop prints whole seconds; ours must lie between its readings around our run.
         lo, hi = int(before[name]["CPU(sec)"]), int(after[name]["CPU(sec)"]) + 1
         assert lo <= d["cpu_seconds"] <= hi, (name, lo, d["cpu_seconds"], hi)
@@ -212,11 +236,16 @@ def test_top_batch_agrees_with_xentop(guests):
 
 
 def test_top_host_sees_the_xen_daemons():
-    (record,) = [json.loads(line) for line in
-                 xenvmi("top", "-b", "-i", "1", "--host", "--json").stdout.splitlines()]
+    (record,) = [
+        json.loads(line)
+        for line in xenvmi("top", "-b", "-i", "1", "--host", "--json").stdout.splitlines()
+    ]
     daemons = {d["name"]: d for d in record["host"]["daemons"]}
-    pid = int(subprocess.run(["pidof", "oxenstored", "xenstored"], capture_output=True,
-                             text=True).stdout.split()[0])
+    pid = int(
+        subprocess.run(
+            ["pidof", "oxenstored", "xenstored"], capture_output=True, text=True
+        ).stdout.split()[0]
+    )
     assert daemons["xenstored"]["pid"] == pid and daemons["xenstored"]["alive"]
     assert daemons["xenconsoled"]["alive"]
     assert record["host"]["memory_total_kib"] > 0
@@ -225,17 +254,20 @@ def test_top_host_sees_the_xen_daemons():
 def test_xs_read_and_ls_agree_with_xenstore_tools(guests):
     domid = guests["xvm-pv"].domid
     assert xenvmi("xs", "read", f"/local/domain/{domid}/name").stdout == "xvm-pv\n"
-    vm = subprocess.run(["xenstore-read", f"/local/domain/{domid}/vm"], capture_output=True,
-                        text=True, check=True).stdout.strip()
+    vm = subprocess.run(
+        ["xenstore-read", f"/local/domain/{domid}/vm"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     ours = xenvmi_json("xs", "ls", "-r", vm, "--json")
-    truth = subprocess.run(["xenstore-ls", "-f", vm], capture_output=True, text=True,
-                           check=True).stdout
+    truth = subprocess.run(
+        ["xenstore-ls", "-f", vm], capture_output=True, text=True, check=True
+    ).stdout
     paths = {line.split(" = ", 1)[0] for line in truth.splitlines()}
     assert {n["path"] for n in ours["nodes"]} == paths
     assert ours["truncated"] == ""
     kids = xenvmi("xs", "ls", "/local/domain").stdout
-    assert {line.split(" = ")[0] for line in kids.splitlines()} >= \
-        {str(guests[n].domid) for n in GUESTS} | {"0"}
+    assert {line.split(" = ")[0] for line in kids.splitlines()} >= {
+        str(guests[n].domid) for n in GUESTS
+    } | {"0"}
 
 
 #: What a guest may write under its own /local/domain/N/data: a clear-screen, a window
@@ -281,9 +313,23 @@ def watch_events(proc, until, timeout: float) -> list[str]:
 
 def test_watch_sees_a_domain_come_and_go():
     name = f"test-xswatch-{os.getpid()}"
-    proc = subprocess.Popen([sys.executable, "-m", "xenvmi", "xs", "watch", "@introduceDomain",
-                             "@releaseDomain", "--json", "--timeout", "400"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xenvmi",
+            "xs",
+            "watch",
+            "@introduceDomain",
+            "@releaseDomain",
+            "--json",
+            "--timeout",
+            "400",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = watch_events(proc, lambda e: len(e) >= 2, 120)
         assert sorted(first[:2]) == ["@introduceDomain", "@releaseDomain"]  # the initial pair
@@ -303,7 +349,6 @@ def test_watch_sees_a_domain_come_and_go():
     assert "Traceback" not in proc.stderr.read()
 
 
-
 def test_a_kept_watch_polled_in_slices_sees_a_domain_come_and_go():
     """What the TUI's sampler does: one watch on the domain specials, polled in 0.5 s
     slices, against the real xenstored."""
@@ -317,8 +362,7 @@ def test_a_kept_watch_polled_in_slices_sees_a_domain_come_and_go():
                 return True
         return False
 
-    with api.open_xenstore() as store, \
-            store.watch(["@introduceDomain", "@releaseDomain"]) as w:
+    with api.open_xenstore() as store, store.watch(["@introduceDomain", "@releaseDomain"]) as w:
         initial = sorted(w.next(30).path for _ in range(2))
         assert initial == ["@introduceDomain", "@releaseDomain"]
         t0 = time.monotonic()
@@ -327,6 +371,7 @@ def test_a_kept_watch_polled_in_slices_sees_a_domain_come_and_go():
         with paused_domain(f"test-xskept-{os.getpid()}"):
             assert next_real(w, "@introduceDomain", 120)
         assert next_real(w, "@releaseDomain", 120)
+
 
 def test_watch_stops_on_count_and_timeout():
     t0 = time.monotonic()
@@ -337,15 +382,18 @@ def test_watch_stops_on_count_and_timeout():
     assert res.returncode == 0 and json.loads(res.stdout)["path"] == "@introduceDomain"
 
 
-@pytest.mark.parametrize("args,code,needle", [
-    (("xs", "read", "/local/domain/32000/name"), 3, "no such path"),
-    (("xs", "ls", "/no/such/path"), 3, "no such path"),
-    (("xs", "ls", "not a path"), 2, "invalid xenstore path"),
-    (("xs", "watch", "@notASpecial", "--timeout", "1"), 2, "invalid xenstore path"),
-    (("list", "no-such-domain"), 3, "no domain 'no-such-domain'"),
-    (("list", "32000"), 3, "no domain '32000'"),
-    (("top", "-b", "-i", "0"), 2, "whole number"),
-])
+@pytest.mark.parametrize(
+    "args,code,needle",
+    [
+        (("xs", "read", "/local/domain/32000/name"), 3, "no such path"),
+        (("xs", "ls", "/no/such/path"), 3, "no such path"),
+        (("xs", "ls", "not a path"), 2, "invalid xenstore path"),
+        (("xs", "watch", "@notASpecial", "--timeout", "1"), 2, "invalid xenstore path"),
+        (("list", "no-such-domain"), 3, "no domain 'no-such-domain'"),
+        (("list", "32000"), 3, "no domain '32000'"),
+        (("top", "-b", "-i", "0"), 2, "whole number"),
+    ],
+)
 def test_errors_are_one_line(args, code, needle):
     res = xenvmi(*args)
     assert res.returncode == code, res.stderr
@@ -365,17 +413,22 @@ def test_a_domain_destroyed_mid_dump_is_one_line_and_no_file(tmp_path):
     one line naming that, and leave no file (not a "complete" dump full of holes)."""
     out = tmp_path / "gone.vmcore"
     with paused_domain("test-gone", memory=256):
-        proc = subprocess.Popen([sys.executable, "-m", "xenvmi", "dump", "test-gone",
-                                 str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xenvmi", "dump", "test-gone", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 900
 
         def under_way() -> bool:  # the dump writes a hidden partial file, renamed at the end
             return any(p.stat().st_size > 4 << 20 for p in tmp_path.glob(".gone.vmcore.*"))
+
         while proc.poll() is None and time.monotonic() < deadline and not under_way():
             time.sleep(0.2)
-        assert proc.poll() is None, f"the dump ended before the test could destroy it: " \
-                                    f"{proc.stderr.read()}"
+        assert proc.poll() is None, (
+            f"the dump ended before the test could destroy it: {proc.stderr.read()}"
+        )
         xl("destroy", "test-gone")
         _, err = proc.communicate(timeout=900)
     errors = [line for line in err.splitlines() if "error:" in line]

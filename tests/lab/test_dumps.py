@@ -70,8 +70,16 @@ def test_kernel_on_the_dump_equals_live(dumped):
     name, path, _, live = dumped
     got = xenvmi_json("kernel", str(path))["rows"][0]
     want = live["kernel"]["rows"][0]
-    for key in ("release", "version", "build_id", "kaslr_slide", "phys_base",
-                "vmcoreinfo_address", "btf_size", "btf_types"):
+    for key in (
+        "release",
+        "version",
+        "build_id",
+        "kaslr_slide",
+        "phys_base",
+        "vmcoreinfo_address",
+        "btf_size",
+        "btf_types",
+    ):
         assert got[key] == want[key], key
     assert got["symbols"] > 50_000
     assert got["release"] == ground_truth(name).release
@@ -101,6 +109,7 @@ def test_drgn_opens_the_dump(dumped):
     from xenvmi.backends.dumpfile import DumpMemory
     from xenvmi.guest.discover import utsname_offset
     from xenvmi.guest.vmcoreinfo import parse_text
+
     name, path, summary, live = dumped
     prog = drgn.Program()
     prog.set_core_dump(str(path))
@@ -117,17 +126,34 @@ def test_drgn_opens_the_dump(dumped):
     uts += int(offset)
     release = prog.read(uts + 2 * 65, 65).split(b"\x00")[0].decode()
     assert release == ground_truth(name).release
-    res = subprocess.run([sys.executable, "-m", "drgn", "-q", "-c", str(path), "-e",
-                          "import drgn; print(bool(prog.flags & drgn.ProgramFlags."
-                          "IS_LINUX_KERNEL))"], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "drgn",
+            "-q",
+            "-c",
+            str(path),
+            "-e",
+            "import drgn; print(bool(prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0 and res.stdout.strip() == "True", res.stderr
 
 
 def test_shell_on_the_dump(dumped):
     name, path, _, live = dumped
-    res = xenvmi("shell", str(path), "-q", "-c",
-                 "print(prog['init_task'].comm.string_().decode()); "
-                 "print(sorted({t.pid.value_() for t in for_each_task(prog)}))")
+    res = xenvmi(
+        "shell",
+        str(path),
+        "-q",
+        "-c",
+        "print(prog['init_task'].comm.string_().decode()); "
+        "print(sorted({t.pid.value_() for t in for_each_task(prog)}))",
+    )
     assert res.returncode == 0, res.stderr
     comm, pids = res.stdout.splitlines()[:2]
     assert comm == "swapper/0"
@@ -150,8 +176,9 @@ def test_paused_raw_image_of_a_running_guest(guests, dump_dir):
     got = xenvmi_json("kernel", str(path))["rows"][0]
     assert got["release"] == ground_truth(name).release
     processes = {_key(p) for p in xenvmi_json("ps", str(path))["rows"]}
-    stable = {(p.pid, p.ppid, p.comm) for p in before.processes} & \
-        {(p.pid, p.ppid, p.comm) for p in after.processes}
+    stable = {(p.pid, p.ppid, p.comm) for p in before.processes} & {
+        (p.pid, p.ppid, p.comm) for p in after.processes
+    }
     missing = missing_from(stable, processes)
     assert not missing, f"the dump misses {sorted(missing)}"
     assert {"init", "xvm-alpha"} <= {comm for _, _, comm in processes} - TRANSIENT

@@ -83,6 +83,7 @@ def assert_shape(got: dict, view: str, legacy: str) -> None:
 
     from xenvmi.plugins.loader import builtin_views
     from xenvmi.plugins.schema import result_schema
+
     cls = next(c for c in builtin_views() if c.name == view)
     jsonschema.validate(got, result_schema(cls, legacy))
     assert got["plugin"] == view and got[legacy] == got["rows"]  # the 0.1 key, one release
@@ -159,12 +160,18 @@ def test_ps_by_domid(guests):
 def test_pause_leaves_a_guest_paused_by_someone_else_paused():
     """LibVMI's resume always unpauses: `--pause` on an `xl pause`d guest must not."""
     import subprocess
+
     subprocess.run(["xl", "pause", "xvm-pvh2"], check=True, timeout=60)
     try:
         res = xenvmi("lsmod", "xvm-pvh2", "--pause", "--json")
         assert res.returncode == 0, res.stderr
-        state = subprocess.run(["xl", "list", "xvm-pvh2"], capture_output=True, text=True,
-                               check=True, timeout=60).stdout.splitlines()[-1].split()[4]
+        state = (
+            subprocess.run(
+                ["xl", "list", "xvm-pvh2"], capture_output=True, text=True, check=True, timeout=60
+            )
+            .stdout.splitlines()[-1]
+            .split()[4]
+        )
         assert "p" in state, f"xvm-pvh2 was unpaused by xenvmi --pause (state {state})"
     finally:
         subprocess.run(["xl", "unpause", "xvm-pvh2"], timeout=60)

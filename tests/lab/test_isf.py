@@ -1,11 +1,11 @@
 """`xenvmi isf` on the lab's real guests: volatility3 reads xenvmi's dumps with xenvmi's
 ISF and lists the processes `xenvmi ps` lists.
 
-For a guest of each kernel (6.1 PVH, 5.10 HVM with KASLR, 6.12 PVH): write the ISF from
-the guest's dump (the paused dump test_dumps made). For the 5.10 KASLR guest also: run volatility3's ``linux.pslist`` on
-the dump with only that ISF in its symbol path (as a user would: ``vol -s DIR -f DUMP
-linux.pslist``) and compare its pids and ppids with ``xenvmi ps DUMP``; and write the ISF
-from the running guest, which must equal the dump's.
+For a guest of each kernel (6.1 PVH, 5.10 HVM with KASLR, 6.12 PVH): write the ISF from the
+guest's dump (the paused dump test_dumps made). For the 5.10 KASLR guest also: run
+volatility3's ``linux.pslist`` on the dump with only that ISF in its symbol path (as a user
+would: ``vol -s DIR -f DUMP linux.pslist``) and compare its pids and ppids with ``xenvmi ps
+DUMP``; and write the ISF from the running guest, which must equal the dump's.
 
 volatility3 runs here as it does where jsonschema is not installed: it then skips checking
 the ISF against its JSON schema. That check is 34 of a cold run's 38 s natively and over
@@ -31,8 +31,10 @@ from .conftest import DUMP_GUESTS, ground_truth, randomized, xenvmi_json
 DEEP_GUEST = "xvm-deb11"
 KERNEL_TEXT = 0xFFFF_FFFF_8100_0000  # x86-64 _text at link time (__START_KERNEL)
 #: volatility3's `vol`, as without jsonschema (its schema check is optional; see above).
-VOL = ("import sys; sys.modules['jsonschema'] = None; sys.argv[0] = 'vol'; "
-       "from volatility3.cli import main; main()")
+VOL = (
+    "import sys; sys.modules['jsonschema'] = None; sys.argv[0] = 'vol'; "
+    "from volatility3.cli import main; main()"
+)
 
 pytestmark = pytest.mark.timeout(5400)
 
@@ -41,8 +43,10 @@ pytestmark = pytest.mark.timeout(5400)
 def vol3_cache(tmp_path_factory):
     """volatility3's cache for this module (its symbol-file index)."""
     res = subprocess.run([sys.executable, "-c", "import volatility3"], capture_output=True)
-    assert res.returncode == 0, ("volatility3 is not installed in dom0: rebuild the lab "
-                                 "image (setup.cfg's test extra lists it)")
+    assert res.returncode == 0, (
+        "volatility3 is not installed in dom0: rebuild the lab "
+        "image (setup.cfg's test extra lists it)"
+    )
     return tmp_path_factory.mktemp("vol3-cache")
 
 
@@ -50,6 +54,7 @@ def vol3_cache(tmp_path_factory):
 def profiled(paused_dump, tmp_path_factory):
     """name -> the guest's vmcore (shared with test_dumps) and the ISF `xenvmi isf`
     writes from it, made once per module."""
+
     @functools.cache
     def get(name: str) -> SimpleNamespace:
         core = paused_dump(name).path
@@ -58,6 +63,7 @@ def profiled(paused_dump, tmp_path_factory):
         isf.parent.mkdir(parents=True)
         summary = xenvmi_json("isf", str(core), "-o", str(isf), "-q")
         return SimpleNamespace(name=name, core=core, dir=d, isf=isf, summary=summary)
+
     return get
 
 
@@ -90,15 +96,34 @@ def test_isf_of_dump(dumped):
 
 def test_volatility3_pslist_matches_xenvmi_ps(deep, vol3_cache):
     dumped = deep
-    res = subprocess.run([sys.executable, "-c", VOL, "-q", "-r", "json", "--offline",
-                          "--cache-path", str(vol3_cache), "-s", str(dumped.dir / "symbols"),
-                          "-f", str(dumped.core), "linux.pslist"],
-                         capture_output=True, text=True, timeout=5000)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            VOL,
+            "-q",
+            "-r",
+            "json",
+            "--offline",
+            "--cache-path",
+            str(vol3_cache),
+            "-s",
+            str(dumped.dir / "symbols"),
+            "-f",
+            str(dumped.core),
+            "linux.pslist",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=5000,
+    )
     assert res.returncode == 0, f"vol linux.pslist on {dumped.core}: {res.stderr[-3000:]}"
     theirs = {(r["PID"], r["PPID"]) for r in json.loads(res.stdout)}
     ours = {(p["pid"], p["ppid"]) for p in xenvmi_json("ps", str(dumped.core))["rows"]}
-    assert theirs == ours, (f"{dumped.name}: only volatility3 {sorted(theirs - ours)}, "
-                            f"only xenvmi {sorted(ours - theirs)}")
+    assert theirs == ours, (
+        f"{dumped.name}: only volatility3 {sorted(theirs - ours)}, "
+        f"only xenvmi {sorted(ours - theirs)}"
+    )
     comms = {r["COMM"] for r in json.loads(res.stdout)}
     assert {"init", "xvm-alpha", "xvm-parent", "xvm-child"} <= comms
 

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.timeout(1800)
 
 def _memory(name: str):
     from xenvmi.backends.libvmi import LibvmiMemory
+
     return LibvmiMemory(name)
 
 
@@ -32,8 +33,13 @@ def test_search_finds_the_tables(guests, name):
         told = {k: info.symbols[k] for k in KALLSYMS_KEYS if k in info.symbols}
         known = {k: v for k, v in info.symbols.items() if not k.startswith("kallsyms_")}
         start = info.symbols["_stext"]
-        found = find(lambda pa, n: mem.read_physical(pa, n), info.kernel_image_pa(start),
-                     start, 96 << 20, known)
+        found = find(
+            lambda pa, n: mem.read_physical(pa, n),
+            info.kernel_image_pa(start),
+            start,
+            96 << 20,
+            known,
+        )
         if LAB_GUESTS[name][1] == "deb11":
             assert info.osrelease.startswith("5.10.") and not told
             assert {"_stext", "init_uts_ns"} <= set(found.agreed)

@@ -23,8 +23,9 @@ NAMED = {"xvm-alpha", "xvm-beta", "xvm-gamma", "xvm-parent", "xvm-child"}
 
 def test_xen_417_with_dom0():
     info = xl("info")
-    fields = {k.strip(): v for k, v in (line.split(":", 1) for line in info.splitlines()
-                                         if ":" in line)}
+    fields = {
+        k.strip(): v for k, v in (line.split(":", 1) for line in info.splitlines() if ":" in line)
+    }
     assert fields["xen_major"].strip() == "4" and fields["xen_minor"].strip() == "17"
     assert "hvm" in fields["virt_caps"] and "pv" in fields["virt_caps"]
     assert "Domain-0" in xl("list")

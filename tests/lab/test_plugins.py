@@ -21,8 +21,18 @@ from xenvmi.lab.groundtruth import KMSG_LINE
 from .conftest import GUESTS, ground_truth, missing_from, report_after_now, unreported, xenvmi
 
 PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
-SHIPPED = {"kernel", "ps", "lsmod", "dmesg", "regs", "hypercalls", "netdev", "files",
-           "devices", "hcerrors"}
+SHIPPED = {
+    "kernel",
+    "ps",
+    "lsmod",
+    "dmesg",
+    "regs",
+    "hypercalls",
+    "netdev",
+    "files",
+    "devices",
+    "hcerrors",
+}
 MY_COMM = Path("/proc/self/comm").read_text().strip()
 
 pytestmark = pytest.mark.timeout(1800)
@@ -49,14 +59,16 @@ def test_every_shipped_plugin_is_ready_in_dom0(guests):
     assert res.returncode == 0, res.stderr
     infos = {p["name"]: p for p in json.loads(res.stdout)}
     assert SHIPPED <= set(infos)
-    problems = {n: infos[n]["error"] or infos[n]["why_not"] for n in SHIPPED
-                if not infos[n]["available"]}
+    problems = {
+        n: infos[n]["error"] or infos[n]["why_not"] for n in SHIPPED if not infos[n]["available"]
+    }
     assert not problems, problems
     text = xenvmi("plugins")
     assert text.returncode == 0 and "ready" in text.stdout
 
 
 # -- built-in guest views as plugins -------------------------------------------------------
+
 
 def test_ps_plugin_matches_console(guest):
     before = report_after_now(guest)
@@ -79,6 +91,7 @@ def test_lsmod_and_dmesg_plugins(guest):
 
 
 # -- plugins/ ------------------------------------------------------------------------------
+
 
 def test_netdev(guest):
     got = run_json("netdev", guest)
@@ -108,10 +121,12 @@ def test_files_of_pid_1(guest):
     assert fds[1]["path"] == PV_CONSOLE and fds[1]["mode"] == "rw", fds
     assert fds[3]["path"] == PV_CONSOLE and fds[3]["mode"] == "rw", fds
     assert fds[10]["path"] == "/init" and fds[10]["mode"] == "r", fds
-    assert fds[0]["path"] in (PV_CONSOLE, "/dev/console", "/dev/null") or \
-        re.fullmatch(r"/proc/\d+/stat", fds[0]["path"]), fds
-    assert fds[2]["path"] in (PV_CONSOLE, "/dev/null") or \
-        re.fullmatch(r"/proc/\d+/stat", fds[2]["path"]), fds
+    assert fds[0]["path"] in (PV_CONSOLE, "/dev/console", "/dev/null") or re.fullmatch(
+        r"/proc/\d+/stat", fds[0]["path"]
+    ), fds
+    assert fds[2]["path"] in (PV_CONSOLE, "/dev/null") or re.fullmatch(
+        r"/proc/\d+/stat", fds[2]["path"]
+    ), fds
     assert {f["pid"] for f in got["rows"]} == {1}
     assert got["complete"], got["warnings"]
 
@@ -122,8 +137,12 @@ def test_files_of_a_background_script(guest):
     ps = {p["comm"]: p["pid"] for p in run_json("ps", guest)["rows"]}
     got = run_json("files", guest, "-o", f"pid={ps['xvm-alpha']}")
     fds = {f["fd"]: (f["path"], f["mode"]) for f in got["rows"]}
-    assert fds == {0: ("/dev/null", "r"), 1: (PV_CONSOLE, "rw"),
-                   2: (PV_CONSOLE, "rw"), 10: ("/usr/bin/xvm-alpha", "r")}, fds
+    assert fds == {
+        0: ("/dev/null", "r"),
+        1: (PV_CONSOLE, "rw"),
+        2: (PV_CONSOLE, "rw"),
+        10: ("/usr/bin/xvm-alpha", "r"),
+    }, fds
     assert got["complete"], got["warnings"]
 
 
@@ -152,8 +171,7 @@ def test_backends_every_guest_connected(guests):
         assert not bad, (name, bad)
     listed = json.loads(xenvmi("list", "--json").stdout)
     devices = {(d["domid"], dev["kind"], dev["devid"]) for d in listed for dev in d["devices"]}
-    assert devices == {(r["domid"], r["kind"], r["devid"]) for r in rows
-                       if r["domain"] != "(gone)"}
+    assert devices == {(r["domid"], r["kind"], r["devid"]) for r in rows if r["domain"] != "(gone)"}
 
 
 def test_backends_one_domain(guests):
@@ -170,6 +188,7 @@ def test_pv_guest_is_one_clear_line(guests):
 
 # -- tracing plugins: this process makes the hypercalls they must see ----------------------
 
+
 class Provoker:
     """domctl getdomaininfo(999) -> -ESRCH every 0.2 s until stopped, from this process."""
 
@@ -180,6 +199,7 @@ class Provoker:
 
     def _loop(self) -> None:
         from xenvmi.backends.privcmd import Privcmd
+
         with Privcmd() as p:
             while not self.stop.wait(0.2):
                 self.results.append(p.domctl(5, 999))

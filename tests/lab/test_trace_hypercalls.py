@@ -26,7 +26,7 @@ import pytest
 
 from xenvmi.backends.privcmd import Privcmd
 
-READY_TIMEOUT = 600     # BPF compiles: 5-20 s on two emulated CPUs, minutes on one under load
+READY_TIMEOUT = 600  # BPF compiles: 5-20 s on two emulated CPUs, minutes on one under load
 XEN_4_17 = (4 << 16) | 17
 ME = os.getpid()
 MY_COMM = Path("/proc/self/comm").read_text().strip()
@@ -40,8 +40,10 @@ class Tracer:
         self.err_path = tmp_path / "trace.err"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xenvmi", "trace", "hypercalls", *args],
-            stdout=self.out_path.open("w"), stderr=self.err_path.open("w"),
-            stdin=subprocess.DEVNULL)
+            stdout=self.out_path.open("w"),
+            stderr=self.err_path.open("w"),
+            stdin=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + READY_TIMEOUT
         while "Tracing" not in self.err_path.read_text():
             if self.proc.poll() is not None:
@@ -75,19 +77,22 @@ class Tracer:
 def xl(*args: str) -> str:
     """Run xl (tests/lab/conftest.py has the same helper; a tests dir without __init__.py
     cannot import it relatively)."""
-    return subprocess.run(["xl", *args], capture_output=True, text=True, check=True,
-                          timeout=120).stdout
+    return subprocess.run(
+        ["xl", *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
 
 
 def provoke() -> dict[str, int]:
     """The known hypercalls, with what privcmd told us (negative errno)."""
     with Privcmd() as p, Privcmd() as restricted:
-        got = {"version": p.xen_version(),
-               "esrch": p.domctl(5, 999),
-               "eacces": p.domctl(5, 0, version=0x14),
-               "dm_op": p.hypercall(41, 0, 0, 0),
-               "dm_op_ioctl": p.dm_op_ioctl(0, 20),
-               "restrict": restricted.restrict(0)}
+        got = {
+            "version": p.xen_version(),
+            "esrch": p.domctl(5, 999),
+            "eacces": p.domctl(5, 0, version=0x14),
+            "dm_op": p.hypercall(41, 0, 0, 0),
+            "dm_op_ioctl": p.dm_op_ioctl(0, 20),
+            "restrict": restricted.restrict(0),
+        }
         got["restricted"] = restricted.xen_version()
     return got
 
@@ -111,8 +116,15 @@ def unfiltered(tmp_path_factory):
 
 def test_privcmd_results_are_the_known_ones(unfiltered):
     _, got, _ = unfiltered
-    assert got == {"version": XEN_4_17, "esrch": -3, "eacces": -13, "dm_op": -1,
-                   "dm_op_ioctl": -1, "restrict": 0, "restricted": -1}
+    assert got == {
+        "version": XEN_4_17,
+        "esrch": -3,
+        "eacces": -13,
+        "dm_op": -1,
+        "dm_op_ioctl": -1,
+        "restrict": 0,
+        "restricted": -1,
+    }
 
 
 def test_tracer_stops_cleanly_on_sigint(unfiltered):
@@ -127,8 +139,9 @@ def test_domctl_on_missing_domain_is_esrch(unfiltered):
     assert ev["subop_name"] == "getdomaininfo" and ev["subop"] == 5
     assert ev["ret"] == -3 and ev["error"] == "ESRCH" and ev["version"] == 0x15
     assert ev["comm"] == MY_COMM and ev["tid"] > 0 and ev["latency_ns"] > 0
-    assert ev["text"].startswith(f"{MY_COMM}[{ME}] domctl getdomaininfo(domid=999) -> "
-                                 "-ESRCH (No such process) ")
+    assert ev["text"].startswith(
+        f"{MY_COMM}[{ME}] domctl getdomaininfo(domid=999) -> -ESRCH (No such process) "
+    )
 
 
 def test_wrong_interface_version_is_eacces(unfiltered):
@@ -145,7 +158,11 @@ def test_xen_eperm_from_dm_op_hypercall_and_ioctl(unfiltered):
     assert (hc["domid"], hc["ret"], hc["error"]) == (0, -1, "EPERM")
     [io] = find(evs, pid=ME, kind="dm_op")
     assert (io["name"], io["subop_name"], io["domid"], io["error"]) == (
-        "dm_op", "nr_vcpus", 0, "EPERM")
+        "dm_op",
+        "nr_vcpus",
+        0,
+        "EPERM",
+    )
     assert io["text"].startswith(f"{MY_COMM}[{ME}] privcmd dm_op nr_vcpus(domid=0) -> -EPERM")
 
 
@@ -169,8 +186,7 @@ def test_xl_list_xsm_op_is_enosys(unfiltered):
 def test_bpf_filters_and_count(tmp_path):
     """--errors-only --pid in the kernel: our successes and everyone else stay out;
     -n 3 ends the trace by itself."""
-    tracer = Tracer(tmp_path, "--json", "--errors-only", "--pid", str(ME), "-n", "3",
-                    "-d", "300")
+    tracer = Tracer(tmp_path, "--json", "--errors-only", "--pid", str(ME), "-n", "3", "-d", "300")
     try:
         with Privcmd() as p:
             p.xen_version()
@@ -183,14 +199,18 @@ def test_bpf_filters_and_count(tmp_path):
     assert results == [-3, -13, -1] and code == 0, tracer.stderr
     evs = tracer.events()
     assert [(e["name"], e["error"]) for e in evs] == [
-        ("domctl", "ESRCH"), ("domctl", "EACCES"), ("dm_op", "EPERM")]
+        ("domctl", "ESRCH"),
+        ("domctl", "EACCES"),
+        ("dm_op", "EPERM"),
+    ]
     assert {e["pid"] for e in evs} == {ME}
 
 
 def test_kernel_side_summary_and_histogram(tmp_path):
     """--summary without events: counts come from the BPF maps."""
-    tracer = Tracer(tmp_path, "--comm", "xl", "--op", "xsm_op", "--summary", "--hist",
-                    "--json", "-d", "300")
+    tracer = Tracer(
+        tmp_path, "--comm", "xl", "--op", "xsm_op", "--summary", "--hist", "--json", "-d", "300"
+    )
     try:
         for _ in range(3):
             xl("list")
@@ -218,6 +238,7 @@ def test_text_lines(tmp_path):
         tracer.stop()
     assert code == 0, tracer.stderr
     [line] = tracer.stdout.splitlines()
-    assert line.startswith(f"{MY_COMM}[{ME}] domctl getdomaininfo(domid=999) -> "
-                           "-ESRCH (No such process) ")
+    assert line.startswith(
+        f"{MY_COMM}[{ME}] domctl getdomaininfo(domid=999) -> -ESRCH (No such process) "
+    )
     assert line.rsplit(" ", 1)[1][-2:] in ("ns", "us", "ms")

@@ -24,16 +24,29 @@ def poke_balloon(domid: int) -> None:
     """Rewrite a guest's balloon target with its own value: its xenbus watch fires and the
     guest reads xenstore (event-channel hypercalls) without changing anything."""
     node = f"/local/domain/{domid}/memory/target"
-    value = subprocess.run(["xenstore-read", node], capture_output=True, text=True,
-                           check=True, timeout=60).stdout.strip()
+    value = subprocess.run(
+        ["xenstore-read", node], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
     subprocess.run(["xenstore-write", node, value], check=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory, guests):
     path = tmp_path_factory.mktemp("xentrace") / "lab.bin"
-    rec = subprocess.Popen([sys.executable, "-m", "xenvmi", "xentrace", "record", str(path),
-                            "--seconds", str(SECONDS)], stderr=subprocess.PIPE, text=True)
+    rec = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xenvmi",
+            "xentrace",
+            "record",
+            str(path),
+            "--seconds",
+            str(SECONDS),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(SECONDS / 3)
     for name in GUESTS:  # an idle guest may sleep through the window: give each work
         poke_balloon(guests[name].domid)

@@ -28,8 +28,9 @@ ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
 
 
 def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True,
-                          timeout=60, env=ENV).stdout
+    return subprocess.run(
+        ["tmux", *args], capture_output=True, text=True, check=True, timeout=60, env=ENV
+    ).stdout
 
 
 def screen() -> str:
@@ -48,8 +49,9 @@ def wait_for(predicate, what: str, timeout: float) -> str:
         if predicate(text):
             return text
         time.sleep(1)
-    pytest.fail(f"TUI never showed {what} within {timeout:.0f}s; window {window_size()}; "
-                f"screen:\n{text}")
+    pytest.fail(
+        f"TUI never showed {what} within {timeout:.0f}s; window {window_size()}; screen:\n{text}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +61,21 @@ def tui(guests):
     subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     # The guest's kernel found and cached first (`xenvmi ps`, as test_guest_views does it
     # cold): a cold discovery in the TUI's worker takes minutes on the one-CPU lab.
-    warm = subprocess.run([sys.executable, "-m", "xenvmi", "ps", GUEST], capture_output=True,
-                          text=True, timeout=900)
+    warm = subprocess.run(
+        [sys.executable, "-m", "xenvmi", "ps", GUEST], capture_output=True, text=True, timeout=900
+    )
     assert warm.returncode == 0, warm.stderr
-    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "100",
-         f"env -u COLUMNS -u LINES {sys.executable} -m xenvmi tui --refresh 1; sleep 600")
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        SESSION,
+        "-x",
+        "120",
+        "-y",
+        "100",
+        f"env -u COLUMNS -u LINES {sys.executable} -m xenvmi tui --refresh 1; sleep 600",
+    )
     assert window_size() == "120x100"
     try:
         yield
@@ -81,8 +93,11 @@ def test_a_destroyed_domain_leaves_the_table(tui):
 
 
 def test_domains_live_and_a_guests_processes(tui):
-    wait_for(lambda s: all(g in s for g in GUESTS) and "Domain-0" in s,
-             "Domain-0 and every lab guest", 180)
+    wait_for(
+        lambda s: all(g in s for g in GUESTS) and "Domain-0" in s,
+        "Domain-0 and every lab guest",
+        180,
+    )
     tmux("send-keys", "-t", SESSION, "/")
     wait_for(lambda s: "filter by name" in s, "the filter box", 60)
     tmux("send-keys", "-t", SESSION, "-l", GUEST)
@@ -94,5 +109,8 @@ def test_domains_live_and_a_guests_processes(tui):
     text = wait_for(lambda s: "xvm-alpha" in s, "the guest's processes", 400)
     assert "xvm-parent" in text and "Traceback" not in text
     tmux("send-keys", "-t", SESSION, "5")
-    wait_for(lambda s: "xenvmi-lab: guest xvm-pvh1 is up" in s or "xenvmi-lab" in s,
-             "the guest's kernel log", 300)
+    wait_for(
+        lambda s: "xenvmi-lab: guest xvm-pvh1 is up" in s or "xenvmi-lab" in s,
+        "the guest's kernel log",
+        300,
+    )

@@ -25,13 +25,19 @@ pytestmark = pytest.mark.timeout(2400)
 def test_isf_of_a_real_guest_is_schema_valid():
     jsonschema = pytest.importorskip("jsonschema", reason="the test extra installs jsonschema")
     from volatility3 import schemas
+
     paths = LabPaths.default()
     state = paths.load_state()
-    assert state is not None and remote.reachable(paths, state.port), \
+    assert state is not None and remote.reachable(paths, state.port), (
         "the lab is not running: `xenvmi lab up` first"
-    remote.run(paths, state.port, f"rm -f {REMOTE_ISF} && cd {remote.REMOTE_SRC} && "
-               f"{remote.REMOTE_PY} -m xenvmi isf {GUEST} -o {REMOTE_ISF} -q",
-               timeout=1800)
+    )
+    remote.run(
+        paths,
+        state.port,
+        f"rm -f {REMOTE_ISF} && cd {remote.REMOTE_SRC} && "
+        f"{remote.REMOTE_PY} -m xenvmi isf {GUEST} -o {REMOTE_ISF} -q",
+        timeout=1800,
+    )
     doc = json.loads(remote.run(paths, state.port, f"cat {REMOTE_ISF}", timeout=300).stdout)
     assert doc["metadata"]["format"] == "6.2.0" and len(doc["user_types"]) > 5000
     schema = Path(schemas.__file__).parent / f"schema-{doc['metadata']['format']}.json"

@@ -21,8 +21,13 @@ def lab_recording() -> Recording:
     return load(LAB)
 
 
-def make_app(recording: Recording | None = None, *, refresh: float = 3600,
-             domain: str | None = None, **source_kw) -> XenvmiApp:
+def make_app(
+    recording: Recording | None = None,
+    *,
+    refresh: float = 3600,
+    domain: str | None = None,
+    **source_kw,
+) -> XenvmiApp:
     """An app on a recording; the long refresh means only the first sample and explicit
     refreshes (the r key) happen, so what a test sees is deterministic."""
     source = RecordedSource(recording or lab_recording(), **source_kw)
@@ -50,5 +55,6 @@ def table_loaded(app) -> bool:
 
 @pytest.fixture
 def tui():
-    return SimpleNamespace(make_app=make_app, wait_for=wait_for, lab=lab_recording,
-                           table_loaded=table_loaded, LAB=LAB)
+    return SimpleNamespace(
+        make_app=make_app, wait_for=wait_for, lab=lab_recording, table_loaded=table_loaded, LAB=LAB
+    )

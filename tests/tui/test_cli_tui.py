@@ -18,8 +18,14 @@ def test_help_has_examples(capsys):
         main(["tui", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for text in ("--refresh S", "--replay DIR", "--domain NAME", "examples:",
-                 "xenvmi tui --replay", "read-only"):
+    for text in (
+        "--refresh S",
+        "--replay DIR",
+        "--domain NAME",
+        "examples:",
+        "xenvmi tui --replay",
+        "read-only",
+    ):
         assert text in out
 
 
@@ -39,14 +45,18 @@ def test_replay_of_a_non_recording_names_the_fix(tmp_path, capsys):
 
 
 def test_without_textual_one_line_and_exit_5():
-    code = ("import sys; sys.modules['textual'] = None\n"
-            "from xenvmi.cli import main\n"
-            f"sys.exit(main(['tui', '--replay', {str(ROOT / 'tests/tui/fixtures/lab')!r}]))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    code = (
+        "import sys; sys.modules['textual'] = None\n"
+        "from xenvmi.cli import main\n"
+        f"sys.exit(main(['tui', '--replay', {str(ROOT / 'tests/tui/fixtures/lab')!r}]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 5
     assert out.stderr.strip().splitlines() == [
-        "xenvmi: error: the TUI needs Textual: pip install 'xenvmi[tui]'"]
+        "xenvmi: error: the TUI needs Textual: pip install 'xenvmi[tui]'"
+    ]
 
 
 def test_no_subcommand_still_prints_help(capsys):

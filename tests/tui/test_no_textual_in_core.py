@@ -29,18 +29,20 @@ for f in failed:
 
 
 def test_core_modules_do_not_import_textual():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert int(lines[0]) > 40, "walked too few modules: the package layout changed?"
-    assert "xenvmi.commands.tui" not in out.stdout      # it imported (not skipped)
+    assert "xenvmi.commands.tui" not in out.stdout  # it imported (not skipped)
     assert lines[1] == "CLEAN", out.stdout
 
 
 def test_the_check_would_notice_textual():
     """The same probe, with one textual import, reports it (the test can fail)."""
     script = SCRIPT.replace("import xenvmi\n", "import xenvmi, textual.app\n")
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.splitlines()[1] == "TEXTUAL"

@@ -36,6 +36,7 @@ def test_table_shows_every_recorded_domain_with_host_panel(tui):
             table = app.screen.query_one("#domains")
             row = [c.plain for c in table.get_row("2")]
             assert row[:4] == ["2", "xvm-pvh1", "pvh", "--b---"]
+
     run(body())
 
 
@@ -49,7 +50,7 @@ def test_sort_keys_order_rows_and_flip(tui):
             await tui.wait_for(pilot, lambda: tui.table_loaded(app))
             await pilot.press("c")
             assert names(app) == by_cpu
-            await pilot.press("c")          # the same column again: ascending
+            await pilot.press("c")  # the same column again: ascending
             assert names(app) == by_cpu[::-1]
             await pilot.press("n")
             assert names(app) == sorted(by_cpu, key=str.lower)
@@ -57,6 +58,7 @@ def test_sort_keys_order_rows_and_flip(tui):
             assert names(app) == sorted(by_cpu, key=str.lower, reverse=True)
             status = str(app.screen.query_one("#domains-status").render())
             assert "sorted by Name ▼" in status
+
     run(body())
 
 
@@ -68,10 +70,11 @@ def test_filter_by_name_and_clear(tui):
             await pilot.press("slash", "p", "v", "h")
             assert names(app) == ["xvm-pvh1", "xvm-pvh2"]
             assert "2 of 5 domains" in str(app.screen.query_one("#domains-status").render())
-            await pilot.press("enter")      # keep the filter, back to the table
+            await pilot.press("enter")  # keep the filter, back to the table
             assert names(app) == ["xvm-pvh1", "xvm-pvh2"]
             await pilot.press("escape")
             assert len(names(app)) == 5
+
     run(body())
 
 
@@ -86,7 +89,8 @@ def test_vanished_domain_leaves_on_next_refresh(tui):
             await pilot.press("r")
             await tui.wait_for(pilot, lambda: len(names(app)) == 4, what="4 rows")
             assert "xvm-hvm" not in names(app)
-            assert 1 not in app.screen.histories.cpu   # its history is forgotten too
+            assert 1 not in app.screen.histories.cpu  # its history is forgotten too
+
     run(body())
 
 
@@ -103,14 +107,16 @@ def test_new_domain_appears_with_its_identity(tui):
             await pilot.press("r")
             await tui.wait_for(pilot, lambda: "xvm-new" in names(app))
             row = [c.plain for c in app.screen.query_one("#domains").get_row("9")]
-            assert row[2] == "hvm"      # identity re-read because the domids changed
+            assert row[2] == "hvm"  # identity re-read because the domids changed
+
     run(body())
 
 
 def test_hostile_domain_name_is_shown_literally(tui):
     rec = tui.lab()
-    rec.frames = [[dataclasses.replace(s, name="[red]evil[/]") if s.domid == 4 else s
-                   for s in rec.frames[0]]]
+    rec.frames = [
+        [dataclasses.replace(s, name="[red]evil[/]") if s.domid == 4 else s for s in rec.frames[0]]
+    ]
 
     async def body():
         app = tui.make_app(rec)
@@ -118,6 +124,7 @@ def test_hostile_domain_name_is_shown_literally(tui):
             await tui.wait_for(pilot, lambda: tui.table_loaded(app))
             row = app.screen.query_one("#domains").get_row("4")
             assert row[1].plain == "[red]evil[/]"
+
     run(body())
 
 
@@ -127,11 +134,13 @@ def test_domain_option_opens_it(tui):
         async with app.run_test() as pilot:
             await tui.wait_for(pilot, lambda: isinstance(app.screen, DomainScreen))
             assert app.screen.domain_name == "xvm-pvh2" and app.screen.domid == 3
+
     run(body())
 
 
 def test_ui_answers_keys_while_the_source_is_slow(tui):
     """Every source call takes 0.8 s; help opens at once (the UI thread never waits)."""
+
     async def body():
         app = tui.make_app(delay=0.8)
         async with app.run_test() as pilot:
@@ -141,6 +150,7 @@ def test_ui_answers_keys_while_the_source_is_slow(tui):
             assert app.screen_stack[0].query_one("#domains").row_count == 0
             await pilot.press("escape")
             await tui.wait_for(pilot, lambda: tui.table_loaded(app), timeout=6)
+
     run(body())
 
 
@@ -148,6 +158,7 @@ def test_hidden_table_is_drawn_on_return_and_samples_slower(tui):
     """Under a domain screen the table is not redrawn (the latest sample waits) and the
     sampler slows down; back on it, the waiting sample shows at once."""
     from xenvmi.tui.screens import domains as screen_mod
+
     rec = lab_losing_hvm(tui)
 
     async def body():
@@ -158,8 +169,7 @@ def test_hidden_table_is_drawn_on_return_and_samples_slower(tui):
             assert table_screen._interval() == app.refresh_seconds
             await pilot.press("enter")
             await tui.wait_for(pilot, lambda: app.screen is not table_screen)
-            assert table_screen._interval() == max(app.refresh_seconds,
-                                                   screen_mod.HIDDEN_REFRESH)
+            assert table_screen._interval() == max(app.refresh_seconds, screen_mod.HIDDEN_REFRESH)
             shown = table_screen.refreshes
             table_screen.life.poke()  # a sample while hidden: kept, not drawn
             await tui.wait_for(pilot, lambda: table_screen._pending is not None)
@@ -167,6 +177,7 @@ def test_hidden_table_is_drawn_on_return_and_samples_slower(tui):
             await pilot.press("escape")
             await tui.wait_for(pilot, lambda: "xvm-hvm" not in names_of(table_screen))
             assert table_screen._pending is None
+
     run(body())
 
 
@@ -174,12 +185,14 @@ def test_first_show_takes_one_sample_until_the_refresh(tui):
     """The first frame shown is the first sample: showing the screen the first time does
     not ask for another one (it did, in a race with the sampler's start: the snapshot of
     this screen showed the first frame or the second)."""
+
     async def body():
         app = tui.make_app()
         async with app.run_test() as pilot:
             await tui.wait_for(pilot, lambda: tui.table_loaded(app))
             await pilot.pause(0.5)
             assert app.source._frame == 0 and app.screen.refreshes == 1
+
     run(body())
 
 

@@ -38,6 +38,7 @@ def test_enter_opens_domain_and_processes_tab_lists_processes(tui):
             assert "11 processes" in status
             await pilot.press("escape")
             assert not isinstance(app.screen, DomainScreen)
+
     run(body())
 
 
@@ -52,6 +53,7 @@ def test_dmesg_tab_shows_log_lines(tui):
             text = "\n".join(line.text for line in log.lines)
             assert "xenvmi-lab: guest xvm-pvh1 is up" in text
             assert "Linux version 6.1.0-35-amd64" in text
+
     run(body())
 
 
@@ -69,6 +71,7 @@ def test_vcpu_modules_and_xenstore_tabs(tui):
             await tui.wait_for(pilot, lambda: tree.root.children)
             labels = [n.label.plain for n in tree.root.children]
             assert "name = xvm-hvm" in labels and "device" in labels
+
     run(body())
 
 
@@ -83,8 +86,9 @@ def test_pv_guest_memory_views_show_the_reason(tui):
             await tui.wait_for(pilot, lambda: reason.display)
             assert "PV guest: LibVMI cannot read its memory" in reason.reason
             assert not screen.query_one("#pane-processes DataTable").display
-            regs = screen.query_one("#regs-text")   # registers still work for PV
+            regs = screen.query_one("#regs-text")  # registers still work for PV
             await tui.wait_for(pilot, lambda: "rip" in str(regs.render()))
+
     run(body())
 
 
@@ -114,7 +118,8 @@ def test_missing_capabilities_show_reason_panels_not_tracebacks(tui):
             xs = app.screen.query_one("#xs-reason")
             await tui.wait_for(pilot, lambda: xs.display)
             assert "run as root" in xs.reason
-            assert app.return_code is None      # still running, nothing crashed
+            assert app.return_code is None  # still running, nothing crashed
+
     run(body())
 
 
@@ -138,8 +143,10 @@ def test_hypercalls_stream_counts_and_process_filter(tui):
             await pilot.press("enter")
             assert log.lines and all("xenstored[" in line.text for line in log.lines)
             ops = app.screen.query_one("#hc-ops")
-            assert [ops.get_row_at(i)[0].plain for i in range(ops.row_count)] == \
-                ["event_channel_op send"]
+            assert [ops.get_row_at(i)[0].plain for i in range(ops.row_count)] == [
+                "event_channel_op send"
+            ]
+
     run(body())
 
 
@@ -152,10 +159,11 @@ def test_xenstore_browser_loads_children_on_expand(tui):
             await tui.wait_for(pilot, lambda: tree.root.children)
             assert [n.data for n in tree.root.children] == ["/libxl", "/local", "/tool", "/vm"]
             local = tree.root.children[1]
-            assert not local.children            # not loaded until expanded
+            assert not local.children  # not loaded until expanded
             local.expand()
             await tui.wait_for(pilot, lambda: local.children)
             assert [n.data for n in local.children] == ["/local/domain"]
+
     run(body())
 
 
@@ -167,12 +175,17 @@ def test_plugins_tab_runs_selected_plugin_into_a_table(tui):
             await pilot.press("7")
             plist = screen.query_one("#plugin-list")
             await tui.wait_for(pilot, lambda: plist.row_count == 3)
-            await pilot.press("enter")            # the first: pslist-diff
+            await pilot.press("enter")  # the first: pslist-diff
             out = screen.query_one("#plugin-output DataTable")
             await tui.wait_for(pilot, lambda: out.row_count == 1)
-            assert [c.label.plain for c in out.columns.values()] == \
-                ["pid", "comm", "seen_by", "hidden"]
+            assert [c.label.plain for c in out.columns.values()] == [
+                "pid",
+                "comm",
+                "seen_by",
+                "hidden",
+            ]
             assert out.get_row_at(0)[1].plain == "xvm-parent"
+
     run(body())
 
 
@@ -187,6 +200,7 @@ def test_command_palette_opens_a_domain(tui):
             await pilot.press("enter")
             await tui.wait_for(pilot, lambda: isinstance(app.screen, DomainScreen))
             assert app.screen.domain_name == "xvm-pvh2"
+
     run(body())
 
 
@@ -195,8 +209,8 @@ def test_quitting_is_fast_with_every_worker_busy(tui):
         app = tui.make_app(delay=0.05, loop=True, refresh=0.1)
         async with app.run_test() as pilot:
             await tui.wait_for(pilot, lambda: tui.table_loaded(app))
-            await pilot.press("h")                  # tracer worker
-            await pilot.press("d", "down", "enter")   # guest + xenstore-watch workers
+            await pilot.press("h")  # tracer worker
+            await pilot.press("d", "down", "enter")  # guest + xenstore-watch workers
             await tui.wait_for(pilot, lambda: isinstance(app.screen, DomainScreen))
             t0 = time.monotonic()
             await pilot.press("q")
@@ -229,6 +243,7 @@ def test_a_late_focus_event_does_not_switch_the_tab_back(tui):
             assert tabs.active == "dmesg"
             screen.query_one("#pane-processes DataTable").focus()  # a real focus still moves
             await tui.wait_for(pilot, lambda: tabs.active == "processes")
+
     run(body())
 
 
@@ -238,8 +253,11 @@ def test_the_tui_listens_on_no_network_socket(tui):
     import psutil
 
     def listening() -> list:
-        return [c for c in psutil.Process().net_connections(kind="inet")
-                if c.status == psutil.CONN_LISTEN or not c.raddr]
+        return [
+            c
+            for c in psutil.Process().net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN or not c.raddr
+        ]
 
     before = listening()
 
@@ -249,4 +267,5 @@ def test_the_tui_listens_on_no_network_socket(tui):
             await open_domain(tui, pilot, app, 2)
             await pilot.press("3")
             assert listening() == before
+
     run(body())

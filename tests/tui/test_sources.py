@@ -29,7 +29,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_codec_rejects_malformed_fixtures():
     with pytest.raises(GuestDataError, match="Domain"):
-        from_jsonable(Domain, {"domid": 1})            # required fields missing
+        from_jsonable(Domain, {"domid": 1})  # required fields missing
     with pytest.raises(GuestDataError, match="expected an object"):
         from_jsonable(Domain, [1, 2])
 
@@ -91,10 +91,10 @@ def test_live_sampler_keeps_one_watch(monkeypatch):
     opened = []
     monkeypatch.setattr(live.api, "open_xenstore", lambda: opened.append(1) or store)
     sampler = live.LiveSampler()
-    assert not sampler.wait_change(0.5)   # quiet slices
+    assert not sampler.wait_change(0.5)  # quiet slices
     assert not sampler.wait_change(0.5)
-    assert sampler.wait_change(0.5)       # a domain went away
-    assert len(opened) == 1 and len(store.watches) == 1   # one watch for all three slices
+    assert sampler.wait_change(0.5)  # a domain went away
+    assert len(opened) == 1 and len(store.watches) == 1  # one watch for all three slices
     sampler.close()
     assert store.watches[0].stopped and store.closed
 
@@ -113,10 +113,16 @@ def test_lifeline_children_stop_with_parent_and_alone():
 def test_guarded_turns_errors_into_reasons():
     posted = []
     assert workers.guarded("host", posted.append, lambda: 1 / 0) is None
-    assert workers.guarded("host", posted.append,
-                           lambda: (_ for _ in ()).throw(Unavailable("install x"))) is None
+    assert (
+        workers.guarded(
+            "host", posted.append, lambda: (_ for _ in ()).throw(Unavailable("install x"))
+        )
+        is None
+    )
     assert [(p.topic, p.reason) for p in posted] == [
-        ("host", "unexpected ZeroDivisionError: division by zero"), ("host", "install x")]
+        ("host", "unexpected ZeroDivisionError: division by zero"),
+        ("host", "install x"),
+    ]
 
 
 def _run_loop(loop, seconds: float = 0.4):
@@ -134,10 +140,11 @@ def _run_loop(loop, seconds: float = 0.4):
 
 def test_sampler_loop_posts_samples_and_identities_only_when_domids_change():
     rec = synthetic.lab(frames=3)
-    rec.frames[2] = rec.frames[2][:-1]                 # xvm-pv leaves in the third frame
+    rec.frames[2] = rec.frames[2][:-1]  # xvm-pv leaves in the third frame
     src = RecordedSource(rec)
     posted, stop_time = _run_loop(
-        lambda life, post: workers.sampler_loop(src, life, post, lambda: 0.1), seconds=0.6)
+        lambda life, post: workers.sampler_loop(src, life, post, lambda: 0.1), seconds=0.6
+    )
     samples = [p for p in posted if isinstance(p, m.SamplesUpdated)]
     assert len(samples) >= 3
     assert [p.domains is not None for p in samples[:3]] == [True, False, True]
@@ -148,12 +155,12 @@ def test_sampler_loop_posts_samples_and_identities_only_when_domids_change():
 
 def _guest(domain: str, views: list[str]):
     import queue
+
     requests = queue.Queue()
     for view in views:
         requests.put(view)
     src = RecordedSource(synthetic.lab())
-    posted, _ = _run_loop(lambda life, post: workers.guest_loop(src, domain, life, requests,
-                                                                post))
+    posted, _ = _run_loop(lambda life, post: workers.guest_loop(src, domain, life, requests, post))
     return posted
 
 
@@ -163,7 +170,7 @@ def test_guest_loop_serves_the_requested_views():
 
 
 def test_guest_loop_reports_a_failing_view_and_goes_on():
-    posted = _guest("4", ["modules", "registers"])          # xvm-pv: no memory views
+    posted = _guest("4", ["modules", "registers"])  # xvm-pv: no memory views
     failed = [p for p in posted if isinstance(p, m.SourceFailed)]
     assert [(p.topic, p.key) for p in failed] == [("guest", "modules")]
     assert "PV guest" in failed[0].reason
@@ -177,18 +184,21 @@ def test_guest_loop_open_failure_is_for_every_view():
 
 
 def test_a_plugin_dropped_in_a_folder_reaches_the_tui_and_a_broken_one_stays_apart(
-        monkeypatch, tmp_path):
+    monkeypatch, tmp_path
+):
     """The TUI's Plugins tab lists what xenvmi.plugins.discover() finds: a file copied
     into a $XENVMI_PLUGIN_PATH folder appears with no other change, and a file that
     raises on import is listed as unavailable with its error while the rest stay usable."""
     import shutil
     from pathlib import Path
+
     example = Path(__file__).resolve().parents[1] / "unit" / "data" / "example_plugin.py"
     shutil.copy(example, tmp_path / "my_example.py")
     (tmp_path / "broken.py").write_text("raise RuntimeError('deliberately broken')\n")
     monkeypatch.setenv("XENVMI_PLUGIN_PATH", str(tmp_path))
     entries = {e.name: e for e in live.LiveSource().plugins()}
     from xenvmi.plugins import loader
+
     dropped = [e for e in loader.discover_entries() if e.info.source.endswith("my_example.py")]
     assert len(dropped) == 1 and dropped[0].info.name in entries
     assert {"ps", "lsmod", "dmesg", "files"} <= set(entries)

@@ -24,12 +24,20 @@ def align(value: int, to: int = 8) -> int:
     return (value + to - 1) // to * to
 
 
-def symbols(count: int = 1500, long_names: bool = False,
-            percpu: bool = True) -> list[tuple[str, str, int]]:
+def symbols(
+    count: int = 1500, long_names: bool = False, percpu: bool = True
+) -> list[tuple[str, str, int]]:
     """(type, name, address) sorted by address: x86-64's percpu symbols (near 0, kept
     absolute by the absolute-percpu encoding) first, then the image."""
-    out = [("A", "fixed_percpu_data", 0), ("D", "irq_stack_backing_store", 0x4000),
-           ("D", "cpu_number", 0x1A000)] if percpu else []
+    out = (
+        [
+            ("A", "fixed_percpu_data", 0),
+            ("D", "irq_stack_backing_store", 0x4000),
+            ("D", "cpu_number", 0x1A000),
+        ]
+        if percpu
+        else []
+    )
     out += [("T", "_text", TEXT_VA), ("T", "_stext", TEXT_VA + 0x1000)]
     addr = TEXT_VA + 0x1000
     for i in range(count):
@@ -37,8 +45,7 @@ def symbols(count: int = 1500, long_names: bool = False,
         kind = "Tt"[i % 2]
         name = f"func_{i}_{'abcdefgh'[i % 8]}do_work"
         if long_names and i % 100 == 3:
-            name = "long_" + "".join(chr(ord("a") + (i * k) % 26) + str(k % 10)
-                                     for k in range(160))
+            name = "long_" + "".join(chr(ord("a") + (i * k) % 26) + str(k % 10) for k in range(160))
         out.append((kind, name, addr))
     out.append(("D", "init_uts_ns", addr + 0x20_0000))
     out.append(("D", "node_online_map", addr + 0x20_1000))
@@ -51,7 +58,7 @@ def build_tokens(names: list[bytes]) -> list[bytes]:
     tokens: list[bytes | None] = [None] * 256
     for c in used:
         tokens[c] = bytes((c,))
-    pairs = Counter(n[i:i + 2] for n in names for i in range(len(n) - 1))
+    pairs = Counter(n[i : i + 2] for n in names for i in range(len(n) - 1))
     free = [c for c in range(256) if tokens[c] is None]
     for code, (pair, _) in zip(free, pairs.most_common(len(free))):
         tokens[code] = pair
@@ -66,8 +73,8 @@ def compress(name: bytes, tokens: list[bytes]) -> bytes:
     out, i = bytearray(), 0
     while i < len(name):
         for size in (2, 1):
-            code = by_token.get(name[i:i + size])
-            if code is not None and len(name[i:i + size]) == size:
+            code = by_token.get(name[i : i + size])
+            if code is not None and len(name[i : i + size]) == size:
                 out.append(code)
                 i += size
                 break
@@ -83,14 +90,23 @@ class Tables:
     def known(self) -> dict[str, int]:
         """What VMCOREINFO would export of these symbols."""
         by_name = {name: addr for _, name, addr in self.syms}
-        return {"_stext": by_name["_stext"], "init_uts_ns": by_name["init_uts_ns"],
-                "node_online_map": by_name["node_online_map"],
-                "swapper_pg_dir": by_name["init_top_pgt"]}
+        return {
+            "_stext": by_name["_stext"],
+            "init_uts_ns": by_name["init_uts_ns"],
+            "node_online_map": by_name["node_online_map"],
+            "swapper_pg_dir": by_name["init_top_pgt"],
+        }
 
 
-def build(syms=None, layout: str = "before 6.4", encoding: str = "absolute-percpu",
-          marker_width: int = 4, lead: bytes = b"", rodata_at: int = 0x80_0000,
-          seqs: bool = False) -> Tables:
+def build(
+    syms=None,
+    layout: str = "before 6.4",
+    encoding: str = "absolute-percpu",
+    marker_width: int = 4,
+    lead: bytes = b"",
+    rodata_at: int = 0x80_0000,
+    seqs: bool = False,
+) -> Tables:
     syms = syms or symbols()
     names = [(t + n).encode() for t, n, _ in syms]
     tokens = build_tokens(names)
@@ -109,7 +125,7 @@ def build(syms=None, layout: str = "before 6.4", encoding: str = "absolute-percp
         o += len(t) + 1
     count = len(syms)
     body = bytearray(rodata_at)
-    body[0x100:0x100 + len(lead)] = lead
+    body[0x100 : 0x100 + len(lead)] = lead
     at: dict[str, int] = {}
 
     def label(name: str) -> int:
@@ -163,5 +179,5 @@ def build(syms=None, layout: str = "before 6.4", encoding: str = "absolute-percp
 
 def memory_image(tables: Tables, size: int = 64 << 20) -> bytearray:
     img = bytearray(size)
-    img[IMAGE_PA:IMAGE_PA + len(tables.image)] = tables.image
+    img[IMAGE_PA : IMAGE_PA + len(tables.image)] = tables.image
     return img

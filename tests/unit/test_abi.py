@@ -29,9 +29,12 @@ def header(rel: str) -> str:
     """Text of one header, or a clear failure saying how to get it."""
     path = INCLUDE / rel
     if not path.is_file():
-        pytest.fail(f"{path} is missing: install Xen 4.17's public headers "
-                    "('apt-get install libxen-dev' on Debian bookworm) or set "
-                    "XENVMI_XEN_INCLUDE to their directory", pytrace=False)
+        pytest.fail(
+            f"{path} is missing: install Xen 4.17's public headers "
+            "('apt-get install libxen-dev' on Debian bookworm) or set "
+            "XENVMI_XEN_INCLUDE to their directory",
+            pytrace=False,
+        )
     return path.read_text()
 
 
@@ -39,7 +42,7 @@ class Define(NamedTuple):
     name: str
     value: str
     conds: tuple[str, ...]  #: enclosing #if/#ifdef lines, innermost last
-    commented: bool         #: inside a comment ("/* #define X 6 Removed */")
+    commented: bool  #: inside a comment ("/* #define X 6 Removed */")
 
 
 _DEFINE = re.compile(r"^#define\s+(\w+)\s+(\S+)")
@@ -66,7 +69,7 @@ def defines(text: str, prefix: str) -> list[Define]:
         for regex, commented in ((_DEFINE, False), (_COMMENTED, True)):
             m = regex.match(line)
             if m and m.group(1).startswith(prefix):
-                out.append(Define(m.group(1)[len(prefix):], m.group(2), conds, commented))
+                out.append(Define(m.group(1)[len(prefix) :], m.group(2), conds, commented))
     return out
 
 
@@ -86,7 +89,7 @@ def block(text: str, start: str, end: str) -> str:
     """The text from the regex ``start`` to the next occurrence of ``end``."""
     m = re.search(start, text)
     assert m, f"no {start!r} in the header"
-    return text[m.start():text.index(end, m.end())]
+    return text[m.start() : text.index(end, m.end())]
 
 
 def is_xen_only(conds: tuple[str, ...]) -> bool:
@@ -94,6 +97,7 @@ def is_xen_only(conds: tuple[str, ...]) -> bool:
 
 
 # ---------------------------------------------------------------------------- errno
+
 
 def header_errnos() -> list[tuple[str, int, bool]]:
     out = []
@@ -139,9 +143,13 @@ def test_errno_messages_are_strerror_text():
 
 # ------------------------------------------------------------------------ hypercalls
 
+
 def test_hypercall_numbers_match_xen_h_exactly():
-    found = as_dict((d.name, d.value) for d in numeric(defines(header("xen.h"), "__HYPERVISOR_"))
-                    if not d.commented)
+    found = as_dict(
+        (d.name, d.value)
+        for d in numeric(defines(header("xen.h"), "__HYPERVISOR_"))
+        if not d.commented
+    )
     assert len(found) == 50, f"xen.h defines {len(found)} hypercall numbers (4.17 has 50)"
     assert {h.name: h.number for h in hypercalls.HYPERCALLS} == found
 
@@ -193,17 +201,22 @@ def test_arm_calling_convention_matches_header():
 
 # ------------------------------------------------------------------- domctl / sysctl
 
+
 def cmd_defines(rel: str, struct: str, prefix: str) -> list[Define]:
     """The command numbers listed in ``struct <struct> { uint32_t cmd; ... }``."""
-    text = block(header(rel), rf"struct {struct} \{{\s*uint32_t cmd;",
-                 "uint32_t interface_version;")
+    text = block(
+        header(rel), rf"struct {struct} \{{\s*uint32_t cmd;", "uint32_t interface_version;"
+    )
     return numeric(defines(text, prefix))
 
 
-@pytest.mark.parametrize("mod, rel, struct, prefix, count", [
-    (domctl, "domctl.h", "xen_domctl", "XEN_DOMCTL_", 74),
-    (sysctl, "sysctl.h", "xen_sysctl", "XEN_SYSCTL_", 26),
-])
+@pytest.mark.parametrize(
+    "mod, rel, struct, prefix, count",
+    [
+        (domctl, "domctl.h", "xen_domctl", "XEN_DOMCTL_", 74),
+        (sysctl, "sysctl.h", "xen_sysctl", "XEN_SYSCTL_", 26),
+    ],
+)
 def test_cmd_table_matches_header_exactly(mod, rel, struct, prefix, count):
     defs = cmd_defines(rel, struct, prefix)
     live = [d for d in defs if not d.commented]
@@ -217,10 +230,13 @@ def test_cmd_table_matches_header_exactly(mod, rel, struct, prefix, count):
     assert len(mod.OPS) == len(defs)
 
 
-@pytest.mark.parametrize("mod, rel, name", [
-    (domctl, "domctl.h", "XEN_DOMCTL_INTERFACE_VERSION"),
-    (sysctl, "sysctl.h", "XEN_SYSCTL_INTERFACE_VERSION"),
-])
+@pytest.mark.parametrize(
+    "mod, rel, name",
+    [
+        (domctl, "domctl.h", "XEN_DOMCTL_INTERFACE_VERSION"),
+        (sysctl, "sysctl.h", "XEN_SYSCTL_INTERFACE_VERSION"),
+    ],
+)
 def test_interface_version_matches_header(mod, rel, name):
     m = re.search(rf"^#define {name}\s+(0x[0-9a-fA-F]+)", header(rel), re.MULTILINE)
     assert m, f"{rel} has no {name}"
@@ -240,26 +256,34 @@ NESTED_XENMEM = ("paging_op_", "access_op_", "sharing_op_", "resource_")
 
 
 def test_memory_op_table_matches_header_exactly():
-    defs = [d for d in numeric(defines(header("memory.h"), "XENMEM_"))
-            if d.name[0].islower() and not d.name.startswith(NESTED_XENMEM)]
+    defs = [
+        d
+        for d in numeric(defines(header("memory.h"), "XENMEM_"))
+        if d.name[0].islower() and not d.name.startswith(NESTED_XENMEM)
+    ]
     assert ops_dict(memory_op.OPS, subops.ACTIVE) == as_dict(
-        (d.name, d.value) for d in defs if not d.commented)
+        (d.name, d.value) for d in defs if not d.commented
+    )
     assert ops_dict(memory_op.OPS, subops.REMOVED) == as_dict(
-        (d.name, d.value) for d in defs if d.commented)
+        (d.name, d.value) for d in defs if d.commented
+    )
     assert len(memory_op.OPS) == len(defs)
 
 
-@pytest.mark.parametrize("nested, ops", [
-    ("paging_op_", memory_op.PAGING_OPS),
-    ("access_op_", memory_op.ACCESS_OPS),
-    ("sharing_op_", memory_op.SHARING_OPS),
-])
+@pytest.mark.parametrize(
+    "nested, ops",
+    [
+        ("paging_op_", memory_op.PAGING_OPS),
+        ("access_op_", memory_op.ACCESS_OPS),
+        ("sharing_op_", memory_op.SHARING_OPS),
+    ],
+)
 def test_memory_op_nested_tables_match_header(nested, ops):
     defs = numeric(defines(header("memory.h"), "XENMEM_" + nested))
-    assert ops_dict(ops, subops.ACTIVE) == as_dict((d.name, d.value) for d in defs
-                                                   if not d.commented)
-    assert ops_dict(ops, subops.REMOVED) == as_dict((d.name, d.value) for d in defs
-                                                    if d.commented)
+    assert ops_dict(ops, subops.ACTIVE) == as_dict(
+        (d.name, d.value) for d in defs if not d.commented
+    )
+    assert ops_dict(ops, subops.REMOVED) == as_dict((d.name, d.value) for d in defs if d.commented)
 
 
 def test_memory_op_alias_and_cmd_split():
@@ -272,11 +296,17 @@ def test_memory_op_alias_and_cmd_split():
 
 
 def test_hvm_op_table_matches_header_exactly():
-    defs = [d for d in numeric(defines(header("hvm/hvm_op.h"), "HVMOP_"))
-            if d.name[0].islower() and not d.name.startswith("altp2m_")]
+    defs = [
+        d
+        for d in numeric(defines(header("hvm/hvm_op.h"), "HVMOP_"))
+        if d.name[0].islower() and not d.name.startswith("altp2m_")
+    ]
     assert {op.name: op.number for op in hvm_op.OPS} == as_dict((d.name, d.value) for d in defs)
-    legacy = {d.name for d in defs if any("__XEN_INTERFACE_VERSION__ <" in c
-                                          or "__XEN_TOOLS__" in c for c in d.conds)}
+    legacy = {
+        d.name
+        for d in defs
+        if any("__XEN_INTERFACE_VERSION__ <" in c or "__XEN_TOOLS__" in c for c in d.conds)
+    }
     assert {op.name for op in hvm_op.OPS if op.status == subops.LEGACY} == legacy
 
 
@@ -289,8 +319,16 @@ def test_hvm_op_altp2m_matches_header():
 
 
 def test_subop_tables_have_unique_current_numbers():
-    tables = [domctl.TABLE, sysctl.TABLE, memory_op.TABLE, memory_op.PAGING_TABLE,
-              memory_op.ACCESS_TABLE, memory_op.SHARING_TABLE, hvm_op.TABLE, hvm_op.ALTP2M_TABLE]
+    tables = [
+        domctl.TABLE,
+        sysctl.TABLE,
+        memory_op.TABLE,
+        memory_op.PAGING_TABLE,
+        memory_op.ACCESS_TABLE,
+        memory_op.SHARING_TABLE,
+        hvm_op.TABLE,
+        hvm_op.ALTP2M_TABLE,
+    ]
     for table in tables:
         numbers = [op.number for op in table.current()]
         assert len(numbers) == len(set(numbers)), table
@@ -299,7 +337,10 @@ def test_subop_tables_have_unique_current_numbers():
 
 
 def test_memory_op_tools_only_notes_follow_header_guard():
-    defs = [d for d in numeric(defines(header("memory.h"), "XENMEM_"))
-            if d.name[0].islower() and not d.name.startswith(NESTED_XENMEM) and not d.commented]
+    defs = [
+        d
+        for d in numeric(defines(header("memory.h"), "XENMEM_"))
+        if d.name[0].islower() and not d.name.startswith(NESTED_XENMEM) and not d.commented
+    ]
     tools = {d.name for d in defs if any("__XEN_TOOLS__" in c for c in d.conds)}
     assert {op.name for op in memory_op.OPS if "tools only" in op.note} == tools

@@ -13,10 +13,26 @@ from xenvmi.abi import errno as xerrno
 from xenvmi.errors import NotFoundError, UsageError
 
 
-@pytest.mark.parametrize("spelling", [
-    13, -13, "13", "-13", " 13 ", "0xd", "-0xD", "0xfffffff3", "0xfffffffffffffff3",
-    0xFFFFFFF3, "EACCES", "eacces", "XEN_EACCES", "xen_eacces", "-EACCES",
-])
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        13,
+        -13,
+        "13",
+        "-13",
+        " 13 ",
+        "0xd",
+        "-0xD",
+        "0xfffffff3",
+        "0xfffffffffffffff3",
+        0xFFFFFFF3,
+        "EACCES",
+        "eacces",
+        "XEN_EACCES",
+        "xen_eacces",
+        "-EACCES",
+    ],
+)
 def test_errno_lookup_spellings(spelling):
     assert xerrno.lookup(spelling).name == "EACCES"
 
@@ -39,32 +55,67 @@ def test_errno_unknown_is_not_found(value):
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("value", ["", "  ", "1.5", "-", "E ACCES", "13abc", "0x", "ä",
-                                   None, 1.0, True, b"13", 1 << 70, "-" + "9" * 30])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "  ",
+        "1.5",
+        "-",
+        "E ACCES",
+        "13abc",
+        "0x",
+        "ä",
+        None,
+        1.0,
+        True,
+        b"13",
+        1 << 70,
+        "-" + "9" * 30,
+    ],
+)
 def test_errno_garbage_is_usage_error(value):
     with pytest.raises(UsageError) as exc:
         xerrno.lookup(value)
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("ret, text", [
-    (-13, "-EACCES (Permission denied)"),
-    (-38, "-ENOSYS (Function not implemented)"),
-    (-85, "-ERESTART (Interrupted system call should be restarted)"),
-    (-11, "-EAGAIN (Resource temporarily unavailable)"),
-    (0, "0"), (5, "5"), (-27, "-27 (unknown Xen errno)"),
-    ((1 << 64) - 13, "-EACCES (Permission denied)"),
-    (-100000, "-100000"),
-])
+@pytest.mark.parametrize(
+    "ret, text",
+    [
+        (-13, "-EACCES (Permission denied)"),
+        (-38, "-ENOSYS (Function not implemented)"),
+        (-85, "-ERESTART (Interrupted system call should be restarted)"),
+        (-11, "-EAGAIN (Resource temporarily unavailable)"),
+        (0, "0"),
+        (5, "5"),
+        (-27, "-27 (unknown Xen errno)"),
+        ((1 << 64) - 13, "-EACCES (Permission denied)"),
+        (-100000, "-100000"),
+    ],
+)
 def test_describe(ret, text):
     assert xerrno.describe(ret) == text
 
 
-@pytest.mark.parametrize("spelling, number", [
-    (36, 36), ("36", 36), ("0x24", 36), ("domctl", 36), ("DOMCTL", 36),
-    ("__HYPERVISOR_domctl", 36), ("hypervisor_domctl", 36), ("mca", 48), ("arch_0", 48),
-    ("paging_domctl_cont", 49), ("dom0_op", 7), (0, 0), (55, 55),
-])
+@pytest.mark.parametrize(
+    "spelling, number",
+    [
+        (36, 36),
+        ("36", 36),
+        ("0x24", 36),
+        ("domctl", 36),
+        ("DOMCTL", 36),
+        ("__HYPERVISOR_domctl", 36),
+        ("hypervisor_domctl", 36),
+        ("mca", 48),
+        ("arch_0", 48),
+        ("paging_domctl_cont", 49),
+        ("dom0_op", 7),
+        (0, 0),
+        (55, 55),
+    ],
+)
 def test_hypercall_lookup_spellings(spelling, number):
     assert hypercalls.lookup(spelling).number == number
 
@@ -113,7 +164,7 @@ def test_hypercall_bad_arch_is_usage_error():
 def test_subop_lookups():
     assert domctl.lookup(5).name == "getdomaininfo"
     assert domctl.lookup("XEN_DOMCTL_getdomaininfo").number == 5
-    assert domctl.lookup(23).name == "soft_reset_cont"      # defined beats removed
+    assert domctl.lookup(23).name == "soft_reset_cont"  # defined beats removed
     assert domctl.lookup("arch_setup").status == "removed"
     assert domctl.name(76) == "unknown_76"
     assert sysctl.lookup("tbuf_op").number == 2

@@ -36,9 +36,15 @@ def no_real_lab(monkeypatch, tmp_path):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("bad")
-    out = {"empty": d / "empty.bin", "random": d / "random.bin", "dir": d / "adir",
-           "elf": d / "trunc.vmcore", "json": d / "bad.json", "missing": d / "nope.vmcore",
-           "huge-header": d / "huge.vmcore"}
+    out = {
+        "empty": d / "empty.bin",
+        "random": d / "random.bin",
+        "dir": d / "adir",
+        "elf": d / "trunc.vmcore",
+        "json": d / "bad.json",
+        "missing": d / "nope.vmcore",
+        "huge-header": d / "huge.vmcore",
+    }
     out["empty"].write_bytes(b"")
     out["random"].write_bytes(os.urandom(64 * 1024))
     out["dir"].mkdir()
@@ -48,7 +54,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     header = bytearray(64)
     header[:7] = b"\x7fELF\x02\x01\x01"
     header[0x20:0x28] = (1 << 40).to_bytes(8, "little")  # e_phoff
-    header[0x36:0x38] = (56).to_bytes(2, "little")      # e_phentsize
+    header[0x36:0x38] = (56).to_bytes(2, "little")  # e_phentsize
     header[0x38:0x3A] = (0xFFFF).to_bytes(2, "little")  # e_phnum
     out["huge-header"].write_bytes(bytes(header))
     return out
@@ -60,9 +66,15 @@ def run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
     cli.main is what a user would see as a traceback: the test fails with it."""
     if argv and argv[0] == "tui":
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        return subprocess.run([sys.executable, "-m", "xenvmi", *argv], capture_output=True,
-                              text=True, timeout=timeout, env=env, cwd=ROOT,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "xenvmi", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+        )
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -82,25 +94,45 @@ def assert_clean_failure(res: subprocess.CompletedProcess, argv) -> None:
 
 
 ARGUMENTS = [
-    ("ps",), ("ps", "x", "--timeout", "-1"), ("ps", "x", "--timeout", "nan"),
-    ("dmesg", "x", "--tail", "-3"), ("dmesg", "x", "--tail", "many"),
-    ("regs", "x", "--vcpu", "minus-one"), ("kernel", "x", "--bogus"),
-    ("isf", "x"), ("isf", "x", "-o", "out.txt"), ("dump", "x"),
+    ("ps",),
+    ("ps", "x", "--timeout", "-1"),
+    ("ps", "x", "--timeout", "nan"),
+    ("dmesg", "x", "--tail", "-3"),
+    ("dmesg", "x", "--tail", "many"),
+    ("regs", "x", "--vcpu", "minus-one"),
+    ("kernel", "x", "--bogus"),
+    ("isf", "x"),
+    ("isf", "x", "-o", "out.txt"),
+    ("dump", "x"),
     ("dump", "x", "/nonexistent-dir/out.vmcore"),
-    ("run",), ("run", "nonexistent-plugin"), ("run", "ps", "x", "-o", "pause"),
-    ("run", "ps", "x", "-o", "pause=maybe"), ("run", "ps", "x", "--timeout", "0"),
+    ("run",),
+    ("run", "nonexistent-plugin"),
+    ("run", "ps", "x", "-o", "pause"),
+    ("run", "ps", "x", "-o", "pause=maybe"),
+    ("run", "ps", "x", "--timeout", "0"),
     ("plugins", "--schema", "nonexistent"),
-    ("errno", "not-a-number"), ("errno",), ("hypercall", "no_such_call"),
+    ("errno", "not-a-number"),
+    ("errno",),
+    ("hypercall", "no_such_call"),
     ("hypercall", "domctl", "--arch", "sparc"),
-    ("xs", "read", "../../etc/passwd"), ("xs", "read", "/local/domain/\x1b[2J"),
+    ("xs", "read", "../../etc/passwd"),
+    ("xs", "read", "/local/domain/\x1b[2J"),
     ("xs", "ls", "relative/path"),
-    ("top", "-i", "-5"), ("top", "-d", "abc"), ("list", "--sort", "nonsense"),
-    ("trace", "hypercalls", "--duration", "-1"), ("trace", "hypercalls", "--op", "nope"),
-    ("xentrace", "decode"), ("xentrace", "summary", "--events", "nonsense"),
-    ("lab", "exec"), ("lab", "up", "--check-runs", "-1"), ("lab", "up", "--port", "0"),
-    ("lab", "up", "--boot-timeout", "nan"), ("lab", "exec", "--timeout", "-2", "--", "true"),
+    ("top", "-i", "-5"),
+    ("top", "-d", "abc"),
+    ("list", "--sort", "nonsense"),
+    ("trace", "hypercalls", "--duration", "-1"),
+    ("trace", "hypercalls", "--op", "nope"),
+    ("xentrace", "decode"),
+    ("xentrace", "summary", "--events", "nonsense"),
+    ("lab", "exec"),
+    ("lab", "up", "--check-runs", "-1"),
+    ("lab", "up", "--port", "0"),
+    ("lab", "up", "--boot-timeout", "nan"),
+    ("lab", "exec", "--timeout", "-2", "--", "true"),
     ("lab", "status", "--bogus"),
-    ("tui", "--replay", "/nonexistent-recording"), ("tui", "--refresh", "0"),
+    ("tui", "--replay", "/nonexistent-recording"),
+    ("tui", "--refresh", "0"),
     ("no-such-command",),
 ]
 
@@ -110,14 +142,23 @@ def test_malformed_arguments_are_one_clean_line(argv):
     assert_clean_failure(run(*argv), argv)
 
 
-FILE_COMMANDS = [("ps", "{f}"), ("kernel", "{f}"), ("regs", "{f}"), ("dmesg", "{f}"),
-                 ("isf", "{f}", "-o", "{out}"), ("dump", "{f}", "{out}.vmcore"),
-                 ("xentrace", "decode", "{f}"), ("xentrace", "summary", "{f}"),
-                 ("tui", "--replay", "{f}"), ("run", "ps", "{f}")]
+FILE_COMMANDS = [
+    ("ps", "{f}"),
+    ("kernel", "{f}"),
+    ("regs", "{f}"),
+    ("dmesg", "{f}"),
+    ("isf", "{f}", "-o", "{out}"),
+    ("dump", "{f}", "{out}.vmcore"),
+    ("xentrace", "decode", "{f}"),
+    ("xentrace", "summary", "{f}"),
+    ("tui", "--replay", "{f}"),
+    ("run", "ps", "{f}"),
+]
 
 
-@pytest.mark.parametrize("kind", ["empty", "random", "dir", "elf", "json", "missing",
-                                  "huge-header"])
+@pytest.mark.parametrize(
+    "kind", ["empty", "random", "dir", "elf", "json", "missing", "huge-header"]
+)
 @pytest.mark.parametrize("template", FILE_COMMANDS, ids=lambda t: " ".join(t[:2]))
 def test_files_that_are_not_what_they_claim(files, tmp_path, template, kind):
     path = files[kind]

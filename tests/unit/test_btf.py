@@ -39,24 +39,33 @@ pytestmark = pytest.mark.timeout(120)
 
 # -- helpers -----------------------------------------------------------------------------
 
+
 def new_prog() -> Program:
-    return Program(Platform(Architecture.X86_64,
-                            PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN))
+    return Program(
+        Platform(Architecture.X86_64, PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN)
+    )
 
 
 def add_memory(prog: Program, buf: bytearray, base: int = BASE) -> None:
-    prog.add_memory_segment(base, len(buf), lambda addr, count, off, phys: bytes(buf[off:off + count]))
+    prog.add_memory_segment(
+        base, len(buf), lambda addr, count, off, phys: bytes(buf[off : off + count])
+    )
 
 
-def add_symbols(prog: Program, symbols: dict[str, int],
-                kinds: dict[str, SymbolKind] | None = None) -> None:
+def add_symbols(
+    prog: Program, symbols: dict[str, int], kinds: dict[str, SymbolKind] | None = None
+) -> None:
     """A stand-in for the kallsyms symbol finder the real attach path registers."""
     kinds = kinds or {}
+
     def finder(prog, name, address, one):
-        out = [Symbol(n, a, 8, SymbolBinding.GLOBAL, kinds.get(n, SymbolKind.OBJECT))
-               for n, a in symbols.items()
-               if (name is None or n == name) and (address is None or a <= address < a + 8)]
+        out = [
+            Symbol(n, a, 8, SymbolBinding.GLOBAL, kinds.get(n, SymbolKind.OBJECT))
+            for n, a in symbols.items()
+            if (name is None or n == name) and (address is None or a <= address < a + 8)
+        ]
         return out[:1] if one else out
+
     prog.register_symbol_finder("test-kallsyms", finder, enable_index=0)
 
 
@@ -80,6 +89,7 @@ def struct_id(btf: B.Btf, name: str) -> int:
 
 # -- (a) the host's real kernel BTF ------------------------------------------------------
 
+
 def test_host_parse_sanity(host_btf):
     btf = B.Btf(host_btf)
     assert btf.count > 10_000
@@ -96,7 +106,6 @@ def test_host_parse_sanity(host_btf):
     assert btf.get(struct_id(btf, "list_head")).size == 16
 
 
-
 def test_index_gives_a_warm_start_identical_to_a_scan(host_btf):
     cold = B.Btf(host_btf)
     assert not cold.from_index
@@ -110,12 +119,15 @@ def test_index_gives_a_warm_start_identical_to_a_scan(host_btf):
     assert warm.members(warm.get(tid)) == cold.members(cold.get(tid))
 
 
-@pytest.mark.parametrize("damage", [
-    lambda b: b[:-7],                          # truncated
-    lambda b: b"\x00" + b[1:],                 # not marshal any more
-    lambda b: b.replace(B.INDEX_FORMAT.encode(), B.INDEX_FORMAT.encode()[:-1] + b"9"),
-    lambda b: b"",
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[:-7],  # truncated
+        lambda b: b"\x00" + b[1:],  # not marshal any more
+        lambda b: b.replace(B.INDEX_FORMAT.encode(), B.INDEX_FORMAT.encode()[:-1] + b"9"),
+        lambda b: b"",
+    ],
+)
 def test_a_damaged_index_is_ignored_and_the_blob_scanned(damage):
     kernel = sample_kernel()
     blob = B.Btf(kernel.btf).export_index()
@@ -134,12 +146,17 @@ def test_an_index_of_other_bytes_is_ignored():
     with pytest.raises(GuestDataError, match="version"):
         B.Btf(bytes(bad), blob)
 
+
 def _bpftool_raw() -> str:
     tool = shutil.which("bpftool")
     if not tool:
         pytest.skip("bpftool is not installed")
-    out = subprocess.run([tool, "btf", "dump", "file", HOST_BTF, "format", "raw"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [tool, "btf", "dump", "file", HOST_BTF, "format", "raw"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if out.returncode:
         pytest.skip(f"bpftool failed: {out.stderr.strip()[:200]}")
     return out.stdout
@@ -164,8 +181,12 @@ def test_host_matches_bpftool(host_btf):
         m = member.match(line)
         if m and cur and cur.kind in (B.STRUCT, B.UNION):
             got = btf.members(cur)[idx]
-            assert ((got.name or "(anon)"), got.type, got.bit_offset, got.bitfield_size) == \
-                (m[1], int(m[2]), int(m[3]), int(m[4] or 0)), line
+            assert ((got.name or "(anon)"), got.type, got.bit_offset, got.bitfield_size) == (
+                m[1],
+                int(m[2]),
+                int(m[3]),
+                int(m[4] or 0),
+            ), line
             idx += 1
     assert seen == btf.count - 1
 
@@ -175,8 +196,9 @@ def test_host_matches_pahole(host):
     tool = shutil.which("pahole")
     if not tool:
         pytest.skip("pahole is not installed")
-    out = subprocess.run([tool, "-C", "task_struct", HOST_BTF], capture_output=True, text=True,
-                         timeout=60).stdout
+    out = subprocess.run(
+        [tool, "-C", "task_struct", HOST_BTF], capture_output=True, text=True, timeout=60
+    ).stdout
     found = dict(re.findall(r"\s(tasks|pid|comm)(?:\[16\])?;\s+/\*\s+(\d+)", out))
     if len(found) != 3:
         pytest.skip("pahole could not lay out task_struct from this BTF")
@@ -205,7 +227,9 @@ def test_host_drgn_types(host):
     assert base.kind == TypeKind.INT and not base.is_signed
     pid_type = prog.type("enum pid_type")
     assert dict((e.name, e.value) for e in pid_type.enumerators)["PIDTYPE_PID"] == 0
-    assert prog.type("unsigned long").size == 8 and prog.type("char").primitive == PrimitiveType.C_CHAR
+    assert (
+        prog.type("unsigned long").size == 8 and prog.type("char").primitive == PrimitiveType.C_CHAR
+    )
     # anonymous unions/structs inside struct page are searched through by member()
     page = prog.type("struct page")
     assert page.has_member("flags") and drgn.offsetof(page, "flags") == 0
@@ -232,9 +256,22 @@ def test_host_every_type_converts(host):
                 p.type
 
 
-CORE_GLOBALS = ["init_task", "modules", "prb", "init_pid_ns", "init_uts_ns", "init_mm",
-                "linux_banner", "vmcoreinfo_data", "saved_command_line", "jiffies_64",
-                "mem_section", "__per_cpu_offset", "__cpu_online_mask", "runqueues"]
+CORE_GLOBALS = [
+    "init_task",
+    "modules",
+    "prb",
+    "init_pid_ns",
+    "init_uts_ns",
+    "init_mm",
+    "linux_banner",
+    "vmcoreinfo_data",
+    "saved_command_line",
+    "jiffies_64",
+    "mem_section",
+    "__per_cpu_offset",
+    "__cpu_online_mask",
+    "runqueues",
+]
 
 
 def test_host_declared_globals_resolve(host):
@@ -259,12 +296,12 @@ def test_host_objects_from_memory(host_btf):
     for addr, pid, comm, nxt in ((a, 0, b"swapper/0", b), (b, 1, b"systemd", a)):
         off = addr - BASE
         struct.pack_into("<i", buf, off + o["pid"], pid)
-        buf[off + o["comm"]: off + o["comm"] + len(comm)] = comm
+        buf[off + o["comm"] : off + o["comm"] + len(comm)] = comm
         struct.pack_into("<QQ", buf, off + o["tasks"], nxt + o["tasks"], nxt + o["tasks"])
     banner = BASE + 2 * t.size
-    buf[banner - BASE: banner - BASE + 12] = b"Linux versi\0"
+    buf[banner - BASE : banner - BASE + 12] = b"Linux versi\0"
     add_memory(prog, buf)
-    add_symbols(prog, {"init_task": a, "linux_banner": banner, "runqueues": 0x2c000})
+    add_symbols(prog, {"init_task": a, "linux_banner": banner, "runqueues": 0x2C000})
     init = prog["init_task"]
     assert init.type_.tag == "task_struct" and init.address_ == a  # drgn Type == is identity
     assert init.comm.string_() == b"swapper/0"
@@ -279,6 +316,7 @@ def test_host_objects_from_memory(host_btf):
 
 def test_benchmark_numbers(host_btf, capsys):
     import time
+
     t0 = time.perf_counter()
     btf = B.Btf(host_btf)
     t1 = time.perf_counter()
@@ -290,11 +328,14 @@ def test_benchmark_numbers(host_btf, capsys):
         m.type
     t3 = time.perf_counter()
     with capsys.disabled():
-        print(f"\nBTF: {btf.count} types; parse {t1 - t0:.3f}s; attach {t2 - t1:.3f}s; "
-              f"task_struct with all member types {t3 - t2:.3f}s")
+        print(
+            f"\nBTF: {btf.count} types; parse {t1 - t0:.3f}s; attach {t2 - t1:.3f}s; "
+            f"task_struct with all member types {t3 - t2:.3f}s"
+        )
 
 
 # -- (b, c) synthetic kernels --------------------------------------------------------------
+
 
 @pytest.fixture
 def sample():
@@ -329,14 +370,16 @@ def test_sample_objects(sample):
         nxt = tasks[(i + 1) % 3][0] + off["tasks"]
         prv = tasks[(i - 1) % 3][0] + off["tasks"]
         struct.pack_into("<IIQQii", buf, p, 0x402, 0b10, nxt, prv, pid, pid)
-        buf[p + off["comm"]: p + off["comm"] + len(comm)] = comm
+        buf[p + off["comm"] : p + off["comm"] + len(comm)] = comm
     add_memory(prog, buf)
     add_symbols(prog, {"init_task": BASE})
     init = prog["init_task"]
     assert init.in_iowait.value_() == 1 and init.in_execve.value_() == 0
     assert init.__state.value_() == 0x402
-    got = [(t.pid.value_(), t.comm.string_())
-           for t in list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks")]
+    got = [
+        (t.pid.value_(), t.comm.string_())
+        for t in list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks")
+    ]
     assert got == [(1, b"init"), (42, b"bash")]
     assert prog["PIDTYPE_TGID"].value_() == 1
     assert prog.object("PIDTYPE_SID", FindObjectFlags.CONSTANT).type_.tag == "pid_type"
@@ -378,9 +421,19 @@ def all_kinds():
     i["flex"] = w.array(i["int"], 0)
     anon = w.union(None, 4, [("as_int", i["int"], 0), ("as_uint", i["uint"], 0)])
     i["old_bits"] = w.struct("old_bits", 4, [("lo", i["bits3"], 0), ("hi", i["bits3"], 3)])
-    i["thing"] = w.struct("thing", 40, [
-        ("v", i["vint"], 0), (None, anon, 32), ("ok", i["bool"], 64), ("d", i["double"], 128),
-        ("cb", i["fnptr"], 192), ("name", i["ccharp"], 256), ("data", i["flex"], 320)])
+    i["thing"] = w.struct(
+        "thing",
+        40,
+        [
+            ("v", i["vint"], 0),
+            (None, anon, 32),
+            ("ok", i["bool"], 64),
+            ("d", i["double"], 128),
+            ("cb", i["fnptr"], 192),
+            ("name", i["ccharp"], 256),
+            ("data", i["flex"], 320),
+        ],
+    )
     i["ufwd"] = w.fwd("opaque", union=True)
     i["ufwdp"] = w.ptr(i["ufwd"])
     i["cfg"] = w.var("cfg", i["thing"])
@@ -420,9 +473,11 @@ def test_all_kinds():
     buf = bytearray(64)
     struct.pack_into("<I", buf, 0, 0b101_011)
     add_memory(prog, buf)
-    add_symbols(prog, {"cfg": BASE, "_printk": BASE + 40, "early_init": BASE + 48,
-                       "old": BASE},
-                {"_printk": SymbolKind.FUNC, "early_init": SymbolKind.FUNC})
+    add_symbols(
+        prog,
+        {"cfg": BASE, "_printk": BASE + 40, "early_init": BASE + 48, "old": BASE},
+        {"_printk": SymbolKind.FUNC, "early_init": SymbolKind.FUNC},
+    )
     assert prog["cfg"].type_.tag == "thing"
     assert prog["_printk"].type_.kind == TypeKind.FUNCTION and prog["_printk"].address_ == BASE + 40
     assert prog.function("early_init").address_ == BASE + 48
@@ -435,17 +490,25 @@ def test_all_kinds():
 def test_declared_globals_and_attach_order():
     """Object finder goes after drgn's "linux" finder whichever is set up first."""
     sk = sample_kernel()
-    vmcoreinfo = (b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\nKERNELOFFSET=0\n"
-                  b"SYMBOL(swapper_pg_dir)=ffffffff82a0a000\n")
+    vmcoreinfo = (
+        b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\nKERNELOFFSET=0\n"
+        b"SYMBOL(swapper_pg_dir)=ffffffff82a0a000\n"
+    )
     for btf_first in (True, False):
         prog = new_prog()
         if btf_first:
-            attach_btf(prog, sk.btf, {"init_task": "struct task_struct", "jiffies_64": "u64",
-                                       "gone": "struct nosuch"})
+            attach_btf(
+                prog,
+                sk.btf,
+                {"init_task": "struct task_struct", "jiffies_64": "u64", "gone": "struct nosuch"},
+            )
         prog.set_linux_kernel_custom(vmcoreinfo, True)
         if not btf_first:
-            attach_btf(prog, sk.btf, {"init_task": "struct task_struct", "jiffies_64": "u64",
-                                       "gone": "struct nosuch"})
+            attach_btf(
+                prog,
+                sk.btf,
+                {"init_task": "struct task_struct", "jiffies_64": "u64", "gone": "struct nosuch"},
+            )
         buf = bytearray(128)
         struct.pack_into("<Q", buf, 64, 4_294_967_296 + 5)
         add_memory(prog, buf)  # after set_linux_kernel_custom: overrides its page-table reader
@@ -458,6 +521,7 @@ def test_declared_globals_and_attach_order():
 
 
 # -- (d) hostile BTF -------------------------------------------------------------------------
+
 
 def assert_bad(blob: bytes) -> None:
     with pytest.raises(GuestDataError):
@@ -500,7 +564,6 @@ def test_bad_records():
     assert_bad(w.build())
 
 
-
 @pytest.mark.timeout(10)
 def test_skip_modifiers_stops_on_a_typedef_loop():
     w = BtfWriter()
@@ -514,6 +577,7 @@ def test_skip_modifiers_stops_on_a_typedef_loop():
     with pytest.raises(GuestDataError, match="deeper than 16"):
         btf.skip_modifiers(2, 16)
 
+
 def attach_bad(build) -> tuple[Program, object]:
     w = BtfWriter()
     build(w)
@@ -522,10 +586,25 @@ def attach_bad(build) -> tuple[Program, object]:
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize("case", [
-    "self_typedef", "mutual_typedef", "ptr_cycle", "const_cycle", "long_chain", "ptr_past_end",
-    "array_past_end", "func_not_proto", "int_size", "int_bits", "enum_size", "struct_size",
-    "member_past_struct", "string_too_long"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "self_typedef",
+        "mutual_typedef",
+        "ptr_cycle",
+        "const_cycle",
+        "long_chain",
+        "ptr_past_end",
+        "array_past_end",
+        "func_not_proto",
+        "int_size",
+        "int_bits",
+        "enum_size",
+        "struct_size",
+        "member_past_struct",
+        "string_too_long",
+    ],
+)
 def test_hostile_types(case):
     def build(w: BtfWriter) -> None:
         if case == "self_typedef":
@@ -559,6 +638,7 @@ def test_hostile_types(case):
             w.int("int", 4), w.struct("s", 4, [("x", 1, 4096)]), w.typedef("T", 2)
         elif case == "string_too_long":
             w.typedef("x" * (B.MAX_NAME_LEN + 10), 0), w.typedef("T", 1)
+
     prog, f = attach_bad(build)
     with pytest.raises(GuestDataError):
         prog.type("T")
@@ -573,6 +653,7 @@ def test_hostile_members_fail_cleanly():
         w.struct("s", 8, [("ok", i, 0), ("bad", 500, 32)])  # member id checked eagerly
         w.typedef("loop", 3)
         w.struct("t", 16, [("ok", i, 0), ("bad", w.ptr(3), 64)])  # broken, found lazily
+
     prog, f = attach_bad(build)
     with pytest.raises(GuestDataError):
         prog.type("struct s")
@@ -596,6 +677,7 @@ def test_struct_containing_itself_never_recurses(shape):
             w.struct("A", 8, [("b", 2, 0)]), w.struct("B", 8, [("a", 1, 0)])
         else:
             w.struct("A", 8, [("arr", 2, 0)]), w.array(1, 1)
+
     prog, _ = attach_bad(build)
     buf = bytearray(8)
     add_memory(prog, buf)
@@ -610,6 +692,7 @@ def test_bitfield_on_a_struct_is_rejected():
     def build(w):
         inner = w.struct("in", 4, [])
         w.struct("s", 8, [("x", inner, 0, 3)])
+
     prog, _ = attach_bad(build)
     with pytest.raises(GuestDataError):
         prog.type("struct s").members[0].type
@@ -625,7 +708,9 @@ def test_fuzzed_blobs_fail_only_with_guest_data_error():
         blob = bytearray(good)
         for _ in range(rng.randint(1, 6)):
             pos = rng.randrange(len(blob))
-            blob[pos] = rng.choice([0, 0xFF, rng.randrange(256), blob[pos] ^ (1 << rng.randrange(8))])
+            blob[pos] = rng.choice(
+                [0, 0xFF, rng.randrange(256), blob[pos] ^ (1 << rng.randrange(8))]
+            )
         try:
             prog = new_prog()
             f = attach_btf(prog, bytes(blob))
@@ -652,6 +737,7 @@ def test_max_depth_is_generous_for_real_kernels():
 
 # -- finding the vmlinux blob without __start_BTF --------------------------------------
 
+
 def test_vmlinux_btf_is_found_in_an_image_past_look_alikes():
     blob = sample_kernel().btf
     module_like = BtfWriter()
@@ -662,7 +748,7 @@ def test_vmlinux_btf_is_found_in_an_image_past_look_alikes():
     at = len(image)
     image += blob + os.urandom(4096)
     assert B.find_vmlinux_btf(image) == (at, len(blob))
-    assert B.Btf(image[at:at + len(blob)]).count > 1
+    assert B.Btf(image[at : at + len(blob)]).count > 1
 
 
 def test_no_vmlinux_btf_is_a_clear_error():

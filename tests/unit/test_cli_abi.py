@@ -49,10 +49,24 @@ from xenvmi import cli
 ROOT = Path(__file__).resolve().parents[2]
 
 ERRNO_KEYS = {"value", "name", "message", "internal", "alias_of", "aliases", "ret", "describe"}
-HYPERCALL_KEYS = {"number", "name", "x86_name", "availability", "kconfig", "note",
-                  "interface_version", "subop_count"}
-CC_KEYS = {"arch", "instruction", "number_register", "argument_registers", "return_register",
-           "note"}
+HYPERCALL_KEYS = {
+    "number",
+    "name",
+    "x86_name",
+    "availability",
+    "kconfig",
+    "note",
+    "interface_version",
+    "subop_count",
+}
+CC_KEYS = {
+    "arch",
+    "instruction",
+    "number_register",
+    "argument_registers",
+    "return_register",
+    "note",
+}
 
 
 @pytest.fixture
@@ -63,10 +77,11 @@ def run(monkeypatch, capsys):
     def _run(*argv: str) -> tuple[int, str, str]:
         try:
             rc = cli.main(list(argv))
-        except SystemExit as exc:          # argparse's own errors and --help
+        except SystemExit as exc:  # argparse's own errors and --help
             rc = exc.code
         out, err = capsys.readouterr()
         return rc, out, err
+
     return _run
 
 
@@ -77,10 +92,22 @@ def assert_one_line_error(err: str) -> None:
 
 # ---------------------------------------------------------------------------- errno
 
-@pytest.mark.parametrize("argv", [
-    ["-13"], ["13"], ["EACCES"], ["eacces"], ["-EACCES"], ["-0xd"], ["0xfffffff3"],
-    ["--", "-EACCES"], ["--json", "-13"], ["-13", "--json"],
-])
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-13"],
+        ["13"],
+        ["EACCES"],
+        ["eacces"],
+        ["-EACCES"],
+        ["-0xd"],
+        ["0xfffffff3"],
+        ["--", "-EACCES"],
+        ["--json", "-13"],
+        ["-13", "--json"],
+    ],
+)
 def test_errno_spellings(run, argv):
     rc, out, err = run("errno", *argv)
     assert (rc, err) == (0, "")
@@ -94,9 +121,16 @@ def test_errno_json_shape(run):
     rc, out, _ = run("errno", "11", "--json")
     data = json.loads(out)
     assert rc == 0 and set(data) == ERRNO_KEYS
-    assert data == {"value": 11, "name": "EAGAIN", "message": "Resource temporarily unavailable",
-                    "internal": False, "alias_of": None, "aliases": ["EWOULDBLOCK"], "ret": -11,
-                    "describe": "-EAGAIN (Resource temporarily unavailable)"}
+    assert data == {
+        "value": 11,
+        "name": "EAGAIN",
+        "message": "Resource temporarily unavailable",
+        "internal": False,
+        "alias_of": None,
+        "aliases": ["EWOULDBLOCK"],
+        "ret": -11,
+        "describe": "-EAGAIN (Resource temporarily unavailable)",
+    }
 
 
 def test_errno_all(run):
@@ -114,10 +148,19 @@ def test_errno_internal_is_flagged(run):
     assert rc == 0 and "ERESTART" in out and "internal" in out
 
 
-@pytest.mark.parametrize("argv, code", [
-    (["EFOO"], 3), (["27"], 3), (["0"], 3), (["-0xfff"], 3),
-    (["1.5"], 2), (["E ACCES"], 2), ([], 2), (["13", "--all"], 2),
-])
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["EFOO"], 3),
+        (["27"], 3),
+        (["0"], 3),
+        (["-0xfff"], 3),
+        (["1.5"], 2),
+        (["E ACCES"], 2),
+        ([], 2),
+        (["13", "--all"], 2),
+    ],
+)
 def test_errno_errors(run, argv, code):
     rc, out, err = run("errno", *argv)
     assert rc == code and out == ""
@@ -138,15 +181,24 @@ def test_errno_help_has_examples(run):
 
 # ------------------------------------------------------------------------ hypercall
 
+
 def test_hypercall_json_shape(run):
     rc, out, _ = run("hypercall", "domctl", "--json")
     data = json.loads(out)
     assert rc == 0 and set(data) == HYPERCALL_KEYS | {"calling_conventions"}
     assert (data["number"], data["name"], data["interface_version"]) == (36, "domctl", 0x15)
-    assert data["availability"] == {"x86_64-pv": "yes", "x86_64-hvm": "yes", "arm64": "yes",
-                                    "arm32": "yes"}
+    assert data["availability"] == {
+        "x86_64-pv": "yes",
+        "x86_64-hvm": "yes",
+        "arm64": "yes",
+        "arm32": "yes",
+    }
     assert [c["arch"] for c in data["calling_conventions"]] == [
-        "x86_64-pv", "x86_64-hvm", "arm64", "arm32"]
+        "x86_64-pv",
+        "x86_64-hvm",
+        "arm64",
+        "arm32",
+    ]
     assert all(set(c) == CC_KEYS for c in data["calling_conventions"])
 
 
@@ -156,13 +208,15 @@ def test_hypercall_arch_filter(run):
     assert rc == 0 and list(data["availability"]) == ["arm64"]
     (cc,) = data["calling_conventions"]
     assert (cc["instruction"], cc["number_register"], cc["return_register"]) == (
-        "hvc #0xEA1", "x16", "x0")
+        "hvc #0xEA1",
+        "x16",
+        "x0",
+    )
     assert cc["argument_registers"] == ["x0", "x1", "x2", "x3", "x4"]
     rc, out, _ = run("hypercall", "36", "--arch", "x86_64", "--json")
     data = json.loads(out)
     assert list(data["availability"]) == ["x86_64-pv", "x86_64-hvm"]
-    assert [c["instruction"] for c in data["calling_conventions"]] == ["syscall",
-                                                                       "vmcall|vmmcall"]
+    assert [c["instruction"] for c in data["calling_conventions"]] == ["syscall", "vmcall|vmmcall"]
 
 
 def test_hypercall_text(run):
@@ -179,8 +233,9 @@ def test_hypercall_text(run):
 def test_hypercall_ops(run):
     rc, out, _ = run("hypercall", "domctl", "--ops", "--json")
     subops = json.loads(out)["subops"]
-    assert rc == 0 and {"number": 5, "name": "getdomaininfo", "status": "active",
-                        "note": ""} in subops
+    assert (
+        rc == 0 and {"number": 5, "name": "getdomaininfo", "status": "active", "note": ""} in subops
+    )
     rc, out, _ = run("hypercall", "hvm_op", "--ops")
     assert rc == 0 and "HVMOP_* commands" in out and "altp2m" in out
 
@@ -196,11 +251,22 @@ def test_hypercall_all(run):
     assert rc == 0 and len(lines) == 51 and lines[0].split() == ["NR", "NAME", "ARM32", "KCONFIG"]
 
 
-@pytest.mark.parametrize("argv, code", [
-    (["11"], 3), (["99"], 3), (["nosuchcall"], 3), (["mca", "--arch", "arm64"], 3),
-    (["-1"], 2), (["3.6"], 2), ([], 2), (["36", "--all"], 2), (["--all", "--ops"], 2),
-    (["xen_version", "--ops"], 2), (["36", "--arch", "sparc"], 2),
-])
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["11"], 3),
+        (["99"], 3),
+        (["nosuchcall"], 3),
+        (["mca", "--arch", "arm64"], 3),
+        (["-1"], 2),
+        (["3.6"], 2),
+        ([], 2),
+        (["36", "--all"], 2),
+        (["--all", "--ops"], 2),
+        (["xen_version", "--ops"], 2),
+        (["36", "--arch", "sparc"], 2),
+    ],
+)
 def test_hypercall_errors(run, argv, code):
     rc, out, err = run("hypercall", *argv)
     assert rc == code and out == ""
@@ -214,10 +280,17 @@ def test_hypercall_help_has_examples(run):
 
 # ------------------------------------------------------------------- via python -m
 
+
 def xenvmi(*argv: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "xenvmi", *argv], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "xenvmi", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_subprocess_errno_negative():

@@ -31,6 +31,7 @@ def domain(monkeypatch):
 
     def fake(target):
         return I.memory() if target == "xvm-test" else real(target)
+
     monkeypatch.setattr(guests, "open_memory", fake)
 
 
@@ -62,6 +63,7 @@ def files(directory) -> list[str]:
 
 
 # -- dump --------------------------------------------------------------------------------
+
 
 def test_dump_a_domain(tmp_path, capsys, domain):
     path = tmp_path / "g.vmcore"
@@ -96,9 +98,14 @@ def test_dump_refuses_to_overwrite(tmp_path, capsys, domain):
     assert code == 0 and path.stat().st_size > I.MiB
 
 
-@pytest.mark.parametrize("exc, code", [(GuestDataError("guest memory went away"), 7),
-                                       (OSError(28, "No space left on device"), 1),
-                                       (KeyboardInterrupt(), 130)])
+@pytest.mark.parametrize(
+    "exc, code",
+    [
+        (GuestDataError("guest memory went away"), 7),
+        (OSError(28, "No space left on device"), 1),
+        (KeyboardInterrupt(), 130),
+    ],
+)
 def test_dump_removes_the_partial_file(tmp_path, capsys, domain, monkeypatch, exc, code):
     real = vmcore._Copier._store
 
@@ -106,18 +113,19 @@ def test_dump_removes_the_partial_file(tmp_path, capsys, domain, monkeypatch, ex
         real(self, addr, data, ok)
         if addr >= 8 * I.MiB:
             raise exc
+
     monkeypatch.setattr(vmcore._Copier, "_store", fail_midway)
     got, out, err = run(capsys, "dump", "xvm-test", tmp_path / "g.vmcore", "-q")
     assert got == code and out == "" and one_error_line(err)
     assert files(tmp_path) == []
 
 
-def test_a_domain_that_goes_away_mid_dump_fails_and_leaves_no_file(tmp_path, capsys,
-                                                                    monkeypatch):
+def test_a_domain_that_goes_away_mid_dump_fails_and_leaves_no_file(tmp_path, capsys, monkeypatch):
     """Reads of a destroyed domain fail like holes: without asking whether the domain is
     still there, the dump would finish "complete" with the rest of the guest missing
     (seen in the lab). The copier asks as it goes and once more at the end."""
     from xenvmi.errors import NotFoundError
+
     mem = I.memory()
     asked = []
 
@@ -125,6 +133,7 @@ def test_a_domain_that_goes_away_mid_dump_fails_and_leaves_no_file(tmp_path, cap
         asked.append(1)
         if len(asked) >= 3:
             raise NotFoundError(f"{mem.name} (domain 7) went away while being read")
+
     mem.check_alive = check_alive
     monkeypatch.setattr(guests, "open_memory", lambda target: mem)
     monkeypatch.setattr(vmcore, "ALIVE_EVERY", 0.0)
@@ -140,12 +149,15 @@ def test_dump_timeout(tmp_path, capsys, domain, monkeypatch):
     assert files(tmp_path) == []
 
 
-@pytest.mark.parametrize("argv, what", [
-    (["dump", "xvm-test"], "FILE"),
-    (["dump", "xvm-test", "x", "--format", "qcow2"], "--format"),
-    (["dump", "xvm-test", "x", "--timeout", "0"], "--timeout"),
-    (["dump", "xvm-test", "x", "--timeout", "soon"], "--timeout"),
-])
+@pytest.mark.parametrize(
+    "argv, what",
+    [
+        (["dump", "xvm-test"], "FILE"),
+        (["dump", "xvm-test", "x", "--format", "qcow2"], "--format"),
+        (["dump", "xvm-test", "x", "--timeout", "0"], "--timeout"),
+        (["dump", "xvm-test", "x", "--timeout", "soon"], "--timeout"),
+    ],
+)
 def test_dump_bad_arguments(tmp_path, capsys, domain, monkeypatch, argv, what):
     monkeypatch.chdir(tmp_path)
     try:
@@ -168,6 +180,7 @@ def test_progress_line_is_throttled():
     class Tty(io.StringIO):
         def isatty(self):
             return True
+
     out = Tty()
     line = ProgressLine("g", out)
     for done in range(0, 100 << 20, 1 << 20):
@@ -180,6 +193,7 @@ def test_progress_line_is_throttled():
 
 
 # -- the guest commands on files --------------------------------------------------------
+
 
 @pytest.fixture
 def dumped(tmp_path, capsys, domain):
@@ -224,13 +238,19 @@ def test_help_mentions_files(capsys):
 
 # -- shell --------------------------------------------------------------------------------
 
+
 def test_shell_code(dumped, capsys, kernel):
     code, out, err = run(capsys, "shell", dumped, "-c", 'print(prog["init_task"].comm)')
     assert code == 0 and out.strip() == '(char [16])"swapper/0"'
-    code, out, _ = run(capsys, "shell", dumped, "-c",
-                       "tasks = prog['init_task'].tasks.address_of_()\n"
-                       "print(sorted(t.pid.value_() for t in list_for_each_entry("
-                       "'struct task_struct', tasks, 'tasks')), guest.memory.kind)")
+    code, out, _ = run(
+        capsys,
+        "shell",
+        dumped,
+        "-c",
+        "tasks = prog['init_task'].tasks.address_of_()\n"
+        "print(sorted(t.pid.value_() for t in list_for_each_entry("
+        "'struct task_struct', tasks, 'tasks')), guest.memory.kind)",
+    )
     assert code == 0 and out.strip() == "[1, 9] dump"  # a drgn Linux helper, imported
 
 
@@ -254,8 +274,12 @@ def test_shell_script_with_arguments(dumped, tmp_path, capsys, kernel):
 
 
 def test_shell_reads_stdin_when_not_a_tty(dumped, capsys, kernel, monkeypatch):
-    monkeypatch.setattr("sys.stdin", io.StringIO("print(list_empty(prog['modules'].address_of_()"
-                                                 "), prog['init_task'].comm.string_())\n"))
+    monkeypatch.setattr(
+        "sys.stdin",
+        io.StringIO(
+            "print(list_empty(prog['modules'].address_of_()), prog['init_task'].comm.string_())\n"
+        ),
+    )
     code, out, _ = run(capsys, "shell", dumped)
     assert code == 0 and out.strip() == "False b'swapper/0'"
 
@@ -263,6 +287,7 @@ def test_shell_reads_stdin_when_not_a_tty(dumped, capsys, kernel, monkeypatch):
 def test_shell_interactive(dumped, capsys, kernel, monkeypatch, tmp_path):
     """drgn's own REPL (run_interactive) on a terminal: banner, globals, then EOF."""
     import pty
+
     monkeypatch.setenv("HOME", str(tmp_path))  # drgn keeps its history there
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     master, slave = pty.openpty()
@@ -292,6 +317,7 @@ def test_fresh_prompt_starts_a_new_snapshot():
 
     class G:
         memory = I.memory()
+
     G.memory.read_physical(0, 64)
     kp = KP()
     prompt = FreshPrompt(">>> ", G, kp)

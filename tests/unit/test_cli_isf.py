@@ -36,6 +36,7 @@ def guest(monkeypatch):
     def fake_open(target, **kw):
         opened.update(target=target, **kw)
         return FakeGuest(fake_kernel_program(BANNER), opened)
+
     monkeypatch.setattr(guests, "open_guest", fake_open)
     return opened
 
@@ -58,27 +59,39 @@ def test_writes_isf_volatility3_loads(guest, capsys, tmp_path):
     pytest.importorskip("volatility3", reason="volatility3 not installed")
     from volatility3.framework import contexts
     from volatility3.framework.symbols import intermed
+
     ctx = contexts.Context()
-    ctx.symbol_space.append(intermed.IntermediateSymbolTable(
-        ctx, "cfg", "k", (tmp_path / "k.json").as_uri(), validate=False))
+    ctx.symbol_space.append(
+        intermed.IntermediateSymbolTable(
+            ctx, "cfg", "k", (tmp_path / "k.json").as_uri(), validate=False
+        )
+    )
     assert ctx.symbol_space.get_type("k!task_struct").relative_child_offset("comm") == 32
     assert ctx.symbol_space.get_symbol("k!linux_banner").constant_data == BANNER
 
 
 def test_xz_json_quiet(guest, capsys, tmp_path):
-    code, out, err = run(capsys, "isf", "g", "-o", str(tmp_path / "k.json"), "--xz",
-                         "-q", "--json", "--no-cache")
+    code, out, err = run(
+        capsys, "isf", "g", "-o", str(tmp_path / "k.json"), "--xz", "-q", "--json", "--no-cache"
+    )
     assert code == 0 and err == ""
     got = json.loads(out)
     assert got["output"] == str(tmp_path / "k.json.xz") and (tmp_path / "k.json.xz").exists()
     assert got["banner"].startswith("Linux version") and got["symbols"] >= 4
-    assert set(got) >= {"user_types", "enums", "typed_symbols", "skipped", "warnings",
-                        "kaslr_slide"}
+    assert set(got) >= {
+        "user_types",
+        "enums",
+        "typed_symbols",
+        "skipped",
+        "warnings",
+        "kaslr_slide",
+    }
     assert guest["use_cache"] is False
 
 
-@pytest.mark.parametrize("output, why", [("k.isf", "*.json or *.json.xz"),
-                                         ("nodir/k.json", "is not a directory")])
+@pytest.mark.parametrize(
+    "output, why", [("k.isf", "*.json or *.json.xz"), ("nodir/k.json", "is not a directory")]
+)
 def test_bad_output_is_usage_error(guest, capsys, tmp_path, output, why):
     code, out, err = run(capsys, "isf", "g", "-o", str(tmp_path / output))
     assert code == 2 and out == "" and why in err
@@ -86,11 +99,17 @@ def test_bad_output_is_usage_error(guest, capsys, tmp_path, output, why):
     assert "target" not in guest  # refused before opening the guest
 
 
-@pytest.mark.parametrize("exc, code", [(NotFoundError("no domain named 'x' (see `xl list`)"), 3),
-                                       (GuestDataError("x: the kernel has no BTF"), 7)])
+@pytest.mark.parametrize(
+    "exc, code",
+    [
+        (NotFoundError("no domain named 'x' (see `xl list`)"), 3),
+        (GuestDataError("x: the kernel has no BTF"), 7),
+    ],
+)
 def test_open_errors_are_one_line(monkeypatch, capsys, tmp_path, exc, code):
     def fail(target, **kw):
         raise exc
+
     monkeypatch.setattr(guests, "open_guest", fail)
     got, out, err = run(capsys, "isf", "x", "-o", str(tmp_path / "k.json"))
     assert got == code and out == ""

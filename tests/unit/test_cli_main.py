@@ -32,11 +32,14 @@ def test_every_command_maps_to_the_module_that_registers_it():
 
 
 def test_a_view_command_imports_only_the_views_module():
-    code = ("import sys; from xenvmi import cli; cli.build_parser('ps'); "
-            "print(sorted(m for m in sys.modules if m.startswith('xenvmi.commands.')))")
+    code = (
+        "import sys; from xenvmi import cli; cli.build_parser('ps'); "
+        "print(sorted(m for m in sys.modules if m.startswith('xenvmi.commands.')))"
+    )
     root = Path(cli.__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=root).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    ).stdout
     assert eval(out) == ["xenvmi.commands.plugins", "xenvmi.commands.views"]
 
 
@@ -48,16 +51,20 @@ def test_command_of():
 
 def test_a_command_imports_only_its_module():
     """`xenvmi errno` does not import the guest, trace or TUI command modules."""
-    code = ("import sys; from xenvmi import cli; cli.build_parser('errno'); "
-            "print(sorted(m for m in sys.modules if m.startswith('xenvmi.commands.')))")
+    code = (
+        "import sys; from xenvmi import cli; cli.build_parser('errno'); "
+        "print(sorted(m for m in sys.modules if m.startswith('xenvmi.commands.')))"
+    )
     root = Path(cli.__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=root).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    ).stdout
     assert eval(out) == ["xenvmi.commands.abi"]
 
 
 def test_unknown_command_is_a_usage_error_listing_every_command(capsys):
     import pytest
+
     with pytest.raises(SystemExit) as exit_:
         cli.main(["no-such-command"])
     assert exit_.value.code == 2
@@ -68,10 +75,13 @@ def test_unknown_command_is_a_usage_error_listing_every_command(capsys):
 def test_a_view_command_discovers_no_plugin_and_imports_no_xen_library():
     """`xenvmi ps` runs its own class: no entry-point scan, no plugin file imported, and
     neither LibVMI nor the xenstore client loaded before the view needs them."""
-    code = ("import sys; from xenvmi import cli; cli.main(['ps', './no-such.vmcore']); "
-            "print(sorted(m for m in sys.modules if m in ('importlib.metadata', 'libvmi', "
-            "'pyxs', 'xenvmi.backends.xenstore') or m.startswith('xenvmi_plugin_')))")
+    code = (
+        "import sys; from xenvmi import cli; cli.main(['ps', './no-such.vmcore']); "
+        "print(sorted(m for m in sys.modules if m in ('importlib.metadata', 'libvmi', "
+        "'pyxs', 'xenvmi.backends.xenstore') or m.startswith('xenvmi_plugin_')))"
+    )
     root = Path(cli.__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=root).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root
+    ).stdout
     assert eval(out.strip().splitlines()[-1]) == []

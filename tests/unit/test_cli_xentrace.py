@@ -39,6 +39,7 @@ def run(monkeypatch, capsys):
         code = cli.main(list(argv))
         out, err = capsys.readouterr()
         return code, out, err
+
     return _run
 
 
@@ -63,8 +64,18 @@ def test_decode_json_lines(run, trace_file):
     assert code == 0 and len(rows) == 23
     calls = [(r["domid"], r["fields"]["hypercall"]) for r in rows if "hypercall" in r["fields"]]
     assert calls.count((2, "event_channel_op")) == 2 and (3, "hvm_op") in calls
-    assert set(rows[0]) == {"offset", "cpu", "tsc", "event", "class_name", "name", "extra",
-                            "fields", "domid", "vcpu"}
+    assert set(rows[0]) == {
+        "offset",
+        "cpu",
+        "tsc",
+        "event",
+        "class_name",
+        "name",
+        "extra",
+        "fields",
+        "domid",
+        "vcpu",
+    }
 
 
 def test_summary_text_and_json(run, trace_file):
@@ -73,8 +84,14 @@ def test_summary_text_and_json(run, trace_file):
     code, out, _ = run("xentrace", "summary", trace_file, "--json")
     data = json.loads(out)
     assert code == 0 and data["windows"] == 3 and data["cpus"] == [0, 1]
-    assert {"domain": "d1", "domid": 1, "source": "pv", "number": 29, "name": "sched_op",
-            "count": 3} in data["hypercalls"]
+    assert {
+        "domain": "d1",
+        "domid": 1,
+        "source": "pv",
+        "number": 29,
+        "name": "sched_op",
+        "count": 3,
+    } in data["hypercalls"]
 
 
 def test_corrupt_file_is_one_line_error_or_warning(run, tmp_path):
@@ -105,7 +122,14 @@ def test_mask_parsing():
 
 def test_record_builds_the_xentrace_command_line():
     assert rec.record_command("/x/xentrace", "t.bin", 0x002AF000, 5) == [
-        "/x/xentrace", "-D", "-e", "0x002af000", "-T", "5", "t.bin"]
+        "/x/xentrace",
+        "-D",
+        "-e",
+        "0x002af000",
+        "-T",
+        "5",
+        "t.bin",
+    ]
     assert rec.record_command("xentrace", "t", 1, 2, 64)[-3:] == ["-S", "64", "t"]
 
 
@@ -123,16 +147,32 @@ def test_record_runs_a_fake_xentrace(run, monkeypatch, tmp_path):
     fake = tmp_path / "xentrace"
     payload = tmp_path / "payload.bin"
     payload.write_bytes(two_domain_trace())
-    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\n'
-                    f'for last; do :; done\ncp {payload} "$last"\n')
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" > {tmp_path}/args\nfor last; do :; done\ncp {payload} "$last"\n'
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setattr(rec.os, "geteuid", lambda: 0)
     out_file = tmp_path / "t.bin"
-    code, out, err = run("xentrace", "record", str(out_file), "--seconds", "1",
-                         "--mask", "pv,sched", "--xentrace", str(fake))
+    code, out, err = run(
+        "xentrace",
+        "record",
+        str(out_file),
+        "--seconds",
+        "1",
+        "--mask",
+        "pv,sched",
+        "--xentrace",
+        str(fake),
+    )
     assert code == 0, err
-    assert (tmp_path / "args").read_text().split() == ["-D", "-e", "0x0022f000", "-T", "1",
-                                                      str(out_file)]
+    assert (tmp_path / "args").read_text().split() == [
+        "-D",
+        "-e",
+        "0x0022f000",
+        "-T",
+        "1",
+        str(out_file),
+    ]
     assert os.path.getsize(out_file) == len(two_domain_trace()) and "summary" in out
 
     fake.write_text('#!/bin/sh\necho "ERROR: Couldn\'t enable trace buffers" >&2\nexit 1\n')
@@ -145,8 +185,17 @@ def test_record_timeout_is_a_clear_error(run, monkeypatch, tmp_path):
     fake.write_text("#!/bin/sh\nexec sleep 30\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setattr(rec.os, "geteuid", lambda: 0)
-    code, _, err = run("xentrace", "record", str(tmp_path / "t.bin"), "--seconds", "1",
-                       "--grace", "0", "--xentrace", str(fake))
+    code, _, err = run(
+        "xentrace",
+        "record",
+        str(tmp_path / "t.bin"),
+        "--seconds",
+        "1",
+        "--grace",
+        "0",
+        "--xentrace",
+        str(fake),
+    )
     assert code == 1 and "did not stop" in err
 
 

@@ -30,17 +30,20 @@ class FakeStore:
         dirs = {}
         for p in lists:
             prefix = p + "/"
-            kids = {k[len(prefix):].split("/")[0] for k in self.tree if k.startswith(prefix)}
+            kids = {k[len(prefix) :].split("/")[0] for k in self.tree if k.startswith(prefix)}
             dirs[p] = sorted(kids) if kids or p in self.tree else None
         return values, dirs
 
 
 def lab_tree() -> dict[str, str]:
     t = {
-        "/local/domain/0/name": "Domain-0", "/local/domain/0/domid": "0",
-        "/local/domain/1/name": "xvm-hvm", "/local/domain/1/vm": f"/vm/{UUID}",
+        "/local/domain/0/name": "Domain-0",
+        "/local/domain/0/domid": "0",
+        "/local/domain/1/name": "xvm-hvm",
+        "/local/domain/1/vm": f"/vm/{UUID}",
         "/local/domain/1/memory/static-max": "262144",
-        "/local/domain/1/memory/target": "253952", "/local/domain/1/memory/videoram": "8192",
+        "/local/domain/1/memory/target": "253952",
+        "/local/domain/1/memory/videoram": "8192",
         "/local/domain/1/cpu/0/availability": "online",
         "/local/domain/1/cpu/1/availability": "offline",
         "/local/domain/1/console/backend": "/local/domain/0/backend/console/1/0",
@@ -53,26 +56,55 @@ def lab_tree() -> dict[str, str]:
         "/local/domain/0/backend/qdisk/1/51712/state": "2",
         "/local/domain/1/device/suspend/event-channel": "",
         "/libxl/1/type": "hvm",
-        "/local/domain/2/name": "xvm-pv", "/local/domain/2/vm": "/vm/2222",
-        "/local/domain/2/memory/static-max": "262144", "/local/domain/2/memory/target": "262144",
-        "/local/domain/2/cpu/0/availability": "online", "/libxl/2/type": "pv",
+        "/local/domain/2/name": "xvm-pv",
+        "/local/domain/2/vm": "/vm/2222",
+        "/local/domain/2/memory/static-max": "262144",
+        "/local/domain/2/memory/target": "262144",
+        "/local/domain/2/cpu/0/availability": "online",
+        "/libxl/2/type": "pv",
     }
     return t
 
 
-def counters(domid: int, name: str, cpu_ns: int = 0, state: str = "--b---",
-             mem: int = 256 << 20, maxmem: int | None = 257 << 20, vcpus: int = 1,
-             online: int | None = 1) -> DomainCounters:
-    return DomainCounters(domid=domid, name=name, state=state, cpu_ns=cpu_ns, vcpus=vcpus,
-                          vcpus_online=online, memory_bytes=mem, memory_max_bytes=maxmem,
-                          ssid=0, nets=0, net_tx_bytes=0, net_rx_bytes=0, vbds=0,
-                          vbd=(0, 0, 0, 0, 0))
+def counters(
+    domid: int,
+    name: str,
+    cpu_ns: int = 0,
+    state: str = "--b---",
+    mem: int = 256 << 20,
+    maxmem: int | None = 257 << 20,
+    vcpus: int = 1,
+    online: int | None = 1,
+) -> DomainCounters:
+    return DomainCounters(
+        domid=domid,
+        name=name,
+        state=state,
+        cpu_ns=cpu_ns,
+        vcpus=vcpus,
+        vcpus_online=online,
+        memory_bytes=mem,
+        memory_max_bytes=maxmem,
+        ssid=0,
+        nets=0,
+        net_tx_bytes=0,
+        net_rx_bytes=0,
+        vbds=0,
+        vbd=(0, 0, 0, 0, 0),
+    )
 
 
 def node(*domains: DomainCounters, mono: float = 100.0) -> NodeCounters:
-    return NodeCounters(time=1e9 + mono, mono=mono, xen_version="4.17.5", cpus=2,
-                        cpu_hz=2_000_000_000, memory_total_bytes=4 << 30,
-                        memory_free_bytes=1 << 30, domains=tuple(domains))
+    return NodeCounters(
+        time=1e9 + mono,
+        mono=mono,
+        xen_version="4.17.5",
+        cpus=2,
+        cpu_hz=2_000_000_000,
+        memory_total_bytes=4 << 30,
+        memory_free_bytes=1 << 30,
+        domains=tuple(domains),
+    )
 
 
 def test_lab_tree_without_hypervisor():
@@ -88,17 +120,21 @@ def test_lab_tree_without_hypervisor():
     assert hvm.memory_max_kib == 262144
     assert (hvm.vcpus, hvm.vcpus_online) == (2, 1)
     kinds = [(d.kind, d.devid, d.state, d.backend_state) for d in hvm.devices]
-    assert kinds == [("console", "0", None, "initialising"),
-                     ("vbd", "51712", "initialised", "initwait"),
-                     ("vkbd", "0", "connected", "connected")]  # no device/suspend
+    assert kinds == [
+        ("console", "0", None, "initialising"),
+        ("vbd", "51712", "initialised", "initwait"),
+        ("vkbd", "0", "connected", "connected"),
+    ]  # no device/suspend
     assert hvm.devices[1].backend == "/local/domain/0/backend/qdisk/1/51712"
     assert (pv.type, pv.memory_target_kib, pv.vcpus) == ("pv", 262144, 1)
 
 
 def test_merge_with_hypervisor_counters():
-    stats = node(counters(0, "Domain-0", state="-----r", mem=1536 << 20, maxmem=None,
-                          vcpus=2, online=2),
-                 counters(1, "xvm-hvm", state="------"), counters(2, "xvm-pv", state="--b-p-"))
+    stats = node(
+        counters(0, "Domain-0", state="-----r", mem=1536 << 20, maxmem=None, vcpus=2, online=2),
+        counters(1, "xvm-hvm", state="------"),
+        counters(2, "xvm-pv", state="--b-p-"),
+    )
     dom0, hvm, pv = collect_domains(FakeStore(lab_tree()), stats, dom0_type="pv")
     assert (dom0.state, dom0.vcpus, dom0.vcpus_online) == ("running", 2, 2)
     assert dom0.memory_kib == dom0.memory_target_kib == 1536 * 1024
@@ -161,8 +197,9 @@ def test_state_words_and_xenbus_names():
 def test_one_rule_picks_a_domain_by_id_then_name():
     from xenvmi.errors import NotFoundError
     from xenvmi.model.host import pick_domain
+
     listed = [(0, "Domain-0"), (3, "web"), (7, "3"), (9, None)]
-    assert pick_domain(listed, "3") == (3, "web")      # an id first, as xl does
+    assert pick_domain(listed, "3") == (3, "web")  # an id first, as xl does
     assert pick_domain(listed, 7) == (7, "3")
     assert pick_domain(listed, " web ") == (3, "web")
     assert pick_domain(listed, "9") == (9, "")

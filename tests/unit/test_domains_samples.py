@@ -10,18 +10,43 @@ from xenvmi.domains import cpu_percent, daemon_kind, make_samples, node_sample
 from xenvmi.errors import Unavailable
 
 
-def counters(domid: int, name: str, cpu_ns: int = 0, state: str = "--b---",
-             mem: int = 256 << 20, maxmem: int | None = 257 << 20) -> DomainCounters:
-    return DomainCounters(domid=domid, name=name, state=state, cpu_ns=cpu_ns, vcpus=1,
-                          vcpus_online=1, memory_bytes=mem, memory_max_bytes=maxmem,
-                          ssid=0, nets=0, net_tx_bytes=0, net_rx_bytes=0, vbds=0,
-                          vbd=(0, 0, 0, 0, 0))
+def counters(
+    domid: int,
+    name: str,
+    cpu_ns: int = 0,
+    state: str = "--b---",
+    mem: int = 256 << 20,
+    maxmem: int | None = 257 << 20,
+) -> DomainCounters:
+    return DomainCounters(
+        domid=domid,
+        name=name,
+        state=state,
+        cpu_ns=cpu_ns,
+        vcpus=1,
+        vcpus_online=1,
+        memory_bytes=mem,
+        memory_max_bytes=maxmem,
+        ssid=0,
+        nets=0,
+        net_tx_bytes=0,
+        net_rx_bytes=0,
+        vbds=0,
+        vbd=(0, 0, 0, 0, 0),
+    )
 
 
 def node(*domains: DomainCounters, mono: float = 100.0) -> NodeCounters:
-    return NodeCounters(time=1e9 + mono, mono=mono, xen_version="4.17.5", cpus=2,
-                        cpu_hz=2_000_000_000, memory_total_bytes=4 << 30,
-                        memory_free_bytes=1 << 30, domains=tuple(domains))
+    return NodeCounters(
+        time=1e9 + mono,
+        mono=mono,
+        xen_version="4.17.5",
+        cpus=2,
+        cpu_hz=2_000_000_000,
+        memory_total_bytes=4 << 30,
+        memory_free_bytes=1 << 30,
+        domains=tuple(domains),
+    )
 
 
 def test_cpu_percent_is_xentops_formula():
@@ -30,18 +55,23 @@ def test_cpu_percent_is_xentops_formula():
     assert cpu_percent(0, ns, us / 1e6) == pytest.approx((ns / 10.0) / us)
     assert cpu_percent(0, 2_000_000_000, 1.0) == pytest.approx(200.0)  # two busy vCPUs
     assert cpu_percent(5, 5, 1.0) == 0.0
-    assert cpu_percent(10, 5, 1.0) is None      # a new domain reused the domid
+    assert cpu_percent(10, 5, 1.0) is None  # a new domain reused the domid
     assert cpu_percent(0, 10, 0.0) is None
 
 
 def test_samples_from_two_nodes():
-    before = node(counters(0, "Domain-0", cpu_ns=10 * 10**9, state="-----r"),
-                  counters(3, "gone", cpu_ns=5), counters(4, "old", cpu_ns=9 * 10**9),
-                  mono=100.0)
-    after = node(counters(4, "new", cpu_ns=10**9),  # same domid, new domain
-                 counters(0, "Domain-0", cpu_ns=13 * 10**9, state="-----r",
-                          mem=1 << 30, maxmem=None),
-                 counters(5, "fresh"), mono=102.0)
+    before = node(
+        counters(0, "Domain-0", cpu_ns=10 * 10**9, state="-----r"),
+        counters(3, "gone", cpu_ns=5),
+        counters(4, "old", cpu_ns=9 * 10**9),
+        mono=100.0,
+    )
+    after = node(
+        counters(4, "new", cpu_ns=10**9),  # same domid, new domain
+        counters(0, "Domain-0", cpu_ns=13 * 10**9, state="-----r", mem=1 << 30, maxmem=None),
+        counters(5, "fresh"),
+        mono=102.0,
+    )
     first = make_samples(before)
     assert all(s.cpu_percent is None for s in first)
     s0, s4, s5 = make_samples(after, before)
@@ -64,8 +94,13 @@ def test_vbd_unreadable_is_none_like_xentops_dash():
 
 def test_node_sample_units():
     n = node_sample(node(counters(0, "Domain-0")))
-    assert (n.cpus, n.cpu_mhz, n.memory_total_kib, n.memory_free_kib, n.domains) == \
-        (2, 2000, 4 << 20, 1 << 20, 1)
+    assert (n.cpus, n.cpu_mhz, n.memory_total_kib, n.memory_free_kib, n.domains) == (
+        2,
+        2000,
+        4 << 20,
+        1 << 20,
+        1,
+    )
 
 
 def test_daemon_kind():
@@ -99,11 +134,16 @@ class FakeLib:
 
     def __getattr__(self, name):
         if name.startswith("xenstat_node_"):
-            values = {"xen_version": b"4.17.5", "tot_mem": 4 << 30, "free_mem": 1 << 30,
-                      "num_cpus": 2, "cpu_hz": 2_000_000_000}
-            return lambda node: values[name[len("xenstat_node_"):]]
+            values = {
+                "xen_version": b"4.17.5",
+                "tot_mem": 4 << 30,
+                "free_mem": 1 << 30,
+                "num_cpus": 2,
+                "cpu_hz": 2_000_000_000,
+            }
+            return lambda node: values[name[len("xenstat_node_") :]]
         if name.startswith("xenstat_domain_"):
-            field = name[len("xenstat_domain_"):]
+            field = name[len("xenstat_domain_") :]
             if field in ("vcpu", "network", "vbd"):
                 return lambda dom, i: (dom, field, i)
             return lambda dom: self.domains[dom - 100][field]
@@ -114,22 +154,54 @@ class FakeLib:
 
 
 def dom(**kw):
-    base = {"id": 0, "name": b"Domain-0", "cpu_ns": 7 * 10**9, "num_vcpus": 2, "cur_mem": 1 << 30,
-            "max_mem": NO_LIMIT, "ssid": 0, "num_networks": 0, "num_vbds": 0,
-            "dying": 0, "shutdown": 0, "blocked": 0, "crashed": 0, "paused": 0, "running": 1,
-            "vcpus": [{"online": 1}, {"online": 0}], "networks": [], "vbds": []}
+    base = {
+        "id": 0,
+        "name": b"Domain-0",
+        "cpu_ns": 7 * 10**9,
+        "num_vcpus": 2,
+        "cur_mem": 1 << 30,
+        "max_mem": NO_LIMIT,
+        "ssid": 0,
+        "num_networks": 0,
+        "num_vbds": 0,
+        "dying": 0,
+        "shutdown": 0,
+        "blocked": 0,
+        "crashed": 0,
+        "paused": 0,
+        "running": 1,
+        "vcpus": [{"online": 1}, {"online": 0}],
+        "networks": [],
+        "vbds": [],
+    }
     base.update(kw)
     return base
 
 
 def test_xenstat_copies_a_node_like_xentop():
-    vbd_ok = {"error": False, "oo_reqs": 1, "rd_reqs": 10, "wr_reqs": 20, "rd_sects": 80,
-              "wr_sects": 160}
+    vbd_ok = {
+        "error": False,
+        "oo_reqs": 1,
+        "rd_reqs": 10,
+        "wr_reqs": 20,
+        "rd_sects": 80,
+        "wr_sects": 160,
+    }
     vbd_bad = {**vbd_ok, "error": True, "rd_reqs": 999}
-    guest = dom(id=3, name=b"g\xffuest", max_mem=300 << 20, running=0, blocked=1, paused=1,
-                num_networks=2, num_vbds=2, vcpus=[{"online": 1}],
-                networks=[{"tbytes": 5, "rbytes": 7}, {"tbytes": 10, "rbytes": 1}],
-                vbds=[vbd_ok, vbd_bad], num_vcpus=1)
+    guest = dom(
+        id=3,
+        name=b"g\xffuest",
+        max_mem=300 << 20,
+        running=0,
+        blocked=1,
+        paused=1,
+        num_networks=2,
+        num_vbds=2,
+        vcpus=[{"online": 1}],
+        networks=[{"tbytes": 5, "rbytes": 7}, {"tbytes": 10, "rbytes": 1}],
+        vbds=[vbd_ok, vbd_bad],
+        num_vcpus=1,
+    )
     lib = FakeLib([dom(), guest])
     xs = XenStat(lib=lib)
     xs._handle = 42
@@ -162,6 +234,7 @@ def test_xenstat_failures_are_unavailable(monkeypatch):
 
 def test_xenstat_call_that_hangs_times_out():
     import threading
+
     gate = threading.Event()
     lib = FakeLib([])
     lib.xenstat_get_node = lambda handle, flags: gate.wait(5) and None

@@ -60,7 +60,7 @@ class FakeXenstored:
         prefix = path.rstrip("/") + "/"
         if path not in self.tree and not any(k.startswith(prefix) for k in self.tree):
             return None
-        names = {k[len(prefix):].split("/")[0] for k in self.tree if k.startswith(prefix)}
+        names = {k[len(prefix) :].split("/")[0] for k in self.tree if k.startswith(prefix)}
         return sorted(n.encode() for n in names)
 
     def _accept(self) -> None:
@@ -100,7 +100,7 @@ class FakeXenstored:
             else:
                 self._send(conn, DIRECTORY, rq, b"".join(k + b"\0" for k in kids))
         elif op == WRITE:
-            self.tree[path] = payload[len(parts[0]) + 1:]
+            self.tree[path] = payload[len(parts[0]) + 1 :]
             self._send(conn, WRITE, rq, b"OK\0")
         elif op == WATCH:
             self.watches[parts[1], parts[0]] = conn
@@ -154,8 +154,9 @@ def test_errors_are_ours(xsd):
 def test_pipelined_fetch_maps_missing_to_none(xsd):
     server, path = xsd
     with XenStore(timeout=2, socket_path=path) as xs:
-        values, dirs = xs.fetch(["/local/domain/0/name", "/nope", "/secret/key"],
-                                ["/local/domain", "/nope"])
+        values, dirs = xs.fetch(
+            ["/local/domain/0/name", "/nope", "/secret/key"], ["/local/domain", "/nope"]
+        )
     assert values == {"/local/domain/0/name": "Domain-0", "/nope": None, "/secret/key": None}
     assert dirs == {"/local/domain": ["0", "7"], "/nope": None}
 
@@ -222,7 +223,6 @@ def test_watch_timeout_and_stop_from_another_thread(xsd):
         assert time.monotonic() - t0 < 2
 
 
-
 def test_kept_watch_polled_in_slices(xsd):
     """One WATCH for many short waits: the initial event once, then only real changes,
     each wait bounded by its own timeout; reads still work between the waits."""
@@ -242,12 +242,15 @@ def test_kept_watch_polled_in_slices(xsd):
         assert w.next(0.1) is None
     assert server.watches == {}
 
+
 def test_watch_skip_initial_drops_only_the_events_of_setting_it(xsd):
     """xenstored answers each WATCH with one event for its path: with skip_initial those
     are not changes; a later change to the watched path itself still comes out."""
     server, path = xsd
-    with XenStore(timeout=2, socket_path=path) as xs, \
-            xs.watch(["/local/domain/7", "@releaseDomain"], skip_initial=True) as w:
+    with (
+        XenStore(timeout=2, socket_path=path) as xs,
+        xs.watch(["/local/domain/7", "@releaseDomain"], skip_initial=True) as w,
+    ):
         assert w.next(0.3) is None
         threading.Timer(0.1, server.fire, ["/local/domain/7"]).start()
         got = None
@@ -263,6 +266,7 @@ def test_watch_skip_initial_drops_only_the_events_of_setting_it(xsd):
 
 def test_no_xenstore_and_bad_socket(tmp_path, monkeypatch):
     import xenvmi.backends.xenstore as mod
+
     monkeypatch.setattr(mod, "SOCKET_PATHS", (str(tmp_path / "none"),))
     monkeypatch.setattr(mod, "XENBUS_PATHS", (str(tmp_path / "none2"),))
     with pytest.raises(Unavailable, match="xenstored started"):
@@ -275,6 +279,7 @@ def test_no_xenstore_and_bad_socket(tmp_path, monkeypatch):
 
 def test_non_root_is_permission_denied(xsd, monkeypatch):
     import xenvmi.backends.xenstore as mod
+
     server, path = xsd
     monkeypatch.setattr(mod.os, "access", lambda p, mode: False)
     with pytest.raises(PermissionDenied, match="run as root in dom0"):
@@ -300,6 +305,7 @@ def test_libvmi_open_resolves_names_over_one_connection(xsd, monkeypatch):
     xenstore-read and xl tools (0.4 s each in an emulated dom0)."""
     import xenvmi.backends.domain_lookup as lv  # shared by the LibVMI and native backends
     import xenvmi.backends.xenstore as mod
+
     server, path = xsd
     monkeypatch.setattr(mod, "SOCKET_PATHS", (path,))
     monkeypatch.setattr(lv, "xenstore_read", lambda p: pytest.fail("tool used"))
@@ -320,10 +326,14 @@ def test_nothing_writes_xenstore_unless_asked(xsd, monkeypatch, capsys):
     API writes, and a store opened read-only refuses to."""
     import xenvmi.backends.xenstore as mod
     from xenvmi import api, cli
+
     server, path = xsd
     monkeypatch.setattr(mod, "SOCKET_PATHS", (path,))
-    for argv in (["xs", "ls", "-r", "/local/domain"], ["xs", "read", "/local/domain/7/name"],
-                 ["xs", "ls", "/local/domain/7/data", "--json"]):
+    for argv in (
+        ["xs", "ls", "-r", "/local/domain"],
+        ["xs", "read", "/local/domain/7/name"],
+        ["xs", "ls", "/local/domain/7/data", "--json"],
+    ):
         assert cli.main(argv) == 0, capsys.readouterr().err
     capsys.readouterr()
     assert server.ops and WRITE not in server.ops
@@ -339,17 +349,21 @@ def test_no_guest_memory_write_path_exists():
     """Guest memory is mapped read-only and no LibVMI write is ever called: there is no
     code path to write a guest, not only no flag."""
     import ast
+
     root = Path(__file__).resolve().parents[2] / "xenvmi"
     calls = set()
     for f in root.rglob("*.py"):
         for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr.startswith("write_") \
-                    and node.attr not in ("write_text", "write_bytes"):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("write_")
+                and node.attr not in ("write_text", "write_bytes")
+            ):
                 calls.add(f"{f.relative_to(root)}: {node.attr}")
             if isinstance(node, ast.Attribute) and node.attr == "PROT_WRITE":
                 calls.add(f"{f.relative_to(root)}: PROT_WRITE")
     allowed = {
         "backends/privcmd.py: PROT_WRITE",  # dom0's own hypercall buffer, not a guest's
-        "commands/isf.py: write_isf",       # the ISF file the user named
+        "commands/isf.py: write_isf",  # the ISF file the user named
     }
     assert calls == allowed, calls ^ allowed

@@ -36,12 +36,34 @@ def write(tmp_path, data: bytes, name: str = "x.vmcore"):
     return path
 
 
-def elf(phdrs: list[tuple], tail: bytes = b"", machine: int = 62, etype: int = 4,
-        phnum: int | None = None) -> bytes:
+def elf(
+    phdrs: list[tuple],
+    tail: bytes = b"",
+    machine: int = 62,
+    etype: int = 4,
+    phnum: int | None = None,
+) -> bytes:
     """A hand-made ELF core: header, program headers at 64, then ``tail``."""
-    head = (b"\x7fELF\x02\x01\x01\x00" + bytes(8)
-            + struct.pack("<HHIQQQIHHHHHH", etype, machine, 1, 0, 64, 0, 0, 64, 56,
-                          len(phdrs) if phnum is None else phnum, 0, 0, 0))
+    head = (
+        b"\x7fELF\x02\x01\x01\x00"
+        + bytes(8)
+        + struct.pack(
+            "<HHIQQQIHHHHHH",
+            etype,
+            machine,
+            1,
+            0,
+            64,
+            0,
+            0,
+            64,
+            56,
+            len(phdrs) if phnum is None else phnum,
+            0,
+            0,
+            0,
+        )
+    )
     return head + b"".join(struct.pack("<IIQQQQQQ", *p) for p in phdrs) + tail
 
 
@@ -51,24 +73,32 @@ def load(offset, paddr, filesz, memsz=None):
 
 # -- hostile files -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make, why", [
-    (lambda c: c[:40], "ELF header cut short"),
-    (lambda c: c[:64 + 56], "program headers"),
-    (lambda c: c[:len(c) // 2], "past the end of the file"),
-    (lambda c: c[:18] + struct.pack("<H", 40) + c[20:], "machine 40"),
-    (lambda c: c[:16] + struct.pack("<H", 2) + c[18:], "not a core dump"),
-    (lambda c: c[:4] + b"\x01" + c[5:], "64-bit"),
-    (lambda c: c[:54] + struct.pack("<H", 32) + c[56:], "header size"),
-    (lambda c: c[:56] + struct.pack("<H", 0) + c[58:], "program headers"),
-    (lambda c: elf([load(4096, 0, 8192)], bytes(100)), "past the end"),
-    (lambda c: elf([load(120, 0, 8192, 4096)], bytes(8192)), "bytes in the file"),
-    (lambda c: elf([load(120, 1 << 60, 4096)], bytes(4096)), "physical"),
-    (lambda c: elf([(4, 0, 120, 0, 0, 24, 24, 4)], struct.pack("<III", 4, 4096, 1) + bytes(12)),
-     "note 1 runs past"),
-    (lambda c: elf([(4, 0, 120, 0, 0, 0, 0, 4)]), "no memory segments"),
-    (lambda c: elf([], phnum=0xFFFF), "PN_XNUM"),
-    (lambda c: b"", "empty"),
-])
+
+@pytest.mark.parametrize(
+    "make, why",
+    [
+        (lambda c: c[:40], "ELF header cut short"),
+        (lambda c: c[: 64 + 56], "program headers"),
+        (lambda c: c[: len(c) // 2], "past the end of the file"),
+        (lambda c: c[:18] + struct.pack("<H", 40) + c[20:], "machine 40"),
+        (lambda c: c[:16] + struct.pack("<H", 2) + c[18:], "not a core dump"),
+        (lambda c: c[:4] + b"\x01" + c[5:], "64-bit"),
+        (lambda c: c[:54] + struct.pack("<H", 32) + c[56:], "header size"),
+        (lambda c: c[:56] + struct.pack("<H", 0) + c[58:], "program headers"),
+        (lambda c: elf([load(4096, 0, 8192)], bytes(100)), "past the end"),
+        (lambda c: elf([load(120, 0, 8192, 4096)], bytes(8192)), "bytes in the file"),
+        (lambda c: elf([load(120, 1 << 60, 4096)], bytes(4096)), "physical"),
+        (
+            lambda c: elf(
+                [(4, 0, 120, 0, 0, 24, 24, 4)], struct.pack("<III", 4, 4096, 1) + bytes(12)
+            ),
+            "note 1 runs past",
+        ),
+        (lambda c: elf([(4, 0, 120, 0, 0, 0, 0, 4)]), "no memory segments"),
+        (lambda c: elf([], phnum=0xFFFF), "PN_XNUM"),
+        (lambda c: b"", "empty"),
+    ],
+)
 def test_corrupt_files_are_one_line_errors(tmp_path, core, make, why):
     path = write(tmp_path, make(core))
     with pytest.raises(GuestDataError) as e:
@@ -86,14 +116,15 @@ def test_missing_file_directory_and_unreadable(tmp_path):
 def test_random_damage_never_escapes_the_error_family(tmp_path, core):
     """Flip bytes in the headers and notes: the file opens or gives one error line."""
     rng = random.Random(7)
-    head = core[:vmcore.EHDR + vmcore.PHDR * (1 + vmcore.MAX_LOADS) + 4096]
+    head = core[: vmcore.EHDR + vmcore.PHDR * (1 + vmcore.MAX_LOADS) + 4096]
     for n in range(150):
         data = bytearray(head)
         for _ in range(rng.randint(1, 8)):
-            pos = rng.choice([rng.randrange(64), rng.randrange(64, 64 + 56 * 6),
-                              rng.randrange(len(head))])
+            pos = rng.choice(
+                [rng.randrange(64), rng.randrange(64, 64 + 56 * 6), rng.randrange(len(head))]
+            )
             data[pos] = rng.randrange(256)
-        path = write(tmp_path, bytes(data) + core[len(head):len(head) + 65536], f"{n}.core")
+        path = write(tmp_path, bytes(data) + core[len(head) : len(head) + 65536], f"{n}.core")
         try:
             with DumpMemory(path) as m:
                 m.read_physical(0, 1 << 20)
@@ -107,8 +138,10 @@ def test_note_count_is_bounded(tmp_path):
     notes = struct.pack("<III", 4, 0, 7) + b"ABC\x00"
     count = MAX_NOTES + 100
     blob = notes * count
-    data = elf([(4, 0, 176, 0, 0, len(blob), len(blob), 4),
-                load(176 + len(blob), 0, 4096)], blob + bytes(4096))
+    data = elf(
+        [(4, 0, 176, 0, 0, len(blob), len(blob), 4), load(176 + len(blob), 0, 4096)],
+        blob + bytes(4096),
+    )
     m = DumpMemory(write(tmp_path, data))
     assert any("notes" in w for w in m.warnings) and m.read_physical(0, 16) == bytes(16)
 
@@ -130,9 +163,14 @@ def test_foreign_layouts(tmp_path):
     """kdump repeats the kernel image in a second PT_LOAD; makedumpfile leaves
     p_filesz < p_memsz for zero pages; /proc/kcore has p_paddr -1 segments."""
     a, b = b"\x11" * 8192, b"\x44" * 4096 + b"\x22" * 4096
-    data = elf([load(4096, 0, 8192), load(12288, 4096, 8192),  # half inside the first
-                load(20480, 65536, 4096, 16384),  # 12 KiB of zeros after 4 KiB of data
-                (1, 7, 20480, 0xFFFF_C900_0000_0000, (1 << 64) - 1, 4096, 4096, 0)])
+    data = elf(
+        [
+            load(4096, 0, 8192),
+            load(12288, 4096, 8192),  # half inside the first
+            load(20480, 65536, 4096, 16384),  # 12 KiB of zeros after 4 KiB of data
+            (1, 7, 20480, 0xFFFF_C900_0000_0000, (1 << 64) - 1, 4096, 4096, 0),
+        ]
+    )
     data += bytes(4096 - len(data)) + a + b + b"\x33" * 4096
     m = DumpMemory(write(tmp_path, data))
     assert m.ranges() == [(0, 8192), (8192, 8192 + 4096), (65536, 65536 + 16384)]
@@ -162,6 +200,7 @@ def test_cache_key_follows_the_file(tmp_path):
 
 
 # -- discovery -----------------------------------------------------------------------------
+
 
 def test_vmcore_discovery_uses_its_note_not_a_scan(tmp_path, core, cache):
     m = DumpMemory(write(tmp_path, core))
@@ -194,6 +233,7 @@ def test_raw_image_discovery_scans_then_caches_by_file(tmp_path, cache):
 
 
 # -- targets -------------------------------------------------------------------------------
+
 
 def test_file_targets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -43,29 +43,34 @@ from xenvmi.guest.synthetic import BASE, SyntheticKernel  # noqa: E402
 EXAMPLES = int(os.environ.get("XENVMI_FUZZ_EXAMPLES", "150"))
 #: Each view's deadline, and how long past it a view may take to notice and stop.
 BOUND, SLACK = 2.0, 3.0
-FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 pytestmark = pytest.mark.timeout(900)
 
 
 def _kernel(layout: str) -> SyntheticKernel:
     """A small kernel with something in every list the views walk."""
-    k = SyntheticKernel(before_5_17=layout == "5.10", module_mem=layout == "6.4",
-                        legacy_log={"legacy-btf": "btf",
-                                    "legacy-vmcoreinfo": "vmcoreinfo"}.get(layout))
+    k = SyntheticKernel(
+        before_5_17=layout == "5.10",
+        module_mem=layout == "6.4",
+        legacy_log={"legacy-btf": "btf", "legacy-vmcoreinfo": "vmcoreinfo"}.get(layout),
+    )
     init = k.add_task(1, b"init", start_ns=5_000_000)
     kthreadd = k.add_task(2, b"kthreadd")
     objects = [k.init_task, k.modules, k.prb, init, kthreadd]
     for pid in range(3, 9):
-        objects.append(k.add_task(pid, f"kworker/0:{pid}".encode(), parent=kthreadd,
-                                  state=0x402))
+        objects.append(k.add_task(pid, f"kworker/0:{pid}".encode(), parent=kthreadd, state=0x402))
     parent = k.add_task(70, b"xvm-parent", parent=init, uid=1000, state=0)
     objects += [parent, k.add_task(71, b"xvm-child", parent=parent)]
     for name in (b"dummy", b"xen_netfront", b"xen_blkfront"):
         objects.append(k.add_module(name, refs=1))
-    records = [(i * 1_000_000, f"line {i}: xenvmi-lab guest is up".encode())
-               for i in range(40)]
+    records = [(i * 1_000_000, f"line {i}: xenvmi-lab guest is up".encode()) for i in range(40)]
     if k.legacy_log:
         log = k.set_legacy_log(records, buf_len=4096)
     else:
@@ -90,18 +95,35 @@ def _values(used: int):
     """Integers a hostile guest would plant: limits, pointers into and out of the image,
     pointers at the image's own objects, user-space and non-canonical addresses."""
     return st.one_of(
-        st.sampled_from([0, 1, 0x7F, 0xFF, 0x7FFF_FFFF, 0xFFFF_FFFF, 1 << 63, (1 << 64) - 1,
-                         BASE, BASE + used, BASE + (1 << 20), 0xFFFF_FFFF_8100_0000,
-                         0x40_0000, 0xDEAD_BEEF_DEAD_BEEF]),
+        st.sampled_from(
+            [
+                0,
+                1,
+                0x7F,
+                0xFF,
+                0x7FFF_FFFF,
+                0xFFFF_FFFF,
+                1 << 63,
+                (1 << 64) - 1,
+                BASE,
+                BASE + used,
+                BASE + (1 << 20),
+                0xFFFF_FFFF_8100_0000,
+                0x40_0000,
+                0xDEAD_BEEF_DEAD_BEEF,
+            ]
+        ),
         st.integers(0, used - 8).map(lambda off: BASE + off),
-        st.integers(0, (1 << 64) - 1))
+        st.integers(0, (1 << 64) - 1),
+    )
 
 
 def _mutations(used: int, objects: list[int]):
     """Edits anywhere in the image, or (mostly) in the first 128 bytes of an object the
     views walk: list heads, tasks, modules, the log's ring and indexes."""
     aimed = st.tuples(st.sampled_from(objects), st.integers(0, 127)).map(
-        lambda at: min(at[0] + at[1], used - 8))
+        lambda at: min(at[0] + at[1], used - 8)
+    )
     where = st.one_of(aimed, aimed, aimed, st.integers(0, used - 8))
     word = st.tuples(where, st.sampled_from("QIHB"), _values(used))
     blob = st.tuples(where, st.just("raw"), st.binary(min_size=1, max_size=96))
@@ -112,7 +134,7 @@ def _apply(k: SyntheticKernel, mutations) -> None:
     for offset, fmt, value in mutations:
         if fmt == "raw":
             end = min(offset + len(value), len(k.mem))
-            k.mem[offset:end] = value[:end - offset]
+            k.mem[offset:end] = value[: end - offset]
             continue
         size = struct.calcsize("<" + fmt)
         k.put(BASE + offset, fmt, value & ((1 << (8 * size)) - 1))
@@ -172,22 +194,30 @@ def test_views_survive_corrupted_kernel_memory(layout):
         assert outcomes[view, "partial"] + outcomes[view, "error"] > 0, (view, outcomes)
 
 
-NOTE = (b"OSRELEASE=6.1.0-35-amd64\nBUILD-ID=0123456789abcdef0123456789abcdef01234567\n"
-        b"PAGESIZE=4096\nSYMBOL(init_uts_ns)=ffffffff82a1b2c0\n"
-        b"SYMBOL(node_online_map)=ffffffff82b0c9e8\nSYMBOL(swapper_pg_dir)=ffffffff8280a000\n"
-        b"SYMBOL(_stext)=ffffffff81000000\nSYMBOL(vmemmap)=ffffea0000000000\n"
-        b"SYMBOL(prb)=ffffffff82a0b4e0\nOFFSET(task_struct.tasks)=2256\n"
-        b"SIZE(page)=64\nNUMBER(phys_base)=0\nKERNELOFFSET=0\nNUMBER(VMALLOC_START)=0x"
-        b"ffffc90000000000\nCRASHTIME=1733000000\n\x00")
+NOTE = (
+    b"OSRELEASE=6.1.0-35-amd64\nBUILD-ID=0123456789abcdef0123456789abcdef01234567\n"
+    b"PAGESIZE=4096\nSYMBOL(init_uts_ns)=ffffffff82a1b2c0\n"
+    b"SYMBOL(node_online_map)=ffffffff82b0c9e8\nSYMBOL(swapper_pg_dir)=ffffffff8280a000\n"
+    b"SYMBOL(_stext)=ffffffff81000000\nSYMBOL(vmemmap)=ffffea0000000000\n"
+    b"SYMBOL(prb)=ffffffff82a0b4e0\nOFFSET(task_struct.tasks)=2256\n"
+    b"SIZE(page)=64\nNUMBER(phys_base)=0\nKERNELOFFSET=0\nNUMBER(VMALLOC_START)=0x"
+    b"ffffc90000000000\nCRASHTIME=1733000000\n\x00"
+)
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(0, len(NOTE) - 1), st.binary(min_size=1, max_size=24)),
-                min_size=1, max_size=6), st.integers(0, 4096))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(NOTE) - 1), st.binary(min_size=1, max_size=24)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(0, 4096),
+)
 def test_vmcoreinfo_text_survives_corruption(edits, tail):
     raw = bytearray(NOTE + b"A=" * tail)
     for at, data in edits:
-        raw[at:at + len(data)] = data
+        raw[at : at + len(data)] = data
     try:
         info = vmcoreinfo.parse_text(bytes(raw))
     except (XenvmiError, vmcoreinfo.NoteError) as e:
@@ -219,12 +249,17 @@ def test_btf_parser_survives_corruption(source):
     examples = EXAMPLES if source == "synthetic" else max(10, EXAMPLES // 10)
 
     @settings(FUZZ, max_examples=examples)
-    @given(st.lists(st.tuples(st.integers(0, len(blob) - 1), st.binary(min_size=1, max_size=8)),
-                    min_size=1, max_size=6))
+    @given(
+        st.lists(
+            st.tuples(st.integers(0, len(blob) - 1), st.binary(min_size=1, max_size=8)),
+            min_size=1,
+            max_size=6,
+        )
+    )
     def run(edits):
         data = bytearray(blob)
         for at, patch in edits:
-            data[at:at + len(patch)] = patch
+            data[at : at + len(patch)] = patch
         start = time.monotonic()
         try:
             btf = Btf(bytes(data))
@@ -248,16 +283,21 @@ TABLES = build(symbols(count=600), layout="6.4+", encoding="base-relative")
 
 
 @settings(FUZZ, max_examples=max(20, EXAMPLES // 3))
-@given(st.lists(st.tuples(st.integers(0, len(TABLES.image) - 1),
-                          st.binary(min_size=1, max_size=16)), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(TABLES.image) - 1), st.binary(min_size=1, max_size=16)),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_kallsyms_search_survives_corruption(edits):
     image = bytearray(TABLES.image)
     for at, patch in edits:
-        image[at:at + len(patch)] = patch
+        image[at : at + len(patch)] = patch
 
     def read(pa: int, size: int) -> bytes:
         off = pa - IMAGE_PA
-        data = bytes(image[off:off + size])
+        data = bytes(image[off : off + size])
         return data + bytes(size - len(data))
 
     known = TABLES.known()
@@ -268,8 +308,9 @@ def test_kallsyms_search_survives_corruption(edits):
         assert "\n" not in str(e)
     else:  # a table that passed must still agree with what VMCOREINFO says
         syms = found.symbols()
-        assert all(syms.get(name, addr) == addr for name, addr in known.items()
-                   if name in found.agreed)
+        assert all(
+            syms.get(name, addr) == addr for name, addr in known.items() if name in found.agreed
+        )
         assert len(found.agreed) >= kallsyms_tables.MIN_ANCHORS
     assert time.monotonic() - start < 10 + SLACK
 

@@ -32,10 +32,13 @@ def test_complete_reports_only():
     r = reports[0]
     assert (r.name, r.seq, r.uptime, r.release) == ("xvm-pvh1", 1, 3.52, "6.1.0-50-amd64")
     assert r.modules == ["dummy"]
-    assert kaslr_slide(r) == 0x34e00000
-    assert r.processes == [GuestProcess(1, 0, "init"), GuestProcess(2, 0, "kthreadd"),
-                           GuestProcess(71, 1, "xvm-alpha"),
-                           GuestProcess(13, 2, "rcu_tasks_trace_kthread")]  # full kthread name
+    assert kaslr_slide(r) == 0x34E00000
+    assert r.processes == [
+        GuestProcess(1, 0, "init"),
+        GuestProcess(2, 0, "kthreadd"),
+        GuestProcess(71, 1, "xvm-alpha"),
+        GuestProcess(13, 2, "rcu_tasks_trace_kthread"),
+    ]  # full kthread name
 
 
 def test_mismatched_end_is_dropped():

@@ -22,9 +22,19 @@ def as_dom0(monkeypatch):
     """Every requirement met: the tests' fake guests stand for dom0's real ones."""
     monkeypatch.setattr(requirements, "unmet", lambda requires, dump_file=False: [])
 
-REGS = {"rip": 0xFFFFFFFF81000000, "rsp": 0xFFFFC90000003E90, "rflags": 0x246,
-        "cr0": 0x80050033, "cr3": 0x34D2000, "cr4": 0x10EF0, "msr_efer": 0xD01,
-        "cs_arbytes": 0xA9B, "msr_lstar": 0xFFFFFFFF81C00080, "rax": 1}
+
+REGS = {
+    "rip": 0xFFFFFFFF81000000,
+    "rsp": 0xFFFFC90000003E90,
+    "rflags": 0x246,
+    "cr0": 0x80050033,
+    "cr3": 0x34D2000,
+    "cr4": 0x10EF0,
+    "msr_efer": 0xD01,
+    "cs_arbytes": 0xA9B,
+    "msr_lstar": 0xFFFFFFFF81C00080,
+    "rax": 1,
+}
 
 
 @pytest.fixture
@@ -40,6 +50,7 @@ def synthetic(monkeypatch):
     def fake_open(domain):
         mem = BytesMemory(bytearray(4096), name="g", registers={0: REGS, 1: REGS})
         return mem
+
     monkeypatch.setattr(guests, "open_memory", fake_open)
     monkeypatch.setattr(guests.Guest, "kernel_program", lambda self: kp)
     as_dom0(monkeypatch)
@@ -63,13 +74,22 @@ def test_ps_table_and_json(synthetic, capsys):
     assert got["domain"] == "g" and got["complete"] and got["warnings"] == []
     assert got["plugin"] == "ps" and got["error"] is None
     assert [p["pid"] for p in got["rows"]] == [1, 2, 9]
-    assert set(got["rows"][0]) >= {"pid", "ppid", "comm", "state", "uid", "start_time",
-                                   "cmdline", "kernel_thread"}
+    assert set(got["rows"][0]) >= {
+        "pid",
+        "ppid",
+        "comm",
+        "state",
+        "uid",
+        "start_time",
+        "cmdline",
+        "kernel_thread",
+    }
     assert got["processes"] == got["rows"]  # the 0.1 key, kept for one release
 
 
 def loader_views() -> dict:
     from xenvmi.plugins.loader import builtin_views
+
     return {cls.name: cls for cls in builtin_views()}
 
 
@@ -79,15 +99,17 @@ def test_view_command_and_run_give_one_shape(synthetic, capsys):
         mine = json.loads(out)
         _, out, _ = run(capsys, "run", view, "g", "--json")
         theirs = json.loads(out)
-        legacy_key = {"ps": "processes", "lsmod": "modules", "dmesg": "records",
-                      "regs": "vcpus"}[view]
+        legacy_key = {"ps": "processes", "lsmod": "modules", "dmesg": "records", "regs": "vcpus"}[
+            view
+        ]
         jsonschema.validate(mine, result_schema(loader_views()[view], legacy_key))
         jsonschema.validate(theirs, result_schema(loader_views()[view]))
         for got in (mine, theirs):
             got.pop("seconds")
         assert mine["error"] is None, mine["error"]
-        legacy = mine.pop({"ps": "processes", "lsmod": "modules", "dmesg": "records",
-                           "regs": "vcpus"}[view])
+        legacy = mine.pop(
+            {"ps": "processes", "lsmod": "modules", "dmesg": "records", "regs": "vcpus"}[view]
+        )
         assert mine == theirs and mine["rows"], view
         assert legacy == mine["rows"]
 
@@ -125,11 +147,17 @@ def test_regs(synthetic, capsys):
     assert stop.value.code == 2 and "--vcpu" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("exc, code", [(NotFoundError("no domain named 'x' (see `xl list`)"), 3),
-                                       (Unavailable("x is a PV guest: ..."), 5)])
+@pytest.mark.parametrize(
+    "exc, code",
+    [
+        (NotFoundError("no domain named 'x' (see `xl list`)"), 3),
+        (Unavailable("x is a PV guest: ..."), 5),
+    ],
+)
 def test_errors_are_one_line(monkeypatch, capsys, exc, code):
     def fail(domain):
         raise exc
+
     monkeypatch.setattr(guests, "open_memory", fail)
     as_dom0(monkeypatch)
     got, out, err = run(capsys, "ps", "x")

@@ -20,28 +20,32 @@ RELEASE = "6.1.0-28-amd64"
 
 
 def note_text(release: str = RELEASE, extra: str = "", uts: int = UTS_SYM) -> bytes:
-    return (f"OSRELEASE={release}\nBUILD-ID=0123abcd\nPAGESIZE=4096\n"
-            f"SYMBOL(init_uts_ns)={uts:x}\nOFFSET(uts_namespace.name)=4\n"
-            f"SYMBOL(kallsyms_names)=ffffffff82200000\nSYMBOL(kallsyms_num_syms)=ffffffff82200100\n"
-            f"SYMBOL(kallsyms_token_table)=ffffffff82200200\n"
-            f"SYMBOL(kallsyms_token_index)=ffffffff82200300\n"
-            f"NUMBER(phys_base)=0\nKERNELOFFSET=0\n{extra}").encode()
+    return (
+        f"OSRELEASE={release}\nBUILD-ID=0123abcd\nPAGESIZE=4096\n"
+        f"SYMBOL(init_uts_ns)={uts:x}\nOFFSET(uts_namespace.name)=4\n"
+        f"SYMBOL(kallsyms_names)=ffffffff82200000\nSYMBOL(kallsyms_num_syms)=ffffffff82200100\n"
+        f"SYMBOL(kallsyms_token_table)=ffffffff82200200\n"
+        f"SYMBOL(kallsyms_token_index)=ffffffff82200300\n"
+        f"NUMBER(phys_base)=0\nKERNELOFFSET=0\n{extra}"
+    ).encode()
 
 
-def note(text: bytes, descsz: int | None = None, name: bytes = V.NOTE_NAME,
-         ntype: int = 0) -> bytes:
+def note(
+    text: bytes, descsz: int | None = None, name: bytes = V.NOTE_NAME, ntype: int = 0
+) -> bytes:
     size = len(text) if descsz is None else descsz
     return struct.pack("<III", len(name), size, ntype) + name + b"\x00" + text
 
 
-def image(size: int = 48 * MiB, notes: dict[int, bytes] | None = None,
-          release: str = RELEASE) -> bytearray:
+def image(
+    size: int = 48 * MiB, notes: dict[int, bytes] | None = None, release: str = RELEASE
+) -> bytearray:
     img = bytearray(size)
     rel = release.encode()
-    img[UTS_PA + 4:UTS_PA + 4 + 6] = b"Linux\x00"  # struct new_utsname name at offset 4
-    img[UTS_PA + 4 + 130:UTS_PA + 4 + 130 + len(rel)] = rel
+    img[UTS_PA + 4 : UTS_PA + 4 + 6] = b"Linux\x00"  # struct new_utsname name at offset 4
+    img[UTS_PA + 4 + 130 : UTS_PA + 4 + 130 + len(rel)] = rel
     for addr, data in (notes or {}).items():
-        img[addr:addr + len(data)] = data
+        img[addr : addr + len(data)] = data
     return img
 
 
@@ -51,6 +55,7 @@ def memory(img, **kw) -> BytesMemory:
 
 # -- parsing ------------------------------------------------------------------------------
 
+
 def test_parse_real_shape():
     info = V.parse_note(note(note_text(extra="KERNELOFFSET=ignored-dup\n")))
     assert info.osrelease == RELEASE and info.page_size == 4096
@@ -59,20 +64,23 @@ def test_parse_real_shape():
     assert any("duplicate KERNELOFFSET" in w for w in info.warnings)
 
 
-@pytest.mark.parametrize("bad, why", [
-    (note(note_text(), ntype=1), "type"),
-    (note(note_text(), descsz=1 << 30), "out of bounds"),
-    (note(note_text(), name=b"VMCOREINFX\x00"), "name"),
-    (note(b"PAGESIZE=4096\n"), "OSRELEASE"),
-    (note(note_text(release="evil\x1b[0m")), "OSRELEASE"),
-    (note(note_text(extra="KERNELOFFSET=123\n").replace(b"KERNELOFFSET=0\n", b"")), "slide"),
-    (note(note_text(uts=0x4141_4141_4141_4141)), "outside the kernel image"),
-    (note(note_text(extra="SYMBOL(mem_section)=7fff00001000\n")), "not a kernel address"),
-    (note(note_text(extra="SYMBOL(vmemmap)=ffffffff81000000\n")), "not a kernel address"),
-    (note(note_text(extra="SYMBOL(_stext)=ffff888000000000\n")), "outside the kernel image"),
-    (note(note_text().replace(b"PAGESIZE=4096", b"PAGESIZE=65536")), "PAGESIZE"),
-    (note(note_text())[:30], "truncated"),
-])
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        (note(note_text(), ntype=1), "type"),
+        (note(note_text(), descsz=1 << 30), "out of bounds"),
+        (note(note_text(), name=b"VMCOREINFX\x00"), "name"),
+        (note(b"PAGESIZE=4096\n"), "OSRELEASE"),
+        (note(note_text(release="evil\x1b[0m")), "OSRELEASE"),
+        (note(note_text(extra="KERNELOFFSET=123\n").replace(b"KERNELOFFSET=0\n", b"")), "slide"),
+        (note(note_text(uts=0x4141_4141_4141_4141)), "outside the kernel image"),
+        (note(note_text(extra="SYMBOL(mem_section)=7fff00001000\n")), "not a kernel address"),
+        (note(note_text(extra="SYMBOL(vmemmap)=ffffffff81000000\n")), "not a kernel address"),
+        (note(note_text(extra="SYMBOL(_stext)=ffff888000000000\n")), "outside the kernel image"),
+        (note(note_text().replace(b"PAGESIZE=4096", b"PAGESIZE=65536")), "PAGESIZE"),
+        (note(note_text())[:30], "truncated"),
+    ],
+)
 def test_parse_rejects_hostile_notes(bad, why):
     with pytest.raises(V.NoteError, match=why):
         V.parse_note(bad)
@@ -88,8 +96,13 @@ def test_parse_accepts_vmemmap_and_leaves_out_unknown_symbols_outside_the_image(
     """Debian 13's 6.12 exports SYMBOL(vmemmap)=ffffea0000000000 (the struct page array);
     a symbol the kernel exports in future and that points elsewhere is left out, with a
     warning, instead of refusing the kernel's own note."""
-    info = V.parse_note(note(note_text(extra="SYMBOL(vmemmap)=ffffea0000000000\n"
-                                             "SYMBOL(new_thing)=ffffc90000000000\n")))
+    info = V.parse_note(
+        note(
+            note_text(
+                extra="SYMBOL(vmemmap)=ffffea0000000000\nSYMBOL(new_thing)=ffffc90000000000\n"
+            )
+        )
+    )
     assert info.symbols["vmemmap"] == 0xFFFF_EA00_0000_0000
     assert "new_thing" not in info.symbols
     assert any("SYMBOL(new_thing)" in w for w in info.warnings)
@@ -124,11 +137,12 @@ def test_parse_garbage_lines_are_warnings():
 
 
 def test_parse_bounds_line_count():
-    info = V.parse_note(note(note_text(extra="A=1\n" * 3000)[:V.MAX_DESC]))
+    info = V.parse_note(note(note_text(extra="A=1\n" * 3000)[: V.MAX_DESC]))
     assert any("lines" in w for w in info.warnings)
 
 
 # -- scanning -----------------------------------------------------------------------------
+
 
 def test_scan_finds_note_near_top():
     addr = 46 * MiB + 0x1230
@@ -163,8 +177,13 @@ def test_note_without_the_utsname_offset_is_checked_too():
     look-alike naming another release is still refused."""
     old = note_text().replace(b"OFFSET(uts_namespace.name)=4\n", b"")
     real, fake = 10 * MiB, 47 * MiB
-    d = discover.scan(memory(image(notes={
-        real: note(old), fake: note(old.replace(RELEASE.encode(), b"5.10.0-evil"))})))
+    d = discover.scan(
+        memory(
+            image(
+                notes={real: note(old), fake: note(old.replace(RELEASE.encode(), b"5.10.0-evil"))}
+            )
+        )
+    )
     assert d.note_address == real and "matches" in d.sources["vmcoreinfo"]
     assert not any("could not be checked" in w for w in d.warnings)
     with pytest.raises(GuestDataError, match="no valid VMCOREINFO"):
@@ -198,6 +217,7 @@ def test_many_candidates_bounded():
 
 # -- cache --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XENVMI_CACHE_DIR", str(tmp_path))
@@ -224,8 +244,8 @@ def test_cache_second_run_skips_scan(cache):
 def test_cache_miss_when_note_changed(cache):
     img = image(notes={20 * MiB: note(note_text())})
     discover.discover(live(img))
-    img[20 * MiB:21 * MiB] = bytes(MiB)  # rebooted: the note moved
-    img[30 * MiB:30 * MiB + 600] = note(note_text()).ljust(600, b"\0")
+    img[20 * MiB : 21 * MiB] = bytes(MiB)  # rebooted: the note moved
+    img[30 * MiB : 30 * MiB + 600] = note(note_text()).ljust(600, b"\0")
     d = discover.discover(live(img))
     assert not d.from_cache and d.note_address == 30 * MiB
 
@@ -254,7 +274,7 @@ def test_failed_scan_is_remembered_for_the_boot(cache, monkeypatch):
     assert mem.stats["backend_bytes"] == 0
     with pytest.raises(GuestDataError, match="no valid VMCOREINFO note in"):
         discover.discover(live(img), use_cache=False)
-    img[20 * MiB:20 * MiB + 600] = note(note_text()).ljust(600, b"\0")  # booted now
+    img[20 * MiB : 20 * MiB + 600] = note(note_text()).ljust(600, b"\0")  # booted now
     with pytest.raises(GuestDataError, match="remembered"):
         discover.discover(live(img))
     monkeypatch.setattr(discover, "FAILED_SCAN_TTL", 0.0)
@@ -274,6 +294,7 @@ def test_images_without_identity_are_not_cached(cache):
 
 
 # -- the memory interface ----------------------------------------------------------------
+
 
 def test_bytes_memory_holes_and_strict():
     mem = memory(bytearray(b"\x01" * (64 * 1024)), holes=((8192, 12288),))
@@ -305,6 +326,7 @@ def test_owner_thread_enforced():
             mem.read_physical(0, 4)
         except RuntimeError as e:
             errors.append(str(e))
+
     t = threading.Thread(target=other)
     t.start()
     t.join()
@@ -320,6 +342,7 @@ def test_paused_always_resumes():
 
         def _resume(self):
             calls.append("resume")
+
     mem = Pausable(bytearray(4096))
     with pytest.raises(ZeroDivisionError):
         with mem.paused():

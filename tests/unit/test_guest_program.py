@@ -41,12 +41,14 @@ def test_deadline_stops_drgn_itself():
 
 def syms():
     G, L = SymbolBinding.GLOBAL, SymbolBinding.UNKNOWN
-    return [Symbol("_text", 0xFFFFFFFF81000000, 0, G, SymbolKind.FUNC),
-            Symbol("_stext", 0xFFFFFFFF81000000, 0x10, G, SymbolKind.FUNC),
-            Symbol("start_kernel", 0xFFFFFFFF82000000, 0x200, G, SymbolKind.FUNC),
-            Symbol("init_task", 0xFFFFFFFF82A00000, 0x2000, G, SymbolKind.OBJECT),
-            Symbol("dup", 0xFFFFFFFF82B00000, 8, L, SymbolKind.UNKNOWN),
-            Symbol("dup", 0xFFFFFFFF82B00010, 8, L, SymbolKind.UNKNOWN)]
+    return [
+        Symbol("_text", 0xFFFFFFFF81000000, 0, G, SymbolKind.FUNC),
+        Symbol("_stext", 0xFFFFFFFF81000000, 0x10, G, SymbolKind.FUNC),
+        Symbol("start_kernel", 0xFFFFFFFF82000000, 0x200, G, SymbolKind.FUNC),
+        Symbol("init_task", 0xFFFFFFFF82A00000, 0x2000, G, SymbolKind.OBJECT),
+        Symbol("dup", 0xFFFFFFFF82B00000, 8, L, SymbolKind.UNKNOWN),
+        Symbol("dup", 0xFFFFFFFF82B00010, 8, L, SymbolKind.UNKNOWN),
+    ]
 
 
 def test_symbol_cache_roundtrip(tmp_path):
@@ -56,16 +58,20 @@ def test_symbol_cache_roundtrip(tmp_path):
     assert len(finder) == 6
     (s,) = finder(None, "start_kernel", None, True)
     assert s.address == 0xFFFFFFFF82000000 and s.kind == SymbolKind.FUNC
-    assert [x.address for x in finder(None, "dup", None, False)] == [0xFFFFFFFF82B00000,
-                                                                     0xFFFFFFFF82B00010]
+    assert [x.address for x in finder(None, "dup", None, False)] == [
+        0xFFFFFFFF82B00000,
+        0xFFFFFFFF82B00010,
+    ]
     (s,) = finder(None, None, 0xFFFFFFFF82A00010, True)
     assert s.name == "init_task"
     assert {x.name for x in finder(None, None, 0xFFFFFFFF81000000, False)} == {"_text", "_stext"}
     assert finder(None, None, 0xFFFFFFFF80000000, True) == []
     assert finder(None, "nope", None, True) == []
     for _ in range(20):  # past the first lookups (a scan) to the dict built once
-        assert [x.address for x in finder(None, "dup", None, False)] == [0xFFFFFFFF82B00000,
-                                                                         0xFFFFFFFF82B00010]
+        assert [x.address for x in finder(None, "dup", None, False)] == [
+            0xFFFFFFFF82B00000,
+            0xFFFFFFFF82B00010,
+        ]
         assert finder(None, "init_task", None, True)[0].size == 0x2000
         assert finder(None, "nope", None, True) == []
     prog = drgn.Program(program.PLATFORM)
@@ -74,13 +80,16 @@ def test_symbol_cache_roundtrip(tmp_path):
     assert len(prog.symbols()) == 6
 
 
-@pytest.mark.parametrize("damage", [
-    lambda d: d[:-1],                                  # truncated names
-    lambda d: b"XVMSYM99" + d[8:],                     # wrong magic
-    lambda d: d[:8] + (10 ** 8).to_bytes(4, "little") + d[12:],  # absurd count
-    lambda d: d[:16 + 16 * 6] + b"\x7f" + d[16 + 16 * 6 + 1:],   # unknown kind
-    lambda d: b"",
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d[:-1],  # truncated names
+        lambda d: b"XVMSYM99" + d[8:],  # wrong magic
+        lambda d: d[:8] + (10**8).to_bytes(4, "little") + d[12:],  # absurd count
+        lambda d: d[: 16 + 16 * 6] + b"\x7f" + d[16 + 16 * 6 + 1 :],  # unknown kind
+        lambda d: b"",
+    ],
+)
 def test_symbol_cache_rejects_damage(tmp_path, damage):
     path = tmp_path / "k.kallsyms"
     symcache.save_symbols(path, syms())
@@ -108,27 +117,34 @@ def _linear_setup(table_shift: int = 0):
     direct map at POB (off by ``table_shift``: a lie) and the kernel image at TEXT."""
     import random
     from types import SimpleNamespace
+
     img = bytearray(random.Random(3).randbytes(16 << 20))
-    img[KPHYS + 0x1000:KPHYS + 0x1008] = POB.to_bytes(8, "little")  # page_offset_base
+    img[KPHYS + 0x1000 : KPHYS + 0x1008] = POB.to_bytes(8, "little")  # page_offset_base
     mem = BytesMemory(img)
     walks = []
     prog = drgn.Program(program.PLATFORM)
-    prog.add_memory_segment(0, len(img), lambda a, n, o, p: bytes(img[a:a + n]), physical=True)
+    prog.add_memory_segment(0, len(img), lambda a, n, o, p: bytes(img[a : a + n]), physical=True)
 
     def table(phys):
         def read(a, n, o, p):
             walks.append(a)
-            return bytes(img[phys + o:phys + o + n])
+            return bytes(img[phys + o : phys + o + n])
+
         return read
+
     prog.add_memory_segment(POB, len(img) - table_shift, table(table_shift), physical=False)
     prog.add_memory_segment(TEXT, 2 << 20, table(KPHYS), physical=False)
     G = SymbolBinding.GLOBAL
-    table_syms = [Symbol("_text", TEXT, 0, G, SymbolKind.FUNC),
-                  Symbol("_end", TEXT + (2 << 20), 0, G, SymbolKind.OBJECT),
-                  Symbol("page_offset_base", TEXT + 0x1000, 8, G, SymbolKind.OBJECT)]
+    table_syms = [
+        Symbol("_text", TEXT, 0, G, SymbolKind.FUNC),
+        Symbol("_end", TEXT + (2 << 20), 0, G, SymbolKind.OBJECT),
+        Symbol("page_offset_base", TEXT + 0x1000, 8, G, SymbolKind.OBJECT),
+    ]
     prog.register_symbol_finder(
-        "t", lambda p, name, addr, one: [s for s in table_syms if s.name == name][:1],
-        enable_index=0)
+        "t",
+        lambda p, name, addr, one: [s for s in table_syms if s.name == name][:1],
+        enable_index=0,
+    )
     info = SimpleNamespace(kernel_image_pa=lambda va: va - TEXT + KPHYS)
     d = SimpleNamespace(note_address=0x5000, info=info)
     kp = program.KernelProgram(prog, mem, d, Budget(60))
@@ -140,13 +156,13 @@ def test_linear_maps_skip_the_page_table_walk():
     program._linear_maps(kp, [kp])
     assert not kp.warnings and {"direct map", "kernel image"} <= set(kp.sources)
     walks.clear()
-    assert kp.prog.read(POB + 0x123456, 32) == bytes(img[0x123456:0x123456 + 32])
-    assert kp.prog.read(TEXT + 0x2000, 16) == bytes(img[KPHYS + 0x2000:KPHYS + 0x2010])
+    assert kp.prog.read(POB + 0x123456, 32) == bytes(img[0x123456 : 0x123456 + 32])
+    assert kp.prog.read(TEXT + 0x2000, 16) == bytes(img[KPHYS + 0x2000 : KPHYS + 0x2010])
     assert walks == []
     with pytest.raises(drgn.FaultError):  # past the guest's RAM: a fault, as in the tables
         kp.prog.read(POB + (16 << 20), 8)
     # KernelProgram.read (the views' reader) goes straight to memory in the maps
-    assert kp.read(POB + 0x123456, 32) == bytes(img[0x123456:0x123456 + 32])
+    assert kp.read(POB + 0x123456, 32) == bytes(img[0x123456 : 0x123456 + 32])
     assert kp.kernel_pa(TEXT + 0x2000) == KPHYS + 0x2000 and kp.kernel_pa(0x1000) is None
     assert walks == []
     with pytest.raises(drgn.FaultError):
@@ -159,15 +175,17 @@ def test_linear_map_that_disagrees_with_the_page_tables_is_not_used():
     assert "direct map" not in kp.sources and "kernel image" in kp.sources
     assert any("direct map" in w and "page tables" in w for w in kp.warnings)
     walks.clear()
-    assert kp.prog.read(POB, 16) == bytes(img[4096:4096 + 16])  # the tables' answer
-    assert kp.read(POB, 16) == bytes(img[4096:4096 + 16]) and kp.kernel_pa(POB) is None
+    assert kp.prog.read(POB, 16) == bytes(img[4096 : 4096 + 16])  # the tables' answer
+    assert kp.read(POB, 16) == bytes(img[4096 : 4096 + 16]) and kp.kernel_pa(POB) is None
     assert walks
 
 
 # -- kallsyms staging ---------------------------------------------------------------------
 
+
 def _staging(symbols: dict[str, int]):
     from types import SimpleNamespace
+
     img = bytearray(range(256)) * (64 << 10)  # 16 MiB of a known pattern
     prog = drgn.Program(program.PLATFORM)  # no page tables: only the staged segment reads
     info = SimpleNamespace(symbols=symbols, kernel_image_pa=lambda va: va - TEXT + KPHYS)
@@ -177,14 +195,20 @@ def _staging(symbols: dict[str, int]):
 
 def test_kallsyms_tables_are_staged_from_one_bulk_read():
     names, index = TEXT + 0x10_0010, TEXT + 0x12_3456
-    kp, img = _staging({"kallsyms_names": names, "kallsyms_num_syms": names - 8,
-                        "kallsyms_token_table": index - 0x400, "kallsyms_token_index": index})
+    kp, img = _staging(
+        {
+            "kallsyms_names": names,
+            "kallsyms_num_syms": names - 8,
+            "kallsyms_token_table": index - 0x400,
+            "kallsyms_token_index": index,
+        }
+    )
     reads = kp.memory.stats["backend_reads"]
     program._stage_kallsyms(kp)
     assert kp.memory.stats["backend_reads"] == reads + 1 and not kp.warnings
     for va, n in ((names - 8, 8), (names, 100), (index, 512)):  # the token index's 256 u16
         pa = va - TEXT + KPHYS
-        assert kp.prog.read(va, n) == bytes(img[pa:pa + n])
+        assert kp.prog.read(va, n) == bytes(img[pa : pa + n])
     with pytest.raises(drgn.FaultError):  # nothing staged outside the tables
         kp.prog.read(TEXT, 8)
 

@@ -36,7 +36,11 @@ def ps(k: SyntheticKernel, budget: Budget | None = None):
 def test_ps_sane(k):
     rows, b = ps(k)
     assert [(p.pid, p.ppid, p.comm) for p in rows] == [
-        (1, 0, "init"), (2, 0, "kthreadd"), (77, 1, "xvm-parent"), (78, 77, "xvm-child")]
+        (1, 0, "init"),
+        (2, 0, "kthreadd"),
+        (77, 1, "xvm-parent"),
+        (78, 77, "xvm-child"),
+    ]
     assert [p.state for p in rows] == ["S", "S", "R", "I"]
     assert rows[2].uid == 1000 and rows[0].start_time == pytest.approx(0.123)
     assert b.complete and not b.warnings
@@ -92,13 +96,16 @@ def test_ps_self_loop(k):
     assert [p.pid for p in rows] == [1] and not b.complete
 
 
-@pytest.mark.parametrize("pointer, why", [
-    (0x4141_4141_4141_4141, "not a kernel address"),  # non-canonical
-    (0x0000_7FFF_DEAD_0000, "not a kernel address"),  # user space
-    (0xFFFF_8880_7777_0000, "unreadable"),            # kernel, but not mapped
-    (0xFFFF_8880_0100_0003, "not a kernel address"),  # misaligned
-    (0, "not a kernel address"),
-])
+@pytest.mark.parametrize(
+    "pointer, why",
+    [
+        (0x4141_4141_4141_4141, "not a kernel address"),  # non-canonical
+        (0x0000_7FFF_DEAD_0000, "not a kernel address"),  # user space
+        (0xFFFF_8880_7777_0000, "unreadable"),  # kernel, but not mapped
+        (0xFFFF_8880_0100_0003, "not a kernel address"),  # misaligned
+        (0, "not a kernel address"),
+    ],
+)
 def test_ps_corrupt_next_pointer(k, pointer, why):
     k.put(k.t2 + TASK["tasks"], "Q", pointer)
     rows, b = ps(k)
@@ -159,8 +166,11 @@ def test_ps_deadline():
 def test_walk_list_max_count(k):
     prog = k.program()
     b = Budget()
-    got = list(walk_list(prog["init_task"].tasks, "struct task_struct", "tasks", b,
-                         max_count=2, what="tasks"))
+    got = list(
+        walk_list(
+            prog["init_task"].tasks, "struct task_struct", "tasks", b, max_count=2, what="tasks"
+        )
+    )
     assert len(got) == 2 and any("more than 2" in w for w in b.warnings)
 
 
@@ -174,12 +184,15 @@ def test_c_string():
 
 # -- modules -------------------------------------------------------------------------------
 
+
 def test_lsmod(k):
     k.add_module(b"dummy", size=0x3000)
     k.add_module(b"xen_netfront", refs=2, state=1)
     rows = linux.modules(k.kernel_program(), Budget())
     assert [(m.name, m.refcount, m.state) for m in rows] == [
-        ("dummy", 0, "live"), ("xen_netfront", 2, "coming")]
+        ("dummy", 0, "live"),
+        ("xen_netfront", 2, "coming"),
+    ]
     assert rows[0].size == 0x3000
 
 
@@ -189,8 +202,7 @@ def test_lsmod_on_6_4_module_memory():
     k = SyntheticKernel(module_mem=True)
     k.add_module(b"dummy", size=0x3000)
     rows = linux.modules(k.kernel_program(), Budget())
-    assert [(m.name, m.size, m.address) for m in rows] == [
-        ("dummy", 0x3000, 0xFFFF_FFFF_C000_0000)]
+    assert [(m.name, m.size, m.address) for m in rows] == [("dummy", 0x3000, 0xFFFF_FFFF_C000_0000)]
 
 
 def test_lsmod_loop_and_garbage(k):
@@ -205,9 +217,13 @@ def test_lsmod_loop_and_garbage(k):
 
 # -- RAM map (for dumps) -------------------------------------------------------------------
 
-IOMEM = [(0x1000, 0x9FFFF, b"System RAM"), (0xA0000, 0xBFFFF, b"Video RAM area"),
-         (0x100000, 0x7FFFFFF, b"System RAM"), (0x8000000, 0x80FFFFF, b"System RAM"),
-         (0xFEE00000, 0xFEE00FFF, b"Local APIC")]
+IOMEM = [
+    (0x1000, 0x9FFFF, b"System RAM"),
+    (0xA0000, 0xBFFFF, b"Video RAM area"),
+    (0x100000, 0x7FFFFFF, b"System RAM"),
+    (0x8000000, 0x80FFFFF, b"System RAM"),
+    (0xFEE00000, 0xFEE00FFF, b"Local APIC"),
+]
 
 
 def test_ram_ranges_from_iomem(k):
@@ -259,7 +275,7 @@ def test_dmesg_wrapped_ring(k):
     k.set_log(recs, count_bits=4, size_bits=9)  # 16 slots, 512-byte text ring
     rows, b = dmesg(k)
     # Only the newest records still own their text (older blocks were overwritten).
-    assert [r.text for r in rows] == [t.decode() for _, t in recs[-len(rows):]]
+    assert [r.text for r in rows] == [t.decode() for _, t in recs[-len(rows) :]]
     assert [r.seq for r in rows] == list(range(40 - len(rows), 40)) and len(rows) >= 8
 
 
@@ -271,12 +287,15 @@ def test_dmesg_bogus_head_index(k):
     assert any("not reached" in w for w in b.warnings)
 
 
-@pytest.mark.parametrize("offset, fmt, value, why", [
-    (0, "I", 60, "implausible ring sizes"),              # count_bits
-    (40, "I", 63, "implausible ring sizes"),             # text size_bits
-    (8, "Q", 0x1234, "not a kernel address"),            # descs pointer
-    (48, "Q", 0xFFFF_8880_7777_0000, "unreadable"),      # text ring unmapped
-])
+@pytest.mark.parametrize(
+    "offset, fmt, value, why",
+    [
+        (0, "I", 60, "implausible ring sizes"),  # count_bits
+        (40, "I", 63, "implausible ring sizes"),  # text size_bits
+        (8, "Q", 0x1234, "not a kernel address"),  # descs pointer
+        (48, "Q", 0xFFFF_8880_7777_0000, "unreadable"),  # text ring unmapped
+    ],
+)
 def test_dmesg_hostile_ring_header(k, offset, fmt, value, why):
     ring = k.set_log(RECORDS)
     k.put(ring["rb"] + offset, fmt, value)
@@ -287,8 +306,8 @@ def test_dmesg_hostile_ring_header(k, offset, fmt, value, why):
 def test_dmesg_bad_text_positions(k):
     ring = k.set_log(RECORDS)
     k.put(ring["descs"] + 24 * 2 + 8, "QQ", 5000, 100)  # begin after next, other wrap
-    k.put(ring["infos"] + 32 * 3 + 16, "H", 0xFFFF)      # text_len beyond the block
-    k.put_bytes(ring["data"] + 8, b"\x1b]0;\x07\xff")   # control characters in text
+    k.put(ring["infos"] + 32 * 3 + 16, "H", 0xFFFF)  # text_len beyond the block
+    k.put_bytes(ring["data"] + 8, b"\x1b]0;\x07\xff")  # control characters in text
     rows, b = dmesg(k)
     assert 2 not in [r.seq for r in rows]
     assert rows[0].text.isprintable()
@@ -314,6 +333,7 @@ def test_state_char():
 
 # -- kernel log before 5.10 (log_buf) --------------------------------------------------
 
+
 def legacy(described: str, **kw) -> SyntheticKernel:
     """A kernel whose log is Linux 3.5-5.9's log_buf, its record described by the kernel's
     types ("btf") or only by VMCOREINFO ("vmcoreinfo")."""
@@ -331,11 +351,11 @@ def legacy_dmesg(k: SyntheticKernel, budget: Budget | None = None):
 @pytest.mark.parametrize("described", ["btf", "vmcoreinfo"])
 def test_legacy_dmesg_sane(described):
     k = legacy(described)
-    k.set_legacy_log(RECORDS + [(99, b"xenvmi-lab: guest xvm-pvh1 is up")], level=4,
-                     facility=3)
+    k.set_legacy_log(RECORDS + [(99, b"xenvmi-lab: guest xvm-pvh1 is up")], level=4, facility=3)
     rows, b = legacy_dmesg(k)
     assert [r.text for r in rows] == [t.decode() for _, t in RECORDS] + [
-        "xenvmi-lab: guest xvm-pvh1 is up"]
+        "xenvmi-lab: guest xvm-pvh1 is up"
+    ]
     assert [r.seq for r in rows] == list(range(11)) and b.complete, b.warnings
     assert rows[3].timestamp == pytest.approx(0.003)
     assert {(r.level, r.facility) for r in rows} == {(4, 3)}
@@ -356,12 +376,15 @@ def test_legacy_dmesg_wrapped(described):
     assert [r.text for r in rows] == [t.decode() for _, t in recs[first:]]
 
 
-@pytest.mark.parametrize("what, value", [
-    ("log_first_idx", 7),          # not a record boundary: lengths lead nowhere
-    ("log_next_idx", 4000),        # beyond the buffer
-    ("log_buf_len", 1 << 40),      # implausible size
-    ("log_buf", 0x1234),           # not a kernel address
-])
+@pytest.mark.parametrize(
+    "what, value",
+    [
+        ("log_first_idx", 7),  # not a record boundary: lengths lead nowhere
+        ("log_next_idx", 4000),  # beyond the buffer
+        ("log_buf_len", 1 << 40),  # implausible size
+        ("log_buf", 0x1234),  # not a kernel address
+    ],
+)
 def test_legacy_dmesg_hostile_indexes(what, value):
     k = legacy("btf")
     log = k.set_legacy_log(RECORDS)
@@ -377,8 +400,8 @@ def test_legacy_dmesg_looping_lengths():
     record is visited at most once per buffer pass."""
     k = legacy("vmcoreinfo")
     log = k.set_legacy_log(RECORDS)
-    k.put(log["buf"] + 8, "H", 0)            # the first record claims the end-marker
-    k.put(log["&log_next_idx"], "Q", 512)    # and the end is somewhere never reached
+    k.put(log["buf"] + 8, "H", 0)  # the first record claims the end-marker
+    k.put(log["&log_next_idx"], "Q", 512)  # and the end is somewhere never reached
     rows, b = legacy_dmesg(k)
     assert rows == [] and not b.complete
 

@@ -28,8 +28,14 @@ BACKENDS_NEVER = ("xenvmi.guest", "xenvmi.tui", "xenvmi.commands", "xenvmi.cli")
 TERMINAL_UI = {"textual", "rich"}
 TUI_PLACES = ("tui/", "commands/tui.py")
 VIEWS_NEVER = ("xenvmi.tui", "xenvmi.commands", "xenvmi.cli")
-VIEWS_AT_IMPORT = ("__future__", "dataclasses", "typing", "xenvmi.plugins", "xenvmi.model.guest",
-                   "xenvmi.views")
+VIEWS_AT_IMPORT = (
+    "__future__",
+    "dataclasses",
+    "typing",
+    "xenvmi.plugins",
+    "xenvmi.model.guest",
+    "xenvmi.views",
+)
 
 
 def imports(path: Path, package: str) -> set[str]:
@@ -40,7 +46,7 @@ def imports(path: Path, package: str) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 found.add(".".join(base + ([node.module] if node.module else [])))
             elif node.module:
                 found.add(node.module)
@@ -71,7 +77,8 @@ def violations(root: Path) -> list[str]:
             if top in TERMINAL_UI and not rel.startswith(TUI_PLACES):
                 out.append(f"{rel}: {name} (terminal UI outside xenvmi/tui)")
             if top not in ("xenvmi", "__future__") and any(
-                    part.startswith("_") for part in name.split(".")[1:]):
+                part.startswith("_") for part in name.split(".")[1:]
+            ):
                 out.append(f"{rel}: {name} (a dependency's private module)")
             if rel.startswith("backends/") and name.startswith(BACKENDS_NEVER):
                 out.append(f"{rel}: {name} (backends never import guest, tui or the CLI)")
@@ -80,8 +87,10 @@ def violations(root: Path) -> list[str]:
         if rel.startswith("views/"):
             for name in sorted(top_level_imports(path)):
                 if not name.startswith(VIEWS_AT_IMPORT):
-                    out.append(f"{rel}: {name} (a view imports only the plugin API and "
-                               "models at import time)")
+                    out.append(
+                        f"{rel}: {name} (a view imports only the plugin API and "
+                        "models at import time)"
+                    )
     return out
 
 
@@ -90,18 +99,21 @@ def test_the_package_keeps_its_walls():
     assert violations(ROOT) == []
 
 
-@pytest.mark.parametrize("rel, text, why", [
-    ("guest/sneaky.py", "import ctypes\n", "Xen-facing"),
-    ("trace/sneaky.py", "def f():\n    from bcc import BPF\n", "Xen-facing"),
-    ("api_x.py", "import pyxs.client\n", "Xen-facing"),
-    ("render_x.py", "import subprocess\n", "Xen-facing"),
-    ("guest/view.py", "from textual.app import App\n", "terminal UI"),
-    ("backends/leaky.py", "from xenvmi.guest import linux\n", "backends never"),
-    ("backends/sub/leaky.py", "from ...tui import app\n", "backends never"),
-    ("backends/private.py", "def f():\n    from pyxs._internal import Op\n", "private"),
-    ("views/table.py", "def f():\n    from xenvmi.commands import plugins\n", "views never"),
-    ("views/heavy.py", "from xenvmi.guest import linux\n", "at import time"),
-])
+@pytest.mark.parametrize(
+    "rel, text, why",
+    [
+        ("guest/sneaky.py", "import ctypes\n", "Xen-facing"),
+        ("trace/sneaky.py", "def f():\n    from bcc import BPF\n", "Xen-facing"),
+        ("api_x.py", "import pyxs.client\n", "Xen-facing"),
+        ("render_x.py", "import subprocess\n", "Xen-facing"),
+        ("guest/view.py", "from textual.app import App\n", "terminal UI"),
+        ("backends/leaky.py", "from xenvmi.guest import linux\n", "backends never"),
+        ("backends/sub/leaky.py", "from ...tui import app\n", "backends never"),
+        ("backends/private.py", "def f():\n    from pyxs._internal import Op\n", "private"),
+        ("views/table.py", "def f():\n    from xenvmi.commands import plugins\n", "views never"),
+        ("views/heavy.py", "from xenvmi.guest import linux\n", "at import time"),
+    ],
+)
 def test_a_planted_crossing_is_caught(tmp_path, rel, text, why):
     (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / rel).write_text(text)
@@ -115,10 +127,13 @@ def test_a_planted_crossing_is_caught(tmp_path, rel, text, why):
 
 def test_the_readme_layout_names_every_top_level_module_and_package():
     readme = (ROOT.parent / "README.md").read_text()
-    layout = readme[readme.index("## Layout"):]
-    tops = {p.name for p in ROOT.iterdir()
-            if (p.suffix == ".py" and not p.name.startswith("_"))
-            or (p.is_dir() and (p / "__init__.py").exists())}
+    layout = readme[readme.index("## Layout") :]
+    tops = {
+        p.name
+        for p in ROOT.iterdir()
+        if (p.suffix == ".py" and not p.name.startswith("_"))
+        or (p.is_dir() and (p / "__init__.py").exists())
+    }
     for name in tops:
         shown = f"xenvmi/{name}" + ("" if name.endswith(".py") else "/")
         assert shown in layout, f"README's Layout does not list {shown}"

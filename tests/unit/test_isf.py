@@ -21,16 +21,21 @@ SLIDE = 0x1E00000
 LINK = 0xFFFF_FFFF_8200_0000  # a link-time kernel-image address
 BANNER = b"Linux version 6.1.0-99-amd64 (debian-kernel@lists.debian.org) (gcc 12) #1 SMP\n\0"
 HOST_BTF = "/sys/kernel/btf/vmlinux"
-pytestmark = [pytest.mark.timeout(300),  # volatility3's schemas name no known metaschema:
-              pytest.mark.filterwarnings("ignore:The metaschema:DeprecationWarning")]
+pytestmark = [
+    pytest.mark.timeout(300),  # volatility3's schemas name no known metaschema:
+    pytest.mark.filterwarnings("ignore:The metaschema:DeprecationWarning"),
+]
 
 
 @pytest.fixture
 def vol3(tmp_path_factory, monkeypatch):
     """volatility3, its validation cache kept out of the user's ~/.cache."""
-    pytest.importorskip("volatility3", reason="volatility3 not installed (pip install "
-                        "volatility3, or the test extra)")
+    pytest.importorskip(
+        "volatility3",
+        reason="volatility3 not installed (pip install volatility3, or the test extra)",
+    )
     from volatility3 import schemas
+
     cache = tmp_path_factory.mktemp("vol3") / "valid.cache"
     monkeypatch.setattr(schemas, "cached_validation_filepath", str(cache))
     monkeypatch.setattr(schemas, "cached_validations", set())
@@ -41,6 +46,7 @@ def schema_validate(doc: dict) -> None:
     """Validate against the schema volatility3 ships for the document's format."""
     jsonschema = pytest.importorskip("jsonschema", reason="jsonschema not installed")
     from volatility3 import schemas
+
     path = Path(schemas.__file__).parent / f"schema-{doc['metadata']['format']}.json"
     jsonschema.Draft202012Validator(json.loads(path.read_text())).validate(doc)
 
@@ -49,10 +55,12 @@ def load(path: Path, name: str = "k", linux: bool = False, validate: bool = True
     """A volatility3 context with the ISF at ``path`` loaded as table ``name``."""
     from volatility3.framework import contexts
     from volatility3.framework.symbols import intermed
+
     ctx = contexts.Context()
     if linux:
         import volatility3.framework.symbols.linux.extensions.network  # noqa: F401
         from volatility3.framework.symbols import linux as vlinux
+
         cls = vlinux.LinuxKernelIntermedSymbols
     else:
         cls = intermed.IntermediateSymbolTable
@@ -62,14 +70,17 @@ def load(path: Path, name: str = "k", linux: bool = False, validate: bool = True
 
 def sample_doc(**kw):
     k = sample_kernel()
-    syms = [Sym("init_task", LINK + SLIDE + 0x1000, 64),
-            Sym("linux_banner", LINK + SLIDE + 0x2000, len(BANNER)),
-            Sym("runqueues", 0x2C000, 0x1000),  # per-CPU: an absolute offset, no slide
-            Sym("_text", LINK + SLIDE, 0)]
+    syms = [
+        Sym("init_task", LINK + SLIDE + 0x1000, 64),
+        Sym("linux_banner", LINK + SLIDE + 0x2000, len(BANNER)),
+        Sym("runqueues", 0x2C000, 0x1000),  # per-CPU: an absolute offset, no slide
+        Sym("_text", LINK + SLIDE, 0),
+    ]
     return (k, *isf.build_isf(B.Btf(k.btf), syms, kaslr_slide=SLIDE, banner=BANNER, **kw))
 
 
 # -- the sample kernel, through volatility3 ------------------------------------------------
+
 
 def test_sample_kernel_loads_as_written(vol3, tmp_path):
     k, doc, summary = sample_doc()
@@ -100,10 +111,15 @@ def test_sample_kernel_loads_as_written(vol3, tmp_path):
 def test_same_kernel_same_isf_at_any_slide():
     """Link-time addresses and no boot-specific metadata: one file per kernel build."""
     k = sample_kernel()
+
     def doc(slide):
-        syms = [Sym("init_task", LINK + slide + 0x1000, 64), Sym("runqueues", 0x2C000, 64),
-                Sym("linux_banner", LINK + slide + 0x2000, len(BANNER))]
+        syms = [
+            Sym("init_task", LINK + slide + 0x1000, 64),
+            Sym("runqueues", 0x2C000, 64),
+            Sym("linux_banner", LINK + slide + 0x2000, len(BANNER)),
+        ]
         return isf.build_isf(B.Btf(k.btf), syms, kaslr_slide=slide, banner=BANNER)[0]
+
     assert json.dumps(doc(0)) == json.dumps(doc(SLIDE))
 
 
@@ -121,17 +137,18 @@ def test_volatility3_symbol_cache_matches_banner(vol3, tmp_path, monkeypatch):
     """What `vol -s DIR` does: every *.json under DIR (any depth) is indexed by banner."""
     import volatility3.symbols
     from volatility3.framework.automagic import symbol_cache
+
     _, doc, _ = sample_doc()
     (tmp_path / "syms" / "linux").mkdir(parents=True)
     path = isf.write_isf(doc, tmp_path / "syms" / "linux" / "guest.json", xz=True)
     monkeypatch.setattr(volatility3.symbols, "__path__", [str(tmp_path / "syms")])
     cache = symbol_cache.SqliteCache(str(tmp_path / "identifiers.cache"))
     cache.update()
-    assert cache.get_identifier_dictionary(operating_system="linux") == {
-        BANNER: path.as_uri()}
+    assert cache.get_identifier_dictionary(operating_system="linux") == {BANNER: path.as_uri()}
 
 
 # -- hostile and odd BTF ---------------------------------------------------------------------
+
 
 def odd_btf() -> bytes:
     w = BtfWriter()
@@ -142,10 +159,19 @@ def odd_btf() -> bytes:
     inner = w.struct(None, 8, [("x", int_, 0), (None, union, 32)])
     proto = w.func_proto(int_, [("p", int_)])
     point = w.struct("point", 4, [("v", int_, 0)])
-    w.struct("outer", 32, [
-        ("head", int_, 0), (None, inner, 32), ("cb", w.ptr(proto), 128),
-        ("flags", uint, 192, 3), ("bad_bf", point, 195, 2), ("odd", int_, 201),
-        ("fn", proto, 224)])
+    w.struct(
+        "outer",
+        32,
+        [
+            ("head", int_, 0),
+            (None, inner, 32),
+            ("cb", w.ptr(proto), 128),
+            ("flags", uint, 192, 3),
+            ("bad_bf", point, 195, 2),
+            ("odd", int_, 201),
+            ("fn", proto, 224),
+        ],
+    )
     w.typedef("atomic_t", w.struct(None, 4, [("counter", int_, 0)]))
     cyc = w.struct(None, 8)
     w.set_members(cyc, [(None, cyc, 0)])  # anonymous, containing itself anonymously
@@ -189,20 +215,33 @@ def test_hostile_btf_skipped_and_counted(vol3, tmp_path):
     assert ut["outer"]["fields"]["fn"]["type"] == {"kind": "function"}
     assert "deep" not in ut["chains"]["fields"]
     assert ut["chains"]["fields"]["loop"]["type"]["kind"] == "pointer"
-    assert doc["enums"]["big"] == {"size": 8, "base": "__btf_s64",  # no signed 8-byte int
-                                   "constants": {"NEG": -5, "HUGE": 1 << 40}}
-    assert doc["base_types"]["__btf_s64"] == {"size": 8, "signed": True, "kind": "int",
-                                              "endian": "little"}
+    assert doc["enums"]["big"] == {
+        "size": 8,
+        "base": "__btf_s64",  # no signed 8-byte int
+        "constants": {"NEG": -5, "HUGE": 1 << 40},
+    }
+    assert doc["base_types"]["__btf_s64"] == {
+        "size": 8,
+        "signed": True,
+        "kind": "int",
+        "endian": "little",
+    }
     assert doc["enums"]["fwd_only"]["constants"] == {}
-    assert doc["enums"][[n for n in doc["enums"] if n.startswith("unnamed_")][0]][
-        "constants"] == {"ANON_A": 1}
+    assert doc["enums"][[n for n in doc["enums"] if n.startswith("unnamed_")][0]]["constants"] == {
+        "ANON_A": 1
+    }
     assert ut["oldbits"]["fields"]["lo"]["type"]["bit_length"] == 3
 
     path = isf.write_isf(doc, tmp_path / "odd.json")
     ctx = load(path)
     outer = ctx.symbol_space.get_type("k!outer")  # anonymous struct + union, flattened
-    assert {n: outer.relative_child_offset(n) for n in ("head", "x", "a", "b", "cb")} == \
-        {"head": 0, "x": 4, "a": 8, "b": 8, "cb": 16}
+    assert {n: outer.relative_child_offset(n) for n in ("head", "x", "a", "b", "cb")} == {
+        "head": 0,
+        "x": 4,
+        "a": 8,
+        "b": 8,
+        "cb": 16,
+    }
     flags = outer.vol.members["flags"][1]
     assert outer.relative_child_offset("flags") == 24
     assert (flags.vol.start_bit, flags.vol.end_bit) == (0, 3)
@@ -235,6 +274,7 @@ def test_random_corruption_never_crashes(vol3):
 
 # -- declared globals, banner --------------------------------------------------------------
 
+
 def test_globals_get_declared_types():
     w = BtfWriter()
     ulong = w.int("long unsigned int", 8)
@@ -244,19 +284,31 @@ def test_globals_get_declared_types():
     rq = w.struct("rq", 64, [("nr_running", ulong, 0)])
     w.var("runqueues", rq)
     w.typedef("u32", w.int("unsigned int", 4))
-    syms = [Sym("avenrun", LINK, 24), Sym("tk_core", LINK + 64, 24), Sym("runqueues", 0x3000, 64),
-            Sym("task_state_array", LINK + 128, 80), Sym("log_buf_len", LINK + 256, 4),
-            Sym("init_task", LINK + 512, 4096), Sym("start_kernel", LINK + 8192, 100),
-            Sym("jiffies", LINK + 300, 8)]
+    syms = [
+        Sym("avenrun", LINK, 24),
+        Sym("tk_core", LINK + 64, 24),
+        Sym("runqueues", 0x3000, 64),
+        Sym("task_state_array", LINK + 128, 80),
+        Sym("log_buf_len", LINK + 256, 4),
+        Sym("init_task", LINK + 512, 4096),
+        Sym("start_kernel", LINK + 8192, 100),
+        Sym("jiffies", LINK + 300, 8),
+    ]
     doc, summary = isf.build_isf(B.Btf(w.build()), syms)
     s = doc["symbols"]
     base = lambda n: {"kind": "base", "name": n}  # noqa: E731
-    assert s["avenrun"]["type"] == {"kind": "array", "count": 3, "subtype": base(
-        "long unsigned int")}
+    assert s["avenrun"]["type"] == {
+        "kind": "array",
+        "count": 3,
+        "subtype": base("long unsigned int"),
+    }
     assert s["tk_core"]["type"] == {"kind": "struct", "name": f"unnamed_{tk:x}"}
     assert s["runqueues"]["type"] == {"kind": "struct", "name": "rq"}  # the BTF VAR
-    assert s["task_state_array"]["type"] == {"kind": "array", "count": 10, "subtype": {
-        "kind": "pointer", "subtype": base("char")}}  # `[]`: from the symbol's size
+    assert s["task_state_array"]["type"] == {
+        "kind": "array",
+        "count": 10,
+        "subtype": {"kind": "pointer", "subtype": base("char")},
+    }  # `[]`: from the symbol's size
     assert s["log_buf_len"]["type"] == base("unsigned int")  # u32, typedef resolved
     assert s["jiffies"]["type"] == base("long unsigned int")  # volatile unsigned long
     assert s["init_task"]["type"] == isf.VOID  # no struct task_struct in this BTF
@@ -270,7 +322,8 @@ def test_read_banner_bounded():
     mem = {0x1000: BANNER}
 
     def read(addr, n):
-        return (mem[0x1000] + b"\xff" * 4096)[addr - 0x1000:addr - 0x1000 + n]
+        return (mem[0x1000] + b"\xff" * 4096)[addr - 0x1000 : addr - 0x1000 + n]
+
     assert isf.read_banner(read, 0x1000) == BANNER
     with pytest.raises(GuestDataError, match="within 1024"):
         isf.read_banner(lambda a, n: b"L" * n, 0)
@@ -283,6 +336,7 @@ def test_read_banner_bounded():
 def test_from_kernel_program(vol3, tmp_path):
     pytest.importorskip("drgn")
     from tests.unit.isf_fakes import fake_kernel_program
+
     kp = fake_kernel_program(BANNER)
     doc, summary = isf.from_kernel_program(kp)
     schema_validate(doc)
@@ -294,6 +348,7 @@ def test_from_kernel_program(vol3, tmp_path):
 
 # -- the host's real kernel BTF --------------------------------------------------------------
 
+
 def test_host_kernel_btf_matches_drgn(vol3, tmp_path):
     """Every member volatility3 sees in key kernel structs sits where drgn (xenvmi's own
     BTF finder) puts it, anonymous unions flattened, on this machine's real kernel BTF."""
@@ -302,9 +357,20 @@ def test_host_kernel_btf_matches_drgn(vol3, tmp_path):
     drgn = pytest.importorskip("drgn")
     from xenvmi.guest.btf_drgn import attach_btf
     from xenvmi.guest.program import PLATFORM
+
     data = Path(HOST_BTF).read_bytes()
-    names = ["task_struct", "mm_struct", "cred", "list_head", "module", "page", "inode",
-             "file", "dentry", "vm_area_struct"]
+    names = [
+        "task_struct",
+        "mm_struct",
+        "cred",
+        "list_head",
+        "module",
+        "page",
+        "inode",
+        "file",
+        "dentry",
+        "vm_area_struct",
+    ]
     syms = [Sym(n, LINK + 4096 * i, 0) for i, n in enumerate(["init_task", "init_mm"])]
     doc, summary = isf.build_isf(B.Btf(data), syms, banner=BANNER)
     assert summary.user_types > 1000 and summary.symbols == 2
@@ -319,7 +385,8 @@ def test_host_kernel_btf_matches_drgn(vol3, tmp_path):
         for member in vt.members:
             if member.startswith("unnamed_field_"):
                 continue
-            assert vt.relative_child_offset(member) == dt.member(member).bit_offset // 8, \
+            assert vt.relative_child_offset(member) == dt.member(member).bit_offset // 8, (
                 f"{name}.{member}"
+            )
     init = ctx.symbol_space.get_symbol("k!init_task")
     assert init.type.vol.type_name == "k!task_struct" and init.address == LINK

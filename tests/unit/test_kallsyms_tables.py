@@ -18,23 +18,36 @@ def find(t: Tables, known=None, limit=None, timeout=60.0):
 
     def read(pa: int, size: int) -> bytes:
         off = pa - IMAGE_PA
-        data = image[off:off + size]
+        data = image[off : off + size]
         return data + bytes(size - len(data))
-    return KT.find(read, IMAGE_PA, TEXT_VA, limit or len(image),
-                   t.known() if known is None else known, timeout=timeout)
+
+    return KT.find(
+        read,
+        IMAGE_PA,
+        TEXT_VA,
+        limit or len(image),
+        t.known() if known is None else known,
+        timeout=timeout,
+    )
 
 
-CASES = [("before 6.4", "absolute-percpu", True), ("before 6.4", "base-relative", False),
-         ("before 6.4", "absolute", True), ("6.4+", "absolute-percpu", True),
-         ("6.4+", "base-relative", False), ("6.4+", "place-relative", False)]
+CASES = [
+    ("before 6.4", "absolute-percpu", True),
+    ("before 6.4", "base-relative", False),
+    ("before 6.4", "absolute", True),
+    ("6.4+", "absolute-percpu", True),
+    ("6.4+", "base-relative", False),
+    ("6.4+", "place-relative", False),
+]
 
 
 @pytest.mark.parametrize("layout,encoding,percpu", CASES)
 def test_each_layout_and_encoding_is_found_exactly(layout, encoding, percpu):
     t = build(symbols(percpu=percpu), layout=layout, encoding=encoding)
     found = find(t)
-    assert found.symbols() == {k: v for k, v in t.at.items()
-                               if k not in ("kallsyms_markers", "kallsyms_seqs_of_names")}
+    assert found.symbols() == {
+        k: v for k, v in t.at.items() if k not in ("kallsyms_markers", "kallsyms_seqs_of_names")
+    }
     assert found.markers == t.at["kallsyms_markers"]
     assert (found.layout, found.encoding, found.num_syms) == (layout, encoding, len(t.syms))
     assert "_stext" in found.agreed and "init_uts_ns" in found.agreed
@@ -88,7 +101,7 @@ def test_too_few_vmcoreinfo_symbols_to_check_against():
 def _patch(t: Tables, name: str, delta: int, data: bytes) -> Tables:
     image = bytearray(t.image)
     off = t.at[name] - TEXT_VA + delta
-    image[off:off + len(data)] = data
+    image[off : off + len(data)] = data
     return Tables(bytes(image), t.at, t.syms)
 
 
@@ -123,7 +136,7 @@ def test_unsorted_addresses_are_refused():
 def test_garbage_ends_in_time_with_one_error():
     rnd = bytearray((i * 2654435761 >> 7) & 0xFF for i in range(4 << 20))
     for at in range(0x1000, len(rnd), 0x40000):  # digit runs everywhere
-        rnd[at:at + len(KT.DIGITS)] = KT.DIGITS
+        rnd[at : at + len(KT.DIGITS)] = KT.DIGITS
     t = Tables(bytes(rnd), {}, symbols())
     t0 = time.monotonic()
     with pytest.raises(GuestDataError, match="no kallsyms tables"):
@@ -148,18 +161,24 @@ def test_drgn_loads_symbols_from_the_lines_we_write():
     from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
 
     from xenvmi.guest.program import PLATFORM
+
     for layout, encoding, percpu in CASES:
         t = build(symbols(percpu=percpu), layout=layout, encoding=encoding)
         found = find(t)
-        text = (b"OSRELEASE=5.10.0-test\nPAGESIZE=4096\n"
-                + "".join(f"SYMBOL({k})={v:x}\n" for k, v in t.known().items()).encode()
-                + found.vmcoreinfo_lines(t.known()))
+        text = (
+            b"OSRELEASE=5.10.0-test\nPAGESIZE=4096\n"
+            + "".join(f"SYMBOL({k})={v:x}\n" for k, v in t.known().items()).encode()
+            + found.vmcoreinfo_lines(t.known())
+        )
         prog = drgn.Program(PLATFORM)
         image = t.image
         prog.set_linux_kernel_custom(text, True)
-        prog.add_memory_segment(TEXT_VA, len(image),
-                                lambda a, n, off, phys, image=image: image[off:off + n],
-                                physical=False)
+        prog.add_memory_segment(
+            TEXT_VA,
+            len(image),
+            lambda a, n, off, phys, image=image: image[off : off + n],
+            physical=False,
+        )
         index = load_vmlinux_kallsyms(prog)
         prog.register_symbol_finder("kallsyms", index, enable_index=0)
         for _, name, addr in t.syms[::97]:

@@ -96,8 +96,12 @@ def test_corrupt_state_file(lab_dir, capsys):
 
 
 def test_cli_subprocess_exit_code(lab_dir):
-    res = subprocess.run([sys.executable, "-m", "xenvmi", "lab", "exec", "--", "true"],
-                         capture_output=True, text=True, env=dict(os.environ))
+    res = subprocess.run(
+        [sys.executable, "-m", "xenvmi", "lab", "exec", "--", "true"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+    )
     assert res.returncode == 6
     assert res.stderr.startswith("xenvmi: error: the lab is not running")
 
@@ -116,6 +120,7 @@ def test_dom0_wheels_follow_setup_cfg():
     from pathlib import Path
 
     from xenvmi.lab.image import dom0_requirements
+
     reqs = dom0_requirements(Path(__file__).parents[2] / "setup.cfg")
     names = {r.split("=")[0].split(">")[0] for r in reqs}
     assert {"libvmi", "drgn", "pyxs", "textual", "psutil", "pytest", "setuptools"} <= names
@@ -129,6 +134,7 @@ def test_guest_payload_is_outside_the_image_recipe(lab_dir, tmp_path, monkeypatc
     import shutil
 
     from xenvmi.lab import paths as lab_paths
+
     data = tmp_path / "data"
     shutil.copytree(lab_paths.DATA, data)
     monkeypatch.setattr(image, "DATA", data)
@@ -136,7 +142,7 @@ def test_guest_payload_is_outside_the_image_recipe(lab_dir, tmp_path, monkeypatc
     recipe, payload = image.recipe_digest(lab_dir), lab_paths.guest_payload_digest(data)
     init = data / "guest-init.sh"
     init.write_text(init.read_text() + "\n# changed\n")
-    (data / "guests" / "xvm-pv.cfg").write_text("name = \"xvm-pv\"\n")
+    (data / "guests" / "xvm-pv.cfg").write_text('name = "xvm-pv"\n')
     assert image.recipe_digest(lab_dir) == recipe
     assert lab_paths.guest_payload_digest(data) != payload
     (data / "provision.sh").write_text("# changed\n")
@@ -148,6 +154,7 @@ def test_payload_digest_follows_the_other_releases_kernels(tmp_path):
     build); kernels copied in, or replaced by others, change it: dom0 then remakes."""
     from xenvmi.lab import kernels
     from xenvmi.lab import paths as lab_paths
+
     lab = tmp_path / "lab"
     lab.mkdir()
     plain = lab_paths.payload_digest(lab)
@@ -168,8 +175,11 @@ def test_payload_digest_follows_the_other_releases_kernels(tmp_path):
 
 def test_image_package_is_the_metapackage_dependency():
     from xenvmi.lab.kernels import image_package
-    show = ("Package: linux-image-amd64\nVersion: 6.12.118-1\n"
-            "Depends: linux-image-6.12.118+deb13-amd64 (= 6.12.118-1)\n")
+
+    show = (
+        "Package: linux-image-amd64\nVersion: 6.12.118-1\n"
+        "Depends: linux-image-6.12.118+deb13-amd64 (= 6.12.118-1)\n"
+    )
     assert image_package(show) == "linux-image-6.12.118+deb13-amd64"
     with pytest.raises(LabError, match="names no versioned kernel"):
         image_package("Package: linux-image-amd64\nDepends: linux-base\n")
@@ -179,6 +189,7 @@ def test_dom0_toolstack_missing_is_a_failed_run():
     """Outside a dom0 (no xl), dom0's helpers see a failed command, not a traceback: the
     lab tests' own check then says where they must run."""
     from xenvmi.lab import dom0
+
     res = dom0._run(["xenvmi-no-such-tool", "list"])
     assert res.returncode == 127 and "not installed" in res.stderr
     assert dom0.parse_xl_list(res.stdout) == {}

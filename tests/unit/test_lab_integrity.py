@@ -23,6 +23,7 @@ def test_input_made_once_then_reused(work, monkeypatch):
 
     def fail(path):
         raise AssertionError("the input was made again")
+
     monkeypatch.setattr(integrity, "make_input", fail)
     assert integrity.packed_input() == (packed, md5)
     result = integrity.check(runs=2, log=lambda m: None)

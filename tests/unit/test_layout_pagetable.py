@@ -22,25 +22,39 @@ def prog():
 
 
 def test_layout_offsets_follow_btf(prog):
-    lay = Layout.of(prog, "struct task_struct", {
-        "comm": ("comm",), "pid": ("pid",), "state": ("__state", "state"),
-        "parent": ("real_parent",)})
+    lay = Layout.of(
+        prog,
+        "struct task_struct",
+        {
+            "comm": ("comm",),
+            "pid": ("pid",),
+            "state": ("__state", "state"),
+            "parent": ("real_parent",),
+        },
+    )
     assert lay.start == TASK["__state"]
     assert lay.span == TASK["real_parent"] + 8 - TASK["__state"]
     raw = bytearray(lay.span)
     struct.pack_into("<I", raw, TASK["__state"], 0x402)
     struct.pack_into("<i", raw, TASK["pid"], -5)  # pid_t is signed
-    raw[TASK["comm"]:TASK["comm"] + 4] = b"init"
+    raw[TASK["comm"] : TASK["comm"] + 4] = b"init"
     struct.pack_into("<Q", raw, TASK["real_parent"], 0xFFFF_8880_0000_1000)
     got = lay.unpack(bytes(raw))
-    assert got == {"comm": b"init".ljust(16, b"\0"), "pid": -5, "state": 0x402,
-                   "parent": 0xFFFF_8880_0000_1000}
+    assert got == {
+        "comm": b"init".ljust(16, b"\0"),
+        "pid": -5,
+        "state": 0x402,
+        "parent": 0xFFFF_8880_0000_1000,
+    }
 
 
 def test_layout_renamed_nested_and_optional_fields(prog):
-    lay = Layout.of(prog, "struct task_struct", {
-        "start": ("real_start_time", "start_boottime"), "gone": ("no_such_field",)},
-        optional=("gone",))
+    lay = Layout.of(
+        prog,
+        "struct task_struct",
+        {"start": ("real_start_time", "start_boottime"), "gone": ("no_such_field",)},
+        optional=("gone",),
+    )
     assert lay.start == TASK["start_boottime"] and lay.span == 8
     assert lay.unpack(struct.pack("<Q", 7)) == {"start": 7, "gone": None}
     cred = Layout.of(prog, "struct cred", {"euid": ("euid.val",)})
@@ -53,8 +67,9 @@ def test_layout_renamed_nested_and_optional_fields(prog):
 
 def test_layout_is_cached_per_program(prog):
     fields = {"pid": ("pid",)}
-    assert Layout.of(prog, "struct task_struct", fields) is \
-        Layout.of(prog, "struct task_struct", fields)
+    assert Layout.of(prog, "struct task_struct", fields) is Layout.of(
+        prog, "struct task_struct", fields
+    )
 
 
 def test_layout_reads_through_drgn():
@@ -82,13 +97,13 @@ def _index(va: int, shift: int) -> int:
 def _tables(image: bytearray, va: int, levels: int = 4) -> int:
     """Map ``va`` and the next page to DATA, DATA2; returns the top table's address."""
     chain = [PML4, PDPT, PD, PT] if levels == 4 else [BIG, PML4, PDPT, PD, PT]
-    shifts = (48, 39, 30, 21)[4 - (levels - 1):] if levels == 5 else (39, 30, 21)
+    shifts = (48, 39, 30, 21)[4 - (levels - 1) :] if levels == 5 else (39, 30, 21)
     for table, nxt, shift in zip(chain, chain[1:], shifts):
         struct.pack_into("<Q", image, table + _index(va, shift) * 8, nxt | 0x67)
     struct.pack_into("<Q", image, PT + _index(va, 12) * 8, DATA | 0x67)
     struct.pack_into("<Q", image, PT + _index(va + 8, 12) * 8, DATA2 | 0x67)
-    image[DATA + 0xFF8:DATA + 0x1000] = b"/sbin/in"
-    image[DATA2:DATA2 + 8] = b"it\0-v\0\0\0"
+    image[DATA + 0xFF8 : DATA + 0x1000] = b"/sbin/in"
+    image[DATA2 : DATA2 + 8] = b"it\0-v\0\0\0"
     return chain[0]
 
 
@@ -120,7 +135,7 @@ def test_read_user_huge_page():
     struct.pack_into("<Q", image, PML4 + _index(va, 39) * 8, PDPT | 0x67)
     struct.pack_into("<Q", image, PDPT + _index(va, 30) * 8, PD | 0x67)
     struct.pack_into("<Q", image, PD + _index(va, 21) * 8, HUGE_PA | 0xE7)  # PS set
-    image[HUGE_PA + 0x1234:HUGE_PA + 0x1238] = b"bash"
+    image[HUGE_PA + 0x1234 : HUGE_PA + 0x1238] = b"bash"
     assert pagetable.read_user(_read(BytesMemory(image)), PML4, va, 4) == b"bash"
 
 
@@ -143,18 +158,23 @@ def test_self_referencing_tables_still_end():
 
 def test_fields_far_apart_are_read_in_separate_chunks(monkeypatch):
     from xenvmi.guest import layout as L
+
     monkeypatch.setattr(L, "GAP", 8)  # the synthetic task is small: make its gaps count
     k = SyntheticKernel()
     t = k.add_task(42, b"worker", uid=7)
     prog = k.program()
-    lay = Layout.of(prog, "struct task_struct", {
-        "state": ("__state",), "exit": ("exit_state",), "pid": ("pid",), "comm": ("comm",)})
+    lay = Layout.of(
+        prog,
+        "struct task_struct",
+        {"state": ("__state",), "exit": ("exit_state",), "pid": ("pid",), "comm": ("comm",)},
+    )
     assert [c[0] for c in lay._chunks] == [TASK["__state"], TASK["pid"]]
     reads = []
 
     def read(addr, n):
         reads.append((addr - t, n))
         return prog.read(addr, n)
+
     got = lay.read(read, t)
     assert reads == [(TASK["__state"], 8), (TASK["pid"], TASK["comm"] + 16 - TASK["pid"])]
     assert got["pid"] == 42 and got["comm"].rstrip(b"\0") == b"worker" and got["exit"] == 0

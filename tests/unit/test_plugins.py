@@ -28,7 +28,9 @@ class Row:
     word: str
 """
 
-GOOD = HEADER + """
+GOOD = (
+    HEADER
+    + """
 class Good(Plugin):
     name = "good"
     version = "2.1"
@@ -40,6 +42,7 @@ class Good(Plugin):
         for n in range(1, ctx.option("upto", 3, int) + 1):
             yield Row(n, "x" * n)
 """
+)
 
 
 def write(folder: Path, name: str, body: str) -> Path:
@@ -50,7 +53,9 @@ def write(folder: Path, name: str, body: str) -> Path:
 
 def plugin(name: str, run_body: str, **attrs: str) -> str:
     extra = "".join(f"    {k} = {v}\n" for k, v in attrs.items())
-    return HEADER + f"""
+    return (
+        HEADER
+        + f"""
 class P(Plugin):
     name = "{name}"
     description = "test plugin {name}"
@@ -59,6 +64,7 @@ class P(Plugin):
     def run(self, ctx):
 {textwrap.indent(textwrap.dedent(run_body), "        ")}
 """
+    )
 
 
 @pytest.fixture
@@ -80,10 +86,15 @@ def by_name(infos) -> dict:
 
 # -- discovery -----------------------------------------------------------------------------
 
+
 def test_discover_folder(folder):
     info = by_name(plugins.discover([folder]))["good"]
-    assert (info.version, info.description, info.available, info.why_not) == \
-        ("2.1", "Counts to three.", True, "")
+    assert (info.version, info.description, info.available, info.why_not) == (
+        "2.1",
+        "Counts to three.",
+        True,
+        "",
+    )
     assert info.source == str((folder / "good.py").resolve()) and info.error is None
     assert info.columns == ("n", "word") and info.options == {"upto": "last number"}
     assert not info.needs_domain and info.requires == () and not info.has_tui
@@ -123,16 +134,32 @@ def test_broken_plugins_do_not_hide_others(folder):
     write(folder, "imports", "import no_such_module_xenvmi\n")
     write(folder, "raises_on_import", "raise RuntimeError('boom at import')\n")
     write(folder, "empty", "X = 1\n")
-    write(folder, "two", plugin("two-a", "return []") +
-          plugin("two-b", "return []").replace(HEADER, "").replace("class P", "class Q"))
+    write(
+        folder,
+        "two",
+        plugin("two-a", "return []")
+        + plugin("two-b", "return []").replace(HEADER, "").replace("class P", "class Q"),
+    )
     write(folder, "notdc", plugin("notdc", "return []").replace("row = Row", "row = dict"))
     write(folder, "badname", plugin("Bad Name", "return []"))
     write(folder, "norun", HEADER + "class P(Plugin):\n    name = 'norun'\n    row = Row\n")
     write(folder, "badcols", plugin("badcols", "return []", columns="('nope',)"))
     infos = by_name(plugins.discover([folder]))
     assert infos["good"].available
-    errors = {n: infos[n].error for n in ("syntax", "imports", "raises_on_import", "empty",
-                                          "two", "notdc", "badname", "norun", "badcols")}
+    errors = {
+        n: infos[n].error
+        for n in (
+            "syntax",
+            "imports",
+            "raises_on_import",
+            "empty",
+            "two",
+            "notdc",
+            "badname",
+            "norun",
+            "badcols",
+        )
+    }
     assert errors["syntax"].startswith("SyntaxError")
     assert errors["imports"] == "ModuleNotFoundError: No module named 'no_such_module_xenvmi'"
     assert errors["raises_on_import"] == "RuntimeError: boom at import"
@@ -172,12 +199,13 @@ def test_entry_points(monkeypatch, tmp_path):
     pkg.mkdir()
     write(pkg, "xvm_ep_plugins", GOOD.replace('"good"', '"epgood"'))
     monkeypatch.syspath_prepend(str(pkg))
-    eps = [metadata.EntryPoint("epgood", "xvm_ep_plugins:Good", loader.GROUP),
-           metadata.EntryPoint("gone", "xvm_no_such_module:Thing", loader.GROUP)]
+    eps = [
+        metadata.EntryPoint("epgood", "xvm_ep_plugins:Good", loader.GROUP),
+        metadata.EntryPoint("gone", "xvm_no_such_module:Thing", loader.GROUP),
+    ]
     monkeypatch.setattr(metadata, "entry_points", lambda group: eps)
     infos = by_name(plugins.discover())
-    assert infos["epgood"].available and infos["epgood"].source == \
-        "entry point xvm_ep_plugins:Good"
+    assert infos["epgood"].available and infos["epgood"].source == "entry point xvm_ep_plugins:Good"
     assert infos["gone"].error.startswith("ModuleNotFoundError")
     assert plugins.run("epgood", None).rows[-1].word == "xxx"
     # The built-ins are still there: entry points predating them are backed by the module.
@@ -202,14 +230,21 @@ def test_an_older_installs_entry_points_to_xenvmi_itself_are_ignored(monkeypatch
     infos = [i for i in plugins.discover() if i.name == "ps"]
     assert len(infos) == 1 and infos[0].error is None and infos[0].available is not None
 
+
 def test_requirement_messages(monkeypatch):
     requirements.clear_cache()
-    monkeypatch.setattr(requirements, "_import_error",
-                        lambda m: f"No module named {m!r}" if m in ("bcc", "libvmi") else None)
+    monkeypatch.setattr(
+        requirements,
+        "_import_error",
+        lambda m: f"No module named {m!r}" if m in ("bcc", "libvmi") else None,
+    )
     monkeypatch.setattr(requirements.os, "geteuid", lambda: 1000)
     assert requirements.unmet(["bcc", "root", "libvmi"]) == [
         "bcc: python3-bpfcc is not installed (apt install python3-bpfcc; a venv needs "
-        "--system-site-packages)", "root: run as root", "libvmi: pip install libvmi"]
+        "--system-site-packages)",
+        "root: run as root",
+        "libvmi: pip install libvmi",
+    ]
     assert requirements.unmet(["drgn"]) == []
     assert requirements.unmet(["warp-drive"])[0].startswith("warp-drive: unknown requirement")
 
@@ -222,8 +257,7 @@ def test_linux_guest_implies_dom0_libvmi_drgn(monkeypatch):
 
 
 def test_unavailable_plugin(folder, monkeypatch):
-    monkeypatch.setitem(requirements.CHECKS, "bcc", lambda: "bcc: python3-bpfcc is not "
-                        "installed")
+    monkeypatch.setitem(requirements.CHECKS, "bcc", lambda: "bcc: python3-bpfcc is not installed")
     monkeypatch.setitem(requirements.CHECKS, "root", lambda: "root: run as root")
     write(folder, "needy", plugin("needy", "return []", requires="('bcc', 'root')"))
     info = by_name(plugins.discover([folder]))["needy"]
@@ -243,10 +277,18 @@ def test_requirements_are_checked_on_every_discovery(folder, monkeypatch):
 
 
 def test_plugin_own_check(folder):
-    write(folder, "picky", plugin("picky", "return []") +
-          "    @classmethod\n    def check(cls):\n        return 'picky: needs a full moon'\n")
-    write(folder, "crashy", plugin("crashy", "return []") +
-          "    @classmethod\n    def check(cls):\n        raise OSError('no /proc')\n")
+    write(
+        folder,
+        "picky",
+        plugin("picky", "return []")
+        + "    @classmethod\n    def check(cls):\n        return 'picky: needs a full moon'\n",
+    )
+    write(
+        folder,
+        "crashy",
+        plugin("crashy", "return []")
+        + "    @classmethod\n    def check(cls):\n        raise OSError('no /proc')\n",
+    )
     infos = by_name(plugins.discover([folder]))
     assert infos["picky"].why_not == "picky: needs a full moon"
     assert infos["crashy"].why_not == "check failed: OSError: no /proc"
@@ -254,11 +296,19 @@ def test_plugin_own_check(folder):
 
 # -- isolation at run time -----------------------------------------------------------------
 
+
 def test_raising_plugin_is_isolated(folder):
-    write(folder, "raiser", plugin("raiser", """
+    write(
+        folder,
+        "raiser",
+        plugin(
+            "raiser",
+            """
         yield Row(1, "before")
         raise KeyError("guest went away\\nsecond line")
-    """))
+    """,
+        ),
+    )
     res = plugins.run("raiser", None, extra_dirs=[folder])
     assert res.error == "KeyError: 'guest went away\\nsecond line'"  # str(KeyError) is a repr
     assert "\n" not in res.error and res.exit_code == 1 and not res.complete
@@ -267,10 +317,18 @@ def test_raising_plugin_is_isolated(folder):
 
 
 def test_xenvmi_error_keeps_its_exit_code(folder):
-    write(folder, "nodomain", plugin("nodomain", """
+    write(
+        folder,
+        "nodomain",
+        plugin(
+            "nodomain",
+            """
         from xenvmi.errors import NotFoundError
         raise NotFoundError(f"no domain {ctx.domain!r}")
-    """, needs_domain="True"))
+    """,
+            needs_domain="True",
+        ),
+    )
     res = plugins.run("nodomain", "ghost", extra_dirs=[folder])
     assert res.error == "NotFoundError: no domain 'ghost'" and res.exit_code == 3
     res = plugins.run("nodomain", None, extra_dirs=[folder])
@@ -283,12 +341,15 @@ def test_exit_and_baseexception_are_isolated(folder):
     assert res.error == "SystemExit: 4" and res.exit_code == 1
 
 
-@pytest.mark.parametrize("body, what", [
-    ("return [{'n': 1}]", "dict"),
-    ("return [Row(1, 'a'), (2, 'b')]", "tuple"),
-    ("import dataclasses\nD = dataclasses.make_dataclass('D', ['n'])\nreturn [D(1)]", "D"),
-    ("return 42", None),
-])
+@pytest.mark.parametrize(
+    "body, what",
+    [
+        ("return [{'n': 1}]", "dict"),
+        ("return [Row(1, 'a'), (2, 'b')]", "tuple"),
+        ("import dataclasses\nD = dataclasses.make_dataclass('D', ['n'])\nreturn [D(1)]", "D"),
+        ("return 42", None),
+    ],
+)
 def test_wrong_rows(folder, body, what):
     write(folder, "wrong", plugin("wrong", body))
     res = plugins.run("wrong", None, extra_dirs=[folder])
@@ -306,11 +367,18 @@ def test_returning_none_is_no_rows(folder):
 
 
 def test_warnings_and_partial(folder):
-    write(folder, "warner", plugin("warner", """
+    write(
+        folder,
+        "warner",
+        plugin(
+            "warner",
+            """
         ctx.warn("list cut at entry 3")
         ctx.warn("cached symbols are stale", partial=False)
         return [Row(1, "a")]
-    """))
+    """,
+        ),
+    )
     res = plugins.run("warner", None, extra_dirs=[folder])
     assert res.warnings == ["list cut at entry 3", "cached symbols are stale"]
     assert res.error is None and not res.complete and res.exit_code == 0
@@ -324,7 +392,12 @@ def test_unknown_and_bad_options(folder):
 
 
 def test_cooperative_deadline(folder):
-    write(folder, "patient", plugin("patient", """
+    write(
+        folder,
+        "patient",
+        plugin(
+            "patient",
+            """
         import time
         n = 0
         while not ctx.expired():
@@ -332,7 +405,9 @@ def test_cooperative_deadline(folder):
             yield Row(n, "tick")
             time.sleep(0.01)
         ctx.warn("stopped at the deadline")
-    """))
+    """,
+        ),
+    )
     res = plugins.run("patient", None, extra_dirs=[folder], timeout=0.3)
     assert res.error is None and not res.complete and res.rows
     assert res.warnings == ["stopped at the deadline"] and res.seconds < 2
@@ -340,13 +415,21 @@ def test_cooperative_deadline(folder):
 
 def test_runaway_plugin_is_abandoned(folder, monkeypatch):
     from xenvmi.plugins import runner
+
     monkeypatch.setattr(runner, "grace", lambda t: 0.2)
-    write(folder, "runaway", plugin("runaway", """
+    write(
+        folder,
+        "runaway",
+        plugin(
+            "runaway",
+            """
         import time
         yield Row(1, "a")
         time.sleep(3)
         yield Row(2, "late")
-    """))
+    """,
+        ),
+    )
     t = time.monotonic()
     res = plugins.run("runaway", None, extra_dirs=[folder], timeout=0.2)
     assert time.monotonic() - t < 2
@@ -360,8 +443,12 @@ def test_unknown_plugin():
 
 
 def test_tui_panel_hook(folder):
-    write(folder, "paneled", plugin("paneled", "return []") +
-          "    @classmethod\n    def tui_panel(cls):\n        return dict\n")
+    write(
+        folder,
+        "paneled",
+        plugin("paneled", "return []")
+        + "    @classmethod\n    def tui_panel(cls):\n        return dict\n",
+    )
     assert by_name(plugins.discover([folder]))["paneled"].has_tui
     assert plugins.tui_panel("paneled", [folder]) is dict
     assert plugins.tui_panel("good", [folder]) is None
@@ -370,8 +457,12 @@ def test_tui_panel_hook(folder):
 def test_static_tui_panel_hook_does_not_break_discovery(folder):
     # has_tui compared the classmethods' __func__: a static tui_panel raised
     # AttributeError out of discover(), hiding every plugin
-    write(folder, "static_panel", plugin("static-panel", "return []") +
-          "    @staticmethod\n    def tui_panel():\n        return dict\n")
+    write(
+        folder,
+        "static_panel",
+        plugin("static-panel", "return []")
+        + "    @staticmethod\n    def tui_panel():\n        return dict\n",
+    )
     write(folder, "good", GOOD)
     found = by_name(plugins.discover([folder]))
     assert found["static-panel"].has_tui and found["static-panel"].error is None
@@ -382,11 +473,15 @@ def test_static_tui_panel_hook_does_not_break_discovery(folder):
 def test_core_never_imports_textual():
     import subprocess
     import sys
-    code = ("import sys; from xenvmi import plugins; "
-            "from xenvmi.commands import plugins as c; plugins.discover(); "
-            "print('textual' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=60)
+
+    code = (
+        "import sys; from xenvmi import plugins; "
+        "from xenvmi.commands import plugins as c; plugins.discover(); "
+        "print('textual' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert out.stdout.strip() == "False", out.stderr
 
 

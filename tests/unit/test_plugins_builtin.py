@@ -48,6 +48,7 @@ def guest(monkeypatch):
         mem = Memory(bytearray(4096), name=str(domain))
         opened.append(mem)
         return mem
+
     monkeypatch.setattr(guests, "open_memory", fake_open)
     monkeypatch.setattr(guests.Guest, "kernel_program", lambda self: kp)
     k.opened = opened
@@ -96,8 +97,11 @@ def test_pause_option_is_checked(guest):
     assert res.exit_code == 2 and "pause='maybe' is not a valid yes/no" in res.error
 
 
-COUNTS = [((0, 36, 5, 0), (10, 20_000, 5_000)), ((0, 36, 5, -3), (2, 4_000, 3_000)),
-          ((0, 27, 0xFFFFFFFF, -38), (1, 900, 900))]
+COUNTS = [
+    ((0, 36, 5, 0), (10, 20_000, 5_000)),
+    ((0, 36, 5, -3), (2, 4_000, 3_000)),
+    ((0, 27, 0xFFFFFFFF, -38), (1, 900, 900)),
+]
 
 
 def test_summary_rows():
@@ -154,6 +158,7 @@ def test_hypercalls_preflight_error_is_one_line(monkeypatch):
 
     def refuse(facts):
         raise Unavailable("trace: kernel headers for Linux 6.1 are missing")
+
     monkeypatch.setattr(tracer_mod, "preflight", refuse)
     monkeypatch.setattr(tracer_mod, "gather_facts", lambda: None)
     res = plugins.run("hypercalls", None, options={"seconds": "0.1"})

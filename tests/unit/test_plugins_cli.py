@@ -81,8 +81,11 @@ PLUGINS = {
 @pytest.fixture
 def pdir(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv(loader.ENV_PATH, raising=False)
-    monkeypatch.setitem(requirements.CHECKS, "bcc", lambda: "bcc: python3-bpfcc is not "
-                        "installed (apt install python3-bpfcc)")
+    monkeypatch.setitem(
+        requirements.CHECKS,
+        "bcc",
+        lambda: "bcc: python3-bpfcc is not installed (apt install python3-bpfcc)",
+    )
     monkeypatch.setitem(requirements.CHECKS, "root", lambda: None)
     d = tmp_path / "p"
     d.mkdir()
@@ -101,24 +104,34 @@ def test_plugins_table(pdir, capsys):
     code, out, err = run(capsys, "plugins", "--plugin-dir", str(pdir))
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "VERSION", "DOMAIN", "REQUIRES", "STATUS",
-                                "DESCRIPTION"]
+    assert lines[0].split() == ["NAME", "VERSION", "DOMAIN", "REQUIRES", "STATUS", "DESCRIPTION"]
     rows = {ln.split()[0]: ln for ln in lines[1:] if ln and not ln.startswith(" ")}
     assert rows["hello"].split()[:5] == ["hello", "1.2", "yes", "-", "ready"]
     assert rows["needy"].split()[:5] == ["needy", "0.1", "-", "bcc,root", "unavailable"]
     assert rows["broken"].split()[4] == "broken"
     assert {"ps", "lsmod", "dmesg", "hypercalls"} <= set(rows)
     assert any(ln.startswith("needy: bcc: python3-bpfcc is not installed") for ln in lines)
-    assert any(ln.startswith("broken: ModuleNotFoundError: No module named "
-                             "'xenvmi_does_not_exist'") for ln in lines)
+    assert any(
+        ln.startswith("broken: ModuleNotFoundError: No module named 'xenvmi_does_not_exist'")
+        for ln in lines
+    )
 
 
 def test_plugins_json(pdir, capsys):
     code, out, _ = run(capsys, "plugins", "--json", "--plugin-dir", str(pdir))
     got = {p["name"]: p for p in json.loads(out)}
     assert code == 0
-    assert set(got["hello"]) >= {"name", "version", "description", "requires", "available",
-                                 "why_not", "needs_domain", "source", "error"}
+    assert set(got["hello"]) >= {
+        "name",
+        "version",
+        "description",
+        "requires",
+        "available",
+        "why_not",
+        "needs_domain",
+        "source",
+        "error",
+    }
     assert got["hello"]["available"] and got["hello"]["needs_domain"]
     assert got["hello"]["options"] == {"shout": "yes to shout"}
     assert not got["needy"]["available"] and got["needy"]["requires"] == ["bcc", "root"]
@@ -126,12 +139,15 @@ def test_plugins_json(pdir, capsys):
 
 
 def test_run_table(pdir, capsys):
-    code, out, err = run(capsys, "run", "hello", "xvm-pvh1", "--plugin-dir", str(pdir),
-                         "-o", "shout=yes")
+    code, out, err = run(
+        capsys, "run", "hello", "xvm-pvh1", "--plugin-dir", str(pdir), "-o", "shout=yes"
+    )
     assert code == 0
     assert out.splitlines() == ["DOMAIN    TEXT", "xvm-pvh1  HELLO XVM-PVH1"]
-    assert err.splitlines() == ["xenvmi: warning: greeted only once",
-                                "xenvmi: warning: hello of xvm-pvh1 may be incomplete (see above)"]
+    assert err.splitlines() == [
+        "xenvmi: warning: greeted only once",
+        "xenvmi: warning: hello of xvm-pvh1 may be incomplete (see above)",
+    ]
 
 
 def test_run_json(pdir, capsys):
@@ -154,15 +170,18 @@ def test_run_raising_plugin(pdir, capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv, code, message", [
-    (["run", "nosuch"], 3, "no plugin named 'nosuch'"),
-    (["run", "needy"], 5, "plugin needy cannot run here: bcc: python3-bpfcc is not installed"),
-    (["run", "hello"], 2, "plugin hello needs a DOMAIN"),
-    (["run", "hello", "d", "-o", "loud=1"], 2, "has no option loud (options: shout)"),
-    (["run", "hello", "d", "-o", "shout"], 2, "-o wants KEY=VALUE"),
-    (["run", "hello", "d", "--timeout", "0"], 2, "--timeout must be positive"),
-    (["run", "broken"], 1, "plugin broken failed to load: ModuleNotFoundError"),
-])
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (["run", "nosuch"], 3, "no plugin named 'nosuch'"),
+        (["run", "needy"], 5, "plugin needy cannot run here: bcc: python3-bpfcc is not installed"),
+        (["run", "hello"], 2, "plugin hello needs a DOMAIN"),
+        (["run", "hello", "d", "-o", "loud=1"], 2, "has no option loud (options: shout)"),
+        (["run", "hello", "d", "-o", "shout"], 2, "-o wants KEY=VALUE"),
+        (["run", "hello", "d", "--timeout", "0"], 2, "--timeout must be positive"),
+        (["run", "broken"], 1, "plugin broken failed to load: ModuleNotFoundError"),
+    ],
+)
 def test_run_exit_codes(pdir, capsys, argv, code, message):
     got, out, err = run(capsys, *argv, "--plugin-dir", str(pdir))
     assert got == code
@@ -171,10 +190,13 @@ def test_run_exit_codes(pdir, capsys, argv, code, message):
 
 
 def test_run_no_rows(pdir, capsys, tmp_path):
-    (pdir / "quiet.py").write_text(PLUGINS["needy"].replace("Needy", "Quiet")
-                                   .replace('"needy"', '"quiet"')
-                                   .replace('requires = ("bcc", "root")', "")
-                                   .replace("return [R(1)]", "return []"))
+    (pdir / "quiet.py").write_text(
+        PLUGINS["needy"]
+        .replace("Needy", "Quiet")
+        .replace('"needy"', '"quiet"')
+        .replace('requires = ("bcc", "root")', "")
+        .replace("return [R(1)]", "return []")
+    )
     (pdir / "quiet.py").write_text(textwrap.dedent((pdir / "quiet.py").read_text()))
     code, out, err = run(capsys, "run", "quiet", "--plugin-dir", str(pdir))
     assert (code, out, err) == (0, "(no rows)\n", "")

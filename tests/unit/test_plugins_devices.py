@@ -40,7 +40,7 @@ class FakeStore:
         dirs = {}
         for p in lists:
             prefix = p + "/"
-            kids = {k[len(prefix):].split("/")[0] for k in self.tree if k.startswith(prefix)}
+            kids = {k[len(prefix) :].split("/")[0] for k in self.tree if k.startswith(prefix)}
             dirs[p] = sorted(kids) or None
         return values, dirs
 
@@ -50,29 +50,38 @@ def lab_tree() -> dict[str, str]:
     return {
         "/local/domain/0/name": "Domain-0",
         # xvm-pvh1: a PV console only (xenconsoled: backend stays 'initialising')
-        "/local/domain/3/name": "xvm-pvh1", "/libxl/3/type": "pvh",
+        "/local/domain/3/name": "xvm-pvh1",
+        "/libxl/3/type": "pvh",
         "/local/domain/3/console/backend": f"{be}/console/3/0",
-        "/local/domain/3/console/ring-ref": "1044476", "/local/domain/3/console/port": "2",
+        "/local/domain/3/console/ring-ref": "1044476",
+        "/local/domain/3/console/port": "2",
         f"{be}/console/3/0/state": "1",
         # xvm-hvm: console, a connected disk, a keyboard the guest never connected
-        "/local/domain/4/name": "xvm-hvm", "/libxl/4/type": "hvm",
+        "/local/domain/4/name": "xvm-hvm",
+        "/libxl/4/type": "hvm",
         "/local/domain/4/console/backend": f"{be}/console/4/0",
-        "/local/domain/4/console/ring-ref": "254", "/local/domain/4/console/port": "3",
+        "/local/domain/4/console/ring-ref": "254",
+        "/local/domain/4/console/port": "3",
         f"{be}/console/4/0/state": "1",
         "/local/domain/4/device/vbd/51712/backend": f"{be}/qdisk/4/51712",
-        "/local/domain/4/device/vbd/51712/state": "4", f"{be}/qdisk/4/51712/state": "4",
+        "/local/domain/4/device/vbd/51712/state": "4",
+        f"{be}/qdisk/4/51712/state": "4",
         "/local/domain/4/device/vkbd/0/backend": f"{be}/vkbd/4/0",
-        "/local/domain/4/device/vkbd/0/state": "1", f"{be}/vkbd/4/0/state": "2",
+        "/local/domain/4/device/vkbd/0/state": "1",
+        f"{be}/vkbd/4/0/state": "2",
         # xvm-broken: no console ring, a vif whose backend closed, a hostile backend path
-        "/local/domain/5/name": "xvm-broken", "/libxl/5/type": "pv",
+        "/local/domain/5/name": "xvm-broken",
+        "/libxl/5/type": "pv",
         "/local/domain/5/console/backend": f"{be}/console/5/0",
         f"{be}/console/5/0/state": "1",
         "/local/domain/5/device/vif/0/backend": f"{be}/vif/5/0",
-        "/local/domain/5/device/vif/0/state": "4", f"{be}/vif/5/0/state": "6",
+        "/local/domain/5/device/vif/0/state": "4",
+        f"{be}/vif/5/0/state": "6",
         "/local/domain/5/device/vbd/768/backend": "/local/domain/0/../../etc",
         "/local/domain/5/device/vbd/768/state": "4",
         # leftovers of a destroyed domain 9, and junk names that are skipped
-        f"{be}/vif/9/0/state": "4", f"{be}/vif/9/1/state": "5",
+        f"{be}/vif/9/0/state": "4",
+        f"{be}/vif/9/1/state": "5",
         f"{be}/vif/junk/0/state": "4",
     }
 
@@ -98,17 +107,26 @@ def test_health_of_every_device(store):
     assert got[("xvm-hvm", "console", "0")] == (True, "")
     assert got[("xvm-hvm", "vbd", "51712")] == (True, "")
     assert got[("xvm-hvm", "vkbd", "0")] == (
-        False, "guest never connected (frontend initialising: driver not loaded?)")
+        False,
+        "guest never connected (frontend initialising: driver not loaded?)",
+    )
     assert got[("xvm-broken", "console", "0")] == (
-        False, "console ring not published (console/ring-ref, port)")
+        False,
+        "console ring not published (console/ring-ref, port)",
+    )
     assert got[("xvm-broken", "vif", "0")] == (False, "backend is closed")
     assert got[("xvm-broken", "vbd", "768")] == (False, "no valid backend path in xenstore")
     assert got[("(gone)", "vif", "0")] == (
-        False, "orphaned backend in domain 0: domain 9 no longer exists")
+        False,
+        "orphaned backend in domain 0: domain 9 no longer exists",
+    )
     assert ("(gone)", "vif", "1") in got and len(got) == 9
     hvm_disk = next(r for r in res.rows if r.kind == "vbd" and r.domid == 4)
-    assert (hvm_disk.frontend, hvm_disk.backend, hvm_disk.backend_domid) == \
-        ("connected", "connected", 0)
+    assert (hvm_disk.frontend, hvm_disk.backend, hvm_disk.backend_domid) == (
+        "connected",
+        "connected",
+        0,
+    )
 
 
 def test_one_domain_and_problems_only(store):
@@ -120,15 +138,18 @@ def test_one_domain_and_problems_only(store):
     assert res.exit_code == 3 and res.error.startswith("NotFoundError: no domain 'nope'")
 
 
-@pytest.mark.parametrize("kind, front, back, has, ring, ok", [
-    ("vif", "connected", "connected", True, False, True),
-    ("vif", "initialised", "connected", True, False, False),
-    ("console", None, "initialising", True, True, True),
-    ("console", None, "closing", True, True, False),
-    ("console", "connected", "connected", True, False, True),  # a secondary console
-    ("vbd", "connected", None, True, False, False),
-    ("vbd", "connected", "connected", False, False, False),
-])
+@pytest.mark.parametrize(
+    "kind, front, back, has, ring, ok",
+    [
+        ("vif", "connected", "connected", True, False, True),
+        ("vif", "initialised", "connected", True, False, False),
+        ("console", None, "initialising", True, True, True),
+        ("console", None, "closing", True, True, False),
+        ("console", "connected", "connected", True, False, True),  # a secondary console
+        ("vbd", "connected", None, True, False, False),
+        ("vbd", "connected", "connected", False, False, False),
+    ],
+)
 def test_device_problem(kind, front, back, has, ring, ok):
     why = shipped("devices").device_problem(kind, front, back, has, ring)
     assert (why == "") is ok and (ok or why)

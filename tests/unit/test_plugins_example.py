@@ -67,5 +67,4 @@ def test_example_table_and_listing(guest, capsys):
     assert "more than 2 entries" in err
     code = cli.main(["plugins", "--plugin-dir", str(guest)])
     out = capsys.readouterr().out
-    assert code == 0 and re.search(r"^rootprocs\s+1\.0\s+yes\s+linux-guest,root\s+ready",
-                                   out, re.M)
+    assert code == 0 and re.search(r"^rootprocs\s+1\.0\s+yes\s+linux-guest,root\s+ready", out, re.M)

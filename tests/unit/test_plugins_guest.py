@@ -26,8 +26,16 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)
 FILES_OFF = 88  # task_struct.files, after the synthetic task's last member
 NET = {"list": 0, "dev_base_head": 16, "ns": 32}
-DEV = {"name": 0, "dev_list": 16, "flags": 32, "ifindex": 36, "mtu": 40, "addr_len": 44,
-       "operstate": 45, "dev_addr": 48}
+DEV = {
+    "name": 0,
+    "dev_list": 16,
+    "flags": 32,
+    "ifindex": 36,
+    "mtu": 40,
+    "addr_len": 44,
+    "operstate": 45,
+    "dev_addr": 48,
+}
 DENTRY = {"d_parent": 0, "d_name": 8, "d_inode": 24, "d_op": 32, "d_sb": 40}
 MOUNT = {"mnt_parent": 0, "mnt_mountpoint": 8, "mnt": 16}
 
@@ -53,40 +61,97 @@ def _btf() -> bytes:
     sb = w.struct("super_block", 8, [("s_type", w.ptr(fst), 0)])
     inode = w.struct("inode", 16, [("i_ino", ulong, 0), ("i_sb", w.ptr(sb), 64)])
     dentry = w.struct("dentry", 64)
-    dops = w.struct("dentry_operations", 8, [
-        ("d_dname", w.ptr(w.func_proto(w.ptr(char), [("d", w.ptr(dentry))])), 0)])
+    dops = w.struct(
+        "dentry_operations",
+        8,
+        [("d_dname", w.ptr(w.func_proto(w.ptr(char), [("d", w.ptr(dentry))])), 0)],
+    )
     hl = w.struct(None, 8, [("hash", u32, 0), ("len", u32, 32)])
-    qstr = w.struct("qstr", 16, [(None, w.union(None, 8, [(None, hl, 0), ("hash_len", u64, 0)]),
-                                  0), ("name", w.ptr(w.const(uchar)), 64)])
-    w.set_members(dentry, [("d_parent", w.ptr(dentry), 0), ("d_name", qstr, 64),
-                           ("d_inode", w.ptr(inode), 192), ("d_op", w.ptr(w.const(dops)), 256),
-                           ("d_sb", w.ptr(sb), 320), ("d_iname", w.array(uchar, 16, int_), 384)])
-    vfsmount = w.struct("vfsmount", 24, [("mnt_root", w.ptr(dentry), 0),
-                                         ("mnt_sb", w.ptr(sb), 64), ("mnt_flags", int_, 128)])
+    qstr = w.struct(
+        "qstr",
+        16,
+        [
+            (None, w.union(None, 8, [(None, hl, 0), ("hash_len", u64, 0)]), 0),
+            ("name", w.ptr(w.const(uchar)), 64),
+        ],
+    )
+    w.set_members(
+        dentry,
+        [
+            ("d_parent", w.ptr(dentry), 0),
+            ("d_name", qstr, 64),
+            ("d_inode", w.ptr(inode), 192),
+            ("d_op", w.ptr(w.const(dops)), 256),
+            ("d_sb", w.ptr(sb), 320),
+            ("d_iname", w.array(uchar, 16, int_), 384),
+        ],
+    )
+    vfsmount = w.struct(
+        "vfsmount",
+        24,
+        [("mnt_root", w.ptr(dentry), 0), ("mnt_sb", w.ptr(sb), 64), ("mnt_flags", int_, 128)],
+    )
     mount = w.struct("mount", 48)
-    w.set_members(mount, [("mnt_parent", w.ptr(mount), 0),
-                          ("mnt_mountpoint", w.ptr(dentry), 64), ("mnt", vfsmount, 128)])
+    w.set_members(
+        mount,
+        [
+            ("mnt_parent", w.ptr(mount), 0),
+            ("mnt_mountpoint", w.ptr(dentry), 64),
+            ("mnt", vfsmount, 128),
+        ],
+    )
     path = w.struct("path", 16, [("mnt", w.ptr(vfsmount), 0), ("dentry", w.ptr(dentry), 64)])
-    file = w.struct("file", 32, [("f_path", path, 0), ("f_mode", uint, 128),
-                                 ("f_flags", uint, 160), ("f_pos", loff, 192)])
-    fdt = w.struct("fdtable", 32, [("max_fds", uint, 0), ("fd", w.ptr(w.ptr(file)), 64),
-                                   ("close_on_exec", w.ptr(ulong), 128),
-                                   ("open_fds", w.ptr(ulong), 192)])
+    file = w.struct(
+        "file",
+        32,
+        [("f_path", path, 0), ("f_mode", uint, 128), ("f_flags", uint, 160), ("f_pos", loff, 192)],
+    )
+    fdt = w.struct(
+        "fdtable",
+        32,
+        [
+            ("max_fds", uint, 0),
+            ("fd", w.ptr(w.ptr(file)), 64),
+            ("close_on_exec", w.ptr(ulong), 128),
+            ("open_fds", w.ptr(ulong), 192),
+        ],
+    )
     files = w.struct("files_struct", 8, [("fdt", w.ptr(fdt), 0)])
     task = w.struct("task_struct", TASK_SIZE)
-    w.set_members(task, [
-        ("__state", uint, 0), ("exit_state", int_, 32), ("tasks", lh, 64),
-        ("pid", pid_t, 192), ("tgid", pid_t, 224), ("comm", w.array(char, 16, int_), 256),
-        ("real_parent", w.ptr(task), 384), ("cred", w.ptr(w.const(cred)), 448),
-        ("mm", w.ptr(mm), 512), ("start_time", u64, 576), ("start_boottime", u64, 640),
-        ("files", w.ptr(files), 8 * FILES_OFF)])
+    w.set_members(
+        task,
+        [
+            ("__state", uint, 0),
+            ("exit_state", int_, 32),
+            ("tasks", lh, 64),
+            ("pid", pid_t, 192),
+            ("tgid", pid_t, 224),
+            ("comm", w.array(char, 16, int_), 256),
+            ("real_parent", w.ptr(task), 384),
+            ("cred", w.ptr(w.const(cred)), 448),
+            ("mm", w.ptr(mm), 512),
+            ("start_time", u64, 576),
+            ("start_boottime", u64, 640),
+            ("files", w.ptr(files), 8 * FILES_OFF),
+        ],
+    )
     # network
     ns = w.struct("ns_common", 8, [("inum", uint, 0)])
     w.struct("net", 48, [("list", lh, 0), ("dev_base_head", lh, 128), ("ns", ns, 256)])
-    w.struct("net_device", 64, [
-        ("name", w.array(char, 16, int_), 0), ("dev_list", lh, 128), ("flags", uint, 256),
-        ("ifindex", int_, 288), ("mtu", uint, 320), ("addr_len", uchar, 352),
-        ("operstate", uchar, 360), ("dev_addr", w.ptr(w.const(uchar)), 384)])
+    w.struct(
+        "net_device",
+        64,
+        [
+            ("name", w.array(char, 16, int_), 0),
+            ("dev_list", lh, 128),
+            ("flags", uint, 256),
+            ("ifindex", int_, 288),
+            ("mtu", uint, 320),
+            ("addr_len", uchar, 352),
+            ("operstate", uchar, 360),
+            ("dev_addr", w.ptr(w.const(uchar)), 384),
+        ],
+    )
     return w.build()
 
 
@@ -113,9 +178,16 @@ class PluginKernel(SyntheticKernel):
         self.list_append(self.netns, net + NET["list"])
         return net
 
-    def add_dev(self, net: int, name: bytes, ifindex: int, mtu: int = 1500,
-                flags: int = 0x1003, mac: bytes = b"\x00\x16\x3e\x01\x02\x03",
-                operstate: int = 6) -> int:
+    def add_dev(
+        self,
+        net: int,
+        name: bytes,
+        ifindex: int,
+        mtu: int = 1500,
+        flags: int = 0x1003,
+        mac: bytes = b"\x00\x16\x3e\x01\x02\x03",
+        operstate: int = 6,
+    ) -> int:
         dev = self.alloc(64)
         self.put_bytes(dev, name[:16].ljust(16, b"\0"))
         self.put(dev + DEV["flags"], "IiIBB", flags, ifindex, mtu, len(mac), operstate)
@@ -131,8 +203,7 @@ class PluginKernel(SyntheticKernel):
         self.put(sb, "Q", fst)
         return sb
 
-    def dentry(self, name: bytes, parent: int | None, sb: int, ino: int = 0,
-               d_op: int = 0) -> int:
+    def dentry(self, name: bytes, parent: int | None, sb: int, ino: int = 0, d_op: int = 0) -> int:
         d = self.alloc(64)
         inode = self.alloc(16)
         self.put(inode, "QQ", ino, sb)
@@ -176,8 +247,7 @@ def k() -> PluginKernel:
     """A guest like the lab's: lo and dummy0, pid 1 with fds on /dev/console."""
     k = PluginKernel()
     k.lo = k.add_dev(k.init_net, b"lo", 1, mtu=65536, flags=0x8, mac=b"\0" * 6, operstate=0)
-    k.add_dev(k.init_net, b"dummy0", 2, flags=0x82, mac=b"\x5a\x11\x22\x33\x44\x55",
-              operstate=2)
+    k.add_dev(k.init_net, b"dummy0", 2, flags=0x82, mac=b"\x5a\x11\x22\x33\x44\x55", operstate=2)
     rootfs = k.fstype(b"rootfs")
     k.root = k.dentry(b"/", None, rootfs)
     k.dev = k.dentry(b"dev", k.root, rootfs)
@@ -193,8 +263,10 @@ def k() -> PluginKernel:
     pipe = k.dentry(b"", None, pipefs, ino=4242, d_op=dops)
     k.init = k.add_task(1, b"init")
     con = k.file(k.rootmnt, k.console)
-    k.tables = k.fd_table(k.init, {0: con, 1: con, 2: con, 3: k.file(k.devmnt, null, 1, 7),
-                                   10: k.file(k.rootmnt, pipe, 2)})
+    k.tables = k.fd_table(
+        k.init,
+        {0: con, 1: con, 2: con, 3: k.file(k.devmnt, null, 1, 7), 10: k.file(k.rootmnt, pipe, 2)},
+    )
     k.sh = k.add_task(42, b"sh", parent=k.init)
     k.fd_table(k.sh, {0: con})
     k.add_task(2, b"kthreadd")  # files == NULL
@@ -203,11 +275,13 @@ def k() -> PluginKernel:
 
 # -- netdev --------------------------------------------------------------------------------
 
+
 def test_netdev_rows(k):
     rows = shipped("netdev").netdev_rows(k.program(), b := Budget())
     assert [(r.name, r.ifindex, r.mtu, r.up, r.flags, r.operstate) for r in rows] == [
         ("lo", 1, 65536, False, "LOOPBACK", "unknown"),
-        ("dummy0", 2, 1500, False, "BROADCAST,NOARP", "down")]
+        ("dummy0", 2, 1500, False, "BROADCAST,NOARP", "down"),
+    ]
     assert rows[0].mac == "00:00:00:00:00:00" and rows[1].mac == "5a:11:22:33:44:55"
     assert {r.netns for r in rows} == {4026531840} and b.complete and not b.warnings
 
@@ -246,11 +320,16 @@ def test_flag_names():
 
 # -- files ---------------------------------------------------------------------------------
 
+
 def test_files_of_pid_1(k):
     rows = shipped("files").file_rows(k.program(), b := Budget(), 1)
     assert [(r.fd, r.mode, r.path) for r in rows] == [
-        (0, "rw", "/dev/console"), (1, "rw", "/dev/console"), (2, "rw", "/dev/console"),
-        (3, "r", "/dev/null"), (10, "w", "pipe:[4242]")]
+        (0, "rw", "/dev/console"),
+        (1, "rw", "/dev/console"),
+        (2, "rw", "/dev/console"),
+        (3, "r", "/dev/null"),
+        (10, "w", "pipe:[4242]"),
+    ]
     assert rows[3].pos == 7 and {r.comm for r in rows} == {"init"} and b.complete
 
 
@@ -261,6 +340,7 @@ def test_files_of_every_process(k):
 
 def test_files_unknown_pid(k):
     from xenvmi.errors import NotFoundError
+
     with pytest.raises(NotFoundError, match="no process with pid 999"):
         shipped("files").file_rows(k.program(), Budget(), 999)
 
@@ -313,6 +393,7 @@ def test_mode_text():
 
 
 # -- through the plugin API (ctx.kernel()) -------------------------------------------------
+
 
 @pytest.fixture
 def live(k, monkeypatch):

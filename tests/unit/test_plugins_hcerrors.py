@@ -17,15 +17,33 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def ev(comm="xl", name="domctl", subop="getdomaininfo", ret=-3, domid=7) -> HypercallEvent:
-    return HypercallEvent(ts_ns=0, pid=812, tid=812, comm=comm, kind="hypercall",
-                          ioctl=0x305000, op=36, name=name, subop=None, subop_name=subop,
-                          domid=domid, version=0x15, args=(0,) * 5, ret=ret,
-                          error=None, latency_ns=1000)
+    return HypercallEvent(
+        ts_ns=0,
+        pid=812,
+        tid=812,
+        comm=comm,
+        kind="hypercall",
+        ioctl=0x305000,
+        op=36,
+        name=name,
+        subop=None,
+        subop_name=subop,
+        domid=domid,
+        version=0x15,
+        args=(0,) * 5,
+        ret=ret,
+        error=None,
+        latency_ns=1000,
+    )
 
 
-EVENTS = [ev(), ev(domid=9), ev(), ev(comm="qemu-system-i38", name="mmapbatch_v2",
-                                      subop=None, ret=-14, domid=None),
-          ev(ret=0)]  # a success (the kernel filter would drop it; ignored anyway)
+EVENTS = [
+    ev(),
+    ev(domid=9),
+    ev(),
+    ev(comm="qemu-system-i38", name="mmapbatch_v2", subop=None, ret=-14, domid=None),
+    ev(ret=0),
+]  # a success (the kernel filter would drop it; ignored anyway)
 
 
 class FakeTracer:
@@ -62,7 +80,8 @@ def test_hot_spots():
     rows = spots.rows()
     assert [(r.comm, r.call, r.subop, r.count, r.domains) for r in rows] == [
         ("xl", "domctl", "getdomaininfo", 3, "7,9"),
-        ("qemu-system-i38", "mmapbatch_v2", None, 1, "")]
+        ("qemu-system-i38", "mmapbatch_v2", None, 1, ""),
+    ]
     assert rows[0].error == "-ESRCH (No such process)"
     assert rows[1].error.startswith("-EFAULT")
 

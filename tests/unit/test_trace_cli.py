@@ -19,8 +19,11 @@ from xenvmi.trace import hypercalls as H
 from xenvmi.trace.hypercall_stats import stats_from_maps
 
 REAL_TRACER = P.HypercallTracer
-EVENTS = [raw(), raw(op=27, flags=0, ret=-38, latency_ns=900, args=[0, 1, 0, 0, 0]),
-          raw(op=17, flags=0, ret=0x40011, args=[0] * 5, comm=b"python3", pid=99)]
+EVENTS = [
+    raw(),
+    raw(op=27, flags=0, ret=-38, latency_ns=900, args=[0, 1, 0, 0, 0]),
+    raw(op=17, flags=0, ret=0x40011, args=[0] * 5, comm=b"python3", pid=99),
+]
 
 
 class FakeTracer:
@@ -36,8 +39,9 @@ class FakeTracer:
     def start(self):
         return self
 
-    def poll(self, callback=None, *, duration=None, count=None, should_stop=lambda: False,
-             timeout_ms=100):
+    def poll(
+        self, callback=None, *, duration=None, count=None, should_stop=lambda: False, timeout_ms=100
+    ):
         self.polled = dict(duration=duration, count=count)
         seen = 0
         for r in EVENTS:
@@ -53,8 +57,9 @@ class FakeTracer:
 
     def read_stats(self):
         assert self.stats
-        return stats_from_maps([((0, 36, 5, -3), (4, 4000, 2000))], [((0, 36, 2), 4)],
-                               arch="x86_64-pv")
+        return stats_from_maps(
+            [((0, 36, 5, -3), (4, 4000, 2000))], [((0, 36, 2), 4)], arch="x86_64-pv"
+        )
 
     def close(self):
         self.closed = True
@@ -71,6 +76,7 @@ def run(monkeypatch, capsys):
         code = cli.main(["trace", "hypercalls", *argv])
         out, err = capsys.readouterr()
         return code, out, err
+
     _run.capsys = capsys
     return _run
 
@@ -81,7 +87,8 @@ def test_lines_as_they_come(run):
     assert out.splitlines() == [
         "xl[812] domctl getdomaininfo(domid=7) -> -ESRCH (No such process) 12us",
         "xl[812] xsm_op(0x0, 0x1) -> -ENOSYS (Function not implemented) 900ns",
-        "python3[99] xen_version() -> 0x40011 12us"]
+        "python3[99] xen_version() -> 0x40011 12us",
+    ]
     assert err.startswith("Tracing privcmd calls for 1s... Hit Ctrl-C to end.")
     assert FakeTracer.instances[0].closed and FakeTracer.instances[0].stream
     assert FakeTracer.instances[0].page_cnt == 64
@@ -92,7 +99,8 @@ def test_filters_reach_the_tracer(run):
     f = FakeTracer.instances[0].filters
     assert (f.errors_only, f.comm, f.op, f.pid) == (True, "xl", 27, None)
     assert out.splitlines() == [
-        "xl[812] xsm_op(0x0, 0x1) -> -ENOSYS (Function not implemented) 900ns"]
+        "xl[812] xsm_op(0x0, 0x1) -> -ENOSYS (Function not implemented) 900ns"
+    ]
     assert "failed xsm_op calls of comm 'xl' until 5 calls" in err
 
 
@@ -131,14 +139,17 @@ def test_ebpf_prints_the_program_without_bcc(run):
     assert "int trace_return(struct pt_regs *ctx)" in out and not FakeTracer.instances
 
 
-@pytest.mark.parametrize("argv,code,msg", [
-    (["--op", "nosuch"], 3, "neither a Xen 4.17 hypercall"),
-    (["--op", "xen_version:1"], 2, "no command table"),
-    (["--pid", "0"], 2, "must be positive"),
-    (["--duration", "-1"], 2, "must be positive"),
-    (["--comm", ""], 2, "non-empty"),
-    (["--buffer-pages", "48"], 2, "power of two"),
-])
+@pytest.mark.parametrize(
+    "argv,code,msg",
+    [
+        (["--op", "nosuch"], 3, "neither a Xen 4.17 hypercall"),
+        (["--op", "xen_version:1"], 2, "no command table"),
+        (["--pid", "0"], 2, "must be positive"),
+        (["--duration", "-1"], 2, "must be positive"),
+        (["--comm", ""], 2, "non-empty"),
+        (["--buffer-pages", "48"], 2, "power of two"),
+    ],
+)
 def test_usage_errors_are_one_line(run, argv, code, msg):
     try:
         rc, _, err = run(*argv)
@@ -156,8 +167,14 @@ def test_help_has_examples(run, capsys):
 
 # ----------------------------------------------------------------------------- preflight
 
-GOOD = H.HostFacts(bcc_error=None, capeff=1 << H.CAP_SYS_ADMIN, release="6.1.0-50-amd64",
-                   headers=True, probe_found=True, privcmd_device=True)
+GOOD = H.HostFacts(
+    bcc_error=None,
+    capeff=1 << H.CAP_SYS_ADMIN,
+    release="6.1.0-50-amd64",
+    headers=True,
+    probe_found=True,
+    privcmd_device=True,
+)
 
 
 def facts(**kw):
@@ -169,13 +186,16 @@ def test_preflight_passes_on_a_good_dom0():
     H.preflight(facts(capeff=(1 << H.CAP_BPF) | (1 << H.CAP_PERFMON)))
 
 
-@pytest.mark.parametrize("kw,exc,msg", [
-    (dict(bcc_error="No module named 'bcc'"), Unavailable, "apt install python3-bpfcc"),
-    (dict(capeff=0), PermissionDenied, "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"),
-    (dict(capeff=1 << H.CAP_BPF), PermissionDenied, "needs CAP_PERFMON (or"),
-    (dict(headers=False), Unavailable, "apt install linux-headers-6.1.0-50-amd64"),
-    (dict(probe_found=False), Unavailable, "modprobe xen-privcmd"),
-])
+@pytest.mark.parametrize(
+    "kw,exc,msg",
+    [
+        (dict(bcc_error="No module named 'bcc'"), Unavailable, "apt install python3-bpfcc"),
+        (dict(capeff=0), PermissionDenied, "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"),
+        (dict(capeff=1 << H.CAP_BPF), PermissionDenied, "needs CAP_PERFMON (or"),
+        (dict(headers=False), Unavailable, "apt install linux-headers-6.1.0-50-amd64"),
+        (dict(probe_found=False), Unavailable, "modprobe xen-privcmd"),
+    ],
+)
 def test_preflight_names_the_fix(kw, exc, msg):
     with pytest.raises(exc) as info:
         H.preflight(facts(**kw))
@@ -192,20 +212,24 @@ def test_no_bcc_is_exit_5_one_line(run, monkeypatch):
     monkeypatch.setattr(P, "HypercallTracer", REAL_TRACER)
     monkeypatch.setattr(P, "gather_facts", lambda: facts(bcc_error="no bcc"))
     code, out, err = run("-d", "1")
-    assert code == 5 and err.strip() == ("xenvmi: error: trace: bcc is not installed (Debian: "
-                                         "apt install python3-bpfcc bpfcc-tools; a venv "
-                                         "needs --system-site-packages to see it)")
+    assert code == 5 and err.strip() == (
+        "xenvmi: error: trace: bcc is not installed (Debian: "
+        "apt install python3-bpfcc bpfcc-tools; a venv "
+        "needs --system-site-packages to see it)"
+    )
 
 
 def test_bpf_errors_are_classified(monkeypatch):
     monkeypatch.setattr(H, "_lockdown", lambda: "integrity")
-    e = H.bpf_error(Exception("Failed to load BPF program b'trace_entry': "
-                              "Operation not permitted"), "load")
+    e = H.bpf_error(
+        Exception("Failed to load BPF program b'trace_entry': Operation not permitted"), "load"
+    )
     assert isinstance(e, PermissionDenied) and "lockdown is 'integrity'" in str(e)
     e = H.bpf_error(Exception("Failed to compile BPF module <text>"), "compile")
     assert isinstance(e, Unavailable) and "did not compile" in str(e)
-    e = H.bpf_error(Exception("Failed to attach BPF program b'trace_entry' to kprobe\nmore"),
-                    "attach")
+    e = H.bpf_error(
+        Exception("Failed to attach BPF program b'trace_entry' to kprobe\nmore"), "attach"
+    )
     assert isinstance(e, Unavailable) and "\n" not in str(e)
 
 
@@ -217,5 +241,6 @@ def test_kallsyms_pattern():
 
 def test_bpf_source_ships_in_the_package():
     from importlib import resources
+
     assert resources.files("xenvmi.trace").joinpath("hypercalls.bpf.c").is_file()
     assert H.bpf_source().lstrip().startswith("/*")

@@ -28,28 +28,39 @@ def ev(**kw) -> HypercallEvent:
 
 # ----------------------------------------------------------------------------- filters
 
-@pytest.mark.parametrize("text,want", [
-    ("domctl", (None, 36, None)),
-    ("36", (None, 36, None)),
-    ("0x24", (None, 36, None)),
-    ("domctl:getdomaininfo", (None, 36, 5)),
-    ("domctl:XEN_DOMCTL_getdomaininfo", (None, 36, 5)),
-    ("memory_op:6", (None, 12, 6)),
-    ("sched_op:block", (None, 29, 1)),
-    ("dm_op", (None, 41, None)),
-    ("dm_op:nr_vcpus", (None, 41, 20)),
-    ("mmapbatch_v2", (4, None, None)),
-    ("restrict", (6, None, None)),
-    ("mca", (None, 48, None)),
-])
+
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("domctl", (None, 36, None)),
+        ("36", (None, 36, None)),
+        ("0x24", (None, 36, None)),
+        ("domctl:getdomaininfo", (None, 36, 5)),
+        ("domctl:XEN_DOMCTL_getdomaininfo", (None, 36, 5)),
+        ("memory_op:6", (None, 12, 6)),
+        ("sched_op:block", (None, 29, 1)),
+        ("dm_op", (None, 41, None)),
+        ("dm_op:nr_vcpus", (None, 41, 20)),
+        ("mmapbatch_v2", (4, None, None)),
+        ("restrict", (6, None, None)),
+        ("mca", (None, 48, None)),
+    ],
+)
 def test_parse_op(text, want):
     assert parse_op(text) == want
 
 
-@pytest.mark.parametrize("text,exc", [
-    ("nosuch", NotFoundError), ("domctl:nosuch", NotFoundError), ("xen_version:1", UsageError),
-    ("", UsageError), ("mmapbatch_v2:1", UsageError), ("a b", UsageError),
-])
+@pytest.mark.parametrize(
+    "text,exc",
+    [
+        ("nosuch", NotFoundError),
+        ("domctl:nosuch", NotFoundError),
+        ("xen_version:1", UsageError),
+        ("", UsageError),
+        ("mmapbatch_v2:1", UsageError),
+        ("a b", UsageError),
+    ],
+)
 def test_parse_op_errors(text, exc):
     with pytest.raises(exc):
         parse_op(text)
@@ -57,9 +68,13 @@ def test_parse_op_errors(text, exc):
 
 def test_defines_are_the_bpf_switches():
     f = Filters(pid=812, comm="xl", op=36, subop=5, errors_only=True)
-    assert f.defines() == ['#define FILTER_PID 812', '#define FILTER_COMM "\\170\\154"',
-                           "#define FILTER_OP 36", "#define FILTER_SUBOP 5",
-                           "#define FILTER_ERRORS"]
+    assert f.defines() == [
+        "#define FILTER_PID 812",
+        '#define FILTER_COMM "\\170\\154"',
+        "#define FILTER_OP 36",
+        "#define FILTER_SUBOP 5",
+        "#define FILTER_ERRORS",
+    ]
     assert Filters().defines() == []
     assert Filters(kind=4).defines() == ["#define FILTER_KIND 4"]
 
@@ -108,6 +123,7 @@ def test_program_text_puts_switches_before_the_source():
 
 # --------------------------------------------------------------------------- histogram
 
+
 def bpf_log2(v: int) -> int:
     """bcc's helpers.h bpf_log2 (32-bit), transliterated."""
     r = (v > 0xFFFF) << 4
@@ -129,8 +145,10 @@ def bpf_log2l(v: int) -> int:
     return bpf_log2(hi) + 32 + 1 if hi else bpf_log2(v) + 1
 
 
-@pytest.mark.parametrize("v", [0, 1, 2, 3, 4, 7, 8, 1000, 65535, 65536, (1 << 32) - 1,
-                               1 << 32, (1 << 40) + 5, (1 << 64) - 1])
+@pytest.mark.parametrize(
+    "v",
+    [0, 1, 2, 3, 4, 7, 8, 1000, 65535, 65536, (1 << 32) - 1, 1 << 32, (1 << 40) + 5, (1 << 64) - 1],
+)
 def test_log2_slot_is_bpf_log2l(v):
     assert log2_slot(v) == bpf_log2l(v)
 
@@ -162,10 +180,15 @@ def test_wide_histogram_past_slot_32():
 
 # ------------------------------------------------------------------------------ stats
 
+
 def sample_events():
-    return [ev(), ev(latency_ns=40_000), ev(ret=0, latency_ns=3_000),
-            ev(op=27, flags=0, ret=-38, latency_ns=900),
-            ev(op=27, flags=0, ret=-38, latency_ns=1_100)]
+    return [
+        ev(),
+        ev(latency_ns=40_000),
+        ev(ret=0, latency_ns=3_000),
+        ev(op=27, flags=0, ret=-38, latency_ns=900),
+        ev(op=27, flags=0, ret=-38, latency_ns=1_100),
+    ]
 
 
 def test_counts_and_errors_from_events():
@@ -185,17 +208,29 @@ def test_kernel_maps_give_the_same_stats_as_events():
     from_events = Stats()
     for e in sample_events():
         from_events.add(e)
-    counts = [((0, 36, 5, -3), (2, 52_345, 40_000)), ((0, 36, 5, 0), (1, 3_000, 3_000)),
-              ((0, 27, 0xFFFFFFFF, -38), (2, 2_000, 1_100))]
-    hist = [((0, 36, log2_slot(12)), 1), ((0, 36, log2_slot(40)), 1),
-            ((0, 36, log2_slot(3)), 1), ((0, 27, 1), 2)]
+    counts = [
+        ((0, 36, 5, -3), (2, 52_345, 40_000)),
+        ((0, 36, 5, 0), (1, 3_000, 3_000)),
+        ((0, 27, 0xFFFFFFFF, -38), (2, 2_000, 1_100)),
+    ]
+    hist = [
+        ((0, 36, log2_slot(12)), 1),
+        ((0, 36, log2_slot(40)), 1),
+        ((0, 36, log2_slot(3)), 1),
+        ((0, 27, 1), 2),
+    ]
     from_maps = stats_from_maps(counts, hist, arch="x86_64-pv")
     assert from_maps.to_json(hist=True) == from_events.to_json(hist=True)
 
 
 def test_maps_name_other_requests():
-    stats = stats_from_maps([((4, 0xFFFFFFFF, 0xFFFFFFFF, 0), (3, 30, 10)),
-                             ((255, 0xFFFFFFFF, 0xFFFFFFFF, -25), (1, 1, 1))], [])
+    stats = stats_from_maps(
+        [
+            ((4, 0xFFFFFFFF, 0xFFFFFFFF, 0), (3, 30, 10)),
+            ((255, 0xFFFFFFFF, 0xFFFFFFFF, -25), (1, 1, 1)),
+        ],
+        [],
+    )
     assert {r.name for r in stats.op_rows()} == {"mmapbatch_v2", "ioctl"}
 
 
@@ -205,8 +240,14 @@ def test_summary_json_and_text():
         stats.add(e)
     obj = json.loads(render.json_line(stats.to_json(hist=True)))
     assert obj["calls"] == 5 and obj["lost"] == 0
-    assert obj["ops"][0] == {"name": "domctl", "subop": "getdomaininfo", "calls": 3,
-                             "errors": 2, "avg_us": 18.448, "max_us": 40.0}
+    assert obj["ops"][0] == {
+        "name": "domctl",
+        "subop": "getdomaininfo",
+        "calls": 3,
+        "errors": 2,
+        "avg_us": 18.448,
+        "max_us": 40.0,
+    }
     assert obj["errors"][1]["error"] == "ENOSYS"
     assert obj["latency_usecs_log2"]["xsm_op"] == [{"low": 0, "high": 1, "count": 2}]
     text = stats.render_summary()

@@ -29,10 +29,22 @@ BUF = 0x7F0000001000
 
 def raw(**kw):
     """struct event_t as a dict: an xl domctl getdomaininfo(7) failing with -ESRCH in 12us."""
-    base = dict(ts_ns=1, latency_ns=12_345, ret=-3, op=36, args=[BUF, 0, 0, 0, 0], pid=812,
-                tid=812, cmd=D.IOCTL_PRIVCMD_HYPERCALL, kind=0, subop=5,
-                version=domctl.INTERFACE_VERSION, domid=7,
-                flags=D.F_SUBOP | D.F_DOMID | D.F_VERSION, comm=b"xl\0\0garbage")
+    base = dict(
+        ts_ns=1,
+        latency_ns=12_345,
+        ret=-3,
+        op=36,
+        args=[BUF, 0, 0, 0, 0],
+        pid=812,
+        tid=812,
+        cmd=D.IOCTL_PRIVCMD_HYPERCALL,
+        kind=0,
+        subop=5,
+        version=domctl.INTERFACE_VERSION,
+        domid=7,
+        flags=D.F_SUBOP | D.F_DOMID | D.F_VERSION,
+        comm=b"xl\0\0garbage",
+    )
     base.update(kw)
     return base
 
@@ -42,6 +54,7 @@ def line(**kw) -> str:
 
 
 # ----------------------------------------------------------------------- one line each
+
 
 def test_the_issue_example_line():
     assert line() == "xl[812] domctl getdomaininfo(domid=7) -> -ESRCH (No such process) 12us"
@@ -53,8 +66,7 @@ def test_return_value_as_unsigned_64_bit_is_folded_back():
 
 
 def test_xsm_op_has_no_table_so_arguments_show():
-    text = line(op=27, args=[0, BUF, 0, 0, 0], ret=-38, flags=0, subop=D.NO_VALUE,
-                latency_ns=800)
+    text = line(op=27, args=[0, BUF, 0, 0, 0], ret=-38, flags=0, subop=D.NO_VALUE, latency_ns=800)
     assert text == f"xl[812] xsm_op(0x0, {BUF:#x}) -> -ENOSYS (Function not implemented) 800ns"
 
 
@@ -64,14 +76,28 @@ def test_wrong_interface_version_is_pointed_out():
 
 
 def test_sysctl_names_its_command_without_domid():
-    text = line(op=35, subop=6, flags=D.F_SUBOP | D.F_VERSION, ret=0,
-                version=sysctl.INTERFACE_VERSION, latency_ns=2_500_000)
+    text = line(
+        op=35,
+        subop=6,
+        flags=D.F_SUBOP | D.F_VERSION,
+        ret=0,
+        version=sysctl.INTERFACE_VERSION,
+        latency_ns=2_500_000,
+    )
     assert text == "xl[812] sysctl getdomaininfolist() -> 0 2.5ms"
 
 
 def test_memory_op_command_is_masked_of_its_continuation():
-    ev = D.decode_event(raw(op=12, subop=6, args=[6 | (5 << 6), BUF, 0, 0, 0], ret=0,
-                            flags=D.F_SUBOP | D.F_DOMID, domid=0x7FF0))
+    ev = D.decode_event(
+        raw(
+            op=12,
+            subop=6,
+            args=[6 | (5 << 6), BUF, 0, 0, 0],
+            ret=0,
+            flags=D.F_SUBOP | D.F_DOMID,
+            domid=0x7FF0,
+        )
+    )
     assert ev.subop_name == "populate_physmap"
     assert D.format_event(ev).startswith("xl[812] memory_op populate_physmap(domid=self)")
 
@@ -88,21 +114,45 @@ def test_unknown_subop_is_named_by_number():
 
 
 def test_dm_op_through_its_own_ioctl():
-    text = line(kind=5, cmd=privcmd.IOCTL_PRIVCMD_DM_OP, op=41, subop=20, domid=0,
-                flags=D.F_SUBOP | D.F_DOMID, ret=-1, comm=b"qemu-system-i38")
-    assert text.startswith("qemu-system-i38[812] privcmd dm_op nr_vcpus(domid=0) -> "
-                           "-EPERM (Operation not permitted)")
+    text = line(
+        kind=5,
+        cmd=privcmd.IOCTL_PRIVCMD_DM_OP,
+        op=41,
+        subop=20,
+        domid=0,
+        flags=D.F_SUBOP | D.F_DOMID,
+        ret=-1,
+        comm=b"qemu-system-i38",
+    )
+    assert text.startswith(
+        "qemu-system-i38[812] privcmd dm_op nr_vcpus(domid=0) -> -EPERM (Operation not permitted)"
+    )
 
 
 def test_mmapbatch_v2_and_mmap_resource_and_restrict():
-    text = line(kind=4, cmd=0x00205004, op=D.NO_VALUE, args=[1, 3, 0x7F00DEAD000, 0, 0],
-                flags=D.F_DOMID, domid=3, ret=0)
+    text = line(
+        kind=4,
+        cmd=0x00205004,
+        op=D.NO_VALUE,
+        args=[1, 3, 0x7F00DEAD000, 0, 0],
+        flags=D.F_DOMID,
+        domid=3,
+        ret=0,
+    )
     assert text == "xl[812] privcmd mmapbatch_v2(domid=3, num=1, addr=0x7f00dead000) -> 0 12us"
-    text = line(kind=7, cmd=0x00205007, op=D.NO_VALUE, args=[2, 1, 0, 0, 1],
-                flags=D.F_DOMID, domid=2, ret=0)
+    text = line(
+        kind=7, cmd=0x00205007, op=D.NO_VALUE, args=[2, 1, 0, 0, 1], flags=D.F_DOMID, domid=2, ret=0
+    )
     assert "privcmd mmap_resource(domid=2, type=1, id=0, idx=0, num=1) -> 0" in text
-    text = line(kind=6, cmd=privcmd.IOCTL_PRIVCMD_RESTRICT, op=D.NO_VALUE,
-                args=[1, 0, 0, 0, 0], flags=D.F_DOMID, domid=1, ret=0)
+    text = line(
+        kind=6,
+        cmd=privcmd.IOCTL_PRIVCMD_RESTRICT,
+        op=D.NO_VALUE,
+        args=[1, 0, 0, 0, 0],
+        flags=D.F_DOMID,
+        domid=1,
+        ret=0,
+    )
     assert "privcmd restrict(domid=1) -> 0" in text
 
 
@@ -120,7 +170,8 @@ def test_unreadable_arguments_are_flagged():
 
 def test_big_success_values_in_hex():
     assert line(op=17, flags=0, ret=0x40011, args=[0] * 5).startswith(
-        "xl[812] xen_version() -> 0x40011")
+        "xl[812] xen_version() -> 0x40011"
+    )
 
 
 def test_arch_names_arch_slots():
@@ -129,8 +180,10 @@ def test_arch_names_arch_slots():
     assert D.op_name(0, 60) == "hypercall_60"
 
 
-@pytest.mark.parametrize("ns,text", [(0, "0ns"), (999, "999ns"), (12_345, "12us"),
-                                     (3_400_000, "3.4ms"), (1_200_000_000, "1.20s")])
+@pytest.mark.parametrize(
+    "ns,text",
+    [(0, "0ns"), (999, "999ns"), (12_345, "12us"), (3_400_000, "3.4ms"), (1_200_000_000, "1.20s")],
+)
 def test_format_ns(ns, text):
     assert D.format_ns(ns) == text
 
@@ -152,6 +205,7 @@ def test_json_object():
 
 # ------------------------------------------------------- the C program agrees with Python
 
+
 def c_struct(name: str) -> list[str]:
     body = re.search(rf"struct {name} \{{(.*?)\}};", bpf_source(), re.S).group(1)
     return re.findall(r"(\w+)(?:\[[^\]]*\])?;", re.sub(r"/\*.*?\*/", "", body))
@@ -163,8 +217,10 @@ def test_event_struct_fields_are_what_the_decoder_reads():
 
 def test_ioctl_numbers_in_c_match_the_kernel_header_values():
     src = bpf_source()
-    found = {int(nr): int(size) for nr, size in
-             re.findall(r"#define IOCTL_PRIVCMD_\w+\s+PRIVCMD_IOC\((\d+), (\d+)\)", src)}
+    found = {
+        int(nr): int(size)
+        for nr, size in re.findall(r"#define IOCTL_PRIVCMD_\w+\s+PRIVCMD_IOC\((\d+), (\d+)\)", src)
+    }
     assert found == {0: 48, 2: 16, 3: 24, 4: 32, 5: 16, 6: 2, 7: 32}
     ioc = {nr: (size << 16) | (ord("P") << 8) | nr for nr, size in found.items()}
     assert ioc[0] == D.IOCTL_PRIVCMD_HYPERCALL == privcmd.IOCTL_PRIVCMD_HYPERCALL == 0x305000
@@ -182,10 +238,12 @@ def test_ioctl_numbers_match_the_installed_privcmd_header(tmp_path):
         pytest.skip("no C compiler to evaluate the header's _IOC macros")
     names = re.findall(r"#define IOCTL_PRIVCMD_(\w+)\s", header.read_text())
     src = tmp_path / "p.c"
-    src.write_text("#include <stdio.h>\n#include <stdint.h>\n#include <sys/ioctl.h>\n"
-                   "#include <xen/xen.h>\n#include <xen/sys/privcmd.h>\nint main(void){\n"
-                   + "".join(f'printf("{n} %lu\\n", (unsigned long)IOCTL_PRIVCMD_{n});\n'
-                             for n in names) + "return 0;}\n")
+    src.write_text(
+        "#include <stdio.h>\n#include <stdint.h>\n#include <sys/ioctl.h>\n"
+        "#include <xen/xen.h>\n#include <xen/sys/privcmd.h>\nint main(void){\n"
+        + "".join(f'printf("{n} %lu\\n", (unsigned long)IOCTL_PRIVCMD_{n});\n' for n in names)
+        + "return 0;}\n"
+    )
     subprocess.run([cc, "-o", str(tmp_path / "p"), str(src)], check=True)
     out = subprocess.run([str(tmp_path / "p")], capture_output=True, text=True, check=True)
     values = {n.lower(): int(v) for n, v in (line.split() for line in out.stdout.splitlines())}
@@ -193,8 +251,7 @@ def test_ioctl_numbers_match_the_installed_privcmd_header(tmp_path):
     assert values.pop("unimplemented") == D.IOCTL_PRIVCMD_UNIMPLEMENTED
     c_src = bpf_source()
     for name, value in values.items():
-        m = re.search(rf"#define IOCTL_PRIVCMD_{name.upper()}\s+PRIVCMD_IOC\((\d+), (\d+)\)",
-                      c_src)
+        m = re.search(rf"#define IOCTL_PRIVCMD_{name.upper()}\s+PRIVCMD_IOC\((\d+), (\d+)\)", c_src)
         assert m, f"hypercalls.bpf.c lacks IOCTL_PRIVCMD_{name.upper()}"
         nr, size = int(m.group(1)), int(m.group(2))
         assert (size << 16) | (ord("P") << 8) | nr == value, name
@@ -207,29 +264,45 @@ def test_ioctl_numbers_match_the_installed_privcmd_header(tmp_path):
 def test_hypercall_numbers_in_c_are_abi_numbers():
     src = bpf_source()
     found = dict(re.findall(r"#define HC_(\w+)\s+(\d+)", src))
-    names = {"MEMORY_OP": "memory_op", "SCHED_OP": "sched_op", "EVTCHN_OP": "event_channel_op",
-             "HVM_OP": "hvm_op", "SYSCTL": "sysctl", "DOMCTL": "domctl", "DM_OP": "dm_op"}
+    names = {
+        "MEMORY_OP": "memory_op",
+        "SCHED_OP": "sched_op",
+        "EVTCHN_OP": "event_channel_op",
+        "HVM_OP": "hvm_op",
+        "SYSCTL": "sysctl",
+        "DOMCTL": "domctl",
+        "DM_OP": "dm_op",
+    }
     assert {names[k]: int(v) for k, v in found.items()} == {
-        n: hypercalls.BY_NAME[n].number for n in names.values()}
+        n: hypercalls.BY_NAME[n].number for n in names.values()
+    }
     assert set(S.TABLES) == {int(v) for v in found.values()}
     assert f"MEMOP_CMD_MASK {memory_op.MEMOP_CMD_MASK:#x}" in src
 
 
 # ----------------------------------------------------------------- tables vs headers
 
+
 def header_ops(rel: str, prefix: str) -> dict[str, int]:
     path = INCLUDE / rel
     if not path.is_file():
         pytest.fail(f"{path} is missing: apt-get install libxen-dev", pytrace=False)
-    return {n: int(v) for n, v in re.findall(rf"^#define {prefix}([a-z]\w*)\s+(\d+)\b",
-                                             path.read_text(), re.MULTILINE)}
+    return {
+        n: int(v)
+        for n, v in re.findall(
+            rf"^#define {prefix}([a-z]\w*)\s+(\d+)\b", path.read_text(), re.MULTILINE
+        )
+    }
 
 
-@pytest.mark.parametrize("table,rel,prefix", [
-    (S.SCHED_OP, "sched.h", "SCHEDOP_"),
-    (S.EVENT_CHANNEL_OP, "event_channel.h", "EVTCHNOP_"),
-    (S.DM_OP, "hvm/dm_op.h", "XEN_DMOP_"),
-])
+@pytest.mark.parametrize(
+    "table,rel,prefix",
+    [
+        (S.SCHED_OP, "sched.h", "SCHEDOP_"),
+        (S.EVENT_CHANNEL_OP, "event_channel.h", "EVTCHNOP_"),
+        (S.DM_OP, "hvm/dm_op.h", "XEN_DMOP_"),
+    ],
+)
 def test_tracer_subop_tables_match_headers(table, rel, prefix):
     assert {op.name: op.number for op in table.ops} == header_ops(rel, prefix)
 

@@ -13,8 +13,14 @@ VAGRANT_DIR = Path(__file__).resolve().parents[2] / "vagrant"
 
 def test_vagrantfile_validates_with_the_libvirt_provider():
     env = dict(os.environ, VAGRANT_DEFAULT_PROVIDER="libvirt", VAGRANT_CHECKPOINT_DISABLE="1")
-    res = subprocess.run(["vagrant", "validate"], cwd=VAGRANT_DIR, capture_output=True,
-                         text=True, env=env, timeout=300)
+    res = subprocess.run(
+        ["vagrant", "validate"],
+        cwd=VAGRANT_DIR,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "validated successfully" in res.stdout
 

@@ -44,16 +44,29 @@ def test_docs_list_every_field_of_every_view(name):
 
 def _printed(view, rows, **extra) -> dict:
     res = PluginResult(view.name, "g", rows, [], None, True, 0.5, 0, "1.1")
-    return json.loads(render.dumps({"plugin": res.plugin, "version": res.version,
-                                    "domain": res.domain, "rows": res.rows,
-                                    "complete": res.complete, "warnings": res.warnings,
-                                    "error": res.error, "seconds": res.seconds, **extra}))
+    return json.loads(
+        render.dumps(
+            {
+                "plugin": res.plugin,
+                "version": res.version,
+                "domain": res.domain,
+                "rows": res.rows,
+                "complete": res.complete,
+                "warnings": res.warnings,
+                "error": res.error,
+                "seconds": res.seconds,
+                **extra,
+            }
+        )
+    )
 
 
 def test_output_obeys_its_schema_and_a_wrong_one_does_not():
     ps = VIEWS["ps"]
-    rows = [Process(1, 0, "init", "S", 0, 0.5, "/sbin/init", False, 0xFFFF888000001000),
-            Process(2, 0, "kthreadd", "S", None, None, None, True, 0xFFFF888000002000)]
+    rows = [
+        Process(1, 0, "init", "S", 0, 0.5, "/sbin/init", False, 0xFFFF888000001000),
+        Process(2, 0, "kthreadd", "S", None, None, None, True, 0xFFFF888000002000),
+    ]
     got = _printed(ps, rows, processes=rows)
     jsonschema.validate(got, result_schema(ps, "processes"))
     broken = dict(got, rows=[dict(got["rows"][0], pid="1")])

@@ -34,8 +34,8 @@ def only_file(tmp_path, name):
 
 def phdrs(path):
     data = open(path, "rb").read(64 + 56 * 64)
-    phoff, = struct.unpack_from("<Q", data, 32)
-    phnum, = struct.unpack_from("<H", data, 56)
+    (phoff,) = struct.unpack_from("<Q", data, 32)
+    (phnum,) = struct.unpack_from("<H", data, 56)
     return [struct.unpack_from("<IIQQQQQQ", data, phoff + 56 * i) for i in range(phnum)]
 
 
@@ -81,7 +81,7 @@ def test_raw_image_round_trip(tmp_path, mem):
     s = vmcore.dump(mem, path, fmt="raw")
     data = path.read_bytes()
     assert s.bytes == len(data) == 20 * I.MiB  # up to the end of the last RAM range
-    assert data == I.expected(mem.image)[:20 * I.MiB]
+    assert data == I.expected(mem.image)[: 20 * I.MiB]
     with DumpMemory(path) as back:
         assert back.kind == "image" and back.read_physical(0, len(data)) == data
 
@@ -94,10 +94,10 @@ def test_drgn_opens_the_vmcore(tmp_path, mem, disc):
     assert prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL  # it read our VMCOREINFO
     want = I.expected(mem.image)
     for addr in (0, 8 * I.MiB, 9 * I.MiB + 12288, 19 * I.MiB + 123):
-        assert prog.read(addr, 64, True) == want[addr:addr + 64]
-        assert prog.read(I.DIRECT_MAP + addr, 64) == want[addr:addr + 64]  # p_vaddr
+        assert prog.read(addr, 64, True) == want[addr : addr + 64]
+        assert prog.read(I.DIRECT_MAP + addr, 64) == want[addr : addr + 64]  # p_vaddr
     # Through the page tables VMCOREINFO's swapper_pg_dir names (the kernel mapping):
-    assert prog.read(I.KERNEL_MAP + 3 * I.MiB, 64) == want[3 * I.MiB:3 * I.MiB + 64]
+    assert prog.read(I.KERNEL_MAP + 3 * I.MiB, 64) == want[3 * I.MiB : 3 * I.MiB + 64]
     with pytest.raises(drgn.FaultError):
         prog.read(5 * I.MiB, 8, True)
 
@@ -111,7 +111,7 @@ def test_randomized_direct_map(tmp_path):
     assert s.direct_map == I.direct_map(290, 7) and not s.warnings
     prog = drgn.Program()
     prog.set_core_dump(str(tmp_path / "g.vmcore"))
-    assert prog.read(I.direct_map(290, 7) + 16 * I.MiB, 32) == mem.image[16 * I.MiB:][:32]
+    assert prog.read(I.direct_map(290, 7) + 16 * I.MiB, 32) == mem.image[16 * I.MiB :][:32]
 
 
 def test_direct_map_with_small_pages_and_a_decoy(disc):
@@ -119,7 +119,7 @@ def test_direct_map_with_small_pages_and_a_decoy(disc):
     img = I.image()
     pgd = I.PGD - I.KERNEL_MAP
     pud, pmd, pt = pgd + 4096, pgd + 3 * 4096, pgd + 4 * 4096
-    img[pmd:pmd + 2 * 4096] = bytes(2 * 4096)
+    img[pmd : pmd + 2 * 4096] = bytes(2 * 4096)
     struct.pack_into("<Q", img, pud, 0x4000_0083)  # slot 0: 1 GiB page at 1 GiB (a decoy)
     struct.pack_into("<Q", img, pud + 8 * 2, pmd | 0x63)  # slot 2: the direct map
     struct.pack_into("<Q", img, pmd, pt | 0x63)
@@ -132,7 +132,7 @@ def test_direct_map_with_small_pages_and_a_decoy(disc):
 def test_no_direct_map_falls_back_with_a_warning(tmp_path, disc):
     img = I.image()
     pgd = I.PGD - I.KERNEL_MAP
-    img[pgd:pgd + 8 * 511] = bytes(8 * 511)  # only the kernel image mapping is left
+    img[pgd : pgd + 8 * 511] = bytes(8 * 511)  # only the kernel image mapping is left
     s = vmcore.dump(I.memory(img), tmp_path / "g.vmcore", discovery=disc)
     assert s.direct_map is None and "direct map" in s.warnings[0]
     assert phdrs(tmp_path / "g.vmcore")[1][3] == I.DIRECT_MAP
@@ -175,6 +175,7 @@ def test_pause_only_when_asked_and_always_resumed(tmp_path):
 
     def boom(done, total):
         raise KeyboardInterrupt
+
     with pytest.raises(KeyboardInterrupt):
         vmcore.dump(m, tmp_path / "c", pause=True, progress=boom)
     assert m.pauses == m.resumes == 2
@@ -211,6 +212,7 @@ def test_vcpus_without_registers_are_skipped(tmp_path):
             if vcpu == 1:
                 raise GuestDataError("cannot read vCPU 1 of g")
             return dict(I.REGS[0])
+
     m = HalfRegs(I.image(), holes=I.HOLES)
     s = vmcore.dump(m, tmp_path / "g.vmcore")
     assert s.vcpus == 1 and "vCPU 1" in s.warnings[0]
@@ -248,12 +250,12 @@ def test_probing_alone_loses_an_island_the_ram_map_keeps(tmp_path):
     img = I.image()
     m = I.memory(img, holes=ISLAND_HOLES)
     s = vmcore.dump(m, tmp_path / "probed.raw", fmt="raw")
-    assert ISLAND not in s.ranges                       # the limit of probing alone
+    assert ISLAND not in s.ranges  # the limit of probing alone
     m = I.memory(img, holes=ISLAND_HOLES)
     s = vmcore.dump(m, tmp_path / "g.raw", fmt="raw", ram_ranges=[(16 * I.MiB, 20 * I.MiB)])
     assert s.ranges[-1] == ISLAND
     with open(tmp_path / "g.raw", "rb") as f:
-        assert f.read() == I.expected(img, ISLAND_HOLES)[:ISLAND[1]]
+        assert f.read() == I.expected(img, ISLAND_HOLES)[: ISLAND[1]]
 
 
 def test_a_ram_map_adds_to_probing_and_never_hides_memory(tmp_path, mem):

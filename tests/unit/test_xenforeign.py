@@ -38,10 +38,10 @@ class FakeLib:
             f = frames[i]
             if f in HOLES or f >= FRAMES:
                 err[i] = -22
-                buf[i * PAGE:(i + 1) * PAGE] = b"\xee" * PAGE  # never to be copied
+                buf[i * PAGE : (i + 1) * PAGE] = b"\xee" * PAGE  # never to be copied
             else:
                 err[i] = 0
-                buf[i * PAGE:(i + 1) * PAGE] = self.image[f * PAGE:(f + 1) * PAGE]
+                buf[i * PAGE : (i + 1) * PAGE] = self.image[f * PAGE : (f + 1) * PAGE]
         addr = ctypes.addressof(buf)
         self.live[addr] = buf
         return addr
@@ -57,17 +57,19 @@ def image():
 
 
 def expected(image: bytes, first: int, count: int) -> bytes:
-    return b"".join(bytes(PAGE) if f in HOLES or f >= FRAMES
-                    else image[f * PAGE:(f + 1) * PAGE] for f in range(first, first + count))
+    return b"".join(
+        bytes(PAGE) if f in HOLES or f >= FRAMES else image[f * PAGE : (f + 1) * PAGE]
+        for f in range(first, first + count)
+    )
 
 
 def test_batches_holes_and_unmapping(image):
     lib = FakeLib(image)
     fm = xenforeign.ForeignMemory(7, lib=lib)
-    data, ok = fm.read_pages(2 * PAGE, 598 * PAGE)   # past the end: refused frames
+    data, ok = fm.read_pages(2 * PAGE, 598 * PAGE)  # past the end: refused frames
     assert data == expected(image, 2, 598)
     assert [i + 2 for i, good in enumerate(ok) if not good] == sorted(HOLES)
-    assert lib.maps == [256, 256, 86] and lib.live == {}   # every mapping undone
+    assert lib.maps == [256, 256, 86] and lib.live == {}  # every mapping undone
     fm.close()
     assert lib.closed
 

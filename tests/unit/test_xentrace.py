@@ -34,6 +34,7 @@ XEN_H = Path("/usr/include/xen/xen.h")
 
 # -- test-only writer ---------------------------------------------------------------------
 
+
 def t_rec(event: int, extra=(), tsc: int | None = None) -> bytes:
     """One struct t_rec: header, optional TSC (lo, hi), extra words (little endian)."""
     header = event | (len(extra) << 28) | ((1 << 31) if tsc is not None else 0)
@@ -48,8 +49,9 @@ def window(cpu: int, *records: bytes) -> bytes:
     return struct.pack("<III", T.CPU_CHANGE_HEADER, cpu, len(body)) + body
 
 
-def hypercall_v2(op: int, args: dict[int, int] | None = None, event=T.TRC_PV_HYPERCALL_V2,
-                 tsc: int = 0) -> bytes:
+def hypercall_v2(
+    op: int, args: dict[int, int] | None = None, event=T.TRC_PV_HYPERCALL_V2, tsc: int = 0
+) -> bytes:
     """Like common/trace.c __trace_hypercall; args {index: value}, > 32 bits -> 64-bit."""
     w0, words = op, []
     for i, value in sorted((args or {}).items()):
@@ -64,10 +66,13 @@ def hypercall_v2(op: int, args: dict[int, int] | None = None, event=T.TRC_PV_HYP
 
 def switch(prev: tuple[int, int], nxt: tuple[int, int], tsc: int) -> bytes:
     """sched_switch_units: INFPREV, INFNEXT, SWITCH, then the two runstate changes."""
-    return (t_rec(T.TRC_SCHED_SWITCH_INFPREV, (*prev, 1000), tsc)
-            + t_rec(T.TRC_SCHED_SWITCH_INFNEXT, (*nxt, 0, 0xFFFFFFFF), tsc)
-            + t_rec(T.TRC_SCHED_SWITCH, (*prev, *nxt), tsc)
-            + runstate(prev, 0, 1, tsc) + runstate(nxt, 1, 0, tsc))
+    return (
+        t_rec(T.TRC_SCHED_SWITCH_INFPREV, (*prev, 1000), tsc)
+        + t_rec(T.TRC_SCHED_SWITCH_INFNEXT, (*nxt, 0, 0xFFFFFFFF), tsc)
+        + t_rec(T.TRC_SCHED_SWITCH, (*prev, *nxt), tsc)
+        + runstate(prev, 0, 1, tsc)
+        + runstate(nxt, 1, 0, tsc)
+    )
 
 
 def runstate(who: tuple[int, int], old: int, new: int, tsc: int) -> bytes:
@@ -79,29 +84,34 @@ def two_domain_trace() -> bytes:
     """cpu0: d1v0 makes 3 sched_op + 1 multicall (2 sub-calls), then d2v1 makes 2
     event_channel_op; cpu1: an HVM guest d3v0 does a vmmcall after a runstate change."""
     idle = (T.DOMID_IDLE, 0)
-    cpu0 = window(0,
-                  switch(idle, (1, 0), 100),
-                  hypercall_v2(29, {0: 1}, tsc=110),
-                  hypercall_v2(29, {0: 1}, tsc=120),
-                  hypercall_v2(13, {1: 2}, tsc=130),
-                  hypercall_v2(24, {0: 3, 1: 0}, event=T.TRC_PV_HYPERCALL_SUBCALL, tsc=131),
-                  hypercall_v2(1, {1: 5}, event=T.TRC_PV_HYPERCALL_SUBCALL, tsc=132),
-                  hypercall_v2(29, {0: 1}, tsc=140))
+    cpu0 = window(
+        0,
+        switch(idle, (1, 0), 100),
+        hypercall_v2(29, {0: 1}, tsc=110),
+        hypercall_v2(29, {0: 1}, tsc=120),
+        hypercall_v2(13, {1: 2}, tsc=130),
+        hypercall_v2(24, {0: 3, 1: 0}, event=T.TRC_PV_HYPERCALL_SUBCALL, tsc=131),
+        hypercall_v2(1, {1: 5}, event=T.TRC_PV_HYPERCALL_SUBCALL, tsc=132),
+        hypercall_v2(29, {0: 1}, tsc=140),
+    )
     cpu1 = window(1, runstate((3, 0), 1, 0, 150), t_rec(T.TRC_HVM_VMMCALL, [34]))
-    cpu0b = window(0,
-                   switch((1, 0), (2, 1), 200),
-                   hypercall_v2(32, tsc=210),
-                   hypercall_v2(32, tsc=220))
+    cpu0b = window(
+        0, switch((1, 0), (2, 1), 200), hypercall_v2(32, tsc=210), hypercall_v2(32, tsc=220)
+    )
     return cpu0 + cpu1 + cpu0b
 
 
 # -- decoding -------------------------------------------------------------------------------
 
+
 def test_record_layout_with_and_without_tsc():
     data = window(2, t_rec(0x0008F0AB, (1, 2, 3), tsc=(7 << 32) | 9), t_rec(0x00082012, (36,)))
     recs = list(decode(data))
-    assert [r.name for r in recs] == ["TRC_TRACE_CPU_CHANGE", "TRC_HVM_0x008f0ab",
-                                      "TRC_HVM_VMMCALL"]
+    assert [r.name for r in recs] == [
+        "TRC_TRACE_CPU_CHANGE",
+        "TRC_HVM_0x008f0ab",
+        "TRC_HVM_VMMCALL",
+    ]
     head, first, second = recs
     assert (head.offset, head.cpu, head.fields) == (0, 2, {"cpu": 2, "window_size": 32})
     assert (first.offset, first.cpu, first.tsc, first.extra) == (12, 2, (7 << 32) | 9, (1, 2, 3))
@@ -112,8 +122,9 @@ def test_record_layout_with_and_without_tsc():
 
 def test_records_are_ordinary_frozen_dataclasses():
     rec = list(decode(two_domain_trace()))[3]
-    assert rec == TraceRecord(**{f.name: getattr(rec, f.name)
-                                 for f in dataclasses.fields(TraceRecord)})
+    assert rec == TraceRecord(
+        **{f.name: getattr(rec, f.name) for f in dataclasses.fields(TraceRecord)}
+    )
     assert repr(rec).startswith("TraceRecord(offset=")
     with pytest.raises(dataclasses.FrozenInstanceError):
         rec.cpu = 5
@@ -122,12 +133,18 @@ def test_records_are_ordinary_frozen_dataclasses():
 def test_two_domains_attributed_through_scheduler_switches():
     recs = [r for r in decode(two_domain_trace()) if r.name.startswith("TRC_PV_HYPERCALL")]
     got = [(r.cpu, r.domid, r.vcpu, r.fields["hypercall"]) for r in recs]
-    assert got == [(0, 1, 0, "sched_op"), (0, 1, 0, "sched_op"), (0, 1, 0, "multicall"),
-                   (0, 1, 0, "vcpu_op"), (0, 1, 0, "mmu_update"), (0, 1, 0, "sched_op"),
-                   (0, 2, 1, "event_channel_op"), (0, 2, 1, "event_channel_op")]
+    assert got == [
+        (0, 1, 0, "sched_op"),
+        (0, 1, 0, "sched_op"),
+        (0, 1, 0, "multicall"),
+        (0, 1, 0, "vcpu_op"),
+        (0, 1, 0, "mmu_update"),
+        (0, 1, 0, "sched_op"),
+        (0, 2, 1, "event_channel_op"),
+        (0, 2, 1, "event_channel_op"),
+    ]
     vmm = [r for r in decode(two_domain_trace()) if r.event == T.TRC_HVM_VMMCALL]
-    assert [(r.cpu, r.domid, r.vcpu, r.fields["hypercall"]) for r in vmm] == [(1, 3, 0,
-                                                                                "hvm_op")]
+    assert [(r.cpu, r.domid, r.vcpu, r.fields["hypercall"]) for r in vmm] == [(1, 3, 0, "hvm_op")]
 
 
 def test_scheduler_records_decoded_and_attributed_to_the_vcpu_before_them():
@@ -138,15 +155,22 @@ def test_scheduler_records_decoded_and_attributed_to_the_vcpu_before_them():
     infnext = [r for r in recs if r.event == T.TRC_SCHED_SWITCH_INFNEXT][0]
     assert infnext.fields == {"domid": 1, "vcpu": 0, "runnable_ns": 0, "slice_ns": -1}
     rs = [r for r in recs if r.name == "TRC_SCHED_RUNSTATE_CHANGE"]
-    assert rs[0].fields == {"domid": T.DOMID_IDLE, "vcpu": 0, "old_state": "running",
-                            "new_state": "runnable"}
+    assert rs[0].fields == {
+        "domid": T.DOMID_IDLE,
+        "vcpu": 0,
+        "old_state": "running",
+        "new_state": "runnable",
+    }
     assert rs[1].fields["new_state"] == "running"
 
 
 def test_hypercall_v2_arguments():
     rec = list(decode(window(0, hypercall_v2(20, {0: 7, 2: 0x1_0000_0002}))))[1]
-    assert rec.fields == {"op": 20, "hypercall": "grant_table_op",
-                          "args": [7, None, 0x1_0000_0002, None, None, None]}
+    assert rec.fields == {
+        "op": 20,
+        "hypercall": "grant_table_op",
+        "args": [7, None, 0x1_0000_0002, None, None, None],
+    }
     reserved = t_rec(T.TRC_PV_HYPERCALL_V2, [24 | (3 << 22), 1, 2], 5)
     assert list(decode(window(0, reserved)))[1].fields["reserved_arg_code"] == 1
     # fewer words than the present-bits promise (hostile): missing args stay None
@@ -187,19 +211,29 @@ def test_attribution_follows_each_cpu_across_windows():
 def test_summary_counts_per_domain():
     summary = summarize(decode(two_domain_trace()))
     rows = [(h.domain, h.source, h.name, h.count) for h in summary.hypercalls]
-    assert rows == [("d1", "pv", "sched_op", 3), ("d1", "multicall", "mmu_update", 1),
-                    ("d1", "multicall", "vcpu_op", 1), ("d1", "pv", "multicall", 1),
-                    ("d2", "pv", "event_channel_op", 2), ("d3", "hvm", "hvm_op", 1)]
-    assert (summary.windows, summary.cpus, summary.first_tsc, summary.last_tsc) == \
-        (3, (0, 1), 100, 220)
+    assert rows == [
+        ("d1", "pv", "sched_op", 3),
+        ("d1", "multicall", "mmu_update", 1),
+        ("d1", "multicall", "vcpu_op", 1),
+        ("d1", "pv", "multicall", 1),
+        ("d2", "pv", "event_channel_op", 2),
+        ("d3", "hvm", "hvm_op", 1),
+    ]
+    assert (summary.windows, summary.cpus, summary.first_tsc, summary.last_tsc) == (
+        3,
+        (0, 1),
+        100,
+        220,
+    )
     assert summary.unattributed == 0 and summary.errors == ()
     assert summary.events_by_class == {"TRC_HVM": 1, "TRC_PV": 8, "TRC_SCHED": 11}
     assert summarize_file(two_domain_trace()) == summary
 
 
 def test_summary_names_unattributed_and_idle():
-    data = window(0, hypercall_v2(29, tsc=1), runstate((T.DOMID_IDLE, 0), 1, 0, 2),
-                  hypercall_v2(29, tsc=3))
+    data = window(
+        0, hypercall_v2(29, tsc=1), runstate((T.DOMID_IDLE, 0), 1, 0, 2), hypercall_v2(29, tsc=3)
+    )
     summary = summarize_file(data)
     assert [(h.domain, h.count) for h in summary.hypercalls] == [("idle", 1), ("?", 1)]
     assert summary.unattributed == 1
@@ -214,7 +248,7 @@ def test_short_reads_from_a_pipe_give_the_same_records():
             return True
 
         def read(self, n=-1):
-            chunk = self.data[self.pos:self.pos + min(n, 7)]
+            chunk = self.data[self.pos : self.pos + min(n, 7)]
             self.pos += len(chunk)
             return chunk
 
@@ -230,6 +264,7 @@ def test_decode_accepts_a_path(tmp_path):
 
 
 # -- hostile input --------------------------------------------------------------------------
+
 
 def _decode_all(data: bytes, strict: bool = True):
     out = []
@@ -252,13 +287,14 @@ def test_truncation_at_every_offset_keeps_the_prefix():
         boundaries.add(pos)
     for cut in range(len(data)):
         recs, err = _decode_all(data[:cut])
-        assert recs == full[:len(recs)], cut
+        assert recs == full[: len(recs)], cut
         if cut in boundaries:
             assert err is None, cut
         else:
             assert isinstance(err, TraceFormatError) and isinstance(err, XenvmiError), cut
             assert err.offset <= cut and err.records == len(recs) - sum(
-                r.event == T.TRC_TRACE_CPU_CHANGE for r in recs)
+                r.event == T.TRC_TRACE_CPU_CHANGE for r in recs
+            )
         lenient = TraceDecoder(io.BytesIO(data[:cut]), strict=False)
         assert list(lenient) == recs and len(lenient.errors) == (cut not in boundaries)
 
@@ -266,14 +302,17 @@ def test_truncation_at_every_offset_keeps_the_prefix():
 @pytest.mark.timeout(120)
 def test_garbage_never_raises_anything_else():
     rng = random.Random(4217)
-    samples = [b"\0" * 4096, b"\xff" * 4096, bytes(range(256)) * 8,
-               struct.pack("<III", T.CPU_CHANGE_HEADER, 0, 0) * 1000,      # empty windows
-               struct.pack("<III", T.CPU_CHANGE_HEADER, 0, 0x7FFF_FFFC),   # impossible size
-               struct.pack("<III", T.CPU_CHANGE_HEADER, 0, 0x0FFF_0000) + b"\1" * 99,
-               struct.pack("<III", T.CPU_CHANGE_HEADER, 1 << 20, 4) + b"\0" * 4,
-               struct.pack("<III", T.CPU_CHANGE_HEADER, 0, 6) + b"\0" * 6]
-    samples += [bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 600)))
-                for _ in range(200)]
+    samples = [
+        b"\0" * 4096,
+        b"\xff" * 4096,
+        bytes(range(256)) * 8,
+        struct.pack("<III", T.CPU_CHANGE_HEADER, 0, 0) * 1000,  # empty windows
+        struct.pack("<III", T.CPU_CHANGE_HEADER, 0, 0x7FFF_FFFC),  # impossible size
+        struct.pack("<III", T.CPU_CHANGE_HEADER, 0, 0x0FFF_0000) + b"\1" * 99,
+        struct.pack("<III", T.CPU_CHANGE_HEADER, 1 << 20, 4) + b"\0" * 4,
+        struct.pack("<III", T.CPU_CHANGE_HEADER, 0, 6) + b"\0" * 6,
+    ]
+    samples += [bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 600))) for _ in range(200)]
     good = two_domain_trace()
     for _ in range(200):  # flip bytes of a valid file
         buf = bytearray(good)
@@ -326,17 +365,24 @@ def test_error_is_a_xenvmi_error_with_offset_and_count():
 
 # -- tables against the installed Xen headers ------------------------------------------
 
+
 def _header(path: Path) -> str:
     if not path.exists():
-        pytest.fail(f"{path} is missing: install Debian's libxen-dev (the Xen 4.17 public "
-                    "headers) to check the event tables against it")
+        pytest.fail(
+            f"{path} is missing: install Debian's libxen-dev (the Xen 4.17 public "
+            "headers) to check the event tables against it"
+        )
     return path.read_text()
 
 
 def trace_h_constants() -> dict[str, int]:
     """Every object-like TRC_* #define of trace.h, evaluated."""
-    defs = {m.group(1): m.group(2) for m in re.finditer(
-        r"^#define\s+(TRC_\w+)\s+([^/\n]+?)\s*(?:/\*.*)?$", _header(TRACE_H), re.M)}
+    defs = {
+        m.group(1): m.group(2)
+        for m in re.finditer(
+            r"^#define\s+(TRC_\w+)\s+([^/\n]+?)\s*(?:/\*.*)?$", _header(TRACE_H), re.M
+        )
+    }
     values: dict[str, int] = {}
 
     def value(name: str) -> int:
@@ -361,10 +407,16 @@ def test_event_names_match_trace_h():
         assert consts.get(name) == value, f"{name}: table 0x{value:08x}, trace.h {consts.get(name)}"
     for value, name in {**T.CLASS_NAMES, **T.SUBCLASS_NAMES}.items():
         assert consts[name] == value, name
-    events = {n for n, v in consts.items() if v > 0xFFFF and v & 0xFFF and n not in (
-        "TRC_ALL", "TRC_PV_HYPERCALL_V2_ARG_MASK", "TRC_HD_CYCLE_FLAG")}
-    assert events == set(T.EVENT_NAMES.values()), \
+    events = {
+        n
+        for n, v in consts.items()
+        if v > 0xFFFF
+        and v & 0xFFF
+        and n not in ("TRC_ALL", "TRC_PV_HYPERCALL_V2_ARG_MASK", "TRC_HD_CYCLE_FLAG")
+    }
+    assert events == set(T.EVENT_NAMES.values()), (
         f"trace.h events missing from the table: {sorted(events - set(T.EVENT_NAMES.values()))}"
+    )
     ours = {attr for attr in dir(T) if attr.startswith("TRC_")}
     assert ours - set(consts) == {"TRC_HD_EVENT_MASK"}  # trace.h has it as TRC_HD_TO_EVENT()
     for attr in ours & set(consts):
@@ -379,21 +431,26 @@ def test_event_names_match_trace_h():
 
 
 def test_hypercall_fallback_table_matches_xen_h():
-    defs = dict((m.group(1), int(m.group(2))) for m in re.finditer(
-        r"^#define __HYPERVISOR_(\w+)\s+(\d+)\b", _header(XEN_H), re.M))
+    defs = dict(
+        (m.group(1), int(m.group(2)))
+        for m in re.finditer(r"^#define __HYPERVISOR_(\w+)\s+(\d+)\b", _header(XEN_H), re.M)
+    )
     for number, name in T.HYPERCALL_NAMES.items():
         if number < 48 or number > 49:  # 48/49 are x86's names for arch_0/arch_1
             assert defs[name] == number, name
     assert set(range(56)) - set(T.HYPERCALL_NAMES) == set(range(43, 48)) | {11}
 
 
-@pytest.mark.parametrize("event,name", [
-    (0x00021001 | (2 << 8) | (1 << 4), "TRC_SCHED_RUNSTATE_CHANGE"),
-    (0x00082012 | 0x400, "TRC_HVM_VMMCALL|NESTED"),
-    (0x00201003 | 0x100, "TRC_PV_TRAP64"),
-    (0x0040F006 | 0x200, "TRC_SHADOW_FIXUP"),
-    (0x00022000 | (1 << 9) | 5, "TRC_SCHED_CLASS_EVT(CSCHED2,5)"),
-    (0x0300F001, "TRC_CLASS_0x300_0x300f001"),
-])
+@pytest.mark.parametrize(
+    "event,name",
+    [
+        (0x00021001 | (2 << 8) | (1 << 4), "TRC_SCHED_RUNSTATE_CHANGE"),
+        (0x00082012 | 0x400, "TRC_HVM_VMMCALL|NESTED"),
+        (0x00201003 | 0x100, "TRC_PV_TRAP64"),
+        (0x0040F006 | 0x200, "TRC_SHADOW_FIXUP"),
+        (0x00022000 | (1 << 9) | 5, "TRC_SCHED_CLASS_EVT(CSCHED2,5)"),
+        (0x0300F001, "TRC_CLASS_0x300_0x300f001"),
+    ],
+)
 def test_event_name_variants(event, name):
     assert T.event_name(event) == name

@@ -18,22 +18,44 @@ NOTE_AT = 18 * MiB + 0x240
 SIZE = 24 * MiB
 #: A chunk-sized hole, a 2-page hole inside a chunk, one across a 4 MiB chunk boundary,
 #: and no RAM at the top (ram_top is past the last RAM).
-HOLES = ((4 * MiB, 8 * MiB), (9 * MiB + 4096, 9 * MiB + 12288), (11 * MiB, 13 * MiB),
-         (20 * MiB, 24 * MiB))
-RANGES = [(0, 4 * MiB), (8 * MiB, 9 * MiB + 4096), (9 * MiB + 12288, 11 * MiB),
-          (13 * MiB, 20 * MiB)]
-REGS = {0: {"rip": 0xFFFF_FFFF_8100_0000, "rsp": 0xFFFF_C900_0000_3E90, "rflags": 0x246,
-            "rax": 1, "r15": 15, "cr0": 0x8005_0033, "cr3": 14 * MiB, "cr4": 0x10EF0,
-            "msr_efer": 0xD01, "cs_sel": 0x10, "ss_sel": 0x18, "cs_arbytes": 0xA9B},
-        1: {"rip": 0xFFFF_FFFF_8100_1000, "rsp": 0xFFFF_C900_0000_5E90, "rflags": 0x2,
-            "rdi": 7}}
+HOLES = (
+    (4 * MiB, 8 * MiB),
+    (9 * MiB + 4096, 9 * MiB + 12288),
+    (11 * MiB, 13 * MiB),
+    (20 * MiB, 24 * MiB),
+)
+RANGES = [
+    (0, 4 * MiB),
+    (8 * MiB, 9 * MiB + 4096),
+    (9 * MiB + 12288, 11 * MiB),
+    (13 * MiB, 20 * MiB),
+]
+REGS = {
+    0: {
+        "rip": 0xFFFF_FFFF_8100_0000,
+        "rsp": 0xFFFF_C900_0000_3E90,
+        "rflags": 0x246,
+        "rax": 1,
+        "r15": 15,
+        "cr0": 0x8005_0033,
+        "cr3": 14 * MiB,
+        "cr4": 0x10EF0,
+        "msr_efer": 0xD01,
+        "cs_sel": 0x10,
+        "ss_sel": 0x18,
+        "cs_arbytes": 0xA9B,
+    },
+    1: {"rip": 0xFFFF_FFFF_8100_1000, "rsp": 0xFFFF_C900_0000_5E90, "rflags": 0x2, "rdi": 7},
+}
 DIRECT_MAP = 0xFFFF_8880_0000_0000
 
 
 def note_text(release: str = RELEASE) -> bytes:
-    return (f"OSRELEASE={release}\nPAGESIZE=4096\nSYMBOL(init_uts_ns)={UTS:x}\n"
-            f"OFFSET(uts_namespace.name)=4\nSYMBOL(swapper_pg_dir)={PGD:x}\n"
-            f"NUMBER(phys_base)=0\nNUMBER(pgtable_l5_enabled)=0\nKERNELOFFSET=0\n").encode()
+    return (
+        f"OSRELEASE={release}\nPAGESIZE=4096\nSYMBOL(init_uts_ns)={UTS:x}\n"
+        f"OFFSET(uts_namespace.name)=4\nSYMBOL(swapper_pg_dir)={PGD:x}\n"
+        f"NUMBER(phys_base)=0\nNUMBER(pgtable_l5_enabled)=0\nKERNELOFFSET=0\n"
+    ).encode()
 
 
 def note(text: bytes) -> bytes:
@@ -44,15 +66,15 @@ def image(seed: int = 1, pgd_index: int = 273, pud_index: int = 0) -> bytearray:
     """Random RAM with the kernel's pieces; the direct map at PGD/PUD slot given."""
     img = bytearray(random.Random(seed).randbytes(SIZE))
     uts = UTS - KERNEL_MAP
-    img[uts + 4 + 130:uts + 4 + 130 + 65] = RELEASE.encode().ljust(65, b"\x00")
+    img[uts + 4 + 130 : uts + 4 + 130 + 65] = RELEASE.encode().ljust(65, b"\x00")
     pgd = PGD - KERNEL_MAP
-    img[pgd:pgd + 3 * 4096] = bytes(3 * 4096)
+    img[pgd : pgd + 3 * 4096] = bytes(3 * 4096)
     struct.pack_into("<Q", img, pgd + pgd_index * 8, (pgd + 4096) | 0x63)
     struct.pack_into("<Q", img, pgd + 4096 + pud_index * 8, 0x83)  # 1 GiB at physical 0
     struct.pack_into("<Q", img, pgd + 511 * 8, (pgd + 8192) | 0x63)
     struct.pack_into("<Q", img, pgd + 8192 + 510 * 8, 0x83)  # the kernel image mapping
     n = note(note_text())
-    img[NOTE_AT:NOTE_AT + len(n)] = n
+    img[NOTE_AT : NOTE_AT + len(n)] = n
     return img
 
 
@@ -61,8 +83,12 @@ def direct_map(pgd_index: int = 273, pud_index: int = 0) -> int:
 
 
 def memory(img: bytearray | None = None, registers=REGS, holes=HOLES) -> BytesMemory:
-    return BytesMemory(image() if img is None else img, name="g", holes=holes,
-                       registers={k: dict(v) for k, v in registers.items()})
+    return BytesMemory(
+        image() if img is None else img,
+        name="g",
+        holes=holes,
+        registers={k: dict(v) for k, v in registers.items()},
+    )
 
 
 def expected(img: bytes, holes=HOLES) -> bytes:

@@ -20,20 +20,51 @@ Sym = namedtuple("Sym", "name address size")
 MiB = 1 << 20
 KERNEL_MAP = 0xFFFF_FFFF_8000_0000
 RELEASE = "6.1.0-99-amd64"
-BANNER = (f"Linux version {RELEASE} (debian-kernel@lists.debian.org) (gcc-12 (Debian "
-          "12.2.0-14) 12.2.0) #1 SMP PREEMPT_DYNAMIC Debian 6.1.99-1 (2026-11-01)\n\0").encode()
+BANNER = (
+    f"Linux version {RELEASE} (debian-kernel@lists.debian.org) (gcc-12 (Debian "
+    "12.2.0-14) 12.2.0) #1 SMP PREEMPT_DYNAMIC Debian 6.1.99-1 (2026-11-01)\n\0"
+).encode()
 PML4, PDPT, PD = 0x1000, 0x2000, 0x3000
 NOTE_AT = 0x20000
 OBJECTS = 20 * MiB  # physical start of the kernel objects below
 SIZE = 24 * MiB
-TASK = {"__state": 0, "in_execve": 4, "tasks": 8, "pid": 24, "tgid": 28, "comm": 32,
-        "real_parent": 48, "parent": 56, "cred": 64, "mm": 72, "active_mm": 80,
-        "start_time": 88}
+TASK = {
+    "__state": 0,
+    "in_execve": 4,
+    "tasks": 8,
+    "pid": 24,
+    "tgid": 28,
+    "comm": 32,
+    "real_parent": 48,
+    "parent": 56,
+    "cred": 64,
+    "mm": 72,
+    "active_mm": 80,
+    "start_time": 88,
+}
 TASK_SIZE = 96
 #: Types volatility3's LinuxKernelIntermedSymbols insists exist (it gives them classes).
-VOL3_REQUIRED = ("file", "hlist_head", "super_block", "vm_area_struct", "qstr", "dentry",
-                 "fs_struct", "files_struct", "kobject", "inode", "idr", "address_space",
-                 "page", "vfsmount", "net", "socket", "sock", "inet_sock", "unix_sock")
+VOL3_REQUIRED = (
+    "file",
+    "hlist_head",
+    "super_block",
+    "vm_area_struct",
+    "qstr",
+    "dentry",
+    "fs_struct",
+    "files_struct",
+    "kobject",
+    "inode",
+    "idr",
+    "address_space",
+    "page",
+    "vfsmount",
+    "net",
+    "socket",
+    "sock",
+    "inet_sock",
+    "unix_sock",
+)
 
 
 def btf() -> bytes:
@@ -48,17 +79,37 @@ def btf() -> bytes:
     w.set_members(lh, [("next", w.ptr(lh), 0), ("prev", w.ptr(lh), 64)])
     kuid = w.typedef("kuid_t", w.struct(None, 4, [("val", uint, 0)]))
     kgid = w.typedef("kgid_t", w.struct(None, 4, [("val", uint, 0)]))
-    cred = w.struct("cred", 24, [("usage", int_, 0), ("uid", kuid, 32), ("gid", kgid, 64),
-                                 ("euid", kuid, 96), ("egid", kgid, 128)])
+    cred = w.struct(
+        "cred",
+        24,
+        [
+            ("usage", int_, 0),
+            ("uid", kuid, 32),
+            ("gid", kgid, 64),
+            ("euid", kuid, 96),
+            ("egid", kgid, 128),
+        ],
+    )
     mm = w.struct("mm_struct", 64, [("pgd", w.ptr(ulong), 0), ("mm_users", int_, 64)])
     task = w.struct("task_struct", TASK_SIZE)
     tp = w.ptr(task)
     ids = w.struct(None, 8, [("pid", pid_t, 0), ("tgid", pid_t, 32)])
-    w.set_members(task, [
-        ("__state", uint, 0), ("in_execve", uint, 32, 1), ("tasks", lh, 64), (None, ids, 192),
-        ("comm", w.array(char, 16, int_), 256), ("real_parent", tp, 384),
-        ("parent", tp, 448), ("cred", w.ptr(w.const(cred)), 512), ("mm", w.ptr(mm), 576),
-        ("active_mm", w.ptr(mm), 640), ("start_time", u64, 704)])
+    w.set_members(
+        task,
+        [
+            ("__state", uint, 0),
+            ("in_execve", uint, 32, 1),
+            ("tasks", lh, 64),
+            (None, ids, 192),
+            ("comm", w.array(char, 16, int_), 256),
+            ("real_parent", tp, 384),
+            ("parent", tp, 448),
+            ("cred", w.ptr(w.const(cred)), 512),
+            ("mm", w.ptr(mm), 576),
+            ("active_mm", w.ptr(mm), 640),
+            ("start_time", u64, 704),
+        ],
+    )
     for name in VOL3_REQUIRED:
         w.struct(name, 8, [("stub", ulong, 0)])
     return w.build()
@@ -94,13 +145,13 @@ class Vol3Image:
         return va - KERNEL_MAP + self.phys_base
 
     def put_pa(self, pa: int, data: bytes) -> None:
-        self.mem[pa:pa + len(data)] = data
+        self.mem[pa : pa + len(data)] = data
 
     def put(self, va: int, data: bytes) -> None:
         self.put_pa(self.pa(va), data)
 
     def read(self, va: int, n: int) -> bytes:
-        return bytes(self.mem[self.pa(va):self.pa(va) + n])
+        return bytes(self.mem[self.pa(va) : self.pa(va) + n])
 
     def alloc(self, size: int, symbol: str | None = None) -> int:
         pa, self._next = self._next, self._next + (size + 63) // 64 * 64
@@ -116,9 +167,11 @@ class Vol3Image:
                 self.put_pa(PD + 8 * i, struct.pack("<Q", ((i << 21) + self.phys_base) | 0x83))
 
     def _note(self) -> bytes:
-        text = (f"OSRELEASE={RELEASE}\nPAGESIZE=4096\n"
-                f"SYMBOL(swapper_pg_dir)={self.va(PML4):x}\nNUMBER(phys_base)={self.phys_base}\n"
-                f"KERNELOFFSET={self.slide:x}\n").encode()
+        text = (
+            f"OSRELEASE={RELEASE}\nPAGESIZE=4096\n"
+            f"SYMBOL(swapper_pg_dir)={self.va(PML4):x}\nNUMBER(phys_base)={self.phys_base}\n"
+            f"KERNELOFFSET={self.slide:x}\n"
+        ).encode()
         return struct.pack("<III", 11, len(text), 0) + b"VMCOREINFO\x00\x00" + text
 
     # -- tasks -------------------------------------------------------------------------
@@ -128,7 +181,7 @@ class Vol3Image:
         self.put(cred, struct.pack("<iIIII", 1, uid, uid, uid, uid))
         t = bytearray(TASK_SIZE)
         struct.pack_into("<ii", t, TASK["pid"], pid, pid)
-        t[TASK["comm"]:TASK["comm"] + 16] = comm[:15].ljust(16, b"\0")
+        t[TASK["comm"] : TASK["comm"] + 16] = comm[:15].ljust(16, b"\0")
         struct.pack_into("<QQQQQ", t, TASK["real_parent"], parent, parent, cred, mm, mm)
         self.put(addr, bytes(t))
         self.put(addr + TASK["tasks"], struct.pack("<QQ", addr + 8, addr + 8))
@@ -141,8 +194,9 @@ class Vol3Image:
         self.put(prev, struct.pack("<Q", node))
         self.put(h + 8, struct.pack("<Q", node))
 
-    def add_task(self, pid: int, comm: bytes, parent: int | None = None, user: bool = False,
-                 uid: int = 0) -> int:
+    def add_task(
+        self, pid: int, comm: bytes, parent: int | None = None, user: bool = False, uid: int = 0
+    ) -> int:
         addr = self.alloc(TASK_SIZE)
         mm = 0
         if user:

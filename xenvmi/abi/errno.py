@@ -18,10 +18,10 @@ from xenvmi.errors import NotFoundError, UsageError
 class XenErrno:
     """One ``XEN_ERRNO(name, value)`` line of errno.h."""
 
-    value: int          #: positive errno value; hypercalls return its negation
-    name: str           #: without the XEN_ prefix, e.g. "EACCES"
-    message: str        #: glibc strerror() text for the same Linux value
-    internal: bool      #: only inside Xen (``#ifdef __XEN__``); never reaches a guest
+    value: int  #: positive errno value; hypercalls return its negation
+    name: str  #: without the XEN_ prefix, e.g. "EACCES"
+    message: str  #: glibc strerror() text for the same Linux value
+    internal: bool  #: only inside Xen (``#ifdef __XEN__``); never reaches a guest
     alias_of: str | None = None  #: for EWOULDBLOCK/EDEADLOCK, the canonical name
 
     @property
@@ -30,8 +30,9 @@ class XenErrno:
         return -self.value
 
 
-def _e(value: int, name: str, message: str, internal: bool = False,
-       alias_of: str | None = None) -> XenErrno:
+def _e(
+    value: int, name: str, message: str, internal: bool = False, alias_of: str | None = None
+) -> XenErrno:
     return XenErrno(value, name, message, internal, alias_of)
 
 
@@ -117,15 +118,16 @@ def lookup(value_or_name: int | str) -> XenErrno:
     """
     raw = value_or_name.strip() if isinstance(value_or_name, str) else value_or_name
     if isinstance(raw, str) and raw.startswith("-") and raw[1:2].isalpha():
-        raw = raw[1:]                       # "-EACCES" reads like "-13"
+        raw = raw[1:]  # "-EACCES" reads like "-13"
     number, name = split_input(raw, "errno")
     if name is not None:
         key = name.upper()
         key = key[4:] if key.startswith("XEN_") else key
         if key in BY_NAME:
             return BY_NAME[key]
-        raise NotFoundError(f"errno: no error named {name!r} in Xen 4.17's errno.h "
-                            "(see 'xenvmi errno --all')")
+        raise NotFoundError(
+            f"errno: no error named {name!r} in Xen 4.17's errno.h (see 'xenvmi errno --all')"
+        )
     assert number is not None
     if number == 0:
         raise NotFoundError("errno: 0 is success, not an error code")
@@ -134,8 +136,9 @@ def lookup(value_or_name: int | str) -> XenErrno:
     value = _normalise(number)
     if value in BY_VALUE:
         return BY_VALUE[value]
-    raise NotFoundError(f"errno: {value_or_name} is not an error code Xen 4.17 defines "
-                        "(see 'xenvmi errno --all')")
+    raise NotFoundError(
+        f"errno: {value_or_name} is not an error code Xen 4.17 defines (see 'xenvmi errno --all')"
+    )
 
 
 def describe(ret: int) -> str:

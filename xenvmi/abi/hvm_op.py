@@ -53,7 +53,8 @@ ALTP2M_OPS: tuple[SubOp, ...] = (
 )
 
 TABLE = SubOpTable("hvm_op", "HVMOP_", OPS)
-ALTP2M_TABLE = SubOpTable("hvm_op altp2m", "HVMOP_altp2m_", ALTP2M_OPS,
-                          interface_version=ALTP2M_INTERFACE_VERSION)
+ALTP2M_TABLE = SubOpTable(
+    "hvm_op altp2m", "HVMOP_altp2m_", ALTP2M_OPS, interface_version=ALTP2M_INTERFACE_VERSION
+)
 lookup = TABLE.lookup
 name = TABLE.name

@@ -23,9 +23,9 @@ ARCHES = ("x86_64-pv", "x86_64-hvm", "arm64", "arm32")
 ARCH_GROUPS = {"x86_64": ("x86_64-pv", "x86_64-hvm"), "arm64": ("arm64",), "arm32": ("arm32",)}
 
 # Availability values.
-YES = "yes"            #: handled in a default build
-NO = "no"              #: not in this column of the dispatch table: -ENOSYS
-ENOSYS = "enosys"      #: dispatched, but the handler always returns -ENOSYS
+YES = "yes"  #: handled in a default build
+NO = "no"  #: not in this column of the dispatch table: -ENOSYS
+ENOSYS = "enosys"  #: dispatched, but the handler always returns -ENOSYS
 OPTIONAL = "optional"  #: only in a build with a non-default option (see ``kconfig``)
 STATES = (YES, NO, ENOSYS, OPTIONAL)
 
@@ -35,12 +35,12 @@ class Hypercall:
     """One hypercall number and where a 64-bit (or arm32) guest can use it."""
 
     number: int
-    name: str                #: as in __HYPERVISOR_<name>
-    pv64: str                #: availability for x86_64 PV guests
-    hvm64: str               #: ... x86_64 HVM and PVH guests
-    arm: str                 #: ... arm64 and arm32 guests
+    name: str  #: as in __HYPERVISOR_<name>
+    pv64: str  #: availability for x86_64 PV guests
+    hvm64: str  #: ... x86_64 HVM and PVH guests
+    arm: str  #: ... arm64 and arm32 guests
     x86_name: str | None = None  #: x86's name for an arch_N slot (mca, paging_domctl_cont)
-    kconfig: str | None = None   #: build option the handler depends on
+    kconfig: str | None = None  #: build option the handler depends on
     note: str = ""
 
     def availability(self, arch: str) -> str:
@@ -58,8 +58,9 @@ class Hypercall:
     @property
     def interface_version(self) -> int | None:
         """The XEN_*_INTERFACE_VERSION a caller must put in the argument (domctl, sysctl)."""
-        return {"domctl": domctl.INTERFACE_VERSION,
-                "sysctl": sysctl.INTERFACE_VERSION}.get(self.name)
+        return {"domctl": domctl.INTERFACE_VERSION, "sysctl": sysctl.INTERFACE_VERSION}.get(
+            self.name
+        )
 
 
 def _h(number: int, name: str, pv64: str, hvm64: str, arm: str, **kw) -> Hypercall:
@@ -111,12 +112,25 @@ HYPERCALLS: tuple[Hypercall, ...] = (
     _h(38, "tmem_op", NO, NO, NO, note="removed (tmem dropped in 4.13); always -ENOSYS"),
     _h(39, "argo_op", OPTIONAL, OPTIONAL, OPTIONAL, kconfig="ARGO (default n, UNSUPPORTED)"),
     _h(40, "xenpmu_op", YES, YES, NO),
-    _h(41, "dm_op", YES, YES, OPTIONAL,
-       kconfig="IOREQ_SERVER (default y on x86; EXPERT, default n on Arm)"),
+    _h(
+        41,
+        "dm_op",
+        YES,
+        YES,
+        OPTIONAL,
+        kconfig="IOREQ_SERVER (default y on x86; EXPERT, default n on Arm)",
+    ),
     _h(42, "hypfs_op", YES, YES, YES, kconfig="HYPFS (default y)"),
     _h(48, "arch_0", YES, NO, NO, x86_name="mca", note="x86: machine check (xen-mca.h)"),
-    _h(49, "arch_1", YES, YES, NO, x86_name="paging_domctl_cont",
-       note="x86: Xen-internal continuation of a paging domctl"),
+    _h(
+        49,
+        "arch_1",
+        YES,
+        YES,
+        NO,
+        x86_name="paging_domctl_cont",
+        note="x86: Xen-internal continuation of a paging domctl",
+    ),
     _h(50, "arch_2", NO, NO, NO),
     _h(51, "arch_3", NO, NO, NO),
     _h(52, "arch_4", NO, NO, NO),
@@ -128,8 +142,11 @@ HYPERCALLS: tuple[Hypercall, ...] = (
 BY_NUMBER: dict[int, Hypercall] = {h.number: h for h in HYPERCALLS}
 BY_NAME: dict[str, Hypercall] = {h.name: h for h in HYPERCALLS}
 #: Other names for a number: x86's arch_N names, and xen.h's pre-3.2.4 dom0_op.
-ALIASES: dict[str, str] = {"mca": "arch_0", "paging_domctl_cont": "arch_1",
-                           "dom0_op": "platform_op"}
+ALIASES: dict[str, str] = {
+    "mca": "arch_0",
+    "paging_domctl_cont": "arch_1",
+    "dom0_op": "platform_op",
+}
 #: Xen rejects numbers >= NR_hypercalls (64) with -ENOSYS.
 NR_HYPERCALLS = 64
 
@@ -148,23 +165,47 @@ class CallingConvention:
 
 CALLING_CONVENTIONS: dict[str, CallingConvention] = {
     "x86_64-pv": CallingConvention(
-        "x86_64-pv", "syscall", "rax", ("rdi", "rsi", "rdx", "r10", "r8"), "rax",
-        "from the guest kernel, via the hypercall page (call hypercall_page + 32*nr)"),
+        "x86_64-pv",
+        "syscall",
+        "rax",
+        ("rdi", "rsi", "rdx", "r10", "r8"),
+        "rax",
+        "from the guest kernel, via the hypercall page (call hypercall_page + 32*nr)",
+    ),
     "x86_64-hvm": CallingConvention(
-        "x86_64-hvm", "vmcall|vmmcall", "rax", ("rdi", "rsi", "rdx", "r10", "r8"), "rax",
-        "vmcall on Intel, vmmcall on AMD; 64-bit mode (32-bit HVM uses ebx ecx edx esi edi)"),
+        "x86_64-hvm",
+        "vmcall|vmmcall",
+        "rax",
+        ("rdi", "rsi", "rdx", "r10", "r8"),
+        "rax",
+        "vmcall on Intel, vmmcall on AMD; 64-bit mode (32-bit HVM uses ebx ecx edx esi edi)",
+    ),
     "arm64": CallingConvention(
-        "arm64", "hvc #0xEA1", "x16", ("x0", "x1", "x2", "x3", "x4"), "x0",
-        "ISS must be XEN_HYPERCALL_TAG 0xEA1; clobbers x16 and used argument registers"),
+        "arm64",
+        "hvc #0xEA1",
+        "x16",
+        ("x0", "x1", "x2", "x3", "x4"),
+        "x0",
+        "ISS must be XEN_HYPERCALL_TAG 0xEA1; clobbers x16 and used argument registers",
+    ),
     "arm32": CallingConvention(
-        "arm32", "hvc #0xEA1", "r12", ("r0", "r1", "r2", "r3", "r4"), "r0",
-        "ISS must be XEN_HYPERCALL_TAG 0xEA1; clobbers r12 and used argument registers"),
+        "arm32",
+        "hvc #0xEA1",
+        "r12",
+        ("r0", "r1", "r2", "r3", "r4"),
+        "r0",
+        "ISS must be XEN_HYPERCALL_TAG 0xEA1; clobbers r12 and used argument registers",
+    ),
 }
 
 
 #: Hypercalls whose first argument (or struct field) selects a command from a table.
-SUBOP_TABLES = {"domctl": domctl.TABLE, "sysctl": sysctl.TABLE,
-                "memory_op": memory_op.TABLE, "hvm_op": hvm_op.TABLE}
+SUBOP_TABLES = {
+    "domctl": domctl.TABLE,
+    "sysctl": sysctl.TABLE,
+    "memory_op": memory_op.TABLE,
+    "hvm_op": hvm_op.TABLE,
+}
 
 
 def arches_for(arch: str | None) -> tuple[str, ...]:
@@ -189,16 +230,21 @@ def lookup(number_or_name: int | str, arch: str | None = None) -> Hypercall:
     if name is not None:
         key = name.lower()
         for prefix in ("__hypervisor_", "hypervisor_"):
-            key = key[len(prefix):] if key.startswith(prefix) else key
-        if key in ALIASES and BY_NAME[ALIASES[key]].x86_name == key \
-                and not any(k.startswith("x86") for k in kinds):
-            raise NotFoundError(f"hypercall: {name!r} is an x86 name; on {arch} that slot is "
-                                f"{ALIASES[key]}")
+            key = key[len(prefix) :] if key.startswith(prefix) else key
+        if (
+            key in ALIASES
+            and BY_NAME[ALIASES[key]].x86_name == key
+            and not any(k.startswith("x86") for k in kinds)
+        ):
+            raise NotFoundError(
+                f"hypercall: {name!r} is an x86 name; on {arch} that slot is {ALIASES[key]}"
+            )
         key = ALIASES.get(key, key)
         if key in BY_NAME:
             return BY_NAME[key]
-        raise NotFoundError(f"hypercall: no hypercall named {name!r} in Xen 4.17 "
-                            "(see 'xenvmi hypercall --all')")
+        raise NotFoundError(
+            f"hypercall: no hypercall named {name!r} in Xen 4.17 (see 'xenvmi hypercall --all')"
+        )
     assert number is not None
     if number < 0:
         raise UsageError(f"hypercall: number {number} is negative")

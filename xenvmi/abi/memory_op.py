@@ -74,8 +74,9 @@ SHARING_OPS: tuple[SubOp, ...] = (
     SubOp(10, "fork_reset"),
 )
 
-TABLE = SubOpTable("memory_op", "XENMEM_", OPS,
-                   aliases={"add_to_physmap_range": "add_to_physmap_batch"})
+TABLE = SubOpTable(
+    "memory_op", "XENMEM_", OPS, aliases={"add_to_physmap_range": "add_to_physmap_batch"}
+)
 PAGING_TABLE = SubOpTable("memory_op paging_op", "XENMEM_paging_op_", PAGING_OPS)
 ACCESS_TABLE = SubOpTable("memory_op access_op", "XENMEM_access_op_", ACCESS_OPS)
 SHARING_TABLE = SubOpTable("memory_op sharing_op", "XENMEM_sharing_op_", SHARING_OPS)

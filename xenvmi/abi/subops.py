@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from xenvmi.abi._parse import split_input
 from xenvmi.errors import NotFoundError, UsageError
 
-ACTIVE = "active"      #: defined in the public header
+ACTIVE = "active"  #: defined in the public header
 INTERNAL = "internal"  #: defined only for Xen itself (``#ifdef __XEN__``)
-REMOVED = "removed"    #: commented out / retired in the header; the number must not be reused
-LEGACY = "legacy"      #: defined only for an old __XEN_INTERFACE_VERSION__ or tools builds,
-                       #: and no longer handled by the 4.17 hypervisor (-ENOSYS)
+REMOVED = "removed"  #: commented out / retired in the header; the number must not be reused
+LEGACY = "legacy"  #: defined only for an old __XEN_INTERFACE_VERSION__ or tools builds,
+#: and no longer handled by the 4.17 hypervisor (-ENOSYS)
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class SubOp:
     """One command number of a multiplexing hypercall."""
 
     number: int
-    name: str            #: without the prefix, e.g. "getdomaininfo"
+    name: str  #: without the prefix, e.g. "getdomaininfo"
     status: str = ACTIVE
     note: str = ""
 
@@ -31,9 +31,14 @@ class SubOp:
 class SubOpTable:
     """The commands of one hypercall (or of one nested command, e.g. XENMEM_access_op)."""
 
-    def __init__(self, title: str, prefix: str, ops: tuple[SubOp, ...],
-                 interface_version: int | None = None,
-                 aliases: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        prefix: str,
+        ops: tuple[SubOp, ...],
+        interface_version: int | None = None,
+        aliases: dict[str, str] | None = None,
+    ) -> None:
         self.title = title
         self.prefix = prefix
         self.ops = ops
@@ -64,7 +69,7 @@ class SubOpTable:
         if name is not None:
             key = name.lower()
             prefix = self.prefix.lower()
-            key = key[len(prefix):] if key.startswith(prefix) else key
+            key = key[len(prefix) :] if key.startswith(prefix) else key
             key = self.aliases.get(key, key)
             for op in self.ops:
                 if op.name.lower() == key:

@@ -30,8 +30,15 @@ MAX_NOTES = 8192
 MAX_VCPUS = 4096
 MAX_PHYS = 1 << 52  # x86-64's physical address width
 PN_XNUM = 0xFFFF
-_RENAME = {"eflags": "rflags", "cs": "cs_sel", "ss": "ss_sel", "ds": "ds_sel",
-           "es": "es_sel", "fs": "fs_sel", "gs": "gs_sel"}
+_RENAME = {
+    "eflags": "rflags",
+    "cs": "cs_sel",
+    "ss": "ss_sel",
+    "ds": "ds_sel",
+    "es": "es_sel",
+    "fs": "fs_sel",
+    "gs": "gs_sel",
+}
 
 
 class DumpFileError(GuestDataError):
@@ -60,7 +67,8 @@ class DumpMemory(GuestMemory):
             #: Identifies this file's contents for the discovery cache (path, inode, mtime).
             self.cache_key = hashlib.sha256(
                 f"{os.path.realpath(self.path)}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0"
-                f"{st.st_mtime_ns}".encode()).hexdigest()[:24]
+                f"{st.st_mtime_ns}".encode()
+            ).hexdigest()[:24]
             head = self._pread(64, 0)
             if head[:4] == b"\x7fELF":
                 self.kind = "dump"
@@ -104,14 +112,16 @@ class DumpMemory(GuestMemory):
             raise self._corrupt("ELF header cut short")
         if head[4:6] != b"\x02\x01":
             raise DumpFileError(f"{self.path}: not a 64-bit little-endian ELF file")
-        (etype, machine, _, _, phoff, shoff, _, _, phentsize, phnum, _, shnum,
-         _) = struct.unpack_from("<HHIQQQIHHHHHH", head, 16)
+        (etype, machine, _, _, phoff, shoff, _, _, phentsize, phnum, _, shnum, _) = (
+            struct.unpack_from("<HHIQQQIHHHHHH", head, 16)
+        )
         if etype != W.ET_CORE:
-            raise DumpFileError(f"{self.path}: an ELF file but not a core dump "
-                                f"(e_type {etype})")
+            raise DumpFileError(f"{self.path}: an ELF file but not a core dump (e_type {etype})")
         if machine != W.EM_X86_64:
-            raise DumpFileError(f"{self.path}: an ELF core for machine {machine}, "
-                                "not x86-64 (only x86-64 dumps are supported)")
+            raise DumpFileError(
+                f"{self.path}: an ELF core for machine {machine}, "
+                "not x86-64 (only x86-64 dumps are supported)"
+            )
         if phentsize != W.PHDR:
             raise self._corrupt(f"program header size {phentsize} (want {W.PHDR})")
         if phnum == PN_XNUM:  # the real count is in section header 0's sh_info
@@ -123,17 +133,21 @@ class DumpMemory(GuestMemory):
             raise self._corrupt(f"{phnum} program headers (1 to {MAX_PHDRS} expected)")
         table = self._pread(phnum * W.PHDR, phoff)
         if len(table) != phnum * W.PHDR:
-            raise self._corrupt(f"program headers at {phoff:#x} run past the end of the "
-                                f"file ({self.size} bytes)")
+            raise self._corrupt(
+                f"program headers at {phoff:#x} run past the end of the file ({self.size} bytes)"
+            )
         loads, note_bytes = [], 0
         for n in range(phnum):
             ptype, _, off, _, paddr, filesz, memsz, align = struct.unpack_from(
-                "<IIQQQQQQ", table, n * W.PHDR)
+                "<IIQQQQQQ", table, n * W.PHDR
+            )
             if ptype not in (W.PT_LOAD, W.PT_NOTE):
                 continue
             if off + filesz > self.size:
-                raise self._corrupt(f"segment {n} ends at {off + filesz:#x}, past the end "
-                                    f"of the file ({self.size:#x})")
+                raise self._corrupt(
+                    f"segment {n} ends at {off + filesz:#x}, past the end "
+                    f"of the file ({self.size:#x})"
+                )
             if ptype == W.PT_NOTE:
                 note_bytes += filesz
                 if note_bytes > MAX_NOTE_BYTES:
@@ -141,8 +155,10 @@ class DumpMemory(GuestMemory):
                 self._parse_notes(self._pread(filesz, off), 8 if align == 8 else 4)
             elif paddr != W.U64 and memsz:  # p_paddr -1: no physical address (kcore)
                 if filesz > memsz or paddr + memsz > MAX_PHYS:
-                    raise self._corrupt(f"segment {n}: {filesz:#x} bytes in the file for "
-                                        f"{memsz:#x} at physical {paddr:#x}")
+                    raise self._corrupt(
+                        f"segment {n}: {filesz:#x} bytes in the file for "
+                        f"{memsz:#x} at physical {paddr:#x}"
+                    )
                 loads.append((paddr, memsz, off, filesz))
         if not loads:
             raise self._corrupt("no memory segments (PT_LOAD)")
@@ -161,23 +177,26 @@ class DumpMemory(GuestMemory):
             desc_off = pos + 12 + -(-namesz // align) * align
             if desc_off + descsz > len(data):
                 raise self._corrupt(f"note {count} runs past its segment")
-            name = data[pos + 12:pos + 12 + namesz].rstrip(b"\0")
-            self._note(name, ntype, data[desc_off:desc_off + descsz])
+            name = data[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
+            self._note(name, ntype, data[desc_off : desc_off + descsz])
             pos = desc_off + -(-descsz // align) * align
 
     def _note(self, name: bytes, ntype: int, desc: bytes) -> None:
         if name == b"CORE" and ntype == W.NT_PRSTATUS and len(self._prstatus) < MAX_VCPUS:
             if len(desc) < W.PR_REG + 27 * 8:
-                self.warnings.append(f"NT_PRSTATUS note of {len(desc)} bytes ignored "
-                                     "(too short for x86-64)")
+                self.warnings.append(
+                    f"NT_PRSTATUS note of {len(desc)} bytes ignored (too short for x86-64)"
+                )
                 return
             values = struct.unpack_from("<27Q", desc, W.PR_REG)
-            self._prstatus.append({_RENAME.get(k, k): v for k, v in zip(W.USER_REGS, values)
-                                   if k != "orig_rax"})
+            self._prstatus.append(
+                {_RENAME.get(k, k): v for k, v in zip(W.USER_REGS, values) if k != "orig_rax"}
+            )
         elif name == b"VMCOREINFO" and self.vmcoreinfo is None:
             if len(desc) > MAX_DESC:
-                self.warnings.append(f"VMCOREINFO note of {len(desc)} bytes ignored "
-                                     f"(more than {MAX_DESC})")
+                self.warnings.append(
+                    f"VMCOREINFO note of {len(desc)} bytes ignored (more than {MAX_DESC})"
+                )
             else:
                 self.vmcoreinfo = desc
         elif name == W.XENVMI_NOTE.rstrip(b"\0"):
@@ -225,7 +244,7 @@ class DumpMemory(GuestMemory):
                 data = self._pread(file_hi - lo, offset + lo - start)
                 if len(data) != file_hi - lo:
                     raise DumpFileError(f"{self.path} shrank while being read")
-                out[lo - addr:file_hi - addr] = data
+                out[lo - addr : file_hi - addr] = data
             for page in range((lo - addr) // PAGE, (hi - 1 - addr) // PAGE + 1):
                 ok[page] = True
         return bytes(out), ok
@@ -235,8 +254,11 @@ class DumpMemory(GuestMemory):
 
     def vcpu_registers(self, vcpu: int = 0) -> dict[str, int]:
         if not 0 <= vcpu < self.vcpu_count():
-            what = "a raw memory image has no vCPU registers" if self.kind == "image" \
+            what = (
+                "a raw memory image has no vCPU registers"
+                if self.kind == "image"
                 else f"it holds registers of {self.vcpu_count()} vCPU(s)"
+            )
             raise NotFoundError(f"{self.path}: no vCPU {vcpu} ({what})")
         if vcpu in self._xregs:  # xenvmi's note: every register the source gave, as given
             return dict(self._xregs[vcpu])

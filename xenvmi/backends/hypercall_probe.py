@@ -38,6 +38,7 @@ def gather_facts() -> HostFacts:
     """What the preflight check needs to know about this host."""
     try:
         import bcc  # noqa: F401
+
         bcc_error = None
     except ImportError as exc:
         bcc_error = str(exc)
@@ -55,16 +56,29 @@ def gather_facts() -> HostFacts:
     except OSError:
         probe = False
     release = os.uname().release
-    return HostFacts(bcc_error, capeff, release, kernel_headers(release), probe,
-                     os.path.exists("/dev/xen/privcmd"))
+    return HostFacts(
+        bcc_error,
+        capeff,
+        release,
+        kernel_headers(release),
+        probe,
+        os.path.exists("/dev/xen/privcmd"),
+    )
 
 
 class HypercallTracer:
     """Compile, attach, poll, detach. ``stream`` sends every call to user space (events);
     ``stats`` counts in kernel maps instead (read with ``read_stats``)."""
 
-    def __init__(self, filters: Filters | None = None, *, stream: bool = True,
-                 stats: bool = False, arch: str | None = None, page_cnt: int = 64) -> None:
+    def __init__(
+        self,
+        filters: Filters | None = None,
+        *,
+        stream: bool = True,
+        stats: bool = False,
+        arch: str | None = None,
+        page_cnt: int = 64,
+    ) -> None:
         self.filters = filters or Filters()
         self.stream, self.stats = stream, stats
         self.arch = arch or host_arch()
@@ -83,20 +97,23 @@ class HypercallTracer:
     def start(self) -> HypercallTracer:
         preflight(gather_facts())
         from bcc import BPF
+
         try:
             self.bpf = bpf = BPF(text=self.text)
         except Exception as exc:  # bcc reports every failure as a bare Exception
             raise bpf_error(exc, "compile") from None
         try:
             bpf.attach_kprobe(event=PROBE_FUNCTION, fn_name="trace_entry")
-            bpf.attach_kretprobe(event=PROBE_FUNCTION, fn_name="trace_return",
-                                 maxactive=KRETPROBE_MAXACTIVE)
+            bpf.attach_kretprobe(
+                event=PROBE_FUNCTION, fn_name="trace_return", maxactive=KRETPROBE_MAXACTIVE
+            )
         except Exception as exc:
             self.close()
             raise bpf_error(exc, "load" if "load" in str(exc).lower() else "attach") from None
         if self.stream:
-            bpf["events"].open_perf_buffer(self._on_event, page_cnt=self.page_cnt,
-                                           lost_cb=self._on_lost)
+            bpf["events"].open_perf_buffer(
+                self._on_event, page_cnt=self.page_cnt, lost_cb=self._on_lost
+            )
         return self
 
     def _on_event(self, cpu: int, data, size: int) -> None:
@@ -118,9 +135,15 @@ class HypercallTracer:
     def _on_lost(self, count: int) -> None:
         self.lost += count
 
-    def poll(self, callback: Callable[[HypercallEvent], None] | None = None, *,
-             duration: float | None = None, count: int | None = None,
-             should_stop: Callable[[], bool] = lambda: False, timeout_ms: int = 100) -> str:
+    def poll(
+        self,
+        callback: Callable[[HypercallEvent], None] | None = None,
+        *,
+        duration: float | None = None,
+        count: int | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        timeout_ms: int = 100,
+    ) -> str:
         """Deliver events to ``callback`` until a limit; return why it stopped:
         "duration", "count" or "stopped" (``should_stop`` said so)."""
         if self.bpf is None:
@@ -152,8 +175,10 @@ class HypercallTracer:
         """Counts and histograms from the kernel maps (``stats=True``)."""
         if self.bpf is None or not self.stats:
             raise XenvmiError("trace: read_stats() needs a started tracer with stats=True")
-        counts = [((k.kind, k.op, k.subop, k.err), (v.count, v.total_ns, v.max_ns))
-                  for k, v in self.bpf["counts"].items()]
+        counts = [
+            ((k.kind, k.op, k.subop, k.err), (v.count, v.total_ns, v.max_ns))
+            for k, v in self.bpf["counts"].items()
+        ]
         hist = [((k.kind, k.op, k.slot), v.value) for k, v in self.bpf["dist"].items()]
         stats = stats_from_maps(counts, hist, self.arch)
         stats.lost = self.lost

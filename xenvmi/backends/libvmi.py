@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 #: Reads of at least this many bytes go through Xen's batch mapping when it is there.
 BULK_READ = 16 * PAGE
 #: Registers LibVMI's registers_t does not carry, read one by one (name -> MSR enum name).
-_EXTRA_MSRS = {"msr_cstar": "CSTAR", "msr_syscall_mask": "SYSCALL_MASK",
-               "shadow_gs": "SHADOW_GS_BASE"}
+_EXTRA_MSRS = {
+    "msr_cstar": "CSTAR",
+    "msr_syscall_mask": "SYSCALL_MASK",
+    "shadow_gs": "SHADOW_GS_BASE",
+}
 
 
 @functools.cache
@@ -54,7 +57,8 @@ def _import_libvmi():
     except ImportError as e:
         raise Unavailable(
             f"the libvmi Python package cannot be loaded ({e}); in dom0 run "
-            "`pip install libvmi` (needs the libglib2.0-0 and libxen-dev packages)") from None
+            "`pip install libvmi` (needs the libglib2.0-0 and libxen-dev packages)"
+        ) from None
     return libvmi
 
 
@@ -83,8 +87,9 @@ class LibvmiMemory(GuestMemory):
             if "VM_NOT_FOUND" in reason:
                 raise NotFoundError(f"no domain named {name!r} (see `xl list`)") from None
             if "DRIVER" in reason:
-                raise Unavailable(f"LibVMI cannot talk to Xen ({reason}): is libxen-dev "
-                                  "installed in dom0?") from None
+                raise Unavailable(
+                    f"LibVMI cannot talk to Xen ({reason}): is libxen-dev installed in dom0?"
+                ) from None
             raise GuestDataError(f"LibVMI could not open {name}: {reason}") from None
         self.name = name
         self.domid = domid
@@ -117,9 +122,11 @@ class LibvmiMemory(GuestMemory):
 
     def _check_readable(self) -> None:
         if self.kind == "pv":
-            raise Unavailable(f"{self.name} is a PV guest: LibVMI cannot read its memory "
-                              "(PV guests have no guest-physical address space); "
-                              "`xenvmi regs` works")
+            raise Unavailable(
+                f"{self.name} is a PV guest: LibVMI cannot read its memory "
+                "(PV guests have no guest-physical address space); "
+                "`xenvmi regs` works"
+            )
 
     def _read_pages(self, addr: int, size: int) -> tuple[bytes, list[bool]]:
         self._check_readable()
@@ -135,15 +142,14 @@ class LibvmiMemory(GuestMemory):
                         self._foreign = False
         if size < BULK_READ:  # a few pages: one C call each (see _read_page)
             pages = [self._read_page(page) for page in range(addr, addr + size, PAGE)]
-            return (b"".join(p or bytes(PAGE) for p in pages),
-                    [p is not None for p in pages])
+            return (b"".join(p or bytes(PAGE) for p in pages), [p is not None for p in pages])
         out = bytearray()
         ok: list[bool] = []
         pos, end = addr, addr + size
         while pos < end:
             data, got = self._vmi.read_pa(pos, end - pos, padding=True)
             good_pages = got // PAGE
-            out += data[:good_pages * PAGE]
+            out += data[: good_pages * PAGE]
             ok += [True] * good_pages
             pos += good_pages * PAGE
             if pos < end:  # LibVMI stops at the first unreadable page: skip it, go on
@@ -159,6 +165,7 @@ class LibvmiMemory(GuestMemory):
         if self._page_buf is None:
             self._check_readable()
             from _libvmi import ffi, lib  # the libvmi package's own cffi module
+
             self._page_buf = (ffi, lib, ffi.new("char[]", PAGE), ffi.new("size_t *"))
         ffi, lib, buf, got = self._page_buf
         got[0] = 0
@@ -170,6 +177,7 @@ class LibvmiMemory(GuestMemory):
         opened on first use; None where it cannot be (LibVMI then reads everything)."""
         if self._foreign is None:
             from xenvmi.backends.xenforeign import ForeignMemory
+
             try:
                 self._foreign = ForeignMemory(self.domid)
             except Unavailable:
@@ -250,8 +258,7 @@ class LibvmiMemory(GuestMemory):
         finally:
             store.close()
         if name != self.name:
-            raise NotFoundError(f"{self.name} (domain {self.domid}) went away while being "
-                                "read")
+            raise NotFoundError(f"{self.name} (domain {self.domid}) went away while being read")
 
     def close(self) -> None:
         super().close()
@@ -275,5 +282,6 @@ class LibvmiMemory(GuestMemory):
         try:
             vmi.resume_vm()
         except self._libvmi.LibvmiError as e:
-            log.error("could not resume domain %s (%s): run `xl unpause %s`",
-                      self.name, e, self.domid)
+            log.error(
+                "could not resume domain %s (%s): run `xl unpause %s`", self.name, e, self.domid
+            )

@@ -104,8 +104,10 @@ class GuestMemory:
 
     def check_thread(self) -> None:
         if threading.get_ident() != self._owner:
-            raise RuntimeError(f"{type(self).__name__} for {self.name} used from a thread "
-                               "that does not own it (LibVMI is not thread-safe)")
+            raise RuntimeError(
+                f"{type(self).__name__} for {self.name} used from a thread "
+                "that does not own it (LibVMI is not thread-safe)"
+            )
 
     def __enter__(self) -> GuestMemory:
         return self
@@ -125,11 +127,15 @@ class GuestMemory:
         if 0 < size <= PAGE - offset:  # within one page: the hot path of every view
             page = addr - offset
             data = self._pages.get(page)
-            if data is None and page not in self._pages and 0 <= page and \
-                    addr + size <= self.max_physical_address:
+            if (
+                data is None
+                and page not in self._pages
+                and 0 <= page
+                and addr + size <= self.max_physical_address
+            ):
                 data = self._fill_page(page)
             if data is not None:
-                return data[offset:offset + size]
+                return data[offset : offset + size]
         if size <= 0:
             return b""
         if addr < 0 or addr + size > self.max_physical_address:
@@ -137,18 +143,19 @@ class GuestMemory:
                 raise PhysicalFault(max(addr, self.max_physical_address))
             if addr >= self.max_physical_address or addr < 0:
                 return bytes(size)
-            return self.read_physical(addr, self.max_physical_address - addr) + \
-                bytes(addr + size - self.max_physical_address)
+            return self.read_physical(addr, self.max_physical_address - addr) + bytes(
+                addr + size - self.max_physical_address
+            )
         first, last = addr & PAGE_MASK, (addr + size - 1) & PAGE_MASK
         if size >= BYPASS:
             data, ok = self._backend(first, last + PAGE - first)
             if strict and not all(ok):
                 raise PhysicalFault(first + ok.index(False) * PAGE)
-            return data[addr - first:addr - first + size]
+            return data[addr - first : addr - first + size]
         self._fill(first, last)
         pages = [self._pages[page] for page in range(first, last + PAGE, PAGE)]
         if None not in pages:  # every page cached: they are all bytes
-            return b"".join(cast("list[bytes]", pages))[addr - first:addr - first + size]
+            return b"".join(cast("list[bytes]", pages))[addr - first : addr - first + size]
         out = bytearray()
         for page in range(first, last + PAGE, PAGE):
             data = self._pages[page]
@@ -157,7 +164,7 @@ class GuestMemory:
                     raise PhysicalFault(page)
                 data = bytes(PAGE)
             out += data
-        return bytes(out[addr - first:addr - first + size])
+        return bytes(out[addr - first : addr - first + size])
 
     def page_readable(self, addr: int) -> bool:
         """Whether the page holding ``addr`` is readable (cached like any read)."""
@@ -185,7 +192,7 @@ class GuestMemory:
                 self._pages.clear()
             data, ok = self._backend(page, run + PAGE - page)
             for i, good in enumerate(ok):
-                self._pages[page + i * PAGE] = data[i * PAGE:(i + 1) * PAGE] if good else None
+                self._pages[page + i * PAGE] = data[i * PAGE : (i + 1) * PAGE] if good else None
             page = run + PAGE
 
     def _fill_page(self, page: int) -> bytes | None:
@@ -242,9 +249,13 @@ class BytesMemory(GuestMemory):
 
     kind = "image"
 
-    def __init__(self, image: bytes | bytearray | memoryview, name: str = "image",
-                 holes: tuple[tuple[int, int], ...] = (),
-                 registers: dict[int, dict[str, int]] | None = None) -> None:
+    def __init__(
+        self,
+        image: bytes | bytearray | memoryview,
+        name: str = "image",
+        holes: tuple[tuple[int, int], ...] = (),
+        registers: dict[int, dict[str, int]] | None = None,
+    ) -> None:
         super().__init__()
         self.image, self.name, self.holes = image, name, holes
         self.registers = registers or {}
@@ -254,13 +265,13 @@ class BytesMemory(GuestMemory):
         return len(self.image)
 
     def _read_pages(self, addr: int, size: int) -> tuple[bytes, list[bool]]:
-        data = bytearray(self.image[addr:addr + size])
+        data = bytearray(self.image[addr : addr + size])
         data += bytes(size - len(data))
         ok = []
         for page in range(addr, addr + size, PAGE):
             bad = page >= len(self.image) or any(s <= page < e for s, e in self.holes)
             if bad:
-                data[page - addr:page - addr + PAGE] = bytes(PAGE)
+                data[page - addr : page - addr + PAGE] = bytes(PAGE)
             ok.append(not bad)
         return bytes(data), ok
 

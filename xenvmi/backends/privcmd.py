@@ -17,9 +17,9 @@ import struct
 from xenvmi.abi import domctl, sysctl
 from xenvmi.errors import PermissionDenied, Unavailable
 
-IOCTL_PRIVCMD_HYPERCALL = 0x00305000          #: _IOC(NONE, 'P', 0, 48)
-IOCTL_PRIVCMD_DM_OP = 0x00105005              #: _IOC(NONE, 'P', 5, 16)
-IOCTL_PRIVCMD_RESTRICT = 0x00025006           #: _IOC(NONE, 'P', 6, 2)
+IOCTL_PRIVCMD_HYPERCALL = 0x00305000  #: _IOC(NONE, 'P', 0, 48)
+IOCTL_PRIVCMD_DM_OP = 0x00105005  #: _IOC(NONE, 'P', 5, 16)
+IOCTL_PRIVCMD_RESTRICT = 0x00025006  #: _IOC(NONE, 'P', 6, 2)
 PRIVCMD = "/dev/xen/privcmd"
 HYPERCALL_BUF = "/dev/xen/hypercall"
 
@@ -45,8 +45,7 @@ class Privcmd:
         try:
             bfd = os.open(HYPERCALL_BUF, os.O_RDWR | os.O_CLOEXEC)
             try:
-                self.buf = mmap.mmap(bfd, PAGE, mmap.MAP_SHARED,
-                                     mmap.PROT_READ | mmap.PROT_WRITE)
+                self.buf = mmap.mmap(bfd, PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             finally:
                 os.close(bfd)
         except OSError:
@@ -75,8 +74,9 @@ class Privcmd:
         """Issue hypercall ``op``; return its value, or the negative errno it failed with."""
         if len(args) > 5:
             raise ValueError("at most 5 hypercall arguments")
-        packed = struct.pack("<6Q", op, *(a & (1 << 64) - 1 for a in args),
-                             *([0] * (5 - len(args))))
+        packed = struct.pack(
+            "<6Q", op, *(a & (1 << 64) - 1 for a in args), *([0] * (5 - len(args)))
+        )
         try:
             return self._ioctl(IOCTL_PRIVCMD_HYPERCALL, packed)
         except OSError as exc:
@@ -111,7 +111,7 @@ class Privcmd:
         self.buf[:PAGE] = bytes(PAGE)
         self.buf[256:264] = struct.pack("<II", op, 0)
         self.buf[0:16] = struct.pack("<QQ", self.addr + 256, 64)  # privcmd_dm_op_buf
-        packed = struct.pack("<HHIQ", domid, 1, 0, self.addr)   # privcmd_dm_op
+        packed = struct.pack("<HHIQ", domid, 1, 0, self.addr)  # privcmd_dm_op
         try:
             return self._ioctl(IOCTL_PRIVCMD_DM_OP, packed)
         except OSError as exc:

@@ -42,15 +42,22 @@ def load_library(name: str = LIBRARY):
     try:
         lib = ctypes.CDLL(name, use_errno=True)
     except OSError as e:
-        raise Unavailable(f"{name} cannot be loaded ({e}): Debian's libxenforeignmemory1 "
-                          "package (part of the Xen tools) provides it") from None
+        raise Unavailable(
+            f"{name} cannot be loaded ({e}): Debian's libxenforeignmemory1 "
+            "package (part of the Xen tools) provides it"
+        ) from None
     lib.xenforeignmemory_open.restype = ctypes.c_void_p
     lib.xenforeignmemory_open.argtypes = [ctypes.c_void_p, ctypes.c_uint]
     lib.xenforeignmemory_close.argtypes = [ctypes.c_void_p]
     lib.xenforeignmemory_map.restype = ctypes.c_void_p
     lib.xenforeignmemory_map.argtypes = [
-        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_size_t,
-        ctypes.POINTER(ctypes.c_ulong), ctypes.POINTER(ctypes.c_int)]
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_size_t,
+        ctypes.POINTER(ctypes.c_ulong),
+        ctypes.POINTER(ctypes.c_int),
+    ]
     lib.xenforeignmemory_unmap.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
     return lib
 
@@ -65,8 +72,10 @@ class ForeignMemory:
         self._blocks: OrderedDict[int, tuple[int, int, list[bool], float]] = OrderedDict()
         self._handle = self._lib.xenforeignmemory_open(None, 0)
         if not self._handle:
-            raise Unavailable(f"xenforeignmemory_open failed (errno {ctypes.get_errno()}): "
-                              "is /dev/xen/privcmd there, and are we root in dom0?")
+            raise Unavailable(
+                f"xenforeignmemory_open failed (errno {ctypes.get_errno()}): "
+                "is /dev/xen/privcmd there, and are we root in dom0?"
+            )
 
     def read_pages(self, addr: int, size: int) -> tuple[bytes, list[bool]]:
         """Page-aligned ``[addr, addr + size)``: the bytes (zeros where unreadable) and
@@ -87,12 +96,12 @@ class ForeignMemory:
         lib = self._lib
         frames = (ctypes.c_ulong * count)(*range(frame, frame + count))
         err = (ctypes.c_int * count)()
-        base = lib.xenforeignmemory_map(self._handle, self.domid, mmap.PROT_READ, count,
-                                        frames, err)
+        base = lib.xenforeignmemory_map(
+            self._handle, self.domid, mmap.PROT_READ, count, frames, err
+        )
         if not base:
             code = ctypes.get_errno()
-            raise OSError(code, f"xenforeignmemory_map of {count} frames at {frame:#x} "
-                                f"failed")
+            raise OSError(code, f"xenforeignmemory_map of {count} frames at {frame:#x} failed")
         out, ok = bytearray(), [e == 0 for e in err]
         try:
             i = 0
@@ -131,21 +140,24 @@ class ForeignMemory:
             fresh = time.monotonic() - since < MAX_AGE
             if fresh and 0 <= index < len(ok):
                 self._blocks.move_to_end(key)
-                return _Page.from_address(base + index * PAGE).raw if ok[index] else \
-                    self._read_one(frame)
+                return (
+                    _Page.from_address(base + index * PAGE).raw
+                    if ok[index]
+                    else self._read_one(frame)
+                )
             # another frame of a block mapped for one (map it all), or too old (again)
             del self._blocks[key]
             self._lib.xenforeignmemory_unmap(self._handle, base, len(ok))
             single = not fresh and len(ok) == 1 and first == frame
-            entry = self._map_kept(key, frame, 1) if single else \
-                self._map_kept(key, key * BLOCK, BLOCK)
+            entry = (
+                self._map_kept(key, frame, 1) if single else self._map_kept(key, key * BLOCK, BLOCK)
+            )
         else:
             entry = self._map_kept(key, frame, 1)
         if entry is None:
             return self._read_one(frame)  # the call was refused: say why (OSError)
         base, first, ok, _ = entry
-        return _Page.from_address(base + (frame - first) * PAGE).raw if ok[frame - first] \
-            else None
+        return _Page.from_address(base + (frame - first) * PAGE).raw if ok[frame - first] else None
 
     def _map_kept(self, key: int, first: int, count: int):
         """Map ``count`` frames from ``first`` and keep the mapping under ``key``:
@@ -156,8 +168,9 @@ class ForeignMemory:
         frames, err = arrays
         for i in range(count):
             frames[i], err[i] = first + i, 0
-        base = self._lib.xenforeignmemory_map(self._handle, self.domid, mmap.PROT_READ,
-                                              count, frames, err)
+        base = self._lib.xenforeignmemory_map(
+            self._handle, self.domid, mmap.PROT_READ, count, frames, err
+        )
         if not base:
             return None
         if len(self._blocks) >= MAX_BLOCKS:
@@ -170,11 +183,11 @@ class ForeignMemory:
     def _read_one(self, frame: int) -> bytes | None:
         """One frame, mapped for this read only (frame and error arrays reused)."""
         frames, err = self._arrays.get(1) or self._arrays.setdefault(
-            1, ((ctypes.c_ulong * 1)(), (ctypes.c_int * 1)()))
+            1, ((ctypes.c_ulong * 1)(), (ctypes.c_int * 1)())
+        )
         frames[0], err[0] = frame, 0
         lib = self._lib
-        base = lib.xenforeignmemory_map(self._handle, self.domid, mmap.PROT_READ, 1,
-                                        frames, err)
+        base = lib.xenforeignmemory_map(self._handle, self.domid, mmap.PROT_READ, 1, frames, err)
         if not base:
             code = ctypes.get_errno()
             raise OSError(code, f"xenforeignmemory_map of frame {frame:#x} failed")

@@ -34,23 +34,37 @@ _STATE_GETTERS = ("dying", "shutdown", "blocked", "crashed", "paused", "running"
 
 _P, _U, _ULL = ctypes.c_void_p, ctypes.c_uint, ctypes.c_ulonglong
 _SIGNATURES = {
-    "xenstat_init": (_P, []), "xenstat_uninit": (None, [_P]),
-    "xenstat_get_node": (_P, [_P, _U]), "xenstat_free_node": (None, [_P]),
+    "xenstat_init": (_P, []),
+    "xenstat_uninit": (None, [_P]),
+    "xenstat_get_node": (_P, [_P, _U]),
+    "xenstat_free_node": (None, [_P]),
     "xenstat_node_domain_by_index": (_P, [_P, _U]),
     "xenstat_node_xen_version": (ctypes.c_char_p, [_P]),
-    "xenstat_node_tot_mem": (_ULL, [_P]), "xenstat_node_free_mem": (_ULL, [_P]),
-    "xenstat_node_num_domains": (_U, [_P]), "xenstat_node_num_cpus": (_U, [_P]),
+    "xenstat_node_tot_mem": (_ULL, [_P]),
+    "xenstat_node_free_mem": (_ULL, [_P]),
+    "xenstat_node_num_domains": (_U, [_P]),
+    "xenstat_node_num_cpus": (_U, [_P]),
     "xenstat_node_cpu_hz": (_ULL, [_P]),
-    "xenstat_domain_id": (_U, [_P]), "xenstat_domain_name": (ctypes.c_char_p, [_P]),
-    "xenstat_domain_cpu_ns": (_ULL, [_P]), "xenstat_domain_num_vcpus": (_U, [_P]),
-    "xenstat_domain_vcpu": (_P, [_P, _U]), "xenstat_domain_cur_mem": (_ULL, [_P]),
-    "xenstat_domain_max_mem": (_ULL, [_P]), "xenstat_domain_ssid": (_U, [_P]),
-    "xenstat_domain_num_networks": (_U, [_P]), "xenstat_domain_network": (_P, [_P, _U]),
-    "xenstat_domain_num_vbds": (_U, [_P]), "xenstat_domain_vbd": (_P, [_P, _U]),
-    "xenstat_vcpu_online": (_U, [_P]), "xenstat_vcpu_ns": (_ULL, [_P]),
-    "xenstat_network_rbytes": (_ULL, [_P]), "xenstat_network_tbytes": (_ULL, [_P]),
-    "xenstat_vbd_oo_reqs": (_ULL, [_P]), "xenstat_vbd_rd_reqs": (_ULL, [_P]),
-    "xenstat_vbd_wr_reqs": (_ULL, [_P]), "xenstat_vbd_rd_sects": (_ULL, [_P]),
+    "xenstat_domain_id": (_U, [_P]),
+    "xenstat_domain_name": (ctypes.c_char_p, [_P]),
+    "xenstat_domain_cpu_ns": (_ULL, [_P]),
+    "xenstat_domain_num_vcpus": (_U, [_P]),
+    "xenstat_domain_vcpu": (_P, [_P, _U]),
+    "xenstat_domain_cur_mem": (_ULL, [_P]),
+    "xenstat_domain_max_mem": (_ULL, [_P]),
+    "xenstat_domain_ssid": (_U, [_P]),
+    "xenstat_domain_num_networks": (_U, [_P]),
+    "xenstat_domain_network": (_P, [_P, _U]),
+    "xenstat_domain_num_vbds": (_U, [_P]),
+    "xenstat_domain_vbd": (_P, [_P, _U]),
+    "xenstat_vcpu_online": (_U, [_P]),
+    "xenstat_vcpu_ns": (_ULL, [_P]),
+    "xenstat_network_rbytes": (_ULL, [_P]),
+    "xenstat_network_tbytes": (_ULL, [_P]),
+    "xenstat_vbd_oo_reqs": (_ULL, [_P]),
+    "xenstat_vbd_rd_reqs": (_ULL, [_P]),
+    "xenstat_vbd_wr_reqs": (_ULL, [_P]),
+    "xenstat_vbd_rd_sects": (_ULL, [_P]),
     "xenstat_vbd_wr_sects": (_ULL, [_P]),
     **{f"xenstat_domain_{s}": (_U, [_P]) for s in _STATE_GETTERS},
 }
@@ -61,12 +75,13 @@ _OPTIONAL = {"xenstat_vbd_error": (ctypes.c_bool, [_P])}
 @dataclass(frozen=True)
 class DomainCounters:
     """One domain's raw counters from one xenstat node (bytes and nanoseconds)."""
+
     domid: int
     name: str
-    state: str                    # xentop letters, e.g. '--b---'
+    state: str  # xentop letters, e.g. '--b---'
     cpu_ns: int
     vcpus: int
-    vcpus_online: int | None      # None unless the node had XENSTAT_VCPU
+    vcpus_online: int | None  # None unless the node had XENSTAT_VCPU
     memory_bytes: int
     memory_max_bytes: int | None  # None: no limit
     ssid: int
@@ -80,6 +95,7 @@ class DomainCounters:
 @dataclass(frozen=True)
 class NodeCounters:
     """One xenstat_get_node, copied: ``mono`` is time.monotonic() just before the call."""
+
     time: float
     mono: float
     xen_version: str
@@ -102,8 +118,10 @@ def find_library() -> str:
             return name
         except OSError:
             continue
-    raise Unavailable("libxenstat not found: apt-get install libxenstat4.17 (Debian/Ubuntu; "
-                      "or your distribution's Xen tools package)")
+    raise Unavailable(
+        "libxenstat not found: apt-get install libxenstat4.17 (Debian/Ubuntu; "
+        "or your distribution's Xen tools package)"
+    )
 
 
 def _load(name: str):
@@ -163,8 +181,10 @@ class XenStat:
             raise PermissionDenied("hypervisor metrics need root in dom0: run with sudo")
         handle, said = self._init_quietly()
         if not handle:
-            raise Unavailable(f"xenstat_init failed{': ' + said if said else ''}: is this dom0 "
-                              f"with xenstored running? (/etc/init.d/xen status)")
+            raise Unavailable(
+                f"xenstat_init failed{': ' + said if said else ''}: is this dom0 "
+                f"with xenstored running? (/etc/init.d/xen status)"
+            )
         self._handle = handle
         return self
 
@@ -199,12 +219,15 @@ class XenStat:
         with self._lock:
             mono, wall = time.monotonic(), time.time()
             try:
-                return _run_bounded(lambda: self._collect(flags, mono, wall),
-                                    self.timeout, "get_node")
+                return _run_bounded(
+                    lambda: self._collect(flags, mono, wall), self.timeout, "get_node"
+                )
             except TimeoutError:
                 self._handle = None  # the stuck thread still uses it: never free it
-                raise Unavailable(f"libxenstat did not answer in {self.timeout:.0f}s: is "
-                                  f"xenstored alive? (/etc/init.d/xen status)") from None
+                raise Unavailable(
+                    f"libxenstat did not answer in {self.timeout:.0f}s: is "
+                    f"xenstored alive? (/etc/init.d/xen status)"
+                ) from None
             except KeyboardInterrupt:
                 self._handle = None  # same: the helper thread may be mid-call
                 raise
@@ -213,31 +236,43 @@ class XenStat:
         lib, handle = self._lib, self._handle
         node = lib.xenstat_get_node(handle, flags)
         if not node:
-            raise Unavailable("xenstat_get_node failed (a domain in transition, or no "
-                              "privilege): retry as root in dom0")
+            raise Unavailable(
+                "xenstat_get_node failed (a domain in transition, or no "
+                "privilege): retry as root in dom0"
+            )
         try:
             count = lib.xenstat_node_num_domains(node)
-            domains = tuple(self._domain(lib.xenstat_node_domain_by_index(node, i), flags)
-                            for i in range(count))
+            domains = tuple(
+                self._domain(lib.xenstat_node_domain_by_index(node, i), flags) for i in range(count)
+            )
             version = lib.xenstat_node_xen_version(node) if flags & XEN_VERSION else None
             return NodeCounters(
-                time=wall, mono=mono,
+                time=wall,
+                mono=mono,
                 xen_version=(version or b"").decode("ascii", "replace")[:64],
-                cpus=lib.xenstat_node_num_cpus(node), cpu_hz=lib.xenstat_node_cpu_hz(node),
+                cpus=lib.xenstat_node_num_cpus(node),
+                cpu_hz=lib.xenstat_node_cpu_hz(node),
                 memory_total_bytes=lib.xenstat_node_tot_mem(node),
-                memory_free_bytes=lib.xenstat_node_free_mem(node), domains=domains)
+                memory_free_bytes=lib.xenstat_node_free_mem(node),
+                domains=domains,
+            )
         finally:
             lib.xenstat_free_node(node)
 
     def _domain(self, dom, flags: int) -> DomainCounters:
         lib = self._lib
-        state = "".join(letter if getattr(lib, f"xenstat_domain_{name}")(dom) else "-"
-                        for name, letter in zip(_STATE_GETTERS, "dsbcpr"))
+        state = "".join(
+            letter if getattr(lib, f"xenstat_domain_{name}")(dom) else "-"
+            for name, letter in zip(_STATE_GETTERS, "dsbcpr")
+        )
         vcpus = lib.xenstat_domain_num_vcpus(dom)
         online = None
         if flags & VCPU:
-            online = sum(1 for i in range(vcpus)
-                         if (v := lib.xenstat_domain_vcpu(dom, i)) and lib.xenstat_vcpu_online(v))
+            online = sum(
+                1
+                for i in range(vcpus)
+                if (v := lib.xenstat_domain_vcpu(dom, i)) and lib.xenstat_vcpu_online(v)
+            )
         nets = lib.xenstat_domain_num_networks(dom) if flags & NETWORK else 0
         tx = rx = 0
         for i in range(nets):
@@ -250,12 +285,20 @@ class XenStat:
         name = lib.xenstat_domain_name(dom) or b""
         return DomainCounters(
             domid=lib.xenstat_domain_id(dom),
-            name=safetext.decode(name[:256]), state=state,
-            cpu_ns=lib.xenstat_domain_cpu_ns(dom), vcpus=vcpus, vcpus_online=online,
+            name=safetext.decode(name[:256]),
+            state=state,
+            cpu_ns=lib.xenstat_domain_cpu_ns(dom),
+            vcpus=vcpus,
+            vcpus_online=online,
             memory_bytes=lib.xenstat_domain_cur_mem(dom),
             memory_max_bytes=None if max_mem == NO_LIMIT else max_mem,
-            ssid=lib.xenstat_domain_ssid(dom), nets=nets, net_tx_bytes=tx, net_rx_bytes=rx,
-            vbds=vbds, vbd=self._vbd_totals(dom, vbds))
+            ssid=lib.xenstat_domain_ssid(dom),
+            nets=nets,
+            net_tx_bytes=tx,
+            net_rx_bytes=rx,
+            vbds=vbds,
+            vbd=self._vbd_totals(dom, vbds),
+        )
 
     def _vbd_totals(self, dom, vbds: int):
         """Sums like xentop's tot_vbd_reqs: skip VBDs in error; None if all were."""
@@ -266,8 +309,14 @@ class XenStat:
             if not vbd or (error is not None and error(vbd)):
                 continue
             shown = True
-            for j, getter in enumerate((lib.xenstat_vbd_oo_reqs, lib.xenstat_vbd_rd_reqs,
-                                        lib.xenstat_vbd_wr_reqs, lib.xenstat_vbd_rd_sects,
-                                        lib.xenstat_vbd_wr_sects)):
+            for j, getter in enumerate(
+                (
+                    lib.xenstat_vbd_oo_reqs,
+                    lib.xenstat_vbd_rd_reqs,
+                    lib.xenstat_vbd_wr_reqs,
+                    lib.xenstat_vbd_rd_sects,
+                    lib.xenstat_vbd_wr_sects,
+                )
+            ):
                 totals[j] += getter(vbd)
         return tuple(totals) if shown else None

@@ -92,12 +92,19 @@ def check_path(path: str, watch: bool = False) -> bytes:
     """Validate a path as xenstored would, so a typo is a usage error, not a protocol one."""
     if watch and path in _SPECIAL_WATCHES:
         return path.encode()
-    ok = (bool(_PATH_RE.fullmatch(path)) and len(path) <= PATH_MAX and "//" not in path
-          and (path == "/" or not path.endswith("/")) and not path.startswith("@"))
+    ok = (
+        bool(_PATH_RE.fullmatch(path))
+        and len(path) <= PATH_MAX
+        and "//" not in path
+        and (path == "/" or not path.endswith("/"))
+        and not path.startswith("@")
+    )
     if not ok:
         hint = " or @introduceDomain/@releaseDomain" if watch else ""
-        raise UsageError(f"invalid xenstore path {safe_text(path.encode(), 80)!r}: use an "
-                         f"absolute path like /local/domain/0 (letters, digits, -_/@){hint}")
+        raise UsageError(
+            f"invalid xenstore path {safe_text(path.encode(), 80)!r}: use an "
+            f"absolute path like /local/domain/0 (letters, digits, -_/@){hint}"
+        )
     return path.encode()
 
 
@@ -136,8 +143,13 @@ class XenStore:
     against a deadline; watch events that arrive meanwhile are queued for their Watch. A
     lock lets several threads share one connection (one request batch at a time)."""
 
-    def __init__(self, timeout: float = 5.0, writable: bool = False,
-                 socket_path: str | None = None, xenbus_path: str | None = None):
+    def __init__(
+        self,
+        timeout: float = 5.0,
+        writable: bool = False,
+        socket_path: str | None = None,
+        xenbus_path: str | None = None,
+    ):
         self.timeout = timeout
         self.writable = writable
         self._socket_path, self._xenbus_path = socket_path, xenbus_path
@@ -169,15 +181,19 @@ class XenStore:
         elif bus:
             conn, self.transport, path = XenBusConnection(bus), "xenbus", bus
         else:
-            raise Unavailable("no xenstore here (no xenstored socket, no /dev/xen/xenbus): run "
-                              "in a Xen dom0 with xenstored started (/etc/init.d/xen start)")
+            raise Unavailable(
+                "no xenstore here (no xenstored socket, no /dev/xen/xenbus): run "
+                "in a Xen dom0 with xenstored started (/etc/init.d/xen start)"
+            )
         if not os.access(path, os.R_OK | os.W_OK):
             raise PermissionDenied(f"xenstore: cannot open {path}: run as root in dom0 (sudo)")
         try:
             conn.connect()
         except PyXSError as exc:
-            raise Unavailable(f"xenstore: cannot connect to {path} ({exc}): is xenstored "
-                              f"running? (/etc/init.d/xen start)") from None
+            raise Unavailable(
+                f"xenstore: cannot connect to {path} ({exc}): is xenstored "
+                f"running? (/etc/init.d/xen start)"
+            ) from None
         sock_obj = getattr(conn.transport, "sock", None)
         if sock_obj is not None:  # a reply cut short must not block a read forever
             sock_obj.settimeout(self.timeout)
@@ -188,6 +204,7 @@ class XenStore:
         conn, self._conn = self._conn, None
         if conn is not None:
             from pyxs.exceptions import PyXSError
+
             try:
                 conn.close()
             except (OSError, PyXSError) as e:  # already broken: nothing left to release
@@ -242,9 +259,11 @@ class XenStore:
         while rq_id not in self._replies:
             if not self._pump(deadline) and time.monotonic() >= deadline:
                 self._pending.discard(rq_id)
-                raise Unavailable(f"xenstore: no answer in {self.timeout:.1f}s for "
-                                  f"{safe_text(path.encode(), 200)}: is xenstored alive? "
-                                  f"(/etc/init.d/xen status)")
+                raise Unavailable(
+                    f"xenstore: no answer in {self.timeout:.1f}s for "
+                    f"{safe_text(path.encode(), 200)}: is xenstored alive? "
+                    f"(/etc/init.d/xen status)"
+                )
         reply = self._replies.pop(rq_id)
         if reply.op == Op.ERROR:
             raise _xs_error(reply.payload, path)
@@ -262,7 +281,7 @@ class XenStore:
         out: dict = {}
         with self._lock:
             for start in range(0, len(requests), batch):
-                chunk = requests[start:start + batch]
+                chunk = requests[start : start + batch]
                 sent = [(op, p, self._send(op, check_path(p) + b"\0")) for op, p in chunk]
                 deadline = time.monotonic() + self.timeout
                 for op, path, rq_id in sent:
@@ -284,15 +303,18 @@ class XenStore:
         """The names of ``path``'s children (NotFoundError if absent)."""
         return _split_names(self._call(Op.DIRECTORY, path, check_path(path) + b"\0"))
 
-    def fetch(self, reads: Iterable[str] = (), lists: Iterable[str] = ()
-              ) -> tuple[dict[str, str | None], dict[str, builtins.list[str] | None]]:
+    def fetch(
+        self, reads: Iterable[str] = (), lists: Iterable[str] = ()
+    ) -> tuple[dict[str, str | None], dict[str, builtins.list[str] | None]]:
         """Values of ``reads`` and children of ``lists`` in one pipelined round trip;
         absent or forbidden paths give None."""
         reads, lists = list(dict.fromkeys(reads)), list(dict.fromkeys(lists))
         got = self._many([(Op.READ, p) for p in reads] + [(Op.DIRECTORY, p) for p in lists])
         raw = {p: got[Op.DIRECTORY, p] for p in lists}
-        return ({p: safe_text(got[Op.READ, p]) for p in reads},
-                {p: None if v is None else _split_names(v) for p, v in raw.items()})
+        return (
+            {p: safe_text(got[Op.READ, p]) for p in reads},
+            {p: None if v is None else _split_names(v) for p, v in raw.items()},
+        )
 
     def read_many(self, paths: Iterable[str]) -> dict[str, str | None]:
         return self.fetch(reads=paths)[0]
@@ -308,7 +330,7 @@ class XenStore:
         level, depth, truncated = [top], 0, ""
         while level:
             if len(nodes) + len(level) > max_nodes:
-                level, truncated = level[:max_nodes - len(nodes)], f"more than {max_nodes} nodes"
+                level, truncated = level[: max_nodes - len(nodes)], f"more than {max_nodes} nodes"
             values, children = self.fetch(level, level)
             nxt: list[str] = []
             for path in level:
@@ -328,14 +350,20 @@ class XenStore:
     def write(self, path: str, value: str | bytes) -> None:
         """Write a value; only on a store opened with ``writable=True``."""
         if not self.writable:
-            raise PermissionDenied("xenstore: this connection is read-only (open it with "
-                                   "writable=True to write)")
+            raise PermissionDenied(
+                "xenstore: this connection is read-only (open it with writable=True to write)"
+            )
         data = value.encode() if isinstance(value, str) else bytes(value)
         self._call(Op.WRITE, path, check_path(path) + b"\0" + data)
 
     # ------------------------------------------------------------------ watches
-    def watch(self, paths: str | Sequence[str], timeout: float | None = None,
-              count: int | None = None, skip_initial: bool = False) -> Watch:
+    def watch(
+        self,
+        paths: str | Sequence[str],
+        timeout: float | None = None,
+        count: int | None = None,
+        skip_initial: bool = False,
+    ) -> Watch:
         """Watch paths (or @introduceDomain / @releaseDomain); iterate the result for
         events. xenstored fires one event per path at once when a watch is set; with
         ``skip_initial`` those are dropped, and only changes come out."""
@@ -343,8 +371,10 @@ class XenStore:
             paths = [paths]
         checked = [(p, check_path(p, watch=True)) for p in paths]
         if self.transport == "xenbus":
-            raise Unavailable("xenstore watches need xenstored's socket, not the xenbus "
-                              "device: run in dom0 with xenstored started")
+            raise Unavailable(
+                "xenstore watches need xenstored's socket, not the xenbus "
+                "device: run in dom0 with xenstored started"
+            )
         return Watch(self, checked, timeout, count, skip_initial)
 
 
@@ -354,8 +384,14 @@ class Watch:
     Iteration waits in 0.2 s slices, so ``stop()`` from another thread ends it promptly,
     as does a Ctrl-C; either way the watches are removed (bounded by the store's timeout)."""
 
-    def __init__(self, store: XenStore, paths, timeout: float | None, count: int | None,
-                 skip_initial: bool = False):
+    def __init__(
+        self,
+        store: XenStore,
+        paths,
+        timeout: float | None,
+        count: int | None,
+        skip_initial: bool = False,
+    ):
         self.store, self.paths = store, [p for p, _ in paths]
         #: Watched path -> initial events still to drop (xenstored sends one per WATCH).
         self._initial = {p: 1 for p in self.paths} if skip_initial else {}
@@ -387,8 +423,7 @@ class Watch:
     def __iter__(self) -> Iterator[WatchEvent]:
         try:
             while not self._stopped and (self.count is None or self.received < self.count):
-                left = 0.2 if self.deadline is None else \
-                    min(0.2, self.deadline - time.monotonic())
+                left = 0.2 if self.deadline is None else min(0.2, self.deadline - time.monotonic())
                 ev = self.next(max(0.0, left))  # queued events still come past the deadline
                 if ev is not None:
                     yield ev

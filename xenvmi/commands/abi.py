@@ -44,10 +44,10 @@ _NEGATIVE_VALUE = re.compile(r"^-(\d+|0[xob][0-9a-f]+|(xen_)?e[a-z0-9]+)$", re.I
 
 def register(sub: Any) -> None:
     """Add the ``errno`` and ``hypercall`` subcommands."""
-    p = add_command(sub, "errno", "Name a Xen error code (hypercall return value).",
-                    ERRNO_EXAMPLES)
-    p.add_argument("value", nargs="?", metavar="VALUE|NAME",
-                   help="13, -13, 0xfffffff3, EACCES, xen_eacces")
+    p = add_command(sub, "errno", "Name a Xen error code (hypercall return value).", ERRNO_EXAMPLES)
+    p.add_argument(
+        "value", nargs="?", metavar="VALUE|NAME", help="13, -13, 0xfffffff3, EACCES, xen_eacces"
+    )
     p.add_argument("--all", action="store_true", help="list every error code Xen 4.17 defines")
     p.add_argument("--json", action="store_true", help="print JSON")
     # argparse would read "-EACCES" / "-0xd" as unknown options; it consults this (private,
@@ -56,15 +56,24 @@ def register(sub: Any) -> None:
         p._negative_number_matcher = _NEGATIVE_VALUE
     p.set_defaults(func=run_errno)
 
-    p = add_command(sub, "hypercall", "Describe a Xen hypercall: number, availability, "
-                    "calling convention.", HYPERCALL_EXAMPLES)
-    p.add_argument("value", nargs="?", metavar="NUMBER|NAME",
-                   help="36, 0x24, domctl, __HYPERVISOR_domctl, mca")
-    p.add_argument("--arch", choices=tuple(hc.ARCH_GROUPS),
-                   help="only this architecture (default: all)")
+    p = add_command(
+        sub,
+        "hypercall",
+        "Describe a Xen hypercall: number, availability, calling convention.",
+        HYPERCALL_EXAMPLES,
+    )
+    p.add_argument(
+        "value", nargs="?", metavar="NUMBER|NAME", help="36, 0x24, domctl, __HYPERVISOR_domctl, mca"
+    )
+    p.add_argument(
+        "--arch", choices=tuple(hc.ARCH_GROUPS), help="only this architecture (default: all)"
+    )
     p.add_argument("--all", action="store_true", help="list every hypercall number")
-    p.add_argument("--ops", action="store_true",
-                   help="also list the command numbers of domctl, sysctl, memory_op, hvm_op")
+    p.add_argument(
+        "--ops",
+        action="store_true",
+        help="also list the command numbers of domctl, sysctl, memory_op, hvm_op",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_hypercall)
 
@@ -78,12 +87,20 @@ def _value_or_all(args: argparse.Namespace, what: str) -> None:
 
 # ---------------------------------------------------------------------------- errno
 
+
 def errno_row(entry: xerrno.XenErrno) -> dict[str, Any]:
     """The JSON object for one error code (see tests/unit/test_cli_abi.py for the shape)."""
     aliases = [e.name for e in xerrno.ERRNOS if e.alias_of == entry.name]
-    return {"value": entry.value, "name": entry.name, "message": entry.message,
-            "internal": entry.internal, "alias_of": entry.alias_of, "aliases": aliases,
-            "ret": entry.ret, "describe": xerrno.describe(entry.ret)}
+    return {
+        "value": entry.value,
+        "name": entry.name,
+        "message": entry.message,
+        "internal": entry.internal,
+        "alias_of": entry.alias_of,
+        "aliases": aliases,
+        "ret": entry.ret,
+        "describe": xerrno.describe(entry.ret),
+    }
 
 
 def _errno_note(row: dict[str, Any]) -> str:
@@ -112,27 +129,39 @@ def run_errno(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------ hypercall
 
+
 def _convention(arch: str) -> dict[str, Any]:
     cc = hc.CALLING_CONVENTIONS[arch]
-    return {"arch": cc.arch, "instruction": cc.instruction,
-            "number_register": cc.number_register,
-            "argument_registers": list(cc.argument_registers),
-            "return_register": cc.return_register, "note": cc.note}
+    return {
+        "arch": cc.arch,
+        "instruction": cc.instruction,
+        "number_register": cc.number_register,
+        "argument_registers": list(cc.argument_registers),
+        "return_register": cc.return_register,
+        "note": cc.note,
+    }
 
 
 def _subops(table: SubOpTable) -> list[dict[str, Any]]:
-    return [{"number": op.number, "name": op.name, "status": op.status, "note": op.note}
-            for op in table.ops]
+    return [
+        {"number": op.number, "name": op.name, "status": op.status, "note": op.note}
+        for op in table.ops
+    ]
 
 
 def hypercall_row(h: hc.Hypercall, arches: tuple[str, ...]) -> dict[str, Any]:
     """The JSON object for one hypercall, availability limited to ``arches``."""
     table = hc.SUBOP_TABLES.get(h.name)
-    return {"number": h.number, "name": h.name, "x86_name": h.x86_name,
-            "availability": {a: h.availability(a) for a in arches},
-            "kconfig": h.kconfig, "note": h.note,
-            "interface_version": h.interface_version,
-            "subop_count": len(table.current()) if table else None}
+    return {
+        "number": h.number,
+        "name": h.name,
+        "x86_name": h.x86_name,
+        "availability": {a: h.availability(a) for a in arches},
+        "kconfig": h.kconfig,
+        "note": h.note,
+        "interface_version": h.interface_version,
+        "subop_count": len(table.current()) if table else None,
+    }
 
 
 def _display_name(h: hc.Hypercall, arch: str | None) -> str:
@@ -149,8 +178,10 @@ def run_hypercall(args: argparse.Namespace) -> int:
     h = hc.lookup(args.value, args.arch)
     table = hc.SUBOP_TABLES.get(h.name) if args.ops else None  # set: print the commands
     if args.ops and table is None:
-        raise UsageError(f"hypercall: {h.name} has no command table here (--ops works for "
-                         f"{', '.join(hc.SUBOP_TABLES)})")
+        raise UsageError(
+            f"hypercall: {h.name} has no command table here (--ops works for "
+            f"{', '.join(hc.SUBOP_TABLES)})"
+        )
     if args.json:
         row = hypercall_row(h, arches)
         row["calling_conventions"] = [_convention(a) for a in arches]
@@ -169,13 +200,23 @@ def run_hypercall(args: argparse.Namespace) -> int:
     rows = []
     for a in arches:
         cc = hc.CALLING_CONVENTIONS[a]
-        rows.append({"guest": a, "available": h.availability(a),
-                     "instruction": cc.instruction, "nr": cc.number_register,
-                     "arguments": list(cc.argument_registers), "return": cc.return_register})
+        rows.append(
+            {
+                "guest": a,
+                "available": h.availability(a),
+                "instruction": cc.instruction,
+                "nr": cc.number_register,
+                "arguments": list(cc.argument_registers),
+                "return": cc.return_register,
+            }
+        )
     lines += ["", render.table(rows, list(rows[0]))]
     if table is not None:
-        lines += ["", f"{table.prefix}* commands:",
-                  render.table(table.ops, ["number", "name", "status", "note"])]
+        lines += [
+            "",
+            f"{table.prefix}* commands:",
+            render.table(table.ops, ["number", "name", "status", "note"]),
+        ]
     print("\n".join(lines))
     return 0
 
@@ -184,9 +225,14 @@ def _hypercall_all(args: argparse.Namespace, arches: tuple[str, ...]) -> int:
     if args.ops:
         raise UsageError("hypercall: --ops needs one hypercall, not --all")
     if args.json:
-        print(render.dumps({
-            "hypercalls": [hypercall_row(h, arches) for h in hc.HYPERCALLS],
-            "calling_conventions": [_convention(a) for a in arches]}))
+        print(
+            render.dumps(
+                {
+                    "hypercalls": [hypercall_row(h, arches) for h in hc.HYPERCALLS],
+                    "calling_conventions": [_convention(a) for a in arches],
+                }
+            )
+        )
         return 0
     rows = []
     for h in hc.HYPERCALLS:

@@ -59,31 +59,65 @@ TOP_EXAMPLES = """\
   xenvmi top --batch -i 1 --host              plus dom0's CPU, memory and Xen daemons
 """
 
-TOP_COLUMNS = (("name", "NAME"), ("domid", "ID"), ("state", "STATE"), ("cpu", "CPU(sec)"),
-               ("cpu_pct", "CPU(%)"), ("mem", "MEM(k)"), ("mem_pct", "MEM(%)"),
-               ("maxmem", "MAXMEM(k)"), ("maxmem_pct", "MAXMEM(%)"), ("vcpus", "VCPUS"),
-               ("nets", "NETS"), ("nettx", "NETTX(k)"), ("netrx", "NETRX(k)"),
-               ("vbds", "VBDS"), ("vbd_oo", "VBD_OO"), ("vbd_rd", "VBD_RD"),
-               ("vbd_wr", "VBD_WR"), ("vbd_rsect", "VBD_RSECT"), ("vbd_wsect", "VBD_WSECT"),
-               ("ssid", "SSID"))
+TOP_COLUMNS = (
+    ("name", "NAME"),
+    ("domid", "ID"),
+    ("state", "STATE"),
+    ("cpu", "CPU(sec)"),
+    ("cpu_pct", "CPU(%)"),
+    ("mem", "MEM(k)"),
+    ("mem_pct", "MEM(%)"),
+    ("maxmem", "MAXMEM(k)"),
+    ("maxmem_pct", "MAXMEM(%)"),
+    ("vcpus", "VCPUS"),
+    ("nets", "NETS"),
+    ("nettx", "NETTX(k)"),
+    ("netrx", "NETRX(k)"),
+    ("vbds", "VBDS"),
+    ("vbd_oo", "VBD_OO"),
+    ("vbd_rd", "VBD_RD"),
+    ("vbd_wr", "VBD_WR"),
+    ("vbd_rsect", "VBD_RSECT"),
+    ("vbd_wsect", "VBD_WSECT"),
+    ("ssid", "SSID"),
+)
 
 
 def register(sub) -> None:
-    p = add_command(sub, "list", "List every domain: identity, type, state, memory, devices.",
-                    LIST_EXAMPLES)
+    p = add_command(
+        sub, "list", "List every domain: identity, type, state, memory, devices.", LIST_EXAMPLES
+    )
     p.add_argument("domain", nargs="?", metavar="NAME|DOMID", help="only this domain")
     p.add_argument("--json", action="store_true", help="print JSON (see above for the shape)")
     p.set_defaults(func=run_list)
 
-    p = add_command(sub, "top", "Per-domain CPU, memory, network and disk counters, "
-                    "xentop's numbers (batch mode; the interactive view is the TUI).",
-                    TOP_EXAMPLES)
-    p.add_argument("-b", "--batch", action="store_true",
-                   help="batch output, as xentop -b (the only mode of this command)")
-    p.add_argument("-i", "--iterations", type=count_arg, default=None,
-                   help="stop after N samples (default: until Ctrl-C)")
-    p.add_argument("-d", "--delay", type=seconds_arg, default=3.0,
-                   help="seconds between samples (default 3, like xentop)")
+    p = add_command(
+        sub,
+        "top",
+        "Per-domain CPU, memory, network and disk counters, "
+        "xentop's numbers (batch mode; the interactive view is the TUI).",
+        TOP_EXAMPLES,
+    )
+    p.add_argument(
+        "-b",
+        "--batch",
+        action="store_true",
+        help="batch output, as xentop -b (the only mode of this command)",
+    )
+    p.add_argument(
+        "-i",
+        "--iterations",
+        type=count_arg,
+        default=None,
+        help="stop after N samples (default: until Ctrl-C)",
+    )
+    p.add_argument(
+        "-d",
+        "--delay",
+        type=seconds_arg,
+        default=3.0,
+        help="seconds between samples (default 3, like xentop)",
+    )
     p.add_argument("--host", action="store_true", help="also dom0's CPU, memory and daemons")
     p.add_argument("--json", action="store_true", help="one JSON object per line per sample")
     p.set_defaults(func=run_top)
@@ -109,6 +143,7 @@ def seconds_arg(text: str) -> float:
 
 # ----------------------------------------------------------------------------- list
 
+
 def _devices_text(d: Domain) -> str:
     counts: dict[str, int] = {}
     for dev in d.devices:
@@ -119,42 +154,70 @@ def _devices_text(d: Domain) -> str:
 def list_rows(domains: list[Domain]) -> list[dict]:
     """Rows of the text table (MiB like xl list; JSON keeps KiB)."""
     mib = lambda kib: None if kib is None else kib // 1024  # noqa: E731
-    return [{"domid": d.domid, "name": d.name, "type": d.type, "state": d.state,
-             "mem": mib(d.memory_kib), "target": mib(d.memory_target_kib),
-             "max": mib(d.memory_max_kib), "vcpus": d.vcpus, "devices": _devices_text(d)}
-            for d in domains]
+    return [
+        {
+            "domid": d.domid,
+            "name": d.name,
+            "type": d.type,
+            "state": d.state,
+            "mem": mib(d.memory_kib),
+            "target": mib(d.memory_target_kib),
+            "max": mib(d.memory_max_kib),
+            "vcpus": d.vcpus,
+            "devices": _devices_text(d),
+        }
+        for d in domains
+    ]
 
 
 def run_list(args) -> int:
     from xenvmi import api
+
     domains = api.list_domains()
     if args.domain is not None:
         from xenvmi.domains import find_domain
+
         domains = [find_domain(domains, args.domain)]
     if args.json:
         print(render.dumps(domains[0] if args.domain is not None else domains))
         return 0
-    print(render.table(list_rows(domains),
-                       ["domid", "name", "type", "state", "mem", "target", "max", "vcpus",
-                        "devices"],
-                       ["ID", "NAME", "TYPE", "STATE", "MEM(M)", "TARGET(M)", "MAX(M)",
-                        "VCPUS", "DEVICES"]))
+    print(
+        render.table(
+            list_rows(domains),
+            ["domid", "name", "type", "state", "mem", "target", "max", "vcpus", "devices"],
+            ["ID", "NAME", "TYPE", "STATE", "MEM(M)", "TARGET(M)", "MAX(M)", "VCPUS", "DEVICES"],
+        )
+    )
     return 0
 
 
 # ----------------------------------------------------------------------------- top
 
+
 def top_row(s: DomainSample) -> dict:
     """One xentop -b line's values (KiB and whole seconds, as xentop prints them)."""
-    return {"name": s.name, "domid": s.domid, "state": s.state,
-            "cpu": int(s.cpu_seconds), "cpu_pct": s.cpu_percent or 0.0, "mem": s.memory_kib,
-            "mem_pct": s.memory_percent,
-            "maxmem": "no limit" if s.memory_max_kib is None else s.memory_max_kib,
-            "maxmem_pct": "n/a" if s.memory_max_percent is None else s.memory_max_percent,
-            "vcpus": s.vcpus, "nets": s.nets, "nettx": s.net_tx_bytes // 1024,
-            "netrx": s.net_rx_bytes // 1024, "vbds": s.vbds, "vbd_oo": s.vbd_oo,
-            "vbd_rd": s.vbd_rd, "vbd_wr": s.vbd_wr, "vbd_rsect": s.vbd_rsect,
-            "vbd_wsect": s.vbd_wsect, "ssid": s.ssid}
+    return {
+        "name": s.name,
+        "domid": s.domid,
+        "state": s.state,
+        "cpu": int(s.cpu_seconds),
+        "cpu_pct": s.cpu_percent or 0.0,
+        "mem": s.memory_kib,
+        "mem_pct": s.memory_percent,
+        "maxmem": "no limit" if s.memory_max_kib is None else s.memory_max_kib,
+        "maxmem_pct": "n/a" if s.memory_max_percent is None else s.memory_max_percent,
+        "vcpus": s.vcpus,
+        "nets": s.nets,
+        "nettx": s.net_tx_bytes // 1024,
+        "netrx": s.net_rx_bytes // 1024,
+        "vbds": s.vbds,
+        "vbd_oo": s.vbd_oo,
+        "vbd_rd": s.vbd_rd,
+        "vbd_wr": s.vbd_wr,
+        "vbd_rsect": s.vbd_rsect,
+        "vbd_wsect": s.vbd_wsect,
+        "ssid": s.ssid,
+    }
 
 
 def top_text(node: NodeSample, samples: list[DomainSample], host: HostSample | None) -> str:
@@ -169,14 +232,19 @@ def top_text(node: NodeSample, samples: list[DomainSample], host: HostSample | N
 def host_text(h: HostSample) -> str:
     daemons = " ".join(
         f"{d.name}{'' if d.domid is None else f'[{d.domid}]'}:"
-        f"{'pid ' + str(d.pid) if d.alive else 'DOWN'}" for d in h.daemons)
+        f"{'pid ' + str(d.pid) if d.alive else 'DOWN'}"
+        for d in h.daemons
+    )
     cpu = "-" if h.cpu_percent is None else f"{h.cpu_percent:.1f}%"
-    return (f"dom0 {h.hostname}: {h.cpus} CPUs {cpu} load {h.load_1m:.2f}, mem "
-            f"{h.memory_used_kib // 1024}M used of {h.memory_total_kib // 1024}M; {daemons}")
+    return (
+        f"dom0 {h.hostname}: {h.cpus} CPUs {cpu} load {h.load_1m:.2f}, mem "
+        f"{h.memory_used_kib // 1024}M used of {h.memory_total_kib // 1024}M; {daemons}"
+    )
 
 
 def run_top(args) -> int:
     from xenvmi import api
+
     sampler = api.DomainSampler()
     hosts = api.HostSampler() if args.host else None
     iteration = 0
@@ -188,8 +256,12 @@ def run_top(args) -> int:
             node, samples = sampler.sample()
             host = hosts.sample() if hosts else None
             if args.json:
-                record = {"iteration": iteration, "time": node.time, "node": node,
-                          "domains": samples}
+                record = {
+                    "iteration": iteration,
+                    "time": node.time,
+                    "node": node,
+                    "domains": samples,
+                }
                 if host is not None:
                     record["host"] = host
                 print(render.json_line(record), flush=True)

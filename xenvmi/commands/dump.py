@@ -37,18 +37,32 @@ unsupported, 7 guest data unusable.
 
 def register(sub: Any) -> None:
     p = add_command(sub, "dump", HELP, EXAMPLES)
-    p.add_argument("domain", metavar="DOMAIN",
-                   help="guest name or domain id (or a dump file, to convert it)")
+    p.add_argument(
+        "domain", metavar="DOMAIN", help="guest name or domain id (or a dump file, to convert it)"
+    )
     p.add_argument("file", metavar="FILE", help="the file to write")
-    p.add_argument("--format", choices=("elf", "raw"), default="elf",
-                   help="elf: a kdump-style vmcore (default); raw: byte N = address N")
-    p.add_argument("--pause", action="store_true",
-                   help="pause the guest while copying (always resumed)")
-    p.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
-                   help="give up (and remove the file) after this long (default 1800)")
+    p.add_argument(
+        "--format",
+        choices=("elf", "raw"),
+        default="elf",
+        help="elf: a kdump-style vmcore (default); raw: byte N = address N",
+    )
+    p.add_argument(
+        "--pause", action="store_true", help="pause the guest while copying (always resumed)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="give up (and remove the file) after this long (default 1800)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    p.add_argument("--no-cache", action="store_true",
-                   help="rescan memory for the kernel instead of using the cache")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="rescan memory for the kernel instead of using the cache",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
@@ -71,8 +85,10 @@ class ProgressLine:
         self.last = now
         pct = 100.0 * done / total if total else 100.0
         rate = done / 1e6 / max(now - self.t0, 1e-6)
-        text = (f"xenvmi: dumping {self.label}: {pct:5.1f}%  {done >> 20}/{total >> 20} MiB"
-                f"  {rate:.1f} MB/s")
+        text = (
+            f"xenvmi: dumping {self.label}: {pct:5.1f}%  {done >> 20}/{total >> 20} MiB"
+            f"  {rate:.1f} MB/s"
+        )
         self.stream.write(f"\r{text}\x1b[K" if self.tty else text + "\n")
         self.stream.flush()
         self.drawn = True
@@ -90,19 +106,31 @@ def _interrupt(signum, frame):
 
 def run(args: argparse.Namespace) -> int:
     from xenvmi import guests
+
     if not args.timeout > 0:
         raise UsageError("dump: --timeout needs a number of seconds > 0")
     line = None if args.quiet else ProgressLine(str(args.domain))
-    notify = (lambda msg: None) if args.quiet else \
-        (lambda msg: print(f"xenvmi: {msg}", file=sys.stderr, flush=True))
+    notify = (
+        (lambda msg: None)
+        if args.quiet
+        else (lambda msg: print(f"xenvmi: {msg}", file=sys.stderr, flush=True))
+    )
     try:
         old = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:  # not the main thread (an embedding program): leave SIGTERM alone
         old = None
     try:
-        summary = guests.dump(args.domain, args.file, fmt=args.format, pause=args.pause,
-                           timeout=args.timeout, progress=line, force=args.force,
-                           use_cache=not args.no_cache, notify=notify)
+        summary = guests.dump(
+            args.domain,
+            args.file,
+            fmt=args.format,
+            pause=args.pause,
+            timeout=args.timeout,
+            progress=line,
+            force=args.force,
+            use_cache=not args.no_cache,
+            notify=notify,
+        )
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
@@ -110,17 +138,30 @@ def run(args: argparse.Namespace) -> int:
             line.finish()
     ranges = [{"start": s, "end": e} for s, e in summary.ranges]
     if args.json:
-        print(render.dumps({
-            "path": summary.path, "format": summary.format, "bytes": summary.bytes,
-            "ram_bytes": summary.ram_bytes, "ranges": ranges, "vcpus": summary.vcpus,
-            "vmcoreinfo": summary.vmcoreinfo, "direct_map": summary.direct_map,
-            "seconds": round(summary.seconds, 3), "mb_per_s": round(summary.mb_per_s, 1),
-            "warnings": summary.warnings}))
+        print(
+            render.dumps(
+                {
+                    "path": summary.path,
+                    "format": summary.format,
+                    "bytes": summary.bytes,
+                    "ram_bytes": summary.ram_bytes,
+                    "ranges": ranges,
+                    "vcpus": summary.vcpus,
+                    "vmcoreinfo": summary.vmcoreinfo,
+                    "direct_map": summary.direct_map,
+                    "seconds": round(summary.seconds, 3),
+                    "mb_per_s": round(summary.mb_per_s, 1),
+                    "warnings": summary.warnings,
+                }
+            )
+        )
     else:
         what = "ELF vmcore" if summary.format == "elf" else "raw image"
-        print(f"{summary.path}: {what}, {summary.bytes} bytes: {summary.ram_bytes >> 20} MiB "
-              f"of RAM in {len(ranges)} range(s), {summary.vcpus} vCPU(s), "
-              f"{summary.seconds:.1f}s ({summary.mb_per_s:.1f} MB/s)")
+        print(
+            f"{summary.path}: {what}, {summary.bytes} bytes: {summary.ram_bytes >> 20} MiB "
+            f"of RAM in {len(ranges)} range(s), {summary.vcpus} vCPU(s), "
+            f"{summary.seconds:.1f}s ({summary.mb_per_s:.1f} MB/s)"
+        )
     for w in summary.warnings:
         print(f"xenvmi: warning: {w}", file=sys.stderr)
     return 0

@@ -36,11 +36,19 @@ def register(sub: Any) -> None:
     # `profile`, its name before 0.2, stays one release (it read as performance profiling)
     p = add_command(sub, "isf", HELP, EXAMPLES, aliases=["profile"])
     p.add_argument("target", metavar="DOMAIN|FILE", help="guest name, domain id, or dump file")
-    p.add_argument("-o", "--output", required=True, metavar="ISF.json",
-                   help="file to write (*.json or *.json.xz: volatility3 loads no other name)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="ISF.json",
+        help="file to write (*.json or *.json.xz: volatility3 loads no other name)",
+    )
     p.add_argument("--xz", action="store_true", help="compress with xz (adds .xz to the name)")
-    p.add_argument("--no-cache", action="store_true",
-                   help="rescan memory for the kernel instead of using the cache")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="rescan memory for the kernel instead of using the cache",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=run)
@@ -51,8 +59,9 @@ def _output(args: argparse.Namespace) -> Path:
     path = Path(args.output)
     name = path.name + (".xz" if args.xz and not path.name.endswith(".xz") else "")
     if not name.endswith((".json", ".json.xz")):
-        raise UsageError(f"isf: {args.output}: volatility3 only loads ISF files named "
-                         "*.json or *.json.xz")
+        raise UsageError(
+            f"isf: {args.output}: volatility3 only loads ISF files named *.json or *.json.xz"
+        )
     if not path.parent.is_dir():
         raise UsageError(f"profile: {path.parent} is not a directory (create it first)")
     return path
@@ -61,9 +70,13 @@ def _output(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     from xenvmi import guests
     from xenvmi.guest import isf
+
     out = _output(args)
-    say = (lambda m: None) if args.quiet else \
-        (lambda m: print(f"xenvmi: {m}", file=sys.stderr, flush=True))
+    say = (
+        (lambda m: None)
+        if args.quiet
+        else (lambda m: print(f"xenvmi: {m}", file=sys.stderr, flush=True))
+    )
     with guests.open_guest(args.target, use_cache=not args.no_cache, progress=say) as g:
         kp = g.kernel_program()
         doc, summary = isf.from_kernel_program(kp, progress=say)
@@ -72,22 +85,33 @@ def run(args: argparse.Namespace) -> int:
         path = isf.write_isf(doc, out, xz=args.xz)
     except OSError as e:
         raise XenvmiError(f"profile: cannot write {out}: {e.strerror or e}") from None
-    result = {"output": str(path), "banner": summary.banner,
-              "kaslr_slide": summary.kaslr_slide, "base_types": summary.base_types,
-              "user_types": summary.user_types, "enums": summary.enums,
-              "symbols": summary.symbols, "typed_symbols": summary.typed_symbols,
-              "bitfields": summary.bitfields, "anonymous_types": summary.anonymous_types,
-              "skipped": summary.skipped, "warnings": summary.warnings}
+    result = {
+        "output": str(path),
+        "banner": summary.banner,
+        "kaslr_slide": summary.kaslr_slide,
+        "base_types": summary.base_types,
+        "user_types": summary.user_types,
+        "enums": summary.enums,
+        "symbols": summary.symbols,
+        "typed_symbols": summary.typed_symbols,
+        "bitfields": summary.bitfields,
+        "anonymous_types": summary.anonymous_types,
+        "skipped": summary.skipped,
+        "warnings": summary.warnings,
+    }
     if args.json:
         print(render.dumps(result))
     else:
-        print(f"wrote {path}: {summary.user_types} structs/unions, {summary.enums} enums, "
-              f"{summary.base_types} base types, {summary.symbols} symbols "
-              f"({summary.typed_symbols} typed)")
+        print(
+            f"wrote {path}: {summary.user_types} structs/unions, {summary.enums} enums, "
+            f"{summary.base_types} base types, {summary.symbols} symbols "
+            f"({summary.typed_symbols} typed)"
+        )
         print(f"banner: {summary.banner}")
         if summary.skipped:
-            print("left out: " + ", ".join(f"{n} {why}" for why, n in
-                                           sorted(summary.skipped.items())))
+            print(
+                "left out: " + ", ".join(f"{n} {why}" for why, n in sorted(summary.skipped.items()))
+            )
     for w in summary.warnings:
         print(f"xenvmi: warning: {w}", file=sys.stderr)
     return 0

@@ -32,6 +32,7 @@ def _log(msg: str) -> None:
 
 def _state(paths: LabPaths):
     from xenvmi.lab import vm
+
     state = vm.running(paths)
     if state is None:
         raise LabError("the lab is not running: start it with `xenvmi lab up`")
@@ -41,12 +42,14 @@ def _state(paths: LabPaths):
 def cmd_deps(args) -> int:
     """Install the host packages the lab needs (Debian/Ubuntu, as root)."""
     from xenvmi.lab import image
+
     image.install_host_packages(log=_log)
     return 0
 
 
 def cmd_build(args) -> int:
     from xenvmi.lab import image
+
     built = image.build(LabPaths.default(), log=_log)
     print(built)
     return 0
@@ -54,6 +57,7 @@ def cmd_build(args) -> int:
 
 def cmd_up(args) -> int:
     from xenvmi.lab import image, vm
+
     paths = LabPaths.default()
     t0 = time.monotonic()
     state = vm.running(paths)
@@ -65,8 +69,9 @@ def cmd_up(args) -> int:
         image._remove_tree(paths.image(image.recipe_digest(paths)))
     if state is None:
         img = image.build(paths, log=_log)
-        _log(f"[{time.monotonic() - t0:5.0f}s] booting Xen under QEMU "
-             f"(ssh on 127.0.0.1:{args.port})")
+        _log(
+            f"[{time.monotonic() - t0:5.0f}s] booting Xen under QEMU (ssh on 127.0.0.1:{args.port})"
+        )
         state = vm.boot(paths, img, args.port, args.memory)
         took = vm.wait_ssh(paths, state, args.boot_timeout, log=_log)
         _log(f"[{time.monotonic() - t0:5.0f}s] dom0 answers ssh ({took:.0f}s after QEMU start)")
@@ -81,15 +86,26 @@ def cmd_up(args) -> int:
     if not args.no_guests:
         _log(f"[{time.monotonic() - t0:5.0f}s] starting the lab guests")
         # dom0 judges each guest's boot by its progress; no clock here can know better
-        res = remote.run(paths, state.port, f"{DOM0_PY} -m xenvmi.lab.dom0 start",
-                         timeout=None, check=False, capture=False)
+        res = remote.run(
+            paths,
+            state.port,
+            f"{DOM0_PY} -m xenvmi.lab.dom0 start",
+            timeout=None,
+            check=False,
+            capture=False,
+        )
         if res.returncode != 0:
             raise LabError("not every lab guest came up (see above); `xenvmi lab log` shows Xen's")
     if args.check_runs:
         _log(f"[{time.monotonic() - t0:5.0f}s] integrity check ({args.check_runs} runs)")
-        res = remote.run(paths, state.port,
-                         f"{DOM0_PY} -m xenvmi.lab.integrity --runs {args.check_runs}",
-                         timeout=60 * args.check_runs + 300, check=False, capture=False)
+        res = remote.run(
+            paths,
+            state.port,
+            f"{DOM0_PY} -m xenvmi.lab.integrity --runs {args.check_runs}",
+            timeout=60 * args.check_runs + 300,
+            check=False,
+            capture=False,
+        )
         if res.returncode != 0:
             raise LabError("the lab failed its integrity check: its results cannot be trusted")
     _log(f"[{time.monotonic() - t0:5.0f}s] lab ready: `xenvmi lab exec -- xl list`")
@@ -100,17 +116,25 @@ def _push_kernels(paths: LabPaths, port: int) -> None:
     """Fetch the other releases' guest kernels (once per host) and copy them to dom0 when
     dom0's copy differs; dom0's `start` then remakes the guest payload around them."""
     from xenvmi.lab import kernels
+
     blob, digest = kernels.bundle(kernels.fetch(paths, log=_log))
     where = kernels.REMOTE_DIR
     have = remote.run(paths, port, f"cat {where}/.digest 2>/dev/null || true").stdout
     if have.decode(errors="replace").strip() == digest:
         return
-    remote.run(paths, port, f"rm -rf {where} && mkdir -p {where} && tar -xf - -C {where} "
-               f"&& echo {digest} > {where}/.digest", stdin=blob, timeout=600)
+    remote.run(
+        paths,
+        port,
+        f"rm -rf {where} && mkdir -p {where} && tar -xf - -C {where} "
+        f"&& echo {digest} > {where}/.digest",
+        stdin=blob,
+        timeout=600,
+    )
 
 
 def cmd_down(args) -> int:
     from xenvmi.lab import vm
+
     was = vm.stop(LabPaths.default())
     print("lab stopped" if was else "lab was not running")
     return 0
@@ -118,16 +142,26 @@ def cmd_down(args) -> int:
 
 def cmd_status(args) -> int:
     from xenvmi.lab import vm
+
     paths = LabPaths.default()
     state = vm.running(paths)
     info: dict = {"running": state is not None, "lab_dir": str(paths.root)}
     if state:
-        info.update(pid=state.pid, port=state.port, image=state.image,
-                    uptime_s=round(time.time() - state.started))
+        info.update(
+            pid=state.pid,
+            port=state.port,
+            image=state.image,
+            uptime_s=round(time.time() - state.started),
+        )
         info["ssh"] = remote.reachable(paths, state.port)
         if info["ssh"]:
-            res = remote.run(paths, state.port, f"{DOM0_PY} -m xenvmi.lab.dom0 status --json",
-                             check=False, timeout=120)
+            res = remote.run(
+                paths,
+                state.port,
+                f"{DOM0_PY} -m xenvmi.lab.dom0 status --json",
+                check=False,
+                timeout=120,
+            )
             try:
                 info["guests"] = json.loads(res.stdout or b"[]")
             except ValueError:
@@ -138,12 +172,16 @@ def cmd_status(args) -> int:
     if not state:
         print(f"lab not running (lab dir {paths.root})")
         return 1
-    print(f"lab running: pid {state.pid}, ssh 127.0.0.1:{state.port}, image {state.image}, "
-          f"up {info['uptime_s']}s, ssh {'ok' if info['ssh'] else 'NOT reachable'}")
+    print(
+        f"lab running: pid {state.pid}, ssh 127.0.0.1:{state.port}, image {state.image}, "
+        f"up {info['uptime_s']}s, ssh {'ok' if info['ssh'] else 'NOT reachable'}"
+    )
     for g in info.get("guests", []):
-        print(f"  {g['name']:10} {g['type']:4} domid={g['domid']} "
-              f"{'up' if g['up'] else 'DOWN'} processes={g['processes']} "
-              f"modules={','.join(g['modules'])}")
+        print(
+            f"  {g['name']:10} {g['type']:4} domid={g['domid']} "
+            f"{'up' if g['up'] else 'DOWN'} processes={g['processes']} "
+            f"modules={','.join(g['modules'])}"
+        )
     return 0
 
 
@@ -157,8 +195,9 @@ def cmd_exec(args) -> int:
         remote.sync(paths, state.port)
     line = shlex.join(command)
     prefix = f"cd {remote.REMOTE_SRC} && export PATH=/opt/xenvmi/venv/bin:$PATH &&"
-    argv = remote.ssh_argv(paths, state.port, [f"{prefix} {line}"],
-                           tty=sys.stdin.isatty() and sys.stdout.isatty())
+    argv = remote.ssh_argv(
+        paths, state.port, [f"{prefix} {line}"], tty=sys.stdin.isatty() and sys.stdout.isatty()
+    )
     try:
         return subprocess.run(argv, timeout=args.timeout).returncode
     except subprocess.TimeoutExpired:
@@ -192,14 +231,20 @@ def cmd_check(args) -> int:
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
     flags = " --json" if args.json else ""
-    res = remote.run(paths, state.port,
-                     f"{DOM0_PY} -m xenvmi.lab.integrity --runs {args.runs}{flags}",
-                     timeout=60 * args.runs + 300, check=False, capture=False)
+    res = remote.run(
+        paths,
+        state.port,
+        f"{DOM0_PY} -m xenvmi.lab.integrity --runs {args.runs}{flags}",
+        timeout=60 * args.runs + 300,
+        check=False,
+        capture=False,
+    )
     return res.returncode
 
 
 def cmd_log(args) -> int:
     from xenvmi.lab import vm
+
     print(vm.serial_tail(LabPaths.default(), args.lines))
     return 0
 
@@ -233,37 +278,58 @@ def _seconds(text: str) -> float:
 
 
 def register(sub) -> None:
-    lab = add_command(sub, "lab", "a real Xen 4.17 host in a QEMU VM, for testing and demos",
-                      EXAMPLES)
-    lsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND",
-                              parser_class=type(lab))
+    lab = add_command(
+        sub, "lab", "a real Xen 4.17 host in a QEMU VM, for testing and demos", EXAMPLES
+    )
+    lsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", parser_class=type(lab))
     lab.set_defaults(func=usage(lab))
 
-    p = add_command(lsub, "up", "build the image if needed, boot it, start and check the guests",
-                    "  xenvmi lab up\n  xenvmi lab up --port 2223 --check-runs 100\n")
+    p = add_command(
+        lsub,
+        "up",
+        "build the image if needed, boot it, start and check the guests",
+        "  xenvmi lab up\n  xenvmi lab up --port 2223 --check-runs 100\n",
+    )
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="loopback port for ssh (2222)")
     p.add_argument("--memory", type=_positive, default=6144, help="VM memory in MiB (6144)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the image from scratch")
     p.add_argument("--no-guests", action="store_true", help="do not start the lab guests")
-    p.add_argument("--no-kernels", action="store_true",
-                   help="only the guests of dom0's own kernel (no Debian 11/13 kernels)")
-    p.add_argument("--check-runs", type=_positive, default=10,
-                   help="integrity-check runs after boot, 0 to skip (10)")
-    p.add_argument("--boot-timeout", type=_seconds, default=3600.0,
-                   help="last-resort limit on dom0's boot in seconds (3600); a boot whose "
-                        "console stops advancing fails long before")
+    p.add_argument(
+        "--no-kernels",
+        action="store_true",
+        help="only the guests of dom0's own kernel (no Debian 11/13 kernels)",
+    )
+    p.add_argument(
+        "--check-runs",
+        type=_positive,
+        default=10,
+        help="integrity-check runs after boot, 0 to skip (10)",
+    )
+    p.add_argument(
+        "--boot-timeout",
+        type=_seconds,
+        default=3600.0,
+        help="last-resort limit on dom0's boot in seconds (3600); a boot whose "
+        "console stops advancing fails long before",
+    )
     p.set_defaults(func=cmd_up)
 
-    add_command(lsub, "deps", "apt-get install what the host needs (QEMU, debootstrap, ...)"
-                ).set_defaults(func=cmd_deps)
-    add_command(lsub, "build", "build (or reuse) the dom0 disk image only"
-                ).set_defaults(func=cmd_build)
+    add_command(
+        lsub, "deps", "apt-get install what the host needs (QEMU, debootstrap, ...)"
+    ).set_defaults(func=cmd_deps)
+    add_command(lsub, "build", "build (or reuse) the dom0 disk image only").set_defaults(
+        func=cmd_build
+    )
     add_command(lsub, "down", "stop the lab VM").set_defaults(func=cmd_down)
     p = add_command(lsub, "status", "is the lab running, and are its guests up")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
-    p = add_command(lsub, "exec", "run a command in dom0, in the synced tree /opt/xenvmi/src",
-                    "  xenvmi lab exec -- xl list\n  xenvmi lab exec -- pytest -m xen tests/lab\n")
+    p = add_command(
+        lsub,
+        "exec",
+        "run a command in dom0, in the synced tree /opt/xenvmi/src",
+        "  xenvmi lab exec -- xl list\n  xenvmi lab exec -- pytest -m xen tests/lab\n",
+    )
     p.add_argument("--no-sync", action="store_true", help="do not sync the working tree first")
     p.add_argument("--timeout", type=_seconds, default=None, help="seconds before giving up")
     p.add_argument("command", nargs="...", help="the command, after --")
@@ -271,9 +337,14 @@ def register(sub) -> None:
     add_command(lsub, "ssh", "an interactive root shell in dom0").set_defaults(func=cmd_ssh)
     add_command(lsub, "tui", "run `xenvmi tui` in dom0 in this terminal").set_defaults(func=cmd_tui)
     add_command(lsub, "sync", "copy the working tree to dom0's editable install").set_defaults(
-        func=cmd_sync)
-    p = add_command(lsub, "check", "integrity self-test: repeat xz -T2 decoding in dom0",
-                    "  xenvmi lab check --runs 100\n")
+        func=cmd_sync
+    )
+    p = add_command(
+        lsub,
+        "check",
+        "integrity self-test: repeat xz -T2 decoding in dom0",
+        "  xenvmi lab check --runs 100\n",
+    )
     p.add_argument("--runs", type=_positive, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)

@@ -37,14 +37,24 @@ domain, 4 not root, 5 drgn/libvmi missing, 7 guest data unusable.
 
 def register(sub: Any) -> None:
     p = add_command(sub, "shell", HELP, EXAMPLES)
-    p.add_argument("domain", metavar="DOMAIN|FILE",
-                   help="guest name or domain id, or a dump file (vmcore or raw image)")
+    p.add_argument(
+        "domain",
+        metavar="DOMAIN|FILE",
+        help="guest name or domain id, or a dump file (vmcore or raw image)",
+    )
     p.add_argument("-c", dest="code", metavar="CODE", help="run CODE instead of a shell")
-    p.add_argument("script", metavar="SCRIPT [ARG ...]", nargs="*",
-                   help="run this Python file with these arguments (its sys.argv[1:]; "
-                        "put -- before them if one starts with '-')")
-    p.add_argument("--no-cache", action="store_true",
-                   help="rescan memory for the kernel instead of using the cache")
+    p.add_argument(
+        "script",
+        metavar="SCRIPT [ARG ...]",
+        nargs="*",
+        help="run this Python file with these arguments (its sys.argv[1:]; "
+        "put -- before them if one starts with '-')",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="rescan memory for the kernel instead of using the cache",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=run)
 
@@ -55,8 +65,9 @@ def _drgn():
         import drgn.cli
         import drgn.helpers.linux
     except ImportError as e:
-        raise Unavailable(f"the drgn Python package cannot be loaded ({e}): "
-                          "pip install drgn") from None
+        raise Unavailable(
+            f"the drgn Python package cannot be loaded ({e}): pip install drgn"
+        ) from None
     return drgn
 
 
@@ -91,8 +102,10 @@ def _fail(where: str, exc: BaseException) -> int:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == where]
     at = f" line {frames[-1].lineno}" if frames else ""
     text = str(exc).splitlines()[0] if str(exc) else ""
-    print(f"xenvmi: error: {where}{at}: {type(exc).__name__}" + (f": {text}" if text else ""),
-          file=sys.stderr)
+    print(
+        f"xenvmi: error: {where}{at}: {type(exc).__name__}" + (f": {text}" if text else ""),
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -136,15 +149,18 @@ def _interactive(guest, kp, glob: dict[str, Any]) -> int:
     drgn = _drgn()
     live = guest.memory.kind not in ("dump", "image")
     release = kp.discovery.info.osrelease if hasattr(kp, "discovery") else "?"
-    head = (f"xenvmi: {guest.name}: Linux {release}, "
-            + ("live: each prompt reads the guest afresh" if live else "a dump file")
-            + "\n>>> guest  # xenvmi.guests.Guest\n")
+    head = (
+        f"xenvmi: {guest.name}: Linux {release}, "
+        + ("live: each prompt reads the guest afresh" if live else "a dump file")
+        + "\n>>> guest  # xenvmi.guests.Guest\n"
+    )
     old_ps1 = getattr(sys, "ps1", None)
     if live:
         sys.ps1 = FreshPrompt(">>> ", guest, kp)
     try:
-        drgn.cli.run_interactive(kp.prog, banner_func=lambda b: head + _linux_line(b),
-                                 globals_func=lambda g: glob)
+        drgn.cli.run_interactive(
+            kp.prog, banner_func=lambda b: head + _linux_line(b), globals_func=lambda g: glob
+        )
     finally:
         if old_ps1 is None:
             sys.__dict__.pop("ps1", None)
@@ -155,11 +171,16 @@ def _interactive(guest, kp, glob: dict[str, Any]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from xenvmi import guests
+
     _drgn()
-    progress = (lambda msg: None) if args.quiet else \
-        (lambda msg: print(f"xenvmi: {msg}", file=sys.stderr, flush=True))
-    with guests.open_guest(args.domain, use_cache=not args.no_cache, progress=progress,
-                        drgn_plugins=True) as g:
+    progress = (
+        (lambda msg: None)
+        if args.quiet
+        else (lambda msg: print(f"xenvmi: {msg}", file=sys.stderr, flush=True))
+    )
+    with guests.open_guest(
+        args.domain, use_cache=not args.no_cache, progress=progress, drgn_plugins=True
+    ) as g:
         kp = g.kernel_program()
         kp.view(None)  # no deadline: the user decides, Ctrl-C stops a statement
         for w in kp.warnings:
@@ -175,8 +196,10 @@ def run(args: argparse.Namespace) -> int:
             except OSError as e:
                 raise UsageError(f"shell: cannot read {script}: {e.strerror}") from None
             except UnicodeDecodeError:
-                raise UsageError(f"shell: {script} is not a UTF-8 Python file "
-                                 "(a dump file goes first: xenvmi shell FILE)") from None
+                raise UsageError(
+                    f"shell: {script} is not a UTF-8 Python file "
+                    "(a dump file goes first: xenvmi shell FILE)"
+                ) from None
             glob["__file__"] = script
             return run_code(source, script, glob, list(args.script))
         if not sys.stdin.isatty():

@@ -56,32 +56,59 @@ def _pow2(text: str) -> int:
 
 
 def register(sub: Any) -> None:
-    tr = add_command(sub, "trace", "trace Xen activity live from dom0 (bcc/eBPF)",
-                     "  xenvmi trace hypercalls --errors-only\n")
+    tr = add_command(
+        sub,
+        "trace",
+        "trace Xen activity live from dom0 (bcc/eBPF)",
+        "  xenvmi trace hypercalls --errors-only\n",
+    )
     tsub = tr.add_subparsers(dest="trace_command", metavar="WHAT", parser_class=type(tr))
     tr.set_defaults(func=usage(tr))
-    p = add_command(tsub, "hypercalls", "trace dom0's hypercalls (privcmd ioctls) with "
-                    "their sub-ops, errors and latency", EXAMPLES)
-    p.add_argument("-x", "--errors-only", action="store_true",
-                   help="only calls that returned an error")
+    p = add_command(
+        tsub,
+        "hypercalls",
+        "trace dom0's hypercalls (privcmd ioctls) with their sub-ops, errors and latency",
+        EXAMPLES,
+    )
+    p.add_argument(
+        "-x", "--errors-only", action="store_true", help="only calls that returned an error"
+    )
     p.add_argument("-p", "--pid", type=_positive_int, help="only this process id")
     p.add_argument("-c", "--comm", help="only processes with this name (first 15 chars)")
-    p.add_argument("-o", "--op", metavar="NAME[:CMD]",
-                   help="only this hypercall (domctl, 36), command (domctl:getdomaininfo) "
-                        "or privcmd request (mmapbatch_v2, mmap_resource, restrict)")
-    p.add_argument("-d", "--duration", type=_positive_float, metavar="S",
-                   help="stop after S seconds")
-    p.add_argument("-n", "--count", type=_positive_int, metavar="N",
-                   help="stop after N calls")
-    p.add_argument("--json", action="store_true",
-                   help="one JSON object a line (the summary as a last line)")
-    p.add_argument("-s", "--summary", action="store_true",
-                   help="print counts and errors per call at the end, not each call")
-    p.add_argument("-H", "--hist", action="store_true",
-                   help="print log2 latency histograms per call at the end")
-    p.add_argument("-b", "--buffer-pages", type=_pow2, default=64, metavar="PAGES",
-                   help="perf buffer pages per CPU, a power of two (64); raise it if "
-                        "events are lost")
+    p.add_argument(
+        "-o",
+        "--op",
+        metavar="NAME[:CMD]",
+        help="only this hypercall (domctl, 36), command (domctl:getdomaininfo) "
+        "or privcmd request (mmapbatch_v2, mmap_resource, restrict)",
+    )
+    p.add_argument(
+        "-d", "--duration", type=_positive_float, metavar="S", help="stop after S seconds"
+    )
+    p.add_argument("-n", "--count", type=_positive_int, metavar="N", help="stop after N calls")
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object a line (the summary as a last line)"
+    )
+    p.add_argument(
+        "-s",
+        "--summary",
+        action="store_true",
+        help="print counts and errors per call at the end, not each call",
+    )
+    p.add_argument(
+        "-H",
+        "--hist",
+        action="store_true",
+        help="print log2 latency histograms per call at the end",
+    )
+    p.add_argument(
+        "-b",
+        "--buffer-pages",
+        type=_pow2,
+        default=64,
+        metavar="PAGES",
+        help="perf buffer pages per CPU, a power of two (64); raise it if events are lost",
+    )
     p.add_argument("--ebpf", action="store_true", help="print the BPF program and exit")
     p.set_defaults(func=cmd_hypercalls)
 
@@ -90,8 +117,9 @@ def filters_from_args(args: argparse.Namespace) -> Filters:
     kind = op = subop = None
     if args.op:
         kind, op, subop = parse_op(args.op)
-    return Filters(pid=args.pid, comm=args.comm, kind=kind, op=op, subop=subop,
-                   errors_only=args.errors_only)
+    return Filters(
+        pid=args.pid, comm=args.comm, kind=kind, op=op, subop=subop, errors_only=args.errors_only
+    )
 
 
 def plan(args: argparse.Namespace) -> tuple[bool, bool, bool]:
@@ -149,6 +177,7 @@ def cmd_hypercalls(args: argparse.Namespace) -> int:
     stream, kernel_stats, print_events = plan(args)
     from xenvmi.backends.hypercall_probe import HypercallTracer
     from xenvmi.trace.hypercalls import program_text
+
     if args.ebpf:
         print(program_text(filters, stream=stream, stats=kernel_stats))
         return 0
@@ -161,8 +190,7 @@ def cmd_hypercalls(args: argparse.Namespace) -> int:
         if print_events:
             emit_event(ev, args.json)
 
-    tracer = HypercallTracer(filters, stream=stream, stats=kernel_stats,
-                             page_cnt=args.buffer_pages)
+    tracer = HypercallTracer(filters, stream=stream, stats=kernel_stats, page_cnt=args.buffer_pages)
     with _Stopper() as stopper:
         tracer.start()
         try:
@@ -171,10 +199,15 @@ def cmd_hypercalls(args: argparse.Namespace) -> int:
                 limits.append(f"for {args.duration:g}s")
             if args.count:
                 limits.append(f"until {args.count} calls")
-            print(f"Tracing {filters.describe()}{' ' + ' or '.join(limits) if limits else ''}"
-                  "... Hit Ctrl-C to end.", file=sys.stderr, flush=True)
-            tracer.poll(on_event, duration=args.duration, count=args.count,
-                        should_stop=lambda: stopper.stop)
+            print(
+                f"Tracing {filters.describe()}{' ' + ' or '.join(limits) if limits else ''}"
+                "... Hit Ctrl-C to end.",
+                file=sys.stderr,
+                flush=True,
+            )
+            tracer.poll(
+                on_event, duration=args.duration, count=args.count, should_stop=lambda: stopper.stop
+            )
             if kernel_stats:
                 stats = tracer.read_stats()
         finally:
@@ -183,6 +216,9 @@ def cmd_hypercalls(args: argparse.Namespace) -> int:
     if aggregate:
         emit_stats(stats, args)
     if tracer.lost:
-        print(f"xenvmi: warning: {tracer.lost} events lost (perf buffer full); "
-              "raise --buffer-pages, narrow the filters or use --summary", file=sys.stderr)
+        print(
+            f"xenvmi: warning: {tracer.lost} events lost (perf buffer full); "
+            "raise --buffer-pages, narrow the filters or use --summary",
+            file=sys.stderr,
+        )
     return 0

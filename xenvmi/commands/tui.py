@@ -27,23 +27,33 @@ def refresh_arg(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds like 0.5 or 2, got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(f"expected seconds like 0.5 or 2, got {text!r}") from None
     if not 0.1 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"expected 0.1 to 3600 seconds, got {text}")
     return value
 
 
 def register(sub) -> None:
-    p = add_command(sub, "tui", "Interactive terminal UI: live domains, a domain's processes, "
-                    "modules and kernel log, dom0's hypercalls, xenstore (read-only).",
-                    EXAMPLES)
-    p.add_argument("--refresh", type=refresh_arg, default=2.0, metavar="S",
-                   help="seconds between samples of the domains table (default 2)")
-    p.add_argument("--replay", metavar="DIR",
-                   help="replay a recording (JSON files) instead of the live host")
-    p.add_argument("--domain", metavar="NAME",
-                   help="open this domain (name or domid) once the table is up")
+    p = add_command(
+        sub,
+        "tui",
+        "Interactive terminal UI: live domains, a domain's processes, "
+        "modules and kernel log, dom0's hypercalls, xenstore (read-only).",
+        EXAMPLES,
+    )
+    p.add_argument(
+        "--refresh",
+        type=refresh_arg,
+        default=2.0,
+        metavar="S",
+        help="seconds between samples of the domains table (default 2)",
+    )
+    p.add_argument(
+        "--replay", metavar="DIR", help="replay a recording (JSON files) instead of the live host"
+    )
+    p.add_argument(
+        "--domain", metavar="NAME", help="open this domain (name or domid) once the table is up"
+    )
     p.set_defaults(func=run)
 
 
@@ -53,8 +63,10 @@ def run(args) -> int:
     except ImportError:
         raise Unavailable("the TUI needs Textual: pip install 'xenvmi[tui]'") from None
     from xenvmi.tui import run as run_tui
+
     source = None
     if args.replay:
         from xenvmi.tui.recorded import RecordedSource, load
+
         source = RecordedSource(load(args.replay), loop=True, label=f"replay {args.replay}")
     return run_tui(source, refresh=args.refresh, domain=args.domain)

@@ -35,44 +35,73 @@ missing, 7 guest data (or dump file) unusable.
 
 #: JSON keys the commands used for their rows before they shared ``rows`` with ``xenvmi
 #: run`` (0.1); kept beside ``rows`` for one release, then removed (CHANGELOG.md).
-LEGACY_KEYS = {"ps": "processes", "lsmod": "modules", "dmesg": "records", "regs": "vcpus",
-               "kernel": "kernel"}
+LEGACY_KEYS = {
+    "ps": "processes",
+    "lsmod": "modules",
+    "dmesg": "records",
+    "regs": "vcpus",
+    "kernel": "kernel",
+}
 
 
 def register(sub: Any) -> None:
     from xenvmi.plugins.base import option_specs, yes_no
     from xenvmi.plugins.loader import view_classes
+
     for view in view_classes():
         if not view.command:
             continue
         p = add_command(sub, view.name, view.description, view.examples + COMMON)
-        p.add_argument("domain", metavar="DOMAIN|FILE",
-                       help="guest name or domain id, or a dump file (vmcore or raw image)")
+        p.add_argument(
+            "domain",
+            metavar="DOMAIN|FILE",
+            help="guest name or domain id, or a dump file (vmcore or raw image)",
+        )
         p.add_argument("--json", action="store_true", help="print JSON")
-        p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
-                       help="give up after this long (default 120)")
-        p.add_argument("--no-cache", action="store_true",
-                       help="rescan memory for the kernel instead of using the cache")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=120.0,
+            metavar="SECONDS",
+            help="give up after this long (default 120)",
+        )
+        p.add_argument(
+            "--no-cache",
+            action="store_true",
+            help="rescan memory for the kernel instead of using the cache",
+        )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
-        p.add_argument("--backend", choices=BACKENDS, default=None,
-                       help="read a live domain through LibVMI or Xen's own libraries "
-                            "(default: $XENVMI_BACKEND, else LibVMI where it is installed)")
+        p.add_argument(
+            "--backend",
+            choices=BACKENDS,
+            default=None,
+            help="read a live domain through LibVMI or Xen's own libraries "
+            "(default: $XENVMI_BACKEND, else LibVMI where it is installed)",
+        )
         for key, spec in option_specs(view).items():
             if spec.kind is yes_no:
-                p.add_argument(f"--{key}", action="store_const", const="yes",
-                               dest=f"opt_{key}", help=spec.help)
+                p.add_argument(
+                    f"--{key}", action="store_const", const="yes", dest=f"opt_{key}", help=spec.help
+                )
             else:
-                p.add_argument(f"--{key}", metavar=spec.metavar, dest=f"opt_{key}",
-                               type=_checked(spec.kind), help=spec.help)
+                p.add_argument(
+                    f"--{key}",
+                    metavar=spec.metavar,
+                    dest=f"opt_{key}",
+                    type=_checked(spec.kind),
+                    help=spec.help,
+                )
         p.set_defaults(func=run_view, view=view)
 
 
 def _checked(kind):
     """An argparse type that rejects what ``kind`` rejects (a usage error naming the flag)
     and passes the text on: the view converts its options itself, as under `xenvmi run`."""
+
     def check(text: str) -> str:
         kind(text)
         return text
+
     check.__name__ = getattr(kind, "__name__", "value")
     return check
 
@@ -80,19 +109,29 @@ def _checked(kind):
 def run_view(args: argparse.Namespace) -> int:
     from xenvmi import plugins
     from xenvmi.errors import UsageError
+
     view = args.view
     if not args.timeout > 0:
         raise UsageError(f"{view.name}: --timeout must be positive")
     options = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     quiet = args.quiet
-    progress = (lambda m: None) if quiet else \
-        (lambda m: print(f"xenvmi: {m}", file=sys.stderr, flush=True))
-    result = plugins.run(view.name, args.domain, timeout=args.timeout, options=options,
-                         progress=progress, use_cache=not args.no_cache, plugin=view,
-                         backend=args.backend)
+    progress = (
+        (lambda m: None)
+        if quiet
+        else (lambda m: print(f"xenvmi: {m}", file=sys.stderr, flush=True))
+    )
+    result = plugins.run(
+        view.name,
+        args.domain,
+        timeout=args.timeout,
+        options=options,
+        progress=progress,
+        use_cache=not args.no_cache,
+        plugin=view,
+        backend=args.backend,
+    )
     legacy = LEGACY_KEYS.get(view.name)
     extra = {}
     if legacy and result.error is None:
         extra[legacy] = result.rows[0] if legacy == "kernel" and result.rows else result.rows
     return print_result(result, args.json, view, extra)
-

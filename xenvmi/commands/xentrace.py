@@ -34,8 +34,10 @@ def parse_mask(text: str) -> int:
         try:
             mask |= int(part, 0)
         except ValueError:
-            raise UsageError(f"xentrace: unknown event class {part!r} (one of "
-                             f"{', '.join(sorted(MASK_NAMES))}, or a number)") from None
+            raise UsageError(
+                f"xentrace: unknown event class {part!r} (one of "
+                f"{', '.join(sorted(MASK_NAMES))}, or a number)"
+            ) from None
     if not 0 < mask <= 0x0FFFFFFF:
         raise UsageError(f"xentrace: event mask {text!r} selects nothing")
     return mask
@@ -54,8 +56,10 @@ def _warn(decoder) -> None:
     for err in decoder.errors:
         print(f"xenvmi: warning: skipped damaged data: {err}", file=sys.stderr)
     if decoder.error_count > len(decoder.errors):
-        print(f"xenvmi: warning: ... and {decoder.error_count - len(decoder.errors)} more",
-              file=sys.stderr)
+        print(
+            f"xenvmi: warning: ... and {decoder.error_count - len(decoder.errors)} more",
+            file=sys.stderr,
+        )
 
 
 def _fields_text(fields: dict) -> str:
@@ -69,6 +73,7 @@ def _fields_text(fields: dict) -> str:
 
 def cmd_decode(args) -> int:
     from xenvmi.trace.xentrace import TraceDecoder, domain_label
+
     limit = args.limit
     with _open(args.file) as stream:
         decoder = TraceDecoder(stream, strict=not args.keep_going)
@@ -82,9 +87,11 @@ def cmd_decode(args) -> int:
             else:
                 tsc = "-" if rec.tsc is None else str(rec.tsc)
                 dom = "" if rec.domid is None else f"{domain_label(rec.domid)}v{rec.vcpu}"
-                out.write(f"{rec.offset:>10} cpu{rec.cpu:<3} {tsc:>16} {dom:<9} {rec.name}"
-                          f" {_fields_text(rec.fields) or ' '.join(map(hex, rec.extra))}"
-                          .rstrip() + "\n")
+                out.write(
+                    f"{rec.offset:>10} cpu{rec.cpu:<3} {tsc:>16} {dom:<9} {rec.name}"
+                    f" {_fields_text(rec.fields) or ' '.join(map(hex, rec.extra))}".rstrip()
+                    + "\n"
+                )
     _warn(decoder)
     if n < 0:
         _empty(args.file)
@@ -92,12 +99,16 @@ def cmd_decode(args) -> int:
 
 
 def _empty(path) -> None:
-    print(f"xenvmi: warning: {path} holds no trace records (xentrace writes none when "
-          "nothing matched its mask)", file=sys.stderr)
+    print(
+        f"xenvmi: warning: {path} holds no trace records (xentrace writes none when "
+        "nothing matched its mask)",
+        file=sys.stderr,
+    )
 
 
 def cmd_summary(args) -> int:
     from xenvmi.trace.xentrace import summarize_file
+
     with _open(args.file) as stream:
         summary = summarize_file(stream, strict=not args.keep_going)
     for err in summary.errors:
@@ -109,29 +120,37 @@ def cmd_summary(args) -> int:
         return 0
     first, last = summary.first_tsc, summary.last_tsc  # both set by any timestamped record
     span = "-" if first is None or last is None else f"{last - first}"
-    print(f"windows {summary.windows}  records {summary.records}  cpus "
-          f"{','.join(map(str, summary.cpus)) or '-'}  tsc span {span}  "
-          f"lost records {summary.lost_records}")
-    print("classes: " + ("  ".join(f"{k} {v}" for k, v in summary.events_by_class.items())
-                         or "-"))
+    print(
+        f"windows {summary.windows}  records {summary.records}  cpus "
+        f"{','.join(map(str, summary.cpus)) or '-'}  tsc span {span}  "
+        f"lost records {summary.lost_records}"
+    )
+    print("classes: " + ("  ".join(f"{k} {v}" for k, v in summary.events_by_class.items()) or "-"))
     if summary.hypercalls:
         print()
-        print(render.table(summary.hypercalls,
-                           ["domain", "source", "number", "name", "count"]))
+        print(render.table(summary.hypercalls, ["domain", "source", "number", "name", "count"]))
     if summary.unattributed:
-        print(f"\n{summary.unattributed} hypercalls ran before any scheduler record named "
-              "their domain (trace with the sched class: --mask sched,pv,hvm)")
+        print(
+            f"\n{summary.unattributed} hypercalls ran before any scheduler record named "
+            "their domain (trace with the sched class: --mask sched,pv,hvm)"
+        )
     return 0
 
 
 def cmd_record(args) -> int:
     from xenvmi.backends.xentrace_recorder import record
+
     if args.seconds < 1:
         raise UsageError("xentrace: --seconds must be at least 1")
-    size = record(args.file, parse_mask(args.mask), args.seconds, grace=args.grace,
-                  buffer_pages=args.buffer_pages, binary=args.xentrace,
-                  announce=lambda cmd: print(f"xenvmi: running {' '.join(cmd)}",
-                                             file=sys.stderr))
+    size = record(
+        args.file,
+        parse_mask(args.mask),
+        args.seconds,
+        grace=args.grace,
+        buffer_pages=args.buffer_pages,
+        binary=args.xentrace,
+        announce=lambda cmd: print(f"xenvmi: running {' '.join(cmd)}", file=sys.stderr),
+    )
     print(f"{args.file}: {size} bytes; `xenvmi xentrace summary {args.file}` counts them")
     return 0
 
@@ -144,40 +163,68 @@ def _positive(text: str) -> int:
 
 
 def register(sub) -> None:
-    xt = add_command(sub, "xentrace", "record, decode and summarise Xen trace buffers",
-                     EXAMPLES)
+    xt = add_command(sub, "xentrace", "record, decode and summarise Xen trace buffers", EXAMPLES)
     xsub = xt.add_subparsers(dest="xentrace_command", metavar="ACTION", parser_class=type(xt))
     xt.set_defaults(func=usage(xt))
 
-    p = add_command(xsub, "decode", "print every record of a xentrace file",
-                    "  xenvmi xentrace decode t.bin --limit 50\n"
-                    "  xenvmi xentrace decode t.bin --json > t.jsonl\n")
+    p = add_command(
+        xsub,
+        "decode",
+        "print every record of a xentrace file",
+        "  xenvmi xentrace decode t.bin --limit 50\n"
+        "  xenvmi xentrace decode t.bin --json > t.jsonl\n",
+    )
     p.add_argument("file", help="a file written by xentrace")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
     p.add_argument("--limit", type=_positive, default=None, help="stop after N records")
-    p.add_argument("--keep-going", action="store_true",
-                   help="skip damaged windows (warnings on stderr) instead of failing")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="skip damaged windows (warnings on stderr) instead of failing",
+    )
     p.set_defaults(func=cmd_decode)
 
-    p = add_command(xsub, "summary", "hypercall counts per domain, and file totals",
-                    "  xenvmi xentrace summary t.bin\n  xenvmi xentrace summary t.bin --json\n")
+    p = add_command(
+        xsub,
+        "summary",
+        "hypercall counts per domain, and file totals",
+        "  xenvmi xentrace summary t.bin\n  xenvmi xentrace summary t.bin --json\n",
+    )
     p.add_argument("file", help="a file written by xentrace")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--keep-going", action="store_true",
-                   help="skip damaged windows (warnings on stderr) instead of failing")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="skip damaged windows (warnings on stderr) instead of failing",
+    )
     p.set_defaults(func=cmd_summary)
 
-    p = add_command(xsub, "record", "run Xen's xentrace for a while (root, in dom0)",
-                    "  xenvmi xentrace record t.bin --seconds 10\n"
-                    "  xenvmi xentrace record t.bin --mask sched,pv --buffer-pages 256\n")
+    p = add_command(
+        xsub,
+        "record",
+        "run Xen's xentrace for a while (root, in dom0)",
+        "  xenvmi xentrace record t.bin --seconds 10\n"
+        "  xenvmi xentrace record t.bin --mask sched,pv --buffer-pages 256\n",
+    )
     p.add_argument("file", help="the trace file to write")
     p.add_argument("--seconds", type=int, default=10, help="how long to trace (10)")
-    p.add_argument("--mask", default=DEFAULT_MASK,
-                   help=f"event classes ({','.join(sorted(MASK_NAMES))}) or a number "
-                        f"({DEFAULT_MASK}; keep sched to attribute records to domains)")
-    p.add_argument("--buffer-pages", type=_positive, default=None,
-                   help="per-CPU trace buffer size in pages (xentrace -S; first use per boot)")
+    p.add_argument(
+        "--mask",
+        default=DEFAULT_MASK,
+        help=f"event classes ({','.join(sorted(MASK_NAMES))}) or a number "
+        f"({DEFAULT_MASK}; keep sched to attribute records to domains)",
+    )
+    p.add_argument(
+        "--buffer-pages",
+        type=_positive,
+        default=None,
+        help="per-CPU trace buffer size in pages (xentrace -S; first use per boot)",
+    )
     p.add_argument("--xentrace", default=None, help="path of the xentrace binary")
-    p.add_argument("--grace", type=int, default=30,
-                   help="seconds past --seconds before xentrace is killed (30)")
+    p.add_argument(
+        "--grace",
+        type=int,
+        default=30,
+        help="seconds past --seconds before xentrace is killed (30)",
+    )
     p.set_defaults(func=cmd_record)

@@ -40,8 +40,12 @@ def register(sub) -> None:
     xsub = xs.add_subparsers(dest="xs_command", metavar="XS_COMMAND", parser_class=type(xs))
     xs.set_defaults(func=usage(xs))
 
-    p = add_command(xsub, "ls", "List the children of a path (-r: everything below it).",
-                    "  xenvmi xs ls /local/domain/0\n  xenvmi xs ls -r /vm --json\n")
+    p = add_command(
+        xsub,
+        "ls",
+        "List the children of a path (-r: everything below it).",
+        "  xenvmi xs ls /local/domain/0\n  xenvmi xs ls -r /vm --json\n",
+    )
     p.add_argument("path", metavar="PATH")
     p.add_argument("-r", "--recursive", action="store_true", help="every node below PATH")
     p.add_argument("--max-depth", type=count_arg, default=16, help="levels below PATH (16)")
@@ -49,17 +53,23 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_ls)
 
-    p = add_command(xsub, "read", "Print the value at a path.",
-                    "  xenvmi xs read /local/domain/0/name\n")
+    p = add_command(
+        xsub, "read", "Print the value at a path.", "  xenvmi xs read /local/domain/0/name\n"
+    )
     p.add_argument("path", metavar="PATH")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_read)
 
-    p = add_command(xsub, "watch", "Print changes under paths until --timeout, --count or "
-                    "Ctrl-C.", "  xenvmi xs watch @introduceDomain @releaseDomain --count 3\n"
-                    "  xenvmi xs watch /local/domain --timeout 10 --json\n")
-    p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="a path, @introduceDomain or @releaseDomain")
+    p = add_command(
+        xsub,
+        "watch",
+        "Print changes under paths until --timeout, --count or Ctrl-C.",
+        "  xenvmi xs watch @introduceDomain @releaseDomain --count 3\n"
+        "  xenvmi xs watch /local/domain --timeout 10 --json\n",
+    )
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="a path, @introduceDomain or @releaseDomain"
+    )
     p.add_argument("--timeout", type=seconds_arg, default=None, help="stop after S seconds")
     p.add_argument("--count", type=count_arg, default=None, help="stop after N events")
     p.add_argument("--json", action="store_true", help="one JSON object per line per event")
@@ -79,6 +89,7 @@ def ls_text(tree: XsTree, recursive: bool) -> str:
 
 def run_ls(args) -> int:
     from xenvmi import api
+
     depth = args.max_depth if args.recursive else 1
     tree = api.xs_walk(args.path, max_depth=depth, max_nodes=args.max_nodes + 1)
     below = tuple(n for n in tree.nodes if n.depth > 0)
@@ -90,13 +101,16 @@ def run_ls(args) -> int:
         if text:
             print(text)
     if truncated:
-        print(f"xenvmi: warning: listing stopped early: {truncated} "
-              f"(raise --max-depth/--max-nodes)", file=sys.stderr)
+        print(
+            f"xenvmi: warning: listing stopped early: {truncated} (raise --max-depth/--max-nodes)",
+            file=sys.stderr,
+        )
     return 0
 
 
 def run_read(args) -> int:
     from xenvmi import api
+
     value = api.xs_read(args.path)
     print(render.dumps({"path": args.path, "value": value}) if args.json else value)
     return 0
@@ -104,6 +118,7 @@ def run_read(args) -> int:
 
 def run_watch(args) -> int:
     from xenvmi import api
+
     try:
         for event in api.watch(args.paths, timeout=args.timeout, count=args.count):
             if args.json:

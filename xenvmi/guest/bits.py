@@ -11,8 +11,9 @@ from typing import Any, overload
 MASK64 = (1 << 64) - 1
 
 
-def named_bits(value: int | None, names: Mapping[int, str], *, unknown: bool = False,
-               ignore: int = 0) -> list[str]:
+def named_bits(
+    value: int | None, names: Mapping[int, str], *, unknown: bool = False, ignore: int = 0
+) -> list[str]:
     """The names of the bits set in ``value``, lowest bit first.
 
     ``unknown=True`` adds ``bitN`` for set bits the table does not name (``ignore`` masks

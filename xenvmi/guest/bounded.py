@@ -34,8 +34,15 @@ def is_user_pointer(addr: int) -> bool:
     return 0 < addr < USER_TOP
 
 
-def walk_list(head: Object, type_name: str, member: str, budget: Budget, *,
-              max_count: int = 100_000, what: str = "list") -> Iterator[Object]:
+def walk_list(
+    head: Object,
+    type_name: str,
+    member: str,
+    budget: Budget,
+    *,
+    max_count: int = 100_000,
+    what: str = "list",
+) -> Iterator[Object]:
     """``container_of`` each node of the ``struct list_head`` ``head`` (not the head itself).
 
     Stops, with a warning on ``budget``, at ``max_count`` entries, a repeated node, a
@@ -51,8 +58,14 @@ def walk_list(head: Object, type_name: str, member: str, budget: Budget, *,
         yield drgn.container_of(Object(prog, node_type, node), entry_type, member)
 
 
-def walk_nodes(read: Callable[[int, int], bytes], head_addr: int, budget: Budget, *,
-               max_count: int = 100_000, what: str = "list") -> Iterator[int]:
+def walk_nodes(
+    read: Callable[[int, int], bytes],
+    head_addr: int,
+    budget: Budget,
+    *,
+    max_count: int = 100_000,
+    what: str = "list",
+) -> Iterator[int]:
     """The address of each node of the ``struct list_head`` at ``head_addr``, with
     :func:`walk_list`'s bounds: for views that read entries without drgn Objects.
     ``read(address, size)`` reads kernel memory, raising drgn.FaultError."""
@@ -67,8 +80,9 @@ def walk_nodes(read: Callable[[int, int], bytes], head_addr: int, budget: Budget
             budget.warn(f"{what}: stopped at the deadline after {count} entries")
             return
         if not is_kernel_pointer(node):
-            budget.warn(f"{what}: entry {count} points to {node:#x}, not a kernel address; "
-                        f"list cut there")
+            budget.warn(
+                f"{what}: entry {count} points to {node:#x}, not a kernel address; list cut there"
+            )
             return
         if node in seen:
             budget.warn(f"{what}: loops back to {node:#x} after {count} entries; list cut there")
@@ -84,8 +98,11 @@ def walk_nodes(read: Callable[[int, int], bytes], head_addr: int, budget: Budget
             return
         if back != prev and not mismatched:
             mismatched = True  # changed while we read, or corrupt: entries may be missing
-            budget.warn(f"{what}: back pointer of entry {count} ({node:#x}) does not match "
-                        "(list changed while being read, or corrupt)", partial=False)
+            budget.warn(
+                f"{what}: back pointer of entry {count} ({node:#x}) does not match "
+                "(list changed while being read, or corrupt)",
+                partial=False,
+            )
         yield node
         prev, node = node, nxt
         count += 1

@@ -35,11 +35,25 @@ VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, VAR, DATASEC = 9, 10, 11, 12, 13, 1
 FLOAT, DECL_TAG, TYPE_TAG, ENUM64 = 16, 17, 18, 19
 
 KIND_NAMES = {
-    INT: "INT", PTR: "PTR", ARRAY: "ARRAY", STRUCT: "STRUCT", UNION: "UNION",
-    ENUM: "ENUM", FWD: "FWD", TYPEDEF: "TYPEDEF", VOLATILE: "VOLATILE",
-    CONST: "CONST", RESTRICT: "RESTRICT", FUNC: "FUNC", FUNC_PROTO: "FUNC_PROTO",
-    VAR: "VAR", DATASEC: "DATASEC", FLOAT: "FLOAT", DECL_TAG: "DECL_TAG",
-    TYPE_TAG: "TYPE_TAG", ENUM64: "ENUM64",
+    INT: "INT",
+    PTR: "PTR",
+    ARRAY: "ARRAY",
+    STRUCT: "STRUCT",
+    UNION: "UNION",
+    ENUM: "ENUM",
+    FWD: "FWD",
+    TYPEDEF: "TYPEDEF",
+    VOLATILE: "VOLATILE",
+    CONST: "CONST",
+    RESTRICT: "RESTRICT",
+    FUNC: "FUNC",
+    FUNC_PROTO: "FUNC_PROTO",
+    VAR: "VAR",
+    DATASEC: "DATASEC",
+    FLOAT: "FLOAT",
+    DECL_TAG: "DECL_TAG",
+    TYPE_TAG: "TYPE_TAG",
+    ENUM64: "ENUM64",
 }
 
 # INT encoding bits.
@@ -47,12 +61,21 @@ INT_SIGNED, INT_CHAR, INT_BOOL = 1, 2, 4
 
 # Bytes of kind-specific data after the 12-byte common header: (fixed, per vlen).
 _EXTRA = {
-    INT: (4, 0), ARRAY: (12, 0), STRUCT: (0, 12), UNION: (0, 12), ENUM: (0, 8),
-    FUNC_PROTO: (0, 8), VAR: (4, 0), DATASEC: (0, 12), DECL_TAG: (4, 0), ENUM64: (0, 12),
+    INT: (4, 0),
+    ARRAY: (12, 0),
+    STRUCT: (0, 12),
+    UNION: (0, 12),
+    ENUM: (0, 8),
+    FUNC_PROTO: (0, 8),
+    VAR: (4, 0),
+    DATASEC: (0, 12),
+    DECL_TAG: (4, 0),
+    ENUM64: (0, 12),
 }
 # Kinds whose ``size_or_type`` field is a type id (the rest hold a size or nothing).
-_REF_KINDS = frozenset({PTR, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, VAR,
-                        DECL_TAG, TYPE_TAG})
+_REF_KINDS = frozenset(
+    {PTR, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO, VAR, DECL_TAG, TYPE_TAG}
+)
 #: Kernel globals whose type is an anonymous struct (kernel BTF has no VARs to name it):
 #: the members that identify that struct. Used by the drgn object finder and the ISF writer.
 ANONYMOUS_GLOBALS = {"tk_core": ("seq", "timekeeper")}
@@ -111,15 +134,22 @@ def find_vmlinux_btf(data: bytes | bytearray, want: bytes = b"task_struct") -> t
         pos, seen = at + 1, seen + 1
         type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, at + 8)
         size = HEADER_LEN + str_off + str_len
-        if type_off != 0 or str_off != type_len or type_len % 4 or not 0 < str_len <= 0xFFFFFF \
-                or at + size > len(data) or size > MAX_BTF_SIZE:
+        if (
+            type_off != 0
+            or str_off != type_len
+            or type_len % 4
+            or not 0 < str_len <= 0xFFFFFF
+            or at + size > len(data)
+            or size > MAX_BTF_SIZE
+        ):
             continue
-        strings = data[at + HEADER_LEN + str_off:at + size]
-        if strings[:1] == b"\0" and strings[-1:] == b"\0" and \
-                b"\0" + want + b"\0" in strings:
+        strings = data[at + HEADER_LEN + str_off : at + size]
+        if strings[:1] == b"\0" and strings[-1:] == b"\0" and b"\0" + want + b"\0" in strings:
             return at, size
-    raise _bad(f"no BTF blob naming {want.decode()} in {len(data)} bytes of the kernel image "
-               f"({seen} header look-alikes)")
+    raise _bad(
+        f"no BTF blob naming {want.decode()} in {len(data)} bytes of the kernel image "
+        f"({seen} header look-alikes)"
+    )
 
 
 def _bad(msg: str) -> GuestDataError:
@@ -150,7 +180,8 @@ class Btf:
         self._s32 = struct.Struct(e + "i")
         self._hdr = struct.Struct(e + "III")
         _, version, _flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
-            e + "HBBIIIII", data)
+            e + "HBBIIIII", data
+        )
         if version != 1:
             raise _bad(f"unsupported version {version}")
         if hdr_len < HEADER_LEN or hdr_len > len(data):
@@ -163,8 +194,8 @@ class Btf:
             raise _bad("type section is not 4-byte aligned")
         if str_len == 0 or str_len > 0xFFFFFF:
             raise _bad(f"string section length {str_len} out of range")
-        self._types = data[hdr_len + type_off: hdr_len + type_off + type_len]
-        self._strs = data[hdr_len + str_off: hdr_len + str_off + str_len]
+        self._types = data[hdr_len + type_off : hdr_len + type_off + type_len]
+        self._strs = data[hdr_len + str_off : hdr_len + str_off + str_len]
         if self._strs[0] != 0 or self._strs[-1] != 0:
             raise _bad("string section must start and end with NUL")
         self._str_cache: dict[int, str | None] = {0: None}
@@ -198,8 +229,10 @@ class Btf:
                 extra = (0, 0)
             size = 12 + extra[0] + extra[1] * (info & 0xFFFF)
             if size > end - pos:
-                raise _bad(f"type {tid} ({KIND_NAMES[kind]}, vlen {info & 0xFFFF}) "
-                           f"runs past the end of the type section")
+                raise _bad(
+                    f"type {tid} ({KIND_NAMES[kind]}, vlen {info & 0xFFFF}) "
+                    f"runs past the end of the type section"
+                )
             if name_off >= str_len:
                 raise _bad(f"type {tid} name offset {name_off} past the end ({str_len} bytes)")
             offs.append(pos)
@@ -214,8 +247,15 @@ class Btf:
 
         Scanning and indexing a 5 MB kernel BTF costs ~0.4 s of pure Python; a warm run
         (the BTF cached per guest boot) loads this instead."""
-        return marshal.dumps((INDEX_FORMAT, hashlib.sha256(self._data).digest(),
-                              self._offs.tobytes(), self._name_index(), self.enumerator_index()))
+        return marshal.dumps(
+            (
+                INDEX_FORMAT,
+                hashlib.sha256(self._data).digest(),
+                self._offs.tobytes(),
+                self._name_index(),
+                self.enumerator_index(),
+            )
+        )
 
     def _adopt(self, blob: bytes) -> bool:
         """Take an :meth:`export_index` blob if it was made from exactly these bytes."""
@@ -223,9 +263,14 @@ class Btf:
             fmt, digest, offs, by_name, enums = marshal.loads(blob)
         except (ValueError, EOFError, TypeError):
             return False
-        if fmt != INDEX_FORMAT or digest != hashlib.sha256(self._data).digest() or \
-                not isinstance(offs, bytes) or len(offs) % 4 or \
-                not isinstance(by_name, dict) or not isinstance(enums, dict):
+        if (
+            fmt != INDEX_FORMAT
+            or digest != hashlib.sha256(self._data).digest()
+            or not isinstance(offs, bytes)
+            or len(offs) % 4
+            or not isinstance(by_name, dict)
+            or not isinstance(enums, dict)
+        ):
             return False
         table = array("I")
         table.frombytes(offs)
@@ -274,20 +319,22 @@ class Btf:
         size = st if kind in (INT, STRUCT, UNION, ENUM, ENUM64, DATASEC, FLOAT) else 0
         if size > MAX_TYPE_SIZE:
             raise _bad(f"type {tid} has absurd size {size}")
-        return BtfType(tid, kind, self.string(name_off), info & 0xFFFF, bool(info >> 31),
-                       size, ref)
+        return BtfType(tid, kind, self.string(name_off), info & 0xFFFF, bool(info >> 31), size, ref)
 
     def kind(self, tid: int) -> int:
         if tid == 0:
             return 0
-        return (self._u32.unpack_from(self._types, self._offs[self.check_id(tid)] + 4)[0]
-                >> 24) & 0x1F
+        return (
+            self._u32.unpack_from(self._types, self._offs[self.check_id(tid)] + 4)[0] >> 24
+        ) & 0x1F
 
     def _payload(self, t: BtfType, kind: int | tuple[int, ...]) -> int:
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if t.kind not in kinds:
-            raise _bad(f"type {t.id} is {KIND_NAMES.get(t.kind, t.kind)}, "
-                       f"not {'/'.join(KIND_NAMES[k] for k in kinds)}")
+            raise _bad(
+                f"type {t.id} is {KIND_NAMES.get(t.kind, t.kind)}, "
+                f"not {'/'.join(KIND_NAMES[k] for k in kinds)}"
+            )
         return self._offs[t.id] + 12
 
     def int_info(self, t: BtfType) -> tuple[int, int, int]:
@@ -414,5 +461,8 @@ class Btf:
         """All ids of the given kinds, in id order (a full scan: for indexes built once)."""
         want = set(kinds)
         u32, types, offs = self._u32, self._types, self._offs
-        return [tid for tid in range(1, len(offs))
-                if (u32.unpack_from(types, offs[tid] + 4)[0] >> 24) & 0x1F in want]
+        return [
+            tid
+            for tid in range(1, len(offs))
+            if (u32.unpack_from(types, offs[tid] + 4)[0] >> 24) & 0x1F in want
+        ]

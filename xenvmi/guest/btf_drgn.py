@@ -42,86 +42,166 @@ def _tk_core_type(prog: Program) -> Type:
 #: cmdline, irq, block, bpf, cgroup) read.  A BTF VAR of the same name wins.
 DEFAULT_GLOBALS: Mapping[str, TypeSpec] = {
     # tasks, pids, namespaces
-    "init_task": "struct task_struct", "init_pid_ns": "struct pid_namespace",
-    "init_uts_ns": "struct uts_namespace", "init_ipc_ns": "struct ipc_namespace",
-    "init_net": "struct net", "init_mm": "struct mm_struct", "init_fs": "struct fs_struct",
-    "init_nsproxy": "struct nsproxy", "init_cred": "struct cred",
-    "init_user_ns": "struct user_namespace", "init_files": "struct files_struct",
-    "init_time_ns": "struct time_namespace", "init_cgroup_ns": "struct cgroup_namespace",
-    "pid_hash": "struct hlist_head *", "pidhash_shift": "unsigned int", "pid_max": "int",
-    "task_state_array": "const char *const []", "runqueues": "struct rq",
-    "root_task_group": "struct task_group", "avenrun": "unsigned long [3]",
-    "nr_threads": "int", "total_forks": "unsigned long", "uidhash_table": "struct hlist_head []",
-    "pcpu_hot": "struct pcpu_hot", "current_task": "struct task_struct *",
-    "cpu_number": "int", "this_cpu_off": "unsigned long",
-    "net_namespace_list": "struct list_head", "cgrp_dfl_root": "struct cgroup_root",
+    "init_task": "struct task_struct",
+    "init_pid_ns": "struct pid_namespace",
+    "init_uts_ns": "struct uts_namespace",
+    "init_ipc_ns": "struct ipc_namespace",
+    "init_net": "struct net",
+    "init_mm": "struct mm_struct",
+    "init_fs": "struct fs_struct",
+    "init_nsproxy": "struct nsproxy",
+    "init_cred": "struct cred",
+    "init_user_ns": "struct user_namespace",
+    "init_files": "struct files_struct",
+    "init_time_ns": "struct time_namespace",
+    "init_cgroup_ns": "struct cgroup_namespace",
+    "pid_hash": "struct hlist_head *",
+    "pidhash_shift": "unsigned int",
+    "pid_max": "int",
+    "task_state_array": "const char *const []",
+    "runqueues": "struct rq",
+    "root_task_group": "struct task_group",
+    "avenrun": "unsigned long [3]",
+    "nr_threads": "int",
+    "total_forks": "unsigned long",
+    "uidhash_table": "struct hlist_head []",
+    "pcpu_hot": "struct pcpu_hot",
+    "current_task": "struct task_struct *",
+    "cpu_number": "int",
+    "this_cpu_off": "unsigned long",
+    "net_namespace_list": "struct list_head",
+    "cgrp_dfl_root": "struct cgroup_root",
     "cgroup_roots": "struct list_head",
     # modules
-    "modules": "struct list_head", "mod_tree": "struct mod_tree_root",
+    "modules": "struct list_head",
+    "mod_tree": "struct mod_tree_root",
     "module_ktype": "struct kobj_type",
     # printk / dmesg
-    "prb": "struct printk_ringbuffer *", "printk_rb_static": "struct printk_ringbuffer",
-    "printk_rb_dynamic": "struct printk_ringbuffer", "log_buf": "char *",
-    "log_buf_len": "u32", "log_first_idx": "u32", "log_next_idx": "u32",
-    "log_first_seq": "u64", "log_next_seq": "u64",
+    "prb": "struct printk_ringbuffer *",
+    "printk_rb_static": "struct printk_ringbuffer",
+    "printk_rb_dynamic": "struct printk_ringbuffer",
+    "log_buf": "char *",
+    "log_buf_len": "u32",
+    "log_first_idx": "u32",
+    "log_next_idx": "u32",
+    "log_first_seq": "u64",
+    "log_next_seq": "u64",
     # version, command line, vmcoreinfo, taint, panic
-    "linux_banner": "const char []", "linux_proc_banner": "const char []",
-    "saved_command_line": "char *", "boot_command_line": "char []",
+    "linux_banner": "const char []",
+    "linux_proc_banner": "const char []",
+    "saved_command_line": "char *",
+    "boot_command_line": "char []",
     "saved_command_line_len": "unsigned int",
-    "vmcoreinfo_data": "unsigned char *", "vmcoreinfo_size": "size_t",
-    "vmcoreinfo_note": "u32 *", "tainted_mask": "unsigned long",
-    "panic_cpu": "atomic_t", "crashing_cpu": "int", "oops_in_progress": "int",
-    "kernel_config_data": "char []", "system_state": "enum system_states",
+    "vmcoreinfo_data": "unsigned char *",
+    "vmcoreinfo_size": "size_t",
+    "vmcoreinfo_note": "u32 *",
+    "tainted_mask": "unsigned long",
+    "panic_cpu": "atomic_t",
+    "crashing_cpu": "int",
+    "oops_in_progress": "int",
+    "kernel_config_data": "char []",
+    "system_state": "enum system_states",
     # time
-    "jiffies_64": "u64", "jiffies": "volatile unsigned long", "tk_core": _tk_core_type,
+    "jiffies_64": "u64",
+    "jiffies": "volatile unsigned long",
+    "tk_core": _tk_core_type,
     "timekeeper_data": "struct tk_data []",
-    "hrtimer_bases": "struct hrtimer_cpu_base", "timer_bases": "struct timer_base []",
+    "hrtimer_bases": "struct hrtimer_cpu_base",
+    "timer_bases": "struct timer_base []",
     # memory
-    "mem_section": "struct mem_section **", "mem_map": "struct page *",
-    "vmemmap_base": "unsigned long", "page_offset_base": "unsigned long",
-    "vmalloc_base": "unsigned long", "phys_base": "unsigned long",
-    "high_memory": "void *", "max_pfn": "unsigned long", "min_low_pfn": "unsigned long",
-    "max_low_pfn": "unsigned long", "max_mapnr": "unsigned long",
-    "contig_page_data": "struct pglist_data", "node_data": "struct pglist_data *[]",
-    "node_states": "nodemask_t []", "nr_node_ids": "unsigned int",
-    "memblock": "struct memblock", "_totalram_pages": "atomic_long_t",
-    "totalreserve_pages": "unsigned long", "vm_zone_stat": "atomic_long_t []",
-    "vm_node_stat": "atomic_long_t []", "vm_numa_stat": "atomic_long_t []",
-    "vm_numa_event": "atomic_long_t []", "vm_event_states": "struct vm_event_state",
-    "vm_committed_as": "struct percpu_counter", "sysctl_overcommit_ratio": "int",
-    "sysctl_overcommit_kbytes": "unsigned long", "sysctl_overcommit_memory": "int",
-    "total_swap_pages": "long", "nr_swap_pages": "atomic_long_t",
-    "nr_swapfiles": "unsigned int", "swap_info": "struct swap_info_struct *[]",
-    "slab_caches": "struct list_head", "vmap_area_list": "struct list_head",
-    "vmap_area_root": "struct rb_root", "vmap_nodes": "struct vmap_node *",
-    "nr_vmap_nodes": "unsigned int", "vmap_zone_size": "unsigned int",
-    "task_struct_cachep": "struct kmem_cache *", "memory_subsys": "struct bus_type",
+    "mem_section": "struct mem_section **",
+    "mem_map": "struct page *",
+    "vmemmap_base": "unsigned long",
+    "page_offset_base": "unsigned long",
+    "vmalloc_base": "unsigned long",
+    "phys_base": "unsigned long",
+    "high_memory": "void *",
+    "max_pfn": "unsigned long",
+    "min_low_pfn": "unsigned long",
+    "max_low_pfn": "unsigned long",
+    "max_mapnr": "unsigned long",
+    "contig_page_data": "struct pglist_data",
+    "node_data": "struct pglist_data *[]",
+    "node_states": "nodemask_t []",
+    "nr_node_ids": "unsigned int",
+    "memblock": "struct memblock",
+    "_totalram_pages": "atomic_long_t",
+    "totalreserve_pages": "unsigned long",
+    "vm_zone_stat": "atomic_long_t []",
+    "vm_node_stat": "atomic_long_t []",
+    "vm_numa_stat": "atomic_long_t []",
+    "vm_numa_event": "atomic_long_t []",
+    "vm_event_states": "struct vm_event_state",
+    "vm_committed_as": "struct percpu_counter",
+    "sysctl_overcommit_ratio": "int",
+    "sysctl_overcommit_kbytes": "unsigned long",
+    "sysctl_overcommit_memory": "int",
+    "total_swap_pages": "long",
+    "nr_swap_pages": "atomic_long_t",
+    "nr_swapfiles": "unsigned int",
+    "swap_info": "struct swap_info_struct *[]",
+    "slab_caches": "struct list_head",
+    "vmap_area_list": "struct list_head",
+    "vmap_area_root": "struct rb_root",
+    "vmap_nodes": "struct vmap_node *",
+    "nr_vmap_nodes": "unsigned int",
+    "vmap_zone_size": "unsigned int",
+    "task_struct_cachep": "struct kmem_cache *",
+    "memory_subsys": "struct bus_type",
     # cpus, irqs
-    "__cpu_online_mask": "struct cpumask", "__cpu_possible_mask": "struct cpumask",
-    "__cpu_present_mask": "struct cpumask", "__cpu_active_mask": "struct cpumask",
-    "nr_cpu_ids": "unsigned int", "__per_cpu_offset": "unsigned long []",
-    "nr_irqs": "int", "irq_desc_tree": "struct radix_tree_root",
-    "sparse_irqs": "struct maple_tree", "softirq_vec": "struct softirq_action []",
-    "idt_table": "gate_desc []", "hardirq_stack_ptr": "struct irq_stack *",
+    "__cpu_online_mask": "struct cpumask",
+    "__cpu_possible_mask": "struct cpumask",
+    "__cpu_present_mask": "struct cpumask",
+    "__cpu_active_mask": "struct cpumask",
+    "nr_cpu_ids": "unsigned int",
+    "__per_cpu_offset": "unsigned long []",
+    "nr_irqs": "int",
+    "irq_desc_tree": "struct radix_tree_root",
+    "sparse_irqs": "struct maple_tree",
+    "softirq_vec": "struct softirq_action []",
+    "idt_table": "gate_desc []",
+    "hardirq_stack_ptr": "struct irq_stack *",
     # devices, files, resources, bpf
-    "block_class": "struct class", "blockdev_superblock": "struct super_block *",
-    "super_blocks": "struct list_head", "chrdevs": "struct char_device_struct *[]",
-    "major_names": "struct blk_major_name *[]", "cdev_map": "struct kobj_map *",
-    "sysfs_root_kn": "struct kernfs_node *", "sysfs_root": "struct kernfs_root *",
-    "ioport_resource": "struct resource", "iomem_resource": "struct resource",
-    "prog_idr": "struct idr", "map_idr": "struct idr", "link_idr": "struct idr",
+    "block_class": "struct class",
+    "blockdev_superblock": "struct super_block *",
+    "super_blocks": "struct list_head",
+    "chrdevs": "struct char_device_struct *[]",
+    "major_names": "struct blk_major_name *[]",
+    "cdev_map": "struct kobj_map *",
+    "sysfs_root_kn": "struct kernfs_node *",
+    "sysfs_root": "struct kernfs_root *",
+    "ioport_resource": "struct resource",
+    "iomem_resource": "struct resource",
+    "prog_idr": "struct idr",
+    "map_idr": "struct idr",
+    "link_idr": "struct idr",
     "btf_idr": "struct idr",
 }
 
-_NAMESPACE = {TypeKind.STRUCT: "struct", TypeKind.UNION: "union", TypeKind.ENUM: "enum",
-              TypeKind.TYPEDEF: "typedef", TypeKind.INT: "int", TypeKind.BOOL: "bool",
-              TypeKind.FLOAT: "float"}
-_QUALS = {B.CONST: Qualifiers.CONST, B.VOLATILE: Qualifiers.VOLATILE,
-          B.RESTRICT: Qualifiers.RESTRICT}
-_ENUM_COMPAT = {(1, True): "signed char", (1, False): "unsigned char",
-                (2, True): "short", (2, False): "unsigned short",
-                (4, True): "int", (4, False): "unsigned int",
-                (8, True): "long", (8, False): "unsigned long"}
+_NAMESPACE = {
+    TypeKind.STRUCT: "struct",
+    TypeKind.UNION: "union",
+    TypeKind.ENUM: "enum",
+    TypeKind.TYPEDEF: "typedef",
+    TypeKind.INT: "int",
+    TypeKind.BOOL: "bool",
+    TypeKind.FLOAT: "float",
+}
+_QUALS = {
+    B.CONST: Qualifiers.CONST,
+    B.VOLATILE: Qualifiers.VOLATILE,
+    B.RESTRICT: Qualifiers.RESTRICT,
+}
+_ENUM_COMPAT = {
+    (1, True): "signed char",
+    (1, False): "unsigned char",
+    (2, True): "short",
+    (2, False): "unsigned short",
+    (4, True): "int",
+    (4, False): "unsigned int",
+    (8, True): "long",
+    (8, False): "unsigned long",
+}
 
 
 class BtfTypeFinder:
@@ -140,9 +220,15 @@ class BtfTypeFinder:
         k = t.kind
         if k == B.INT:
             return "bool" if self.btf.int_info(t)[0] & B.INT_BOOL else "int"
-        return {B.STRUCT: "struct", B.UNION: "union", B.ENUM: "enum", B.ENUM64: "enum",
-                B.TYPEDEF: "typedef", B.FLOAT: "float",
-                B.FWD: "union" if t.kind_flag else "struct"}.get(k)
+        return {
+            B.STRUCT: "struct",
+            B.UNION: "union",
+            B.ENUM: "enum",
+            B.ENUM64: "enum",
+            B.TYPEDEF: "typedef",
+            B.FLOAT: "float",
+            B.FWD: "union" if t.kind_flag else "struct",
+        }.get(k)
 
     def _is_complete(self, tid: int) -> bool:
         t = self.btf.get(tid)
@@ -158,8 +244,9 @@ class BtfTypeFinder:
                 fallback = fallback or tid
         return fallback
 
-    def __call__(self, prog: Program, kinds: drgn.TypeKindSet, name: str,
-                 filename: str | None) -> Type | None:
+    def __call__(
+        self, prog: Program, kinds: drgn.TypeKindSet, name: str, filename: str | None
+    ) -> Type | None:
         # BTF carries no file names, so ``filename`` cannot narrow anything: ignore it.
         for kind in kinds:
             ns = _NAMESPACE.get(kind)
@@ -178,8 +265,9 @@ class BtfTypeFinder:
         if tid in self._busy:
             raise GuestDataError(f"malformed BTF: type {tid} refers to itself")
         if self._depth >= MAX_DEPTH:
-            raise GuestDataError(f"malformed BTF: type reference chain deeper than "
-                                 f"{MAX_DEPTH} at {tid}")
+            raise GuestDataError(
+                f"malformed BTF: type reference chain deeper than {MAX_DEPTH} at {tid}"
+            )
         self._busy.add(tid)
         self._depth += 1
         try:
@@ -241,8 +329,10 @@ class BtfTypeFinder:
             variadic = bool(params) and params[-1].type == 0 and params[-1].name is None
             if variadic:
                 params = params[:-1]
-            tps = [drgn.TypeParameter(functools.partial(self._lazy_param, p.type, t.id), p.name)
-                   for p in params]
+            tps = [
+                drgn.TypeParameter(functools.partial(self._lazy_param, p.type, t.id), p.name)
+                for p in params
+            ]
             return prog.function_type(self.type(t.type), tps, variadic, language=C)
         if k in (B.FUNC, B.VAR):
             if k == B.FUNC and self.btf.kind(t.type) != B.FUNC_PROTO:
@@ -262,8 +352,9 @@ class BtfTypeFinder:
         values = self.btf.enumerators(t)
         signed = t.kind_flag or any(v < 0 for _, v in values)
         compat = prog.int_type(_ENUM_COMPAT[t.size, signed], t.size, signed, language=Language.C)
-        return prog.enum_type(t.name, compat, [drgn.TypeEnumerator(n, v) for n, v in values],
-                              language=Language.C)
+        return prog.enum_type(
+            t.name, compat, [drgn.TypeEnumerator(n, v) for n, v in values], language=Language.C
+        )
 
     def _member(self, owner: B.BtfType, m: B.Member) -> drgn.TypeMember:
         bit_offset, bits = m.bit_offset, m.bitfield_size
@@ -365,8 +456,9 @@ class BtfObjectFinder:
         except LookupError:  # this kernel lacks that type (older or newer layout)
             return None
 
-    def __call__(self, prog: Program, name: str, flags: FindObjectFlags,
-                 filename: str | None) -> Object | None:
+    def __call__(
+        self, prog: Program, name: str, flags: FindObjectFlags, filename: str | None
+    ) -> Object | None:
         if flags & FindObjectFlags.CONSTANT:
             hit = self.btf.enumerator(name)
             if hit is not None:
@@ -390,9 +482,12 @@ class BtfObjectFinder:
         return None
 
 
-def attach_btf(prog: Program, btf_bytes: bytes,
-               declared_globals: Mapping[str, TypeSpec] = DEFAULT_GLOBALS,
-               index: bytes | None = None) -> BtfTypeFinder:
+def attach_btf(
+    prog: Program,
+    btf_bytes: bytes,
+    declared_globals: Mapping[str, TypeSpec] = DEFAULT_GLOBALS,
+    index: bytes | None = None,
+) -> BtfTypeFinder:
     """Parse ``btf_bytes`` and register type and object finders named "btf" on ``prog``.
 
     The type finder goes first (index 0); the object finder goes last so drgn's

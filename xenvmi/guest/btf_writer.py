@@ -51,8 +51,16 @@ class BtfWriter:
             self._strs += s.encode() + b"\0"
         return self._str_offs[s]
 
-    def raw(self, kind: int, name: str | None = None, vlen: int = 0, size_or_type: int = 0,
-            extra: bytes = b"", kind_flag: bool = False, name_off: int | None = None) -> int:
+    def raw(
+        self,
+        kind: int,
+        name: str | None = None,
+        vlen: int = 0,
+        size_or_type: int = 0,
+        extra: bytes = b"",
+        kind_flag: bool = False,
+        name_off: int | None = None,
+    ) -> int:
         """Append any record as given (no checks); returns its id."""
         self._recs.append(_Rec(kind, name, vlen, kind_flag, size_or_type, extra, name_off))
         return len(self._recs)
@@ -65,8 +73,9 @@ class BtfWriter:
     def array(self, elem: int, nelems: int, index_type: int = 0) -> int:
         return self.raw(B.ARRAY, None, 0, 0, self._pack("III", elem, index_type, nelems))
 
-    def struct(self, name: str | None, size: int,
-               members: Sequence[tuple] = (), *, union: bool = False) -> int:
+    def struct(
+        self, name: str | None, size: int, members: Sequence[tuple] = (), *, union: bool = False
+    ) -> int:
         """``members``: (name, type, bit_offset) or (name, type, bit_offset, bitfield_size).
 
         Any bitfield size makes the record use kind_flag encoding.
@@ -86,12 +95,14 @@ class BtfWriter:
         for m in members:
             name, mtype, bit_off = m[0], m[1], m[2]
             bits = m[3] if len(m) > 3 else 0
-            out += self._pack("III", self.string(name), mtype,
-                              (bits << 24 | bit_off) if kflag else bit_off)
+            out += self._pack(
+                "III", self.string(name), mtype, (bits << 24 | bit_off) if kflag else bit_off
+            )
         rec.vlen, rec.kind_flag, rec.extra = len(members), kflag, bytes(out)
 
-    def enum(self, name: str | None, size: int, values: Iterable[tuple[str, int]],
-             signed: bool = False) -> int:
+    def enum(
+        self, name: str | None, size: int, values: Iterable[tuple[str, int]], signed: bool = False
+    ) -> int:
         values = list(values)
         lo, hi = (-(1 << 31), 1 << 31) if signed else (0, 1 << 32)
         if any(not lo <= v < hi for _, v in values):
@@ -99,11 +110,14 @@ class BtfWriter:
         extra = b"".join(self._pack("II", self.string(n), v & 0xFFFFFFFF) for n, v in values)
         return self.raw(B.ENUM, name, len(values), size, extra, kind_flag=signed)
 
-    def enum64(self, name: str | None, size: int, values: Iterable[tuple[str, int]],
-               signed: bool = False) -> int:
+    def enum64(
+        self, name: str | None, size: int, values: Iterable[tuple[str, int]], signed: bool = False
+    ) -> int:
         values = list(values)
-        extra = b"".join(self._pack("III", self.string(n), v & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF)
-                         for n, v in values)
+        extra = b"".join(
+            self._pack("III", self.string(n), v & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF)
+            for n, v in values
+        )
         return self.raw(B.ENUM64, name, len(values), size, extra, kind_flag=signed)
 
     def fwd(self, name: str, union: bool = False) -> int:
@@ -124,8 +138,9 @@ class BtfWriter:
     def type_tag(self, name: str, target: int) -> int:
         return self.raw(B.TYPE_TAG, name, 0, target)
 
-    def func_proto(self, ret: int, params: Sequence[tuple[str | None, int]] = (),
-                   variadic: bool = False) -> int:
+    def func_proto(
+        self, ret: int, params: Sequence[tuple[str | None, int]] = (), variadic: bool = False
+    ) -> int:
         params = list(params) + ([(None, 0)] if variadic else [])
         extra = b"".join(self._pack("II", self.string(n), t) for n, t in params)
         return self.raw(B.FUNC_PROTO, None, len(params), ret, extra)
@@ -155,11 +170,28 @@ class BtfWriter:
             info = (r.kind_flag << 31) | (r.kind & 0x1F) << 24 | (r.vlen & 0xFFFF)
             types += self._pack("III", name_off, info, r.size_or_type) + r.extra
         strs = bytes(self._strs)
-        h = dict(magic=B.MAGIC, version=1, flags=0, hdr_len=B.HEADER_LEN, type_off=0,
-                 type_len=len(types), str_off=len(types), str_len=len(strs))
+        h = dict(
+            magic=B.MAGIC,
+            version=1,
+            flags=0,
+            hdr_len=B.HEADER_LEN,
+            type_off=0,
+            type_len=len(types),
+            str_off=len(types),
+            str_len=len(strs),
+        )
         h.update(header)
-        hdr = self._pack("HBBIIIII", h["magic"], h["version"], h["flags"], h["hdr_len"],
-                         h["type_off"], h["type_len"], h["str_off"], h["str_len"])
+        hdr = self._pack(
+            "HBBIIIII",
+            h["magic"],
+            h["version"],
+            h["flags"],
+            h["hdr_len"],
+            h["type_off"],
+            h["type_len"],
+            h["str_off"],
+            h["str_len"],
+        )
         return hdr + bytes(types) + strs
 
     # -- float and int: last, as in the class body these names shadow the builtins in
@@ -168,10 +200,22 @@ class BtfWriter:
     def float(self, name: str, size: int) -> int:
         return self.raw(B.FLOAT, name, 0, size)
 
-    def int(self, name: str, size: int, signed: bool = False, *, char: bool = False,
-            bool_: bool = False, bits: int | None = None, offset: int = 0) -> int:
-        enc = (B.INT_SIGNED if signed else 0) | (B.INT_CHAR if char else 0) | \
-            (B.INT_BOOL if bool_ else 0)
+    def int(
+        self,
+        name: str,
+        size: int,
+        signed: bool = False,
+        *,
+        char: bool = False,
+        bool_: bool = False,
+        bits: int | None = None,
+        offset: int = 0,
+    ) -> int:
+        enc = (
+            (B.INT_SIGNED if signed else 0)
+            | (B.INT_CHAR if char else 0)
+            | (B.INT_BOOL if bool_ else 0)
+        )
         nbits = size * 8 if bits is None else bits
         return self.raw(B.INT, name, 0, size, self._pack("I", enc << 24 | offset << 16 | nbits))
 
@@ -183,8 +227,17 @@ class SampleKernel:
     btf: bytes
     ids: dict[str, int]
     task_size: int = 64
-    offsets: dict[str, int] = field(default_factory=lambda: {
-        "__state": 0, "tasks": 8, "pid": 24, "tgid": 28, "comm": 32, "mm": 48, "prio": 56})
+    offsets: dict[str, int] = field(
+        default_factory=lambda: {
+            "__state": 0,
+            "tasks": 8,
+            "pid": 24,
+            "tgid": 28,
+            "comm": 32,
+            "mm": 48,
+            "prio": 56,
+        }
+    )
 
 
 def sample_kernel(byteorder: str = "little") -> SampleKernel:
@@ -206,13 +259,31 @@ def sample_kernel(byteorder: str = "little") -> SampleKernel:
     w.set_members(ids["list_head"], [("next", lp, 0), ("prev", lp, 64)])
     ids["mm_fwd"] = w.fwd("mm_struct")
     comm = w.array(ids["char"], 16, ids["int"])
-    ids["task_struct"] = w.struct("task_struct", 64, [
-        ("__state", ids["uint"], 0), ("in_execve", ids["uint"], 32, 1),
-        ("in_iowait", ids["uint"], 33, 1), ("tasks", ids["list_head"], 64),
-        ("pid", ids["pid_t"], 192), ("tgid", ids["pid_t"], 224), ("comm", comm, 256),
-        ("mm", w.ptr(ids["mm_fwd"]), 384), ("prio", ids["int"], 448)])
+    ids["task_struct"] = w.struct(
+        "task_struct",
+        64,
+        [
+            ("__state", ids["uint"], 0),
+            ("in_execve", ids["uint"], 32, 1),
+            ("in_iowait", ids["uint"], 33, 1),
+            ("tasks", ids["list_head"], 64),
+            ("pid", ids["pid_t"], 192),
+            ("tgid", ids["pid_t"], 224),
+            ("comm", comm, 256),
+            ("mm", w.ptr(ids["mm_fwd"]), 384),
+            ("prio", ids["int"], 448),
+        ],
+    )
     ids["mm_struct"] = w.struct("mm_struct", 8, [("mm_users", ids["int"], 0)])
-    ids["pid_type"] = w.enum("pid_type", 4, [("PIDTYPE_PID", 0), ("PIDTYPE_TGID", 1),
-                                             ("PIDTYPE_PGID", 2), ("PIDTYPE_SID", 3),
-                                             ("PIDTYPE_MAX", 4)])
+    ids["pid_type"] = w.enum(
+        "pid_type",
+        4,
+        [
+            ("PIDTYPE_PID", 0),
+            ("PIDTYPE_TGID", 1),
+            ("PIDTYPE_PGID", 2),
+            ("PIDTYPE_SID", 3),
+            ("PIDTYPE_MAX", 4),
+        ],
+    )
     return SampleKernel(w.build(), ids)

@@ -84,8 +84,10 @@ def _cache_file(mem: GuestMemory, directory: Path) -> Path | None:
 
 # -- scanning --------------------------------------------------------------------------
 
-def candidates(mem: GuestMemory, deadline: float, progress: Progress = _quiet,
-               stats: dict | None = None) -> Iterator[int]:
+
+def candidates(
+    mem: GuestMemory, deadline: float, progress: Progress = _quiet, stats: dict | None = None
+) -> Iterator[int]:
     """Guest-physical addresses of notes that look like VMCOREINFO, highest first."""
     top = mem.ram_top
     pos = max(0, (top - 1) // CHUNK * CHUNK)
@@ -93,8 +95,10 @@ def candidates(mem: GuestMemory, deadline: float, progress: Progress = _quiet,
     scanned, last_report = 0, time.monotonic()
     while pos >= 0:
         if time.monotonic() > deadline:
-            raise GuestDataError(f"no VMCOREINFO note found in {mem.name} before the deadline "
-                                 f"(scanned {scanned >> 20} MiB from the top)")
+            raise GuestDataError(
+                f"no VMCOREINFO note found in {mem.name} before the deadline "
+                f"(scanned {scanned >> 20} MiB from the top)"
+            )
         size = min(CHUNK + overlap, top - pos)
         last = pos + min(CHUNK, size) - 1
         if not mem.page_readable(pos) and not mem.page_readable(last):
@@ -105,8 +109,9 @@ def candidates(mem: GuestMemory, deadline: float, progress: Progress = _quiet,
         if stats is not None:
             stats["scanned"] = scanned
         if time.monotonic() - last_report > 5:
-            progress(f"scanning {mem.name}'s memory for the kernel: {scanned >> 20} of "
-                     f"{top >> 20} MiB")
+            progress(
+                f"scanning {mem.name}'s memory for the kernel: {scanned >> 20} of {top >> 20} MiB"
+            )
             last_report = time.monotonic()
         hits = []
         i = data.find(V.MARKER)
@@ -135,8 +140,10 @@ def utsname_offset(mem: GuestMemory, pa: int, release: str) -> int | None:
     data = mem.read_physical(pa, UTS_SEARCH + 3 * UTS_LEN)
     want = release.encode("ascii", "replace") + b"\x00"
     for off in range(0, UTS_SEARCH + 1, 4):
-        if data[off:off + 6] == b"Linux\x00" and \
-                data[off + 2 * UTS_LEN:off + 2 * UTS_LEN + len(want)] == want:
+        if (
+            data[off : off + 6] == b"Linux\x00"
+            and data[off + 2 * UTS_LEN : off + 2 * UTS_LEN + len(want)] == want
+        ):
             return off
     return None
 
@@ -145,22 +152,26 @@ def verify(mem: GuestMemory, info: V.VmcoreInfo) -> str:
     """Check the note against the kernel image; returns how (for the sources report)."""
     uts = info.symbols.get("init_uts_ns")
     name_off = info.fields.get("OFFSET(uts_namespace.name)")
-    if uts is None or (name_off is not None and (not name_off.isdigit()
-                                                 or int(name_off) > 4096)):
-        info.warnings.append("VMCOREINFO has no init_uts_ns: the note could not be checked "
-                             "against the kernel image")
+    if uts is None or (name_off is not None and (not name_off.isdigit() or int(name_off) > 4096)):
+        info.warnings.append(
+            "VMCOREINFO has no init_uts_ns: the note could not be checked against the kernel image"
+        )
         return "unverified"
     if name_off is None:  # before 5.13 the offset is not exported: find the utsname
         found = utsname_offset(mem, info.kernel_image_pa(uts), info.osrelease)
         if found is None:
-            raise V.NoteError(f"no utsname naming Linux {info.osrelease!r} in the first "
-                              f"{UTS_SEARCH} bytes of init_uts_ns")
+            raise V.NoteError(
+                f"no utsname naming Linux {info.osrelease!r} in the first "
+                f"{UTS_SEARCH} bytes of init_uts_ns"
+            )
         name_off = str(found)
     pa = info.kernel_image_pa(uts) + int(name_off) + 2 * UTS_LEN
     release = mem.read_physical(pa, UTS_LEN).split(b"\x00", 1)[0]
     if release.decode("ascii", "replace") != info.osrelease:
-        raise V.NoteError(f"OSRELEASE {info.osrelease!r} differs from the kernel's "
-                          f"init_uts_ns release {release[:64]!r} at {pa:#x}")
+        raise V.NoteError(
+            f"OSRELEASE {info.osrelease!r} differs from the kernel's "
+            f"init_uts_ns release {release[:64]!r} at {pa:#x}"
+        )
     return f"init_uts_ns release at {pa:#x} matches"
 
 
@@ -184,10 +195,12 @@ def scan(mem: GuestMemory, timeout: float = 600.0, progress: Progress = _quiet) 
         _fill_sources(d, f"scan of guest memory (note at {addr:#x}, {how})")
         return d
     detail = f"; rejected: {'; '.join(rejected[:3])}" if rejected else ""
-    raise ScanFailed(f"no valid VMCOREINFO note in {mem.name}'s memory (scanned "
-                         f"{stats['scanned'] >> 20} MiB in {time.monotonic() - t0:.0f}s): "
-                         f"is it a Linux x86-64 guest whose kernel has crash-dump support "
-                         f"(CONFIG_CRASH_CORE, as every distribution kernel does)?{detail}")
+    raise ScanFailed(
+        f"no valid VMCOREINFO note in {mem.name}'s memory (scanned "
+        f"{stats['scanned'] >> 20} MiB in {time.monotonic() - t0:.0f}s): "
+        f"is it a Linux x86-64 guest whose kernel has crash-dump support "
+        f"(CONFIG_CRASH_CORE, as every distribution kernel does)?{detail}"
+    )
 
 
 def _fill_sources(d: Discovery, where: str) -> None:
@@ -195,11 +208,16 @@ def _fill_sources(d: Discovery, where: str) -> None:
     d.sources = {
         "vmcoreinfo": where,
         "release": "VMCOREINFO OSRELEASE",
-        "kaslr_slide": ("VMCOREINFO KERNELOFFSET" if "KERNELOFFSET" in info.fields
-                        else "absent from VMCOREINFO (assumed 0)"),
-        "phys_base": "VMCOREINFO NUMBER(phys_base)" if "phys_base" in info.numbers
+        "kaslr_slide": (
+            "VMCOREINFO KERNELOFFSET"
+            if "KERNELOFFSET" in info.fields
+            else "absent from VMCOREINFO (assumed 0)"
+        ),
+        "phys_base": "VMCOREINFO NUMBER(phys_base)"
+        if "phys_base" in info.numbers
         else "absent from VMCOREINFO (assumed 0)",
-        "kallsyms": "VMCOREINFO SYMBOL(kallsyms_*)" if info.has_kallsyms()
+        "kallsyms": "VMCOREINFO SYMBOL(kallsyms_*)"
+        if info.has_kallsyms()
         else "not in VMCOREINFO (Linux < 6.0): searched for in the kernel image",
     }
     d.warnings += info.warnings
@@ -223,6 +241,7 @@ def from_dump_note(mem: GuestMemory, note: bytes) -> Discovery:
 
 
 # -- cache -----------------------------------------------------------------------------
+
 
 def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
     t0 = time.monotonic()
@@ -259,17 +278,30 @@ def _remembered_failure(path: Path) -> str | None:
     return f"{message} [remembered from a scan {age:.0f}s ago; --no-cache scans again]"
 
 
-def _store(mem: GuestMemory, path: Path, d: Discovery | None, note: bytes | None = None,
-           failed: str | None = None) -> str | None:
+def _store(
+    mem: GuestMemory,
+    path: Path,
+    d: Discovery | None,
+    note: bytes | None = None,
+    failed: str | None = None,
+) -> str | None:
     """Write the cache entry: the note found, or (``d`` None) the failed scan's message."""
-    entry: dict = {"version": CACHE_VERSION, "domain": mem.name, "uuid": mem.uuid,
-                   "domid": mem.domid}
+    entry: dict = {
+        "version": CACHE_VERSION,
+        "domain": mem.name,
+        "uuid": mem.uuid,
+        "domid": mem.domid,
+    }
     if d is None:
         entry.update(failed=failed, failed_at=time.time())
     else:
         note = read_note(mem, d.note_address) if note is None else note
-        entry.update(note_address=d.note_address, note=note.hex(),
-                     sha256=hashlib.sha256(note).hexdigest(), found_in_seconds=d.seconds)
+        entry.update(
+            note_address=d.note_address,
+            note=note.hex(),
+            sha256=hashlib.sha256(note).hexdigest(),
+            found_in_seconds=d.seconds,
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -280,8 +312,9 @@ def _store(mem: GuestMemory, path: Path, d: Discovery | None, note: bytes | None
     return None
 
 
-def discover(mem: GuestMemory, *, use_cache: bool = True, timeout: float = 600.0,
-             progress: Progress = _quiet) -> Discovery:
+def discover(
+    mem: GuestMemory, *, use_cache: bool = True, timeout: float = 600.0, progress: Progress = _quiet
+) -> Discovery:
     """The kernel's VMCOREINFO: a vmcore's own note, else the per-boot cache when it still
     matches, else a scan."""
     path = _cache_file(mem, cache_dir()) if use_cache else None
@@ -291,8 +324,9 @@ def discover(mem: GuestMemory, *, use_cache: bool = True, timeout: float = 600.0
         try:
             d = from_dump_note(mem, note)
         except V.NoteError as e:
-            problems.append(f"the VMCOREINFO note of {mem.name} is unusable ({e}): "
-                            "scanned its memory instead")
+            problems.append(
+                f"the VMCOREINFO note of {mem.name} is unusable ({e}): scanned its memory instead"
+            )
         else:
             if path is not None:  # the entry names the kallsyms/BTF cache files
                 problem = _store(mem, path, d, note=_note_bytes(d.info.raw))
@@ -309,8 +343,10 @@ def discover(mem: GuestMemory, *, use_cache: bool = True, timeout: float = 600.0
         failure = _remembered_failure(path)
         if failure is not None:
             raise GuestDataError(failure)
-    progress(f"looking for the kernel in {mem.name}'s memory (first time this boot; "
-             f"{mem.ram_top >> 20} MiB to scan at most)")
+    progress(
+        f"looking for the kernel in {mem.name}'s memory (first time this boot; "
+        f"{mem.ram_top >> 20} MiB to scan at most)"
+    )
     try:
         d = scan(mem, timeout=timeout, progress=progress)
     except ScanFailed as e:

@@ -41,23 +41,34 @@ MAX_BANNER = 1024
 MAX_ARRAY_GUESS = 1 << 24  # elements of a `T x[]` global sized from its symbol
 #: Globals volatility3's Linux plugins read beyond xenvmi's own table (btf_drgn).
 VOL3_GLOBALS: Mapping[str, str] = {
-    "timekeeper": "struct timekeeper", "wall_to_monotonic": "struct timespec",
-    "total_sleep_time": "struct timespec", "taint_flags": "const struct taint_flag []",
-    "num_registered_fb": "int", "registered_fb": "struct fb_info *[]",
-    "module_addr_min": "unsigned long", "module_addr_max": "unsigned long",
-    "ftrace_ops_list": "struct ftrace_ops *", "ftrace_list_end": "struct ftrace_ops",
-    "ftrace_ops_trampoline_list": "struct list_head", "ftrace_mod_maps": "struct list_head",
-    "height_to_maxnodes": "unsigned long []", "height_to_maxindex": "unsigned long []",
-    "cap_last_cap": "const int", "tty_drivers": "struct list_head",
+    "timekeeper": "struct timekeeper",
+    "wall_to_monotonic": "struct timespec",
+    "total_sleep_time": "struct timespec",
+    "taint_flags": "const struct taint_flag []",
+    "num_registered_fb": "int",
+    "registered_fb": "struct fb_info *[]",
+    "module_addr_min": "unsigned long",
+    "module_addr_max": "unsigned long",
+    "ftrace_ops_list": "struct ftrace_ops *",
+    "ftrace_list_end": "struct ftrace_ops",
+    "ftrace_ops_trampoline_list": "struct list_head",
+    "ftrace_mod_maps": "struct list_head",
+    "height_to_maxnodes": "unsigned long []",
+    "height_to_maxindex": "unsigned long []",
+    "cap_last_cap": "const int",
+    "tty_drivers": "struct list_head",
     "sockfs_dentry_operations": "const struct dentry_operations",
-    "socket_file_ops": "const struct file_operations", "module_kset": "struct kset *",
-    "keyboard_notifier_list": "struct atomic_notifier_head", "bpf_kallsyms": "struct list_head",
+    "socket_file_ops": "const struct file_operations",
+    "module_kset": "struct kset *",
+    "keyboard_notifier_list": "struct atomic_notifier_head",
+    "bpf_kallsyms": "struct list_head",
 }
 #: Globals whose type is an anonymous struct: found by the members it has.
 ANONYMOUS_GLOBALS: Mapping[str, tuple[str, ...]] = B.ANONYMOUS_GLOBALS
 
 
 # -- the document ------------------------------------------------------------------------
+
 
 def declared_globals() -> dict[str, Any]:
     """xenvmi's table of typed globals (btf_drgn, when drgn is there) plus volatility3's."""
@@ -90,9 +101,14 @@ def _symbol_type(types: IsfTypes, name: str, spec: Any, size: int) -> dict | Non
     return d
 
 
-def build_isf(btf: B.Btf, symbols: Iterable[Any], *, kaslr_slide: int = 0,
-              banner: bytes | None = None, declared: Mapping[str, Any] | None = None
-              ) -> tuple[dict, IsfSummary]:
+def build_isf(
+    btf: B.Btf,
+    symbols: Iterable[Any],
+    *,
+    kaslr_slide: int = 0,
+    banner: bytes | None = None,
+    declared: Mapping[str, Any] | None = None,
+) -> tuple[dict, IsfSummary]:
     """The ISF document for a kernel: ``symbols`` have ``name``, ``address`` (as loaded,
     i.e. with the KASLR slide) and ``size``; ``banner`` is ``linux_banner``'s bytes up to
     and including its NUL (what volatility3 scans images for)."""
@@ -127,22 +143,33 @@ def build_isf(btf: B.Btf, symbols: Iterable[Any], *, kaslr_slide: int = 0,
         summary.typed_symbols += 1
     if banner is not None and "linux_banner" in syms:
         char = types.named("char", (B.INT,))
-        syms["linux_banner"]["type"] = {"kind": "array", "count": len(banner),
-                                        "subtype": types.desc(char) if char else VOID}
+        syms["linux_banner"]["type"] = {
+            "kind": "array",
+            "count": len(banner),
+            "subtype": types.desc(char) if char else VOID,
+        }
         syms["linux_banner"]["constant_data"] = base64.b64encode(banner).decode()
         summary.typed_symbols += 1
         summary.banner = banner.rstrip(b"\0").decode("latin-1").strip()
     else:
-        summary.warnings.append("no linux_banner (symbol or text): volatility3 will not "
-                                "match this ISF to an image")
+        summary.warnings.append(
+            "no linux_banner (symbol or text): volatility3 will not match this ISF to an image"
+        )
     # Nothing boot-specific (addresses, dates): every boot of one kernel build gives the
     # same file, so volatility3's validation cache (keyed by content) hits across guests.
     doc = {
-        "metadata": {"format": FORMAT,
-                     "producer": {"name": "xenvmi", "version": __version__},
-                     "linux": {"symbols": [{"kind": "symtab", "name": "kallsyms (guest memory)"}],
-                               "types": [{"name": "BTF (guest memory)"}]}},
-        "base_types": types.base, "user_types": user_types, "enums": enums, "symbols": syms,
+        "metadata": {
+            "format": FORMAT,
+            "producer": {"name": "xenvmi", "version": __version__},
+            "linux": {
+                "symbols": [{"kind": "symtab", "name": "kallsyms (guest memory)"}],
+                "types": [{"name": "BTF (guest memory)"}],
+            },
+        },
+        "base_types": types.base,
+        "user_types": user_types,
+        "enums": enums,
+        "symbols": syms,
     }
     summary.base_types, summary.user_types = len(types.base), len(user_types)
     summary.enums, summary.symbols = len(enums), len(syms)
@@ -177,21 +204,24 @@ def read_banner(read: Callable[[int, int], bytes], address: int) -> bytes:
         chunk = read(address + len(out), 64)
         nul = chunk.find(b"\0")
         if nul >= 0:
-            out += chunk[:nul + 1]
+            out += chunk[: nul + 1]
             break
         out += chunk
     else:
         raise GuestDataError(f"linux_banner is not a string within {MAX_BANNER} bytes")
-    if not out.startswith(b"Linux version ") or \
-            any(c < 0x20 and c not in (0x0A, 0x00) or c > 0x7E for c in out):
+    if not out.startswith(b"Linux version ") or any(
+        c < 0x20 and c not in (0x0A, 0x00) or c > 0x7E for c in out
+    ):
         raise GuestDataError(f"linux_banner is not a kernel banner: {out[:40]!r}")
     return out
 
 
-def from_kernel_program(kp, progress: Callable[[str], None] = lambda m: None
-                        ) -> tuple[dict, IsfSummary]:
+def from_kernel_program(
+    kp, progress: Callable[[str], None] = lambda m: None
+) -> tuple[dict, IsfSummary]:
     """The ISF of a guest kernel opened by :func:`xenvmi.guest.program.build`."""
     import drgn
+
     prog = kp.prog
     finder = prog.cache.get("xenvmi_btf")
     if finder is None:
@@ -201,17 +231,22 @@ def from_kernel_program(kp, progress: Callable[[str], None] = lambda m: None
         address = prog.symbol("linux_banner").address
         banner = read_banner(lambda a, n: prog.read(a, n), address)
     except LookupError:
-        raise GuestDataError(f"{kp.memory.name}: kallsyms has no linux_banner (kernel "
-                             "built without CONFIG_KALLSYMS_ALL?): volatility3 could not "
-                             "match an ISF to the image") from None
+        raise GuestDataError(
+            f"{kp.memory.name}: kallsyms has no linux_banner (kernel "
+            "built without CONFIG_KALLSYMS_ALL?): volatility3 could not "
+            "match an ISF to the image"
+        ) from None
     except drgn.FaultError as e:
         raise GuestDataError(f"{kp.memory.name}: linux_banner unreadable: {e}") from None
     info = kp.discovery.info
     prefix = f"Linux version {info.osrelease} (".encode()
     progress(f"writing volatility3 types and symbols ({kp.btf_types} BTF types)")
-    doc, summary = build_isf(finder.btf, prog.symbols(), kaslr_slide=info.kernel_offset,
-                             banner=banner)
+    doc, summary = build_isf(
+        finder.btf, prog.symbols(), kaslr_slide=info.kernel_offset, banner=banner
+    )
     if not banner.startswith(prefix):
-        summary.warnings.append(f"linux_banner does not start with {prefix!r}: volatility3's "
-                                "VMCOREINFO stacker will skip it")
+        summary.warnings.append(
+            f"linux_banner does not start with {prefix!r}: volatility3's "
+            "VMCOREINFO stacker will skip it"
+        )
     return doc, summary

@@ -20,14 +20,22 @@ from xenvmi.guest import btf as B
 MAX_DEPTH = 16  # pointer/array/typedef/qualifier nesting of one type (kernels need < 8)
 MAX_NODES = 40_000_000  # type-descriptor nodes in the whole document (a kernel: ~2M)
 #: Names volatility3 gives its own meaning in a base-type table.
-RESERVED = frozenset({"void", "pointer", "array", "enum", "bitfield", "string", "bytes",
-                      "function"})
+RESERVED = frozenset(
+    {"void", "pointer", "array", "enum", "bitfield", "string", "bytes", "function"}
+)
 VOID = {"kind": "base", "name": "void"}
 FUNCTION = {"kind": "function"}
-_C_NAMES = {"unsigned long": "long unsigned int", "long": "long int",
-            "unsigned long long": "long long unsigned int", "long long": "long long int",
-            "unsigned short": "short unsigned int", "short": "short int",
-            "unsigned": "unsigned int", "signed": "int", "bool": "_Bool"}
+_C_NAMES = {
+    "unsigned long": "long unsigned int",
+    "long": "long int",
+    "unsigned long long": "long long unsigned int",
+    "long long": "long long int",
+    "unsigned short": "short unsigned int",
+    "short": "short int",
+    "unsigned": "unsigned int",
+    "signed": "int",
+    "bool": "_Bool",
+}
 _CHAR_NAMES = frozenset({"char", "signed char", "unsigned char"})
 _TOKEN = re.compile(r"\s*(\*|\[\s*\d*\s*\]|[A-Za-z_][A-Za-z_0-9]*)")
 
@@ -60,8 +68,13 @@ class IsfTypes:
         self.endian = btf.byteorder
         self.base: dict[str, dict] = {
             "void": {"size": 0, "signed": False, "kind": "void", "endian": self.endian},
-            "pointer": {"size": pointer_size, "signed": False, "kind": "int",
-                        "endian": self.endian}}
+            "pointer": {
+                "size": pointer_size,
+                "signed": False,
+                "kind": "int",
+                "endian": self.endian,
+            },
+        }
         self.base_name: dict[int, str] = {}
         self.user_name: dict[int, str] = {}  # STRUCT/UNION id -> ISF name
         self.enum_name: dict[int, str] = {}
@@ -93,8 +106,13 @@ class IsfTypes:
                     self.sum.skip("malformed BTF types")
                     continue
                 signed = bool(enc & B.INT_SIGNED)
-                kind = "bool" if enc & B.INT_BOOL else \
-                    "char" if enc & B.INT_CHAR or t.name in _CHAR_NAMES else "int"
+                kind = (
+                    "bool"
+                    if enc & B.INT_BOOL
+                    else "char"
+                    if enc & B.INT_CHAR or t.name in _CHAR_NAMES
+                    else "int"
+                )
             else:
                 signed, kind = True, "float"
             props = {"size": t.size, "signed": signed, "kind": kind, "endian": self.endian}
@@ -124,8 +142,12 @@ class IsfTypes:
             if t is None:
                 continue
             target = t.type
-            if target in anonymous and target not in self.user_name and t.name \
-                    and t.name not in taken:
+            if (
+                target in anonymous
+                and target not in self.user_name
+                and t.name
+                and t.name not in taken
+            ):
                 taken.add(t.name)
                 self.user_name[target] = t.name
         for tid in anonymous:
@@ -168,8 +190,9 @@ class IsfTypes:
         d, n = self._desc(tid, 0)
         self.nodes += n
         if self.nodes > MAX_NODES:
-            raise GuestDataError(f"BTF would give an ISF of more than {MAX_NODES} type "
-                                 "nodes: not a plausible kernel")
+            raise GuestDataError(
+                f"BTF would give an ISF of more than {MAX_NODES} type nodes: not a plausible kernel"
+            )
         return d
 
     def _desc(self, tid: int, depth: int) -> tuple[dict | None, int]:
@@ -198,12 +221,12 @@ class IsfTypes:
             name = self.base_name.get(t.id)
             return ({"kind": "base", "name": name}, 1) if name else (None, 0)
         if k in (B.STRUCT, B.UNION):
-            return {"kind": "struct" if k == B.STRUCT else "union",
-                    "name": self.user_name[t.id]}, 1
+            return {"kind": "struct" if k == B.STRUCT else "union", "name": self.user_name[t.id]}, 1
         if k == B.FWD:
             kind = B.UNION if t.kind_flag else B.STRUCT
-            full = next((i for i in self.btf.ids_by_name(t.name or "")
-                         if self.btf.kind(i) == kind), None)
+            full = next(
+                (i for i in self.btf.ids_by_name(t.name or "") if self.btf.kind(i) == kind), None
+            )
             # the definition's name (maybe renamed)
             name = t.name if full is None else self.user_name.get(full, t.name)
             if not name:
@@ -218,8 +241,7 @@ class IsfTypes:
         if k == B.ARRAY:
             elem, _, count = self.btf.array_info(t)
             sub, n = self._desc(elem, depth + 1)
-            return ({"kind": "array", "count": count, "subtype": sub}, n + 1) if sub \
-                else (None, 0)
+            return ({"kind": "array", "count": count, "subtype": sub}, n + 1) if sub else (None, 0)
         if k in (B.TYPEDEF, B.CONST, B.VOLATILE, B.RESTRICT, B.TYPE_TAG):
             return self._desc(t.type, depth + 1)
         if k in (B.FUNC_PROTO, B.FUNC):
@@ -255,8 +277,11 @@ class IsfTypes:
             except GuestDataError:
                 self.sum.skip("malformed BTF types")
                 fields = {}
-            out[name] = {"kind": "struct" if t.kind == B.STRUCT else "union",
-                         "size": t.size, "fields": fields}
+            out[name] = {
+                "kind": "struct" if t.kind == B.STRUCT else "union",
+                "size": t.size,
+                "fields": fields,
+            }
         return out
 
     def _fields(self, owner: B.BtfType) -> dict[str, dict]:
@@ -275,15 +300,26 @@ class IsfTypes:
                 name, anon = f"unnamed_field_{anon:x}", anon + 1
             d = self.desc(m.type)
             if bits:
-                size = self.sizeof(d) if d and d["kind"] == "base" else \
-                    self._enum_sizes.get(d["name"]) if d and d["kind"] == "enum" else None
+                size = (
+                    self.sizeof(d)
+                    if d and d["kind"] == "base"
+                    else self._enum_sizes.get(d["name"])
+                    if d and d["kind"] == "enum"
+                    else None
+                )
                 if size is None or bit_offset % 8 + bits > size * 8:
                     self.sum.skip("bitfields ISF cannot express")
                     continue
                 self.sum.bitfields += 1
-                fields[name] = {"type": {"kind": "bitfield", "bit_position": bit_offset % 8,
-                                         "bit_length": bits, "type": d},
-                                "offset": bit_offset // 8}
+                fields[name] = {
+                    "type": {
+                        "kind": "bitfield",
+                        "bit_position": bit_offset % 8,
+                        "bit_length": bits,
+                        "type": d,
+                    },
+                    "offset": bit_offset // 8,
+                }
                 continue
             if d is None:
                 self.sum.skip("members of types ISF cannot express")
@@ -316,8 +352,9 @@ class IsfTypes:
         for m in self.btf.members(t):  # (a malformed record: the caller's GuestDataError)
             if m.name is None:
                 inner = self._under_modifiers(m.type)
-                if self.btf.kind(inner) in (B.STRUCT, B.UNION) and \
-                        not self._anon_ok(inner, path | {tid}):
+                if self.btf.kind(inner) in (B.STRUCT, B.UNION) and not self._anon_ok(
+                    inner, path | {tid}
+                ):
                     return False
         return True
 
@@ -332,15 +369,20 @@ class IsfTypes:
                 self.sum.skip("malformed BTF types")
                 continue
             signed = t.kind_flag or any(v < 0 for v in values.values())
-            out.setdefault(name, {"size": t.size, "base": self._enum_base(t.size, signed),
-                                  "constants": values})
+            out.setdefault(
+                name, {"size": t.size, "base": self._enum_base(t.size, signed), "constants": values}
+            )
         return out
 
     def _enum_base(self, size: int, signed: bool) -> str:
         for name in sorted(self.base):  # dwarf2json's rule: the first matching int, by name
             b = self.base[name]
-            if b["kind"] == "int" and name != "pointer" and b["size"] == size \
-                    and b["signed"] == signed:
+            if (
+                b["kind"] == "int"
+                and name != "pointer"
+                and b["size"] == size
+                and b["signed"] == signed
+            ):
                 return name
         name = f"__btf_{'s' if signed else 'u'}{size * 8}"
         self.base[name] = {"size": size, "signed": signed, "kind": "int", "endian": self.endian}
@@ -357,8 +399,10 @@ class IsfTypes:
         if not words:
             return None, dims
         if words[0] in ("struct", "union", "enum") and len(words) == 2:
-            tid = self.named(words[1], {"struct": (B.STRUCT,), "union": (B.UNION,),
-                                         "enum": (B.ENUM, B.ENUM64)}[words[0]])
+            tid = self.named(
+                words[1],
+                {"struct": (B.STRUCT,), "union": (B.UNION,), "enum": (B.ENUM, B.ENUM64)}[words[0]],
+            )
         elif words == ["void"]:
             tid = 0
         else:
@@ -373,8 +417,9 @@ class IsfTypes:
 
     def named(self, name: str, kinds: tuple[int, ...]) -> int | None:
         ids = [i for i in self.btf.ids_by_name(name) if self.btf.kind(i) in kinds]
-        full = [i for i in ids if self.btf.get(i).vlen or self.btf.kind(i) not in
-                (B.ENUM, B.ENUM64)]
+        full = [
+            i for i in ids if self.btf.get(i).vlen or self.btf.kind(i) not in (B.ENUM, B.ENUM64)
+        ]
         found = full or ids
         return found[0] if found else None
 

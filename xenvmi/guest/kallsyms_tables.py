@@ -38,9 +38,19 @@ MAX_NAME = 512
 MAX_TOKEN_HITS = 32
 #: Symbols VMCOREINFO exports in every version since 4.x that name a place in the image;
 #: the decoded table must agree with each of them that it holds.
-ANCHORS = ("_stext", "init_uts_ns", "swapper_pg_dir", "node_online_map", "mem_map",
-           "contig_page_data", "init_top_pgt", "log_buf", "prb", "printk_rb_static",
-           "vmcoreinfo_note")
+ANCHORS = (
+    "_stext",
+    "init_uts_ns",
+    "swapper_pg_dir",
+    "node_online_map",
+    "mem_map",
+    "contig_page_data",
+    "init_top_pgt",
+    "log_buf",
+    "prb",
+    "printk_rb_static",
+    "vmcoreinfo_note",
+)
 MIN_ANCHORS = 2
 
 Progress = Callable[[str], None]
@@ -66,9 +76,12 @@ class KallsymsTables:
 
     def symbols(self) -> dict[str, int]:
         """The table locations as VMCOREINFO 6.0+ names them."""
-        out = {"kallsyms_names": self.names, "kallsyms_num_syms": self.num_syms_at,
-               "kallsyms_token_table": self.token_table,
-               "kallsyms_token_index": self.token_index}
+        out = {
+            "kallsyms_names": self.names,
+            "kallsyms_num_syms": self.num_syms_at,
+            "kallsyms_token_table": self.token_table,
+            "kallsyms_token_index": self.token_index,
+        }
         for key in ("offsets", "relative_base", "addresses"):
             value = getattr(self, key)
             if value is not None:
@@ -83,9 +96,11 @@ class KallsymsTables:
         return b"".join(f"SYMBOL({k})={v:x}\n".encode() for k, v in wanted.items())
 
     def describe(self) -> str:
-        return (f"found by structure at kallsyms_token_table {self.token_table:#x}: "
-                f"{self.encoding}, layout {self.layout}, agrees with VMCOREINFO's "
-                f"{', '.join(self.agreed)}")
+        return (
+            f"found by structure at kallsyms_token_table {self.token_table:#x}: "
+            f"{self.encoding}, layout {self.layout}, agrees with VMCOREINFO's "
+            f"{', '.join(self.agreed)}"
+        )
 
 
 class Image:
@@ -117,7 +132,7 @@ class Image:
     def word(self, off: int, width: int) -> int | None:
         if off < 0 or not self.need(off + width):
             return None
-        return int.from_bytes(self.data[off:off + width], "little")
+        return int.from_bytes(self.data[off : off + width], "little")
 
 
 def _align(value: int, to: int) -> int:
@@ -151,8 +166,7 @@ def _token_table(img: Image, hit: int) -> tuple[int, int, list[bytes]] | None:
     return start, pos, tokens
 
 
-def _token_index(img: Image, table_start: int, table_end: int,
-                 tokens: list[bytes]) -> int | None:
+def _token_index(img: Image, table_start: int, table_end: int, tokens: list[bytes]) -> int | None:
     """Offset of the u16 index that points at each token exactly, right after the table."""
     want, off = [], 0
     for token in tokens:
@@ -188,8 +202,9 @@ def _markers(img: Image, before: int) -> Iterator[tuple[int, list[int]]]:
                     break
 
 
-def _markers_anywhere(img: Image, table_at: int,
-                      deadline: float) -> Iterator[tuple[int, list[int]]]:
+def _markers_anywhere(
+    img: Image, table_at: int, deadline: float
+) -> Iterator[tuple[int, list[int]]]:
     """Markers right before the token table, or before a ``kallsyms_seqs_of_names``
     block (6.2 and 6.3, and kernels that took it as a backport: Debian's 6.1): 3 bytes a
     symbol, 8-aligned, so the markers end ``align8(3 * N)`` bytes before the table, where
@@ -203,7 +218,7 @@ def _markers_anywhere(img: Image, table_at: int,
         for seqs in range(lo, hi + 1, 8):
             end = table_at - seqs
             first = end - 4 * m  # markers[0] is 0, with or without a word of padding
-            if data[first:first + 4] != zero and data[first - 4:first] != zero:
+            if data[first : first + 4] != zero and data[first - 4 : first] != zero:
                 continue
             for markers_at, markers in _markers(img, end):
                 if len(markers) == m:
@@ -233,8 +248,9 @@ def _name_lengths(data: bytearray, start: int, count: int, stop: int) -> list[in
     return offs
 
 
-def _names(img: Image, markers_at: int, markers: list[int],
-           deadline: float) -> tuple[int, int, list[int]] | None:
+def _names(
+    img: Image, markers_at: int, markers: list[int], deadline: float
+) -> tuple[int, int, list[int]] | None:
     """(num_syms offset, count, name offsets) for the names the markers index: the u32
     count sits 8 bytes before the names (both labels are 8-aligned), the names end within
     8 bytes of the markers, and every 256th name starts where its marker says."""
@@ -243,9 +259,12 @@ def _names(img: Image, markers_at: int, markers: list[int],
     for names_at in range((markers_at - last) // 8 * 8, lowest - 1, -8):
         if time.monotonic() > deadline:
             return None
-        count = int.from_bytes(data[names_at - 8:names_at - 4], "little")
-        if not 0 < count <= MAX_SYMS or (count + 255) // 256 != len(markers) or \
-                any(data[names_at - 4:names_at]):
+        count = int.from_bytes(data[names_at - 8 : names_at - 4], "little")
+        if (
+            not 0 < count <= MAX_SYMS
+            or (count + 255) // 256 != len(markers)
+            or any(data[names_at - 4 : names_at])
+        ):
             continue
         offs = _name_lengths(data, names_at, count, markers_at)
         if offs is None or markers_at - (names_at + offs[-1]) >= 8:
@@ -261,11 +280,12 @@ def decode_name(data: bytearray, at: int, tokens: list[bytes]) -> bytes:
     if n & 0x80:
         n = (n & 0x7F) | (data[at + 1] << 7)
         at += 1
-    return b"".join(tokens[b] for b in data[at + 1:at + 1 + n])
+    return b"".join(tokens[b] for b in data[at + 1 : at + 1 + n])
 
 
-def _anchor_indexes(data: bytearray, names_at: int, offs: list[int], tokens: list[bytes],
-                    wanted: set[bytes]) -> dict[str, int]:
+def _anchor_indexes(
+    data: bytearray, names_at: int, offs: list[int], tokens: list[bytes], wanted: set[bytes]
+) -> dict[str, int]:
     """Index of each wanted symbol name (the first one, as the kernel's lookup finds)."""
     found: dict[str, int] = {}
     for i, off in enumerate(offs):
@@ -298,28 +318,40 @@ def _decoders(img: Image, count: int, start: int, layout: str) -> list[Decoder]:
         base = img.word(base_at, 8)
 
         def rel(i: int, o=offsets, b=base) -> int:
-            return (b + int.from_bytes(img.data[o + 4 * i:o + 4 * i + 4], "little")) % (1 << 64)
+            return (b + int.from_bytes(img.data[o + 4 * i : o + 4 * i + 4], "little")) % (1 << 64)
 
         def pcpu(i: int, o=offsets, b=base) -> int:
-            v = int.from_bytes(img.data[o + 4 * i:o + 4 * i + 4], "little", signed=True)
+            v = int.from_bytes(img.data[o + 4 * i : o + 4 * i + 4], "little", signed=True)
             return v if v >= 0 else (b - 1 - v) % (1 << 64)
+
         out.append(("base-relative", {"offsets": offsets, "relative_base": base_at}, rel))
         out.append(("absolute-percpu", {"offsets": offsets, "relative_base": base_at}, pcpu))
     if layout == "6.4+" and img.need(offsets + 4 * count):
+
         def prel(i: int, o=offsets) -> int:
-            v = int.from_bytes(img.data[o + 4 * i:o + 4 * i + 4], "little", signed=True)
+            v = int.from_bytes(img.data[o + 4 * i : o + 4 * i + 4], "little", signed=True)
             return (img.va + o + 4 * i + v) % (1 << 64)
+
         out.append(("place-relative", {"offsets": offsets}, prel))
     if addresses >= 0 and img.need(addresses + 8 * count):
+
         def absolute(i: int, a=addresses) -> int:
-            return int.from_bytes(img.data[a + 8 * i:a + 8 * i + 8], "little")
+            return int.from_bytes(img.data[a + 8 * i : a + 8 * i + 8], "little")
+
         out.append(("absolute", {"addresses": addresses}, absolute))
     return out
 
 
-def find(read: Callable[[int, int], bytes], image_pa: int, image_va: int, limit: int,
-         known: dict[str, int], *, timeout: float = 120.0,
-         progress: Progress = lambda m: None) -> KallsymsTables:
+def find(
+    read: Callable[[int, int], bytes],
+    image_pa: int,
+    image_va: int,
+    limit: int,
+    known: dict[str, int],
+    *,
+    timeout: float = 120.0,
+    progress: Progress = lambda m: None,
+) -> KallsymsTables:
     """The kallsyms tables of the kernel image at ``image_pa`` (virtual ``image_va``),
     searched in its first ``limit`` bytes and checked against ``known`` (VMCOREINFO's
     symbols). GuestDataError when no table passes every check."""
@@ -327,8 +359,10 @@ def find(read: Callable[[int, int], bytes], image_pa: int, image_va: int, limit:
     img = Image(read, image_pa, image_va, limit)
     anchors = {k: v for k, v in known.items() if k in ANCHORS}
     if len(anchors) < MIN_ANCHORS:
-        raise GuestDataError("VMCOREINFO names too few kernel symbols to check a kallsyms "
-                             f"table found by structure (has {sorted(anchors) or 'none'})")
+        raise GuestDataError(
+            "VMCOREINFO names too few kernel symbols to check a kallsyms "
+            f"table found by structure (has {sorted(anchors) or 'none'})"
+        )
     rejected: list[str] = []
     pos, hits = 0, 0
     progress(f"searching the kernel image at {image_va:#x} for its kallsyms tables")
@@ -346,16 +380,18 @@ def find(read: Callable[[int, int], bytes], image_pa: int, image_va: int, limit:
         except _Reject as e:
             rejected.append(f"{image_va + hit:#x}: {e}")
     why = "; ".join(rejected[:3]) if rejected else "no token table (digit run) in it"
-    raise GuestDataError(f"no kallsyms tables in the kernel image's first {limit >> 20} MiB "
-                         f"at {image_va:#x}: {why}")
+    raise GuestDataError(
+        f"no kallsyms tables in the kernel image's first {limit >> 20} MiB at {image_va:#x}: {why}"
+    )
 
 
 class _Reject(Exception):
     pass
 
 
-def _check_candidate(img: Image, hit: int, anchors: dict[str, int],
-                     deadline: float) -> KallsymsTables:
+def _check_candidate(
+    img: Image, hit: int, anchors: dict[str, int], deadline: float
+) -> KallsymsTables:
     found = _token_table(img, hit)
     if found is None:
         raise _Reject("not a token table")
@@ -370,8 +406,11 @@ def _check_candidate(img: Image, hit: int, anchors: dict[str, int],
             break
         tried.append(str(len(markers)))
     if names is None:
-        raise _Reject(f"no names stream for {' or '.join(tried)} markers" if tried
-                      else "no marker array before the token table")
+        raise _Reject(
+            f"no names stream for {' or '.join(tried)} markers"
+            if tried
+            else "no marker array before the token table"
+        )
     num_at, count, offs = names
     names_at = num_at + 8
     where = _anchor_indexes(img.data, names_at, offs, tokens, {a.encode() for a in anchors})
@@ -385,11 +424,18 @@ def _check_candidate(img: Image, hit: int, anchors: dict[str, int],
                     continue
                 stext = decode(where["_stext"]) if "_stext" in where else None
                 return KallsymsTables(
-                    num_syms=count, num_syms_at=va + num_at, names=va + names_at,
-                    markers=va + markers_at, token_table=va + table_at,
-                    token_index=va + index_at, encoding=encoding, layout=layout,
-                    agreed=sorted(where), stext=stext,
-                    **{k: va + v for k, v in places.items()})
+                    num_syms=count,
+                    num_syms_at=va + num_at,
+                    names=va + names_at,
+                    markers=va + markers_at,
+                    token_table=va + table_at,
+                    token_index=va + index_at,
+                    encoding=encoding,
+                    layout=layout,
+                    agreed=sorted(where),
+                    stext=stext,
+                    **{k: va + v for k, v in places.items()},
+                )
     raise _Reject(f"no address encoding gives VMCOREINFO's {', '.join(sorted(where))}")
 
 

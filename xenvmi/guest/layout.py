@@ -23,8 +23,16 @@ Fields = dict[str, Any]
 #: Fields further apart than this are read separately (see :class:`Layout`).
 GAP = 256
 _SCALARS = (TypeKind.INT, TypeKind.BOOL, TypeKind.ENUM, TypeKind.POINTER)
-_FORMATS = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
-            (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
+_FORMATS = {
+    (1, False): "B",
+    (1, True): "b",
+    (2, False): "H",
+    (2, True): "h",
+    (4, False): "I",
+    (4, True): "i",
+    (8, False): "Q",
+    (8, True): "q",
+}
 
 
 def _strip(t: drgn.Type) -> drgn.Type:
@@ -73,8 +81,13 @@ class Layout:
     _absent: dict[str, None]  # the optional fields this kernel lacks
 
     @classmethod
-    def of(cls, prog: drgn.Program, type_name: str, fields: dict[str, tuple[str, ...]],
-           optional: tuple[str, ...] = ()) -> Layout:
+    def of(
+        cls,
+        prog: drgn.Program,
+        type_name: str,
+        fields: dict[str, tuple[str, ...]],
+        optional: tuple[str, ...] = (),
+    ) -> Layout:
         """The layout of ``fields`` (our name -> member paths to try, in order: renamed
         across kernel versions) in ``type_name``. A field missing from the kernel raises
         LookupError, unless it is ``optional`` (then it unpacks as None). Cached per
@@ -114,9 +127,14 @@ class Layout:
             chunks[-1][2].append(name)
             pos = off + struct.calcsize("<" + f)
         present = {name for _, _, name in found}
-        layout = cls(type_name, names, found[0][0], pos - found[0][0],
-                     tuple((o, struct.Struct("".join(f)), tuple(n)) for o, f, n in chunks),
-                     {n: None for n in names if n not in present})
+        layout = cls(
+            type_name,
+            names,
+            found[0][0],
+            pos - found[0][0],
+            tuple((o, struct.Struct("".join(f)), tuple(n)) for o, f, n in chunks),
+            {n: None for n in names if n not in present},
+        )
         prog.cache[key] = layout
         return layout
 
@@ -129,8 +147,7 @@ class Layout:
             out.update(self._absent)
         return out
 
-    def read(self, read: Callable[[int, int], bytes],
-             address: int) -> Fields:
+    def read(self, read: Callable[[int, int], bytes], address: int) -> Fields:
         """Read (``read(address, size)``, e.g. ``Program.read``, one call per chunk) and
         unpack the struct at kernel ``address``; what ``read`` raises (drgn.FaultError)
         if unreadable."""

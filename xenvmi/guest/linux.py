@@ -35,8 +35,7 @@ MAX_KTHREAD_NAME = 64  # kthread full names are kasprintf()ed; ps shows them who
 PF_WQ_WORKER = 0x20
 WORKER_DESC_LEN = 24
 #: What a failed entry read can raise: faults, odd types, our own data errors.
-ENTRY_ERRORS = (drgn.FaultError, LookupError, ValueError, OverflowError, TypeError,
-                GuestDataError)
+ENTRY_ERRORS = (drgn.FaultError, LookupError, ValueError, OverflowError, TypeError, GuestDataError)
 
 # include/linux/sched.h (stable since 4.14): TASK_REPORT bits, in fs/proc/array.c order.
 _STATE_CHARS = "RSDTtXZPI"
@@ -67,12 +66,20 @@ def _type(prog: drgn.Program, name: str) -> drgn.Type:
 
 
 #: The task_struct fields a process row needs (kernel renames: first found wins).
-_TASK = {"pid": ("pid",), "state": ("__state", "state"), "exit_state": ("exit_state",),
-         "real_parent": ("real_parent",), "cred": ("cred",), "mm": ("mm",),
-         "start": ("start_boottime", "real_start_time", "start_time"), "comm": ("comm",),
-         # a kernel thread's struct kthread: task->worker_private since 5.17, before it
-         # the kernel's to_kthread() read it from task->set_child_tid
-         "flags": ("flags",), "worker_private": ("worker_private", "set_child_tid")}
+_TASK = {
+    "pid": ("pid",),
+    "state": ("__state", "state"),
+    "exit_state": ("exit_state",),
+    "real_parent": ("real_parent",),
+    "cred": ("cred",),
+    "mm": ("mm",),
+    "start": ("start_boottime", "real_start_time", "start_time"),
+    "comm": ("comm",),
+    # a kernel thread's struct kthread: task->worker_private since 5.17, before it
+    # the kernel's to_kthread() read it from task->set_child_tid
+    "flags": ("flags",),
+    "worker_private": ("worker_private", "set_child_tid"),
+}
 _TASK_OPTIONAL = ("flags", "worker_private")
 
 
@@ -83,13 +90,22 @@ class _Layouts:
         self.task = Layout.of(prog, "struct task_struct", _TASK, _TASK_OPTIONAL)
         self.tgid = Layout.of(prog, "struct task_struct", {"tgid": ("tgid",)})
         self.cred = Layout.of(prog, "struct cred", {"euid": ("euid.val",)})
-        self.mm = Layout.of(prog, "struct mm_struct", {
-            "pgd": ("pgd",), "arg_start": ("arg_start",), "arg_end": ("arg_end",)})
-        self.kthread = _optional(prog, "struct kthread",
-                                 {"full_name": ("full_name",), "data": ("data",)},
-                                 ("full_name", "data"))
-        self.worker = _optional(prog, "struct worker", {
-            "desc": ("desc",), "current_work": ("current_work",), "pool": ("pool",)})
+        self.mm = Layout.of(
+            prog,
+            "struct mm_struct",
+            {"pgd": ("pgd",), "arg_start": ("arg_start",), "arg_end": ("arg_end",)},
+        )
+        self.kthread = _optional(
+            prog,
+            "struct kthread",
+            {"full_name": ("full_name",), "data": ("data",)},
+            ("full_name", "data"),
+        )
+        self.worker = _optional(
+            prog,
+            "struct worker",
+            {"desc": ("desc",), "current_work": ("current_work",), "pool": ("pool",)},
+        )
         self.tasks_offset = prog.type("struct task_struct").member("tasks").offset
 
 
@@ -114,7 +130,11 @@ def _cmdline(kp, mm: dict, mm_addr: int) -> str | None:
         try:
             raw = pagetable.read_user(
                 lambda pa, n: kp.memory.read_physical(pa, n, strict=True),
-                pgd_pa, start, size, kp.paging_levels)
+                pgd_pa,
+                start,
+                size,
+                kp.paging_levels,
+            )
         except PhysicalFault:  # a table entry pointing outside the guest
             return None
     if not raw:
@@ -126,6 +146,7 @@ def _cmdline(kp, mm: dict, mm_addr: int) -> str | None:
 def _remote_vm(prog: drgn.Program, mm: dict, mm_addr: int, start: int, size: int) -> bytes:
     """drgn's page-table walk, for pgds outside the verified linear maps."""
     from drgn.helpers.linux.mm import access_remote_vm
+
     if not is_kernel_pointer(mm["pgd"], align=PAGE):
         return b""
     obj = Object(prog, _type(prog, "struct mm_struct"), address=mm_addr)
@@ -165,7 +186,7 @@ def _wq_worker_name(read, lay: _Layouts, kthread: dict | None, comm: str) -> str
     desc = c_string(w["desc"], WORKER_DESC_LEN)
     if not desc or not w["pool"]:  # a rescuer between rescues has no pool: plain comm
         return comm
-    return f"{comm}{'+' if w['current_work'] else '-'}{desc}"[:MAX_KTHREAD_NAME - 1]
+    return f"{comm}{'+' if w['current_work'] else '-'}{desc}"[: MAX_KTHREAD_NAME - 1]
 
 
 def _process(kp, lay: _Layouts, addr: int, budget: Budget, shared: dict) -> Process:
@@ -213,9 +234,17 @@ def _process(kp, lay: _Layouts, addr: int, budget: Budget, shared: dict) -> Proc
             comm = _wq_worker_name(read, lay, kt, comm)
         else:
             comm = _kthread_full_name(read, kt, comm)
-    return Process(pid=pid, ppid=ppid, comm=comm,
-                   state=state, uid=uid, start_time=t["start"] / 1e9, cmdline=cmdline,
-                   kernel_thread=kthread, task=addr)
+    return Process(
+        pid=pid,
+        ppid=ppid,
+        comm=comm,
+        state=state,
+        uid=uid,
+        start_time=t["start"] / 1e9,
+        cmdline=cmdline,
+        kernel_thread=kthread,
+        task=addr,
+    )
 
 
 def processes(kp, budget: Budget) -> list[Process]:
@@ -232,8 +261,9 @@ def processes(kp, budget: Budget) -> list[Process]:
     seen_pids: set[int] = set()
     shared: dict[int, int] = {}
     try:
-        for node in walk_nodes(kp.read, head + lay.tasks_offset, budget,
-                               max_count=MAX_TASKS, what="task list"):
+        for node in walk_nodes(
+            kp.read, head + lay.tasks_offset, budget, max_count=MAX_TASKS, what="task list"
+        ):
             addr = node - lay.tasks_offset
             try:
                 p = _process(kp, lay, addr, budget, shared)
@@ -270,8 +300,9 @@ def _module(prog: drgn.Program, mod: Object) -> Module:
     except (LookupError, AttributeError):
         refcount = None
     state = _MODULE_STATES.get(m.state.value_(), "?")
-    return Module(name=c_string(m.name.string_(), 64), size=size, state=state,
-                  refcount=refcount, address=base)
+    return Module(
+        name=c_string(m.name.string_(), 64), size=size, state=state, refcount=refcount, address=base
+    )
 
 
 def modules(kp, budget: Budget) -> list[Module]:
@@ -283,8 +314,9 @@ def modules(kp, budget: Budget) -> list[Module]:
     except (LookupError, drgn.FaultError) as e:
         raise GuestDataError(f"cannot find the module list in the guest kernel: {e}") from None
     try:
-        for mod in walk_list(head, "struct module", "list", budget,
-                             max_count=MAX_MODULES, what="module list"):
+        for mod in walk_list(
+            head, "struct module", "list", budget, max_count=MAX_MODULES, what="module list"
+        ):
             try:
                 out.append(_module(prog, mod))
             except DeadlineExceeded:
@@ -301,8 +333,9 @@ def _uts(prog: drgn.Program) -> tuple[str | None, str | None, str | None]:
         name = prog["init_uts_ns"].name.read_()
     except (LookupError, drgn.FaultError):
         return None, None, None
-    release, version, nodename = (c_string(getattr(name, f).string_(), 65)
-                                  for f in ("release", "version", "nodename"))
+    release, version, nodename = (
+        c_string(getattr(name, f).string_(), 65) for f in ("release", "version", "nodename")
+    )
     return release, version, nodename
 
 
@@ -314,14 +347,24 @@ def kernel_info(kp, budget: Budget) -> KernelInfo:
     if release is not None and release != info.osrelease:
         budget.warn(f"init_uts_ns says {release!r} but VMCOREINFO {info.osrelease!r}")
     sources = dict(kp.sources)
-    sources.update({"version": "init_uts_ns.name.version", "hostname":
-                    "init_uts_ns.name.nodename"})
+    sources.update({"version": "init_uts_ns.name.version", "hostname": "init_uts_ns.name.nodename"})
     return KernelInfo(
-        domain=kp.memory.name, release=info.osrelease, version=version, hostname=hostname,
-        build_id=info.build_id, kaslr_slide=info.kernel_offset, phys_base=info.phys_base,
-        page_size=info.page_size, vmcoreinfo_address=d.note_address, btf_size=kp.btf_size,
-        btf_types=kp.btf_types, symbols=kp.symbols, discovery_seconds=round(d.seconds, 3),
-        discovery_cached=d.from_cache, sources=sources)
+        domain=kp.memory.name,
+        release=info.osrelease,
+        version=version,
+        hostname=hostname,
+        build_id=info.build_id,
+        kaslr_slide=info.kernel_offset,
+        phys_base=info.phys_base,
+        page_size=info.page_size,
+        vmcoreinfo_address=d.note_address,
+        btf_size=kp.btf_size,
+        btf_types=kp.btf_types,
+        symbols=kp.symbols,
+        discovery_seconds=round(d.seconds, 3),
+        discovery_cached=d.from_cache,
+        sources=sources,
+    )
 
 
 MAX_RESOURCES = 4096
@@ -344,16 +387,21 @@ def ram_ranges(kp, budget: Budget) -> list[tuple[int, int]]:
             budget.warn("iomem_resource: stopped at the deadline")
             break
         if not is_kernel_pointer(node) or node in seen or len(seen) >= MAX_RESOURCES:
-            budget.warn(f"iomem_resource: entry {len(seen)} at {node:#x} is not a new kernel "
-                        f"address (corrupt or cyclic); the walk stops there")
+            budget.warn(
+                f"iomem_resource: entry {len(seen)} at {node:#x} is not a new kernel "
+                f"address (corrupt or cyclic); the walk stops there"
+            )
             break
         seen.add(node)
         try:
             r = Object(prog, "struct resource *", node)[0].read_()
             start, end = r.start.value_(), r.end.value_()
             name_ptr = r.name.value_()
-            name = c_string(prog.read(name_ptr, len(SYSTEM_RAM) + 1), 16) \
-                if is_kernel_pointer(name_ptr, 1) else ""
+            name = (
+                c_string(prog.read(name_ptr, len(SYSTEM_RAM) + 1), 16)
+                if is_kernel_pointer(name_ptr, 1)
+                else ""
+            )
             node = r.sibling.value_()
         except ENTRY_ERRORS as e:
             budget.warn(f"iomem_resource: entry at {node:#x} unreadable ({e})")

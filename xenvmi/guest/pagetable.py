@@ -27,7 +27,7 @@ def translate(read: ReadPhysical, pgd_pa: int, va: int, levels: int = 4) -> int 
     if levels not in (4, 5):
         raise ValueError(f"{levels}-level paging is not x86-64")
     table = pgd_pa
-    for shift in (48, 39, 30, 21, 12)[5 - levels:]:
+    for shift in (48, 39, 30, 21, 12)[5 - levels :]:
         entry = _U64.unpack(read(table + ((va >> shift) & 511) * 8, 8))[0]
         if not entry & PRESENT:
             return None
@@ -38,8 +38,7 @@ def translate(read: ReadPhysical, pgd_pa: int, va: int, levels: int = 4) -> int 
     return table | (va & (PAGE - 1))
 
 
-def read_user(read: ReadPhysical, pgd_pa: int, va: int, size: int,
-              levels: int = 4) -> bytes:
+def read_user(read: ReadPhysical, pgd_pa: int, va: int, size: int, levels: int = 4) -> bytes:
     """Up to ``size`` bytes of user memory at ``va``: stops at the first page that is not
     mapped (swapped out, never touched), so the result may be short."""
     out = bytearray()

@@ -49,7 +49,7 @@ def _get(buf: bytes, base: int, field: tuple[int, int]) -> int:
     off, bits = field
     start = base + off // 8
     nbytes = (off % 8 + bits + 7) // 8
-    raw = int.from_bytes(buf[start:start + nbytes], "little")
+    raw = int.from_bytes(buf[start : start + nbytes], "little")
     return (raw >> (off % 8)) & ((1 << bits) - 1)
 
 
@@ -67,9 +67,9 @@ def _text(data: bytes, begin: int, nxt: int, size_bits: int, rid: int) -> bytes 
         return None
     if not 8 <= length <= size or start + length > len(data):
         return None
-    if int.from_bytes(data[start:start + 8], "little") & ID_MASK != rid:
+    if int.from_bytes(data[start : start + 8], "little") & ID_MASK != rid:
         return None  # a block starts with its descriptor's id: this one was overwritten
-    return data[start + 8:start + length]
+    return data[start + 8 : start + length]
 
 
 def kernel_log(kp, budget: Budget) -> list[LogRecord]:
@@ -100,11 +100,11 @@ def _read(prog: drgn.Program, rb: drgn.Object, budget: Budget) -> list[LogRecord
     count_bits = ring.count_bits.value_()
     size_bits = text_ring.size_bits.value_()
     if not 0 < count_bits <= MAX_COUNT_BITS or not 8 < size_bits <= MAX_TEXT_BITS:
-        budget.warn(f"kernel log: implausible ring sizes (count_bits={count_bits}, "
-                    f"size_bits={size_bits})")
+        budget.warn(
+            f"kernel log: implausible ring sizes (count_bits={count_bits}, size_bits={size_bits})"
+        )
         return []
-    descs, infos, data_ptr = (ring.descs.value_(), ring.infos.value_(),
-                              text_ring.data.value_())
+    descs, infos, data_ptr = (ring.descs.value_(), ring.infos.value_(), text_ring.data.value_())
     for name, ptr in (("descs", descs), ("infos", infos), ("text data", data_ptr)):
         if not is_kernel_pointer(ptr):
             budget.warn(f"kernel log: {name} pointer {ptr:#x} is not a kernel address")
@@ -128,26 +128,36 @@ def _read(prog: drgn.Program, rb: drgn.Object, budget: Budget) -> list[LogRecord
         sv = struct.unpack_from("<Q", dbuf, idx * dsz + df["state_var"][0] // 8)[0]
         if sv & ID_MASK == cur and (sv >> 62) & 3 in (DESC_COMMITTED, DESC_FINALIZED):
             base = idx * isz
-            text = _text(data, _get(dbuf, idx * dsz, df["text_blk_lpos.begin"]),
-                         _get(dbuf, idx * dsz, df["text_blk_lpos.next"]), size_bits, cur)
+            text = _text(
+                data,
+                _get(dbuf, idx * dsz, df["text_blk_lpos.begin"]),
+                _get(dbuf, idx * dsz, df["text_blk_lpos.next"]),
+                size_bits,
+                cur,
+            )
             if text is None:
                 bad += 1
             else:
-                text = text[:_get(ibuf, base, inf["text_len"])].rstrip(b"\x00")
+                text = text[: _get(ibuf, base, inf["text_len"])].rstrip(b"\x00")
                 caller = _get(ibuf, base, inf["caller_id"])
-                out.append(LogRecord(
-                    seq=_get(ibuf, base, inf["seq"]),
-                    timestamp=_get(ibuf, base, inf["ts_nsec"]) / 1e9,
-                    level=_get(ibuf, base, inf["level"]),
-                    facility=_get(ibuf, base, inf["facility"]),
-                    text=_clean(text),
-                    caller=_caller(caller)))
+                out.append(
+                    LogRecord(
+                        seq=_get(ibuf, base, inf["seq"]),
+                        timestamp=_get(ibuf, base, inf["ts_nsec"]) / 1e9,
+                        level=_get(ibuf, base, inf["level"]),
+                        facility=_get(ibuf, base, inf["facility"]),
+                        text=_clean(text),
+                        caller=_caller(caller),
+                    )
+                )
         if cur == head:
             break
         cur = (cur + 1) & ID_MASK
     else:
-        budget.warn(f"kernel log: head id {head:#x} not reached from the tail in {n} slots "
-                    "(bogus ring index); showing what was found")
+        budget.warn(
+            f"kernel log: head id {head:#x} not reached from the tail in {n} slots "
+            "(bogus ring index); showing what was found"
+        )
     if bad:
         budget.warn(f"kernel log: {bad} record(s) with an impossible text position skipped")
     return out
@@ -181,14 +191,19 @@ def legacy_layout(prog: drgn.Program, fields: dict[str, str]) -> dict | None:
     else:
         try:
             size = int(fields["SIZE(printk_log)"])
-            off = {n: int(fields[f"OFFSET(printk_log.{n})"])
-                   for n in ("ts_nsec", "len", "text_len", "dict_len")}
+            off = {
+                n: int(fields[f"OFFSET(printk_log.{n})"])
+                for n in ("ts_nsec", "len", "text_len", "dict_len")
+            }
         except (KeyError, ValueError):
             return None
-        members = {"ts_nsec": (off["ts_nsec"] * 8, 64), "len": (off["len"] * 8, 16),
-                   "text_len": (off["text_len"] * 8, 16),
-                   "facility": ((off["dict_len"] + 2) * 8, 8),
-                   "level": ((off["dict_len"] + 3) * 8 + 5, 3)}
+        members = {
+            "ts_nsec": (off["ts_nsec"] * 8, 64),
+            "len": (off["len"] * 8, 16),
+            "text_len": (off["text_len"] * 8, 16),
+            "facility": ((off["dict_len"] + 2) * 8, 8),
+            "level": ((off["dict_len"] + 3) * 8 + 5, 3),
+        }
         try:
             members["caller_id"] = (int(fields["OFFSET(printk_log.caller_id)"]) * 8, 32)
         except (KeyError, ValueError):
@@ -208,8 +223,10 @@ def legacy_kernel_log(kp, budget: Budget) -> list[LogRecord]:
     prog = kp.prog
     layout = legacy_layout(prog, kp.vmcoreinfo.fields if kp.vmcoreinfo is not None else {})
     if layout is None:
-        budget.warn("kernel log: neither a printk ring buffer (prb) nor a described "
-                    "log_buf (struct printk_log in BTF or VMCOREINFO) in this kernel")
+        budget.warn(
+            "kernel log: neither a printk ring buffer (prb) nor a described "
+            "log_buf (struct printk_log in BTF or VMCOREINFO) in this kernel"
+        )
         return []
     try:
         buf_ptr, buf_len = _u(prog, "log_buf"), _u(prog, "log_buf_len")
@@ -240,8 +257,9 @@ def legacy_kernel_log(kp, budget: Budget) -> list[LogRecord]:
         return []
 
 
-def _walk_legacy(buf: bytes, idx: int, end: int, seq: int, layout: dict,
-                 budget: Budget) -> list[LogRecord]:
+def _walk_legacy(
+    buf: bytes, idx: int, end: int, seq: int, layout: dict, budget: Budget
+) -> list[LogRecord]:
     head, size = layout["size"], len(buf)
     out: list[LogRecord] = []
     wrapped = False
@@ -259,21 +277,29 @@ def _walk_legacy(buf: bytes, idx: int, end: int, seq: int, layout: dict,
             idx, wrapped = 0, True
             continue
         text_len = _get(buf, idx, layout["text_len"])
-        if length < head or length % LOG_ALIGN or idx + length > size \
-                or head + text_len > length:
+        if length < head or length % LOG_ALIGN or idx + length > size or head + text_len > length:
             break
         ts = _get(buf, idx, layout["ts_nsec"])
         level = _get(buf, idx, layout["level"]) if "level" in layout else 0
         facility = _get(buf, idx, layout["facility"]) if "facility" in layout else 0
-        caller = _caller(_get(buf, idx, layout["caller_id"])) if "caller_id" in layout \
-            else None
-        text = buf[idx + head:idx + head + text_len]
-        out.append(LogRecord(seq=seq, timestamp=ts / 1e9, level=level, facility=facility,
-                             text=_clean(text), caller=caller))
+        caller = _caller(_get(buf, idx, layout["caller_id"])) if "caller_id" in layout else None
+        text = buf[idx + head : idx + head + text_len]
+        out.append(
+            LogRecord(
+                seq=seq,
+                timestamp=ts / 1e9,
+                level=level,
+                facility=facility,
+                text=_clean(text),
+                caller=caller,
+            )
+        )
         seq += 1
         idx += length
-    budget.warn(f"kernel log: log_buf's records do not lead from the first index to the "
-                f"next ({end}); showing the {len(out)} found")
+    budget.warn(
+        f"kernel log: log_buf's records do not lead from the first index to the "
+        f"next ({end}); showing the {len(out)} found"
+    )
     return out
 
 

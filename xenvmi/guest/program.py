@@ -40,8 +40,7 @@ MAX_KALLSYMS_SPAN = 64 << 20  # the tables of a 150k-symbol kernel span 1.8 MB
 #: Bounds of how much of the kernel image a search for kallsyms or BTF reads.
 MIN_IMAGE_SEARCH, MAX_IMAGE_SEARCH = 32 << 20, 128 << 20
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4
-PLATFORM = Platform(Architecture.X86_64,
-                    PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN)
+PLATFORM = Platform(Architecture.X86_64, PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN)
 
 
 @dataclass
@@ -89,8 +88,9 @@ class KernelProgram:
                 try:
                     return self.memory.read_physical(va - delta, size, strict=True)
                 except PhysicalFault as e:
-                    raise drgn.FaultError("guest-physical address not readable",
-                                          e.address) from None
+                    raise drgn.FaultError(
+                        "guest-physical address not readable", e.address
+                    ) from None
         return self.prog.read(va, size)
 
     def view(self, seconds: float | None) -> Budget:
@@ -100,19 +100,21 @@ class KernelProgram:
         return self.budget
 
 
-def _reader(kp_ref: list, mem: GuestMemory,
-            base: int | None = None) -> Callable[[int, int, int, bool], bytes]:
+def _reader(
+    kp_ref: list, mem: GuestMemory, base: int | None = None
+) -> Callable[[int, int, int, bool], bytes]:
     """drgn's read callback: guest-physical ``address``, or for a linear map of physical
     memory at ``base``, ``base`` plus the offset into the segment."""
+
     def read(address: int, count: int, offset: int, physical: bool) -> bytes:
         kp = kp_ref[0]
         if kp is not None and kp.budget.expired():
             raise DeadlineExceeded(f"deadline of {kp.budget.seconds:.0f}s exceeded")
         try:
-            return mem.read_physical(address if base is None else base + offset, count,
-                                     strict=True)
+            return mem.read_physical(address if base is None else base + offset, count, strict=True)
         except PhysicalFault as e:
             raise drgn.FaultError("guest-physical address not readable", e.address) from None
+
     return read
 
 
@@ -125,20 +127,24 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
         kp.sources["symbols"] = f"guest kallsyms tables ({len(cached)} symbols), from {cache}"
         return
     if not info.has_kallsyms():
-        raise GuestDataError(f"{kp.memory.name}: no kallsyms tables (Linux "
-                             f"{info.osrelease}): neither VMCOREINFO nor a search found them")
+        raise GuestDataError(
+            f"{kp.memory.name}: no kallsyms tables (Linux "
+            f"{info.osrelease}): neither VMCOREINFO nor a search found them"
+        )
     num = prog.read_u32(info.symbols["kallsyms_num_syms"])
     if not 0 < num <= MAX_KALLSYMS:
         raise GuestDataError(f"kallsyms_num_syms is {num}: not a kernel symbol count")
     if prog.flags & ProgramFlags.IS_LOCAL:  # would read dom0's own /proc/kallsyms
         raise AssertionError("guest Program must not be flagged local")
     from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms
+
     _stage_kallsyms(kp)
     try:
         index = load_vmlinux_kallsyms(prog)
     except (ValueError, LookupError, drgn.FaultError, OverflowError, MemoryError) as e:
-        raise GuestDataError(f"{kp.memory.name}: the kernel's kallsyms tables are "
-                             f"unreadable: {e}") from None
+        raise GuestDataError(
+            f"{kp.memory.name}: the kernel's kallsyms tables are unreadable: {e}"
+        ) from None
     prog.register_symbol_finder("kallsyms", index, enable_index=0)
     kp.symbols = num
     if cache:
@@ -163,23 +169,34 @@ def _image_span(info: VmcoreInfo) -> tuple[int, int]:
     last image symbol VMCOREINFO names (read-only data, kallsyms and BTF included, comes
     before .data's init_uts_ns), within MIN/MAX_IMAGE_SEARCH."""
     start = info.symbols.get("_stext", X86_64_TEXT_BASE + info.kernel_offset)
-    in_image = [a for a in info.symbols.values()
-                if KERNEL_MAP <= a < KERNEL_MAP + KERNEL_IMAGE_SIZE and a > start]
+    in_image = [
+        a
+        for a in info.symbols.values()
+        if KERNEL_MAP <= a < KERNEL_MAP + KERNEL_IMAGE_SIZE and a > start
+    ]
     span = max(in_image, default=start) - start
     return start, min(MAX_IMAGE_SEARCH, max(MIN_IMAGE_SEARCH, span))
 
 
-def _find_kallsyms(mem: GuestMemory, info: VmcoreInfo,
-                   progress: Callable[[str], None]) -> tuple[bytes, str]:
+def _find_kallsyms(
+    mem: GuestMemory, info: VmcoreInfo, progress: Callable[[str], None]
+) -> tuple[bytes, str]:
     """For a kernel whose VMCOREINFO does not name its kallsyms tables (Linux < 6.0):
     find them in the image (:mod:`xenvmi.guest.kallsyms_tables`), record them in
     ``info.symbols`` as 6.0 would, and return the note lines for drgn and how."""
     start, limit = _image_span(info)
-    progress(f"looking for {mem.name}'s kallsyms tables in its kernel image (Linux "
-             f"{info.osrelease}'s VMCOREINFO does not say where they are)")
-    tables = kallsyms_tables.find(lambda pa, n: mem.read_physical(pa, n),
-                                  info.kernel_image_pa(start), start, limit, info.symbols,
-                                  progress=progress)
+    progress(
+        f"looking for {mem.name}'s kallsyms tables in its kernel image (Linux "
+        f"{info.osrelease}'s VMCOREINFO does not say where they are)"
+    )
+    tables = kallsyms_tables.find(
+        lambda pa, n: mem.read_physical(pa, n),
+        info.kernel_image_pa(start),
+        start,
+        limit,
+        info.symbols,
+        progress=progress,
+    )
     lines = tables.vmcoreinfo_lines(info.symbols)
     info.symbols.update(tables.symbols())
     return lines, tables.describe()
@@ -208,7 +225,8 @@ def _stage_kallsyms(kp: KernelProgram) -> None:
         return  # drgn reads them through the page tables, as before
 
     def read(address: int, count: int, offset: int, physical: bool) -> bytes:
-        return data[offset:offset + count]
+        return data[offset : offset + count]
+
     kp.prog.add_memory_segment(start, len(data), read, physical=False)
 
 
@@ -239,11 +257,14 @@ def _check_note_owner(kp: KernelProgram) -> None:
     except PhysicalFault:
         theirs = b""
     if theirs != ours:
-        raise GuestDataError(f"{kp.memory.name}: the VMCOREINFO note at {d.note_address:#x} "
-                             f"is not the kernel's (vmcoreinfo_note points to {pa:#x}): "
-                             "planted or stale; run again with --no-cache")
-    kp.warnings.append(f"used a copy of VMCOREINFO at {d.note_address:#x}; the kernel's "
-                       f"is at {pa:#x} (identical)")
+        raise GuestDataError(
+            f"{kp.memory.name}: the VMCOREINFO note at {d.note_address:#x} "
+            f"is not the kernel's (vmcoreinfo_note points to {pa:#x}): "
+            "planted or stale; run again with --no-cache"
+        )
+    kp.warnings.append(
+        f"used a copy of VMCOREINFO at {d.note_address:#x}; the kernel's is at {pa:#x} (identical)"
+    )
 
 
 def _load_btf(kp: KernelProgram, cache: Path | None) -> None:
@@ -268,8 +289,7 @@ def _load_btf(kp: KernelProgram, cache: Path | None) -> None:
         # The kernel image is physically contiguous: one bulk read, not ~1000 pages.
         data = kp.memory.read_physical(info.kernel_image_pa(start), size, strict=True)
         if data[:3] != b"\x9f\xeb\x01":
-            raise GuestDataError(f"no BTF magic at __start_BTF ({start:#x}): "
-                                 f"{data[:4].hex()}")
+            raise GuestDataError(f"no BTF magic at __start_BTF ({start:#x}): {data[:4].hex()}")
     finder = attach_btf(prog, data, index=index)
     kp.btf_size, kp.btf_types = size, finder.btf.count
     kp.sources["types"] = where
@@ -292,11 +312,12 @@ def _search_btf(kp: KernelProgram) -> tuple[int, int]:
     try:
         at, size = B.find_vmlinux_btf(data)
     except GuestDataError as e:
-        raise GuestDataError(f"{kp.memory.name}: the kernel has no BTF (__start_BTF is not "
-                             f"in kallsyms, and {e}): built without CONFIG_DEBUG_INFO_BTF? "
-                             "xenvmi reads the kernel's types from its BTF (distribution "
-                             "kernels have it since Debian 11, Ubuntu 20.10, RHEL 8.2)"
-                             ) from None
+        raise GuestDataError(
+            f"{kp.memory.name}: the kernel has no BTF (__start_BTF is not "
+            f"in kallsyms, and {e}): built without CONFIG_DEBUG_INFO_BTF? "
+            "xenvmi reads the kernel's types from its BTF (distribution "
+            "kernels have it since Debian 11, Ubuntu 20.10, RHEL 8.2)"
+        ) from None
     return start + at, start + at + size
 
 
@@ -313,9 +334,15 @@ def _drgn_plugins_disabled(disable: bool):
         del os.environ["DRGN_DISABLE_PLUGINS"]
 
 
-def build(mem: GuestMemory, discovery: Discovery, *, timeout: float | None = 300.0,
-          use_cache: bool = True, progress: Callable[[str], None] = lambda m: None,
-          drgn_plugins: bool = True) -> KernelProgram:
+def build(
+    mem: GuestMemory,
+    discovery: Discovery,
+    *,
+    timeout: float | None = 300.0,
+    use_cache: bool = True,
+    progress: Callable[[str], None] = lambda m: None,
+    drgn_plugins: bool = True,
+) -> KernelProgram:
     """A drgn Program for the guest kernel: memory, page tables, kallsyms, BTF.
 
     ``drgn_plugins=False`` keeps drgn from loading its plugins (entry points in the group
@@ -375,8 +402,7 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
         pob = _page_offset_base(prog)
     except drgn.FaultError:
         pob = None
-    if pob is not None and is_kernel_pointer(pob, align=1 << 30) and \
-            pob + mem.ram_top < 1 << 64:
+    if pob is not None and is_kernel_pointer(pob, align=1 << 30) and pob + mem.ram_top < 1 << 64:
         maps.append(("direct map", pob, mem.ram_top, 0, d.note_address))
     try:
         text, end = prog.symbol("_text").address, prog.symbol("_end").address
@@ -390,10 +416,13 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
         except (drgn.FaultError, PhysicalFault):
             agree = False
         if not agree:
-            kp.warnings.append(f"the guest's {name} at {va:#x} does not match its page "
-                               "tables: reads there walk the page tables (slower)")
+            kp.warnings.append(
+                f"the guest's {name} at {va:#x} does not match its page "
+                "tables: reads there walk the page tables (slower)"
+            )
             continue
         prog.add_memory_segment(va, size, _reader(ref, mem, pa), physical=False)
         kp.linear.append((va, va + size, va - pa))
-        kp.sources[name] = f"{va:#x}+{size:#x} read at physical {pa:#x} (agrees with " \
-                           f"the page tables)"
+        kp.sources[name] = (
+            f"{va:#x}+{size:#x} read at physical {pa:#x} (agrees with the page tables)"
+        )

@@ -32,8 +32,10 @@ def paths(discovery, note: bytes) -> tuple[Path, Path] | None:
         return None
     digest = hashlib.sha256(note).hexdigest()[:16]
     stem = Path(discovery.cache_path).with_suffix("")
-    return (stem.with_name(f"{stem.name}-{digest}.kallsyms"),
-            stem.with_name(f"{stem.name}-{digest}.btf"))
+    return (
+        stem.with_name(f"{stem.name}-{digest}.kallsyms"),
+        stem.with_name(f"{stem.name}-{digest}.btf"),
+    )
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -49,8 +51,16 @@ def save_symbols(path: Path, symbols: list[Symbol]) -> None:
     kinds = bytes(s.kind.value for s in symbols)
     binds = bytes(s.binding.value for s in symbols)
     names = "\n".join(s.name for s in symbols).encode()
-    _write(path, MAGIC + struct.pack("<II", len(symbols), len(names)) + addrs.tobytes()
-           + sizes.tobytes() + kinds + binds + names)
+    _write(
+        path,
+        MAGIC
+        + struct.pack("<II", len(symbols), len(names))
+        + addrs.tobytes()
+        + sizes.tobytes()
+        + kinds
+        + binds
+        + names,
+    )
 
 
 class CachedSymbols:
@@ -60,8 +70,13 @@ class CachedSymbols:
     """
 
     def __init__(self, names, addrs, sizes, kinds, binds) -> None:
-        self.names, self.addrs, self.sizes, self.kinds, self.binds = \
-            names, addrs, sizes, kinds, binds
+        self.names, self.addrs, self.sizes, self.kinds, self.binds = (
+            names,
+            addrs,
+            sizes,
+            kinds,
+            binds,
+        )
         self._unique: dict[str, int] | None = None  # name -> its last index
         self._dups: dict[str, list[int]] = {}  # every index of the names that repeat
         self._lookups = 0
@@ -115,8 +130,13 @@ class CachedSymbols:
         return len(self.names)
 
     def symbol(self, i: int) -> Symbol:
-        return Symbol(self.names[i], self.addrs[i], self.sizes[i], _BINDINGS[self.binds[i]],
-                      _KINDS[self.kinds[i]])
+        return Symbol(
+            self.names[i],
+            self.addrs[i],
+            self.sizes[i],
+            _BINDINGS[self.binds[i]],
+            _KINDS[self.kinds[i]],
+        )
 
     def __call__(self, prog, name, address, one) -> list[Symbol]:
         hits: Sequence[int]
@@ -156,12 +176,15 @@ def load_symbols(path: Path) -> CachedSymbols | None:
     if not 0 < n <= MAX_SYMBOLS or len(data) != 16 + 18 * n + nlen:
         return None
     pos = 16
-    addrs = array("Q", data[pos:pos + 8 * n])
-    sizes = array("Q", data[pos + 8 * n:pos + 16 * n])
-    kinds, binds = data[pos + 16 * n:pos + 17 * n], data[pos + 17 * n:pos + 18 * n]
-    names = data[pos + 18 * n:].decode("utf-8", "replace").split("\n")
-    if len(names) != n or any(k not in _KINDS for k in set(kinds)) or \
-            any(b not in _BINDINGS for b in set(binds)):
+    addrs = array("Q", data[pos : pos + 8 * n])
+    sizes = array("Q", data[pos + 8 * n : pos + 16 * n])
+    kinds, binds = data[pos + 16 * n : pos + 17 * n], data[pos + 17 * n : pos + 18 * n]
+    names = data[pos + 18 * n :].decode("utf-8", "replace").split("\n")
+    if (
+        len(names) != n
+        or any(k not in _KINDS for k in set(kinds))
+        or any(b not in _BINDINGS for b in set(binds))
+    ):
         return None
     return CachedSymbols(names, addrs, sizes, kinds, binds)
 

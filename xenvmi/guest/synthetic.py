@@ -23,19 +23,29 @@ from xenvmi.guest.program import PLATFORM
 BASE = 0xFFFF_8880_0100_0000  # a direct-map address, like real kernel heap objects
 
 # Layouts (byte offsets) the writer below and the helpers agree on.
-TASK = {"__state": 0, "exit_state": 4, "tasks": 8, "pid": 24, "tgid": 28, "comm": 32,
-        "real_parent": 48, "cred": 56, "mm": 64, "start_time": 72, "start_boottime": 80,
-        "worker_private": 88, "flags": 96}
+TASK = {
+    "__state": 0,
+    "exit_state": 4,
+    "tasks": 8,
+    "pid": 24,
+    "tgid": 28,
+    "comm": 32,
+    "real_parent": 48,
+    "cred": 56,
+    "mm": 64,
+    "start_time": 72,
+    "start_boottime": 80,
+    "worker_private": 88,
+    "flags": 96,
+}
 TASK_SIZE = 104
 PF_WQ_WORKER = 0x20
 CRED = {"uid": 4, "euid": 8}
-MODULE = {"state": 0, "list": 8, "name": 24, "refcnt": 80, "core_layout": 88,
-          "init_layout": 104}
+MODULE = {"state": 0, "list": 8, "name": 24, "refcnt": 80, "core_layout": 88, "init_layout": 104}
 MODULE_SIZE = 120
 
 
-def _btf(before_5_17: bool = False, module_mem: bool = False,
-         printk_log: bool = False) -> bytes:
+def _btf(before_5_17: bool = False, module_mem: bool = False, printk_log: bool = False) -> bytes:
     """``before_5_17``: the task_struct member names of older kernels (``state`` before
     5.14's ``__state``; the kthread pointer in ``set_child_tid`` before 5.17's
     ``worker_private``), at the same offsets: views must find them by name.
@@ -61,57 +71,140 @@ def _btf(before_5_17: bool = False, module_mem: bool = False,
     atomic_long = w.typedef("atomic_long_t", w.struct(None, 8, [("counter", long_, 0)]))
     kuid = w.typedef("kuid_t", w.struct(None, 4, [("val", uint, 0)]))
     cred = w.struct("cred", 16, [("usage", atomic, 0), ("uid", kuid, 32), ("euid", kuid, 64)])
-    mm = w.struct("mm_struct", 32, [("pgd", w.ptr(ulong), 0), ("arg_start", ulong, 64),
-                                    ("arg_end", ulong, 128)])
+    mm = w.struct(
+        "mm_struct",
+        32,
+        [("pgd", w.ptr(ulong), 0), ("arg_start", ulong, 64), ("arg_end", ulong, 128)],
+    )
     task = w.struct("task_struct", TASK_SIZE)
     tp = w.ptr(task)
-    w.set_members(task, [
-        (state_name, uint, 0), ("exit_state", int_, 32), ("tasks", lh, 64),
-        ("pid", pid_t, 192), ("tgid", pid_t, 224), ("comm", w.array(char, 16, int_), 256),
-        ("real_parent", tp, 384), ("cred", w.ptr(w.const(cred)), 448),
-        ("mm", w.ptr(mm), 512), ("start_time", u64, 576), ("start_boottime", u64, 640),
-        (kthread_name, w.ptr(0), 704), ("flags", uint, 768)])
+    w.set_members(
+        task,
+        [
+            (state_name, uint, 0),
+            ("exit_state", int_, 32),
+            ("tasks", lh, 64),
+            ("pid", pid_t, 192),
+            ("tgid", pid_t, 224),
+            ("comm", w.array(char, 16, int_), 256),
+            ("real_parent", tp, 384),
+            ("cred", w.ptr(w.const(cred)), 448),
+            ("mm", w.ptr(mm), 512),
+            ("start_time", u64, 576),
+            ("start_boottime", u64, 640),
+            (kthread_name, w.ptr(0), 704),
+            ("flags", uint, 768),
+        ],
+    )
     w.struct("kthread", 16, [("full_name", w.ptr(char), 0), ("data", w.ptr(0), 64)])
     work = w.struct("work_struct", 8, [("data", atomic_long, 0)])
-    w.struct("worker", 40, [("current_work", w.ptr(work), 0), ("pool", w.ptr(0), 64),
-                            ("desc", w.array(char, 24, int_), 128)])
-    layout = w.struct("module_layout", 16, [("base", w.ptr(0), 0),
-                                            ("size", uint, 64)])
-    state = w.enum("module_state", 4, [("MODULE_STATE_LIVE", 0), ("MODULE_STATE_COMING", 1),
-                                       ("MODULE_STATE_GOING", 2), ("MODULE_STATE_UNFORMED", 3)])
+    w.struct(
+        "worker",
+        40,
+        [
+            ("current_work", w.ptr(work), 0),
+            ("pool", w.ptr(0), 64),
+            ("desc", w.array(char, 24, int_), 128),
+        ],
+    )
+    layout = w.struct("module_layout", 16, [("base", w.ptr(0), 0), ("size", uint, 64)])
+    state = w.enum(
+        "module_state",
+        4,
+        [
+            ("MODULE_STATE_LIVE", 0),
+            ("MODULE_STATE_COMING", 1),
+            ("MODULE_STATE_GOING", 2),
+            ("MODULE_STATE_UNFORMED", 3),
+        ],
+    )
     if module_mem:
         memory = w.struct("module_memory", 16, [("base", w.ptr(0), 0), ("size", uint, 64)])
         parts = [("mem", w.array(memory, 2, int_), 704)]
     else:
         parts = [("core_layout", layout, 704), ("init_layout", layout, 832)]
-    w.struct("module", MODULE_SIZE, [
-        ("state", state, 0), ("list", lh, 64), ("name", w.array(char, 56, int_), 192),
-        ("refcnt", atomic, 640), *parts])
+    w.struct(
+        "module",
+        MODULE_SIZE,
+        [
+            ("state", state, 0),
+            ("list", lh, 64),
+            ("name", w.array(char, 56, int_), 192),
+            ("refcnt", atomic, 640),
+            *parts,
+        ],
+    )
     lpos = w.struct("prb_data_blk_lpos", 16, [("begin", ulong, 0), ("next", ulong, 64)])
-    desc = w.struct("prb_desc", 24, [("state_var", atomic_long, 0),
-                                     ("text_blk_lpos", lpos, 64)])
-    info = w.struct("printk_info", 32, [
-        ("seq", u64, 0), ("ts_nsec", u64, 64), ("text_len", u16, 128),
-        ("facility", u8, 144), ("flags", u8, 152, 5), ("level", u8, 157, 3),
-        ("caller_id", u32, 160)])
-    dring = w.struct("prb_desc_ring", 40, [
-        ("count_bits", uint, 0), ("descs", w.ptr(desc), 64), ("infos", w.ptr(info), 128),
-        ("head_id", atomic_long, 192), ("tail_id", atomic_long, 256)])
-    tring = w.struct("prb_data_ring", 32, [
-        ("size_bits", uint, 0), ("data", w.ptr(char), 64), ("head_lpos", atomic_long, 128),
-        ("tail_lpos", atomic_long, 192)])
-    w.struct("printk_ringbuffer", 80, [("desc_ring", dring, 0), ("text_data_ring", tring, 320),
-                                       ("fail", atomic_long, 576)])
+    desc = w.struct("prb_desc", 24, [("state_var", atomic_long, 0), ("text_blk_lpos", lpos, 64)])
+    info = w.struct(
+        "printk_info",
+        32,
+        [
+            ("seq", u64, 0),
+            ("ts_nsec", u64, 64),
+            ("text_len", u16, 128),
+            ("facility", u8, 144),
+            ("flags", u8, 152, 5),
+            ("level", u8, 157, 3),
+            ("caller_id", u32, 160),
+        ],
+    )
+    dring = w.struct(
+        "prb_desc_ring",
+        40,
+        [
+            ("count_bits", uint, 0),
+            ("descs", w.ptr(desc), 64),
+            ("infos", w.ptr(info), 128),
+            ("head_id", atomic_long, 192),
+            ("tail_id", atomic_long, 256),
+        ],
+    )
+    tring = w.struct(
+        "prb_data_ring",
+        32,
+        [
+            ("size_bits", uint, 0),
+            ("data", w.ptr(char), 64),
+            ("head_lpos", atomic_long, 128),
+            ("tail_lpos", atomic_long, 192),
+        ],
+    )
+    w.struct(
+        "printk_ringbuffer",
+        80,
+        [("desc_ring", dring, 0), ("text_data_ring", tring, 320), ("fail", atomic_long, 576)],
+    )
     if printk_log:
-        w.struct("printk_log", 20, [
-            ("ts_nsec", u64, 0), ("len", u16, 64), ("text_len", u16, 80),
-            ("dict_len", u16, 96), ("facility", u8, 112), ("flags", u8, 120, 5),
-            ("level", u8, 125, 3), ("caller_id", u32, 128)])
+        w.struct(
+            "printk_log",
+            20,
+            [
+                ("ts_nsec", u64, 0),
+                ("len", u16, 64),
+                ("text_len", u16, 80),
+                ("dict_len", u16, 96),
+                ("facility", u8, 112),
+                ("flags", u8, 120, 5),
+                ("level", u8, 125, 3),
+                ("caller_id", u32, 128),
+            ],
+        )
     res = w.struct("resource", 64)
     rp = w.ptr(res)
-    w.set_members(res, [("start", u64, 0), ("end", u64, 64), ("name", w.ptr(w.const(char)), 128),
-                        ("flags", ulong, 192), ("desc", ulong, 256), ("parent", rp, 320),
-                        ("sibling", rp, 384), ("child", rp, 448)])
+    w.set_members(
+        res,
+        [
+            ("start", u64, 0),
+            ("end", u64, 64),
+            ("name", w.ptr(w.const(char)), 128),
+            ("flags", ulong, 192),
+            ("desc", ulong, 256),
+            ("parent", rp, 320),
+            ("sibling", rp, 384),
+            ("child", rp, 448),
+        ],
+    )
     del ulong, u32, u64  # (named for readability above)
     return w.build()
 
@@ -161,7 +254,7 @@ class SyntheticKernel:
         return struct.unpack_from("<Q", self.mem, addr - BASE)[0]
 
     def put_bytes(self, addr: int, data: bytes) -> None:
-        self.mem[addr - BASE:addr - BASE + len(data)] = data
+        self.mem[addr - BASE : addr - BASE + len(data)] = data
 
     def set_list_empty(self, head: int) -> None:
         self.put(head, "QQ", head, head)
@@ -175,8 +268,16 @@ class SyntheticKernel:
 
     # -- objects ----------------------------------------------------------------------
 
-    def _task(self, addr: int, pid: int, state: int, parent: int, comm: bytes,
-              uid: int = 0, start_ns: int = 0) -> None:
+    def _task(
+        self,
+        addr: int,
+        pid: int,
+        state: int,
+        parent: int,
+        comm: bytes,
+        uid: int = 0,
+        start_ns: int = 0,
+    ) -> None:
         cred = self.alloc(16)
         self.put(cred + CRED["uid"], "II", uid, uid)
         self.put(addr + TASK["__state"], "Ii", state, 0)
@@ -184,8 +285,15 @@ class SyntheticKernel:
         self.put_bytes(addr + TASK["comm"], comm[:15].ljust(16, b"\x00"))  # strscpy: NUL-ended
         self.put(addr + TASK["real_parent"], "QQQQQ", parent, cred, 0, start_ns, start_ns)
 
-    def add_task(self, pid: int, comm: bytes, parent: int | None = None, state: int = 1,
-                 uid: int = 0, start_ns: int = 0) -> int:
+    def add_task(
+        self,
+        pid: int,
+        comm: bytes,
+        parent: int | None = None,
+        state: int = 1,
+        uid: int = 0,
+        start_ns: int = 0,
+    ) -> int:
         addr = self.alloc(TASK_SIZE)
         self._task(addr, pid, state, parent or self.init_task, comm, uid, start_ns)
         self.list_append(self.init_task + TASK["tasks"], addr + TASK["tasks"])
@@ -198,8 +306,9 @@ class SyntheticKernel:
         self.put(kthread, "Q", text)
         self.put(task + TASK["worker_private"], "Q", kthread)
 
-    def set_wq_worker(self, task: int, desc: bytes, busy: bool = False,
-                      rescuer: bool = False) -> None:
+    def set_wq_worker(
+        self, task: int, desc: bytes, busy: bool = False, rescuer: bool = False
+    ) -> None:
         """Make a kernel thread a workqueue worker whose last work item was ``desc``
         (a detached rescuer has no pool)."""
         kthread, worker = self.alloc(16), self.alloc(40)
@@ -218,8 +327,9 @@ class SyntheticKernel:
         self.list_append(self.modules, addr + MODULE["list"])
         return addr
 
-    def set_log(self, records: list[tuple[int, bytes]], count_bits: int = 4,
-                size_bits: int = 12) -> dict[str, int]:
+    def set_log(
+        self, records: list[tuple[int, bytes]], count_bits: int = 4, size_bits: int = 12
+    ) -> dict[str, int]:
         """A printk ring buffer holding ``records`` ((ts_ns, text)) with ids 0..n-1."""
         n, size = 1 << count_bits, 1 << size_bits
         descs, infos, data = self.alloc(24 * n), self.alloc(32 * n), self.alloc(size)
@@ -241,17 +351,30 @@ class SyntheticKernel:
         self.put(self.prb, "Q", rb)
         return {"rb": rb, "descs": descs, "infos": infos, "data": data}
 
-    def set_legacy_log(self, records: list[tuple[int, bytes]], buf_len: int = 1024,
-                       level: int = 6, facility: int = 0) -> dict[str, int]:
+    def set_legacy_log(
+        self,
+        records: list[tuple[int, bytes]],
+        buf_len: int = 1024,
+        level: int = 6,
+        facility: int = 0,
+    ) -> dict[str, int]:
         """A Linux 3.5-5.9 ``log_buf`` after storing ``records`` ((ts_ns, text)) with the
         kernel's own log_make_free_space() and log_store(): the oldest records make room,
         and a zeroed header at the end sends the reader back to the start. Returns the
         buffer's address and its index and sequence variables' (to corrupt them)."""
         head = 20 if self.legacy_log == "btf" else 16
         buf = self.alloc(buf_len)
-        var = {name: self.alloc(8, name) for name in (
-            "log_buf", "log_buf_len", "log_first_idx", "log_next_idx", "log_first_seq",
-            "log_next_seq")}
+        var = {
+            name: self.alloc(8, name)
+            for name in (
+                "log_buf",
+                "log_buf_len",
+                "log_first_idx",
+                "log_next_idx",
+                "log_first_seq",
+                "log_next_seq",
+            )
+        }
         first_idx = next_idx = first_seq = next_seq = 0
 
         def length_at(idx: int) -> int:
@@ -279,9 +402,14 @@ class SyntheticKernel:
             self.put_bytes(buf + next_idx, rec + text)
             next_idx += size
             next_seq += 1
-        values = {"log_buf": buf, "log_buf_len": buf_len, "log_first_idx": first_idx,
-                  "log_next_idx": next_idx, "log_first_seq": first_seq,
-                  "log_next_seq": next_seq}
+        values = {
+            "log_buf": buf,
+            "log_buf_len": buf_len,
+            "log_first_idx": first_idx,
+            "log_next_idx": next_idx,
+            "log_first_seq": first_seq,
+            "log_next_seq": next_seq,
+        }
         for name, value in values.items():
             self.put(var[name], "Q", value)
         return {"buf": buf, **{f"&{n}": a for n, a in var.items()}, **values}
@@ -289,9 +417,13 @@ class SyntheticKernel:
     def legacy_vmcoreinfo(self) -> dict[str, str]:
         """VMCOREINFO's fields for log_buf, as Linux 3.5-5.9 writes them (without
         CONFIG_PRINTK_CALLER)."""
-        return {"SIZE(printk_log)": "16", "OFFSET(printk_log.ts_nsec)": "0",
-                "OFFSET(printk_log.len)": "8", "OFFSET(printk_log.text_len)": "10",
-                "OFFSET(printk_log.dict_len)": "12"}
+        return {
+            "SIZE(printk_log)": "16",
+            "OFFSET(printk_log.ts_nsec)": "0",
+            "OFFSET(printk_log.len)": "8",
+            "OFFSET(printk_log.text_len)": "10",
+            "OFFSET(printk_log.dict_len)": "12",
+        }
 
     def set_iomem(self, entries: list[tuple[int, int, bytes]]) -> list[int]:
         """``iomem_resource`` with top-level children (start, end inclusive, name), in
@@ -312,15 +444,17 @@ class SyntheticKernel:
     def program(self) -> Program:
         prog = Program(PLATFORM)
         mem = self.mem
-        prog.add_memory_segment(BASE, len(mem),
-                                lambda a, n, off, phys: bytes(mem[off:off + n]))
+        prog.add_memory_segment(BASE, len(mem), lambda a, n, off, phys: bytes(mem[off : off + n]))
         syms = dict(self.symbols)
 
         def finder(prog, name, address, one):
-            out = [Symbol(n, a, 8, SymbolBinding.GLOBAL, SymbolKind.OBJECT)
-                   for n, a in syms.items()
-                   if (name is None or n == name) and (address is None or a == address)]
+            out = [
+                Symbol(n, a, 8, SymbolBinding.GLOBAL, SymbolKind.OBJECT)
+                for n, a in syms.items()
+                if (name is None or n == name) and (address is None or a == address)
+            ]
             return out[:1] if one else out
+
         prog.register_symbol_finder("synthetic", finder, enable_index=0)
         attach_btf(prog, self.btf)
         return prog

@@ -59,9 +59,16 @@ MAX_LOADS = 1024  # PT_LOAD slots reserved; past them holes are written as zeros
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4 (no KASLR)
 REGION_END = 0xFFFF_FE00_0000_0000  # CPU_ENTRY_AREA_BASE: KASLR'd regions lie below
 #: Where each pr_reg slot comes from in xenvmi's register names (LibVMI's), first wins.
-_SOURCES = {"eflags": ("rflags", "eflags"), "cs": ("cs_sel", "cs"), "ss": ("ss_sel", "ss"),
-            "ds": ("ds_sel", "ds"), "es": ("es_sel", "es"), "fs": ("fs_sel", "fs"),
-            "gs": ("gs_sel", "gs"), "orig_rax": ()}
+_SOURCES = {
+    "eflags": ("rflags", "eflags"),
+    "cs": ("cs_sel", "cs"),
+    "ss": ("ss_sel", "ss"),
+    "ds": ("ds_sel", "ds"),
+    "es": ("es_sel", "es"),
+    "fs": ("fs_sel", "fs"),
+    "gs": ("gs_sel", "gs"),
+    "orig_rax": (),
+}
 
 Progress = Callable[[int, int], None]
 
@@ -95,6 +102,7 @@ class DumpSummary:
 
 # -- notes -----------------------------------------------------------------------------
 
+
 def note(name: bytes, ntype: int, desc: bytes) -> bytes:
     """One ELF note: name (NUL included) and desc each padded to 4 bytes."""
     pad = lambda b: b + bytes(-len(b) % 4)  # noqa: E731
@@ -114,10 +122,14 @@ def prstatus(vcpu: int, regs: dict[str, int]) -> bytes:
 
 
 def registers_note(vcpu: int, regs: dict[str, int]) -> bytes:
-    lines = [f"vcpu={vcpu}"] + [f"{k}={v & U64:#x}" for k, v in sorted(regs.items())
-                                if isinstance(v, int) and k.isidentifier() and len(k) <= 32]
-    return note(XENVMI_NOTE, NT_XENVMI_REGISTERS,
-                "\n".join(lines[:MAX_REGISTERS + 1]).encode() + b"\n")
+    lines = [f"vcpu={vcpu}"] + [
+        f"{k}={v & U64:#x}"
+        for k, v in sorted(regs.items())
+        if isinstance(v, int) and k.isidentifier() and len(k) <= 32
+    ]
+    return note(
+        XENVMI_NOTE, NT_XENVMI_REGISTERS, "\n".join(lines[: MAX_REGISTERS + 1]).encode() + b"\n"
+    )
 
 
 def _vcpu_notes(mem: GuestMemory, warnings: list[str]) -> tuple[bytes, int]:
@@ -139,6 +151,7 @@ def _vcpu_notes(mem: GuestMemory, warnings: list[str]) -> tuple[bytes, int]:
 
 
 # -- the direct map --------------------------------------------------------------------
+
 
 def direct_map_base(mem: GuestMemory, info: V.VmcoreInfo) -> int | None:
     """The guest's ``page_offset_base``: where the kernel maps physical memory 1:1.
@@ -191,11 +204,20 @@ def direct_map_base(mem: GuestMemory, info: V.VmcoreInfo) -> int | None:
 
 # -- copying ---------------------------------------------------------------------------
 
+
 class _Copier:
     """Reads guest memory once, in chunks, writing readable runs to ``out``."""
 
-    def __init__(self, mem: GuestMemory, out, fmt: str, data_start: int, deadline: float,
-                 progress: Progress | None, ram: Sequence[tuple[int, int]] = ()) -> None:
+    def __init__(
+        self,
+        mem: GuestMemory,
+        out,
+        fmt: str,
+        data_start: int,
+        deadline: float,
+        progress: Progress | None,
+        ram: Sequence[tuple[int, int]] = (),
+    ) -> None:
         self.mem, self.out, self.fmt = mem, out, fmt
         #: RAM the guest kernel declares, page-aligned outwards, [start, end) sorted.
         self.ram = [(s // PAGE * PAGE, -(-e // PAGE) * PAGE) for s, e in ram]
@@ -209,8 +231,10 @@ class _Copier:
         pos, checked = 0, time.monotonic()
         while pos < top:
             if time.monotonic() > self.deadline:
-                raise DumpTimeout(f"dump of {self.mem.name} did not finish before its "
-                                  f"deadline ({pos >> 20} of {top >> 20} MiB copied)")
+                raise DumpTimeout(
+                    f"dump of {self.mem.name} did not finish before its "
+                    f"deadline ({pos >> 20} of {top >> 20} MiB copied)"
+                )
             end = min(pos + CHUNK, top)
             self._probes.clear()
             self._visit(pos, end)
@@ -251,7 +275,7 @@ class _Copier:
             j = i
             while j < len(ok) and ok[j]:
                 j += 1
-            self._write(addr + i * PAGE, view[i * PAGE:j * PAGE])
+            self._write(addr + i * PAGE, view[i * PAGE : j * PAGE])
             i = j
 
     def _write(self, paddr: int, piece: memoryview) -> None:
@@ -281,14 +305,17 @@ class _Copier:
 
 # -- the file --------------------------------------------------------------------------
 
+
 def _ehdr(phnum: int) -> bytes:
     ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)  # 64-bit, little-endian, SysV
-    return ident + struct.pack("<HHIQQQIHHHHHH", ET_CORE, EM_X86_64, 1, 0, EHDR, 0, 0,
-                               EHDR, PHDR, phnum, 0, 0, 0)
+    return ident + struct.pack(
+        "<HHIQQQIHHHHHH", ET_CORE, EM_X86_64, 1, 0, EHDR, 0, 0, EHDR, PHDR, phnum, 0, 0, 0
+    )
 
 
-def _phdr(ptype: int, offset: int, vaddr: int, paddr: int, size: int, flags: int = 0,
-          align: int = 0) -> bytes:
+def _phdr(
+    ptype: int, offset: int, vaddr: int, paddr: int, size: int, flags: int = 0, align: int = 0
+) -> bytes:
     return struct.pack("<IIQQQQQQ", ptype, flags, offset, vaddr, paddr, size, size, align)
 
 
@@ -310,8 +337,7 @@ def _publish(tmp: Path, target: Path, force: bool) -> None:
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise UsageError(f"{target} appeared while dumping: give --force to overwrite "
-                         "it") from None
+        raise UsageError(f"{target} appeared while dumping: give --force to overwrite it") from None
     except OSError:  # a file system without hard links
         if target.exists():
             raise UsageError(f"{target} exists: give --force to overwrite it") from None
@@ -324,15 +350,26 @@ def _notes(mem: GuestMemory, discovery, warnings: list[str]) -> tuple[bytes, int
     out, vcpus = _vcpu_notes(mem, warnings)
     if discovery is not None:
         out += note(V.NOTE_NAME, 0, discovery.info.raw)
-        out += note(XENVMI_NOTE, NT_XENVMI_VMCOREINFO_ADDRESS,
-                    struct.pack("<Q", discovery.note_address & U64))
+        out += note(
+            XENVMI_NOTE,
+            NT_XENVMI_VMCOREINFO_ADDRESS,
+            struct.pack("<Q", discovery.note_address & U64),
+        )
     return out, vcpus
 
 
-def dump(mem: GuestMemory, path: str | os.PathLike, *, fmt: str = "elf", discovery=None,
-         pause: bool = False, timeout: float | None = 1800.0,
-         progress: Progress | None = None, force: bool = False,
-         ram_ranges: Sequence[tuple[int, int]] = ()) -> DumpSummary:
+def dump(
+    mem: GuestMemory,
+    path: str | os.PathLike,
+    *,
+    fmt: str = "elf",
+    discovery=None,
+    pause: bool = False,
+    timeout: float | None = 1800.0,
+    progress: Progress | None = None,
+    force: bool = False,
+    ram_ranges: Sequence[tuple[int, int]] = (),
+) -> DumpSummary:
     """Write ``mem`` to ``path`` as an ELF vmcore (``fmt="elf"``) or a flat image ("raw").
 
     ``discovery`` (a :class:`xenvmi.guest.discover.Discovery`) supplies the VMCOREINFO
@@ -353,8 +390,10 @@ def dump(mem: GuestMemory, path: str | os.PathLike, *, fmt: str = "elf", discove
     if fmt == "elf" and discovery is not None:
         base = direct_map_base(mem, discovery.info)
         if base is None:
-            warnings.append(f"the direct map was not found in the guest's page tables: "
-                            f"PT_LOAD virtual addresses assume {DIRECT_MAP:#x}")
+            warnings.append(
+                f"the direct map was not found in the guest's page tables: "
+                f"PT_LOAD virtual addresses assume {DIRECT_MAP:#x}"
+            )
     tmp = target.with_name(f".{target.name}.xenvmi-partial-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -364,8 +403,18 @@ def dump(mem: GuestMemory, path: str | os.PathLike, *, fmt: str = "elf", discove
         raise XenvmiError(f"cannot create {tmp}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as out:
-            summary = _write(mem, out, fmt, discovery, pause, deadline, progress, base,
-                             warnings, list(ram_ranges))
+            summary = _write(
+                mem,
+                out,
+                fmt,
+                discovery,
+                pause,
+                deadline,
+                progress,
+                base,
+                warnings,
+                list(ram_ranges),
+            )
             out.flush()
         _publish(tmp, target, force)
     except OSError as e:
@@ -378,8 +427,7 @@ def dump(mem: GuestMemory, path: str | os.PathLike, *, fmt: str = "elf", discove
     return summary
 
 
-def _write(mem, out, fmt, discovery, pause, deadline, progress, base, warnings,
-           ram) -> DumpSummary:
+def _write(mem, out, fmt, discovery, pause, deadline, progress, base, warnings, ram) -> DumpSummary:
     notes, vcpus, data_start = b"", 0, 0
     note_off = EHDR + PHDR * (1 + MAX_LOADS)
     with mem.paused() if pause else contextlib.nullcontext():
@@ -396,14 +444,24 @@ def _write(mem, out, fmt, discovery, pause, deadline, progress, base, warnings,
     if fmt == "elf":
         vbase = DIRECT_MAP if base is None else base
         heads = [_phdr(PT_NOTE, note_off, 0, 0, len(notes), align=4)]
-        heads += [_phdr(PT_LOAD, off, vbase + start, start, end - start, flags=7)
-                  for start, end, off in copier.ranges]
+        heads += [
+            _phdr(PT_LOAD, off, vbase + start, start, end - start, flags=7)
+            for start, end, off in copier.ranges
+        ]
         out.seek(0)
         out.write(_ehdr(len(heads)) + b"".join(heads))
         size = copier.offset
     else:
         size = copier.ranges[-1][1]
         out.truncate(size)
-    return DumpSummary("", fmt, size, [(s, e) for s, e, _ in copier.ranges], vcpus, 0.0,
-                       discovery is not None, base, warnings)
-
+    return DumpSummary(
+        "",
+        fmt,
+        size,
+        [(s, e) for s, e, _ in copier.ranges],
+        vcpus,
+        0.0,
+        discovery is not None,
+        base,
+        warnings,
+    )

@@ -36,12 +36,19 @@ POINTER_SYMBOLS = frozenset({"mem_section", "vmemmap"})
 
 _KEY = re.compile(rb"^[A-Za-z0-9_]+(\([A-Za-z0-9_.]+\))?$|^[A-Z][A-Z-]*$")
 _VALUE = re.compile(rb"^[\x20-\x7e]*$")
-KALLSYMS_KEYS = ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table",
-                 "kallsyms_token_index", "kallsyms_offsets", "kallsyms_relative_base")
+KALLSYMS_KEYS = (
+    "kallsyms_names",
+    "kallsyms_num_syms",
+    "kallsyms_token_table",
+    "kallsyms_token_index",
+    "kallsyms_offsets",
+    "kallsyms_relative_base",
+)
 #: Symbols xenvmi reads through: a note that puts one outside the image is refused.
 #: Any other symbol outside it is left out with a warning (a kernel may export new ones).
-IMAGE_SYMBOLS = frozenset({"init_uts_ns", "_stext", "swapper_pg_dir", "vmcoreinfo_note",
-                           *KALLSYMS_KEYS})
+IMAGE_SYMBOLS = frozenset(
+    {"init_uts_ns", "_stext", "swapper_pg_dir", "vmcoreinfo_note", *KALLSYMS_KEYS}
+)
 
 
 class NoteError(ValueError):
@@ -102,7 +109,7 @@ def note_size(header: bytes) -> int:
     if len(header) < HEADER:
         raise NoteError("truncated note header")
     namesz, descsz, ntype = struct.unpack_from("<III", header)
-    if namesz != len(NOTE_NAME) or header[12:12 + namesz] != NOTE_NAME:
+    if namesz != len(NOTE_NAME) or header[12 : 12 + namesz] != NOTE_NAME:
         raise NoteError(f"note name size {namesz} / name is not VMCOREINFO")
     if ntype != 0:
         raise NoteError(f"note type {ntype} (VMCOREINFO notes have type 0)")
@@ -168,11 +175,11 @@ def _check(info: VmcoreInfo) -> None:
     for name, addr in list(info.symbols.items()):
         if name in POINTER_SYMBOLS:
             if not KERNEL_HALF <= addr < KERNEL_MAP:
-                raise NoteError(f"SYMBOL({name})={addr:#x} is not a kernel address below "
-                                "the image")
+                raise NoteError(f"SYMBOL({name})={addr:#x} is not a kernel address below the image")
         elif not KERNEL_MAP <= addr < KERNEL_MAP + KERNEL_IMAGE_SIZE:
             if name in IMAGE_SYMBOLS:
                 raise NoteError(f"SYMBOL({name})={addr:#x} is outside the kernel image")
             del info.symbols[name]
-            info.warnings.append(f"VMCOREINFO SYMBOL({name})={addr:#x} is outside the "
-                                 "kernel image: not used")
+            info.warnings.append(
+                f"VMCOREINFO SYMBOL({name})={addr:#x} is outside the kernel image: not used"
+            )

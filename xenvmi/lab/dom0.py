@@ -257,6 +257,7 @@ def _take_start_lock(log) -> None:
     create failing four times in a row). The newest one wins: it stops the one before."""
     import fcntl
     import signal
+
     START_LOCK.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(START_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     for _ in range(30):
@@ -302,8 +303,10 @@ def start(names: list[str] | None = None, log=print) -> list[GuestStatus]:
         for name in chosen:
             if domid(name) is not None:
                 _run(["xl", "destroy", name])
-    todo = sorted((GuestStatus(n, guest_type(configs[n])) for n in chosen),
-                  key=lambda st: (BOOT_ORDER.get(st.type, 9), st.name))
+    todo = sorted(
+        (GuestStatus(n, guest_type(configs[n])) for n in chosen),
+        key=lambda st: (BOOT_ORDER.get(st.type, 9), st.name),
+    )
     for st in todo:
         if not remade and domid(st.name) is not None and reported(st.name):
             st.up = True
@@ -337,8 +340,10 @@ def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
         tail = res.stderr.strip().splitlines()[-1:] or ["(no message)"]
         log(f"{st.name}: xl create failed (attempt {st.attempts}): {tail[0][:160]}")
         return
-    log(f"created {st.name} ({st.type}), attempt {st.attempts}, "
-        f"{time.monotonic() - t0:.0f}s in xl create")
+    log(
+        f"created {st.name} ({st.type}), attempt {st.attempts}, "
+        f"{time.monotonic() - t0:.0f}s in xl create"
+    )
     table: dict[str, tuple[int, float]] = {}
 
     def alive() -> str | None:
@@ -355,18 +360,26 @@ def _boot_once(st: GuestStatus, cfg: Path, log) -> None:
 
     def note(elapsed: float, idle: float) -> None:
         tail = printable(read_console(st.name)).strip().splitlines()[-1:] or ["(console empty)"]
-        log(f"{st.name}: booting for {elapsed:.0f}s (last progress {idle:.0f}s ago): "
-            f"{tail[0][:90]}")
+        log(
+            f"{st.name}: booting for {elapsed:.0f}s (last progress {idle:.0f}s ago): {tail[0][:90]}"
+        )
 
-    out = wait_progress(lambda: st.name in table and reported(st.name), progress,
-                        stall=BOOT_STALL, cap=BOOT_CAP, abort=alive, note=note)
+    out = wait_progress(
+        lambda: st.name in table and reported(st.name),
+        progress,
+        stall=BOOT_STALL,
+        cap=BOOT_CAP,
+        abort=alive,
+        note=note,
+    )
     if out.done:
         st.up, st.boot_seconds = True, round(time.monotonic() - t0, 1)
         log(f"{st.name} up after {st.boot_seconds:.0f}s")
         return
-    reason = {"stalled": f"made no progress for {out.idle:.0f}s",
-              "cap": f"booted for {out.elapsed:.0f}s without reporting"}.get(
-        out.reason, out.reason.removeprefix("aborted: "))
+    reason = {
+        "stalled": f"made no progress for {out.idle:.0f}s",
+        "cap": f"booted for {out.elapsed:.0f}s without reporting",
+    }.get(out.reason, out.reason.removeprefix("aborted: "))
     st.failures.append(f"attempt {st.attempts}: {reason}; {_why_failed(st.name)}")
     log(f"{st.name}: {reason}")
 
@@ -390,17 +403,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
+
     result = start(args.names, log=log) if args.action == "start" else status()
     if args.json:
         print(json.dumps([asdict(s) for s in result], indent=2))
     else:
         for s in result:
             state = "up" if s.up else "DOWN"
-            print(f"{s.name:10} {s.type:4} domid={s.domid} {state} processes={s.processes} "
-                  f"modules={','.join(s.modules)} attempts={s.attempts} "
-                  + (f"failures={s.failures}" if s.failures else ""))
+            print(
+                f"{s.name:10} {s.type:4} domid={s.domid} {state} processes={s.processes} "
+                f"modules={','.join(s.modules)} attempts={s.attempts} "
+                + (f"failures={s.failures}" if s.failures else "")
+            )
     return 0 if all(s.up for s in result) else 1
 
 

@@ -91,7 +91,7 @@ def last_boot(text: str) -> str:
 
 
 #: Where x86-64 Linux links its text; the KASLR slide is the distance from here.
-X86_64_TEXT_BASE = 0xffffffff81000000
+X86_64_TEXT_BASE = 0xFFFFFFFF81000000
 
 
 def kaslr_slide(report: GuestReport) -> int | None:

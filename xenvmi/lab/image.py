@@ -42,6 +42,7 @@ def dom0_requirements(setup_cfg: Path) -> list[str]:
     """What dom0's offline pip install needs, read from setup.cfg so the wheels downloaded
     on the host (dom0 cannot reach PyPI) always match what provision.sh installs."""
     import configparser
+
     cfg = configparser.ConfigParser()
     cfg.read(setup_cfg)
     lines = cfg["options"].get("install_requires", "").splitlines()
@@ -49,17 +50,30 @@ def dom0_requirements(setup_cfg: Path) -> list[str]:
         lines += cfg["options.extras_require"].get(extra, "").splitlines()
     reqs = [ln.split("#", 1)[0].strip() for ln in lines]
     return sorted({r for r in reqs if r and not r.startswith(HOST_ONLY)}) + list(BUILD_WHEELS)
-HOST_TOOLS = {"debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ssh": "openssh-client",
-              "ssh-keygen": "openssh-client", "unshare": "util-linux", "chroot": "coreutils",
-              "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils"}
+
+
+HOST_TOOLS = {
+    "debootstrap": "debootstrap",
+    "mkfs.ext4": "e2fsprogs",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "unshare": "util-linux",
+    "chroot": "coreutils",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+}
 #: What the test suite uses on the host beside the lab (path -> Debian package): Xen's
 #: public headers (the ABI tables are tested against them), BTF tools the BTF reader is
 #: compared with, tmux for the TUI, vagrant and its libvirt provider to validate the
 #: Vagrant lab's file (provider settings included).
-TEST_PACKAGES = {"/usr/include/xen/errno.h": "libxen-dev", "/usr/sbin/bpftool": "bpftool",
-                 "/usr/bin/pahole": "pahole", "/usr/bin/tmux": "tmux",
-                 "/usr/bin/vagrant": "vagrant",
-                 "/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json": "vagrant-libvirt"}
+TEST_PACKAGES = {
+    "/usr/include/xen/errno.h": "libxen-dev",
+    "/usr/sbin/bpftool": "bpftool",
+    "/usr/bin/pahole": "pahole",
+    "/usr/bin/tmux": "tmux",
+    "/usr/bin/vagrant": "vagrant",
+    "/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json": "vagrant-libvirt",
+}
 
 
 def missing_host_packages(with_tests: bool = True) -> list[str]:
@@ -74,20 +88,26 @@ def install_host_packages(log=print) -> None:
     if os.geteuid() != 0:
         raise PermissionDenied("installing host packages needs root: run as root or with sudo")
     if not shutil.which("apt-get"):
-        raise Unavailable("no apt-get here: install " + " ".join(missing_host_packages())
-                          + " with this system's package manager")
+        raise Unavailable(
+            "no apt-get here: install "
+            + " ".join(missing_host_packages())
+            + " with this system's package manager"
+        )
     missing = missing_host_packages()
     if not missing:
         log("host packages: all present")
         return
     log(f"host packages: installing {' '.join(missing)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update", "-q"],
-                 ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
+    for argv in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+    ):
         res = subprocess.run(argv, env=env, capture_output=True, text=True)
         if res.returncode != 0:
-            raise Unavailable(f"{' '.join(argv[:2])} failed: "
-                              f"{res.stderr.strip().splitlines()[-1:]}")
+            raise Unavailable(
+                f"{' '.join(argv[:2])} failed: {res.stderr.strip().splitlines()[-1:]}"
+            )
 
 
 def recipe_digest(paths: LabPaths) -> str:
@@ -105,24 +125,26 @@ def ensure_key(paths: LabPaths) -> None:
     if paths.key.exists():
         return
     paths.key.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "xenvmi-lab",
-                    "-f", str(paths.key)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "xenvmi-lab", "-f", str(paths.key)],
+        check=True,
+    )
 
 
 def _checkout() -> Path:
     """The source checkout the lab is built from (LabError when xenvmi is installed)."""
     root = source_root()
     if root is None:
-        raise LabError("building the lab needs a source checkout of xenvmi "
-                       "(it is synced to dom0)")
+        raise LabError("building the lab needs a source checkout of xenvmi (it is synced to dom0)")
     return root
 
 
 def preflight(paths: LabPaths) -> None:
     """Everything a build needs, checked up front so failures are one clear line."""
     if os.geteuid() != 0:
-        raise PermissionDenied("building the lab image needs root (debootstrap, chroot): "
-                               "run as root or with sudo")
+        raise PermissionDenied(
+            "building the lab image needs root (debootstrap, chroot): run as root or with sudo"
+        )
     missing = missing_host_packages(with_tests=False)
     if missing:
         raise Unavailable(f"missing host tools: apt-get install {' '.join(missing)}")
@@ -130,8 +152,10 @@ def preflight(paths: LabPaths) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(paths.root).free
     if free < MIN_FREE_BYTES:
-        raise LabError(f"not enough disk space in {paths.root}: {free / 1024**3:.1f} GiB free, "
-                       f"{MIN_FREE_BYTES / 1024**3:.0f} GiB needed (set XENVMI_LAB_DIR elsewhere)")
+        raise LabError(
+            f"not enough disk space in {paths.root}: {free / 1024**3:.1f} GiB free, "
+            f"{MIN_FREE_BYTES / 1024**3:.0f} GiB needed (set XENVMI_LAB_DIR elsewhere)"
+        )
 
 
 class _Steps:
@@ -147,8 +171,14 @@ class _Steps:
         with open(self.log_path, "a") as out:
             out.write(f"\n### {name}: {' '.join(argv)}\n")
             out.flush()
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, errors="replace", **kw)
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                **kw,
+            )
             assert proc.stdout is not None
             tail: list[str] = []
             for line in proc.stdout:
@@ -178,16 +208,40 @@ def build(paths: LabPaths, log=print) -> Path:
     rootfs = work / "rootfs"
     steps = _Steps(work / "build.log", log)
     log(f"building lab image {digest} in {work} (log: {work / 'build.log'})")
-    steps.run("debootstrap", ["debootstrap", "--variant=minbase", "--include=ca-certificates",
-                              SUITE, str(rootfs), MIRROR])
+    steps.run(
+        "debootstrap",
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=ca-certificates",
+            SUITE,
+            str(rootfs),
+            MIRROR,
+        ],
+    )
     wheels = rootfs / "opt/xenvmi/wheels"
-    steps.run("download wheels", [sys.executable, "-m", "pip", "download", "-q",
-                                  "--only-binary=:all:", "--python-version", "3.11",
-                                  "--platform", "manylinux_2_28_x86_64",
-                                  "--platform", "manylinux2014_x86_64",
-                                  "--platform", "manylinux_2_17_x86_64",
-                                  "-d", str(wheels),
-                                  *dom0_requirements(_checkout() / "setup.cfg")])
+    steps.run(
+        "download wheels",
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "-d",
+            str(wheels),
+            *dom0_requirements(_checkout() / "setup.cfg"),
+        ],
+    )
     _install_source(rootfs / "opt/xenvmi/src")
     # The other releases' guest kernels go in the image, so the chroot (host speed) makes
     # their initramfs and dom0 has nothing to remake on its first start.
@@ -203,20 +257,45 @@ def build(paths: LabPaths, log=print) -> Path:
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     shutil.copy(paths.key.with_suffix(".pub"), ssh_dir / "authorized_keys")
     shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
-    script = ("mount -t proc proc /proc && mount -t sysfs sysfs /sys && "
-              "bash /opt/xenvmi/src/xenvmi/lab/data/provision.sh --image "
-              "--src /opt/xenvmi/src --wheels /opt/xenvmi/wheels")
-    steps.run("provision (chroot)", ["unshare", "--mount", "--fork", "chroot", str(rootfs),
-                                     "/bin/bash", "-c", script],
-              echo_prefix="== provision",
-              env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin"))
+    script = (
+        "mount -t proc proc /proc && mount -t sysfs sysfs /sys && "
+        "bash /opt/xenvmi/src/xenvmi/lab/data/provision.sh --image "
+        "--src /opt/xenvmi/src --wheels /opt/xenvmi/wheels"
+    )
+    steps.run(
+        "provision (chroot)",
+        ["unshare", "--mount", "--fork", "chroot", str(rootfs), "/bin/bash", "-c", script],
+        echo_prefix="== provision",
+        env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin"),
+    )
     _extract_boot(rootfs, work)
-    steps.run("mkfs.ext4", ["mkfs.ext4", "-q", "-F", "-L", "xenvmi-dom0", "-d", str(rootfs),
-                            str(work / "disk.img"), DISK_SIZE])
+    steps.run(
+        "mkfs.ext4",
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "xenvmi-dom0",
+            "-d",
+            str(rootfs),
+            str(work / "disk.img"),
+            DISK_SIZE,
+        ],
+    )
     _remove_tree(rootfs)
-    (work / "manifest.json").write_text(json.dumps(
-        {"digest": digest, "suite": SUITE, "built": time.time(), "step_seconds": steps.times,
-         "kernel": (work / "kernel-release").read_text().strip()}, indent=2))
+    (work / "manifest.json").write_text(
+        json.dumps(
+            {
+                "digest": digest,
+                "suite": SUITE,
+                "built": time.time(),
+                "step_seconds": steps.times,
+                "kernel": (work / "kernel-release").read_text().strip(),
+            },
+            indent=2,
+        )
+    )
     for old in paths.images.iterdir():
         if old.name != work.name and old.is_dir():
             _remove_tree(old)

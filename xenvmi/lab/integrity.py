@@ -47,8 +47,24 @@ class IntegrityResult:
 def make_input(path: Path) -> str:
     """Deterministic, compressible text (xz must really decode, not copy stored blocks)."""
     rng = random.Random(20261125)
-    words = ["xen", "domain", "hypercall", "vcpu", "grant", "event", "channel", "page",
-             "frame", "store", "watch", "shadow", "paging", "balloon", "console", "trace"]
+    words = [
+        "xen",
+        "domain",
+        "hypercall",
+        "vcpu",
+        "grant",
+        "event",
+        "channel",
+        "page",
+        "frame",
+        "store",
+        "watch",
+        "shadow",
+        "paging",
+        "balloon",
+        "console",
+        "trace",
+    ]
     chunks, size = [], 0
     while size < SIZE:
         line = " ".join(rng.choice(words) + str(rng.randrange(1000)) for _ in range(12)) + "\n"
@@ -95,8 +111,13 @@ def check(runs: int, log=print) -> IntegrityResult:
     for i in range(1, runs + 1):
         result.runs = i
         try:
-            proc = subprocess.run(f"xz -T2 -dc {packed} | md5sum", shell=True, capture_output=True,
-                                  text=True, timeout=RUN_TIMEOUT)
+            proc = subprocess.run(
+                f"xz -T2 -dc {packed} | md5sum",
+                shell=True,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+            )
         except subprocess.TimeoutExpired:
             result.hangs += 1
             result.failures.append(f"run {i}: hung for {RUN_TIMEOUT:.0f}s")
@@ -109,8 +130,10 @@ def check(runs: int, log=print) -> IntegrityResult:
             result.mismatches += 1
             result.failures.append(f"run {i}: md5 {got} {proc.stderr.strip()[:120]}")
         if i % 10 == 0 or i == runs:
-            log(f"integrity: {i}/{runs} runs, {result.mismatches} mismatches, "
-                f"{result.hangs} hangs, {time.monotonic() - t0:.0f}s")
+            log(
+                f"integrity: {i}/{runs} runs, {result.mismatches} mismatches, "
+                f"{result.hangs} hangs, {time.monotonic() - t0:.0f}s"
+            )
     result.seconds = round(time.monotonic() - t0, 1)
     return result
 
@@ -126,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(dict(asdict(result), ok=result.ok)))
     else:
-        print(f"runs={result.runs} mismatches={result.mismatches} hangs={result.hangs} "
-              f"errors={result.errors} guests_running={result.guests_running} "
-              f"seconds={result.seconds} {'OK' if result.ok else 'FAILED'}")
+        print(
+            f"runs={result.runs} mismatches={result.mismatches} hangs={result.hangs} "
+            f"errors={result.errors} guests_running={result.guests_running} "
+            f"seconds={result.seconds} {'OK' if result.ok else 'FAILED'}"
+        )
         for f in result.failures[:10]:
             print(f"  {f}")
     return 0 if result.ok else 1

@@ -38,12 +38,13 @@ class GuestKernel:
     what: str
 
     def sources(self) -> str:
-        return (f"deb {MIRROR} {self.release} main\n"
-                f"deb {SECURITY} {self.release}-security main\n")
+        return f"deb {MIRROR} {self.release} main\ndeb {SECURITY} {self.release}-security main\n"
 
 
-KERNELS = (GuestKernel("deb11", "bullseye", "Debian 11 (Linux 5.10)"),
-           GuestKernel("deb13", "trixie", "Debian 13 (Linux 6.12)"))
+KERNELS = (
+    GuestKernel("deb11", "bullseye", "Debian 11 (Linux 5.10)"),
+    GuestKernel("deb13", "trixie", "Debian 13 (Linux 6.12)"),
+)
 
 
 def _apt(state: Path, kernel: GuestKernel) -> list[str]:
@@ -51,11 +52,24 @@ def _apt(state: Path, kernel: GuestKernel) -> list[str]:
     for sub in ("lists/partial", "cache/archives/partial", "etc"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     (state / "etc" / "sources.list").write_text(kernel.sources())
-    return ["-o", f"Dir::State::Lists={state / 'lists'}",
-            "-o", f"Dir::Etc::SourceList={state / 'etc' / 'sources.list'}",
-            "-o", "Dir::Etc::SourceParts=/dev/null", "-o", f"Dir::Cache={state / 'cache'}",
-            "-o", "Dir::State::status=/dev/null", "-o", "Debug::NoLocking=1",
-            "-o", "APT::Architecture=amd64", "-o", "Acquire::Retries=3"]
+    return [
+        "-o",
+        f"Dir::State::Lists={state / 'lists'}",
+        "-o",
+        f"Dir::Etc::SourceList={state / 'etc' / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::Cache={state / 'cache'}",
+        "-o",
+        "Dir::State::status=/dev/null",
+        "-o",
+        "Debug::NoLocking=1",
+        "-o",
+        "APT::Architecture=amd64",
+        "-o",
+        "Acquire::Retries=3",
+    ]
 
 
 def _run(argv: list[str], cwd: Path | None = None, timeout: float = 900) -> str:
@@ -94,8 +108,11 @@ def fetch_one(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
         if not vmlinuz:
             raise LabError(f"{deb.name} holds no /boot/vmlinuz")
         kver = vmlinuz[0].name.removeprefix("vmlinuz-")
-        dummy = sorted(f for lib in ("lib", "usr/lib")  # usr-merged since Debian 13
-                       for f in (work / "x" / lib / "modules" / kver).rglob("dummy.ko*"))
+        dummy = sorted(
+            f
+            for lib in ("lib", "usr/lib")  # usr-merged since Debian 13
+            for f in (work / "x" / lib / "modules" / kver).rglob("dummy.ko*")
+        )
         if not dummy:
             raise LabError(f"{deb.name} holds no dummy.ko for {kver}")
         part = out.with_name(out.name + ".partial")

@@ -22,6 +22,7 @@ def is_guest_payload(path: Path, data: Path = DATA) -> bool:
 def guest_payload_digest(data: Path = DATA) -> str:
     """SHA-256 of the guest payload's files, names included."""
     import hashlib
+
     h = hashlib.sha256()
     for part in GUEST_PAYLOAD:
         root = data / part
@@ -36,6 +37,7 @@ def payload_digest(lab_dir: Path, data: Path = DATA) -> str:
     and the other Debian releases' kernels in ``lab_dir``/kernels (their bundle's digest,
     written there by the image build or `xenvmi lab up`)."""
     import hashlib
+
     want = guest_payload_digest(data)
     try:
         kernels = (Path(lab_dir) / "kernels" / ".digest").read_text().strip()
@@ -95,8 +97,9 @@ class LabPaths:
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as exc:
-            raise LabError(f"corrupt lab state {self.state_file}: {exc}; run `xenvmi lab down`") \
-                from None
+            raise LabError(
+                f"corrupt lab state {self.state_file}: {exc}; run `xenvmi lab down`"
+            ) from None
 
     def save_state(self, state: RunState) -> None:
         self.run.mkdir(parents=True, exist_ok=True)

@@ -27,13 +27,19 @@ class Outcome:
     idle: float = 0.0
 
 
-def wait_progress(done: Callable[[], bool], progress: Callable[[], Hashable], *,
-                  stall: float, poll: float = 3.0, cap: float | None = None,
-                  abort: Callable[[], str | None] = lambda: None,
-                  note: Callable[[float, float], None] | None = None,
-                  note_every: float = 30.0,
-                  clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> Outcome:
+def wait_progress(
+    done: Callable[[], bool],
+    progress: Callable[[], Hashable],
+    *,
+    stall: float,
+    poll: float = 3.0,
+    cap: float | None = None,
+    abort: Callable[[], str | None] = lambda: None,
+    note: Callable[[float, float], None] | None = None,
+    note_every: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
     """Poll until ``done()``; fail when ``progress()`` returned the same value for ``stall``
     seconds, when ``abort()`` returns a reason, or after ``cap`` seconds in all.
 

@@ -21,13 +21,32 @@ REMOTE_PY = "/opt/xenvmi/venv/bin/python"
 SYNCED = ("xenvmi", "plugins", "tests", "benchmarks", "setup.cfg", "pyproject.toml", "README.md")
 
 
-def ssh_argv(paths: LabPaths, port: int, command: list[str] | None = None,
-             tty: bool = False) -> list[str]:
-    argv = ["ssh", "-i", str(paths.key), "-p", str(port),
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=120",
-            "-o", "ConnectionAttempts=3",
-            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+def ssh_argv(
+    paths: LabPaths, port: int, command: list[str] | None = None, tty: bool = False
+) -> list[str]:
+    argv = [
+        "ssh",
+        "-i",
+        str(paths.key),
+        "-p",
+        str(port),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=120",
+        "-o",
+        "ConnectionAttempts=3",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=4",
+    ]
     argv.append("-t" if tty else "-T")
     argv.append("root@127.0.0.1")
     if command:
@@ -35,12 +54,20 @@ def ssh_argv(paths: LabPaths, port: int, command: list[str] | None = None,
     return argv
 
 
-def run(paths: LabPaths, port: int, command: str, timeout: float | None = 600, check: bool = True,
-        capture: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def run(
+    paths: LabPaths,
+    port: int,
+    command: str,
+    timeout: float | None = 600,
+    check: bool = True,
+    capture: bool = True,
+    stdin: bytes | None = None,
+) -> subprocess.CompletedProcess:
     """Run a shell command line in dom0; a failure to connect is a LabError."""
     try:
-        res = subprocess.run(ssh_argv(paths, port, [command]), input=stdin, timeout=timeout,
-                             capture_output=capture)
+        res = subprocess.run(
+            ssh_argv(paths, port, [command]), input=stdin, timeout=timeout, capture_output=capture
+        )
     except subprocess.TimeoutExpired:
         raise LabError(f"command in dom0 timed out after {timeout:.0f}s: {command}") from None
     if res.returncode == 255:
@@ -92,6 +119,11 @@ def sync(paths: LabPaths, port: int, root: Path | None = None) -> int:
         raise LabError("lab sync needs a source checkout of xenvmi (setup.cfg beside xenvmi/)")
     blob = source_tarball(root)
     dirs = " ".join(p for p in SYNCED if "." not in p)
-    run(paths, port, f"mkdir -p {REMOTE_SRC} && cd {REMOTE_SRC} && rm -rf {dirs} && tar -xzf -",
-        stdin=blob, timeout=600)
+    run(
+        paths,
+        port,
+        f"mkdir -p {REMOTE_SRC} && cd {REMOTE_SRC} && rm -rf {dirs} && tar -xzf -",
+        stdin=blob,
+        timeout=600,
+    )
     return len(blob)

@@ -21,8 +21,13 @@ from dataclasses import asdict, dataclass, field
 from xenvmi.lab import dom0, integrity
 
 #: What a guest console or Xen's log must never show in a sound lab.
-GUEST_SIGNS = {"panic": "Kernel panic", "oops": "Oops:", "bug": "BUG:",
-               "soft_lockup": "soft lockup", "rcu_stall": "rcu_sched self-detected stall"}
+GUEST_SIGNS = {
+    "panic": "Kernel panic",
+    "oops": "Oops:",
+    "bug": "BUG:",
+    "soft_lockup": "soft lockup",
+    "rcu_stall": "rcu_sched self-detected stall",
+}
 XEN_SIGNS = {"triple_fault": "Triple fault", "domain_crash": "domain_crash"}
 
 
@@ -40,8 +45,13 @@ class SoakResult:
 
     @property
     def ok(self) -> bool:
-        return (self.rounds > 0 and not self.missed_reports and not self.restarted
-                and not self.integrity_failures and not any(self.signs.values()))
+        return (
+            self.rounds > 0
+            and not self.missed_reports
+            and not self.restarted
+            and not self.integrity_failures
+            and not any(self.signs.values())
+        )
 
 
 def count_signs(names: list[str]) -> dict[str, int]:
@@ -82,10 +92,12 @@ def soak(minutes: float, pause_seconds: float, integrity_runs: int, log=print) -
         res.integrity_failures += check.mismatches + check.hangs + check.errors
         now = dom0.domain_table() or {}
         res.restarted = sorted(n for n in first if now.get(n, (None,))[0] != first[n][0])
-        log(f"[{(time.monotonic() - t0) / 60:5.1f} min] round {res.rounds}: "
+        log(
+            f"[{(time.monotonic() - t0) / 60:5.1f} min] round {res.rounds}: "
             f"{res.pauses} pauses, {res.reports} reports, integrity "
             f"{res.integrity_runs - res.integrity_failures}/{res.integrity_runs}, "
-            f"restarted {res.restarted or 'none'}")
+            f"restarted {res.restarted or 'none'}"
+        )
         if res.restarted:
             break
     now_signs = count_signs(names)
@@ -101,14 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--integrity-runs", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
+
     res = soak(args.minutes, args.pause_seconds, args.integrity_runs, log)
     if args.json:
         print(json.dumps({**asdict(res), "ok": res.ok}, indent=2))
     else:
-        print(f"soak {res.minutes} min, {res.rounds} rounds: {'OK' if res.ok else 'FAILED'}; "
-              f"signs since start {res.signs}; missed reports {res.missed_reports}")
+        print(
+            f"soak {res.minutes} min, {res.rounds} rounds: {'OK' if res.ok else 'FAILED'}; "
+            f"signs since start {res.signs}; missed reports {res.missed_reports}"
+        )
     return 0 if res.ok else 1
 
 

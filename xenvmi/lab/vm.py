@@ -33,9 +33,13 @@ SMP = int(os.environ.get("XENVMI_LAB_SMP", "1"))
 
 
 def xen_cmdline(cpus: int = SMP) -> str:
-    return ("console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M "
-            f"dom0_max_vcpus={cpus} loglvl=all guest_loglvl=all console_timestamps=boot "
-            "noreboot")
+    return (
+        "console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M "
+        f"dom0_max_vcpus={cpus} loglvl=all guest_loglvl=all console_timestamps=boot "
+        "noreboot"
+    )
+
+
 DOM0_CMDLINE = "root=/dev/vda rw console=hvc0"
 
 
@@ -88,26 +92,65 @@ def boot(paths: LabPaths, image: Path, port: int, memory_mb: int) -> RunState:
     paths.run.mkdir(parents=True, exist_ok=True)
     overlay = paths.run / "dom0.qcow2"
     overlay.unlink(missing_ok=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
-                    "-b", str(image / "disk.img"), str(overlay)], check=True)
+    subprocess.run(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            "-b",
+            str(image / "disk.img"),
+            str(overlay),
+        ],
+        check=True,
+    )
     paths.serial_log.unlink(missing_ok=True)
     pidfile = paths.run / "qemu.pid"
     pidfile.unlink(missing_ok=True)
-    argv = [qemu, "-machine", "q35", "-cpu", CPU_MODEL, "-accel", f"tcg,thread={TCG_THREAD}",
-            "-m", str(memory_mb), "-smp", str(SMP), "-display", "none", "-no-reboot",
-            "-kernel", str(image / "xen"), "-append", xen_cmdline(),
-            "-initrd", f"{image / 'vmlinuz'} {DOM0_CMDLINE},{image / 'initrd.img'}",
-            "-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
-            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
-            "-device", "virtio-net-pci,netdev=n0",
-            "-serial", f"file:{paths.serial_log}",
-            "-monitor", f"unix:{paths.run / 'monitor.sock'},server,nowait",
-            "-pidfile", str(pidfile), "-daemonize"]
+    argv = [
+        qemu,
+        "-machine",
+        "q35",
+        "-cpu",
+        CPU_MODEL,
+        "-accel",
+        f"tcg,thread={TCG_THREAD}",
+        "-m",
+        str(memory_mb),
+        "-smp",
+        str(SMP),
+        "-display",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        str(image / "xen"),
+        "-append",
+        xen_cmdline(),
+        "-initrd",
+        f"{image / 'vmlinuz'} {DOM0_CMDLINE},{image / 'initrd.img'}",
+        "-drive",
+        f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
+        "-netdev",
+        f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=n0",
+        "-serial",
+        f"file:{paths.serial_log}",
+        "-monitor",
+        f"unix:{paths.run / 'monitor.sock'},server,nowait",
+        "-pidfile",
+        str(pidfile),
+        "-daemonize",
+    ]
     res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if res.returncode != 0:
         raise LabError(f"QEMU did not start: {res.stderr.strip().splitlines()[-1:]}")
-    state = RunState(pid=int(pidfile.read_text().strip()), port=port, image=image.name,
-                     started=time.time())
+    state = RunState(
+        pid=int(pidfile.read_text().strip()), port=port, image=image.name, started=time.time()
+    )
     paths.save_state(state)
     return state
 
@@ -133,15 +176,23 @@ def wait_ssh(paths: LabPaths, state: RunState, cap: float, log=print) -> float:
     def note(elapsed: float, idle: float) -> None:
         log(f"[{elapsed:5.0f}s] booting... {printable(serial_tail(paths, 1)).strip()[:100]}")
 
-    out = wait_progress(lambda: reachable(paths, state.port), lambda: _serial_size(paths),
-                        stall=BOOT_STALL, cap=cap, note=note, note_every=15.0,
-                        abort=lambda: None if pid_alive(state.pid) else "QEMU exited")
+    out = wait_progress(
+        lambda: reachable(paths, state.port),
+        lambda: _serial_size(paths),
+        stall=BOOT_STALL,
+        cap=cap,
+        note=note,
+        note_every=15.0,
+        abort=lambda: None if pid_alive(state.pid) else "QEMU exited",
+    )
     if out.done:
         return out.elapsed
     if out.reason != "aborted: QEMU exited":
         stop(paths)
-    why = {"stalled": f"its console printed nothing for {out.idle:.0f}s",
-           "cap": f"it did not answer ssh within {cap:.0f}s"}.get(out.reason, "QEMU exited")
+    why = {
+        "stalled": f"its console printed nothing for {out.idle:.0f}s",
+        "cap": f"it did not answer ssh within {cap:.0f}s",
+    }.get(out.reason, "QEMU exited")
     raise LabError(f"dom0 did not come up: {why}; serial log tail:\n{serial_tail(paths)}")
 
 

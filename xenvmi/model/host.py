@@ -11,8 +11,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 #: enum xenbus_state (xen/include/public/io/xenbus.h), lower case.
-XENBUS_STATES = ("unknown", "initialising", "initwait", "initialised", "connected",
-                 "closing", "closed", "reconfiguring", "reconfigured")
+XENBUS_STATES = (
+    "unknown",
+    "initialising",
+    "initwait",
+    "initialised",
+    "connected",
+    "closing",
+    "closed",
+    "reconfiguring",
+    "reconfigured",
+)
 
 
 def xenbus_state_name(value: str | None) -> str | None:
@@ -26,9 +35,11 @@ def xenbus_state_name(value: str | None) -> str | None:
 
 # ----------------------------------------------------------------------------- xenstore
 
+
 @dataclass(frozen=True)
 class XsNode:
     """One xenstore node: its path, value (None if unreadable) and number of children."""
+
     path: str
     value: str | None
     children: int = 0
@@ -38,6 +49,7 @@ class XsNode:
 @dataclass(frozen=True)
 class XsTree:
     """A bounded walk: ``truncated`` says why it stopped early ('' if it did not)."""
+
     top: str
     nodes: tuple[XsNode, ...]
     truncated: str = ""
@@ -46,6 +58,7 @@ class XsTree:
 @dataclass(frozen=True)
 class WatchEvent:
     """A xenstore watch firing: the path that changed (or @introduceDomain/@releaseDomain)."""
+
     path: str
     token: str
     time: float
@@ -53,28 +66,31 @@ class WatchEvent:
 
 # ----------------------------------------------------------------------------- domains
 
+
 @dataclass(frozen=True)
 class Device:
     """A paravirtual device as its frontend (the guest) and backend see it in xenstore."""
-    kind: str                     # vbd, vif, console, vkbd, qdisk, 9pfs ...
+
+    kind: str  # vbd, vif, console, vkbd, qdisk, 9pfs ...
     devid: str
     backend_domid: int | None
-    backend: str | None           # the backend's xenstore directory
-    state: str | None             # frontend xenbus state name ('connected', ...)
-    backend_state: str | None     # backend xenbus state name
+    backend: str | None  # the backend's xenstore directory
+    state: str | None  # frontend xenbus state name ('connected', ...)
+    backend_state: str | None  # backend xenbus state name
 
 
 @dataclass(frozen=True)
 class Domain:
     """Who a domain is: identity and configuration from xenstore, run state from Xen."""
+
     domid: int
     name: str
     uuid: str | None
-    type: str                     # pv, pvh, hvm, or 'unknown'
-    state: str | None             # running, blocked, paused, shutdown, crashed, dying
+    type: str  # pv, pvh, hvm, or 'unknown'
+    state: str | None  # running, blocked, paused, shutdown, crashed, dying
     memory_target_kib: int | None  # balloon target (xenstore memory/target)
-    memory_max_kib: int | None     # static maximum (xenstore memory/static-max, else Xen's)
-    vcpus: int | None             # vCPUs the domain has (max_vcpu_id + 1)
+    memory_max_kib: int | None  # static maximum (xenstore memory/static-max, else Xen's)
+    vcpus: int | None  # vCPUs the domain has (max_vcpu_id + 1)
     vcpus_online: int | None
     memory_kib: int | None = None  # pages the domain holds now (Xen's tot_pages), if known
     devices: tuple[Device, ...] = ()
@@ -88,16 +104,17 @@ STATE_LETTERS = "dsbcpr"
 class DomainSample:
     """One domain at one instant, the facts ``xentop -b`` prints (same units as xentop's
     columns where it has them: MEM(k) is ``memory_kib``, NETTX(k) is ``net_tx_bytes``/1024)."""
-    time: float                   # wall clock (time.time()) when sampled
+
+    time: float  # wall clock (time.time()) when sampled
     domid: int
     name: str
-    state: str                    # xentop's six letters, e.g. '--b---'
+    state: str  # xentop's six letters, e.g. '--b---'
     cpu_ns: int
     cpu_seconds: float
-    cpu_percent: float | None     # of one physical CPU since the previous sample; None at first
+    cpu_percent: float | None  # of one physical CPU since the previous sample; None at first
     memory_kib: int
     memory_percent: float
-    memory_max_kib: int | None    # None: no limit
+    memory_max_kib: int | None  # None: no limit
     memory_max_percent: float | None
     vcpus: int
     vcpus_online: int | None
@@ -105,7 +122,7 @@ class DomainSample:
     net_tx_bytes: int
     net_rx_bytes: int
     vbds: int
-    vbd_oo: int | None            # None when every VBD's statistics were unreadable ('-')
+    vbd_oo: int | None  # None when every VBD's statistics were unreadable ('-')
     vbd_rd: int | None
     vbd_wr: int | None
     vbd_rsect: int | None
@@ -121,6 +138,7 @@ class DomainSample:
 @dataclass(frozen=True)
 class NodeSample:
     """The physical host as Xen reports it (xentop's summary lines)."""
+
     time: float
     xen_version: str
     cpus: int
@@ -133,18 +151,20 @@ class NodeSample:
 @dataclass(frozen=True)
 class Daemon:
     """A Xen helper process in dom0 (xenstored, xenconsoled, a QEMU device model)."""
+
     name: str
     pid: int | None
     alive: bool
     cpu_percent: float | None = None
     rss_kib: int | None = None
-    domid: int | None = None      # for QEMU: the domain it serves (-xen-domid)
+    domid: int | None = None  # for QEMU: the domain it serves (-xen-domid)
     cmdline: str = ""
 
 
 @dataclass(frozen=True)
 class HostSample:
     """Dom0 as Linux sees it (psutil): its own CPUs and memory, and the Xen daemons."""
+
     time: float
     hostname: str
     kernel: str
@@ -157,13 +177,13 @@ class HostSample:
     daemons: tuple[Daemon, ...] = field(default_factory=tuple)
 
 
-def pick_domain(candidates: Iterable[tuple[int, str | None]],
-                wanted: str | int) -> tuple[int, str]:
+def pick_domain(candidates: Iterable[tuple[int, str | None]], wanted: str | int) -> tuple[int, str]:
     """The (domid, name) a user means by ``wanted``: a domain id when it is all digits
     and such a domain exists, else the domain with exactly that name. The one rule every
     command, the TUI and the VMI backend resolve a domain by (``xl`` resolves the same way).
     """
     from xenvmi.errors import NotFoundError
+
     pairs = [(int(domid), name) for domid, name in candidates]
     text = str(wanted).strip()
     if text.isdigit():

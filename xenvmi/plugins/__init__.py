@@ -25,8 +25,20 @@ from xenvmi.plugins.base import API_VERSION, Column, Context, Option, Plugin, ye
 from xenvmi.plugins.loader import GROUP, PluginInfo, discover_entries
 from xenvmi.plugins.runner import PluginResult, run
 
-__all__ = ["API_VERSION", "Column", "Context", "GROUP", "Option", "Plugin", "PluginInfo",
-           "PluginResult", "discover", "run", "tui_panel", "yes_no"]
+__all__ = [
+    "API_VERSION",
+    "Column",
+    "Context",
+    "GROUP",
+    "Option",
+    "Plugin",
+    "PluginInfo",
+    "PluginResult",
+    "discover",
+    "run",
+    "tui_panel",
+    "yes_no",
+]
 
 
 def discover(extra_dirs: Sequence[str | Path] = ()) -> list[PluginInfo]:
@@ -39,12 +51,13 @@ def tui_panel(name: str, extra_dirs: Sequence[str | Path] = ()) -> type | None:
     """The Textual widget class plugin ``name`` offers, or None (show its rows as a table).
 
     Called by the TUI only: the plugin imports Textual inside its hook."""
-    cls = next((e.cls for e in discover_entries(extra_dirs)
-                if e.info.name == name and e.cls is not None), None)
+    cls = next(
+        (e.cls for e in discover_entries(extra_dirs) if e.info.name == name and e.cls is not None),
+        None,
+    )
     if cls is None:
         raise NotFoundError(f"no loadable plugin named {name!r}")
     try:
         return cls.tui_panel()
     except Exception as e:  # isolation boundary: the plugin's hook failed
-        raise XenvmiError(f"plugin {name}: tui_panel() failed: {type(e).__name__}: {e}") \
-            from None
+        raise XenvmiError(f"plugin {name}: tui_panel() failed: {type(e).__name__}: {e}") from None

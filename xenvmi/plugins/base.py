@@ -89,21 +89,22 @@ class Column:
         if self.right is not None:
             return self.right
         values = [self.raw(r) for r in rows]
-        return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                    for v in values)
+        return bool(values) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        )
 
 
 def column_specs(plugin: type[Plugin]) -> tuple[Column, ...]:
     """A plugin's columns as :class:`Column` objects (plain field names included)."""
     import dataclasses
+
     declared = plugin.columns or tuple(f.name for f in dataclasses.fields(plugin.row))
     return tuple(c if isinstance(c, Column) else Column(c) for c in declared)
 
 
 def option_specs(plugin: type[Plugin]) -> dict[str, Option]:
     """A plugin's options as :class:`Option` objects (plain help strings included)."""
-    return {k: v if isinstance(v, Option) else Option(str(v))
-            for k, v in plugin.options.items()}
+    return {k: v if isinstance(v, Option) else Option(str(v)) for k, v in plugin.options.items()}
 
 
 class Plugin:
@@ -130,7 +131,7 @@ class Plugin:
     columns: ClassVar[tuple[str | Column, ...] | None] = None  # table; None: all fields
     options: ClassVar[Mapping[str, str | Option]] = {}
     command: ClassVar[bool] = False  # built-in views only: also `xenvmi NAME`
-    examples: ClassVar[str] = ""     # that command's --help examples
+    examples: ClassVar[str] = ""  # that command's --help examples
     legacy_key: ClassVar[str | None] = None  # that command's pre-0.2 JSON key for rows
 
     def run(self, ctx: Context) -> Iterable[Any]:
@@ -169,11 +170,17 @@ class Context:
     The guest is opened on first use, in the thread running the plugin (LibVMI handles
     belong to their thread), and closed by the runner when the plugin ends."""
 
-    def __init__(self, plugin: str, domain: str | int | None = None,
-                 options: dict[str, str] | None = None, timeout: float | None = None,
-                 progress: Callable[[str], None] = _quiet,
-                 declared: Mapping[str, Option] | None = None,
-                 use_cache: bool = True, backend: str | None = None) -> None:
+    def __init__(
+        self,
+        plugin: str,
+        domain: str | int | None = None,
+        options: dict[str, str] | None = None,
+        timeout: float | None = None,
+        progress: Callable[[str], None] = _quiet,
+        declared: Mapping[str, Option] | None = None,
+        use_cache: bool = True,
+        backend: str | None = None,
+    ) -> None:
         self.plugin = plugin
         #: The live backend to open the domain with ("libvmi", "native"; None: the
         #: default, see :func:`xenvmi.guests.choose_backend`).
@@ -221,8 +228,9 @@ class Context:
         return view.rows
 
     # -- options -------------------------------------------------------------------------
-    def option(self, key: str, default: Any = _UNSET,
-               kind: Callable[[str], Any] | None = None) -> Any:
+    def option(
+        self, key: str, default: Any = _UNSET, kind: Callable[[str], Any] | None = None
+    ) -> Any:
         """An option converted with ``kind``; a bad value is a usage error. ``default``
         and ``kind`` default to the plugin's :class:`Option` declaration."""
         spec = self.declared.get(key)
@@ -235,8 +243,10 @@ class Context:
         try:
             return kind(self.options[key])
         except ValueError:
-            raise UsageError(f"{self.plugin}: option {key}={self.options[key]!r} is not a "
-                             f"valid {getattr(kind, '__name__', 'value')}") from None
+            raise UsageError(
+                f"{self.plugin}: option {key}={self.options[key]!r} is not a "
+                f"valid {getattr(kind, '__name__', 'value')}"
+            ) from None
 
     def duration(self, key: str = "seconds", default: float = 5.0) -> float:
         """How long to observe: option ``key`` (default ``default``), cut to the run's
@@ -246,8 +256,10 @@ class Context:
             raise UsageError(f"{self.plugin}: option {key} must be positive")
         left = self.remaining()
         if left is not None and seconds > left:
-            self.warn(f"observed {left:.0f}s, not {seconds:g}s: the run's timeout is shorter",
-                      partial=False)
+            self.warn(
+                f"observed {left:.0f}s, not {seconds:g}s: the run's timeout is shorter",
+                partial=False,
+            )
             seconds = left
         return seconds
 
@@ -261,11 +273,15 @@ class Context:
         """The domain as a :class:`xenvmi.guests.Guest` (opened once, closed after the run)."""
         if self._guest is None:
             from xenvmi import guests
+
             left = self.remaining()
-            self._guest = guests.open_guest(self._need_domain(), progress=self.progress,
-                                         use_cache=self.use_cache, backend=self.backend,
-                                         discovery_timeout=600.0 if left is None
-                                         else max(1.0, left))
+            self._guest = guests.open_guest(
+                self._need_domain(),
+                progress=self.progress,
+                use_cache=self.use_cache,
+                backend=self.backend,
+                discovery_timeout=600.0 if left is None else max(1.0, left),
+            )
             self.domain_name = self._guest.name
         return self._guest
 
@@ -276,7 +292,7 @@ class Context:
         for w in kp.warnings:
             self.warn(w, partial=False)
         kp.budget = self.budget  # drgn's reads check the deadline of the current budget
-        g.memory.invalidate()   # a fresh page snapshot for this run
+        g.memory.invalidate()  # a fresh page snapshot for this run
         return kp
 
     def cancel(self) -> None:

@@ -45,12 +45,12 @@ class PluginInfo:
     description: str
     requires: tuple[str, ...]
     available: bool
-    why_not: str              # '' when available
+    why_not: str  # '' when available
     needs_domain: bool
-    source: str               # file path, or "entry point <module:attr>"
+    source: str  # file path, or "entry point <module:attr>"
     error: str | None = None  # it could not be loaded (import error, bad declaration)
     api_version: int = API_VERSION
-    row: str = ""             # the row dataclass's name
+    row: str = ""  # the row dataclass's name
     columns: tuple[str, ...] = ()
     options: dict[str, str] = field(default_factory=dict)
     has_tui: bool = False
@@ -70,9 +70,20 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _broken(name: str, source: str, error: str) -> Entry:
-    return Entry(PluginInfo(name=name, version="?", description="", requires=(),
-                            available=False, why_not=error, needs_domain=False,
-                            source=source, error=error), None)
+    return Entry(
+        PluginInfo(
+            name=name,
+            version="?",
+            description="",
+            requires=(),
+            available=False,
+            why_not=error,
+            needs_domain=False,
+            source=source,
+            error=error,
+        ),
+        None,
+    )
 
 
 def _validate(cls: Any) -> str | None:
@@ -91,13 +102,17 @@ def _validate(cls: Any) -> str | None:
     columns = cls.columns or ()
     if not all(isinstance(c, (str, Column)) for c in columns):
         return f"{cls.name}: columns must be field names or xenvmi.plugins.Column"
-    bad = [c if isinstance(c, str) else c.key for c in columns
-           if (c if isinstance(c, str) else c.key) not in names
-           and not (isinstance(c, Column) and c.value is not None)]
+    bad = [
+        c if isinstance(c, str) else c.key
+        for c in columns
+        if (c if isinstance(c, str) else c.key) not in names
+        and not (isinstance(c, Column) and c.value is not None)
+    ]
     if bad:
         return f"{cls.name}: columns {bad} are not fields of {cls.row.__name__}"
-    if not all(isinstance(k, str) and isinstance(v, (str, Option))
-               for k, v in dict(cls.options).items()):
+    if not all(
+        isinstance(k, str) and isinstance(v, (str, Option)) for k, v in dict(cls.options).items()
+    ):
         return f"{cls.name}: options must map names to help text or xenvmi.plugins.Option"
     return None
 
@@ -106,8 +121,11 @@ def _has_tui(cls: type[Plugin]) -> bool:
     """Whether ``cls`` overrides :meth:`Plugin.tui_panel` (a classmethod: its function is
     Plugin's unless overridden); a static method or other callable overrides it too."""
     own, base = cls.tui_panel, Plugin.tui_panel
-    return not (isinstance(own, types.MethodType) and isinstance(base, types.MethodType)
-                and own.__func__ is base.__func__)
+    return not (
+        isinstance(own, types.MethodType)
+        and isinstance(base, types.MethodType)
+        and own.__func__ is base.__func__
+    )
 
 
 def _info(found: type, source: str, fallback: str, dump_file: bool = False) -> Entry:
@@ -117,8 +135,9 @@ def _info(found: type, source: str, fallback: str, dump_file: bool = False) -> E
     error = _validate(found)
     if error:
         name = getattr(found, "name", None)
-        return _broken(name if isinstance(name, str) and _NAME.match(name) else fallback,
-                       source, error)
+        return _broken(
+            name if isinstance(name, str) and _NAME.match(name) else fallback, source, error
+        )
     cls = cast("type[Plugin]", found)  # _validate checked it is a Plugin subclass
     if cls.api_version != API_VERSION:
         why = [f"needs plugin API {cls.api_version}, this xenvmi has {API_VERSION}"]
@@ -131,23 +150,37 @@ def _info(found: type, source: str, fallback: str, dump_file: bool = False) -> E
         if extra:
             why.append(extra)
     fields = tuple(f.name for f in dataclasses.fields(cls.row))
-    return Entry(PluginInfo(
-        name=cls.name, version=str(cls.version), description=cls.description.strip(),
-        requires=tuple(cls.requires), available=not why, why_not="; ".join(why),
-        needs_domain=bool(cls.needs_domain), source=source, api_version=cls.api_version,
-        row=cls.row.__name__,
-        columns=tuple(c.key if isinstance(c, Column) else c for c in cls.columns or fields),
-        options={k: v.help if isinstance(v, Option) else v for k, v in cls.options.items()},
-        has_tui=_has_tui(cls)), cls)
+    return Entry(
+        PluginInfo(
+            name=cls.name,
+            version=str(cls.version),
+            description=cls.description.strip(),
+            requires=tuple(cls.requires),
+            available=not why,
+            why_not="; ".join(why),
+            needs_domain=bool(cls.needs_domain),
+            source=source,
+            api_version=cls.api_version,
+            row=cls.row.__name__,
+            columns=tuple(c.key if isinstance(c, Column) else c for c in cls.columns or fields),
+            options={k: v.help if isinstance(v, Option) else v for k, v in cls.options.items()},
+            has_tui=_has_tui(cls),
+        ),
+        cls,
+    )
 
 
 # -- xenvmi's own views ------------------------------------------------------------------
 
+
 def view_modules() -> list[str]:
     """The modules of the built-in views' package, in name order."""
     package = importlib.import_module(VIEWS_PACKAGE)
-    return sorted(f"{VIEWS_PACKAGE}.{m.name}" for m in pkgutil.iter_modules(package.__path__)
-                  if not m.name.startswith("_"))
+    return sorted(
+        f"{VIEWS_PACKAGE}.{m.name}"
+        for m in pkgutil.iter_modules(package.__path__)
+        if not m.name.startswith("_")
+    )
 
 
 def _module_plugin(module: Any) -> type | str:
@@ -156,8 +189,14 @@ def _module_plugin(module: Any) -> type | str:
     explicit = getattr(module, "PLUGIN", None)
     if explicit is not None:
         return explicit if inspect.isclass(explicit) else type(explicit)
-    found = [c for c in vars(module).values() if inspect.isclass(c) and issubclass(c, Plugin)
-             and c is not Plugin and c.__module__ == module.__name__]
+    found = [
+        c
+        for c in vars(module).values()
+        if inspect.isclass(c)
+        and issubclass(c, Plugin)
+        and c is not Plugin
+        and c.__module__ == module.__name__
+    ]
     if len(found) != 1:
         what = "no Plugin subclass" if not found else f"{len(found)} Plugin subclasses"
         return f"defines {what} (one per file, or set PLUGIN)"
@@ -172,8 +211,11 @@ def _from_views() -> list[Entry]:
         except Exception as e:  # isolation boundary: one broken view hides no other
             found = _one_line(e)
         short = name.rsplit(".", 1)[1]
-        out.append(_broken(short, name, found) if isinstance(found, str)
-                   else _info(found, f"builtin {name}", short))
+        out.append(
+            _broken(short, name, found)
+            if isinstance(found, str)
+            else _info(found, f"builtin {name}", short)
+        )
     return out
 
 
@@ -196,15 +238,18 @@ def view_classes() -> list[type[Plugin]]:
 
 def entry_of(cls: type[Plugin], dump_file: bool = False) -> Entry:
     """A known plugin class's entry, without discovering the others (a view's command)."""
-    return _info(cls, f"builtin {cls.__module__}", cls.__module__.rsplit(".", 1)[-1],
-                 dump_file=dump_file)
+    return _info(
+        cls, f"builtin {cls.__module__}", cls.__module__.rsplit(".", 1)[-1], dump_file=dump_file
+    )
 
 
 # -- entry points ------------------------------------------------------------------------
 
+
 def _from_entry_points() -> list[Entry]:
     out = []
     from importlib import metadata  # tens of milliseconds: only when discovering
+
     for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
         if ep.value.startswith("xenvmi."):
             continue  # an older xenvmi's own views: today's come from the package
@@ -219,6 +264,7 @@ def _from_entry_points() -> list[Entry]:
 
 
 # -- folders -----------------------------------------------------------------------------
+
 
 def default_dirs() -> list[Path]:
     """The checkout's plugins/ folder (if any), then $XENVMI_PLUGIN_PATH's folders."""
@@ -285,8 +331,11 @@ def untrusted(path: Path) -> str | None:
 
 def _from_dir(folder: Path) -> list[Entry]:
     if not folder.is_dir():
-        return [_broken(folder.name or str(folder), str(folder),
-                        f"plugin folder {folder} does not exist")]
+        return [
+            _broken(
+                folder.name or str(folder), str(folder), f"plugin folder {folder} does not exist"
+            )
+        ]
     out = []
     folder_why = untrusted(folder.resolve())
     for p in sorted(folder.glob("*.py")):

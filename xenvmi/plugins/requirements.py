@@ -47,6 +47,7 @@ def _xenstore() -> str | None:
     if _import_error("pyxs"):
         return "xenstore: pip install 'pyxs>=0.4.1'"
     from xenvmi.backends.xenstore import SOCKET_PATHS, XENBUS_PATHS
+
     if not any(os.path.exists(p) for p in (*SOCKET_PATHS, *XENBUS_PATHS)):
         return "xenstore: no xenstored socket or /dev/xen/xenbus here (run in dom0)"
     return None
@@ -72,15 +73,22 @@ def _drgn() -> str | None:
 
 def _bcc() -> str | None:
     if _import_error("bcc"):
-        return ("bcc: python3-bpfcc is not installed (apt install python3-bpfcc; a venv "
-                "needs --system-site-packages)")
+        return (
+            "bcc: python3-bpfcc is not installed (apt install python3-bpfcc; a venv "
+            "needs --system-site-packages)"
+        )
     return None
 
 
 #: Requirement name -> check returning why it is unmet (None: met).
 CHECKS: dict[str, Callable[[], str | None]] = {
-    "root": _root, "dom0": _dom0, "xenstore": _xenstore, "libvmi": _libvmi,
-    "guest-memory": _guest_memory, "drgn": _drgn, "bcc": _bcc,
+    "root": _root,
+    "dom0": _dom0,
+    "xenstore": _xenstore,
+    "libvmi": _libvmi,
+    "guest-memory": _guest_memory,
+    "drgn": _drgn,
+    "bcc": _bcc,
 }
 
 #: Requirements that stand for several others (checked in this order).
@@ -88,8 +96,13 @@ IMPLIES: dict[str, tuple[str, ...]] = {"linux-guest": ("dom0", "guest-memory", "
 #: What they stand for when a plugin reads a dump file instead of a live domain: its
 #: kernel is still read with drgn, but no Xen, LibVMI or root is involved (the file's
 #: own permissions decide).
-IMPLIES_FOR_DUMP: dict[str, tuple[str, ...]] = {"linux-guest": ("drgn",), "root": (),
-                                                "dom0": (), "libvmi": (), "guest-memory": ()}
+IMPLIES_FOR_DUMP: dict[str, tuple[str, ...]] = {
+    "linux-guest": ("drgn",),
+    "root": (),
+    "dom0": (),
+    "libvmi": (),
+    "guest-memory": (),
+}
 
 
 def known() -> list[str]:
@@ -106,8 +119,7 @@ def unmet(requires: Iterable[str], dump_file: bool = False) -> list[str]:
             parts = IMPLIES_FOR_DUMP.get(name, parts)
         for part in parts:
             check = CHECKS.get(part)
-            why = (check() if check else
-                   f"{part}: unknown requirement (known: {', '.join(known())})")
+            why = check() if check else f"{part}: unknown requirement (known: {', '.join(known())})"
             if why and why not in reasons:
                 reasons.append(why)
     return reasons

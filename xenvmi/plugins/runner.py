@@ -63,8 +63,10 @@ def _body(cls: type[Plugin], ctx: Context, sink: _Sink) -> None:
         produced = cls().run(ctx)
         for row in produced if produced is not None else ():
             if not (dataclasses.is_dataclass(row) and isinstance(row, cls.row)):
-                raise TypeError(f"{cls.name} produced a {type(row).__name__}, not a "
-                                f"{cls.row.__name__} dataclass")
+                raise TypeError(
+                    f"{cls.name} produced a {type(row).__name__}, not a "
+                    f"{cls.row.__name__} dataclass"
+                )
             if len(sink.rows) >= MAX_ROWS:
                 ctx.warn(f"more than {MAX_ROWS} rows; the rest were dropped")
                 break
@@ -91,13 +93,21 @@ def _is_dump_file(domain: str | int | None) -> bool:
     if domain is None:
         return False
     from xenvmi.guests import is_file_target
+
     return is_file_target(domain)
 
 
-def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | Path] = (),
-        timeout: float | None = 120, options: dict[str, str] | None = None,
-        progress: Callable[[str], None] = _quiet, use_cache: bool = True,
-        plugin: type[Plugin] | None = None, backend: str | None = None) -> PluginResult:
+def run(
+    name: str,
+    domain: str | int | None = None,
+    extra_dirs: Sequence[str | Path] = (),
+    timeout: float | None = 120,
+    options: dict[str, str] | None = None,
+    progress: Callable[[str], None] = _quiet,
+    use_cache: bool = True,
+    plugin: type[Plugin] | None = None,
+    backend: str | None = None,
+) -> PluginResult:
     """Run plugin ``name`` on ``domain`` (a domain's name or id, or for guest views a dump
     file); never raises for anything the plugin does. ``use_cache=False`` finds the
     guest's kernel anew instead of from the per-boot cache. ``plugin``: its class, when
@@ -135,11 +145,20 @@ def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | P
         takes = ", ".join(info.options) or "none"
         return fail(f"plugin {name} has no option {', '.join(unknown)} (options: {takes})", 2)
 
-    ctx = Context(name, domain, options, timeout, progress, option_specs(cls),
-                  use_cache=use_cache, backend=backend)
+    ctx = Context(
+        name,
+        domain,
+        options,
+        timeout,
+        progress,
+        option_specs(cls),
+        use_cache=use_cache,
+        backend=backend,
+    )
     sink = _Sink()
-    thread = threading.Thread(target=_body, args=(cls, ctx, sink), daemon=True,
-                              name=f"xenvmi-plugin-{name}")
+    thread = threading.Thread(
+        target=_body, args=(cls, ctx, sink), daemon=True, name=f"xenvmi-plugin-{name}"
+    )
     thread.start()
     try:
         finished = sink.done.wait(None if timeout is None else timeout + grace(timeout))
@@ -153,8 +172,11 @@ def run(name: str, domain: str | int | None = None, extra_dirs: Sequence[str | P
     if ctx.domain_name is not None:
         result.domain = ctx.domain_name
     if not finished:
-        return fail(f"TimeoutError: {name} did not stop within its {timeout:g}s timeout "
-                    "(abandoned; its rows so far are kept)", 1)
+        return fail(
+            f"TimeoutError: {name} did not stop within its {timeout:g}s timeout "
+            "(abandoned; its rows so far are kept)",
+            1,
+        )
     result.error, result.exit_code = sink.error, sink.exit_code
     result.complete = sink.error is None and ctx.complete
     result.seconds = time.monotonic() - start

@@ -59,13 +59,18 @@ def row_schema(row: type) -> dict:
     """A row dataclass's fields as a JSON object schema (every field always present)."""
     hints = typing.get_type_hints(row)
     fields = [f.name for f in dataclasses.fields(row)]
-    return {"type": "object", "title": row.__name__,
-            "properties": {name: type_schema(hints[name]) for name in fields},
-            "required": fields, "additionalProperties": False}
+    return {
+        "type": "object",
+        "title": row.__name__,
+        "properties": {name: type_schema(hints[name]) for name in fields},
+        "required": fields,
+        "additionalProperties": False,
+    }
 
 
-def result_schema(plugin: type[Plugin], legacy_key: str | None = None,
-                  legacy_single: bool = False) -> dict:
+def result_schema(
+    plugin: type[Plugin], legacy_key: str | None = None, legacy_single: bool = False
+) -> dict:
     """The schema of ``--json`` for one plugin: who ran, on what, the rows, and whether
     they are complete. ``legacy_key``: a view command's pre-0.2 key for its rows (a list,
     or with ``legacy_single`` the one row), kept for one release."""
@@ -81,9 +86,12 @@ def result_schema(plugin: type[Plugin], legacy_key: str | None = None,
         "seconds": {"type": "number", "minimum": 0},
     }
     if legacy_key:
-        properties[legacy_key] = {"deprecated": True, **(rows["items"] if legacy_single
-                                                          else rows)}
-    return {"$schema": DRAFT, "title": f"xenvmi {plugin.name} --json",
-            "type": "object", "properties": properties,
-            "required": [k for k in properties if k != legacy_key],
-            "additionalProperties": False}
+        properties[legacy_key] = {"deprecated": True, **(rows["items"] if legacy_single else rows)}
+    return {
+        "$schema": DRAFT,
+        "title": f"xenvmi {plugin.name} --json",
+        "type": "object",
+        "properties": properties,
+        "required": [k for k in properties if k != legacy_key],
+        "additionalProperties": False,
+    }

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["HypercallCount", "TraceDecoder", "TraceFormatError", "TraceRecord",
-           "TraceSummary", "decode", "summarize", "summarize_file"]
+__all__ = [
+    "HypercallCount",
+    "TraceDecoder",
+    "TraceFormatError",
+    "TraceRecord",
+    "TraceSummary",
+    "decode",
+    "summarize",
+    "summarize_file",
+]
 
 
 def __getattr__(name: str):

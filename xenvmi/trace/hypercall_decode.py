@@ -28,8 +28,17 @@ IOCTL_PRIVCMD_HYPERCALL = 0x00305000
 IOCTL_PRIVCMD_UNIMPLEMENTED = 0x000050FF
 #: The ioctl number (low byte of the request) -> what the privcmd ioctl does
 #: (include/uapi/xen/privcmd.h; irqfd/ioeventfd exist from Linux 6.7/6.8 on).
-KIND_NAMES = {0: "hypercall", 2: "mmap", 3: "mmapbatch", 4: "mmapbatch_v2", 5: "dm_op",
-              6: "restrict", 7: "mmap_resource", 8: "irqfd", 9: "ioeventfd"}
+KIND_NAMES = {
+    0: "hypercall",
+    2: "mmap",
+    3: "mmapbatch",
+    4: "mmapbatch_v2",
+    5: "dm_op",
+    6: "restrict",
+    7: "mmap_resource",
+    8: "irqfd",
+    9: "ioeventfd",
+}
 KIND_BY_NAME = {v: k for k, v in KIND_NAMES.items()}
 KIND_HYPERCALL = 0
 KIND_DM_OP = 5
@@ -38,8 +47,14 @@ KIND_OTHER = 255
 NO_VALUE = 0xFFFFFFFF
 F_SUBOP, F_DOMID, F_VERSION, F_FAULT = 1, 2, 4, 8
 #: public/xen.h reserved domain ids.
-SPECIAL_DOMIDS = {0x7FF0: "self", 0x7FF1: "io", 0x7FF2: "xen", 0x7FF3: "cow",
-                  0x7FF4: "invalid", 0x7FFF: "idle"}
+SPECIAL_DOMIDS = {
+    0x7FF0: "self",
+    0x7FF1: "io",
+    0x7FF2: "xen",
+    0x7FF3: "cow",
+    0x7FF4: "invalid",
+    0x7FFF: "idle",
+}
 #: Interface versions Xen insists on (anything else: -EACCES).
 _VERSIONS = {35: sysctl.INTERFACE_VERSION, 36: domctl.INTERFACE_VERSION}
 
@@ -64,8 +79,7 @@ def kind_name(kind: int) -> str:
     return KIND_NAMES.get(kind, "ioctl")
 
 
-def op_name(kind: int, op: int | None, ioctl: int | None = None,
-            arch: str | None = None) -> str:
+def op_name(kind: int, op: int | None, ioctl: int | None = None, arch: str | None = None) -> str:
     """What the event is called: the hypercall's name, else the privcmd request's."""
     if kind == KIND_HYPERCALL or (kind == KIND_DM_OP and op is not None):
         if op is None:
@@ -80,7 +94,7 @@ def op_name(kind: int, op: int | None, ioctl: int | None = None,
 
 
 def error_name(ret: int) -> str | None:
-    """"ESRCH" for -3; None for a success; "errno_N" for a number neither Xen nor Linux names."""
+    """ "ESRCH" for -3; None for a success; "errno_N" for a number neither Xen nor Linux names."""
     if not -MAX_ERRNO <= ret < 0:
         return None
     entry = xerrno.BY_VALUE.get(-ret)
@@ -112,15 +126,24 @@ def decode_event(raw: Mapping[str, Any], arch: str | None = None) -> HypercallEv
     if subop is not None and op is not None:
         sub_name = hypercall_subops.subop_name(op, subop)
     return HypercallEvent(
-        ts_ns=int(raw.get("ts_ns", 0)), pid=int(raw["pid"]), tid=int(raw.get("tid", raw["pid"])),
-        comm=_text(raw.get("comm", b"")), kind=kind_name(kind), ioctl=int(raw["cmd"]),
-        op=op, name=op_name(kind, op, int(raw["cmd"]), arch), subop=subop,
+        ts_ns=int(raw.get("ts_ns", 0)),
+        pid=int(raw["pid"]),
+        tid=int(raw.get("tid", raw["pid"])),
+        comm=_text(raw.get("comm", b"")),
+        kind=kind_name(kind),
+        ioctl=int(raw["cmd"]),
+        op=op,
+        name=op_name(kind, op, int(raw["cmd"]), arch),
+        subop=subop,
         subop_name=sub_name,
         domid=int(raw["domid"]) & 0xFFFF if flags & F_DOMID else None,
         version=int(raw["version"]) if flags & F_VERSION else None,
-        args=tuple(int(a) for a in raw.get("args", (0,) * 5)), ret=ret,
-        error=error_name(ret), latency_ns=int(raw["latency_ns"]),
-        partial=bool(flags & F_FAULT))
+        args=tuple(int(a) for a in raw.get("args", (0,) * 5)),
+        ret=ret,
+        error=error_name(ret),
+        latency_ns=int(raw["latency_ns"]),
+        partial=bool(flags & F_FAULT),
+    )
 
 
 def domid_text(domid: int) -> str:
@@ -141,7 +164,7 @@ def format_ns(ns: int) -> str:
 def _trimmed_hex(args: tuple[int, ...]) -> list[str]:
     """Arguments up to the last non-zero one (callers zero the unused ones)."""
     last = max((i for i, a in enumerate(args) if a), default=-1)
-    return [hex(a) for a in args[:last + 1]]
+    return [hex(a) for a in args[: last + 1]]
 
 
 def _details(ev: HypercallEvent) -> list[str]:
@@ -152,12 +175,17 @@ def _details(ev: HypercallEvent) -> list[str]:
             out.append(f"addr={ev.args[2]:#x}")
         return out
     if ev.kind == "mmap_resource":
-        return [f"domid={domid_text(ev.args[0])}", f"type={ev.args[1]}", f"id={ev.args[2]}",
-                f"idx={ev.args[3]}", f"num={ev.args[4]}"]
+        return [
+            f"domid={domid_text(ev.args[0])}",
+            f"type={ev.args[1]}",
+            f"id={ev.args[2]}",
+            f"idx={ev.args[3]}",
+            f"num={ev.args[4]}",
+        ]
     if ev.domid is not None:
         out.append(f"domid={domid_text(ev.domid)}")
     if ev.kind == "hypercall" and ev.subop is None and ev.domid is None:
-        out += _trimmed_hex(ev.args)          # no command table: show the raw arguments
+        out += _trimmed_hex(ev.args)  # no command table: show the raw arguments
     expected = _VERSIONS.get(ev.op or -1)
     if ev.version is not None and expected is not None and ev.version != expected:
         out.append(f"version={ev.version:#x}, want {expected:#x}")
@@ -169,8 +197,10 @@ def format_event(ev: HypercallEvent) -> str:
     what = ev.name if ev.kind == "hypercall" else f"privcmd {ev.name}"
     if ev.subop_name:
         what += f" {ev.subop_name}"
-    line = (f"{ev.comm}[{ev.pid}] {what}({', '.join(_details(ev))}) -> "
-            f"{describe_ret(ev.ret)} {format_ns(ev.latency_ns)}")
+    line = (
+        f"{ev.comm}[{ev.pid}] {what}({', '.join(_details(ev))}) -> "
+        f"{describe_ret(ev.ret)} {format_ns(ev.latency_ns)}"
+    )
     if ev.partial:
         line += " [arguments unreadable]"
     return line

@@ -24,9 +24,9 @@ class Filters:
 
     pid: int | None = None
     comm: str | None = None
-    kind: int | None = None        #: privcmd ioctl number (0 = hypercall)
-    op: int | None = None          #: hypercall number
-    subop: int | None = None       #: command of ``op`` (domctl, memory_op, ...)
+    kind: int | None = None  #: privcmd ioctl number (0 = hypercall)
+    op: int | None = None  #: hypercall number
+    subop: int | None = None  #: command of ``op`` (domctl, memory_op, ...)
     errors_only: bool = False
 
     def __post_init__(self) -> None:
@@ -73,7 +73,7 @@ class Filters:
         return True
 
     def describe(self) -> str:
-        """"failed domctl getdomaininfo calls of pid 812" style banner text."""
+        """ "failed domctl getdomaininfo calls of pid 812" style banner text."""
         what = "privcmd calls"
         if self.op is not None:
             what = hc.BY_NUMBER[self.op].name if self.op in hc.BY_NUMBER else f"hypercall {self.op}"
@@ -118,11 +118,14 @@ def parse_op(text: str) -> tuple[int | None, int | None, int | None]:
     except NotFoundError:
         if name.lower() in KIND_BY_NAME:
             if sub:
-                raise UsageError(f"trace: --op {text!r}: privcmd request {name} has no "
-                                 "commands to pick from") from None
+                raise UsageError(
+                    f"trace: --op {text!r}: privcmd request {name} has no commands to pick from"
+                ) from None
             return KIND_BY_NAME[name.lower()], None, None
-        raise NotFoundError(f"trace: --op {name!r} is neither a Xen 4.17 hypercall nor a "
-                            f"privcmd request ({', '.join(sorted(KIND_BY_NAME))})") from None
+        raise NotFoundError(
+            f"trace: --op {name!r} is neither a Xen 4.17 hypercall nor a "
+            f"privcmd request ({', '.join(sorted(KIND_BY_NAME))})"
+        ) from None
     if not sub:
         return None, op, None
     return None, op, hypercall_subops.lookup_subop(op, sub)

@@ -54,8 +54,9 @@ def format_log2_hist(slots: Mapping[int, int], val_type: str = "usecs") -> str:
     for i in range(1, idx_max + 1):
         low, high = slot_range(i)
         val = slots.get(i, 0)
-        lines.append(f"{low:>{width}} -> {high:<{width}} : {val:<8} |"
-                     f"{_stars(val, val_max, stars):<{stars}}|")
+        lines.append(
+            f"{low:>{width}} -> {high:<{width}} : {val:<8} |{_stars(val, val_max, stars):<{stars}}|"
+        )
     return "\n".join(lines)
 
 
@@ -98,20 +99,23 @@ class Stats:
 
     def add(self, ev: HypercallEvent) -> None:
         """Count one decoded event."""
-        self.add_count(ev.name, ev.subop_name, ev.ret if ev.failed else 0, 1,
-                       ev.latency_ns, ev.latency_ns)
+        self.add_count(
+            ev.name, ev.subop_name, ev.ret if ev.failed else 0, 1, ev.latency_ns, ev.latency_ns
+        )
         self.add_hist(ev.name, log2_slot(ev.latency_ns // 1000), 1)
 
-    def add_count(self, name: str, subop: str | None, err: int, count: int,
-                  total_ns: int, max_ns: int) -> None:
+    def add_count(
+        self, name: str, subop: str | None, err: int, count: int, total_ns: int, max_ns: int
+    ) -> None:
         cell = self.ops.setdefault((name, subop), OpCount(name, subop))
         cell.calls += count
         cell.total_ns += total_ns
         cell.max_ns = max(cell.max_ns, max_ns)
         if err < 0:
             cell.errors += count
-            e = self.errors.setdefault((name, subop, err), ErrorCount(
-                name, subop, error_name(err) or str(err), err))
+            e = self.errors.setdefault(
+                (name, subop, err), ErrorCount(name, subop, error_name(err) or str(err), err)
+            )
             e.count += count
 
     def add_hist(self, name: str, slot: int, count: int) -> None:
@@ -119,18 +123,19 @@ class Stats:
         h[slot] = h.get(slot, 0) + count
 
     # -- from the BPF maps (hypercalls.bpf.c count_key_t/count_val_t, hist_key_t) --------
-    def add_map_count(self, kind: int, op: int, subop: int, err: int, count: int,
-                      total_ns: int, max_ns: int) -> None:
+    def add_map_count(
+        self, kind: int, op: int, subop: int, err: int, count: int, total_ns: int, max_ns: int
+    ) -> None:
         op_or_none = None if op == 0xFFFFFFFF else op
         sub = None
         if subop != 0xFFFFFFFF and op_or_none is not None:
             sub = hypercall_subops.subop_name(op_or_none, subop)
-        self.add_count(op_name(kind, op_or_none, None, self.arch), sub, err, count,
-                       total_ns, max_ns)
+        self.add_count(
+            op_name(kind, op_or_none, None, self.arch), sub, err, count, total_ns, max_ns
+        )
 
     def add_map_hist(self, kind: int, op: int, slot: int, count: int) -> None:
-        self.add_hist(op_name(kind, None if op == 0xFFFFFFFF else op, None, self.arch),
-                      slot, count)
+        self.add_hist(op_name(kind, None if op == 0xFFFFFFFF else op, None, self.arch), slot, count)
 
     # -- views -------------------------------------------------------------------------
     @property
@@ -144,30 +149,58 @@ class Stats:
         return sorted(self.errors.values(), key=lambda e: (-e.count, e.name, e.subop or ""))
 
     def to_json(self, hist: bool = False) -> dict:
-        out = {"calls": self.calls, "lost": self.lost,
-               "ops": [{"name": c.name, "subop": c.subop, "calls": c.calls,
-                        "errors": c.errors, "avg_us": round(c.avg_us, 3),
-                        "max_us": round(c.max_ns / 1000, 3)} for c in self.op_rows()],
-               "errors": [{"name": e.name, "subop": e.subop, "error": e.error,
-                           "ret": e.ret, "count": e.count} for e in self.error_rows()]}
+        out = {
+            "calls": self.calls,
+            "lost": self.lost,
+            "ops": [
+                {
+                    "name": c.name,
+                    "subop": c.subop,
+                    "calls": c.calls,
+                    "errors": c.errors,
+                    "avg_us": round(c.avg_us, 3),
+                    "max_us": round(c.max_ns / 1000, 3),
+                }
+                for c in self.op_rows()
+            ],
+            "errors": [
+                {"name": e.name, "subop": e.subop, "error": e.error, "ret": e.ret, "count": e.count}
+                for e in self.error_rows()
+            ],
+        }
         if hist:
             out["latency_usecs_log2"] = {
-                name: [{"low": slot_range(s)[0], "high": slot_range(s)[1], "count": n}
-                       for s, n in sorted(slots.items())]
-                for name, slots in sorted(self.hist.items())}
+                name: [
+                    {"low": slot_range(s)[0], "high": slot_range(s)[1], "count": n}
+                    for s, n in sorted(slots.items())
+                ]
+                for name, slots in sorted(self.hist.items())
+            }
         return out
 
     def render_summary(self) -> str:
         if not self.ops:
             return "no privcmd calls traced"
-        rows = [{"call": c.name + (f" {c.subop}" if c.subop else ""), "count": c.calls,
-                 "errors": c.errors, "avg_us": c.avg_us, "max_us": c.max_ns / 1000}
-                for c in self.op_rows()]
+        rows = [
+            {
+                "call": c.name + (f" {c.subop}" if c.subop else ""),
+                "count": c.calls,
+                "errors": c.errors,
+                "avg_us": c.avg_us,
+                "max_us": c.max_ns / 1000,
+            }
+            for c in self.op_rows()
+        ]
         out = [render.table(rows, ["call", "count", "errors", "avg_us", "max_us"])]
         if self.errors:
-            erows = [{"call": e.name + (f" {e.subop}" if e.subop else ""),
-                      "error": describe_ret(e.ret), "count": e.count}
-                     for e in self.error_rows()]
+            erows = [
+                {
+                    "call": e.name + (f" {e.subop}" if e.subop else ""),
+                    "error": describe_ret(e.ret),
+                    "count": e.count,
+                }
+                for e in self.error_rows()
+            ]
             out += ["", render.table(erows, ["call", "error", "count"])]
         return "\n".join(out)
 
@@ -180,8 +213,11 @@ class Stats:
         return "\n".join(parts).lstrip("\n") or "no latencies recorded"
 
 
-def stats_from_maps(counts: Iterable[tuple[tuple, tuple]],
-                    hist: Iterable[tuple[tuple, int]], arch: str | None = None) -> Stats:
+def stats_from_maps(
+    counts: Iterable[tuple[tuple, tuple]],
+    hist: Iterable[tuple[tuple, int]],
+    arch: str | None = None,
+) -> Stats:
     """Stats from the BPF maps' items as plain tuples:
     ((kind, op, subop, err), (count, total_ns, max_ns)) and ((kind, op, slot), count)."""
     stats = Stats(arch)
@@ -192,5 +228,12 @@ def stats_from_maps(counts: Iterable[tuple[tuple, tuple]],
     return stats
 
 
-__all__ = ["ErrorCount", "OpCount", "Stats", "format_log2_hist", "log2_slot", "slot_range",
-           "stats_from_maps"]
+__all__ = [
+    "ErrorCount",
+    "OpCount",
+    "Stats",
+    "format_log2_hist",
+    "log2_slot",
+    "slot_range",
+    "stats_from_maps",
+]

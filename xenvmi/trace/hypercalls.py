@@ -41,16 +41,17 @@ def program_text(filters: Filters, *, stream: bool = True, stats: bool = False) 
 
 # -- preflight: say what is missing before bcc prints a page of clang errors ---------------
 
+
 @dataclass(frozen=True)
 class HostFacts:
     """What the preflight check looks at, gathered once (see gather_facts)."""
 
-    bcc_error: str | None     #: why ``import bcc`` failed, None if it worked
-    capeff: int               #: effective capabilities (/proc/self/status CapEff)
-    release: str              #: uname -r
-    headers: bool             #: kernel headers bcc can use are present
-    probe_found: bool         #: privcmd_ioctl is a kernel symbol
-    privcmd_device: bool      #: /dev/xen/privcmd exists (a Xen domain)
+    bcc_error: str | None  #: why ``import bcc`` failed, None if it worked
+    capeff: int  #: effective capabilities (/proc/self/status CapEff)
+    release: str  #: uname -r
+    headers: bool  #: kernel headers bcc can use are present
+    probe_found: bool  #: privcmd_ioctl is a kernel symbol
+    privcmd_device: bool  #: /dev/xen/privcmd exists (a Xen domain)
 
 
 def kernel_headers(release: str) -> bool:
@@ -58,8 +59,9 @@ def kernel_headers(release: str) -> bool:
     env = os.environ.get("BCC_KERNEL_SOURCE")
     paths = [env] if env else []
     paths += [f"/lib/modules/{release}/build", f"/lib/modules/{release}/source"]
-    return any(p and os.path.isdir(os.path.join(p, "include")) for p in paths) or \
-        os.path.exists("/sys/kernel/kheaders.tar.xz")
+    return any(p and os.path.isdir(os.path.join(p, "include")) for p in paths) or os.path.exists(
+        "/sys/kernel/kheaders.tar.xz"
+    )
 
 
 _KALLSYMS_LINE = re.compile(r"^[0-9a-f]+ [tT] " + PROBE_FUNCTION + r"(\t|$)", re.MULTILINE)
@@ -76,28 +78,42 @@ def missing_capabilities(capeff: int) -> list[str]:
     CAP_BPF and CAP_PERFMON (Linux 5.8+)."""
     if capeff >> CAP_SYS_ADMIN & 1:
         return []
-    need = [n for n, bit in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON))
-            if not capeff >> bit & 1]
+    need = [
+        n
+        for n, bit in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON))
+        if not capeff >> bit & 1
+    ]
     return need
 
 
 def preflight(facts: HostFacts) -> None:
     """Raise the one-line error naming what to install or which capability is missing."""
     if facts.bcc_error is not None:
-        raise Unavailable("trace: bcc is not installed (Debian: apt install python3-bpfcc "
-                          "bpfcc-tools; a venv needs --system-site-packages to see it)")
+        raise Unavailable(
+            "trace: bcc is not installed (Debian: apt install python3-bpfcc "
+            "bpfcc-tools; a venv needs --system-site-packages to see it)"
+        )
     missing = missing_capabilities(facts.capeff)
     if missing:
-        raise PermissionDenied(f"trace: BPF tracing needs {' and '.join(missing)} "
-                               "(or CAP_SYS_ADMIN): run as root in dom0")
+        raise PermissionDenied(
+            f"trace: BPF tracing needs {' and '.join(missing)} "
+            "(or CAP_SYS_ADMIN): run as root in dom0"
+        )
     if not facts.headers:
-        raise Unavailable(f"trace: kernel headers for Linux {facts.release} are missing "
-                          f"(Debian: apt install linux-headers-{facts.release})")
+        raise Unavailable(
+            f"trace: kernel headers for Linux {facts.release} are missing "
+            f"(Debian: apt install linux-headers-{facts.release})"
+        )
     if not facts.probe_found:
-        where = ("load the privcmd driver: modprobe xen-privcmd" if facts.privcmd_device
-                 or os.path.isdir("/proc/xen") else "this is not a Xen domain")
-        raise Unavailable(f"trace: kernel function {PROBE_FUNCTION} not found ({where}; "
-                          "hypercall tracing runs in dom0)")
+        where = (
+            "load the privcmd driver: modprobe xen-privcmd"
+            if facts.privcmd_device or os.path.isdir("/proc/xen")
+            else "this is not a Xen domain"
+        )
+        raise Unavailable(
+            f"trace: kernel function {PROBE_FUNCTION} not found ({where}; "
+            "hypercall tracing runs in dom0)"
+        )
 
 
 def _lockdown() -> str | None:
@@ -115,10 +131,14 @@ def bpf_error(exc: Exception, stage: str) -> XenvmiError:
     if "Operation not permitted" in text or "Permission denied" in text:
         lock = _lockdown()
         hint = f"; kernel lockdown is '{lock}', which forbids it" if lock else ""
-        return PermissionDenied(f"trace: the kernel refused to {stage} the BPF program "
-                                f"(needs CAP_BPF and CAP_PERFMON or root{hint})")
+        return PermissionDenied(
+            f"trace: the kernel refused to {stage} the BPF program "
+            f"(needs CAP_BPF and CAP_PERFMON or root{hint})"
+        )
     if stage == "compile":
-        return Unavailable("trace: the BPF program did not compile (compiler messages "
-                           "above; kernel headers must match the running kernel: "
-                           f"linux-headers-{os.uname().release})")
+        return Unavailable(
+            "trace: the BPF program did not compile (compiler messages "
+            "above; kernel headers must match the running kernel: "
+            f"linux-headers-{os.uname().release})"
+        )
     return Unavailable(f"trace: could not {stage} the BPF program: {text.splitlines()[0]}")

@@ -15,12 +15,12 @@ if TYPE_CHECKING:
     from xenvmi.abi.hypercalls import Hypercall
 
 # -- record header layout (public/trace.h: struct t_rec, TRC_HD_*) ----------------------
-TRC_HD_EVENT_MASK = 0x0FFFFFFF          # TRC_HD_TO_EVENT
+TRC_HD_EVENT_MASK = 0x0FFFFFFF  # TRC_HD_TO_EVENT
 TRACE_EXTRA_SHIFT = 28
 TRACE_EXTRA_MAX = 7
 TRC_HD_CYCLE_FLAG = 1 << 31
-TRC_64_FLAG = 0x100                     # "addresses are 64 bits" variant of an event
-TRC_HVM_NESTEDFLAG = 0x400              # HVM event raised while running a nested guest
+TRC_64_FLAG = 0x100  # "addresses are 64 bits" variant of an event
+TRC_HVM_NESTEDFLAG = 0x400  # HVM event raised while running a nested guest
 TRC_PV_HYPERCALL_V2_ARG_MASK = 0xFFF00000
 
 # -- events the decoder interprets ------------------------------------------------------
@@ -230,19 +230,56 @@ EVENT_NAMES = {
 #: Fallback hypercall names (public/xen.h __HYPERVISOR_*; 48/49 are the x86 arch_0/arch_1
 #: users mca and paging_domctl_cont). Used when xenvmi.abi.hypercalls is not available.
 HYPERCALL_NAMES = {
-    0: "set_trap_table", 1: "mmu_update", 2: "set_gdt", 3: "stack_switch",
-    4: "set_callbacks", 5: "fpu_taskswitch", 6: "sched_op_compat", 7: "platform_op",
-    8: "set_debugreg", 9: "get_debugreg", 10: "update_descriptor", 12: "memory_op",
-    13: "multicall", 14: "update_va_mapping", 15: "set_timer_op",
-    16: "event_channel_op_compat", 17: "xen_version", 18: "console_io",
-    19: "physdev_op_compat", 20: "grant_table_op", 21: "vm_assist",
-    22: "update_va_mapping_otherdomain", 23: "iret", 24: "vcpu_op",
-    25: "set_segment_base", 26: "mmuext_op", 27: "xsm_op", 28: "nmi_op", 29: "sched_op",
-    30: "callback_op", 31: "xenoprof_op", 32: "event_channel_op", 33: "physdev_op",
-    34: "hvm_op", 35: "sysctl", 36: "domctl", 37: "kexec_op", 38: "tmem_op",
-    39: "argo_op", 40: "xenpmu_op", 41: "dm_op", 42: "hypfs_op",
-    48: "mca", 49: "paging_domctl_cont", 50: "arch_2", 51: "arch_3", 52: "arch_4",
-    53: "arch_5", 54: "arch_6", 55: "arch_7",
+    0: "set_trap_table",
+    1: "mmu_update",
+    2: "set_gdt",
+    3: "stack_switch",
+    4: "set_callbacks",
+    5: "fpu_taskswitch",
+    6: "sched_op_compat",
+    7: "platform_op",
+    8: "set_debugreg",
+    9: "get_debugreg",
+    10: "update_descriptor",
+    12: "memory_op",
+    13: "multicall",
+    14: "update_va_mapping",
+    15: "set_timer_op",
+    16: "event_channel_op_compat",
+    17: "xen_version",
+    18: "console_io",
+    19: "physdev_op_compat",
+    20: "grant_table_op",
+    21: "vm_assist",
+    22: "update_va_mapping_otherdomain",
+    23: "iret",
+    24: "vcpu_op",
+    25: "set_segment_base",
+    26: "mmuext_op",
+    27: "xsm_op",
+    28: "nmi_op",
+    29: "sched_op",
+    30: "callback_op",
+    31: "xenoprof_op",
+    32: "event_channel_op",
+    33: "physdev_op",
+    34: "hvm_op",
+    35: "sysctl",
+    36: "domctl",
+    37: "kexec_op",
+    38: "tmem_op",
+    39: "argo_op",
+    40: "xenpmu_op",
+    41: "dm_op",
+    42: "hypfs_op",
+    48: "mca",
+    49: "paging_domctl_cont",
+    50: "arch_2",
+    51: "arch_3",
+    52: "arch_4",
+    53: "arch_5",
+    54: "arch_6",
+    55: "arch_7",
 }
 
 
@@ -310,6 +347,7 @@ except Exception:  # pragma: no cover - depends on the tree's state
 
 # -- per-event field decoders: (event, extra words) -> dict -----------------------------
 
+
 def _dom_vcpu_packed(ev, x):
     # sched/core.c trace_runstate_change: struct { uint32_t vcpu:16, domain:16; }
     if not x:
@@ -324,6 +362,7 @@ def _dom_vcpu_packed(ev, x):
 def _words(*names):
     def decode(ev, x):
         return dict(zip(names, x))
+
     return decode
 
 
@@ -351,8 +390,7 @@ def _hypercall_v2(ev: int, x: Sequence[int]) -> dict[str, Any]:
         return {}
     w0 = x[0]
     op = w0 & 0xFFFFF
-    out: dict[str, Any] = {"op": op,
-                           "hypercall": _hypercall_cache.get(op) or hypercall_name(op)}
+    out: dict[str, Any] = {"op": op, "hypercall": _hypercall_cache.get(op) or hypercall_name(op)}
     if w0 >> 20:
         args: list[int | None] = [None] * 6
         n = len(x)
@@ -389,8 +427,12 @@ def _lost(ev, x):
     # common/trace.c insert_lost_records: u32 count, u16 did, u16 vid, u64 first_tsc
     if len(x) < 4:
         return {}
-    return {"lost": x[0], "domid": x[1] & 0xFFFF, "vcpu": x[1] >> 16,
-            "first_tsc": x[2] | (x[3] << 32)}
+    return {
+        "lost": x[0],
+        "domid": x[1] & 0xFFFF,
+        "vcpu": x[1] >> 16,
+        "first_tsc": x[2] | (x[3] << 32),
+    }
 
 
 def _slice(time_name):
@@ -399,6 +441,7 @@ def _slice(time_name):
         if out.get("slice_ns", 0) >= 1 << 31:  # prev->next_time, signed (xenalyze: int slice)
             out["slice_ns"] -= 1 << 32
         return out
+
     return decode
 
 
@@ -430,5 +473,4 @@ FIELD_DECODERS = {
 }
 for _old in range(4):
     for _new_state in range(4):
-        FIELD_DECODERS[TRC_SCHED_RUNSTATE_CHANGE | _old << 8 | _new_state << 4] = \
-            _dom_vcpu_packed
+        FIELD_DECODERS[TRC_SCHED_RUNSTATE_CHANGE | _old << 8 | _new_state << 4] = _dom_vcpu_packed

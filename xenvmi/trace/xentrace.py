@@ -72,9 +72,11 @@ _new = object.__new__
 _set = object.__setattr__
 
 
-_SCHED_TRACKED = frozenset(ev for ev in T.FIELD_DECODERS if ev & 0xFFFFF00F in (
-    T.TRC_SCHED_RUNSTATE_CHANGE, T.TRC_SCHED_CONTINUE_RUNNING)) | {
-    T.TRC_SCHED_SWITCH, T.TRC_SCHED_SWITCH_INFCONT, T.TRC_LOST_RECORDS}
+_SCHED_TRACKED = frozenset(
+    ev
+    for ev in T.FIELD_DECODERS
+    if ev & 0xFFFFF00F in (T.TRC_SCHED_RUNSTATE_CHANGE, T.TRC_SCHED_CONTINUE_RUNNING)
+) | {T.TRC_SCHED_SWITCH, T.TRC_SCHED_SWITCH_INFCONT, T.TRC_LOST_RECORDS}
 
 
 def _track(ev: int, x: tuple, cur):
@@ -111,7 +113,7 @@ class _Input:
         avail = len(self.buf) - self.pos
         if avail >= n:
             return avail
-        parts = [self.buf[self.pos:]]
+        parts = [self.buf[self.pos :]]
         self.base += self.pos
         self.pos = 0
         while avail < n:
@@ -125,7 +127,7 @@ class _Input:
 
     def read(self, n: int) -> bytes:
         self._fill(n)
-        data = self.buf[self.pos:self.pos + n]
+        data = self.buf[self.pos : self.pos + n]
         self.pos += len(data)
         return data
 
@@ -177,11 +179,22 @@ class TraceDecoder:
                     nm = names[ev] = (T.class_name(ev), T.event_name(ev))
                 dec = decoders.get(ev)
                 rec = new(TraceRecord)  # see _new above: this loop is the hot path
-                setd(rec, "__dict__", {
-                    "offset": offset, "cpu": cpu, "tsc": tsc, "event": ev,
-                    "class_name": nm[0], "name": nm[1], "extra": extra,
-                    "fields": dec(ev, extra) if dec is not None else {},
-                    "domid": domid, "vcpu": vcpu})
+                setd(
+                    rec,
+                    "__dict__",
+                    {
+                        "offset": offset,
+                        "cpu": cpu,
+                        "tsc": tsc,
+                        "event": ev,
+                        "class_name": nm[0],
+                        "name": nm[1],
+                        "extra": extra,
+                        "fields": dec(ev, extra) if dec is not None else {},
+                        "domid": domid,
+                        "vcpu": vcpu,
+                    },
+                )
                 yield rec
 
     def batches(self) -> Iterator[list[tuple]]:
@@ -197,8 +210,10 @@ class TraceDecoder:
                 return
             hdr, cpu, size = struct.unpack("<III", head)
             if hdr != T.CPU_CHANGE_HEADER or cpu > MAX_CPU or size > MAX_WINDOW or size & 3:
-                what = (f"expected a cpu_change window header (0x{T.CPU_CHANGE_HEADER:08x}),"
-                        f" found 0x{hdr:08x} cpu {cpu} size {size}")
+                what = (
+                    f"expected a cpu_change window header (0x{T.CPU_CHANGE_HEADER:08x}),"
+                    f" found 0x{hdr:08x} cpu {cpu} size {size}"
+                )
                 self._fail(what, start)
                 inp.back(_WINDOW_HEADER - 4)
                 if not self._resync():
@@ -211,11 +226,12 @@ class TraceDecoder:
             base = start + _WINDOW_HEADER
             done = yield from self._window(data, base, cpu)
             if len(data) < size:
-                self._fail(f"file ends inside a window ({len(data)} of {size} bytes read)",
-                           base + done)
+                self._fail(
+                    f"file ends inside a window ({len(data)} of {size} bytes read)", base + done
+                )
                 return
             if done < size:
-                hdr = int.from_bytes(data[done:done + 4], "little")
+                hdr = int.from_bytes(data[done : done + 4], "little")
                 self._fail(f"record 0x{hdr:08x} runs past the end of its window", base + done)
                 self.running[cpu] = None  # the rest of this window is lost
 
@@ -245,7 +261,7 @@ class TraceDecoder:
         done = 0  # words of the window decoded so far
         while done < total:
             raw = array("I")
-            raw.frombytes(data[done * 4:min(total, done + _CHUNK_WORDS) * 4])
+            raw.frombytes(data[done * 4 : min(total, done + _CHUNK_WORDS) * 4])
             if _NEEDS_SWAP:
                 raw.byteswap()
             words = tuple(raw)  # slicing a tuple gives the extra-words tuple in one step
@@ -261,13 +277,13 @@ class TraceDecoder:
                     if end > n:
                         break
                     tsc = words[i + 1] | (words[i + 2] << 32)
-                    extra = words[i + 3:end]
+                    extra = words[i + 3 : end]
                 else:
                     end = i + 1 + ((h >> 28) & 7)
                     if end > n:
                         break
                     tsc = None
-                    extra = words[i + 1:end]
+                    extra = words[i + 1 : end]
                 ev = h & 0x0FFFFFFF
                 if ev in tracked:  # scheduler records move the attribution after themselves,
                     cur = _track(ev, extra, cur)
@@ -310,8 +326,10 @@ def decode(source: Any, *, strict: bool = True) -> Iterator[TraceRecord]:
 # -- summary ----------------------------------------------------------------------------
 
 _HYPERCALL_SOURCES = {
-    T.TRC_PV_HYPERCALL: "pv", T.TRC_PV_HYPERCALL | T.TRC_64_FLAG: "pv",
-    T.TRC_PV_HYPERCALL_V2: "pv", T.TRC_PV_HYPERCALL_SUBCALL: "multicall",
+    T.TRC_PV_HYPERCALL: "pv",
+    T.TRC_PV_HYPERCALL | T.TRC_64_FLAG: "pv",
+    T.TRC_PV_HYPERCALL_V2: "pv",
+    T.TRC_PV_HYPERCALL_SUBCALL: "multicall",
     T.TRC_HVM_VMMCALL: "hvm",
 }
 
@@ -397,16 +415,27 @@ class _Tally:
         self.first, self.last, self.records = first, last, records
 
     def summary(self, errors: Iterable[Any] = ()) -> TraceSummary:
-        rows = [HypercallCount(domain_label(d), d, src, op, T.hypercall_name(op), n)
-                for (d, src, op), n in self.calls.items()]
+        rows = [
+            HypercallCount(domain_label(d), d, src, op, T.hypercall_name(op), n)
+            for (d, src, op), n in self.calls.items()
+        ]
         rows.sort(key=lambda r: (r.domid is None, r.domid or 0, -r.count, r.source, r.number))
         classes: dict[str, int] = {}
         for main, n in self.classes.items():
             name = T.class_name(main << 16)
             classes[name] = classes.get(name, 0) + n
-        return TraceSummary(self.windows, self.records, tuple(sorted(self.cpus)), self.first,
-                            self.last, self.lost, dict(sorted(classes.items())), tuple(rows),
-                            self.unattributed, tuple(str(e) for e in errors))
+        return TraceSummary(
+            self.windows,
+            self.records,
+            tuple(sorted(self.cpus)),
+            self.first,
+            self.last,
+            self.lost,
+            dict(sorted(classes.items())),
+            tuple(rows),
+            self.unattributed,
+            tuple(str(e) for e in errors),
+        )
 
 
 def summarize(records: Iterable[TraceRecord], errors: Iterable[Any] = ()) -> TraceSummary:

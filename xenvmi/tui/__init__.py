@@ -33,8 +33,10 @@ def xenvmi_app(node: _InApp) -> XenvmiApp:
 def run(source=None, refresh: float = 2.0, domain: str | None = None) -> int:
     """Run the app on ``source`` (default: the live dom0) until the user quits."""
     from xenvmi.tui.app import XenvmiApp
+
     if source is None:
         from xenvmi.tui.live import LiveSource
+
         source = LiveSource()
     XenvmiApp(source, refresh=refresh, domain=domain).run()
     return 0

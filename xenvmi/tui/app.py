@@ -30,8 +30,7 @@ DEFAULT_REFRESH = 2.0
 class XenvmiApp(App):
     TITLE = "xenvmi"
     CSS_PATH = "xenvmi.tcss"
-    MODES = {"domains": DomainsScreen, "hypercalls": HypercallsScreen,
-             "xenstore": XenStoreScreen}
+    MODES = {"domains": DomainsScreen, "hypercalls": HypercallsScreen, "xenstore": XenStoreScreen}
     DEFAULT_MODE = "domains"
     COMMANDS = App.COMMANDS | {XenvmiCommands}
     BINDINGS = [
@@ -43,8 +42,9 @@ class XenvmiApp(App):
         Binding("x", "mode('xenstore')", "XenStore"),
     ]
 
-    def __init__(self, source: DataSource, refresh: float = DEFAULT_REFRESH,
-                 domain: str | None = None) -> None:
+    def __init__(
+        self, source: DataSource, refresh: float = DEFAULT_REFRESH, domain: str | None = None
+    ) -> None:
         super().__init__()
         self.source = source
         self.refresh_seconds = max(0.1, refresh)
@@ -101,7 +101,7 @@ class XenvmiApp(App):
             return
         samples = list(screen.query_one("#domains", DomainTable).samples.values())
         try:
-            found = find_domain(samples, wanted)   # DomainSample has domid and name too
+            found = find_domain(samples, wanted)  # DomainSample has domid and name too
         except NotFoundError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return

@@ -52,8 +52,9 @@ def from_jsonable(cls: type[T], data: Any) -> T:
     """``cls`` built from a dict of its fields; missing optional fields take defaults.
     A malformed fixture raises GuestDataError naming the class and the problem."""
     if not isinstance(data, dict):
-        raise GuestDataError(f"recording: expected an object for {cls.__name__}, "
-                             f"got {type(data).__name__}")
+        raise GuestDataError(
+            f"recording: expected an object for {cls.__name__}, got {type(data).__name__}"
+        )
     hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):

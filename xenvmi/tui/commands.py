@@ -16,20 +16,34 @@ class XenvmiCommands(Provider):
 
     def _commands(self) -> Iterator[tuple[str, str, Callable[[], object]]]:
         app = xenvmi_app(self)
-        yield "Domains screen", "xentop's table with the dom0 host panel (d)", \
-            partial(app.action_mode, "domains")
-        yield "Hypercalls screen", "dom0's hypercalls, live (h)", \
-            partial(app.action_mode, "hypercalls")
-        yield "XenStore browser", "the whole xenstore tree (x)", \
-            partial(app.action_mode, "xenstore")
+        yield (
+            "Domains screen",
+            "xentop's table with the dom0 host panel (d)",
+            partial(app.action_mode, "domains"),
+        )
+        yield (
+            "Hypercalls screen",
+            "dom0's hypercalls, live (h)",
+            partial(app.action_mode, "hypercalls"),
+        )
+        yield (
+            "XenStore browser",
+            "the whole xenstore tree (x)",
+            partial(app.action_mode, "xenstore"),
+        )
         yield "Help", "every key binding (?)", app.action_help
-        for name, domid in sorted(getattr(app, "known_domains", {}).items(),
-                                  key=lambda kv: kv[1]):
-            yield f"Open domain {name}", f"domain {domid}: overview, processes, log ...", \
-                partial(app.open_domain, domid)
+        for name, domid in sorted(getattr(app, "known_domains", {}).items(), key=lambda kv: kv[1]):
+            yield (
+                f"Open domain {name}",
+                f"domain {domid}: overview, processes, log ...",
+                partial(app.open_domain, domid),
+            )
         for col in COLUMNS:
-            yield f"Sort domains by {col.label}", "on the domains screen", \
-                partial(app.sort_domains, col.key)
+            yield (
+                f"Sort domains by {col.label}",
+                "on the domains screen",
+                partial(app.sort_domains, col.key),
+            )
 
     async def discover(self) -> Hits:
         for text, about, command in self._commands():

@@ -37,19 +37,28 @@ def pct(value: float | None) -> str:
 def state_text(s: DomainSample) -> Text:
     """xentop's letters, coloured by the most telling flag."""
     flags = s.flags
-    style = ("bold red" if flags & {"crashed", "dying"} else "yellow" if "paused" in flags
-             else "green" if "running" in flags else "")
+    style = (
+        "bold red"
+        if flags & {"crashed", "dying"}
+        else "yellow"
+        if "paused" in flags
+        else "green"
+        if "running" in flags
+        else ""
+    )
     return Text(s.state, style=style)
 
 
 def xenbus_style(state: str | None) -> str:
-    return {"connected": "green", "closed": "red", "closing": "yellow",
-            None: "dim"}.get(state, "yellow")
+    return {"connected": "green", "closed": "red", "closing": "yellow", None: "dim"}.get(
+        state, "yellow"
+    )
 
 
 @dataclass(frozen=True)
 class Column:
     """One column of the domains table: header, cell text, and the value it sorts by."""
+
     key: str
     label: str
     cell: Callable[[DomainSample, Domain | None], Any]
@@ -64,23 +73,40 @@ def _right(text: str) -> Text:
 COLUMNS: tuple[Column, ...] = (
     Column("domid", "ID", lambda s, d: _right(str(s.domid)), lambda s, d: s.domid),
     Column("name", "Name", lambda s, d: Text(s.name[:24]), lambda s, d: s.name.lower(), False),
-    Column("type", "Type", lambda s, d: Text(d.type if d else "?"),
-           lambda s, d: d.type if d else "", False),
+    Column(
+        "type",
+        "Type",
+        lambda s, d: Text(d.type if d else "?"),
+        lambda s, d: d.type if d else "",
+        False,
+    ),
     Column("state", "State", lambda s, d: state_text(s), lambda s, d: s.state, False),
-    Column("cpu", "CPU%", lambda s, d: _right(pct(s.cpu_percent)),
-           lambda s, d: s.cpu_percent or 0.0),
+    Column(
+        "cpu", "CPU%", lambda s, d: _right(pct(s.cpu_percent)), lambda s, d: s.cpu_percent or 0.0
+    ),
     Column("mem", "Mem", lambda s, d: _right(kib(s.memory_kib)), lambda s, d: s.memory_kib),
-    Column("mem_pct", "Mem%", lambda s, d: _right(pct(s.memory_percent)),
-           lambda s, d: s.memory_percent),
+    Column(
+        "mem_pct", "Mem%", lambda s, d: _right(pct(s.memory_percent)), lambda s, d: s.memory_percent
+    ),
     Column("vcpus", "vCPU", lambda s, d: _right(str(s.vcpus)), lambda s, d: s.vcpus),
-    Column("nettx", "NetTX", lambda s, d: _right(nbytes(s.net_tx_bytes)),
-           lambda s, d: s.net_tx_bytes),
-    Column("netrx", "NetRX", lambda s, d: _right(nbytes(s.net_rx_bytes)),
-           lambda s, d: s.net_rx_bytes),
-    Column("vbd_rd", "VbdRD", lambda s, d: _right("-" if s.vbd_rd is None else str(s.vbd_rd)),
-           lambda s, d: s.vbd_rd or 0),
-    Column("vbd_wr", "VbdWR", lambda s, d: _right("-" if s.vbd_wr is None else str(s.vbd_wr)),
-           lambda s, d: s.vbd_wr or 0),
+    Column(
+        "nettx", "NetTX", lambda s, d: _right(nbytes(s.net_tx_bytes)), lambda s, d: s.net_tx_bytes
+    ),
+    Column(
+        "netrx", "NetRX", lambda s, d: _right(nbytes(s.net_rx_bytes)), lambda s, d: s.net_rx_bytes
+    ),
+    Column(
+        "vbd_rd",
+        "VbdRD",
+        lambda s, d: _right("-" if s.vbd_rd is None else str(s.vbd_rd)),
+        lambda s, d: s.vbd_rd or 0,
+    ),
+    Column(
+        "vbd_wr",
+        "VbdWR",
+        lambda s, d: _right("-" if s.vbd_wr is None else str(s.vbd_wr)),
+        lambda s, d: s.vbd_wr or 0,
+    ),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 BY_KEY = {c.key: c for c in COLUMNS}
@@ -90,11 +116,13 @@ def row_cells(s: DomainSample, d: Domain | None) -> list[Any]:
     return [c.cell(s, d) for c in COLUMNS]
 
 
-def sorted_samples(samples: list[DomainSample], domains: dict[int, Domain], key: str,
-                   reverse: bool) -> list[DomainSample]:
+def sorted_samples(
+    samples: list[DomainSample], domains: dict[int, Domain], key: str, reverse: bool
+) -> list[DomainSample]:
     col = BY_KEY[key]
-    return sorted(samples, key=lambda s: (col.sort(s, domains.get(s.domid)), s.domid),
-                  reverse=reverse)
+    return sorted(
+        samples, key=lambda s: (col.sort(s, domains.get(s.domid)), s.domid), reverse=reverse
+    )
 
 
 def matches(s: DomainSample, text: str) -> bool:

@@ -43,6 +43,7 @@ class LiveSource:
         def progress(_msg: str) -> None:
             if should_stop():
                 raise Stopped()
+
         return LiveGuest(guests.open_guest(domain, progress=progress, discovery_timeout=300))
 
     def xenstore(self, should_stop: ShouldStop) -> LiveXs:
@@ -178,6 +179,7 @@ class LiveFeed:
 
     def __init__(self, should_stop: ShouldStop) -> None:
         from xenvmi.backends.hypercall_probe import HypercallTracer
+
         self.should_stop = should_stop
         self.tracer = HypercallTracer().start()
 

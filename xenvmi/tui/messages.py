@@ -25,8 +25,13 @@ class SourceFailed(Message):
 class SamplesUpdated(Message):
     """One refresh of the domains table: xentop's samples and, when they changed, identities."""
 
-    def __init__(self, node: NodeSample | None, samples: list[DomainSample],
-                 domains: list[Domain] | None, seconds: float) -> None:
+    def __init__(
+        self,
+        node: NodeSample | None,
+        samples: list[DomainSample],
+        domains: list[Domain] | None,
+        seconds: float,
+    ) -> None:
         super().__init__()
         self.node, self.samples, self.domains, self.seconds = node, samples, domains, seconds
 
@@ -40,8 +45,9 @@ class HostUpdated(Message):
 class GuestViewLoaded(Message):
     """One guest view (processes, modules, kernel_log, registers) of ``domain``."""
 
-    def __init__(self, domain: str, view: str, rows: list, warnings: list[str],
-                 complete: bool) -> None:
+    def __init__(
+        self, domain: str, view: str, rows: list, warnings: list[str], complete: bool
+    ) -> None:
         super().__init__()
         self.domain, self.view, self.rows = domain, view, rows
         self.warnings, self.complete = warnings, complete
@@ -58,8 +64,9 @@ class XsSubtree(Message):
 class XsChildren(Message):
     """The children of one node of the XenStore browser: (name, value, has_children)."""
 
-    def __init__(self, path: str, children: list[tuple[str, str | None, bool]],
-                 truncated: bool) -> None:
+    def __init__(
+        self, path: str, children: list[tuple[str, str | None, bool]], truncated: bool
+    ) -> None:
         super().__init__()
         self.path, self.children, self.truncated = path, children, truncated
 

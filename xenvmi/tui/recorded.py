@@ -43,16 +43,18 @@ from xenvmi.tui.sources import XS_MAX_NODES, ShouldStop, Stopped, children_of
 @dataclass
 class GuestRecording:
     """What the guest views of one domain returned."""
+
     processes: list[Process] = field(default_factory=list)
     modules: list[Module] = field(default_factory=list)
     kernel_log: list[LogRecord] = field(default_factory=list)
-    registers: list[dict] = field(default_factory=list)   # {"vcpu": n, "raw": {...}}
+    registers: list[dict] = field(default_factory=list)  # {"vcpu": n, "raw": {...}}
     errors: dict[str, str] = field(default_factory=dict)  # view name -> message
 
 
 @dataclass
 class Recording:
     """Everything a RecordedSource replays, in memory."""
+
     frames: list[list[DomainSample]]
     domains: list[Domain] = field(default_factory=list)
     host: HostSample | None = None
@@ -74,8 +76,15 @@ def _fail(message: str) -> XenvmiError:
 class RecordedSource:
     """DataSource over a Recording; thread-safe (frames advance under a lock)."""
 
-    def __init__(self, recording: Recording, *, loop: bool = False, delay: float = 0.0,
-                 label: str = "replay", hypercall_batch: int = 50) -> None:
+    def __init__(
+        self,
+        recording: Recording,
+        *,
+        loop: bool = False,
+        delay: float = 0.0,
+        label: str = "replay",
+        hypercall_batch: int = 50,
+    ) -> None:
         if not recording.frames:
             raise GuestDataError("recording: samples.json has no frames")
         self.rec, self.loop, self.delay, self.label = recording, loop, delay, label
@@ -111,7 +120,7 @@ class RecordedSource:
     def guest(self, domain: str | int, should_stop: ShouldStop) -> _Guest:
         self.check("guest")
         name = str(domain)
-        if name == "0":   # as LibVMI says it
+        if name == "0":  # as LibVMI says it
             raise NotFoundError("domain 0 is dom0 itself: give a guest's name or id")
         for d in self.rec.domains:
             if str(d.domid) == name:
@@ -141,8 +150,14 @@ class RecordedSource:
         if rows:
             row_cls = make_dataclass(f"{name}_row", list(rows[0]))
             rows = [row_cls(**r) for r in rows]
-        return PluginResult(name, domain, rows, list(raw.get("warnings", [])),
-                            raw.get("error"), complete=raw.get("error") is None)
+        return PluginResult(
+            name,
+            domain,
+            rows,
+            list(raw.get("warnings", [])),
+            raw.get("error"),
+            complete=raw.get("error") is None,
+        )
 
 
 def _idle(seconds: float, should_stop: ShouldStop) -> None:
@@ -172,7 +187,7 @@ class _Sampler:
         return self.src.rec.host
 
     def wait_change(self, timeout: float) -> bool:
-        _idle(timeout, self.should_stop)   # a recording announces no domains: frames do
+        _idle(timeout, self.should_stop)  # a recording announces no domains: frames do
         return False
 
     def close(self) -> None:
@@ -199,8 +214,10 @@ class _Guest:
         return self._view("kernel_log", self.rec.kernel_log)
 
     def registers(self) -> GuestView[VcpuRegisters]:
-        rows = [VcpuRegisters(self.name, int(r["vcpu"]), decode_x86(r["raw"]), dict(r["raw"]))
-                for r in self.rec.registers]
+        rows = [
+            VcpuRegisters(self.name, int(r["vcpu"]), decode_x86(r["raw"]), dict(r["raw"]))
+            for r in self.rec.registers
+        ]
         return self._view("registers", rows)
 
     def close(self) -> None:
@@ -228,9 +245,8 @@ class _Xs:
         under = sorted(p for p in self._paths() if p == top or p.startswith(top + "/"))
         nodes = []
         for p in under[:max_nodes]:
-            depth = p[len(top):].count("/")
-            nodes.append(XsNode(p, self.src.rec.xenstore[p],
-                                len(children_of(under, p)), depth))
+            depth = p[len(top) :].count("/")
+            nodes.append(XsNode(p, self.src.rec.xenstore[p], len(children_of(under, p)), depth))
         return XsTree(top, tuple(nodes), "max_nodes" if len(under) > max_nodes else "")
 
     def wait(self, path: str, timeout: float) -> builtins.list[str]:
@@ -251,9 +267,9 @@ class _Feed:
         events = self.src.rec.hypercalls
         if self.pos >= len(events) and self.src.loop and events:
             self.pos = 0
-        batch = events[self.pos:self.pos + self.src.hypercall_batch]
+        batch = events[self.pos : self.pos + self.src.hypercall_batch]
         self.pos += len(batch)
-        _idle(timeout, self.should_stop)   # paced like the tracer: a batch per timeout
+        _idle(timeout, self.should_stop)  # paced like the tracer: a batch per timeout
         return batch
 
     def close(self) -> None:
@@ -261,6 +277,7 @@ class _Feed:
 
 
 # -- files ---------------------------------------------------------------------------
+
 
 def _read(directory: Path, name: str, default: Any) -> Any:
     path = directory / name
@@ -274,19 +291,26 @@ def _read(directory: Path, name: str, default: Any) -> Any:
 
 def recorded_plugin(raw: dict) -> PluginInfo:
     """A recording's plugin listing (the fields the Plugins tab shows) as a PluginInfo."""
-    return PluginInfo(name=str(raw["name"]), version=str(raw.get("version", "?")),
-                      description=str(raw.get("description", "")), requires=(),
-                      available=bool(raw.get("available", True)),
-                      why_not=str(raw.get("why_not", "") or ""),
-                      needs_domain=bool(raw.get("needs_domain", False)), source="recording")
+    return PluginInfo(
+        name=str(raw["name"]),
+        version=str(raw.get("version", "?")),
+        description=str(raw.get("description", "")),
+        requires=(),
+        available=bool(raw.get("available", True)),
+        why_not=str(raw.get("why_not", "") or ""),
+        needs_domain=bool(raw.get("needs_domain", False)),
+        source="recording",
+    )
 
 
 def load(directory: str | Path) -> Recording:
     """A Recording from a directory (see the module docstring for the files)."""
     d = Path(directory)
     if not (d / "samples.json").is_file():
-        raise Unavailable(f"{d}: not a recording (no samples.json); make one with "
-                          "`python3 -m xenvmi.tui.synthetic DIR`")
+        raise Unavailable(
+            f"{d}: not a recording (no samples.json); make one with "
+            "`python3 -m xenvmi.tui.synthetic DIR`"
+        )
     frames = [list_of(DomainSample, f) for f in _read(d, "samples.json", [])]
     host = _read(d, "host.json", None)
     node = _read(d, "node.json", None)
@@ -295,18 +319,24 @@ def load(directory: str | Path) -> Recording:
     for g in sorted((d / "guests").glob("*.json")) if (d / "guests").is_dir() else []:
         raw = _read(g.parent, g.name, {})
         guests[g.stem] = GuestRecording(
-            list_of(Process, raw.get("processes", [])), list_of(Module, raw.get("modules", [])),
-            list_of(LogRecord, raw.get("kernel_log", [])), list(raw.get("registers", [])),
-            dict(raw.get("errors", {})))
+            list_of(Process, raw.get("processes", [])),
+            list_of(Module, raw.get("modules", [])),
+            list_of(LogRecord, raw.get("kernel_log", [])),
+            list(raw.get("registers", [])),
+            dict(raw.get("errors", {})),
+        )
     return Recording(
-        frames=frames, domains=list_of(Domain, _read(d, "domains.json", [])),
+        frames=frames,
+        domains=list_of(Domain, _read(d, "domains.json", [])),
         host=from_jsonable(HostSample, host) if host else None,
         node=from_jsonable(NodeSample, node) if node else None,
         xenstore={str(k): str(v) for k, v in _read(d, "xenstore.json", {}).items()},
         hypercalls=list_of(HypercallEvent, _read(d, "hypercalls.json", [])),
-        guests=guests, plugins=[recorded_plugin(p) for p in plugins.get("plugins", [])],
+        guests=guests,
+        plugins=[recorded_plugin(p) for p in plugins.get("plugins", [])],
         plugin_results=dict(plugins.get("results", {})),
-        unavailable=dict(_read(d, "unavailable.json", {})))
+        unavailable=dict(_read(d, "unavailable.json", {})),
+    )
 
 
 def save(rec: Recording, directory: str | Path) -> None:

@@ -44,6 +44,7 @@ class Sampler(Protocol):
     def host(self) -> HostSample: ...
     def wait_change(self, timeout: float) -> bool:
         """Block up to ``timeout`` s; True if a domain was introduced or released."""
+
     def close(self) -> None: ...
 
 
@@ -66,6 +67,7 @@ class XsReader(Protocol):
     def walk(self, path: str, max_nodes: int = XS_MAX_NODES) -> XsTree: ...
     def wait(self, path: str, timeout: float) -> builtins.list[str]:
         """Block up to ``timeout`` s; the paths under ``path`` that changed (may be [])."""
+
     def close(self) -> None: ...
 
 
@@ -96,5 +98,5 @@ def children_of(paths: Sequence[str], parent: str) -> list[str]:
     seen: dict[str, None] = {}
     for p in paths:
         if p.startswith(prefix) and len(p) > len(prefix):
-            seen.setdefault(p[len(prefix):].split("/", 1)[0], None)
+            seen.setdefault(p[len(prefix) :].split("/", 1)[0], None)
     return list(seen)

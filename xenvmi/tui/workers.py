@@ -88,8 +88,9 @@ def guarded(topic: str, post: Post, func: Callable[..., T], *args, key=None) -> 
     return None
 
 
-def sampler_loop(source: DataSource, life: Lifeline, post: Post,
-                 interval: Callable[[], float]) -> None:
+def sampler_loop(
+    source: DataSource, life: Lifeline, post: Post, interval: Callable[[], float]
+) -> None:
     """Sample domains and dom0 every ``interval()`` s, at once when a domain comes or
     goes (xenstore watch) or when poked; identities are re-read when the domids change."""
     sampler = source.sampler(life.should_stop)
@@ -117,7 +118,7 @@ def sampler_loop(source: DataSource, life: Lifeline, post: Post,
                         if sampler.wait_change(min(left, WATCH_SLICE)):
                             break
                     except XenvmiError:
-                        watching = False   # no watch: the periodic sample still runs
+                        watching = False  # no watch: the periodic sample still runs
                     if life.sleep(0):
                         break
                 elif life.sleep(left):
@@ -131,8 +132,9 @@ def sampler_loop(source: DataSource, life: Lifeline, post: Post,
 GUEST_VIEWS = ("registers", "processes", "modules", "kernel_log")
 
 
-def guest_loop(source: DataSource, domain: str, life: Lifeline, requests: queue.Queue,
-               post: Post) -> None:
+def guest_loop(
+    source: DataSource, domain: str, life: Lifeline, requests: queue.Queue, post: Post
+) -> None:
     """The one thread that opens, uses and closes this guest (LibVMI is not thread-safe).
     ``requests`` carries view names; None (or stopping) closes the guest. A failure to
     open is posted with key None (every view), a failing view with its name."""
@@ -174,7 +176,7 @@ def xs_subtree_loop(source: DataSource, path: str, life: Lifeline, post: Post) -
                 while not life.stopped and not changed:
                     try:
                         changed = xs.wait(path, WATCH_SLICE)
-                    except XenvmiError:   # no watch: walk again only when poked
+                    except XenvmiError:  # no watch: walk again only when poked
                         changed = ["(refresh)"] if life.sleep(3600 * 24) else []
                         continue
                     if life.sleep(0):
@@ -187,11 +189,13 @@ def xs_subtree_loop(source: DataSource, path: str, life: Lifeline, post: Post) -
 
 def xs_children(source: DataSource, path: str, post: Post) -> None:
     """One node's children with their values, for the browser's lazy tree."""
+
     def load():
         xs = source.xenstore(lambda: False)
         try:
-            names = sorted(xs.list(path), key=lambda n: (0, int(n), "") if n.isdigit()
-                           else (1, 0, n))
+            names = sorted(
+                xs.list(path), key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n)
+            )
             out = []
             for name in names[:XS_MAX_CHILDREN]:
                 child = path.rstrip("/") + "/" + name
@@ -199,6 +203,7 @@ def xs_children(source: DataSource, path: str, post: Post) -> None:
             return out, len(names) > XS_MAX_CHILDREN
         finally:
             xs.close()
+
     got = guarded("xenstore", post, load, key=path)
     if got is not None:
         post(m.XsChildren(path, *got))

@@ -20,18 +20,21 @@ class Dmesg(Plugin):
     needs_domain = True
     command = True
     row = LogRecord
-    columns = (Column("timestamp", "TIME", stamp_text), Column("level", "LEVEL", right=True),
-               Column("text", "TEXT"))
-    options = {"pause": PAUSE,
-               "tail": Option("only the last N records", non_negative, None, "N")}
+    columns = (
+        Column("timestamp", "TIME", stamp_text),
+        Column("level", "LEVEL", right=True),
+        Column("text", "TEXT"),
+    )
+    options = {"pause": PAUSE, "tail": Option("only the last N records", non_negative, None, "N")}
     examples = """  xenvmi dmesg xvm-pvh1          the kernel log
   xenvmi dmesg xvm-pvh1 --tail 20
   xenvmi dmesg /root/pvh1.vmcore the log as it was when dumped
 """
 
     @staticmethod
-    def collect(guest, timeout: float | None, pause: bool = False,
-                tail: int | None = None) -> GuestView[LogRecord]:
+    def collect(
+        guest, timeout: float | None, pause: bool = False, tail: int | None = None
+    ) -> GuestView[LogRecord]:
         view = guest.kernel_log(timeout=timeout, pause=pause)
         if tail is not None:
             view.rows = view.rows[-tail:] if tail else []
@@ -39,8 +42,7 @@ class Dmesg(Plugin):
 
     def run(self, ctx: Context):
         tail = ctx.option("tail")  # checked before the guest is read
-        return ctx.adopt(self.collect(ctx.guest(), ctx.remaining(), ctx.option("pause"),
-                                      tail))
+        return ctx.adopt(self.collect(ctx.guest(), ctx.remaining(), ctx.option("pause"), tail))
 
     @classmethod
     def render_text(cls, rows):

@@ -24,14 +24,19 @@ class HypercallSummary:
 
 def summary_rows(stats) -> list[HypercallSummary]:
     """``Stats.op_rows()`` as rows (the numbers ``trace hypercalls --summary`` prints)."""
-    return [HypercallSummary(c.name, c.subop, c.calls, c.errors, round(c.avg_us, 3),
-                             round(c.max_ns / 1000, 3)) for c in stats.op_rows()]
+    return [
+        HypercallSummary(
+            c.name, c.subop, c.calls, c.errors, round(c.avg_us, 3), round(c.max_ns / 1000, 3)
+        )
+        for c in stats.op_rows()
+    ]
 
 
 def trace_stats(seconds: float, errors_only: bool = False):
     """Count dom0's privcmd calls in kernel maps for ``seconds``; the Stats."""
     from xenvmi.backends.hypercall_probe import HypercallTracer
     from xenvmi.trace.hypercall_filters import Filters
+
     tracer = HypercallTracer(Filters(errors_only=errors_only), stream=False, stats=True)
     tracer.start()
     try:
@@ -47,8 +52,14 @@ class Hypercalls(Plugin):
     description = "Count dom0's hypercalls (privcmd) for a few seconds: calls, errors, latency."
     requires = ("bcc", "root")
     row = HypercallSummary
-    columns = ("call", "subop", Column("calls", right=True), Column("errors", right=True),
-               Column("avg_us", right=True), Column("max_us", right=True))
+    columns = (
+        "call",
+        "subop",
+        Column("calls", right=True),
+        Column("errors", right=True),
+        Column("avg_us", right=True),
+        Column("max_us", right=True),
+    )
     options = {"seconds": Option("how long to trace (default 5)", float, 5.0, "SECONDS")}
 
     def run(self, ctx: Context):

@@ -36,16 +36,18 @@ def kernel_text(k: KernelInfo) -> str:
 class Kernel(Plugin):
     name = "kernel"
     version = "1.1"
-    description = ("Show a guest kernel's release, KASLR slide, BTF and symbols, found in "
-                   "memory.")
+    description = "Show a guest kernel's release, KASLR slide, BTF and symbols, found in memory."
     requires = ("linux-guest", "root")
     needs_domain = True
     command = True
     row = KernelInfo
-    columns = (Column("domain", "DOMAIN"), Column("release", "RELEASE"),
-               Column("kaslr_slide", "SLIDE", lambda k: f"{k.kaslr_slide:#x}"),
-               Column("symbols", "SYMBOLS", right=True), Column("btf_types", "BTF TYPES",
-                                                                right=True))
+    columns = (
+        Column("domain", "DOMAIN"),
+        Column("release", "RELEASE"),
+        Column("kaslr_slide", "SLIDE", lambda k: f"{k.kaslr_slide:#x}"),
+        Column("symbols", "SYMBOLS", right=True),
+        Column("btf_types", "BTF TYPES", right=True),
+    )
     examples = """  xenvmi kernel xvm-hvm          release, KASLR slide, BTF, where each came from
   xenvmi kernel 3 --json         by domain id
   xenvmi kernel /root/hvm.vmcore a dump (see xenvmi dump)

@@ -19,9 +19,13 @@ class Lsmod(Plugin):
     needs_domain = True
     command = True
     row = Module
-    columns = (Column("name", "MODULE"), Column("size", "SIZE", right=True),
-               Column("refcount", "USED", right=True), Column("state", "STATE"),
-               Column("address", "ADDRESS", address_text))
+    columns = (
+        Column("name", "MODULE"),
+        Column("size", "SIZE", right=True),
+        Column("refcount", "USED", right=True),
+        Column("state", "STATE"),
+        Column("address", "ADDRESS", address_text),
+    )
     options = {"pause": PAUSE}
     examples = """  xenvmi lsmod xvm-pvh2          loaded modules
   xenvmi lsmod /root/pvh2.vmcore a dump's

@@ -26,10 +26,14 @@ class Ps(Plugin):
     needs_domain = True
     command = True
     row = Process
-    columns = (Column("pid", "PID", right=True), Column("ppid", "PPID", right=True),
-               Column("state", "S"), Column("uid", "UID", right=True),
-               Column("start", "START", start_text, right=True),
-               Column("command", "COMMAND", command_text, width=120))
+    columns = (
+        Column("pid", "PID", right=True),
+        Column("ppid", "PPID", right=True),
+        Column("state", "S"),
+        Column("uid", "UID", right=True),
+        Column("start", "START", start_text, right=True),
+        Column("command", "COMMAND", command_text, width=120),
+    )
     options = {"pause": PAUSE}
     examples = """  xenvmi ps xvm-pvh1             processes: pid, ppid, state, uid, start, command
   xenvmi ps xvm-pvh1 --json      every field, with warnings and completeness

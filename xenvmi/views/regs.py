@@ -23,8 +23,23 @@ def _hex(v: int | None) -> str:
     return "-" if v is None else f"{v:#018x}"
 
 
-GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12",
-        "r13", "r14", "r15")
+GPRS = (
+    "rax",
+    "rbx",
+    "rcx",
+    "rdx",
+    "rsi",
+    "rdi",
+    "rbp",
+    "r8",
+    "r9",
+    "r10",
+    "r11",
+    "r12",
+    "r13",
+    "r14",
+    "r15",
+)
 
 
 def registers_text(r: VcpuRegisters) -> str:
@@ -38,7 +53,8 @@ def registers_text(r: VcpuRegisters) -> str:
         f"[{' '.join(d.rflags_flags)}]",
         f"  cr0 {_hex(d.cr0)} [{' '.join(d.cr0_flags)}]",
         f"  cr2 {_hex(d.cr2)}  cr3 {_hex(d.cr3)} (page tables at {_hex(d.page_table_base)}"
-        + (f", PCID {d.pcid}" if d.pcid is not None else "") + ")",
+        + (f", PCID {d.pcid}" if d.pcid is not None else "")
+        + ")",
         f"  cr4 {_hex(d.cr4)} [{' '.join(d.cr4_flags)}]",
         f"  efer {_hex(d.efer)} [{' '.join(d.efer_flags)}]",
         f"  fs_base {_hex(d.fs_base)}  gs_base {_hex(d.gs_base)}  "
@@ -48,7 +64,7 @@ def registers_text(r: VcpuRegisters) -> str:
     ]
     gprs = [k for k in GPRS if k in r.raw]
     for i in range(0, len(gprs), 4):
-        lines.append("  " + "  ".join(f"{k:>3} {r.raw[k]:#018x}" for k in gprs[i:i + 4]))
+        lines.append("  " + "  ".join(f"{k:>3} {r.raw[k]:#018x}" for k in gprs[i : i + 4]))
     return "\n".join(lines)
 
 
@@ -60,11 +76,13 @@ class Regs(Plugin):
     needs_domain = True
     command = True
     row = VcpuRegisters
-    columns = (Column("vcpu", "VCPU", right=True),
-               Column("mode", "MODE", lambda r: r.decoded.cpu_mode),
-               Column("cpl", "CPL", lambda r: r.decoded.cpl, right=True),
-               Column("rip", "RIP", lambda r: _hex(r.decoded.rip)),
-               Column("cr3", "CR3", lambda r: _hex(r.decoded.cr3)))
+    columns = (
+        Column("vcpu", "VCPU", right=True),
+        Column("mode", "MODE", lambda r: r.decoded.cpu_mode),
+        Column("cpl", "CPL", lambda r: r.decoded.cpl, right=True),
+        Column("rip", "RIP", lambda r: _hex(r.decoded.rip)),
+        Column("cr3", "CR3", lambda r: _hex(r.decoded.cr3)),
+    )
     options = {"vcpu": Option("vCPU number or 'all' (default 0)", vcpu_choice, 0, "N|all")}
     examples = """  xenvmi regs xvm-pv             vCPU 0's decoded state (works for PV guests too)
   xenvmi regs xvm-hvm --vcpu all --json

@@ -31,8 +31,14 @@ class RootProcs(Plugin):
         prog = ctx.kernel().prog  # the guest's kernel; every read obeys ctx's deadline
         limit = ctx.option("limit", 10000, int)
         # Bounded: stops at `limit`, a loop, a wild pointer or the deadline (and says so).
-        for task in walk_list(prog["init_task"].tasks, "struct task_struct", "tasks",
-                              ctx.budget, max_count=limit, what="task list"):
+        for task in walk_list(
+            prog["init_task"].tasks,
+            "struct task_struct",
+            "tasks",
+            ctx.budget,
+            max_count=limit,
+            what="task list",
+        ):
             try:
                 if task.mm.value_() == 0:
                     continue  # a kernel thread

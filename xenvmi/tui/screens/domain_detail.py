@@ -36,8 +36,12 @@ from xenvmi.views.ps import Ps
 
 TABS = ("overview", "vcpus", "processes", "modules", "dmesg", "xenstore", "plugins")
 #: Tab -> the guest view that fills it.
-VIEW_OF_TAB = {"vcpus": "registers", "processes": "processes", "modules": "modules",
-               "dmesg": "kernel_log"}
+VIEW_OF_TAB = {
+    "vcpus": "registers",
+    "processes": "processes",
+    "modules": "modules",
+    "dmesg": "kernel_log",
+}
 
 
 def overview_text(d: Domain | None, s: DomainSample | None) -> Text:
@@ -46,12 +50,16 @@ def overview_text(d: Domain | None, s: DomainSample | None) -> Text:
         t.append(f"{d.name}", style="bold")
         t.append(f"  domid {d.domid}  type {d.type}  state {d.state or '-'}\n")
         t.append(f"uuid {d.uuid or '-'}\n")
-        t.append(f"memory {kib(d.memory_kib)} (target {kib(d.memory_target_kib)}, "
-                 f"max {kib(d.memory_max_kib)})  vCPUs {d.vcpus_online or '-'}/"
-                 f"{d.vcpus or '-'} online")
+        t.append(
+            f"memory {kib(d.memory_kib)} (target {kib(d.memory_target_kib)}, "
+            f"max {kib(d.memory_max_kib)})  vCPUs {d.vcpus_online or '-'}/"
+            f"{d.vcpus or '-'} online"
+        )
     if s is not None:
-        t.append(f"\nCPU {pct(s.cpu_percent)}%  {s.cpu_seconds:.0f}s total  net tx "
-                 f"{kib(s.net_tx_bytes // 1024)} rx {kib(s.net_rx_bytes // 1024)}")
+        t.append(
+            f"\nCPU {pct(s.cpu_percent)}%  {s.cpu_seconds:.0f}s total  net tx "
+            f"{kib(s.net_tx_bytes // 1024)} rx {kib(s.net_rx_bytes // 1024)}"
+        )
     return t or Text("no details for this domain yet", style="dim")
 
 
@@ -62,8 +70,14 @@ class DomainScreen(Screen):
         *[Binding(str(i + 1), f"tab('{tab}')", tab, show=False) for i, tab in enumerate(TABS)],
     ]
 
-    def __init__(self, domid: int, name: str, domain: Domain | None = None,
-                 sample: DomainSample | None = None, **kw) -> None:
+    def __init__(
+        self,
+        domid: int,
+        name: str,
+        domain: Domain | None = None,
+        sample: DomainSample | None = None,
+        **kw,
+    ) -> None:
         super().__init__(**kw)
         self.domid, self.domain_name = domid, name
         self.domain, self.sample = domain, sample
@@ -105,34 +119,39 @@ class DomainScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="guest")
     def _guest(self) -> None:
-        workers.guest_loop(xenvmi_app(self).source, str(self.domid),
-                           self.life, self.requests, self.post_message)
+        workers.guest_loop(
+            xenvmi_app(self).source, str(self.domid), self.life, self.requests, self.post_message
+        )
 
     @work(thread=True, exit_on_error=False, group="xs-subtree")
     def _xenstore(self) -> None:
-        workers.xs_subtree_loop(xenvmi_app(self).source, f"/local/domain/{self.domid}", self.life,
-                                self.post_message)
+        workers.xs_subtree_loop(
+            xenvmi_app(self).source, f"/local/domain/{self.domid}", self.life, self.post_message
+        )
 
     def _fill_devices(self) -> None:
         table = self.query_one("#devices", DataTable)
         table.add_columns("Device", "Id", "Backend", "Frontend", "Backend state")
         for dev in self.domain.devices if self.domain else ():
-            table.add_row(Text(dev.kind), Text(dev.devid),
-                          Text("-" if dev.backend_domid is None else f"dom{dev.backend_domid}"),
-                          Text(dev.state or "-", style=xenbus_style(dev.state)),
-                          Text(dev.backend_state or "-", style=xenbus_style(dev.backend_state)))
+            table.add_row(
+                Text(dev.kind),
+                Text(dev.devid),
+                Text("-" if dev.backend_domid is None else f"dom{dev.backend_domid}"),
+                Text(dev.state or "-", style=xenbus_style(dev.state)),
+                Text(dev.backend_state or "-", style=xenbus_style(dev.backend_state)),
+            )
 
     # -- worker messages ---------------------------------------------------------------
     def on_guest_view_loaded(self, msg: m.GuestViewLoaded) -> None:
         pane = f"#pane-{msg.view}"
         if msg.view == "registers":
-            self.query_one(pane, RegistersPane).show_registers(msg.rows, msg.warnings,
-                                                               msg.complete)
+            self.query_one(pane, RegistersPane).show_registers(msg.rows, msg.warnings, msg.complete)
         elif msg.view == "kernel_log":
             self.query_one(pane, LogPane).show_records(msg.rows, msg.warnings, msg.complete)
         else:
-            self.query_one(pane, TablePane).show_rows(msg.rows, msg.view, msg.warnings,
-                                                      msg.complete)
+            self.query_one(pane, TablePane).show_rows(
+                msg.rows, msg.view, msg.warnings, msg.complete
+            )
 
     def on_xs_subtree(self, msg: m.XsSubtree) -> None:
         self.query_one(XsSubtreePane).show_tree(msg.tree, msg.changed)
@@ -163,7 +182,8 @@ class DomainScreen(Screen):
         tab = self.query_one(TabbedContent).active
         if tab in VIEW_OF_TAB:
             self.query_one(f"#pane-{VIEW_OF_TAB[tab]}", ViewPane).set_status(
-                Text("reloading ...", style="dim"))
+                Text("reloading ...", style="dim")
+            )
             self.requests.put(VIEW_OF_TAB[tab])
         elif tab == "xenstore":
             self.life.poke()

@@ -25,6 +25,7 @@ SORT_CYCLE = ("domid", "name", "cpu", "mem", "nettx", "netrx", "vbd_rd", "vbd_wr
 #: Seconds between samples while a domain screen covers the table.
 HIDDEN_REFRESH = 10.0
 
+
 class DomainsScreen(Screen):
     """Owns the sampler worker (domains + dom0 host + domain watch) for the whole app."""
 
@@ -57,8 +58,7 @@ class DomainsScreen(Screen):
         yield DomainTable(id="domains")
         yield Static("", id="domains-status")
         yield History(id="history")
-        yield Input(placeholder="filter by name or domid (Enter keeps it, Esc clears)",
-                    id="filter")
+        yield Input(placeholder="filter by name or domid (Enter keeps it, Esc clears)", id="filter")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -143,10 +143,11 @@ class DomainsScreen(Screen):
     def _status(self) -> None:
         table = self.query_one(DomainTable)
         shown = len(table.visible_names)
-        text = Text(f"{shown} of {len(table.samples)} domains" if table.filter else
-                    f"{shown} domains", style="bold")
-        text.append(f"  sorted by {BY_KEY[table.sort_key].label} "
-                    f"{'▼' if table.reverse else '▲'}  ")
+        text = Text(
+            f"{shown} of {len(table.samples)} domains" if table.filter else f"{shown} domains",
+            style="bold",
+        )
+        text.append(f"  sorted by {BY_KEY[table.sort_key].label} {'▼' if table.reverse else '▲'}  ")
         if table.filter:
             text.append("filter ")
             text.append(repr(table.filter), style="bold yellow")

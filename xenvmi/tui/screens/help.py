@@ -10,25 +10,57 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS = (
-    ("Everywhere", (("d / h / x", "Domains / Hypercalls / XenStore screens"),
-                    ("ctrl+p", "command palette: screens, domains, sorting"),
-                    ("?", "this help"), ("q, ctrl+c", "quit"))),
-    ("Domains", (("↑ ↓, Enter", "select, open the domain"), ("/", "filter by name or domid"),
-                 ("s / S", "next sort column / reverse"),
-                 ("c m n i", "sort by CPU, memory, name, domid"),
-                 ("r", "refresh now"), ("Esc", "clear the filter"))),
-    ("Domain", (("1 … 7", "tabs: overview vCPUs ps modules log xenstore plugins"),
-                ("r", "reload this tab"), ("Enter", "run the selected plugin"),
-                ("Esc", "back to the domains"))),
-    ("Hypercalls", (("/", "filter by process name or pid"), ("p", "pause the stream"),
-                    ("Esc", "clear the filter"))),
-    ("XenStore", (("Enter / →", "expand a directory (loaded on demand)"),
-                  ("r", "reload the selected directory"))),
+    (
+        "Everywhere",
+        (
+            ("d / h / x", "Domains / Hypercalls / XenStore screens"),
+            ("ctrl+p", "command palette: screens, domains, sorting"),
+            ("?", "this help"),
+            ("q, ctrl+c", "quit"),
+        ),
+    ),
+    (
+        "Domains",
+        (
+            ("↑ ↓, Enter", "select, open the domain"),
+            ("/", "filter by name or domid"),
+            ("s / S", "next sort column / reverse"),
+            ("c m n i", "sort by CPU, memory, name, domid"),
+            ("r", "refresh now"),
+            ("Esc", "clear the filter"),
+        ),
+    ),
+    (
+        "Domain",
+        (
+            ("1 … 7", "tabs: overview vCPUs ps modules log xenstore plugins"),
+            ("r", "reload this tab"),
+            ("Enter", "run the selected plugin"),
+            ("Esc", "back to the domains"),
+        ),
+    ),
+    (
+        "Hypercalls",
+        (
+            ("/", "filter by process name or pid"),
+            ("p", "pause the stream"),
+            ("Esc", "clear the filter"),
+        ),
+    ),
+    (
+        "XenStore",
+        (
+            ("Enter / →", "expand a directory (loaded on demand)"),
+            ("r", "reload the selected directory"),
+        ),
+    ),
 )
 
-NOTES = ("xenvmi tui is READ-ONLY: it never writes xenstore, pauses or changes a domain. "
-         "Panels that cannot get their data say why and what to install or start "
-         "(run as root in dom0 for everything).")
+NOTES = (
+    "xenvmi tui is READ-ONLY: it never writes xenstore, pauses or changes a domain. "
+    "Panels that cannot get their data say why and what to install or start "
+    "(run as root in dom0 for everything)."
+)
 
 
 def help_text() -> Text:

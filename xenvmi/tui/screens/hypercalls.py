@@ -56,15 +56,16 @@ class HypercallsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(Text("starting the tracer (compiling BPF takes a few seconds) ...",
-                          style="dim"), id="hc-status")
+        yield Static(
+            Text("starting the tracer (compiling BPF takes a few seconds) ...", style="dim"),
+            id="hc-status",
+        )
         yield ReasonPanel("hypercall tracing", id="hc-reason")
         yield RichLog(id="hc-stream", max_lines=KEEP, wrap=False)
         with Horizontal(id="hc-tables"):
             yield DataTable(id="hc-ops", cursor_type="row")
             yield DataTable(id="hc-errors", cursor_type="row")
-        yield Input(placeholder="process name or pid (Enter keeps it, Esc clears)",
-                    id="hc-filter")
+        yield Input(placeholder="process name or pid (Enter keeps it, Esc clears)", id="hc-filter")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -114,22 +115,30 @@ class HypercallsScreen(Screen):
         ops = self.query_one("#hc-ops", DataTable)
         ops.clear()
         for c in stats.op_rows()[:100]:
-            ops.add_row(Text(c.name + (f" {c.subop}" if c.subop else "")),
-                        Text(str(c.calls), justify="right"),
-                        Text(str(c.errors), justify="right", style="red" if c.errors else ""),
-                        Text(f"{c.avg_us:.0f}", justify="right"))
+            ops.add_row(
+                Text(c.name + (f" {c.subop}" if c.subop else "")),
+                Text(str(c.calls), justify="right"),
+                Text(str(c.errors), justify="right", style="red" if c.errors else ""),
+                Text(f"{c.avg_us:.0f}", justify="right"),
+            )
         errs = self.query_one("#hc-errors", DataTable)
         errs.clear()
         for e in stats.error_rows()[:100]:
-            errs.add_row(Text(e.name + (f" {e.subop}" if e.subop else "")),
-                         Text(e.error, style="red"),
-                         Text(str(e.count), justify="right"))
+            errs.add_row(
+                Text(e.name + (f" {e.subop}" if e.subop else "")),
+                Text(e.error, style="red"),
+                Text(str(e.count), justify="right"),
+            )
         status = Text(f"{self.total} calls", style="bold")
-        status.append(f", {sum(e.count for e in self.stats.error_rows())} failed",
-                      style="bold red" if self.stats.errors else "")
+        status.append(
+            f", {sum(e.count for e in self.stats.error_rows())} failed",
+            style="bold red" if self.stats.errors else "",
+        )
         if self.filter:
-            status.append(f"  process {self.filter!r}: {stats.calls} of the last "
-                          f"{len(self.events)}", style="yellow")
+            status.append(
+                f"  process {self.filter!r}: {stats.calls} of the last {len(self.events)}",
+                style="yellow",
+            )
         if self.paused:
             status.append("  PAUSED", style="bold yellow")
         self.query_one("#hc-status", Static).update(status)

@@ -52,8 +52,11 @@ class DomainTable(DataTable):
 
     def set_sort(self, key: str, reverse: bool | None = None) -> None:
         if reverse is None:  # choosing the current column again flips the order
-            reverse = not self.reverse if key == self.sort_key else key not in (
-                "domid", "name", "type", "state")
+            reverse = (
+                not self.reverse
+                if key == self.sort_key
+                else key not in ("domid", "name", "type", "state")
+            )
         self.sort_key, self.reverse = key, reverse
         self.render_rows()
 
@@ -62,9 +65,13 @@ class DomainTable(DataTable):
         self.render_rows()
 
     def render_rows(self) -> None:
-        rows = [s for s in sorted_samples(list(self.samples.values()), self.domains,
-                                          self.sort_key, self.reverse)
-                if matches(s, self.filter)]
+        rows = [
+            s
+            for s in sorted_samples(
+                list(self.samples.values()), self.domains, self.sort_key, self.reverse
+            )
+            if matches(s, self.filter)
+        ]
         order = [str(s.domid) for s in rows]
         cells = {str(s.domid): row_cells(s, self.domains.get(s.domid)) for s in rows}
         if order == self._order:
@@ -74,8 +81,11 @@ class DomainTable(DataTable):
                         self.update_cell(key, col, new)
             self._widen(cells)
         else:
-            selected = self._order[self.cursor_row] if self._order and \
-                0 <= self.cursor_row < len(self._order) else None
+            selected = (
+                self._order[self.cursor_row]
+                if self._order and 0 <= self.cursor_row < len(self._order)
+                else None
+            )
             self.clear()
             for key in order:
                 self.add_row(*cells[key], key=key)

@@ -60,6 +60,8 @@ class History(Vertical):
                 widget.styles.width = width
         # fixed-width labels (.spark-label): no layout pass needed
         self.query_one("#cpu-label", Label).update(
-            f"CPU {pct(sample.cpu_percent) if sample else '-':>5}%", layout=False)
+            f"CPU {pct(sample.cpu_percent) if sample else '-':>5}%", layout=False
+        )
         self.query_one("#mem-label", Label).update(
-            f"Mem {kib(sample.memory_kib) if sample else '-':>6}", layout=False)
+            f"Mem {kib(sample.memory_kib) if sample else '-':>6}", layout=False
+        )

@@ -36,15 +36,18 @@ def host_text(host: HostSample | None, node: NodeSample | None, error: str = "")
     t = Text()
     if host is not None:
         t.append("dom0 ", style="bold")
-        t.append(f"{host.hostname[:16]} {host.cpus} CPUs {pct(host.cpu_percent)}% "
-                 f"load {host.load_1m:.2f} mem {kib(host.memory_used_kib)}/"
-                 f"{kib(host.memory_total_kib)}")
+        t.append(
+            f"{host.hostname[:16]} {host.cpus} CPUs {pct(host.cpu_percent)}% "
+            f"load {host.load_1m:.2f} mem {kib(host.memory_used_kib)}/"
+            f"{kib(host.memory_total_kib)}"
+        )
     if node is not None or host is not None:
         t.append("\n" if host is not None else "")
         if node is not None:
             t.append("Xen ", style="bold")
-            t.append(f"{node.xen_version} free {kib(node.memory_free_kib)}/"
-                     f"{kib(node.memory_total_kib)}")
+            t.append(
+                f"{node.xen_version} free {kib(node.memory_free_kib)}/{kib(node.memory_total_kib)}"
+            )
         if host is not None:
             t.append_text(daemons_text(host.daemons))
     if error:

@@ -21,7 +21,7 @@ class ReasonPanel(Static):
         self.reason = reason
         text = Text()
         text.append(f"{self.title} unavailable: ", style="bold")
-        text.append(reason)     # plain text: the reason may quote guest-controlled names
+        text.append(reason)  # plain text: the reason may quote guest-controlled names
         self.update(text)
         self.display = True
 

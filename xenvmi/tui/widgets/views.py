@@ -26,24 +26,29 @@ def _cell(column: Column, right: bool) -> Callable[[Any], Text]:
     def cell(row: Any) -> Text:
         text = column.text(row)
         if column.width is not None:
-            text = text[:column.width]
+            text = text[: column.width]
         return Text(text, justify="right" if right else "left")
+
     return cell
 
 
 def table_columns(plugin: type, rows: Sequence[Any] = ()) -> ColumnSpec:
     """A view's (or any plugin's) declared columns as the TUI's table columns: the same
     headings and cell text as its CLI table, cut to a column's ``width``."""
-    return tuple((c.title.upper(), _cell(c, c.right_aligned(rows) if c.right is None
-                                         else c.right)) for c in column_specs(plugin))
+    return tuple(
+        (c.title.upper(), _cell(c, c.right_aligned(rows) if c.right is None else c.right))
+        for c in column_specs(plugin)
+    )
 
 
 def dataclass_columns(rows: Sequence[Any]) -> ColumnSpec:
     """Columns named after the fields of the first row (a recorded plugin's output)."""
     if not rows or not dataclasses.is_dataclass(rows[0]):
         return (("value", lambda r: Text(str(r))),)
-    return tuple((f.name, _cell(Column(f.name), Column(f.name).right_aligned(rows)))
-                 for f in dataclasses.fields(rows[0]))
+    return tuple(
+        (f.name, _cell(Column(f.name), Column(f.name).right_aligned(rows)))
+        for f in dataclasses.fields(rows[0])
+    )
 
 
 class ViewPane(Vertical):
@@ -92,8 +97,9 @@ class TablePane(ViewPane):
     def body(self) -> ComposeResult:
         yield DataTable(cursor_type="row", zebra_stripes=True)
 
-    def show_rows(self, rows: Sequence[Any], noun: str, warnings: Sequence[str] = (),
-                  complete: bool = True) -> None:
+    def show_rows(
+        self, rows: Sequence[Any], noun: str, warnings: Sequence[str] = (), complete: bool = True
+    ) -> None:
         columns = self.columns or dataclass_columns(rows)
         table = self.query_one(DataTable)
         table.clear(columns=True)
@@ -118,8 +124,9 @@ class LogPane(ViewPane):
     def body(self) -> ComposeResult:
         yield RichLog(max_lines=5000, wrap=False, auto_scroll=True)
 
-    def show_records(self, records: Sequence[LogRecord], warnings: Sequence[str] = (),
-                     complete: bool = True) -> None:
+    def show_records(
+        self, records: Sequence[LogRecord], warnings: Sequence[str] = (), complete: bool = True
+    ) -> None:
         log = self.query_one(RichLog)
         log.clear()
         for r in records:
@@ -138,8 +145,9 @@ class RegistersPane(ViewPane):
     def body(self) -> ComposeResult:
         yield VerticalScroll(Static(id="regs-text"))
 
-    def show_registers(self, rows: Sequence[VcpuRegisters], warnings: Sequence[str] = (),
-                       complete: bool = True) -> None:
+    def show_registers(
+        self, rows: Sequence[VcpuRegisters], warnings: Sequence[str] = (), complete: bool = True
+    ) -> None:
         text = Text("\n\n").join(registers_rich(r) for r in rows)
         self.query_one("#regs-text", Static).update(text)
         self.loaded(len(rows), "vCPUs", warnings, complete)

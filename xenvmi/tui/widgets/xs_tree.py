@@ -25,8 +25,13 @@ def node_label(name: str, value: str | None, changed: bool = False) -> Text:
     return label
 
 
-def fill(tree: Tree, top: str, nodes: Iterable[tuple[str, str | None]],
-         expanded: set[str], changed: set[str]) -> None:
+def fill(
+    tree: Tree,
+    top: str,
+    nodes: Iterable[tuple[str, str | None]],
+    expanded: set[str],
+    changed: set[str],
+) -> None:
     """Rebuild ``tree`` from (path, value) pairs under ``top``; intermediate directories
     are created as needed; ``expanded`` paths stay open."""
     tree.clear()
@@ -37,7 +42,7 @@ def fill(tree: Tree, top: str, nodes: Iterable[tuple[str, str | None]],
     for path in sorted(values, key=_key):
         if path == top:
             continue
-        parts = path[len(top):].strip("/").split("/")
+        parts = path[len(top) :].strip("/").split("/")
         parent = tree.root
         here = top.rstrip("/")
         for i, part in enumerate(parts):
@@ -45,9 +50,12 @@ def fill(tree: Tree, top: str, nodes: Iterable[tuple[str, str | None]],
             node = made.get(here)
             if node is None:
                 leaf = i == len(parts) - 1
-                node = parent.add(node_label(part, values.get(here), here in changed),
-                                  data=here, allow_expand=not leaf,
-                                  expand=here in expanded)
+                node = parent.add(
+                    node_label(part, values.get(here), here in changed),
+                    data=here,
+                    allow_expand=not leaf,
+                    expand=here in expanded,
+                )
                 made[here] = node
             elif not node.allow_expand and i < len(parts) - 1:
                 node.allow_expand = True
