@@ -44,7 +44,9 @@ def window_size() -> str:
 
 
 def tui_running() -> bool:
-    return subprocess.run(["pgrep", "-f", "-m xenvmi tui"], capture_output=True).returncode == 0
+    """Whether the TUI's own process still runs (not the shell around it in tmux)."""
+    pattern = "^[^ ]*python[^ ]* -m xenvmi tui"
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
 
 
 def wait_for(predicate, what: str, cap: float = WAIT_CAP) -> str:
