@@ -3,7 +3,7 @@
 # one host core, the unit tests the other), then every lab test file inside the lab's dom0
 # against a real Xen 4.17 (all guests), then tests/lab_host on this machine against the
 # running lab. Prints each part's time and each test file's; JUnit files land in reports/.
-# Needs root and the README's set-up command (pip install -e '.[test]', xenvmi lab deps).
+# Needs root and the README's set-up command (pip install -e '.[test,dev]', xenvmi lab deps).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p reports

@@ -32,9 +32,6 @@ DISK_SIZE = "10G"
 MIN_FREE_BYTES = 12 * 1024**3
 #: setup.cfg extras provision.sh installs in dom0 (``pip install -e SRC[dom0,test]``).
 DOM0_EXTRAS = ("dom0", "test")
-#: Test-extra tools that run on the host only (lint, types, the fuzz suite), not baked
-#: into dom0.
-HOST_ONLY = ("ruff", "mypy", "hypothesis")
 BUILD_WHEELS = ("setuptools>=64", "wheel")
 
 
@@ -49,7 +46,7 @@ def dom0_requirements(setup_cfg: Path) -> list[str]:
     for extra in DOM0_EXTRAS:
         lines += cfg["options.extras_require"].get(extra, "").splitlines()
     reqs = [ln.split("#", 1)[0].strip() for ln in lines]
-    return sorted({r for r in reqs if r and not r.startswith(HOST_ONLY)}) + list(BUILD_WHEELS)
+    return sorted({r for r in reqs if r}) + list(BUILD_WHEELS)
 
 
 HOST_TOOLS = {
