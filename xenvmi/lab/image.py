@@ -34,7 +34,7 @@ MIN_FREE_BYTES = 12 * 1024**3
 DOM0_EXTRAS = ("dom0", "test")
 #: Test-extra tools that run on the host only (lint, types, the fuzz suite), not baked
 #: into dom0.
-HOST_ONLY = ("ruff", "mypy", "hypothesis")
+HOST_ONLY = ("ruff", "mypy", "hypothesis", "prometheus_client")
 BUILD_WHEELS = ("setuptools>=64", "wheel")
 
 
