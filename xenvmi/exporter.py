@@ -256,17 +256,22 @@ class GuestReader:
         slot.thread = threading.Thread(target=work, name=f"xenvmi-guest-{name}", daemon=True)
         slot.thread.start()
 
-    def refresh(self, running: set[str], known: set[str] | None = None) -> dict[str, _Slot]:
+    def refresh(self, running: set[str] | None, known: set[str] | None = None) -> dict[str, _Slot]:
         """Start the reads that are due, wait for them until the budget is spent, and
         return every slot. A guest not running now (shut down, crashed, dying) is not
-        read: ``not_running``, or ``not_found`` when no domain has that name."""
+        read: ``not_running``, or ``not_found`` when no domain has that name;
+        ``running=None`` (Xen's counters unreadable, so nothing is known to run) makes
+        every guest ``unavailable``."""
         now = time.monotonic()
         waiting = []
         for name, slot in self.slots.items():
             busy = slot.thread is not None and not slot.done.is_set()
-            if name not in running:
+            if running is None or name not in running:
                 absent = known is not None and name not in known
-                slot.error = "not_found" if absent else "not_running"
+                if running is None:
+                    slot.error = "unavailable"
+                else:
+                    slot.error = "not_found" if absent else "not_running"
                 slot.message, slot.facts = "no such running domain", None
                 slot.attempted = float("-inf")  # read as soon as it runs again
                 continue
@@ -391,7 +396,8 @@ class XenvmiCollector:
                 self._error("dom0", e)
         if self.guests is not None:
             running = {s.name for s in samples if not ({"dying", "shutdown", "crashed"} & s.flags)}
-            slots = self.guests.refresh(running, {s.name for s in samples})
+            known = {s.name for s in samples}
+            slots = self.guests.refresh(running if node is not None else None, known)
             yield from guest_families(slots)
 
     def _health(self) -> Iterator[Metric]:

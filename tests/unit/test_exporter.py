@@ -3,9 +3,12 @@ synthetic guest, the guest budget, the HTTP server, the loopback rule, hostile n
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +23,8 @@ from xenvmi.commands import exporter as command
 from xenvmi.errors import GuestDataError, UsageError
 from xenvmi.model.guest import LogRecord, Module, Process
 from xenvmi.model.host import Daemon, Domain, DomainSample, HostSample, NodeSample
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def dsample(domid: int, name: str, state: str = "--b---", **kw) -> DomainSample:
@@ -192,6 +197,9 @@ def test_a_failing_source_is_an_error_metric_not_a_failed_scrape():
     for kind in ("xen", "xenstore", "dom0"):
         assert value(fams, "xenvmi_exporter_errors_total", kind=kind) == 1
     assert "xen_domain_cpu_seconds" not in fams
+    reader = E.GuestReader(["xvm-hvm"], budget=2.0, read=lambda n, t: facts())
+    fams = scrape(collector(sample_xen=broken, guests=reader))
+    assert value(fams, "xenvmi_guest_read_error", domain="xvm-hvm", reason="unavailable") == 1
     # the domains still come out when only xenstore fails, typed unknown
     fams = scrape(collector(domains=no_store))
     assert value(fams, "xen_domain_vcpus", domain="xvm-hvm", type="unknown") == 2
@@ -397,3 +405,28 @@ def test_http_server_on_a_random_loopback_port():
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_rules_file_passes_promtool():
+    rules = ROOT / "contrib/prometheus/xenvmi-rules.yml"
+    out = subprocess.run(
+        ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_rules_and_dashboard_name_only_exported_metrics():
+    """Every metric name the rules and the dashboard use is one the exporter emits."""
+    import json
+    import re
+
+    reader = E.GuestReader(["xvm-hvm"], budget=2.0, read=lambda n, t: facts())
+    text = E.exposition(E.registry(collector(guests=reader))).decode()
+    fams = list(text_string_to_metric_families(text))
+    emitted = {f.name for f in fams} | {s.name for f in fams for s in f.samples}
+    rules = (ROOT / "contrib/prometheus/xenvmi-rules.yml").read_text()
+    board = json.loads((ROOT / "contrib/grafana/xenvmi-dashboard.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    used = set(re.findall(r"\b(?:xen|xenvmi)_[a-z0-9_]+", rules + "\n".join(exprs)))
+    assert used and used <= emitted, used - emitted
