@@ -282,6 +282,26 @@ def test_a_slow_guest_is_an_error_metric_not_a_slow_scrape():
     assert value(fams, "xenvmi_guest_read_ok", domain="xvm-hvm") == 1
 
 
+def test_reads_at_once_are_bounded():
+    """With one read at a time, a hung guest holds the only slot: the other waits (and is
+    a budget error), rather than two drgn walks competing for dom0's CPU."""
+    release, running = threading.Event(), []
+
+    def read(name, timeout):
+        running.append(name)
+        if name == "xvm-hvm":
+            release.wait(30)
+        return facts()
+
+    reader = E.GuestReader(["xvm-hvm", "Domain-0"], budget=0.3, read=read, parallel=1)
+    fams = scrape(collector(guests=reader))
+    assert running == ["xvm-hvm"]
+    assert value(fams, "xenvmi_guest_read_error", domain="Domain-0", reason="budget") == 1
+    release.set()
+    reader.slots["Domain-0"].thread.join(5)
+    assert running == ["xvm-hvm", "Domain-0"]
+
+
 def test_synthetic_guest_through_the_views(monkeypatch):
     """read_guest runs the real ps, lsmod and dmesg views on a synthetic kernel."""
     pytest.importorskip("drgn")
@@ -375,6 +395,34 @@ def test_once_prints_one_scrape(monkeypatch, capsysbinary):
     code = cli.main(["exporter", "--once", "--openmetrics", "--no-dom0"])
     out = capsysbinary.readouterr().out.decode()
     assert out.endswith("# EOF\n") and "xenvmi_dom0_load1" not in out
+
+
+def test_without_prometheus_client_the_command_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
+    code = cli.main(["exporter", "--once"])
+    err = capsys.readouterr().err
+    assert code == 5 and "xenvmi[exporter]" in err and err.count("\n") == 1
+
+
+def test_a_port_in_use_is_one_line(monkeypatch, capsys):
+    def busy(reg, host, port):
+        raise OSError(98, "Address already in use")
+
+    monkeypatch.setattr(E, "serve", busy)
+    monkeypatch.setattr(E, "_xen_sampler", lambda: lambda: (NODE, SAMPLES))
+    code = cli.main(["exporter", "--no-dom0", "--listen", "127.0.0.1:9731"])
+    err = capsys.readouterr().err
+    assert code == 5 and "Address already in use" in err and err.count("\n") == 1
+
+
+def test_guest_names_option():
+    assert command.guest_names(" a, b,,a ") == ["a", "b", "a"]
+    with pytest.raises(SystemExit):
+        cli.main(["exporter", "--guests", ",", "--once"])
+    with pytest.raises(SystemExit):
+        cli.main(["exporter", "--guest-budget", "0", "--once"])
 
 
 def test_help_has_examples(capsys):
