@@ -426,8 +426,8 @@ class XenvmiCollector:
         kinds = dict(self.errors)
         if self.guests is not None:
             kinds.update({f"guest_{k}": v for k, v in self.guests.errors.items()})
-        for kind in ("xen", "xenstore", "dom0"):
-            kinds.setdefault(kind, 0)
+        for kind in ("xen", "xenstore") + (("dom0",) if self.sample_host else ()):
+            kinds.setdefault(kind, 0)  # present from the first scrape: rate() needs a start
         for kind, n in sorted(kinds.items()):
             errs.add_metric([kind], n)
         yield errs

@@ -395,6 +395,7 @@ def test_once_prints_one_scrape(monkeypatch, capsysbinary):
     code = cli.main(["exporter", "--once", "--openmetrics", "--no-dom0"])
     out = capsysbinary.readouterr().out.decode()
     assert out.endswith("# EOF\n") and "xenvmi_dom0_load1" not in out
+    assert 'kind="dom0"' not in out and 'kind="xenstore"' in out
 
 
 def test_without_prometheus_client_the_command_says_what_to_install(monkeypatch, capsys):

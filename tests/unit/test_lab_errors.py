@@ -126,6 +126,8 @@ def test_dom0_wheels_follow_setup_cfg():
     assert {"libvmi", "drgn", "pyxs", "textual", "psutil", "pytest", "setuptools"} <= names
     assert any(r.startswith("textual==") for r in reqs)
     assert not any("#" in r or not r for r in reqs)
+    # host-only for now: the image does not change until the exporter's lab test (issue 23)
+    assert not names & {"ruff", "mypy", "hypothesis", "prometheus_client"}
 
 
 def test_guest_payload_is_outside_the_image_recipe(lab_dir, tmp_path, monkeypatch):
