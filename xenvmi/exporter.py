@@ -356,13 +356,18 @@ class XenvmiCollector:
         self.sample_host = sample_host
         self.guests = guests
         self.errors: dict[str, int] = {}
+        self._logged: dict[str, str] = {}  # the last message logged, by kind
         self.scrapes = 0
         self.last_duration = 0.0
         self._lock = threading.Lock()  # the HTTP server answers scrapes in threads
 
     def _error(self, kind: str, exc: BaseException) -> None:
+        """Count a failed source; log it when its message changes (a host without Xen
+        would otherwise log the same two lines every scrape, forever)."""
         self.errors[kind] = self.errors.get(kind, 0) + 1
-        log.warning("%s: %s", kind, exc, exc_info=not isinstance(exc, XenvmiError))
+        if self._logged.get(kind) != str(exc):
+            self._logged[kind] = str(exc)
+            log.warning("%s: %s", kind, exc, exc_info=not isinstance(exc, XenvmiError))
 
     def describe(self) -> list[Metric]:
         """Nothing to pre-register: the registry then does not call ``collect`` at

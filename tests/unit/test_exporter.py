@@ -185,7 +185,7 @@ def test_openmetrics_format_parses():
     assert value(fams, "xen_domain_cpu_seconds_total", domain="xvm-hvm") == 2.5
 
 
-def test_a_failing_source_is_an_error_metric_not_a_failed_scrape():
+def test_a_failing_source_is_an_error_metric_not_a_failed_scrape(caplog):
     def broken():
         raise OSError("libxenstat: cannot open")
 
@@ -200,6 +200,14 @@ def test_a_failing_source_is_an_error_metric_not_a_failed_scrape():
     reader = E.GuestReader(["xvm-hvm"], budget=2.0, read=lambda n, t: facts())
     fams = scrape(collector(sample_xen=broken, guests=reader))
     assert value(fams, "xenvmi_guest_read_error", domain="xvm-hvm", reason="unavailable") == 1
+    import logging
+
+    col = collector(sample_xen=broken)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "xenvmi.exporter"):
+        for _ in range(3):
+            scrape(col)
+    assert len([r for r in caplog.records if r.getMessage().startswith("xen:")]) == 1
     # the domains still come out when only xenstore fails, typed unknown
     fams = scrape(collector(domains=no_store))
     assert value(fams, "xen_domain_vcpus", domain="xvm-hvm", type="unknown") == 2
