@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "shell",
     "plugins",
     "tui",
+    "exporter",
 )
 #: The module that registers each command: running one imports only its module. Importing
 #: all twelve (the ABI tables, argparse's help for every command) took 12 s of a 17 s
@@ -49,6 +50,7 @@ COMMANDS = {
     "plugins": "plugins",
     "run": "plugins",
     "tui": "tui",
+    "exporter": "exporter",
 }
 
 EPILOG = """examples:
