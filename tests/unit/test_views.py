@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from xenvmi import render
+from xenvmi.commands.plugins import result_json
 from xenvmi.model.guest import LogRecord, Module, Process
 from xenvmi.plugins import loader
 from xenvmi.plugins.base import column_specs
@@ -44,21 +45,7 @@ def test_docs_list_every_field_of_every_view(name):
 
 def _printed(view, rows, **extra) -> dict:
     res = PluginResult(view.name, "g", rows, [], None, True, 0.5, 0, "1.1")
-    return json.loads(
-        render.dumps(
-            {
-                "plugin": res.plugin,
-                "version": res.version,
-                "domain": res.domain,
-                "rows": res.rows,
-                "complete": res.complete,
-                "warnings": res.warnings,
-                "error": res.error,
-                "seconds": res.seconds,
-                **extra,
-            }
-        )
-    )
+    return json.loads(render.dumps(result_json(res, extra)))
 
 
 def test_output_obeys_its_schema_and_a_wrong_one_does_not():

@@ -192,6 +192,21 @@ def result_text(res: PluginResult, plugin: type[Plugin] | None) -> str:
     return render.column_table(res.rows, columns)
 
 
+def result_json(res: PluginResult, extra: dict | None = None) -> dict:
+    """One run as the JSON object every run prints (docs/views.md), ``extra`` keys after."""
+    return {
+        "plugin": res.plugin,
+        "version": res.version,
+        "domain": res.domain,
+        "rows": res.rows,
+        "complete": res.complete,
+        "warnings": res.warnings,
+        "error": res.error,
+        "seconds": round(res.seconds, 3),
+        **(extra or {}),
+    }
+
+
 def print_result(
     res: PluginResult, as_json: bool, plugin: type[Plugin] | None, extra: dict | None = None
 ) -> int:
@@ -199,21 +214,7 @@ def print_result(
     warnings and the error on stderr; the exit code. JSON is the one shape every run has
     (docs/views.md); ``extra`` adds keys after it."""
     if as_json:
-        print(
-            render.dumps(
-                {
-                    "plugin": res.plugin,
-                    "version": res.version,
-                    "domain": res.domain,
-                    "rows": res.rows,
-                    "complete": res.complete,
-                    "warnings": res.warnings,
-                    "error": res.error,
-                    "seconds": round(res.seconds, 3),
-                    **(extra or {}),
-                }
-            )
-        )
+        print(render.dumps(result_json(res, extra)))
     else:
         text = result_text(res, plugin)
         if text:
