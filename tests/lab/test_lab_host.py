@@ -90,17 +90,25 @@ def _report_marks(name: str) -> tuple[int, int]:
     return latest_begun_seq(text), done[-1].seq if done else -1
 
 
+IDLE_SHARE_MAX = 0.25
+
+
 def test_guests_are_idle_between_reports(guests):
     """An idle lab guest costs next to nothing: its init waits on its console for a report
-    request (a report loop on a 10 s timer cost each guest 7-15 % of the one emulated CPU
-    on a fast machine of the lab's kind, and 20-27 % on a slow one; waiting, ~1 %).
+    request instead of looping.
 
     A report costs seconds of emulated CPU, so each guest is measured over a window in
     which it wrote no report: none under way when the window opens, none begun in it.
     Reports come every 600 s (REPORT_EVERY in guest-init.sh) or when asked, so a guest
-    that reports in each of three 60 s windows reports far too often: that fails too.
+    that reports in each of three 60 s windows reports far too often: that fails, and it is
+    what catches a report loop (one on a 10 s timer cost each guest 7-27 % of the CPU).
     (Asking all six guests for a report first, to restart their timers, cost a slow
-    machine 7 minutes.)"""
+    machine 7 minutes.)
+
+    The CPU share left for a waiting guest is timer ticks and kernel housekeeping, whose
+    cost follows the emulation's speed: measured 0.7 % (PV) to 5.3 % (the 6.12 PVH guest)
+    on one machine, so up to about 16 % on a machine 3x slower. A guest that spins takes
+    most of the CPU dom0 leaves idle (over 50 %): IDLE_SHARE_MAX sits between the two."""
     window, tries = 60.0, 3
     shares: dict[str, float] = {}
     pending = set(GUESTS)
@@ -118,7 +126,7 @@ def test_guests_are_idle_between_reports(guests):
         if not pending:
             break
     assert not pending, f"reported in each of {tries} windows of {window:.0f} s: {pending}"
-    busy = {n: f"{share:.1%}" for n, share in shares.items() if share > 0.05}
+    busy = {n: f"{share:.1%}" for n, share in shares.items() if share > IDLE_SHARE_MAX}
     assert not busy, f"guests busy while idle: {busy} (all: {shares})"
 
 

@@ -133,9 +133,14 @@ def test_files_of_pid_1(guest):
 
 def test_files_of_a_background_script(guest):
     """xvm-alpha only loops on `sleep` (forked): its fds are stable, so exact. An ash
-    background job without job control gets stdin from /dev/null (POSIX)."""
-    ps = {p["comm"]: p["pid"] for p in run_json("ps", guest)["rows"]}
-    got = run_json("files", guest, "-o", f"pid={ps['xvm-alpha']}")
+    background job without job control gets stdin from /dev/null (POSIX).
+
+    The script's shell is the xvm-alpha whose parent is not one: each `sleep` is a fork
+    named xvm-alpha until it execs, and ash closes the script's fd in such a child."""
+    rows = run_json("ps", guest)["rows"]
+    alpha = {p["pid"]: p["ppid"] for p in rows if p["comm"] == "xvm-alpha"}
+    (shell,) = [pid for pid, ppid in alpha.items() if ppid not in alpha]
+    got = run_json("files", guest, "-o", f"pid={shell}")
     fds = {f["fd"]: (f["path"], f["mode"]) for f in got["rows"]}
     assert fds == {
         0: ("/dev/null", "r"),
