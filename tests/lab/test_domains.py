@@ -435,3 +435,29 @@ def test_a_domain_destroyed_mid_dump_is_one_line_and_no_file(tmp_path):
     assert proc.returncode in (3, 7) and len(errors) == 1, err
     assert "Traceback" not in err and "test-gone" in errors[0], err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_domain_destroyed_mid_view_is_named(tmp_path):
+    """Fault: the domain goes away while a guest view looks for its kernel. The view must
+    say that in one line (exit 3), not blame the guest's memory for the holes it left."""
+    with paused_domain("test-gone-view", memory=256):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xenvmi", "ps", "--no-cache", "test-gone-view"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        seen: list[str] = []
+        for line in proc.stderr:  # progress comes first; the scan is under way after this
+            seen.append(line)
+            if "looking for the kernel" in line:
+                break
+        assert proc.poll() is None, f"the view ended before the test could destroy it: {seen}"
+        xl("destroy", "test-gone-view")
+        _, err = proc.communicate(timeout=900)
+    err = "".join(seen) + err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert proc.returncode == 3 and len(errors) == 1, err
+    assert "went away" in errors[0] and "test-gone-view" in errors[0], err
+    assert "Traceback" not in err

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from xenvmi.errors import UsageError
+from xenvmi.errors import NotFoundError, UsageError, XenvmiError
 from xenvmi.guest.budget import Budget
 
 #: The plugin API this xenvmi implements; a plugin declares the one it was written for.
@@ -301,6 +301,20 @@ class Context:
         self.budget.deadline = float("-inf")
         if self._guest is not None:
             self._guest.cancel()
+
+    def domain_gone(self) -> str | None:
+        """Why the run's domain is no longer there, or None. Reads of a destroyed domain
+        fail like holes, so a run that failed or ended partial asks this: otherwise the
+        domain's end would be blamed on the guest's data ("no kernel found", "bad list")."""
+        if self._guest is None:
+            return None
+        try:
+            self._guest.memory.check_alive()
+        except NotFoundError as e:
+            return str(e)
+        except XenvmiError as e:  # could not ask (xenstore down...): keep the run's own error
+            self.warn(f"could not check that {self.domain_name} still exists: {e}", partial=False)
+        return None
 
     def close(self) -> None:
         if self._guest is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xenvmi.errors import XenvmiError
+from xenvmi.errors import NotFoundError, XenvmiError
 from xenvmi.plugins import requirements
 from xenvmi.plugins.base import Context, Plugin, _quiet, option_specs
 from xenvmi.plugins.loader import Entry, _one_line, discover_entries, entry_of
@@ -75,6 +75,10 @@ def _body(cls: type[Plugin], ctx: Context, sink: _Sink) -> None:
         sink.error = _one_line(e)
         sink.exit_code = e.exit_code if isinstance(e, XenvmiError) else 1
     finally:
+        if sink.error is not None or not ctx.complete:
+            gone = ctx.domain_gone()
+            if gone is not None:  # the cause, rather than what it did to the reads
+                sink.error, sink.exit_code = gone, NotFoundError.exit_code
         try:
             ctx.close()
         except Exception as e:  # isolation boundary: closing the guest failed
