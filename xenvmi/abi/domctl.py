@@ -1,9 +1,10 @@
-"""XEN_DOMCTL_* commands of Xen 4.17 (xen/include/public/domctl.h, ``struct xen_domctl``).
+"""XEN_DOMCTL_* commands per Xen release (xen/include/public/domctl.h, ``struct xen_domctl``).
 
 Domain control is how dom0 tools create, pause and inspect domains; a tracer decoding a
 domctl hypercall needs these names and the interface version the caller must send
-(Xen rejects any other version with -EACCES). Static data; tests check it against
-/usr/include/xen/domctl.h.
+(Xen rejects any other version with -EACCES), and both move between releases. Static
+data; tests check each release against its headers in tests/unit/data/xen-headers/.
+``OPS``/``TABLE``/``INTERFACE_VERSION`` are 4.17's; ``TABLES`` holds every release's.
 """
 
 from xenvmi.abi.subops import INTERNAL, REMOVED, SubOp, SubOpTable
@@ -103,6 +104,26 @@ OPS: tuple[SubOp, ...] = (
     SubOp(1003, "gdbsx_domstatus"),
 )
 
+#: Commands 4.20's header has and 4.17's lacks, keyed by the release that added them (Xen's
+#: changelog; the tests check them against the 4.17 and 4.20 headers only).
+ADDED: dict[str, tuple[SubOp, ...]] = {
+    "4.19": (SubOp(87, "dt_overlay", note="Arm only (its struct is under __arm__/__aarch64__)"),),
+    "4.20": (
+        SubOp(88, "gsi_permission"),
+        SubOp(89, "set_llc_colors"),
+    ),
+}
+#: XEN_DOMCTL_INTERFACE_VERSION per release (4.18 0x16, 4.19 0x17: no tables kept for them).
+INTERFACE_VERSIONS = {"4.17": INTERFACE_VERSION, "4.20": 0x00000017}
+
 TABLE = SubOpTable("domctl", "XEN_DOMCTL_", OPS, interface_version=INTERFACE_VERSION)
+TABLES = {
+    "4.17": TABLE,
+    "4.20": TABLE.for_release(
+        "4.20",
+        tuple(sorted(OPS + ADDED["4.19"] + ADDED["4.20"], key=lambda op: op.number)),
+        INTERFACE_VERSIONS["4.20"],
+    ),
+}
 lookup = TABLE.lookup
 name = TABLE.name

@@ -219,11 +219,13 @@ def arches_for(arch: str | None) -> tuple[str, ...]:
     raise UsageError(f"hypercall: unknown arch {arch!r} (one of {', '.join(ARCH_GROUPS)})")
 
 
-def lookup(number_or_name: int | str, arch: str | None = None) -> Hypercall:
+def lookup(number_or_name: int | str, arch: str | None = None, release: str = "4.17") -> Hypercall:
     """Find a hypercall by number (36, "0x24") or name ("domctl", "__HYPERVISOR_domctl", "mca").
 
     With ``arch`` an Arm arch, x86-only names of arch_N slots (mca, ...) are not found.
     Raises NotFoundError for an undefined number/name, UsageError for malformed input.
+    xen.h lists the same hypercalls in every release xenvmi knows; ``release`` only names
+    the one asked about in the errors.
     """
     kinds = arches_for(arch)
     number, name = split_input(number_or_name, "hypercall")
@@ -243,7 +245,8 @@ def lookup(number_or_name: int | str, arch: str | None = None) -> Hypercall:
         if key in BY_NAME:
             return BY_NAME[key]
         raise NotFoundError(
-            f"hypercall: no hypercall named {name!r} in Xen 4.17 (see 'xenvmi hypercall --all')"
+            f"hypercall: no hypercall named {name!r} in Xen {release} "
+            "(see 'xenvmi hypercall --all')"
         )
     assert number is not None
     if number < 0:
@@ -251,5 +254,5 @@ def lookup(number_or_name: int | str, arch: str | None = None) -> Hypercall:
     if number in BY_NUMBER:
         return BY_NUMBER[number]
     if number < NR_HYPERCALLS:
-        raise NotFoundError(f"hypercall: number {number} is unused in Xen 4.17 (-ENOSYS)")
+        raise NotFoundError(f"hypercall: number {number} is unused in Xen {release} (-ENOSYS)")
     raise NotFoundError(f"hypercall: number {number} is >= NR_hypercalls ({NR_HYPERCALLS})")
