@@ -6,6 +6,7 @@ test_abi.py; here: that the differences are exactly the ones the headers show)."
 from __future__ import annotations
 
 import ctypes
+import struct
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from xenvmi import xen_release
 from xenvmi.abi import domctl, hvm_op, memory_op, releases, sysctl
 from xenvmi.backends import xen_release as backend
+from xenvmi.backends.privcmd import Privcmd
 from xenvmi.backends.xenctrl import XENVER_VERSION, XenCtrl
 from xenvmi.errors import Unavailable, UsageError
 
@@ -179,3 +181,34 @@ def test_xenctrl_unusable_means_no_answer(monkeypatch):
 
     monkeypatch.setattr(xenctrl, "XenCtrl", refuse)
     assert backend.from_xenctrl() is None
+
+
+class RecordingPrivcmd(Privcmd):
+    """Privcmd without /dev/xen: records hypercalls; xen_version answers ``xen``, others 0."""
+
+    def __init__(self, xen: int) -> None:  # no super().__init__: no device to open
+        self.calls: list[tuple] = []
+        self.xen = xen
+        self.buf = bytearray(4096)  # type: ignore[assignment]
+        self.addr = 0x1000
+        self._versions = None
+
+    def hypercall(self, op: int, *args: int) -> int:
+        self.calls.append((op, bytes(self.buf[:8]) if op in (35, 36) else args))
+        return self.xen if op == 17 else 0
+
+
+@pytest.mark.parametrize("xen, domctl_version", [((4 << 16) | 17, 0x15), ((4 << 16) | 20, 0x17)])
+def test_privcmd_sends_the_running_releases_interface_version(xen, domctl_version):
+    p = RecordingPrivcmd(xen)
+    p.domctl(5, 7)
+    p.domctl(5, 7)
+    p.sysctl(6)
+    assert [c[0] for c in p.calls] == [17, 36, 36, 35]  # one xen_version, then cached
+    assert struct.unpack("<II", p.calls[1][1]) == (5, domctl_version)
+    assert struct.unpack("<II", p.calls[3][1]) == (6, 0x15)
+    p = RecordingPrivcmd(xen)
+    p.xen_version()
+    p.domctl(5, 7, version=0x14)
+    assert [c[0] for c in p.calls] == [17, 36]
+    assert struct.unpack("<II", p.calls[1][1]) == (5, 0x14)
