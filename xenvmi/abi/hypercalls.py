@@ -1,7 +1,8 @@
-"""Xen 4.17 hypercall numbers, per-architecture availability and calling conventions.
+"""Xen hypercall numbers, per-architecture availability and calling conventions.
 
-Numbers and names are ``__HYPERVISOR_*`` of xen/include/public/xen.h (tests compare them
-with /usr/include/xen/xen.h). Availability follows the dispatch table at the end of
+Numbers and names are ``__HYPERVISOR_*`` of xen/include/public/xen.h, the same in 4.17 and
+4.20 (tests compare them with both releases' headers in tests/unit/data/xen-headers/).
+Availability (4.17's, used for every release) follows the dispatch table at the end of
 xen/include/hypercall-defs.c, read from github.com/xen-project/xen at tag RELEASE-4.17.7
 (commit 9373a593c5a6ef57db1302eb1dca58cc3eb51c07; the table is unchanged since
 RELEASE-4.17.0), columns pv64, hvm64 (HVM and PVH) and arm (arm64 and arm32 guests alike),
@@ -57,7 +58,8 @@ class Hypercall:
 
     @property
     def interface_version(self) -> int | None:
-        """The XEN_*_INTERFACE_VERSION a caller must put in the argument (domctl, sysctl)."""
+        """The XEN_*_INTERFACE_VERSION a 4.17 caller must put in the argument (domctl,
+        sysctl); other releases': xenvmi.abi.releases.get(release).interface_versions."""
         return {"domctl": domctl.INTERFACE_VERSION, "sysctl": sysctl.INTERFACE_VERSION}.get(
             self.name
         )
