@@ -2,17 +2,19 @@
 
 Numbers and names are ``__HYPERVISOR_*`` of xen/include/public/xen.h, the same in 4.17 and
 4.20 (tests compare them with both releases' headers in tests/unit/data/xen-headers/).
-Availability (4.17's, used for every release) follows the dispatch table at the end of
+Availability follows the dispatch table at the end of
 xen/include/hypercall-defs.c, read from github.com/xen-project/xen at tag RELEASE-4.17.7
 (commit 9373a593c5a6ef57db1302eb1dca58cc3eb51c07; the table is unchanged since
 RELEASE-4.17.0), columns pv64, hvm64 (HVM and PVH) and arm (arm64 and arm32 guests alike),
 with the Kconfig defaults of xen/common/Kconfig and xen/arch/*/Kconfig at that tag.
+At RELEASE-4.20.4 the table's columns are the same; of the Kconfig defaults only
+XENOPROF changed (default n, EXPERT), hence HYPERCALLS_BY_RELEASE.
 Written out as data because a dom0 in the field may lack libxen-dev.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xenvmi.abi import domctl, hvm_op, memory_op, sysctl
 from xenvmi.abi._parse import split_input
@@ -140,6 +142,17 @@ HYPERCALLS: tuple[Hypercall, ...] = (
     _h(54, "arch_6", NO, NO, NO),
     _h(55, "arch_7", NO, NO, NO),
 )
+
+#: Per release: 4.20 builds xenoprof only on request (XENOPROF lost its default y).
+HYPERCALLS_BY_RELEASE: dict[str, tuple[Hypercall, ...]] = {
+    "4.17": HYPERCALLS,
+    "4.20": tuple(
+        replace(h, pv64=OPTIONAL, kconfig="XENOPROF (EXPERT, default n; x86 only)")
+        if h.name == "xenoprof_op"
+        else h
+        for h in HYPERCALLS
+    ),
+}
 
 BY_NUMBER: dict[int, Hypercall] = {h.number: h for h in HYPERCALLS}
 BY_NAME: dict[str, Hypercall] = {h.name: h for h in HYPERCALLS}

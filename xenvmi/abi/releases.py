@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from xenvmi.abi import domctl, hvm_op, hypercalls, memory_op, sysctl
+from xenvmi.abi.hypercalls import Hypercall
 from xenvmi.abi.subops import SubOpTable
 from xenvmi.errors import UsageError
 
@@ -30,9 +31,13 @@ class AbiRelease:
     """Every table of one Xen release."""
 
     version: str  #: "4.17"
-    hypercalls: tuple[hypercalls.Hypercall, ...]
+    hypercalls: tuple[Hypercall, ...]
     subop_tables: dict[str, SubOpTable]  #: domctl, sysctl, memory_op, hvm_op
     interface_versions: dict[str, int]  #: domctl, sysctl -> XEN_*_INTERFACE_VERSION
+
+    def hypercall(self, number: int) -> Hypercall:
+        """This release's entry for hypercall ``number`` (its availability may differ)."""
+        return next(h for h in self.hypercalls if h.number == number)
 
     def table(self, hypercall: str) -> SubOpTable | None:
         """The command table of ``hypercall`` (by name), None if it has none here."""
@@ -42,7 +47,7 @@ class AbiRelease:
 def _build(version: str) -> AbiRelease:
     return AbiRelease(
         version,
-        hypercalls.HYPERCALLS,  # xen.h's __HYPERVISOR_* list is the same in 4.17 and 4.20
+        hypercalls.HYPERCALLS_BY_RELEASE[version],
         {
             "domctl": domctl.TABLES[version],
             "sysctl": sysctl.TABLES[version],

@@ -191,7 +191,7 @@ def run_hypercall(args: argparse.Namespace) -> int:
     abi = releases.get(xen_release.select(args.xen))
     if args.all:
         return _hypercall_all(args, arches, abi)
-    h = hc.lookup(args.value, args.arch, abi.version)
+    h = abi.hypercall(hc.lookup(args.value, args.arch, abi.version).number)
     table = abi.table(h.name) if args.ops else None  # set: print the commands
     if args.ops and table is None:
         raise UsageError(
