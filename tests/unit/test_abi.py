@@ -28,6 +28,8 @@ INSTALLED = Path(os.environ.get("XENVMI_XEN_INCLUDE", "/usr/include/xen"))
 #: What each release's headers hold (counted in them; the tables must agree).
 COUNTS = {
     "4.17": {"errno": 51, "hypercalls": 50, "domctl": 74, "sysctl": 26, "version": 0x15},
+    "4.18": {"errno": 51, "hypercalls": 50, "domctl": 74, "sysctl": 27, "version": 0x16},
+    "4.19": {"errno": 51, "hypercalls": 50, "domctl": 75, "sysctl": 27, "version": 0x17},
     "4.20": {"errno": 51, "hypercalls": 50, "domctl": 77, "sysctl": 27, "version": 0x17},
 }
 

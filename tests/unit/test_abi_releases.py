@@ -39,8 +39,9 @@ def test_parse_rejects_what_is_not_a_version(text):
         ("4.17", "4.17", False),
         ("4.17.5", "4.17", False),
         ("4.20", "4.20", False),
-        ("4.18", "4.17", True),
-        ("4.19.2", "4.17", True),
+        ("4.18", "4.18", False),
+        ("4.19.2", "4.19", False),
+        ("4.21", "4.20", True),
         ("4.22", "4.20", True),
         ("5.0", "4.20", True),
         ("4.16", "4.17", True),
@@ -57,7 +58,24 @@ def test_get_knows_only_known_releases():
     assert releases.get().version == releases.DEFAULT == "4.17"
     assert releases.get("4.20").version == "4.20"
     with pytest.raises(UsageError):
-        releases.get("4.19")
+        releases.get("4.21")
+
+
+def test_what_each_release_added_to_the_one_before():
+    def ops(r, name):
+        return {(o.number, o.name) for o in releases.get(r).subop_tables[name].ops}
+
+    added = {
+        r: {n: sorted(ops(r, n) - ops(prev, n)) for n in ("domctl", "sysctl")}
+        for prev, r in zip(releases.KNOWN, releases.KNOWN[1:])
+    }
+    assert added == {
+        "4.18": {"domctl": [], "sysctl": [(30, "dt_overlay")]},
+        "4.19": {"domctl": [(87, "dt_overlay")], "sysctl": []},
+        "4.20": {"domctl": [(88, "gsi_permission"), (89, "set_llc_colors")], "sysctl": []},
+    }
+    versions = [releases.get(r).interface_versions["domctl"] for r in releases.KNOWN]
+    assert versions == [0x15, 0x16, 0x17, 0x17]
 
 
 def test_the_releases_differ_exactly_where_their_headers_do():
@@ -100,7 +118,7 @@ def test_select_prefers_the_request_then_the_running_release_then_the_default():
     assert xen_release.select(None, detect=lambda: "4.20", warn=warnings.append) == "4.20"
     assert xen_release.select(None, detect=lambda: None, warn=warnings.append) == "4.17"
     assert warnings == []
-    assert xen_release.select(None, detect=lambda: "4.19", warn=warnings.append) == "4.17"
+    assert xen_release.select(None, detect=lambda: "4.21", warn=warnings.append) == "4.20"
     assert xen_release.select("4.21", detect=lambda: None, warn=warnings.append) == "4.20"
     assert [w.split(":")[0] for w in warnings] == ["the running hypervisor", "--xen"]
     with pytest.raises(UsageError):

@@ -286,8 +286,10 @@ def test_hypercall_xen_option_errors_and_fallback(run):
     rc, out, err = run("hypercall", "domctl", "--xen", "4.x")
     assert rc == 2 and out == ""
     assert_one_line_error(err)
-    rc, out, err = run("hypercall", "domctl", "--json", "--xen", "4.19")
-    assert rc == 0 and json.loads(out)["xen"] == "4.17" and "Xen 4.19" in err
+    rc, out, err = run("hypercall", "domctl", "--json", "--xen", "4.21")
+    assert rc == 0 and json.loads(out)["xen"] == "4.20" and "Xen 4.21" in err
+    rc, out, err = run("hypercall", "domctl", "--json", "--xen", "4.18")
+    assert (rc, err, json.loads(out)["interface_version"]) == (0, "", 0x16)
     rc, out, err = run("hypercall", "domctl", "--ops", "--xen", "4.20", "--help")
     assert rc == 0 and "--xen 4.20" in out
 

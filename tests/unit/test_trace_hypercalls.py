@@ -322,8 +322,10 @@ def test_tracer_names_commands_with_the_release_asked_for():
     assert S.lookup_subop(36, "set_llc_colors", "4.20") == 89
     with pytest.raises(NotFoundError, match="Xen 4.17"):
         S.lookup_subop(36, "set_llc_colors")
+    assert D.decode_event(raw(subop=87), release="4.19").subop_name == "dt_overlay"
+    assert D.decode_event(raw(subop=87), release="4.18").expected_version == 0x16
     with pytest.raises(UsageError):
-        D.decode_event(raw(), release="4.18")
+        D.decode_event(raw(), release="4.21")
 
 
 def test_tracer_filters_and_kernel_stats_use_the_release():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from xenvmi.abi import releases
 from xenvmi.errors import UsageError, XenvmiError
 from xenvmi.trace import trc_events as T
 from xenvmi.trace.xentrace import (
@@ -432,6 +433,7 @@ def test_event_names_match_trace_h(release):
 
 
 def test_event_names_per_release_differ_only_in_the_hvm_exit_split():
+    assert set(T.EVENT_NAMES_BY_RELEASE) == set(releases.KNOWN)
     old, new = T.event_names("4.17"), T.event_names("4.20")
     assert {k: v for k, v in new.items() if old.get(k) != v} == {
         0x00081002: "TRC_HVM_VMX_EXIT",
@@ -443,8 +445,10 @@ def test_event_names_per_release_differ_only_in_the_hvm_exit_split():
     assert T.event_name(0x00081002) == T.event_name(0x00081002, "4.17") == "TRC_HVM_VMEXIT"
     assert T.event_name(0x00081002 | T.TRC_HVM_NESTEDFLAG, "4.20") == "TRC_HVM_VMX_EXIT|NESTED"
     assert T.event_name(0x00081003, "4.17") == "TRC_HVM_0x0081003"
+    assert T.event_name(0x00081003, "4.18") == "TRC_HVM_0x0081003"  # the split came in 4.19
+    assert T.event_name(0x00081003, "4.19") == "TRC_HVM_SVM_EXIT"
     with pytest.raises(UsageError):
-        T.event_name(0x00081002, "4.18")
+        T.event_name(0x00081002, "4.21")
 
 
 def test_decoder_names_events_by_the_release_asked_for():

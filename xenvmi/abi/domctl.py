@@ -104,8 +104,7 @@ OPS: tuple[SubOp, ...] = (
     SubOp(1003, "gdbsx_domstatus"),
 )
 
-#: Commands 4.20's header has and 4.17's lacks, keyed by the release that added them (Xen's
-#: changelog; the tests check them against the 4.17 and 4.20 headers only).
+#: Commands added after 4.17, keyed by the release whose header has them first.
 ADDED: dict[str, tuple[SubOp, ...]] = {
     "4.19": (SubOp(87, "dt_overlay", note="Arm only (its struct is under __arm__/__aarch64__)"),),
     "4.20": (
@@ -113,17 +112,25 @@ ADDED: dict[str, tuple[SubOp, ...]] = {
         SubOp(89, "set_llc_colors"),
     ),
 }
-#: XEN_DOMCTL_INTERFACE_VERSION per release (4.18 0x16, 4.19 0x17: no tables kept for them).
-INTERFACE_VERSIONS = {"4.17": INTERFACE_VERSION, "4.20": 0x00000017}
+#: XEN_DOMCTL_INTERFACE_VERSION per release.
+INTERFACE_VERSIONS = {
+    "4.17": INTERFACE_VERSION,
+    "4.18": 0x00000016,
+    "4.19": 0x00000017,
+    "4.20": 0x00000017,
+}
+
+
+def _ops(release: str) -> tuple[SubOp, ...]:
+    """4.17's commands plus those added up to ``release``, in number order."""
+    added = tuple(op for r, ops in ADDED.items() if r <= release for op in ops)
+    return tuple(sorted(OPS + added, key=lambda op: op.number))
+
 
 TABLE = SubOpTable("domctl", "XEN_DOMCTL_", OPS, interface_version=INTERFACE_VERSION)
 TABLES = {
     "4.17": TABLE,
-    "4.20": TABLE.for_release(
-        "4.20",
-        tuple(sorted(OPS + ADDED["4.19"] + ADDED["4.20"], key=lambda op: op.number)),
-        INTERFACE_VERSIONS["4.20"],
-    ),
+    **{r: TABLE.for_release(r, _ops(r), INTERFACE_VERSIONS[r]) for r in ("4.18", "4.19", "4.20")},
 }
 lookup = TABLE.lookup
 name = TABLE.name

@@ -7,8 +7,8 @@ xen/include/hypercall-defs.c, read from github.com/xen-project/xen at tag RELEAS
 (commit 9373a593c5a6ef57db1302eb1dca58cc3eb51c07; the table is unchanged since
 RELEASE-4.17.0), columns pv64, hvm64 (HVM and PVH) and arm (arm64 and arm32 guests alike),
 with the Kconfig defaults of xen/common/Kconfig and xen/arch/*/Kconfig at that tag.
-At RELEASE-4.20.4 the table's columns are the same; of the Kconfig defaults only
-XENOPROF changed (default n, EXPERT), hence HYPERCALLS_BY_RELEASE.
+At RELEASE-4.18.6, 4.19.6 and 4.20.4 the table's columns are the same; of the Kconfig
+defaults only XENOPROF changed (default n, EXPERT, from 4.18), hence HYPERCALLS_BY_RELEASE.
 Written out as data because a dom0 in the field may lack libxen-dev.
 """
 
@@ -143,15 +143,17 @@ HYPERCALLS: tuple[Hypercall, ...] = (
     _h(55, "arch_7", NO, NO, NO),
 )
 
-#: Per release: 4.20 builds xenoprof only on request (XENOPROF lost its default y).
+#: From 4.18 on, xenoprof is built only on request (XENOPROF lost its default y).
+_HYPERCALLS_4_18 = tuple(
+    replace(h, pv64=OPTIONAL, kconfig="XENOPROF (EXPERT, default n; x86 only)")
+    if h.name == "xenoprof_op"
+    else h
+    for h in HYPERCALLS
+)
+#: Per release.
 HYPERCALLS_BY_RELEASE: dict[str, tuple[Hypercall, ...]] = {
     "4.17": HYPERCALLS,
-    "4.20": tuple(
-        replace(h, pv64=OPTIONAL, kconfig="XENOPROF (EXPERT, default n; x86 only)")
-        if h.name == "xenoprof_op"
-        else h
-        for h in HYPERCALLS
-    ),
+    **dict.fromkeys(("4.18", "4.19", "4.20"), _HYPERCALLS_4_18),
 }
 
 BY_NUMBER: dict[int, Hypercall] = {h.number: h for h in HYPERCALLS}

@@ -1,8 +1,8 @@
 """The Xen releases xenvmi holds ABI tables for, and which one a version string selects.
 
 Hypercall and sub-op numbers, interface versions and trace event names move between Xen
-releases (domctl 0x15 in 4.17, 0x17 in 4.20; new commands; 4.19 renamed the HVM exit
-event), so every table is keyed by release. A hypervisor newer or between the releases
+releases (domctl 0x15 in 4.17, 0x16 in 4.18, 0x17 from 4.19; new commands; 4.19 split
+the HVM exit event), so every table is keyed by release. A hypervisor newer or between the releases
 held here gets the nearest older one, with a warning saying so: numbers Xen added later
 then show as ``unknown_<n>``, which is honest, where a newer table would name commands an
 older Xen never had.
@@ -19,7 +19,7 @@ from xenvmi.abi.subops import SubOpTable
 from xenvmi.errors import UsageError
 
 #: Releases with tables, oldest first; each has its headers in tests/unit/data/xen-headers/.
-KNOWN: tuple[str, ...] = ("4.17", "4.20")
+KNOWN: tuple[str, ...] = ("4.17", "4.18", "4.19", "4.20")
 #: The release assumed when none is given and no hypervisor is running (the lab's, Debian 12).
 DEFAULT = "4.17"
 

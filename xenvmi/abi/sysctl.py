@@ -42,18 +42,20 @@ OPS: tuple[SubOp, ...] = (
     SubOp(29, "get_cpu_policy", note="x86 only"),
 )
 
-#: Commands 4.20's header has and 4.17's lacks, keyed by the release that added them (Xen's
-#: changelog; the tests check them against the 4.17 and 4.20 headers only).
+#: Commands added after 4.17, keyed by the release whose header has them first.
 ADDED: dict[str, tuple[SubOp, ...]] = {
     "4.18": (SubOp(30, "dt_overlay", note="Arm only (its struct is under __arm__/__aarch64__)"),),
 }
 #: XEN_SYSCTL_INTERFACE_VERSION per release (unchanged from 4.17 to 4.20).
-INTERFACE_VERSIONS = {"4.17": INTERFACE_VERSION, "4.20": 0x00000015}
+INTERFACE_VERSIONS = dict.fromkeys(("4.17", "4.18", "4.19", "4.20"), INTERFACE_VERSION)
 
 TABLE = SubOpTable("sysctl", "XEN_SYSCTL_", OPS, interface_version=INTERFACE_VERSION)
 TABLES = {
     "4.17": TABLE,
-    "4.20": TABLE.for_release("4.20", OPS + ADDED["4.18"], INTERFACE_VERSIONS["4.20"]),
+    **{
+        r: TABLE.for_release(r, OPS + ADDED["4.18"], INTERFACE_VERSIONS[r])
+        for r in ("4.18", "4.19", "4.20")
+    },
 }
 lookup = TABLE.lookup
 name = TABLE.name

@@ -1,7 +1,7 @@
 """Command tables the hypercall tracer needs that xenvmi.abi does not (yet) hold.
 
 sched_op (public/sched.h SCHEDOP_*), event_channel_op (public/event_channel.h EVTCHNOP_*)
-and dm_op (public/hvm/dm_op.h XEN_DMOP_*), the same in Xen 4.17 and 4.20, in the same
+and dm_op (public/hvm/dm_op.h XEN_DMOP_*), the same in Xen 4.17 to 4.20, in the same
 SubOpTable shape as xenvmi.abi's tables so the tracer names every multiplexing hypercall one
 way; ``tables(release)`` puts them with that release's domctl, sysctl, memory_op and hvm_op.
 tests/unit/test_trace_hypercalls.py checks them against every release's headers.

@@ -231,7 +231,7 @@ EVENT_NAMES = {
 }
 
 #: 4.19 split the HVM exit event into a VMX and an SVM one (SVM's takes the next id).
-_EVENT_NAMES_4_20 = {
+_EVENT_NAMES_4_19 = {
     **EVENT_NAMES,
     0x00081002: "TRC_HVM_VMX_EXIT",
     0x00081102: "TRC_HVM_VMX_EXIT64",
@@ -239,7 +239,12 @@ _EVENT_NAMES_4_20 = {
     0x00081103: "TRC_HVM_SVM_EXIT64",
 }
 #: Event names per Xen release (the keys of xenvmi.abi.releases.KNOWN).
-EVENT_NAMES_BY_RELEASE = {"4.17": EVENT_NAMES, "4.20": _EVENT_NAMES_4_20}
+EVENT_NAMES_BY_RELEASE = {
+    "4.17": EVENT_NAMES,
+    "4.18": EVENT_NAMES,
+    "4.19": _EVENT_NAMES_4_19,
+    "4.20": _EVENT_NAMES_4_19,
+}
 
 
 def event_names(release: str | None = None) -> dict[int, str]:
