@@ -123,7 +123,11 @@ INTERFACE_VERSIONS = {
 
 def _ops(release: str) -> tuple[SubOp, ...]:
     """4.17's commands plus those added up to ``release``, in number order."""
-    added = tuple(op for r, ops in ADDED.items() if r <= release for op in ops)
+
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split("."))
+
+    added = tuple(op for r, ops in ADDED.items() if key(r) <= key(release) for op in ops)
     return tuple(sorted(OPS + added, key=lambda op: op.number))
 
 
