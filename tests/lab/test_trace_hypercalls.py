@@ -149,6 +149,7 @@ def test_wrong_interface_version_is_eacces(unfiltered):
     [ev] = find(tracer.events(), pid=ME, name="domctl", version=0x14)
     assert (ev["subop_name"], ev["domid"], ev["error"]) == ("getdomaininfo", 0, "EACCES")
     assert "version=0x14, want 0x15) -> -EACCES (Permission denied)" in ev["text"]
+    assert ev["expected_version"] == 0x15  # the running release's (4.17) table decoded it
 
 
 def test_xen_eperm_from_dm_op_hypercall_and_ioctl(unfiltered):

@@ -1,9 +1,10 @@
-"""Compare every static ABI table in xenvmi.abi with Xen's installed public headers.
+"""Compare every static ABI table in xenvmi.abi with each Xen release's public headers.
 
 The tables are hand-written data (a dom0 in the field may lack libxen-dev); these tests keep
-them honest against Debian's libxen-dev (Xen 4.17) under /usr/include/xen, or the directory
-named by $XENVMI_XEN_INCLUDE. Every comparison is both ways: nothing missing, nothing extra,
-same values. A missing header is a failure, not a skip: CI installs libxen-dev.
+them honest against the headers of every release in xenvmi.abi.releases.KNOWN, kept as
+fixtures in tests/unit/data/xen-headers/<release>/ (copied from Debian's libxen-dev). Every
+comparison is both ways: nothing missing, nothing extra, same values. The installed
+/usr/include/xen, where there is one, must equal the fixture of its release.
 """
 
 from __future__ import annotations
@@ -19,23 +20,50 @@ from typing import NamedTuple
 
 import pytest
 
-from xenvmi.abi import domctl, hvm_op, hypercalls, memory_op, subops, sysctl
+from xenvmi.abi import domctl, hvm_op, hypercalls, memory_op, releases, subops, sysctl
 from xenvmi.abi import errno as xerrno
 
-INCLUDE = Path(os.environ.get("XENVMI_XEN_INCLUDE", "/usr/include/xen"))
+FIXTURES = Path(__file__).parent / "data" / "xen-headers"
+INSTALLED = Path(os.environ.get("XENVMI_XEN_INCLUDE", "/usr/include/xen"))
+#: What each release's headers hold (counted in them; the tables must agree).
+COUNTS = {
+    "4.17": {"errno": 51, "hypercalls": 50, "domctl": 74, "sysctl": 26, "version": 0x15},
+    "4.18": {"errno": 51, "hypercalls": 50, "domctl": 74, "sysctl": 27, "version": 0x16},
+    "4.19": {"errno": 51, "hypercalls": 50, "domctl": 75, "sysctl": 27, "version": 0x17},
+    "4.20": {"errno": 51, "hypercalls": 50, "domctl": 77, "sysctl": 27, "version": 0x17},
+}
 
 
-def header(rel: str) -> str:
-    """Text of one header, or a clear failure saying how to get it."""
-    path = INCLUDE / rel
-    if not path.is_file():
-        pytest.fail(
-            f"{path} is missing: install Xen 4.17's public headers "
-            "('apt-get install libxen-dev' on Debian bookworm) or set "
-            "XENVMI_XEN_INCLUDE to their directory",
-            pytrace=False,
-        )
+def header(rel: str, release: str = "4.17") -> str:
+    """Text of one header of ``release``'s fixture."""
+    path = FIXTURES / release / rel
+    assert path.is_file(), f"{path} is missing from the fixtures"
     return path.read_text()
+
+
+@pytest.fixture(params=releases.KNOWN)
+def release(request) -> str:
+    return request.param
+
+
+def test_every_known_release_has_fixture_headers_and_counts():
+    assert sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()) == list(releases.KNOWN)
+    assert set(COUNTS) == set(releases.KNOWN)
+    for r in releases.KNOWN:
+        assert "SPDX-License-Identifier: MIT" in header("domctl.h", r)
+
+
+def test_installed_headers_equal_the_fixture_of_their_release():
+    if not (INSTALLED / "domctl.h").is_file():
+        pytest.skip(f"no Xen headers installed at {INSTALLED} (the fixtures are the reference)")
+    text = (INSTALLED / "domctl.h").read_text()
+    version = int(re.search(r"XEN_DOMCTL_INTERFACE_VERSION\s+(0x\w+)", text).group(1), 16)
+    matching = [r for r in releases.KNOWN if COUNTS[r]["version"] == version]
+    assert matching, f"installed headers have domctl interface {version:#x}, no fixture does"
+    fixture = FIXTURES / matching[-1]
+    for path in sorted(fixture.rglob("*.h")):
+        rel = path.relative_to(fixture)
+        assert (INSTALLED / rel).read_text() == path.read_text(), f"{rel} differs"
 
 
 class Define(NamedTuple):
@@ -99,29 +127,30 @@ def is_xen_only(conds: tuple[str, ...]) -> bool:
 # ---------------------------------------------------------------------------- errno
 
 
-def header_errnos() -> list[tuple[str, int, bool]]:
+def header_errnos(release: str = "4.17") -> list[tuple[str, int, bool]]:
     out = []
-    for line, conds in walk(header("errno.h")):
+    for line, conds in walk(header("errno.h", release)):
         m = re.match(r"^XEN_ERRNO\((\w+),\s*(\d+)\)", line)
         if m:
             out.append((m.group(1), int(m.group(2)), is_xen_only(conds)))
     return out
 
 
-def test_errno_table_matches_header_exactly():
-    found = header_errnos()
-    assert len(found) == 51, f"errno.h has {len(found)} XEN_ERRNO entries (4.17 has 51)"
+def test_errno_table_matches_header_exactly(release):
+    found = header_errnos(release)
+    count = COUNTS[release]["errno"]
+    assert len(found) == count, f"errno.h has {len(found)} XEN_ERRNO entries ({release}: {count})"
     assert [(e.name, e.value, e.internal) for e in xerrno.ERRNOS] == found
 
 
-def test_errno_internal_entries_are_eintr_and_erestart():
-    internal = {name: value for name, value, xen_only in header_errnos() if xen_only}
+def test_errno_internal_entries_are_eintr_and_erestart(release):
+    internal = {name: value for name, value, xen_only in header_errnos(release) if xen_only}
     assert internal == {"EINTR": 4, "ERESTART": 85}
     assert {e.name: e.value for e in xerrno.ERRNOS if e.internal} == internal
 
 
-def test_errno_aliases_are_the_header_aliases():
-    text = header("errno.h")
+def test_errno_aliases_are_the_header_aliases(release):
+    text = header("errno.h", release)
     aliases = dict(re.findall(r"^XEN_ERRNO\((\w+),.*Aliases (\w+)", text, re.MULTILINE))
     assert aliases == {"EWOULDBLOCK": "EAGAIN", "EDEADLOCK": "EDEADLK"}
     assert {e.name: e.alias_of for e in xerrno.ERRNOS if e.alias_of} == aliases
@@ -144,18 +173,19 @@ def test_errno_messages_are_strerror_text():
 # ------------------------------------------------------------------------ hypercalls
 
 
-def test_hypercall_numbers_match_xen_h_exactly():
+def test_hypercall_numbers_match_xen_h_exactly(release):
     found = as_dict(
         (d.name, d.value)
-        for d in numeric(defines(header("xen.h"), "__HYPERVISOR_"))
+        for d in numeric(defines(header("xen.h", release), "__HYPERVISOR_"))
         if not d.commented
     )
-    assert len(found) == 50, f"xen.h defines {len(found)} hypercall numbers (4.17 has 50)"
-    assert {h.name: h.number for h in hypercalls.HYPERCALLS} == found
+    count = COUNTS[release]["hypercalls"]
+    assert len(found) == count, f"xen.h defines {len(found)} hypercalls ({release}: {count})"
+    assert {h.name: h.number for h in releases.get(release).hypercalls} == found
 
 
-def test_hypercall_aliases_come_from_headers():
-    text = header("xen.h") + header("arch-x86/xen-mca.h")
+def test_hypercall_aliases_come_from_headers(release):
+    text = header("xen.h", release) + header("arch-x86/xen-mca.h", release)
     pairs = dict(re.findall(r"^#define __HYPERVISOR_(\w+)\s+__HYPERVISOR_(\w+)", text, re.M))
     assert pairs["mca"] == "arch_0" == hypercalls.ALIASES["mca"]
     assert pairs["dom0_op"] == "platform_op" == hypercalls.ALIASES["dom0_op"]
@@ -173,8 +203,8 @@ def test_hypercall_table_shape():
     assert set(hypercalls.CALLING_CONVENTIONS) == set(hypercalls.ARCHES)
 
 
-def test_x86_64_calling_convention_matches_header_comment():
-    text = header("arch-x86/xen-x86_64.h")
+def test_x86_64_calling_convention_matches_header_comment(release):
+    text = header("arch-x86/xen-x86_64.h", release)
     args = re.search(r"Input:\s*(.*?)\s*\(arguments 1-5\)", text).group(1)
     regs = tuple(r.strip().lstrip("%") for r in args.split(","))
     ret = re.search(r"Output:\s*%(\w+)", text).group(1)
@@ -185,8 +215,8 @@ def test_x86_64_calling_convention_matches_header_comment():
         assert cc.number_register == "rax"
 
 
-def test_arm_calling_convention_matches_header():
-    text = header("arch-arm.h")
+def test_arm_calling_convention_matches_header(release):
+    text = header("arch-arm.h", release)
     tag = re.search(r"#define XEN_HYPERCALL_TAG\s+(0[xX][0-9a-fA-F]+)", text).group(1)
     assert int(tag, 16) == 0xEA1
     assert "passed in r12 (arm) or x16 (arm64)" in text
@@ -202,32 +232,38 @@ def test_arm_calling_convention_matches_header():
 # ------------------------------------------------------------------- domctl / sysctl
 
 
-def cmd_defines(rel: str, struct: str, prefix: str) -> list[Define]:
+def cmd_defines(rel: str, struct: str, prefix: str, release: str = "4.17") -> list[Define]:
     """The command numbers listed in ``struct <struct> { uint32_t cmd; ... }``."""
     text = block(
-        header(rel), rf"struct {struct} \{{\s*uint32_t cmd;", "uint32_t interface_version;"
+        header(rel, release),
+        rf"struct {struct} \{{\s*uint32_t cmd;",
+        "uint32_t interface_version;",
     )
     return numeric(defines(text, prefix))
 
 
 @pytest.mark.parametrize(
-    "mod, rel, struct, prefix, count",
+    "mod, rel, struct, prefix",
     [
-        (domctl, "domctl.h", "xen_domctl", "XEN_DOMCTL_", 74),
-        (sysctl, "sysctl.h", "xen_sysctl", "XEN_SYSCTL_", 26),
+        (domctl, "domctl.h", "xen_domctl", "XEN_DOMCTL_"),
+        (sysctl, "sysctl.h", "xen_sysctl", "XEN_SYSCTL_"),
     ],
 )
-def test_cmd_table_matches_header_exactly(mod, rel, struct, prefix, count):
-    defs = cmd_defines(rel, struct, prefix)
+def test_cmd_table_matches_header_exactly(mod, rel, struct, prefix, release):
+    count = COUNTS[release][mod.TABLE.title]
+    ops = mod.TABLES[release].ops
+    defs = cmd_defines(rel, struct, prefix, release)
     live = [d for d in defs if not d.commented]
     active = as_dict((d.name, d.value) for d in live if not is_xen_only(d.conds))
     internal = as_dict((d.name, d.value) for d in live if is_xen_only(d.conds))
     removed = as_dict((d.name, d.value) for d in defs if d.commented)
-    assert len(active) == count, f"{rel}: {len(active)} {prefix}* commands (4.17 has {count})"
-    assert ops_dict(mod.OPS, subops.ACTIVE) == active
-    assert ops_dict(mod.OPS, subops.INTERNAL) == internal
-    assert ops_dict(mod.OPS, subops.REMOVED) == removed
-    assert len(mod.OPS) == len(defs)
+    assert len(active) == count, f"{rel}: {len(active)} {prefix}* commands ({release}: {count})"
+    assert ops_dict(ops, subops.ACTIVE) == active
+    assert ops_dict(ops, subops.INTERNAL) == internal
+    assert ops_dict(ops, subops.REMOVED) == removed
+    assert len(ops) == len(defs)
+    assert [op.number for op in ops] == sorted(op.number for op in ops)
+    assert mod.TABLES[release].release == release
 
 
 @pytest.mark.parametrize(
@@ -237,11 +273,14 @@ def test_cmd_table_matches_header_exactly(mod, rel, struct, prefix, count):
         (sysctl, "sysctl.h", "XEN_SYSCTL_INTERFACE_VERSION"),
     ],
 )
-def test_interface_version_matches_header(mod, rel, name):
-    m = re.search(rf"^#define {name}\s+(0x[0-9a-fA-F]+)", header(rel), re.MULTILINE)
+def test_interface_version_matches_header(mod, rel, name, release):
+    m = re.search(rf"^#define {name}\s+(0x[0-9a-fA-F]+)", header(rel, release), re.MULTILINE)
     assert m, f"{rel} has no {name}"
-    assert int(m.group(1), 16) == mod.INTERFACE_VERSION == 0x15, "headers are not Xen 4.17's"
-    assert mod.TABLE.interface_version == mod.INTERFACE_VERSION
+    assert int(m.group(1), 16) == mod.INTERFACE_VERSIONS[release]
+    assert mod.TABLES[release].interface_version == mod.INTERFACE_VERSIONS[release]
+    assert releases.get(release).interface_versions[mod.TABLE.title] == int(m.group(1), 16)
+    if mod is domctl:
+        assert int(m.group(1), 16) == COUNTS[release]["version"]
 
 
 def test_hypercall_reports_interface_versions():
@@ -255,19 +294,18 @@ def test_hypercall_reports_interface_versions():
 NESTED_XENMEM = ("paging_op_", "access_op_", "sharing_op_", "resource_")
 
 
-def test_memory_op_table_matches_header_exactly():
+def test_memory_op_table_matches_header_exactly(release):
     defs = [
         d
-        for d in numeric(defines(header("memory.h"), "XENMEM_"))
+        for d in numeric(defines(header("memory.h", release), "XENMEM_"))
         if d.name[0].islower() and not d.name.startswith(NESTED_XENMEM)
     ]
-    assert ops_dict(memory_op.OPS, subops.ACTIVE) == as_dict(
+    ops = memory_op.TABLES[release].ops
+    assert ops_dict(ops, subops.ACTIVE) == as_dict(
         (d.name, d.value) for d in defs if not d.commented
     )
-    assert ops_dict(memory_op.OPS, subops.REMOVED) == as_dict(
-        (d.name, d.value) for d in defs if d.commented
-    )
-    assert len(memory_op.OPS) == len(defs)
+    assert ops_dict(ops, subops.REMOVED) == as_dict((d.name, d.value) for d in defs if d.commented)
+    assert len(ops) == len(defs)
 
 
 @pytest.mark.parametrize(
@@ -278,40 +316,41 @@ def test_memory_op_table_matches_header_exactly():
         ("sharing_op_", memory_op.SHARING_OPS),
     ],
 )
-def test_memory_op_nested_tables_match_header(nested, ops):
-    defs = numeric(defines(header("memory.h"), "XENMEM_" + nested))
+def test_memory_op_nested_tables_match_header(nested, ops, release):
+    defs = numeric(defines(header("memory.h", release), "XENMEM_" + nested))
     assert ops_dict(ops, subops.ACTIVE) == as_dict(
         (d.name, d.value) for d in defs if not d.commented
     )
     assert ops_dict(ops, subops.REMOVED) == as_dict((d.name, d.value) for d in defs if d.commented)
 
 
-def test_memory_op_alias_and_cmd_split():
-    text = header("memory.h")
+def test_memory_op_alias_and_cmd_split(release):
+    text = header("memory.h", release)
     alias = re.search(r"^#define XENMEM_(\w+)\s+XENMEM_(\w+)", text, re.MULTILINE)
-    assert memory_op.TABLE.aliases == {alias.group(1): alias.group(2)}
+    assert memory_op.TABLES[release].aliases == {alias.group(1): alias.group(2)}
     assert memory_op.lookup("XENMEM_add_to_physmap_range").number == 23
     assert memory_op.split_cmd(6 | (5 << 6)) == (6, 5)
     assert memory_op.name(6 | (5 << 6)) == "populate_physmap"
 
 
-def test_hvm_op_table_matches_header_exactly():
+def test_hvm_op_table_matches_header_exactly(release):
     defs = [
         d
-        for d in numeric(defines(header("hvm/hvm_op.h"), "HVMOP_"))
+        for d in numeric(defines(header("hvm/hvm_op.h", release), "HVMOP_"))
         if d.name[0].islower() and not d.name.startswith("altp2m_")
     ]
-    assert {op.name: op.number for op in hvm_op.OPS} == as_dict((d.name, d.value) for d in defs)
+    ops = hvm_op.TABLES[release].ops
+    assert {op.name: op.number for op in ops} == as_dict((d.name, d.value) for d in defs)
     legacy = {
         d.name
         for d in defs
         if any("__XEN_INTERFACE_VERSION__ <" in c or "__XEN_TOOLS__" in c for c in d.conds)
     }
-    assert {op.name for op in hvm_op.OPS if op.status == subops.LEGACY} == legacy
+    assert {op.name for op in ops if op.status == subops.LEGACY} == legacy
 
 
-def test_hvm_op_altp2m_matches_header():
-    text = header("hvm/hvm_op.h")
+def test_hvm_op_altp2m_matches_header(release):
+    text = header("hvm/hvm_op.h", release)
     defs = numeric(defines(text, "HVMOP_altp2m_"))
     assert ops_dict(hvm_op.ALTP2M_OPS, subops.ACTIVE) == as_dict((d.name, d.value) for d in defs)
     version = re.search(r"#define HVMOP_ALTP2M_INTERFACE_VERSION\s+(0x[0-9a-fA-F]+)", text)
@@ -320,8 +359,7 @@ def test_hvm_op_altp2m_matches_header():
 
 def test_subop_tables_have_unique_current_numbers():
     tables = [
-        domctl.TABLE,
-        sysctl.TABLE,
+        *(t for r in releases.KNOWN for t in releases.get(r).subop_tables.values()),
         memory_op.TABLE,
         memory_op.PAGING_TABLE,
         memory_op.ACCESS_TABLE,
@@ -336,11 +374,12 @@ def test_subop_tables_have_unique_current_numbers():
         assert len(names) == len(set(names)), table
 
 
-def test_memory_op_tools_only_notes_follow_header_guard():
+def test_memory_op_tools_only_notes_follow_header_guard(release):
     defs = [
         d
-        for d in numeric(defines(header("memory.h"), "XENMEM_"))
+        for d in numeric(defines(header("memory.h", release), "XENMEM_"))
         if d.name[0].islower() and not d.name.startswith(NESTED_XENMEM) and not d.commented
     ]
     tools = {d.name for d in defs if any("__XEN_TOOLS__" in c for c in d.conds)}
-    assert {op.name for op in memory_op.OPS if "tools only" in op.note} == tools
+    ops = memory_op.TABLES[release].ops
+    assert {op.name for op in ops if "tools only" in op.note} == tools

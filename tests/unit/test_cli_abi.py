@@ -11,9 +11,10 @@ JSON shapes (stable; scripts may rely on them):
      "ret": -13,                 # the hypercall return value
      "describe": "-EACCES (Permission denied)"}
 
-``xenvmi hypercall VALUE [--arch A] [--ops] --json`` prints one object::
+``xenvmi hypercall VALUE [--arch A] [--ops] [--xen X.Y] --json`` prints one object::
 
     {"number": 36, "name": "domctl",
+     "xen": "4.17",              # the Xen release whose tables answered
      "x86_name": null,           # "mca" / "paging_domctl_cont" for arch_0 / arch_1
      "availability": {"x86_64-pv": "yes", "x86_64-hvm": "yes", "arm64": "yes",
                       "arm32": "yes"},   # only the guest kinds --arch selects;
@@ -30,8 +31,8 @@ JSON shapes (stable; scripts may rely on them):
                  "note": ""}, ...]}      # only with --ops
 
 ``xenvmi hypercall --all [--arch A] --json`` prints
-``{"hypercalls": [<object above without calling_conventions/subops>, ...],
-"calling_conventions": [...]}``.
+``{"xen": "4.17", "hypercalls": [<object above without xen/calling_conventions/subops>,
+...], "calling_conventions": [...]}``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from pathlib import Path
 
 import pytest
 
-from xenvmi import cli
+from xenvmi import cli, xen_release
+from xenvmi.abi import domctl, releases
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,8 +73,10 @@ CC_KEYS = {
 
 @pytest.fixture
 def run(monkeypatch, capsys):
-    """Run ``xenvmi.cli.main(argv)`` with only the abi commands; return (rc, out, err)."""
+    """Run ``xenvmi.cli.main(argv)`` with only the abi commands, off Xen (no running
+    hypervisor to pick the tables); return (rc, out, err)."""
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("abi",))
+    monkeypatch.setattr(xen_release, "_running", lambda: None)
 
     def _run(*argv: str) -> tuple[int, str, str]:
         try:
@@ -185,8 +189,9 @@ def test_errno_help_has_examples(run):
 def test_hypercall_json_shape(run):
     rc, out, _ = run("hypercall", "domctl", "--json")
     data = json.loads(out)
-    assert rc == 0 and set(data) == HYPERCALL_KEYS | {"calling_conventions"}
+    assert rc == 0 and set(data) == HYPERCALL_KEYS | {"xen", "calling_conventions"}
     assert (data["number"], data["name"], data["interface_version"]) == (36, "domctl", 0x15)
+    assert data["xen"] == "4.17" == releases.DEFAULT
     assert data["availability"] == {
         "x86_64-pv": "yes",
         "x86_64-hvm": "yes",
@@ -243,12 +248,50 @@ def test_hypercall_ops(run):
 def test_hypercall_all(run):
     rc, out, _ = run("hypercall", "--all", "--json")
     data = json.loads(out)
-    assert rc == 0 and set(data) == {"hypercalls", "calling_conventions"}
+    assert rc == 0 and set(data) == {"xen", "hypercalls", "calling_conventions"}
     assert len(data["hypercalls"]) == 50
     assert all(set(h) == HYPERCALL_KEYS for h in data["hypercalls"])
     rc, out, _ = run("hypercall", "--all", "--arch", "arm32")
     lines = out.splitlines()
     assert rc == 0 and len(lines) == 51 and lines[0].split() == ["NR", "NAME", "ARM32", "KCONFIG"]
+
+
+def test_hypercall_ops_of_another_release(run):
+    rc, out, err = run("hypercall", "domctl", "--ops", "--xen", "4.20", "--json")
+    data = json.loads(out)
+    assert (rc, err, data["xen"], data["interface_version"]) == (0, "", "4.20", 0x17)
+    names = {op["number"]: op["name"] for op in data["subops"]}
+    assert (names[87], names[88], names[89]) == ("dt_overlay", "gsi_permission", "set_llc_colors")
+    assert data["subop_count"] == len(domctl.TABLES["4.20"].current()) == 75 + 3
+    rc, old, _ = run("hypercall", "domctl", "--ops", "--xen", "4.17", "--json")
+    assert {op["number"] for op in json.loads(old)["subops"]} & {87, 88, 89} == set()
+    rc, default, _ = run("hypercall", "domctl", "--ops", "--json")
+    assert default == old  # off Xen: the default release
+    rc, out, _ = run("hypercall", "sysctl", "--ops", "--xen", "4.20")
+    assert rc == 0 and "[Xen 4.20]" in out and "dt_overlay" in out and "0x00000015" in out
+
+
+def test_hypercall_follows_the_running_release(run, monkeypatch):
+    monkeypatch.setattr(xen_release, "_running", lambda: "4.20")
+    rc, out, err = run("hypercall", "domctl", "--ops")
+    assert (rc, err) == (0, "") and "[Xen 4.20]" in out and "gsi_permission" in out
+    monkeypatch.setattr(xen_release, "_running", lambda: "4.22")
+    rc, out, err = run("hypercall", "domctl", "--json")
+    assert rc == 0 and json.loads(out)["xen"] == "4.20"
+    assert err.startswith("xenvmi: warning: the running hypervisor: no ABI tables for Xen 4.22")
+    assert err.count("\n") == 1
+
+
+def test_hypercall_xen_option_errors_and_fallback(run):
+    rc, out, err = run("hypercall", "domctl", "--xen", "4.x")
+    assert rc == 2 and out == ""
+    assert_one_line_error(err)
+    rc, out, err = run("hypercall", "domctl", "--json", "--xen", "4.21")
+    assert rc == 0 and json.loads(out)["xen"] == "4.20" and "Xen 4.21" in err
+    rc, out, err = run("hypercall", "domctl", "--json", "--xen", "4.18")
+    assert (rc, err, json.loads(out)["interface_version"]) == (0, "", 0x16)
+    rc, out, err = run("hypercall", "domctl", "--ops", "--xen", "4.20", "--help")
+    assert rc == 0 and "--xen 4.20" in out
 
 
 @pytest.mark.parametrize(

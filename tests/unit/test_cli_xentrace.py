@@ -23,15 +23,16 @@ import stat
 import struct
 
 import pytest
-from test_xentrace import hypercall_v2, two_domain_trace, window
+from test_xentrace import hypercall_v2, t_rec, two_domain_trace, window
 
-from xenvmi import cli
+from xenvmi import cli, xen_release
 from xenvmi.backends import xentrace_recorder as rec
 from xenvmi.commands import xentrace as cmd
 
 
 @pytest.fixture
 def run(monkeypatch, capsys):
+    monkeypatch.setattr(xen_release, "_running", lambda: None)  # off Xen: the default tables
     if "xentrace" not in cli.COMMAND_MODULES:
         monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("xentrace",))
 
@@ -212,3 +213,22 @@ def test_an_empty_trace_says_so_and_a_full_one_does_not(run, tmp_path, trace_fil
         assert code == 0 and "holds no trace records" in err
         code, out, err = run("xentrace", what, trace_file)
         assert code == 0 and out and "holds no trace records" not in err
+
+
+def test_decode_names_events_as_the_release_given(run, tmp_path, monkeypatch):
+    path = tmp_path / "svm.bin"
+    path.write_bytes(window(0, t_rec(0x00081003, (0x7B,), tsc=5), t_rec(0x00081002, (1,), tsc=6)))
+    code, out, err = run("xentrace", "decode", str(path))
+    assert (code, err) == (0, "")
+    assert "TRC_HVM_0x0081003" in out and "TRC_HVM_VMEXIT " in out
+    code, out, err = run("xentrace", "decode", str(path), "--xen", "4.20")
+    assert (code, err) == (0, "")
+    assert "TRC_HVM_SVM_EXIT " in out and "TRC_HVM_VMX_EXIT " in out
+    monkeypatch.setattr(xen_release, "_running", lambda: "4.20")
+    code, out, _ = run("xentrace", "decode", str(path), "--json")
+    assert [json.loads(line)["name"] for line in out.splitlines()][1:] == [
+        "TRC_HVM_SVM_EXIT",
+        "TRC_HVM_VMX_EXIT",
+    ]
+    code, out, err = run("xentrace", "decode", str(path), "--xen", "four")
+    assert code == 2 and out == "" and err.count("\n") == 1

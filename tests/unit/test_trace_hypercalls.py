@@ -7,8 +7,8 @@ the sub-op tables the tracer adds are compared with Xen's headers like xenvmi.ab
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from xenvmi import render
-from xenvmi.abi import domctl, hvm_op, hypercalls, memory_op, sysctl
+from xenvmi.abi import domctl, hvm_op, hypercalls, memory_op, releases, sysctl
 from xenvmi.backends import privcmd
+from xenvmi.errors import NotFoundError, UsageError
 from xenvmi.trace import hypercall_decode as D
 from xenvmi.trace import hypercall_subops as S
 from xenvmi.trace.hypercalls import bpf_source
 
-INCLUDE = Path(os.environ.get("XENVMI_XEN_INCLUDE", "/usr/include/xen"))
+HEADERS = Path(__file__).parent / "data" / "xen-headers"
 BUF = 0x7F0000001000
 
 
@@ -283,10 +284,9 @@ def test_hypercall_numbers_in_c_are_abi_numbers():
 # ----------------------------------------------------------------- tables vs headers
 
 
-def header_ops(rel: str, prefix: str) -> dict[str, int]:
-    path = INCLUDE / rel
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: apt-get install libxen-dev", pytrace=False)
+def header_ops(rel: str, prefix: str, release: str = "4.17") -> dict[str, int]:
+    path = HEADERS / release / rel
+    assert path.is_file(), f"{path} is missing from the fixtures"
     return {
         n: int(v)
         for n, v in re.findall(
@@ -295,16 +295,57 @@ def header_ops(rel: str, prefix: str) -> dict[str, int]:
     }
 
 
+@pytest.mark.parametrize("release", releases.KNOWN)
 @pytest.mark.parametrize(
-    "table,rel,prefix",
+    "op,rel,prefix",
     [
-        (S.SCHED_OP, "sched.h", "SCHEDOP_"),
-        (S.EVENT_CHANNEL_OP, "event_channel.h", "EVTCHNOP_"),
-        (S.DM_OP, "hvm/dm_op.h", "XEN_DMOP_"),
+        (29, "sched.h", "SCHEDOP_"),
+        (32, "event_channel.h", "EVTCHNOP_"),
+        (41, "hvm/dm_op.h", "XEN_DMOP_"),
     ],
 )
-def test_tracer_subop_tables_match_headers(table, rel, prefix):
-    assert {op.name: op.number for op in table.ops} == header_ops(rel, prefix)
+def test_tracer_subop_tables_match_headers(op, rel, prefix, release):
+    table = S.tables(release)[op]
+    assert {o.name: o.number for o in table.ops} == header_ops(rel, prefix, release)
+    assert table.release == release
+
+
+def test_tracer_names_commands_with_the_release_asked_for():
+    ev = D.decode_event(raw(subop=88), release="4.20")
+    assert (ev.subop_name, ev.expected_version) == ("gsi_permission", 0x17)
+    ev = D.decode_event(raw(subop=88))
+    assert (ev.subop_name, ev.expected_version) == ("unknown_88", 0x15)
+    ev = D.decode_event(raw(version=0x15, ret=-13), release="4.20")
+    assert "version=0x15, want 0x17" in D.format_event(ev)
+    assert D.decode_event(raw(op=27, flags=0), release="4.20").expected_version is None
+    assert S.subop_name(35, 30, "4.20") == "dt_overlay" and S.subop_name(35, 30) == "unknown_30"
+    assert S.lookup_subop(36, "set_llc_colors", "4.20") == 89
+    with pytest.raises(NotFoundError, match="Xen 4.17"):
+        S.lookup_subop(36, "set_llc_colors")
+    assert D.decode_event(raw(subop=87), release="4.19").subop_name == "dt_overlay"
+    assert D.decode_event(raw(subop=87), release="4.18").expected_version == 0x16
+    with pytest.raises(UsageError):
+        D.decode_event(raw(), release="4.21")
+
+
+def test_tracer_filters_and_kernel_stats_use_the_release():
+    from xenvmi.trace.hypercall_filters import Filters, parse_op
+    from xenvmi.trace.hypercall_stats import stats_from_maps
+
+    assert parse_op("domctl:gsi_permission", "4.20") == (None, 36, 88)
+    with pytest.raises(NotFoundError):
+        parse_op("domctl:gsi_permission")
+    f = Filters(op=36, subop=88, release="4.20")
+    assert f.describe() == "domctl gsi_permission calls"
+    stats = stats_from_maps([((0, 36, 88, 0), (2, 10, 6))], [], "x86_64-pv", "4.20")
+    assert [(c.name, c.subop, c.calls) for c in stats.ops.values()] == [
+        ("domctl", "gsi_permission", 2)
+    ]
+
+
+def test_an_event_recorded_without_expected_version_still_checks_the_version():
+    ev = dataclasses.replace(D.decode_event(raw(version=0x14, ret=-13)), expected_version=None)
+    assert "version=0x14, want 0x15" in D.format_event(ev)
 
 
 def test_abi_tables_are_reused_not_copied():

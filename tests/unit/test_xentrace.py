@@ -2,8 +2,8 @@
 
 The writer follows the same sources as the decoder (tools/xentrace/xentrace.c for the
 window framing, common/trace.c for t_rec and the hypercall/lost-record payloads,
-common/sched/core.c for the scheduler records), and the event-id tables are checked
-against Debian's /usr/include/xen/trace.h.
+common/sched/core.c for the scheduler records), and each release's event-id table is
+checked against its trace.h in tests/unit/data/xen-headers/.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from xenvmi.errors import XenvmiError
+from xenvmi.abi import releases
+from xenvmi.errors import UsageError, XenvmiError
 from xenvmi.trace import trc_events as T
 from xenvmi.trace.xentrace import (
     TraceDecoder,
@@ -28,8 +29,9 @@ from xenvmi.trace.xentrace import (
     summarize_file,
 )
 
-TRACE_H = Path("/usr/include/xen/trace.h")
-XEN_H = Path("/usr/include/xen/xen.h")
+HEADERS = Path(__file__).parent / "data" / "xen-headers"
+TRACE_H = HEADERS / "4.17" / "trace.h"
+XEN_H = HEADERS / "4.17" / "xen.h"
 
 
 # -- test-only writer ---------------------------------------------------------------------
@@ -367,20 +369,18 @@ def test_error_is_a_xenvmi_error_with_offset_and_count():
 
 
 def _header(path: Path) -> str:
-    if not path.exists():
-        pytest.fail(
-            f"{path} is missing: install Debian's libxen-dev (the Xen 4.17 public "
-            "headers) to check the event tables against it"
-        )
+    assert path.exists(), f"{path} is missing from the fixtures"
     return path.read_text()
 
 
-def trace_h_constants() -> dict[str, int]:
-    """Every object-like TRC_* #define of trace.h, evaluated."""
+def trace_h_constants(release: str = "4.17") -> dict[str, int]:
+    """Every object-like TRC_* #define of ``release``'s trace.h, evaluated."""
     defs = {
         m.group(1): m.group(2)
         for m in re.finditer(
-            r"^#define\s+(TRC_\w+)\s+([^/\n]+?)\s*(?:/\*.*)?$", _header(TRACE_H), re.M
+            r"^#define\s+(TRC_\w+)\s+([^/\n]+?)\s*(?:/\*.*)?$",
+            _header(HEADERS / release / "trace.h"),
+            re.M,
         )
     }
     values: dict[str, int] = {}
@@ -400,10 +400,12 @@ def trace_h_constants() -> dict[str, int]:
     return values
 
 
-def test_event_names_match_trace_h():
-    consts = trace_h_constants()
+@pytest.mark.parametrize("release", sorted(T.EVENT_NAMES_BY_RELEASE))
+def test_event_names_match_trace_h(release):
+    consts = trace_h_constants(release)
+    names = T.event_names(release)
     assert len(consts) > 150, "parsed too few TRC_ constants from trace.h"
-    for value, name in T.EVENT_NAMES.items():
+    for value, name in names.items():
         assert consts.get(name) == value, f"{name}: table 0x{value:08x}, trace.h {consts.get(name)}"
     for value, name in {**T.CLASS_NAMES, **T.SUBCLASS_NAMES}.items():
         assert consts[name] == value, name
@@ -414,20 +416,47 @@ def test_event_names_match_trace_h():
         and v & 0xFFF
         and n not in ("TRC_ALL", "TRC_PV_HYPERCALL_V2_ARG_MASK", "TRC_HD_CYCLE_FLAG")
     }
-    assert events == set(T.EVENT_NAMES.values()), (
-        f"trace.h events missing from the table: {sorted(events - set(T.EVENT_NAMES.values()))}"
+    assert events == set(names.values()), (
+        f"trace.h events missing from the table: {sorted(events - set(names.values()))}"
     )
     ours = {attr for attr in dir(T) if attr.startswith("TRC_")}
     assert ours - set(consts) == {"TRC_HD_EVENT_MASK"}  # trace.h has it as TRC_HD_TO_EVENT()
     for attr in ours & set(consts):
         assert getattr(T, attr) == consts[attr], attr
-    text = _header(TRACE_H)
+    text = _header(HEADERS / release / "trace.h")
     assert re.search(r"#define TRACE_EXTRA_SHIFT 28\b", text)
     assert re.search(r"#define TRACE_EXTRA_MAX\s+7\b", text)
     assert "#define TRC_HD_EXTRA(x)    (((x)>>TRACE_EXTRA_SHIFT)&TRACE_EXTRA_MAX)" in text
     assert "#define TRC_HD_TO_EVENT(x) ((x)&0x0fffffff)" in text
     assert T.TRC_HD_EVENT_MASK == 0x0FFFFFFF
     assert T.CPU_CHANGE_HEADER == 0x2001F003  # the value xentrace.c writes (no TSC, 2 words)
+
+
+def test_event_names_per_release_differ_only_in_the_hvm_exit_split():
+    assert set(T.EVENT_NAMES_BY_RELEASE) == set(releases.KNOWN)
+    old, new = T.event_names("4.17"), T.event_names("4.20")
+    assert {k: v for k, v in new.items() if old.get(k) != v} == {
+        0x00081002: "TRC_HVM_VMX_EXIT",
+        0x00081102: "TRC_HVM_VMX_EXIT64",
+        0x00081003: "TRC_HVM_SVM_EXIT",
+        0x00081103: "TRC_HVM_SVM_EXIT64",
+    }
+    assert set(old) - set(new) == set()
+    assert T.event_name(0x00081002) == T.event_name(0x00081002, "4.17") == "TRC_HVM_VMEXIT"
+    assert T.event_name(0x00081002 | T.TRC_HVM_NESTEDFLAG, "4.20") == "TRC_HVM_VMX_EXIT|NESTED"
+    assert T.event_name(0x00081003, "4.17") == "TRC_HVM_0x0081003"
+    assert T.event_name(0x00081003, "4.18") == "TRC_HVM_0x0081003"  # the split came in 4.19
+    assert T.event_name(0x00081003, "4.19") == "TRC_HVM_SVM_EXIT"
+    with pytest.raises(UsageError):
+        T.event_name(0x00081002, "4.21")
+
+
+def test_decoder_names_events_by_the_release_asked_for():
+    data = window(0, t_rec(0x00081003, (0x7B,), tsc=10))
+    assert [r.name for r in decode(data)][-1] == "TRC_HVM_0x0081003"
+    assert [r.name for r in decode(data, release="4.20")][-1] == "TRC_HVM_SVM_EXIT"
+    with pytest.raises(UsageError):
+        TraceDecoder(io.BytesIO(data), release="9.9")
 
 
 def test_hypercall_fallback_table_matches_xen_h():

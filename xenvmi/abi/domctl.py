@@ -1,9 +1,10 @@
-"""XEN_DOMCTL_* commands of Xen 4.17 (xen/include/public/domctl.h, ``struct xen_domctl``).
+"""XEN_DOMCTL_* commands per Xen release (xen/include/public/domctl.h, ``struct xen_domctl``).
 
 Domain control is how dom0 tools create, pause and inspect domains; a tracer decoding a
 domctl hypercall needs these names and the interface version the caller must send
-(Xen rejects any other version with -EACCES). Static data; tests check it against
-/usr/include/xen/domctl.h.
+(Xen rejects any other version with -EACCES), and both move between releases. Static
+data; tests check each release against its headers in tests/unit/data/xen-headers/.
+``OPS``/``TABLE``/``INTERFACE_VERSION`` are 4.17's; ``TABLES`` holds every release's.
 """
 
 from xenvmi.abi.subops import INTERNAL, REMOVED, SubOp, SubOpTable
@@ -103,6 +104,37 @@ OPS: tuple[SubOp, ...] = (
     SubOp(1003, "gdbsx_domstatus"),
 )
 
+#: Commands added after 4.17, keyed by the release whose header has them first.
+ADDED: dict[str, tuple[SubOp, ...]] = {
+    "4.19": (SubOp(87, "dt_overlay", note="Arm only (its struct is under __arm__/__aarch64__)"),),
+    "4.20": (
+        SubOp(88, "gsi_permission"),
+        SubOp(89, "set_llc_colors"),
+    ),
+}
+#: XEN_DOMCTL_INTERFACE_VERSION per release.
+INTERFACE_VERSIONS = {
+    "4.17": INTERFACE_VERSION,
+    "4.18": 0x00000016,
+    "4.19": 0x00000017,
+    "4.20": 0x00000017,
+}
+
+
+def _ops(release: str) -> tuple[SubOp, ...]:
+    """4.17's commands plus those added up to ``release``, in number order."""
+
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split("."))
+
+    added = tuple(op for r, ops in ADDED.items() if key(r) <= key(release) for op in ops)
+    return tuple(sorted(OPS + added, key=lambda op: op.number))
+
+
 TABLE = SubOpTable("domctl", "XEN_DOMCTL_", OPS, interface_version=INTERFACE_VERSION)
+TABLES = {
+    "4.17": TABLE,
+    **{r: TABLE.for_release(r, _ops(r), INTERFACE_VERSIONS[r]) for r in ("4.18", "4.19", "4.20")},
+}
 lookup = TABLE.lookup
 name = TABLE.name

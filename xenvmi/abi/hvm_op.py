@@ -56,5 +56,7 @@ TABLE = SubOpTable("hvm_op", "HVMOP_", OPS)
 ALTP2M_TABLE = SubOpTable(
     "hvm_op altp2m", "HVMOP_altp2m_", ALTP2M_OPS, interface_version=ALTP2M_INTERFACE_VERSION
 )
+#: Per release: 4.18 to 4.20's headers have the same commands as 4.17's.
+TABLES = {"4.17": TABLE, **{r: TABLE.for_release(r) for r in ("4.18", "4.19", "4.20")}}
 lookup = TABLE.lookup
 name = TABLE.name

@@ -1,17 +1,20 @@
-"""Xen 4.17 hypercall numbers, per-architecture availability and calling conventions.
+"""Xen hypercall numbers, per-architecture availability and calling conventions.
 
-Numbers and names are ``__HYPERVISOR_*`` of xen/include/public/xen.h (tests compare them
-with /usr/include/xen/xen.h). Availability follows the dispatch table at the end of
+Numbers and names are ``__HYPERVISOR_*`` of xen/include/public/xen.h, the same in 4.17 and
+4.20 (tests compare them with both releases' headers in tests/unit/data/xen-headers/).
+Availability follows the dispatch table at the end of
 xen/include/hypercall-defs.c, read from github.com/xen-project/xen at tag RELEASE-4.17.7
 (commit 9373a593c5a6ef57db1302eb1dca58cc3eb51c07; the table is unchanged since
 RELEASE-4.17.0), columns pv64, hvm64 (HVM and PVH) and arm (arm64 and arm32 guests alike),
 with the Kconfig defaults of xen/common/Kconfig and xen/arch/*/Kconfig at that tag.
+At RELEASE-4.18.6, 4.19.6 and 4.20.4 the table's columns are the same; of the Kconfig
+defaults only XENOPROF changed (default n, EXPERT, from 4.18), hence HYPERCALLS_BY_RELEASE.
 Written out as data because a dom0 in the field may lack libxen-dev.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xenvmi.abi import domctl, hvm_op, memory_op, sysctl
 from xenvmi.abi._parse import split_input
@@ -57,7 +60,8 @@ class Hypercall:
 
     @property
     def interface_version(self) -> int | None:
-        """The XEN_*_INTERFACE_VERSION a caller must put in the argument (domctl, sysctl)."""
+        """The XEN_*_INTERFACE_VERSION a 4.17 caller must put in the argument (domctl,
+        sysctl); other releases': xenvmi.abi.releases.get(release).interface_versions."""
         return {"domctl": domctl.INTERFACE_VERSION, "sysctl": sysctl.INTERFACE_VERSION}.get(
             self.name
         )
@@ -139,6 +143,19 @@ HYPERCALLS: tuple[Hypercall, ...] = (
     _h(55, "arch_7", NO, NO, NO),
 )
 
+#: From 4.18 on, xenoprof is built only on request (XENOPROF lost its default y).
+_HYPERCALLS_4_18 = tuple(
+    replace(h, pv64=OPTIONAL, kconfig="XENOPROF (EXPERT, default n; x86 only)")
+    if h.name == "xenoprof_op"
+    else h
+    for h in HYPERCALLS
+)
+#: Per release.
+HYPERCALLS_BY_RELEASE: dict[str, tuple[Hypercall, ...]] = {
+    "4.17": HYPERCALLS,
+    **dict.fromkeys(("4.18", "4.19", "4.20"), _HYPERCALLS_4_18),
+}
+
 BY_NUMBER: dict[int, Hypercall] = {h.number: h for h in HYPERCALLS}
 BY_NAME: dict[str, Hypercall] = {h.name: h for h in HYPERCALLS}
 #: Other names for a number: x86's arch_N names, and xen.h's pre-3.2.4 dom0_op.
@@ -219,11 +236,13 @@ def arches_for(arch: str | None) -> tuple[str, ...]:
     raise UsageError(f"hypercall: unknown arch {arch!r} (one of {', '.join(ARCH_GROUPS)})")
 
 
-def lookup(number_or_name: int | str, arch: str | None = None) -> Hypercall:
+def lookup(number_or_name: int | str, arch: str | None = None, release: str = "4.17") -> Hypercall:
     """Find a hypercall by number (36, "0x24") or name ("domctl", "__HYPERVISOR_domctl", "mca").
 
     With ``arch`` an Arm arch, x86-only names of arch_N slots (mca, ...) are not found.
     Raises NotFoundError for an undefined number/name, UsageError for malformed input.
+    xen.h lists the same hypercalls in every release xenvmi knows; ``release`` only names
+    the one asked about in the errors.
     """
     kinds = arches_for(arch)
     number, name = split_input(number_or_name, "hypercall")
@@ -243,7 +262,8 @@ def lookup(number_or_name: int | str, arch: str | None = None) -> Hypercall:
         if key in BY_NAME:
             return BY_NAME[key]
         raise NotFoundError(
-            f"hypercall: no hypercall named {name!r} in Xen 4.17 (see 'xenvmi hypercall --all')"
+            f"hypercall: no hypercall named {name!r} in Xen {release} "
+            "(see 'xenvmi hypercall --all')"
         )
     assert number is not None
     if number < 0:
@@ -251,5 +271,5 @@ def lookup(number_or_name: int | str, arch: str | None = None) -> Hypercall:
     if number in BY_NUMBER:
         return BY_NUMBER[number]
     if number < NR_HYPERCALLS:
-        raise NotFoundError(f"hypercall: number {number} is unused in Xen 4.17 (-ENOSYS)")
+        raise NotFoundError(f"hypercall: number {number} is unused in Xen {release} (-ENOSYS)")
     raise NotFoundError(f"hypercall: number {number} is >= NR_hypercalls ({NR_HYPERCALLS})")

@@ -80,6 +80,8 @@ TABLE = SubOpTable(
 PAGING_TABLE = SubOpTable("memory_op paging_op", "XENMEM_paging_op_", PAGING_OPS)
 ACCESS_TABLE = SubOpTable("memory_op access_op", "XENMEM_access_op_", ACCESS_OPS)
 SHARING_TABLE = SubOpTable("memory_op sharing_op", "XENMEM_sharing_op_", SHARING_OPS)
+#: Per release: 4.18 to 4.20's headers have the same commands as 4.17's.
+TABLES = {"4.17": TABLE, **{r: TABLE.for_release(r) for r in ("4.18", "4.19", "4.20")}}
 lookup = TABLE.lookup
 
 

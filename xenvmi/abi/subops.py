@@ -15,7 +15,7 @@ ACTIVE = "active"  #: defined in the public header
 INTERNAL = "internal"  #: defined only for Xen itself (``#ifdef __XEN__``)
 REMOVED = "removed"  #: commented out / retired in the header; the number must not be reused
 LEGACY = "legacy"  #: defined only for an old __XEN_INTERFACE_VERSION__ or tools builds,
-#: and no longer handled by the 4.17 hypervisor (-ENOSYS)
+#: and no longer handled by the hypervisor (-ENOSYS)
 
 
 @dataclass(frozen=True)
@@ -38,18 +38,36 @@ class SubOpTable:
         ops: tuple[SubOp, ...],
         interface_version: int | None = None,
         aliases: dict[str, str] | None = None,
+        release: str = "4.17",
     ) -> None:
         self.title = title
         self.prefix = prefix
         self.ops = ops
         self.interface_version = interface_version
         self.aliases = dict(aliases or {})
+        self.release = release  #: the Xen release whose header this table follows
+
+    def for_release(
+        self,
+        release: str,
+        ops: tuple[SubOp, ...] | None = None,
+        interface_version: int | None = None,
+    ) -> SubOpTable:
+        """This table as another release has it: same title and prefix, its own ops."""
+        return SubOpTable(
+            self.title,
+            self.prefix,
+            self.ops if ops is None else ops,
+            self.interface_version if interface_version is None else interface_version,
+            self.aliases,
+            release,
+        )
 
     def __repr__(self) -> str:
-        return f"SubOpTable({self.title!r}, {len(self.ops)} ops)"
+        return f"SubOpTable({self.title!r}, Xen {self.release}, {len(self.ops)} ops)"
 
     def current(self) -> list[SubOp]:
-        """Ops a 4.17 hypervisor may be asked for (not removed)."""
+        """Ops a hypervisor of this release may be asked for (not removed)."""
         return [op for op in self.ops if op.status != REMOVED]
 
     def name(self, number: int) -> str:
@@ -74,11 +92,13 @@ class SubOpTable:
             for op in self.ops:
                 if op.name.lower() == key:
                     return op
-            raise NotFoundError(f"{self.title}: no command named {name!r} in Xen 4.17")
+            raise NotFoundError(f"{self.title}: no command named {name!r} in Xen {self.release}")
         assert number is not None
         if number < 0:
             raise UsageError(f"{self.title}: command number {number} is negative")
         found = self.by_number(number)
         if found is None:
-            raise NotFoundError(f"{self.title}: command {number} is not defined in Xen 4.17")
+            raise NotFoundError(
+                f"{self.title}: command {number} is not defined in Xen {self.release}"
+            )
         return found

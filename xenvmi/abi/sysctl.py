@@ -1,8 +1,9 @@
-"""XEN_SYSCTL_* commands of Xen 4.17 (xen/include/public/sysctl.h, ``struct xen_sysctl``).
+"""XEN_SYSCTL_* commands per Xen release (xen/include/public/sysctl.h, ``struct xen_sysctl``).
 
 System control is dom0's host-wide interface (physinfo, console ring, xentrace buffers,
-domain lists). Static data with the interface version callers must send; tests check it
-against /usr/include/xen/sysctl.h.
+domain lists). Static data with the interface version callers must send; tests check each
+release against its headers in tests/unit/data/xen-headers/. ``OPS``/``TABLE`` are 4.17's;
+``TABLES`` holds every release's.
 """
 
 from xenvmi.abi.subops import REMOVED, SubOp, SubOpTable
@@ -41,6 +42,20 @@ OPS: tuple[SubOp, ...] = (
     SubOp(29, "get_cpu_policy", note="x86 only"),
 )
 
+#: Commands added after 4.17, keyed by the release whose header has them first.
+ADDED: dict[str, tuple[SubOp, ...]] = {
+    "4.18": (SubOp(30, "dt_overlay", note="Arm only (its struct is under __arm__/__aarch64__)"),),
+}
+#: XEN_SYSCTL_INTERFACE_VERSION per release (unchanged from 4.17 to 4.20).
+INTERFACE_VERSIONS = dict.fromkeys(("4.17", "4.18", "4.19", "4.20"), INTERFACE_VERSION)
+
 TABLE = SubOpTable("sysctl", "XEN_SYSCTL_", OPS, interface_version=INTERFACE_VERSION)
+TABLES = {
+    "4.17": TABLE,
+    **{
+        r: TABLE.for_release(r, OPS + ADDED["4.18"], INTERFACE_VERSIONS[r])
+        for r in ("4.18", "4.19", "4.20")
+    },
+}
 lookup = TABLE.lookup
 name = TABLE.name

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from xenvmi import xen_release
 from xenvmi.errors import XenvmiError
 from xenvmi.model.hypercall import HypercallEvent
 from xenvmi.trace.hypercall_decode import decode_event, host_arch
@@ -78,10 +79,13 @@ class HypercallTracer:
         stats: bool = False,
         arch: str | None = None,
         page_cnt: int = 64,
+        release: str | None = None,
     ) -> None:
         self.filters = filters or Filters()
         self.stream, self.stats = stream, stats
         self.arch = arch or host_arch()
+        #: the Xen release whose tables name the calls: the running hypervisor's by default
+        self.release = release or xen_release.select()
         self.page_cnt = page_cnt
         self.bpf: BPF | None = None  # once started
         self.events = 0
@@ -128,7 +132,7 @@ class HypercallTracer:
             fields["comm"] = bytes(fields["comm"])
             self.events += 1
             if self._callback is not None:
-                self._callback(decode_event(fields, self.arch))
+                self._callback(decode_event(fields, self.arch, self.release))
         except BaseException as exc:  # ctypes would print and drop it: re-raise in poll()
             self._error = exc
 
@@ -180,7 +184,7 @@ class HypercallTracer:
             for k, v in self.bpf["counts"].items()
         ]
         hist = [((k.kind, k.op, k.slot), v.value) for k, v in self.bpf["dist"].items()]
-        stats = stats_from_maps(counts, hist, self.arch)
+        stats = stats_from_maps(counts, hist, self.arch, self.release)
         stats.lost = self.lost
         return stats
 

@@ -14,7 +14,7 @@ import mmap
 import os
 import struct
 
-from xenvmi.abi import domctl, sysctl
+from xenvmi.abi import releases
 from xenvmi.errors import PermissionDenied, Unavailable
 
 IOCTL_PRIVCMD_HYPERCALL = 0x00305000  #: _IOC(NONE, 'P', 0, 48)
@@ -52,6 +52,7 @@ class Privcmd:
             os.close(self.fd)
             raise
         self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.buf))
+        self._versions: dict[str, int] | None = None
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -92,16 +93,36 @@ class Privcmd:
         return ret
 
     def xen_version(self) -> int:
-        """XENVER_version (cmd 0): (major << 16) | minor. Harmless; the benchmark's call."""
-        return self.hypercall(HYPERVISOR_xen_version, 0, 0)
+        """XENVER_version (cmd 0): (major << 16) | minor. Harmless; the benchmark's call.
+        Also what picks the default domctl/sysctl interface versions (so a caller that has
+        asked costs no second call)."""
+        word = self.hypercall(HYPERVISOR_xen_version, 0, 0)
+        if word >= 0 and self._versions is None:
+            release, _ = releases.nearest(f"{word >> 16}.{word & 0xFFFF}")
+            self._versions = releases.get(release).interface_versions
+        return word
 
-    def domctl(self, cmd: int, domid: int, version: int = domctl.INTERFACE_VERSION) -> int:
-        """A domctl with an all-zero payload (safe for getdomaininfo-style queries)."""
+    def interface_version(self, hypercall: str) -> int:
+        """The domctl/sysctl interface version the running Xen wants, from its release
+        (XENVER_version) and xenvmi's tables (the nearest older release's for another)."""
+        if self._versions is None:
+            word = self.xen_version()
+            if self._versions is None:
+                raise Unavailable(f"privcmd: xen_version failed ({word})")
+        return self._versions[hypercall]
+
+    def domctl(self, cmd: int, domid: int, version: int | None = None) -> int:
+        """A domctl with an all-zero payload (safe for getdomaininfo-style queries), sent
+        with ``version`` (default: the one the running Xen wants)."""
+        if version is None:
+            version = self.interface_version("domctl")
         self.buf[:PAGE] = bytes(PAGE)
         self.buf[:10] = struct.pack("<IIH", cmd, version, domid)
         return self.hypercall(HYPERVISOR_domctl, self.addr)
 
-    def sysctl(self, cmd: int, version: int = sysctl.INTERFACE_VERSION) -> int:
+    def sysctl(self, cmd: int, version: int | None = None) -> int:
+        if version is None:
+            version = self.interface_version("sysctl")
         self.buf[:PAGE] = bytes(PAGE)
         self.buf[:8] = struct.pack("<II", cmd, version)
         return self.hypercall(HYPERVISOR_sysctl, self.addr)

@@ -224,6 +224,9 @@ def domain_uuid(info: DomainInfo) -> str:
 
 # -- the library ------------------------------------------------------------------------------
 
+#: public/version.h XENVER_version: the hypervisor's major << 16 | minor.
+XENVER_VERSION = 0
+
 #: Xen versions its libxenctrl's soname (libxenctrl.so.4.17); the unversioned name exists
 #: only with libxen-dev. Debian 12's name first, then whatever the dynamic linker knows.
 LIBRARIES = ("libxenctrl.so.4.17", "libxenctrl.so")
@@ -255,6 +258,7 @@ def load_library(names: tuple[str, ...] = LIBRARIES):
         "xc_domain_unpause": (c_int, [vp, u32]),
         "xc_domain_hvm_getcontext_partial": (c_int, [vp, u32, u16, u16, vp, u32]),
         "xc_vcpu_getcontext": (c_int, [vp, u32, u32, vp]),
+        "xc_version": (c_int, [vp, c_int, vp]),
     }
     for fn, (restype, argtypes) in sigs.items():
         try:
@@ -359,6 +363,14 @@ class XenCtrl:
         if self._lib.xc_vcpu_getcontext(self._xch, domid, vcpu, buf) < 0:
             self._fail(f"reading vCPU {vcpu} (xc_vcpu_getcontext)", domid)
         return VcpuGuestContextX8664.from_buffer_copy(buf)
+
+    def xen_version(self) -> tuple[int, int]:
+        """(major, minor) of the running hypervisor: xc_version(XENVER_version) returns
+        major << 16 | minor (public/version.h)."""
+        rc = self._lib.xc_version(self._xch, XENVER_VERSION, None)
+        if rc < 0:
+            raise Unavailable(f"xc_version failed ({_errno_text(ctypes.get_errno())})")
+        return rc >> 16, rc & 0xFFFF
 
     def _destroy_logger(self) -> None:
         logger, self._logger = self._logger, None

@@ -2,7 +2,8 @@
 
 Both read only the static tables in ``xenvmi.abi``, so they work on any machine, with or
 without Xen, and are what a user reaches for when a trace or a tool prints ``-13`` or
-``hypercall 36``.
+``hypercall 36``. ``hypercall`` shows the running hypervisor's release's tables (off Xen:
+xenvmi.abi.releases.DEFAULT), or another release's with ``--xen``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import argparse
 import re
 from typing import Any
 
-from xenvmi import render
+from xenvmi import render, xen_release
 from xenvmi.abi import errno as xerrno
 from xenvmi.abi import hypercalls as hc
+from xenvmi.abi import releases
 from xenvmi.abi.subops import SubOpTable
 from xenvmi.commands import add_command
 from xenvmi.errors import UsageError
@@ -30,12 +32,15 @@ HYPERCALL_EXAMPLES = """\
   xenvmi hypercall 36           number, availability and calling convention per arch
   xenvmi hypercall domctl --arch arm64
   xenvmi hypercall domctl --ops  with XEN_DOMCTL_* command numbers
+  xenvmi hypercall domctl --ops --xen 4.20   another Xen release's table
   xenvmi hypercall 0x30 --arch x86_64   arch_0 is 'mca' on x86
   xenvmi hypercall --all --arch x86_64 --json
 
 availability: yes, no (-ENOSYS), enosys (dispatched but always -ENOSYS),
-optional (only with a non-default build option, see KCONFIG)
-"""
+optional (only with a non-default build option, see KCONFIG).
+Tables: the running hypervisor's Xen release (4.17 off Xen); --xen picks another
+(known: {known}; others get the nearest older one, with a warning).
+""".format(known=", ".join(releases.KNOWN))
 
 #: What argparse should treat as a positional although it starts with '-':
 #: -13, -0xd, -EACCES, -xen_eacces (the errno parser has no option that looks like these).
@@ -73,6 +78,12 @@ def register(sub: Any) -> None:
         "--ops",
         action="store_true",
         help="also list the command numbers of domctl, sysctl, memory_op, hvm_op",
+    )
+    p.add_argument(
+        "--xen",
+        metavar="X.Y",
+        help=f"use Xen X.Y's tables ({', '.join(releases.KNOWN)}; default: the running "
+        f"hypervisor's, {releases.DEFAULT} off Xen)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run_hypercall)
@@ -149,9 +160,13 @@ def _subops(table: SubOpTable) -> list[dict[str, Any]]:
     ]
 
 
-def hypercall_row(h: hc.Hypercall, arches: tuple[str, ...]) -> dict[str, Any]:
-    """The JSON object for one hypercall, availability limited to ``arches``."""
-    table = hc.SUBOP_TABLES.get(h.name)
+def hypercall_row(
+    h: hc.Hypercall, arches: tuple[str, ...], abi: releases.AbiRelease | None = None
+) -> dict[str, Any]:
+    """The JSON object for one hypercall in release ``abi`` (DEFAULT for None),
+    availability limited to ``arches``."""
+    abi = abi or releases.get()
+    table = abi.table(h.name)
     return {
         "number": h.number,
         "name": h.name,
@@ -159,7 +174,7 @@ def hypercall_row(h: hc.Hypercall, arches: tuple[str, ...]) -> dict[str, Any]:
         "availability": {a: h.availability(a) for a in arches},
         "kconfig": h.kconfig,
         "note": h.note,
-        "interface_version": h.interface_version,
+        "interface_version": abi.interface_versions.get(h.name),
         "subop_count": len(table.current()) if table else None,
     }
 
@@ -173,25 +188,28 @@ def _display_name(h: hc.Hypercall, arch: str | None) -> str:
 def run_hypercall(args: argparse.Namespace) -> int:
     _value_or_all(args, "hypercall")
     arches = hc.arches_for(args.arch)
+    abi = releases.get(xen_release.select(args.xen))
     if args.all:
-        return _hypercall_all(args, arches)
-    h = hc.lookup(args.value, args.arch)
-    table = hc.SUBOP_TABLES.get(h.name) if args.ops else None  # set: print the commands
+        return _hypercall_all(args, arches, abi)
+    h = abi.hypercall(hc.lookup(args.value, args.arch, abi.version).number)
+    table = abi.table(h.name) if args.ops else None  # set: print the commands
     if args.ops and table is None:
         raise UsageError(
             f"hypercall: {h.name} has no command table here (--ops works for "
-            f"{', '.join(hc.SUBOP_TABLES)})"
+            f"{', '.join(abi.subop_tables)})"
         )
     if args.json:
-        row = hypercall_row(h, arches)
+        row = hypercall_row(h, arches, abi)
+        row["xen"] = abi.version
         row["calling_conventions"] = [_convention(a) for a in arches]
         if table is not None:
             row["subops"] = _subops(table)
         print(render.dumps(row))
         return 0
-    title = f"hypercall {h.number}: {_display_name(h, args.arch)}"
-    if h.interface_version is not None:
-        title += f"  (XEN_{h.name.upper()}_INTERFACE_VERSION {h.interface_version:#010x})"
+    title = f"hypercall {h.number}: {_display_name(h, args.arch)}  [Xen {abi.version}]"
+    version = abi.interface_versions.get(h.name)
+    if version is not None:
+        title += f"  (XEN_{h.name.upper()}_INTERFACE_VERSION {version:#010x})"
     lines = [title]
     if h.kconfig:
         lines.append(f"build option: CONFIG_{h.kconfig}")
@@ -221,21 +239,24 @@ def run_hypercall(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hypercall_all(args: argparse.Namespace, arches: tuple[str, ...]) -> int:
+def _hypercall_all(
+    args: argparse.Namespace, arches: tuple[str, ...], abi: releases.AbiRelease
+) -> int:
     if args.ops:
         raise UsageError("hypercall: --ops needs one hypercall, not --all")
     if args.json:
         print(
             render.dumps(
                 {
-                    "hypercalls": [hypercall_row(h, arches) for h in hc.HYPERCALLS],
+                    "xen": abi.version,
+                    "hypercalls": [hypercall_row(h, arches, abi) for h in abi.hypercalls],
                     "calling_conventions": [_convention(a) for a in arches],
                 }
             )
         )
         return 0
     rows = []
-    for h in hc.HYPERCALLS:
+    for h in abi.hypercalls:
         row: dict[str, Any] = {"nr": h.number, "name": _display_name(h, args.arch)}
         row.update({a: h.availability(a) for a in arches})
         row["kconfig"] = h.kconfig

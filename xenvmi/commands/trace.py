@@ -29,8 +29,8 @@ EXAMPLES = """  xenvmi trace hypercalls                      every privcmd call,
   xenvmi trace hypercalls --ebpf               print the BPF program and exit
 
 output: `xl[812] domctl getdomaininfo(domid=7) -> -ESRCH (No such process) 12us`
-(comm[pid] call(target) -> return value, time in the kernel). Needs root, bcc
-(python3-bpfcc) and kernel headers in dom0.
+(comm[pid] call(target) -> return value, time in the kernel), named with the running
+Xen release's tables. Needs root, bcc (python3-bpfcc) and kernel headers in dom0.
 """  # noqa: E501  (help text: the examples' columns are what --help prints)
 
 
@@ -113,12 +113,19 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_hypercalls)
 
 
-def filters_from_args(args: argparse.Namespace) -> Filters:
+def filters_from_args(args: argparse.Namespace, release: str | None = None) -> Filters:
+    """The filters asked for; commands are named with Xen ``release``'s tables."""
     kind = op = subop = None
     if args.op:
-        kind, op, subop = parse_op(args.op)
+        kind, op, subop = parse_op(args.op, release)
     return Filters(
-        pid=args.pid, comm=args.comm, kind=kind, op=op, subop=subop, errors_only=args.errors_only
+        pid=args.pid,
+        comm=args.comm,
+        kind=kind,
+        op=op,
+        subop=subop,
+        errors_only=args.errors_only,
+        release=release,
     )
 
 
@@ -173,7 +180,10 @@ def emit_stats(stats: Stats, args: argparse.Namespace, out=None) -> None:
 def cmd_hypercalls(args: argparse.Namespace) -> int:
     if args.json and args.hist and not args.summary:
         args.summary = True  # the JSON summary object carries the histograms
-    filters = filters_from_args(args)
+    from xenvmi import xen_release
+
+    release = xen_release.select()  # the running hypervisor's tables name the calls
+    filters = filters_from_args(args, release)
     stream, kernel_stats, print_events = plan(args)
     from xenvmi.backends.hypercall_probe import HypercallTracer
     from xenvmi.trace.hypercalls import program_text
@@ -190,7 +200,9 @@ def cmd_hypercalls(args: argparse.Namespace) -> int:
         if print_events:
             emit_event(ev, args.json)
 
-    tracer = HypercallTracer(filters, stream=stream, stats=kernel_stats, page_cnt=args.buffer_pages)
+    tracer = HypercallTracer(
+        filters, stream=stream, stats=kernel_stats, page_cnt=args.buffer_pages, release=release
+    )
     with _Stopper() as stopper:
         tracer.start()
         try:

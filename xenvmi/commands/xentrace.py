@@ -14,6 +14,7 @@ EXAMPLES = """  xenvmi xentrace record /tmp/t.bin --seconds 5   trace PV/HVM hyp
   xenvmi xentrace summary /tmp/t.bin               hypercall counts per domain
   xenvmi xentrace decode /tmp/t.bin --limit 20     the first records, one a line
   xenvmi xentrace decode /tmp/t.bin --json | jq -c 'select(.domid == 1)'
+  xenvmi xentrace decode /tmp/t.bin --xen 4.20     a file recorded on Xen 4.20
 """
 
 #: xentrace -e class names (tools/xentrace/xentrace.c parse_evtmask knows gen, sched,
@@ -72,11 +73,13 @@ def _fields_text(fields: dict) -> str:
 
 
 def cmd_decode(args) -> int:
+    from xenvmi import xen_release
     from xenvmi.trace.xentrace import TraceDecoder, domain_label
 
     limit = args.limit
+    release = xen_release.select(args.xen)
     with _open(args.file) as stream:
-        decoder = TraceDecoder(stream, strict=not args.keep_going)
+        decoder = TraceDecoder(stream, strict=not args.keep_going, release=release)
         out = sys.stdout
         n = -1
         for n, rec in enumerate(decoder):
@@ -172,10 +175,17 @@ def register(sub) -> None:
         "decode",
         "print every record of a xentrace file",
         "  xenvmi xentrace decode t.bin --limit 50\n"
-        "  xenvmi xentrace decode t.bin --json > t.jsonl\n",
+        "  xenvmi xentrace decode t.bin --json > t.jsonl\n"
+        "  xenvmi xentrace decode t.bin --xen 4.20   event names of Xen 4.20's trace.h\n",
     )
     p.add_argument("file", help="a file written by xentrace")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.add_argument(
+        "--xen",
+        metavar="X.Y",
+        help="name events as Xen X.Y's trace.h does (default: the running hypervisor's "
+        "release, 4.17 off Xen; 4.19+ splits TRC_HVM_VMEXIT into VMX and SVM)",
+    )
     p.add_argument("--limit", type=_positive, default=None, help="stop after N records")
     p.add_argument(
         "--keep-going",

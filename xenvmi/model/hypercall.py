@@ -32,6 +32,8 @@ class HypercallEvent:
     error: str | None  #: "ESRCH" when ret is an error
     latency_ns: int
     partial: bool = False  #: some user memory could not be read: fields may be missing
+    #: the domctl/sysctl interface_version the traced Xen release wants (None: other calls)
+    expected_version: int | None = None
 
     @property
     def failed(self) -> bool:

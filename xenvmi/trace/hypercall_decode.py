@@ -3,7 +3,8 @@
 Pure functions (no bcc, no Xen): the tracer hands each perf event over as a dict of the C
 struct's fields, and everything a user reads (hypercall and command names, error names,
 one text line, one JSON object) is decided here, so it is unit-tested without a kernel.
-All names come from xenvmi.abi (plus hypercall_subops for the tables abi lacks).
+All names come from xenvmi.abi (plus hypercall_subops for the tables abi lacks), from
+the tables of the Xen release the caller names (the tracer: the running one).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from xenvmi import safetext
-from xenvmi.abi import domctl, sysctl
 from xenvmi.abi import errno as xerrno
 from xenvmi.abi import hypercalls as hc
+from xenvmi.abi import releases
 from xenvmi.model.hypercall import MAX_ERRNO, HypercallEvent
 from xenvmi.trace import hypercall_subops
 
@@ -55,8 +56,14 @@ SPECIAL_DOMIDS = {
     0x7FF4: "invalid",
     0x7FFF: "idle",
 }
-#: Interface versions Xen insists on (anything else: -EACCES).
-_VERSIONS = {35: sysctl.INTERFACE_VERSION, 36: domctl.INTERFACE_VERSION}
+#: Hypercalls whose argument carries an interface version Xen insists on (else -EACCES).
+_VERSIONED = {35: "sysctl", 36: "domctl"}
+
+
+def expected_version(op: int | None, release: str | None = None) -> int | None:
+    """The interface_version ``release`` (DEFAULT for None) wants in hypercall ``op``."""
+    name = _VERSIONED.get(op if op is not None else -1)
+    return releases.get(release).interface_versions[name] if name else None
 
 
 def host_arch() -> str:
@@ -114,8 +121,11 @@ def describe_ret(ret: int) -> str:
     return hex(ret) if ret > 0xFFFF else str(ret)
 
 
-def decode_event(raw: Mapping[str, Any], arch: str | None = None) -> HypercallEvent:
-    """A HypercallEvent from the fields of struct event_t (hypercalls.bpf.c)."""
+def decode_event(
+    raw: Mapping[str, Any], arch: str | None = None, release: str | None = None
+) -> HypercallEvent:
+    """A HypercallEvent from the fields of struct event_t (hypercalls.bpf.c), named with
+    the tables of Xen ``release`` (a known one; DEFAULT for None)."""
     flags = int(raw.get("flags", 0))
     kind = int(raw["kind"])
     op: int | None = int(raw["op"])
@@ -124,7 +134,7 @@ def decode_event(raw: Mapping[str, Any], arch: str | None = None) -> HypercallEv
     ret = _signed(int(raw["ret"]))
     sub_name = None
     if subop is not None and op is not None:
-        sub_name = hypercall_subops.subop_name(op, subop)
+        sub_name = hypercall_subops.subop_name(op, subop, release)
     return HypercallEvent(
         ts_ns=int(raw.get("ts_ns", 0)),
         pid=int(raw["pid"]),
@@ -143,6 +153,7 @@ def decode_event(raw: Mapping[str, Any], arch: str | None = None) -> HypercallEv
         error=error_name(ret),
         latency_ns=int(raw["latency_ns"]),
         partial=bool(flags & F_FAULT),
+        expected_version=expected_version(op, release),
     )
 
 
@@ -186,7 +197,9 @@ def _details(ev: HypercallEvent) -> list[str]:
         out.append(f"domid={domid_text(ev.domid)}")
     if ev.kind == "hypercall" and ev.subop is None and ev.domid is None:
         out += _trimmed_hex(ev.args)  # no command table: show the raw arguments
-    expected = _VERSIONS.get(ev.op or -1)
+    expected = ev.expected_version
+    if expected is None:  # an event recorded before the field existed
+        expected = expected_version(ev.op)
     if ev.version is not None and expected is not None and ev.version != expected:
         out.append(f"version={ev.version:#x}, want {expected:#x}")
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xenvmi.abi import hypercalls as hc
+from xenvmi.abi import releases
 from xenvmi.errors import NotFoundError, UsageError
 from xenvmi.trace import hypercall_subops
 from xenvmi.trace.hypercall_decode import KIND_BY_NAME, KIND_NAMES, MAX_ERRNO, HypercallEvent
@@ -28,6 +29,7 @@ class Filters:
     op: int | None = None  #: hypercall number
     subop: int | None = None  #: command of ``op`` (domctl, memory_op, ...)
     errors_only: bool = False
+    release: str | None = None  #: Xen release naming the commands (DEFAULT for None)
 
     def __post_init__(self) -> None:
         if self.pid is not None and self.pid <= 0:
@@ -78,7 +80,8 @@ class Filters:
         if self.op is not None:
             what = hc.BY_NUMBER[self.op].name if self.op in hc.BY_NUMBER else f"hypercall {self.op}"
             if self.subop is not None:
-                what += " " + (hypercall_subops.subop_name(self.op, self.subop) or str(self.subop))
+                sub = hypercall_subops.subop_name(self.op, self.subop, self.release)
+                what += " " + (sub or str(self.subop))
             what += " calls"
         elif self.kind is not None:
             what = f"privcmd {KIND_NAMES.get(self.kind, self.kind)} calls"
@@ -103,12 +106,13 @@ def c_string(text: str) -> str:
     return '"' + "".join(f"\\{b:03o}" for b in text.encode("utf-8")) + '"'
 
 
-def parse_op(text: str) -> tuple[int | None, int | None, int | None]:
+def parse_op(text: str, release: str | None = None) -> tuple[int | None, int | None, int | None]:
     """``--op`` -> (kind, op, subop).
 
     ``domctl``, ``36``, ``domctl:getdomaininfo``, ``memory_op:6``: a hypercall, optionally one
     command of it. ``mmapbatch_v2``, ``mmap_resource``, ``restrict``...: another privcmd
     request. ``dm_op`` is the hypercall, whether issued directly or through the dm_op ioctl.
+    Commands are looked up in Xen ``release``'s tables (DEFAULT for None).
     """
     name, _, sub = text.strip().partition(":")
     if not name:
@@ -123,9 +127,9 @@ def parse_op(text: str) -> tuple[int | None, int | None, int | None]:
                 ) from None
             return KIND_BY_NAME[name.lower()], None, None
         raise NotFoundError(
-            f"trace: --op {name!r} is neither a Xen 4.17 hypercall nor a "
-            f"privcmd request ({', '.join(sorted(KIND_BY_NAME))})"
+            f"trace: --op {name!r} is neither a Xen {releases.get(release).version} hypercall "
+            f"nor a privcmd request ({', '.join(sorted(KIND_BY_NAME))})"
         ) from None
     if not sub:
         return None, op, None
-    return None, op, hypercall_subops.lookup_subop(op, sub)
+    return None, op, hypercall_subops.lookup_subop(op, sub, release)

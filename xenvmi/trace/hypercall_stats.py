@@ -90,8 +90,9 @@ class ErrorCount:
 class Stats:
     """Accumulates OpCounts, ErrorCounts and per-name latency histograms (usecs)."""
 
-    def __init__(self, arch: str | None = None) -> None:
+    def __init__(self, arch: str | None = None, release: str | None = None) -> None:
         self.arch = arch
+        self.release = release  #: Xen release whose tables name the map's commands
         self.ops: dict[tuple[str, str | None], OpCount] = {}
         self.errors: dict[tuple[str, str | None, int], ErrorCount] = {}
         self.hist: dict[str, dict[int, int]] = {}
@@ -129,7 +130,7 @@ class Stats:
         op_or_none = None if op == 0xFFFFFFFF else op
         sub = None
         if subop != 0xFFFFFFFF and op_or_none is not None:
-            sub = hypercall_subops.subop_name(op_or_none, subop)
+            sub = hypercall_subops.subop_name(op_or_none, subop, self.release)
         self.add_count(
             op_name(kind, op_or_none, None, self.arch), sub, err, count, total_ns, max_ns
         )
@@ -217,10 +218,11 @@ def stats_from_maps(
     counts: Iterable[tuple[tuple, tuple]],
     hist: Iterable[tuple[tuple, int]],
     arch: str | None = None,
+    release: str | None = None,
 ) -> Stats:
     """Stats from the BPF maps' items as plain tuples:
     ((kind, op, subop, err), (count, total_ns, max_ns)) and ((kind, op, slot), count)."""
-    stats = Stats(arch)
+    stats = Stats(arch, release)
     for (kind, op, subop, err), (count, total, mx) in counts:
         stats.add_map_count(kind, op, subop, err, count, total, mx)
     for (kind, op, slot), count in hist:

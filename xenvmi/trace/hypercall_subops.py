@@ -1,15 +1,15 @@
 """Command tables the hypercall tracer needs that xenvmi.abi does not (yet) hold.
 
 sched_op (public/sched.h SCHEDOP_*), event_channel_op (public/event_channel.h EVTCHNOP_*)
-and dm_op (public/hvm/dm_op.h XEN_DMOP_*), Xen 4.17, in the same SubOpTable shape as
-xenvmi.abi's tables so the tracer names every multiplexing hypercall one way. They belong in
-xenvmi.abi; they live here until the owner of that package takes them.
-tests/unit/test_trace_hypercalls.py checks them against /usr/include/xen.
+and dm_op (public/hvm/dm_op.h XEN_DMOP_*), the same in Xen 4.17 to 4.20, in the same
+SubOpTable shape as xenvmi.abi's tables so the tracer names every multiplexing hypercall one
+way; ``tables(release)`` puts them with that release's domctl, sysctl, memory_op and hvm_op.
+tests/unit/test_trace_hypercalls.py checks them against every release's headers.
 """
 
 from __future__ import annotations
 
-from xenvmi.abi import domctl, hvm_op, memory_op, sysctl
+from xenvmi.abi import memory_op, releases
 from xenvmi.abi.subops import INTERNAL, SubOp, SubOpTable
 from xenvmi.errors import UsageError
 
@@ -77,23 +77,41 @@ DM_OP = SubOpTable(
     ),
 )
 
-#: Hypercall number -> the table naming its command. domctl/sysctl read the command from
-#: the struct arg[0] points to; memory_op masks arg[0]; dm_op reads it from bufs[0];
-#: the rest take it from arg[0] as is.
-TABLES: dict[int, SubOpTable] = {
-    12: memory_op.TABLE,
-    29: SCHED_OP,
-    32: EVENT_CHANNEL_OP,
-    34: hvm_op.TABLE,
-    35: sysctl.TABLE,
-    36: domctl.TABLE,
-    41: DM_OP,
-}
+
+def _tables(release: str) -> dict[int, SubOpTable]:
+    abi = releases.get(release).subop_tables
+    return {
+        12: abi["memory_op"],
+        29: _as_of(SCHED_OP, release),
+        32: _as_of(EVENT_CHANNEL_OP, release),
+        34: abi["hvm_op"],
+        35: abi["sysctl"],
+        36: abi["domctl"],
+        41: _as_of(DM_OP, release),
+    }
 
 
-def subop_name(op: int, subop: int) -> str | None:
+def _as_of(table: SubOpTable, release: str) -> SubOpTable:
+    """The same commands, labelled with ``release`` (for its error messages)."""
+    return table if table.release == release else table.for_release(release)
+
+
+#: Release -> hypercall number -> the table naming its command. domctl/sysctl read the
+#: command from the struct arg[0] points to; memory_op masks arg[0]; dm_op reads it from
+#: bufs[0]; the rest take it from arg[0] as is.
+TABLES_BY_RELEASE: dict[str, dict[int, SubOpTable]] = {r: _tables(r) for r in releases.KNOWN}
+#: The default release's (4.17).
+TABLES = TABLES_BY_RELEASE[releases.DEFAULT]
+
+
+def tables(release: str | None = None) -> dict[int, SubOpTable]:
+    """The command tables of a known release (DEFAULT for None); UsageError if unknown."""
+    return TABLES_BY_RELEASE[releases.get(release).version]
+
+
+def subop_name(op: int, subop: int, release: str | None = None) -> str | None:
     """Name of command ``subop`` of hypercall ``op``; None if ``op`` has no table."""
-    table = TABLES.get(op)
+    table = tables(release).get(op)
     if table is None:
         return None
     if op == 12:
@@ -101,13 +119,14 @@ def subop_name(op: int, subop: int) -> str | None:
     return table.name(subop)
 
 
-def lookup_subop(op: int, text: str) -> int:
+def lookup_subop(op: int, text: str, release: str | None = None) -> int:
     """The command number ``text`` names for hypercall ``op`` (raises NotFound/UsageError)."""
-    table = TABLES.get(op)
+    known = tables(release)
+    table = known.get(op)
     if table is None:
         raise UsageError(
             f"trace: hypercall {op} has no command table; give only its name "
             f"(commands are known for "
-            f"{', '.join(t.title for t in TABLES.values())})"
+            f"{', '.join(t.title for t in known.values())})"
         )
     return table.lookup(text).number

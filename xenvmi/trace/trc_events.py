@@ -1,15 +1,17 @@
-"""Event-id tables for xentrace files, transcribed from Xen 4.17's public/trace.h, and
-the layouts of the extra words of the events xenvmi interprets (FIELD_DECODERS).
+"""Event-id tables for xentrace files, transcribed from each Xen release's public/trace.h,
+and the layouts of the extra words of the events xenvmi interprets (FIELD_DECODERS).
 
 Kept as literal tables (not parsed at run time) so decoding works on hosts without
-libxen-dev; tests/unit/test_xentrace.py checks every entry against /usr/include/xen/trace.h.
-Word layouts cite the Xen 4.17 function that writes them.
+libxen-dev; tests/unit/test_xentrace.py checks every release's names against its trace.h
+in tests/unit/data/xen-headers/. Word layouts cite the Xen 4.17 function that writes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from xenvmi.errors import UsageError
 
 if TYPE_CHECKING:
     from xenvmi.abi.hypercalls import Hypercall
@@ -90,7 +92,8 @@ SUBCLASS_NAMES = {
 #: TRC_SCHED_CLASS_EVT scheduler ids (bits 9-11 of a TRC_SCHED_CLASS event).
 SCHEDULER_IDS = {0: "CSCHED", 1: "CSCHED2", 3: "ARINC653", 4: "RTDS", 5: "SNULL"}
 
-#: Every event id #defined in public/trace.h (4.17), by value.
+#: Every event id #defined in public/trace.h (4.17), by value. EVENT_NAMES_BY_RELEASE
+#: has the other releases'.
 EVENT_NAMES = {
     0x0001F001: "TRC_LOST_RECORDS",
     0x0001F002: "TRC_TRACE_WRAP_BUFFER",
@@ -227,6 +230,34 @@ EVENT_NAMES = {
     0x00802008: "TRC_HW_IRQ_HANDLED",
 }
 
+#: 4.19 split the HVM exit event into a VMX and an SVM one (SVM's takes the next id).
+_EVENT_NAMES_4_19 = {
+    **EVENT_NAMES,
+    0x00081002: "TRC_HVM_VMX_EXIT",
+    0x00081102: "TRC_HVM_VMX_EXIT64",
+    0x00081003: "TRC_HVM_SVM_EXIT",
+    0x00081103: "TRC_HVM_SVM_EXIT64",
+}
+#: Event names per Xen release (the keys of xenvmi.abi.releases.KNOWN).
+EVENT_NAMES_BY_RELEASE = {
+    "4.17": EVENT_NAMES,
+    "4.18": EVENT_NAMES,
+    "4.19": _EVENT_NAMES_4_19,
+    "4.20": _EVENT_NAMES_4_19,
+}
+
+
+def event_names(release: str | None = None) -> dict[int, str]:
+    """The event-id table of a known release (4.17's for None)."""
+    if release is None:
+        return EVENT_NAMES
+    try:
+        return EVENT_NAMES_BY_RELEASE[release]
+    except KeyError:
+        known = ", ".join(EVENT_NAMES_BY_RELEASE)
+        raise UsageError(f"xentrace: no event names for Xen {release!r} (known: {known})") from None
+
+
 #: Fallback hypercall names (public/xen.h __HYPERVISOR_*; 48/49 are the x86 arch_0/arch_1
 #: users mca and paging_domctl_cont). Used when xenvmi.abi.hypercalls is not available.
 HYPERCALL_NAMES = {
@@ -289,9 +320,11 @@ def class_name(event: int) -> str:
     return _CLASS_BY_MAIN.get(main) or f"TRC_CLASS_0x{main:03x}"
 
 
-def event_name(event: int) -> str:
-    """The trace.h name of an event id, allowing for the flag bits Xen ORs into some ids."""
-    name = EVENT_NAMES.get(event)
+def event_name(event: int, release: str | None = None) -> str:
+    """The trace.h name of an event id in ``release`` (4.17 for None), allowing for the flag
+    bits Xen ORs into some ids."""
+    names = event_names(release)
+    name = names.get(event)
     if name is not None:
         return name
     main = (event >> 16) & 0xFFF
@@ -302,16 +335,16 @@ def event_name(event: int) -> str:
             sched = SCHEDULER_IDS.get((event >> 9) & 7, str((event >> 9) & 7))
             return f"TRC_SCHED_CLASS_EVT({sched},{event & 0x1FF})"
     elif main == 0x008 and event & TRC_HVM_NESTEDFLAG:
-        base = EVENT_NAMES.get(event & ~TRC_HVM_NESTEDFLAG)
+        base = names.get(event & ~TRC_HVM_NESTEDFLAG)
         if base:
             return base + "|NESTED"
     elif main == 0x020 and event & TRC_64_FLAG:
-        base = EVENT_NAMES.get(event & ~TRC_64_FLAG)
+        base = names.get(event & ~TRC_64_FLAG)
         if base:
             return base + "64"
     elif main == 0x040:
         # Shadow events carry the guest paging levels in bits 8-11 (xenalyze shadow_process).
-        base = EVENT_NAMES.get(event & ~0xF00)
+        base = names.get(event & ~0xF00)
         if base:
             return base
     return f"{class_name(event)}_0x{event:07x}"
