@@ -461,3 +461,25 @@ def test_a_domain_destroyed_mid_view_is_named(tmp_path):
     assert proc.returncode == 3 and len(errors) == 1, err
     assert "went away" in errors[0] and "test-gone-view" in errors[0], err
     assert "Traceback" not in err
+
+
+def test_a_full_disk_mid_dump_is_one_line_and_no_file(tmp_path):
+    """Fault: the file system fills while `xenvmi dump` writes (a real 16 MiB tmpfs, far
+    smaller than the guest). One line naming the cause, exit 1, and nothing left behind."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], check=True)
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "xenvmi", "dump", "-q", GUESTS[0], str(small / "g.vmcore")],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        left = sorted(p.name for p in small.iterdir())
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    errors = [line for line in res.stderr.splitlines() if "error:" in line]
+    assert res.returncode == 1 and len(errors) == 1, res.stderr
+    assert "No space left on device" in errors[0] and "Traceback" not in res.stderr
+    assert left == [], left
