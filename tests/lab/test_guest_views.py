@@ -20,6 +20,7 @@ from .conftest import (
     report_after_now,
     selected,
     unreported,
+    warm_kernel,
     xenvmi,
 )
 
@@ -46,8 +47,7 @@ def _key(p) -> tuple[int, int, str]:
 def guest(request, guests):
     """Each memory guest, with one (possibly cold) run done so later ones hit the cache."""
     name = request.param
-    res = xenvmi("kernel", name, "--json")
-    assert res.returncode == 0, res.stderr
+    warm_kernel(name)
     return name
 
 

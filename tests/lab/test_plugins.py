@@ -18,7 +18,15 @@ import pytest
 
 from xenvmi.lab.groundtruth import KMSG_LINE
 
-from .conftest import GUESTS, ground_truth, missing_from, report_after_now, unreported, xenvmi
+from .conftest import (
+    GUESTS,
+    ground_truth,
+    missing_from,
+    report_after_now,
+    unreported,
+    warm_kernel,
+    xenvmi,
+)
 
 PLUGIN_GUESTS = ("xvm-pvh1", "xvm-hvm")
 SHIPPED = {
@@ -49,8 +57,7 @@ def run_json(plugin: str, *args: str) -> dict:
 @pytest.fixture(scope="module", params=PLUGIN_GUESTS)
 def guest(request, guests):
     """Each guest, after one (possibly cold) kernel discovery so the plugins hit the cache."""
-    res = xenvmi("kernel", request.param, "--json")
-    assert res.returncode == 0, res.stderr
+    warm_kernel(request.param)
     return request.param
 
 
