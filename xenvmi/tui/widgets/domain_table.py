@@ -164,4 +164,5 @@ class DomainTable(DataTable):
                 changed = True
         if changed:
             self._require_update_dimensions = True
+            self._update_count += 1  # the header's cached cells have the old labels
             self.refresh()
