@@ -235,3 +235,22 @@ def test_a_refresh_repaints_only_the_changed_cells(tui):
             assert "77.7" not in other
 
     run(body())
+
+
+def test_the_sort_mark_moves_when_the_order_stays(tui):
+    """Sorting by name rows already in name order: no row moves, the ▲ moves all the same."""
+
+    async def body():
+        app = tui.make_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            table = app.screen.query_one("#domains")
+            table.set_filter("xvm-pvh")  # xvm-pvh1 (2), xvm-pvh2 (3): the same order by name
+            await pilot.pause()
+            assert "ID▲" in table.render_line(0).text
+            table.set_sort("name")
+            await pilot.pause()
+            header = table.render_line(0).text
+            assert "Name▲" in header and "ID▲" not in header
+
+    run(body())
