@@ -37,7 +37,7 @@ def timed(argv: list[str]) -> float:
     res = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
     took = time.perf_counter() - t0
     if res.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed: {res.stderr.decode()[-300:]}")
+        raise RuntimeError(f"{' '.join(argv)} failed: {res.stderr.decode()[-300:]}")
     return took
 
 
@@ -74,23 +74,65 @@ def _clock(func) -> float:
     return time.perf_counter() - t0
 
 
-def measure(runs: int) -> dict[str, float]:
+def measure(runs: int, per_refresh_rows: bool = True) -> dict[str, float]:
+    """Medians in ms, by row name (see the module's docstring)."""
     rows = {
         "xl list": median_ms(lambda: timed(["xl", "list"]), runs),
         "xentop -b -i 1": median_ms(lambda: timed(["xentop", "-b", "-i", "1"]), runs),
         "xenvmi list": median_ms(lambda: timed(PY + ["list"]), runs),
         "xenvmi top --batch -i 1": median_ms(lambda: timed(PY + ["top", "-b", "-i", "1"]), runs),
-        "xentop -b, per refresh": per_refresh(
-            lambda n: ["xentop", "-b", "-d", "0", "-i", str(n)], runs
-        ),
-        "xenvmi top --batch, per refresh": per_refresh(
-            lambda n: PY + ["top", "-b", "-d", "0", "-i", str(n)], runs
-        ),
     }
+    if per_refresh_rows:
+        rows["xentop -b, per refresh"] = per_refresh(
+            lambda n: ["xentop", "-b", "-d", "0", "-i", str(n)], runs
+        )
+        rows["xenvmi top --batch, per refresh"] = per_refresh(
+            lambda n: PY + ["top", "-b", "-d", "0", "-i", str(n)], runs
+        )
     rows["DomainSampler.sample() in process"], rows["collect_domains() in process"] = in_process(
         runs * 4
     )
     return rows
+
+
+def bench(opts) -> list:
+    """The rows of run.py's table: this host's domains as they are (no extra domains)."""
+    from common import progress, require_dom0, require_tool
+    from table import Goal, Row
+
+    require_dom0()
+    for tool in ("xl", "xentop"):
+        require_tool(tool)
+    n = domain_count()
+    progress(f"domains_refresh: {n} domains")
+    rows = measure(opts.n(2, 5), per_refresh_rows=not opts.quick)
+    size = f"{n} domains"
+
+    def row(what, peer, goal=None):
+        return Row(
+            "domains_refresh",
+            what,
+            size,
+            rows[what] / 1000,
+            rows[peer] / 1000,
+            peer_name=peer,
+            goal=goal,
+        )
+
+    out = [
+        row("xenvmi list", "xl list", Goal.at_most(1.5)),
+        row("xenvmi top --batch -i 1", "xentop -b -i 1"),
+        row("DomainSampler.sample() in process", "xentop -b -i 1"),
+        Row(
+            "domains_refresh",
+            "collect_domains() in process",
+            size,
+            rows["collect_domains() in process"] / 1000,
+        ),
+    ]
+    if "xenvmi top --batch, per refresh" in rows:
+        out.insert(2, row("xenvmi top --batch, per refresh", "xentop -b, per refresh"))
+    return out
 
 
 PEERS = {

@@ -58,7 +58,7 @@ def _run(argv: list[str], what: str) -> tuple[float, str]:
     t = time.monotonic()
     res = subprocess.run(argv, capture_output=True, text=True, timeout=3600, env=ENV)
     if res.returncode:
-        raise SystemExit(f"{what} failed: {res.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"{what} failed: {res.stderr.strip()[-2000:]}")
     return time.monotonic() - t, res.stdout
 
 
@@ -155,7 +155,8 @@ def dump_rows(dump: str, isf: str, runs: int, cold_runs: int) -> list[tuple[str,
     if ours != theirs:
         print(
             f"note: the pid lists differ: xenvmi only {sorted(set(ours) - set(theirs))}, "
-            f"volatility3 only {sorted(set(theirs) - set(ours))}"
+            f"volatility3 only {sorted(set(theirs) - set(ours))}",
+            file=sys.stderr,
         )
     name = Path(dump).name
     return [
@@ -336,14 +337,16 @@ def live_rows(
         if ours != theirs:
             print(
                 f"note: view and loop differ: view only {sorted(ours - theirs)}, "
-                f"loop only {sorted(theirs - ours)}"
+                f"loop only {sorted(theirs - ours)}",
+                file=sys.stderr,
             )
         ratios = [v.seconds / s[0] for v, s in zip(views, same)]
         best = min(v.seconds for v in views) / min(s[0] for s in same)
         print(
             f"view / same-fields loop over {view_runs} interleaved pairs: pairwise median "
             f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}x),"
-            f" best of each {best:.2f}x"
+            f" best of each {best:.2f}x",
+            file=sys.stderr,
         )
         views = [v.seconds for v in views]
     return [
@@ -356,6 +359,107 @@ def live_rows(
             same[0][1],
         ),
         ("plain loop, pid and comm only", statistics.median(t for t, _ in loops), loops[0][1]),
+    ]
+
+
+def python_pass(runs: int) -> float:
+    """Median seconds of ``python -c pass``: the interpreter's own start-up, the floor."""
+    _run([sys.executable, "-c", "pass"], "python -c pass")
+    return statistics.median(_run([sys.executable, "-c", "pass"], "python")[0] for _ in range(runs))
+
+
+def bench_live(opts) -> list:
+    """run.py's rows: warm and cold `xenvmi ps GUEST`, the view against the plain loop."""
+    from common import guest, progress, require_dom0, require_module
+    from table import Goal, Row
+
+    require_dom0()
+    require_module("libvmi", "the plain loop (the view's peer) reads with LibVMI")
+    name, _ = guest(opts)
+    progress(f"guest_ps: live {name}")
+    runs = opts.n(1, 3)
+    live = live_rows(name, runs, 1, opts.n(5, 21))
+    (_, cold, count), (_, warm, _), (_, view, _), (_, loop, _), (_, floor, _) = live
+    base = python_pass(opts.n(3, 5))
+    size = f"{name}, {count} tasks"
+    return [
+        Row(
+            "guest_ps",
+            "xenvmi ps, warm (process start to exit)",
+            size,
+            warm,
+            base,
+            peer_name="python -c pass",
+            goal=Goal.at_most(2, view, "<= 2x python -c pass + the view"),
+        ),
+        Row(
+            "guest_ps",
+            "xenvmi ps, cold (scan, kallsyms, BTF)",
+            size,
+            cold,
+            base,
+            peer_name="python -c pass",
+        ),
+        Row(
+            "guest_ps",
+            "ps view in process (open guest)",
+            size,
+            view,
+            loop,
+            peer_name="plain loop, same fields",
+            goal=Goal.at_most(1.5),
+        ),
+        Row(
+            "guest_ps",
+            "plain loop, pid and comm only",
+            size,
+            floor,
+            loop,
+            peer_name="plain loop, same fields",
+        ),
+    ]
+
+
+def bench_dump(opts) -> list:
+    """run.py's rows: `xenvmi ps FILE` against volatility3's linux.pslist on one dump
+    (--dump/--isf, else the dump the dump benchmark wrote and an ISF made here)."""
+    from common import PY, progress, require_module, run
+    from table import Goal, Row, Skip
+
+    require_module("volatility3", "the peer of ps on a dump")
+    dump, isf = opts.dump, opts.isf
+    if not dump:
+        dump = os.path.join(opts.workdir, "bench.vmcore")
+        if not os.path.exists(dump):
+            raise Skip("no dump: give --dump FILE --isf ISF, or run the dump benchmark first")
+    if not isf:
+        isf = os.path.join(opts.workdir, "bench.json.xz")
+        if not os.path.exists(isf):
+            progress(f"guest_ps: xenvmi isf {dump}")
+            run([*PY, "isf", dump, "-o", isf[: -len(".xz")], "--xz", "-q"], "xenvmi isf")
+    progress(f"guest_ps: ps on {dump} against volatility3")
+    rows = dump_rows(dump, isf, opts.n(1, 3), 1)
+    (_, xcold, n), (_, xwarm, _), (_, vcold, vn), (_, vwarm, _) = rows
+    size = f"{Path(dump).name}, {n} tasks"
+    return [
+        Row(
+            "guest_ps",
+            "xenvmi ps FILE, warm",
+            size,
+            xwarm,
+            vwarm,
+            peer_name="vol linux.pslist, warm",
+            goal=Goal.at_most(0.1, text="<= 0.1x (10x faster)"),
+        ),
+        Row(
+            "guest_ps",
+            "xenvmi ps FILE, cold",
+            size,
+            xcold,
+            vcold,
+            peer_name="vol linux.pslist, cold",
+            goal=Goal.at_most(0.1, text="<= 0.1x (10x faster)"),
+        ),
     ]
 
 

@@ -37,28 +37,22 @@ PAGE = 4096
 MiB = 1 << 20
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("domain")
-    ap.add_argument("--pages", type=int, default=512)
-    ap.add_argument("--mib", type=int, default=16)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--pause", action="store_true", help="pause the guest meanwhile")
-    args = ap.parse_args()
-
+def measure(domain: str, pages: int, mib: int, runs: int, pause: bool):
+    """(tests, times, differing, kind): per test (what, reads, bytes, ...), the seconds of
+    each run by (what, backend), and the pages that differed between the backends."""
     from xenvmi.backends.libvmi import LibvmiMemory
     from xenvmi.backends.native import NativeMemory
 
-    native, lv = NativeMemory(args.domain), LibvmiMemory(args.domain)
+    native, lv = NativeMemory(domain), LibvmiMemory(domain)
     if native.kind == "pv":
-        raise SystemExit(f"{args.domain} is a PV guest: neither backend reads its memory")
+        raise RuntimeError(f"{domain} is a PV guest: neither backend reads its memory")
     raw = lv._vmi  # the libvmi package's own handle
     start = MiB
-    pages = [start + i * PAGE for i in range(args.pages)]
+    pages = [start + i * PAGE for i in range(pages)]
     # one page in each 64 KiB from 1 MiB up, within RAM: no two in one native block
-    spread = min(16, max(1, (native.memsize - 2 * MiB) // PAGE // args.pages))
-    scattered = [start + (i * spread + 3) * PAGE for i in range(args.pages)]
-    chunks = [start + i * MiB for i in range(args.mib)]
+    spread = min(16, max(1, (native.memsize - 2 * MiB) // PAGE // pages))
+    scattered = [start + (i * spread + 3) * PAGE for i in range(pages)]
+    chunks = [start + i * MiB for i in range(mib)]
 
     def cold():  # both backends forget their kept mappings
         raw.pagecache_flush()
@@ -93,14 +87,14 @@ def main() -> int:
         ("pages in order, cold", n, n * PAGE, lv_read(pages), native_read(pages)),
         ("pages re-read, warm", n, n * PAGE, lv_read(pages, False), native_read(pages, False)),
         ("pages apart, cold", n, n * PAGE, lv_read(scattered), native_read(scattered)),
-        ("1 MiB reads", args.mib, args.mib * MiB, lv_batch, native_batch),
+        ("1 MiB reads", mib, mib * MiB, lv_batch, native_batch),
     ]
     times = {(what, who): [] for what, *_ in tests for who in ("LibVMI", "native")}
     differing = dict.fromkeys([t[0] for t in tests], 0)
-    if args.pause:
+    if pause:
         native._pause()
     try:
-        for run in range(args.runs):
+        for run in range(runs):
             for what, _, _, lv_fn, native_fn in tests:
                 order = [("LibVMI", lv_fn), ("native", native_fn)]
                 results = {}
@@ -111,17 +105,56 @@ def main() -> int:
                 a, b = (b"".join(p or bytes(PAGE) for p in results[w]) for w in results)
                 diff = sum(a[i : i + PAGE] != b[i : i + PAGE] for i in range(0, len(a), PAGE))
                 differing[what] = max(differing[what], diff)
-                if diff and args.pause:
-                    raise SystemExit(f"{what}: {diff} pages differ with the guest paused")
+                if diff and pause:
+                    raise RuntimeError(f"{what}: {diff} pages differ with the guest paused")
     finally:
-        if args.pause:
+        if pause:
             native._resume()
         native.close()
         lv.close()
 
+    return tests, times, differing, native.kind
+
+
+def bench(opts) -> list:
+    """run.py's rows: the native backend's read times against LibVMI's."""
+    from common import guest, progress, require_dom0, require_module
+    from table import Row
+
+    require_dom0()
+    require_module("libvmi", "the peer is LibVMI")
+    name, _ = guest(opts)
+    pages, mib = opts.n(128, 512), opts.n(4, 16)
+    progress(f"native_vs_libvmi: {name}, {pages} pages, {mib} MiB")
+    tests, times, differing, _ = measure(name, pages, mib, opts.n(3, 5), True)
+    return [
+        Row(
+            "native_vs_libvmi",
+            f"native backend: {what} (paused)",
+            f"{name}, {n} reads",
+            statistics.median(times[(what, "native")]),
+            statistics.median(times[(what, "LibVMI")]),
+            peer_name="LibVMI",
+        )
+        for what, n, *_ in tests
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("domain")
+    ap.add_argument("--pages", type=int, default=512)
+    ap.add_argument("--mib", type=int, default=16)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--pause", action="store_true", help="pause the guest meanwhile")
+    args = ap.parse_args()
+    tests, times, differing, kind = measure(
+        args.domain, args.pages, args.mib, args.runs, args.pause
+    )
+    start = MiB
     state = "paused" if args.pause else "running"
     print(
-        f"{args.domain} ({native.kind}, guest {state}): {args.pages} single pages and "
+        f"{args.domain} ({kind}, guest {state}): {args.pages} single pages and "
         f"{args.mib} x 1 MiB from {start:#x}, median of {args.runs} interleaved runs"
     )
     print(

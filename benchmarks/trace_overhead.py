@@ -70,7 +70,7 @@ class TracerProcess:
         while "Tracing" not in self._stderr():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.proc.kill()
-                raise SystemExit(f"tracer failed to start: {self._stderr()}")
+                raise RuntimeError(f"tracer failed to start: {self._stderr()}")
             time.sleep(0.2)
         time.sleep(0.5)
 
@@ -145,6 +145,55 @@ def record(path: str, seconds: int) -> None:
     )
 
 
+def overhead(workloads, repeats: int):
+    """(results, lost, base): per tracer mode (and "none" before and after) the median
+    (wall, cpu) per call of each workload; events lost per mode; per workload the CPU
+    baseline, the mean of the runs without a tracer before and after."""
+    results = {"none": measure(workloads, repeats)}
+    lost = {}
+    for mode, extra in MODES.items():
+        tracer = TracerProcess(extra)
+        try:
+            results[mode] = measure(workloads, repeats)
+        finally:
+            lost[mode] = lost_events(tracer.stop())
+    results["none (again)"] = measure(workloads, repeats)
+    base = {w: (results["none"][w][1] + results["none (again)"][w][1]) / 2 for w, _ in workloads}
+    return results, lost, base
+
+
+def bench(opts) -> list:
+    """run.py's rows: CPU per hypercall under each tracer mode against none (goal: < 5 %
+    over, no events lost)."""
+    from common import progress, require_dom0, require_module
+    from table import Goal, Row
+
+    require_dom0()
+    require_module("bcc", "the hypercall tracer runs on bcc")
+    calls = opts.n(5000, 20000)
+    workloads = [("xen_version", lambda: xen_version_loop(calls))]
+    if not opts.quick:
+        workloads.append(("xl list", lambda: xl_loop(5)))
+    progress(f"trace_overhead: {calls} calls a sample, 3 tracer modes")
+    results, lost, base = overhead(workloads, opts.n(2, 3))
+    rows = []
+    for mode in MODES:
+        for w, _ in workloads:
+            rows.append(
+                Row(
+                    "trace_overhead",
+                    f"CPU per call, tracer {mode}",
+                    f"{w} loop" + (f", {calls} calls" if w == "xen_version" else ", 5 runs"),
+                    results[mode][w][1],
+                    base[w],
+                    peer_name="no tracer",
+                    goal=Goal.at_most(1.05, text="< 5 % over, none lost"),
+                    blocker=f"{lost[mode]} events lost" if lost[mode] else "",
+                )
+            )
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=20000, help="xen_version calls a sample")
@@ -168,18 +217,7 @@ def main() -> int:
     workloads = [("xen_version", lambda: xen_version_loop(args.calls))]
     if args.xl_runs:
         workloads.append(("xl list", lambda: xl_loop(args.xl_runs)))
-    results = {"none": measure(workloads, args.repeats)}
-    lost = {}
-    for mode, extra in MODES.items():
-        tracer = TracerProcess(extra)
-        try:
-            results[mode] = measure(workloads, args.repeats)
-        finally:
-            lost[mode] = lost_events(tracer.stop())
-    results["none (again)"] = measure(workloads, args.repeats)
-
-    # overhead against the mean of the baselines before and after, in CPU time
-    base = {w: (results["none"][w][1] + results["none (again)"][w][1]) / 2 for w, _ in workloads}
+    results, lost, base = overhead(workloads, args.repeats)
     head = f"{'tracer':<13}"
     for w, _ in workloads:
         head += f" {w + ' wall us':>18} {'cpu us':>9} {'cpu +%':>7}"

@@ -119,6 +119,54 @@ def xentop_idle_cpu(seconds: float, refresh: float) -> float | None:
     return 100.0 * cpu / wall
 
 
+def bench(opts) -> list:
+    """run.py's rows: the TUI's idle CPU against xentop's over the same window (in dom0,
+    on this host's domains through the live source; elsewhere on synthetic domains, with
+    no peer), and the cost of one refresh of 50 synthetic domains."""
+    from common import progress, require_dom0
+    from table import Goal, Row, Skip
+
+    seconds, refresh = opts.n(9, 30), 3.0
+    size = f"{seconds}s idle, refresh {refresh:g}s"
+    try:
+        require_dom0()
+        from xenvmi import api
+
+        n = len(api.list_domains())
+        progress(f"tui_refresh: idle CPU on {n} live domains, then xentop's")
+        ours = asyncio.run(idle_cpu(n, seconds, refresh, live=True))
+        peer = xentop_idle_cpu(seconds, refresh)
+        status = "" if peer is not None else "skipped: xentop -b failed"
+        what, size = "TUI idle CPU (live source)", f"{n} domains, {size}"
+    except Skip as why:
+        progress("tui_refresh: idle CPU on 5 synthetic domains")
+        ours, peer, status = asyncio.run(idle_cpu(5, seconds, refresh)), None, f"skipped: {why}"
+        what, size = "TUI idle CPU (synthetic source)", f"5 domains, {size}"
+    rows = [
+        Row(
+            "tui_refresh",
+            what,
+            size,
+            ours,
+            peer,
+            unit="%",
+            peer_name="xentop -b",
+            goal=Goal.at_most(2),
+            status=status,
+        )
+    ]
+    runs = opts.n(5, 20)
+    progress(f"tui_refresh: {runs} refreshes of 50 synthetic domains")
+    for sort, label in ((None, "by ID"), ("cpu", "by CPU, rows reordered")):
+        handle, paint = asyncio.run(refresh_ms(50, runs, sort))
+        rows.append(
+            Row(
+                "tui_refresh", f"one refresh, {label}: handle + paint", "50 synthetic", paint / 1000
+            )
+        )
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=20, help="refreshes timed per size")

@@ -84,6 +84,87 @@ def _measure(name: str, func, data: bytes, results: list) -> None:
     )
 
 
+def find_xenalyze() -> str | None:
+    """xenalyze's path: on PATH, or where Debian's xen-utils keeps it."""
+    import glob
+    import shutil
+
+    return shutil.which("xenalyze") or next(
+        iter(sorted(glob.glob("/usr/lib/xen-*/bin/xenalyze"))), None
+    )
+
+
+def bench(opts) -> list:
+    """run.py's rows: the decoder's summary and full-record paths on a generated file, in
+    seconds, against ``xenalyze --summary`` on the same file where xenalyze is installed."""
+    import statistics
+    import subprocess
+
+    from common import progress
+    from table import Row
+
+    mb = opts.n(5, 50)
+    progress(f"xentrace_decode: a {mb} MB generated file")
+    data = generate(mb)
+    path = os.path.join(opts.workdir, "bench-xentrace.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    try:
+        runs = opts.n(1, 3)
+        summary = statistics.median(
+            _seconds(lambda: summarize_file(path, strict=True)) for _ in range(runs)
+        )
+        records = statistics.median(_seconds(lambda: _count(path)) for _ in range(runs))
+        xenalyze, peer, why = find_xenalyze(), None, ""
+        if xenalyze is None:
+            why = "skipped: xenalyze not installed"
+        else:
+            argv = [xenalyze, "--summary", path]
+            res = subprocess.run(argv, capture_output=True, timeout=3600)
+            if res.returncode:
+                tail = res.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+                why = f"skipped: xenalyze failed: {tail[0][:200]}"
+            else:
+                peer = statistics.median(
+                    _seconds(lambda: subprocess.run(argv, capture_output=True, check=True))
+                    for _ in range(runs)
+                )
+    finally:
+        os.unlink(path)
+    size = f"{len(data) / 1e6:.0f} MB generated"
+    return [
+        Row(
+            "xentrace_decode",
+            "decode, summary path",
+            size,
+            summary,
+            peer,
+            peer_name="xenalyze --summary",
+            status=why,
+        ),
+        Row(
+            "xentrace_decode",
+            "decode, every record",
+            size,
+            records,
+            peer,
+            peer_name="xenalyze --summary",
+            status=why,
+        ),
+    ]
+
+
+def _seconds(func) -> float:
+    t = time.perf_counter()
+    func()
+    return time.perf_counter() - t
+
+
+def _count(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in TraceDecoder(f))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=50.0, help="file size in MB (50)")

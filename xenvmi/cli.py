@@ -102,9 +102,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"xenvmi {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    modules = (module_of(command),) if module_of(command) else COMMAND_MODULES
-    for name in modules:
-        importlib.import_module(f"xenvmi.commands.{name}").register(sub)
+    module = module_of(command)
+    for name in (module,) if module else COMMAND_MODULES:
+        register = importlib.import_module(f"xenvmi.commands.{name}").register
+        if name == "views" and module == "views":
+            register(sub, only=command)  # one view's module, not all of them
+        else:
+            register(sub)
     return parser
 
 

@@ -10,7 +10,6 @@ drive it with a fake store and fake counters.
 from __future__ import annotations
 
 import os
-import platform
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -414,10 +413,11 @@ class HostSampler:
             if not any(d.name == name for d in daemons):
                 daemons.append(Daemon(name=name, pid=None, alive=False))
         mem = ps.virtual_memory()
+        uname = os.uname()  # platform's import is not free on the CLI's one-shot path
         return HostSample(
             time=time.time(),
-            hostname=platform.node(),
-            kernel=platform.release(),
+            hostname=uname.nodename,
+            kernel=uname.release,
             cpus=ps.cpu_count() or 0,
             cpu_percent=ps.cpu_percent(None),
             load_1m=os.getloadavg()[0],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,10 +28,14 @@ def to_jsonable(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
+    import json  # here: a text table (`xenvmi list`) needs none of it
+
     return json.dumps(to_jsonable(value), indent=2, sort_keys=False)
 
 
 def json_line(value: Any) -> str:
+    import json
+
     return json.dumps(to_jsonable(value), separators=(",", ":"))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from xenvmi.backends import xenstat
@@ -225,9 +227,9 @@ def test_xenstat_failures_are_unavailable(monkeypatch):
     xs._handle = 42
     with pytest.raises(Unavailable, match="xenstat_get_node failed"):
         xs.node()
-    monkeypatch.setattr(xenstat.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
     monkeypatch.setattr(xenstat, "LIBRARY_NAMES", ("libxenstat-missing.so",))
-    monkeypatch.setattr(xenstat.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr("glob.glob", lambda pattern: [])
     with pytest.raises(Unavailable, match="apt-get install libxenstat4.17"):
         xenstat.find_library()
 
@@ -244,3 +246,27 @@ def test_xenstat_call_that_hangs_times_out():
         xs.node()
     assert xs._handle is None  # retired, never freed under the stuck thread
     gate.set()
+
+
+def test_find_library_tries_the_sonames_before_ldconfig(monkeypatch):
+    """`xenvmi list` loads libxenstat by soname: ctypes.util.find_library starts a process
+    (ldconfig -p), a noticeable part of a one-shot command in an emulated dom0."""
+    tried = []
+
+    def cdll(name, *args, **kwargs):
+        tried.append(name)
+        if name != "libxenstat.so.4":
+            raise OSError(f"{name}: cannot open shared object file")
+        return object()
+
+    monkeypatch.setattr(xenstat.ctypes, "CDLL", cdll)
+    monkeypatch.setattr("ctypes.util.find_library", lambda name: pytest.fail("ran ldconfig"))
+    assert xenstat.find_library() == "libxenstat.so.4"
+    assert tried == ["libxenstat.so.4.17", "libxenstat.so.4"]
+
+
+def test_scratch_file_holds_what_was_written_to_its_descriptor():
+    with xenstat._scratch_file() as f:
+        os.write(f.fileno(), b"xenstat_init: Permission denied\n")
+        f.seek(0)
+        assert f.read() == b"xenstat_init: Permission denied\n"

@@ -12,10 +12,7 @@ helper thread that is abandoned (and the handle retired) if it overruns ``timeou
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import glob
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -107,11 +104,23 @@ class NodeCounters:
 
 
 def find_library() -> str:
-    """The path or soname of libxenstat, or Unavailable saying which package to install."""
-    found = ctypes.util.find_library("xenstat")
-    candidates = ([found] if found else []) + list(LIBRARY_NAMES)
+    """The path or soname of libxenstat, or Unavailable saying which package to install.
+
+    The known sonames come first: ``ctypes.util.find_library`` runs ``ldconfig -p`` (a
+    process start, tenths of a second in an emulated dom0) on every `xenvmi list`."""
+    for name in LIBRARY_NAMES:
+        try:
+            ctypes.CDLL(name)
+            return name
+        except OSError:
+            continue
+    from ctypes.util import find_library as ldconfig_lookup
+    from glob import glob
+
+    found = ldconfig_lookup("xenstat")
+    candidates = [found] if found else []
     for pattern in ("/usr/lib/*/libxenstat.so*", "/usr/lib*/libxenstat.so*"):
-        candidates += sorted(glob.glob(pattern))
+        candidates += sorted(glob(pattern))
     for name in candidates:
         try:
             ctypes.CDLL(name)
@@ -156,6 +165,17 @@ def _run_bounded(func, timeout: float, what: str):
     return box.get("value")
 
 
+def _scratch_file():
+    """An anonymous file for libxenstat's stderr: a memfd (tempfile's import is not free
+    on the one-shot path), a temporary file where memfd_create is missing."""
+    try:
+        return os.fdopen(os.memfd_create("xenvmi-xenstat-err"), "w+b")
+    except (AttributeError, OSError):
+        import tempfile
+
+        return tempfile.TemporaryFile()
+
+
 class XenStat:
     """A libxenstat handle. ``node(flags)`` returns a fresh :class:`NodeCounters`."""
 
@@ -190,7 +210,7 @@ class XenStat:
 
     def _init_quietly(self) -> tuple[int | None, str]:
         """xenstat_init perror()s its failures; catch that text for our one-line error."""
-        with tempfile.TemporaryFile() as err:
+        with _scratch_file() as err:
             saved = os.dup(2)
             try:
                 os.dup2(err.fileno(), 2)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import builtins
 import errno
 import itertools
-import logging
 import os
 import posixpath
 import re
@@ -30,8 +29,6 @@ from typing import NamedTuple, overload
 from xenvmi import safetext
 from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
 from xenvmi.model.host import WatchEvent, XsNode, XsTree
-
-log = logging.getLogger(__name__)
 
 
 class Op(IntEnum):
@@ -208,7 +205,9 @@ class XenStore:
             try:
                 conn.close()
             except (OSError, PyXSError) as e:  # already broken: nothing left to release
-                log.debug("closing the xenstore connection: %s", e)
+                import logging  # only here: its import is a fair part of `xenvmi list`
+
+                logging.getLogger(__name__).debug("closing the xenstore connection: %s", e)
 
     def _lost(self, why: str) -> Unavailable:
         self.close()

@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xenvmi import render
 from xenvmi.commands import add_command, usage
-from xenvmi.model.hypercall import HypercallEvent
-from xenvmi.trace.hypercall_decode import event_json, format_event
-from xenvmi.trace.hypercall_filters import Filters, parse_op
-from xenvmi.trace.hypercall_stats import Stats
+
+if TYPE_CHECKING:  # the tracer's modules load when a trace runs, not for `xenvmi --help`
+    from xenvmi.model.hypercall import HypercallEvent
+    from xenvmi.trace.hypercall_filters import Filters
+    from xenvmi.trace.hypercall_stats import Stats
 
 EXAMPLES = """  xenvmi trace hypercalls                      every privcmd call, a line each (Ctrl-C)
   xenvmi trace hypercalls --errors-only        only the ones that failed, with the error named
@@ -115,6 +116,8 @@ def register(sub: Any) -> None:
 
 def filters_from_args(args: argparse.Namespace, release: str | None = None) -> Filters:
     """The filters asked for; commands are named with Xen ``release``'s tables."""
+    from xenvmi.trace.hypercall_filters import Filters, parse_op
+
     kind = op = subop = None
     if args.op:
         kind, op, subop = parse_op(args.op, release)
@@ -159,6 +162,8 @@ class _Stopper:
 
 
 def emit_event(ev: HypercallEvent, as_json: bool, out=None) -> None:
+    from xenvmi.trace.hypercall_decode import event_json, format_event
+
     out = out or sys.stdout
     out.write((render.json_line(event_json(ev)) if as_json else format_event(ev)) + "\n")
     out.flush()
@@ -191,6 +196,8 @@ def cmd_hypercalls(args: argparse.Namespace) -> int:
     if args.ebpf:
         print(program_text(filters, stream=stream, stats=kernel_stats))
         return 0
+    from xenvmi.trace.hypercall_stats import Stats
+
     stats = Stats()
     aggregate = args.summary or args.hist
 

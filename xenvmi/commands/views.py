@@ -44,11 +44,12 @@ LEGACY_KEYS = {
 }
 
 
-def register(sub: Any) -> None:
+def register(sub: Any, only: str | None = None) -> None:
+    """Every view's command, or (``only``, a view module's name) just that one's."""
     from xenvmi.plugins.base import option_specs, yes_no
     from xenvmi.plugins.loader import view_classes
 
-    for view in view_classes():
+    for view in view_classes(only):
         if not view.command:
             continue
         p = add_command(sub, view.name, view.description, view.examples + COMMON)

@@ -13,12 +13,10 @@ same name is listed as shadowed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import importlib.util
 import inspect
 import os
-import pkgutil
 import re
 import sys
 import types
@@ -175,6 +173,8 @@ def _info(found: type, source: str, fallback: str, dump_file: bool = False) -> E
 
 def view_modules() -> list[str]:
     """The modules of the built-in views' package, in name order."""
+    import pkgutil
+
     package = importlib.import_module(VIEWS_PACKAGE)
     return sorted(
         f"{VIEWS_PACKAGE}.{m.name}"
@@ -224,12 +224,13 @@ def builtin_views() -> list[type[Plugin]]:
     return [e.cls for e in _from_views() if e.cls is not None]
 
 
-def view_classes() -> list[type[Plugin]]:
+def view_classes(only: str | None = None) -> list[type[Plugin]]:
     """The built-in views' classes, imported but neither validated nor checked against
     what is installed: what the CLI needs to build its commands, at start-up's cost only
-    (``builtin_views`` and the runner check them; the unit tests validate every one)."""
+    (``builtin_views`` and the runner check them; the unit tests validate every one).
+    ``only``: just the view of that module (`xenvmi ps` imports no other view)."""
     out = []
-    for name in view_modules():
+    for name in [f"{VIEWS_PACKAGE}.{only}"] if only else view_modules():
         found = _module_plugin(importlib.import_module(name))
         if not isinstance(found, str):
             out.append(cast("type[Plugin]", found))
@@ -297,6 +298,8 @@ def _load_file(path: Path) -> Entry:
 
 def _import_file(path: Path) -> type | str:
     """The file's plugin class, or the one-line reason it has none."""
+    import hashlib
+
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     modname = f"xenvmi_plugin_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest}"
     spec = importlib.util.spec_from_file_location(modname, path)

@@ -413,7 +413,9 @@ def _arg_plan(codes: int) -> tuple:
     return tuple(plan)
 
 
-_ARG_PLANS = tuple(_arg_plan(c) for c in range(4096))
+#: Plans by code, filled as codes are seen: all 4096 up front were most of this module's
+#: import time, paid by every command that registers `xenvmi xentrace` (`--help` too).
+_ARG_PLANS: dict[int, tuple] = {}
 
 
 def _hypercall_v2(ev: int, x: Sequence[int]) -> dict[str, Any]:
@@ -427,7 +429,10 @@ def _hypercall_v2(ev: int, x: Sequence[int]) -> dict[str, Any]:
     if w0 >> 20:
         args: list[int | None] = [None] * 6
         n = len(x)
-        for i, word, width in _ARG_PLANS[w0 >> 20]:
+        plan = _ARG_PLANS.get(w0 >> 20)
+        if plan is None:
+            plan = _ARG_PLANS[w0 >> 20] = _arg_plan(w0 >> 20)
+        for i, word, width in plan:
             if width == 1 and word < n:
                 args[i] = x[word]
             elif width == 2 and word + 1 < n:
