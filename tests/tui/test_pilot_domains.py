@@ -200,43 +200,6 @@ def names_of(screen) -> list[str]:
     return list(screen.query_one("#domains").visible_names)
 
 
-def test_a_refresh_repaints_only_the_changed_cells(tui):
-    """Rows in the same order: the changed cell shows its new text, and the cached
-    renderings of every other cell survive (issue 22: re-rendering the whole table each
-    refresh was most of the TUI's idle CPU)."""
-    from xenvmi.tui import messages as m
-
-    async def body():
-        app = tui.make_app()
-        async with app.run_test(size=(120, 40)) as pilot:
-            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
-            screen, table = app.screen, app.screen.query_one("#domains")
-            await pilot.pause()
-            samples = list(table.samples.values())
-            line = table.render_line(1 + table.get_row_index("2")).text  # header is line 0
-            assert "xvm-pvh1" in line and "77.7" not in line
-            cache = table._cell_render_cache
-            before = {k: cache.get(k) for k in cache.keys()}
-            assert {(k[0].value, k[1].value) for k in before} >= {("3", "name"), ("2", "cpu")}
-            changed = [
-                dataclasses.replace(s, cpu_percent=77.7) if s.domid == 2 else s for s in samples
-            ]
-            screen.on_samples_updated(m.SamplesUpdated(None, changed, None, 0.0))
-            await pilot.pause()
-            drawn = {
-                (k[0].value, k[1].value)
-                for k in cache.keys()
-                if k not in before or cache.get(k) is not before[k]
-            }
-            assert drawn == {("2", "cpu")}  # the one changed cell, and nothing else, redrawn
-            line = table.render_line(1 + table.get_row_index("2")).text
-            assert "xvm-pvh1" in line and "77.7" in line
-            other = table.render_line(1 + table.get_row_index("3")).text
-            assert "77.7" not in other
-
-    run(body())
-
-
 def test_the_sort_mark_moves_when_the_order_stays(tui):
     """Sorting by name rows already in name order: no row moves, the ▲ moves all the same."""
 

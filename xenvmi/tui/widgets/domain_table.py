@@ -7,7 +7,6 @@ from typing import Any
 from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowKey
 
 from xenvmi.model.host import Domain, DomainSample
 from xenvmi.tui.format import BY_KEY, COLUMN_KEYS, COLUMNS, matches, row_cells, sorted_samples
@@ -76,15 +75,10 @@ class DomainTable(DataTable):
         order = [str(s.domid) for s in rows]
         cells = {str(s.domid): row_cells(s, self.domains.get(s.domid)) for s in rows}
         if order == self._order:
-            changed = {
-                key: [
-                    (col, new)
-                    for col, new, old in zip(COLUMN_KEYS, cells[key], self._cells[key])
-                    if not _same(new, old)
-                ]
-                for key in order
-            }
-            self._update_cells({k: v for k, v in changed.items() if v})
+            for key in order:
+                for col, new, old in zip(COLUMN_KEYS, cells[key], self._cells[key]):
+                    if not _same(new, old):
+                        self.update_cell(key, col, new)
             self._widen(cells)
         else:
             selected = (
@@ -101,41 +95,6 @@ class DomainTable(DataTable):
         self._cells = cells
         self._mark_sorted()
 
-    def _update_cells(self, changed: dict[str, list[tuple[str, Any]]]) -> None:
-        """Set the changed cells and forget only their renderings. DataTable.update_cell
-        bumps a counter that is part of every render cache's key, so one changed cell
-        re-rendered every visible cell: most of the TUI's idle CPU (issue 22). Here the
-        cell cache keeps the unchanged cells, and only the changed rows are repainted.
-        On a DataTable without these caches (another Textual), update_cell does it all."""
-        if not changed:
-            return
-        try:
-            cell_cache, row_cache = self._cell_render_cache, self._row_render_cache
-            renderable_cache, line_cache = self._row_renderable_cache, self._line_cache
-            data = self._data
-        except AttributeError:
-            for key, updates in changed.items():
-                for col, value in updates:
-                    self.update_cell(key, col, value)
-            return
-        cells, rows = set(), {}
-        for key, updates in changed.items():
-            row = RowKey(key)
-            rows[row] = self.get_row_index(row)
-            for col, value in updates:
-                data[row][ColumnKey(col)] = value
-                cells.add((row, ColumnKey(col)))
-        for cell_key in [k for k in cell_cache.keys() if (k[0], k[1]) in cells]:
-            cell_cache.discard(cell_key)
-        for row_key in [k for k in row_cache.keys() if k[0] in rows]:
-            row_cache.discard(row_key)
-        indices = set(rows.values())
-        for at in [k for k in renderable_cache.keys() if k[1] in indices]:
-            renderable_cache.discard(at)
-        line_cache.clear()  # lines are assembled from the cached rows: cheap to redo
-        for index in indices:
-            self.refresh_row(index)
-
     def _widen(self, cells: dict[str, list[Any]]) -> None:
         """Grow columns whose new text is wider. (update_cell(update_width=True) would
         re-measure the whole column for every cell: minutes with 1000 domains.)"""
@@ -147,7 +106,6 @@ class DomainTable(DataTable):
                 grown = True
         if grown:
             self._require_update_dimensions = True
-            self._update_count += 1  # every cached rendering has the old widths
             self.refresh()
 
     def _mark_sorted(self) -> None:
