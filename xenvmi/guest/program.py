@@ -160,7 +160,8 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
         if sym.kind != SymbolKind.FUNC:  # the BTF object finder relies on this
             kp.warnings.append(f"kallsyms gives {name} kind {sym.kind.name}, not FUNC")
         break
-    how = kp.sources.pop("kallsyms tables", "via VMCOREINFO")
+    found = "found by structure in the image" if kp.discovery.method != "note" else ""
+    how = kp.sources.pop("kallsyms tables", found or "via VMCOREINFO")
     kp.sources["symbols"] = f"guest kallsyms tables ({num} symbols, {how})"
 
 
@@ -241,6 +242,8 @@ def _page_offset_base(prog: Program) -> int:
 def _check_note_owner(kp: KernelProgram) -> None:
     """The note we used must be the one the kernel's ``vmcoreinfo_note`` points to."""
     prog, d = kp.prog, kp.discovery
+    if d.method != "note":
+        return  # no note was used: nothing to check
     try:
         va = prog.read_u64(prog.symbol("vmcoreinfo_note").address)
         pob = _page_offset_base(prog)
