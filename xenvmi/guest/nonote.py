@@ -254,6 +254,10 @@ def locate(mem: GuestMemory, timeout: float = 600.0, progress: Progress = lambda
     pgd_va = got.get("init_top_pgt", got.get("swapper_pg_dir"))
     if pgd_va is None or "init_uts_ns" not in got:
         raise GuestDataError("the kernel's kallsyms tables name no swapper_pg_dir or init_uts_ns")
+    if not lay.text <= got["init_uts_ns"] < lay.end:
+        raise GuestDataError(
+            f"kallsyms puts init_uts_ns at {got['init_uts_ns']:#x}, outside the image"
+        )
     _check_pgd(mem, lay, pgd_va)
     lines = [
         f"OSRELEASE={release}",
@@ -276,7 +280,7 @@ def locate(mem: GuestMemory, timeout: float = 600.0, progress: Progress = lambda
         verify(mem, info)
     except V.NoteError as e:
         raise GuestDataError(f"the banner's release is not init_uts_ns's: {e}") from None
-    if lay.direct_map is not None and "page_offset_base" in got:
+    if lay.direct_map is not None and lay.text <= got.get("page_offset_base", 0) < lay.end:
         pob_pa = info.kernel_image_pa(got["page_offset_base"])
         pob = struct.unpack("<Q", mem.read_physical(pob_pa, 8))
         if pob[0] != lay.direct_map:
