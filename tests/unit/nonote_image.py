@@ -73,6 +73,7 @@ def kernel(
     cr3_is_swapper: bool = False,
     pti_user: bool = False,
     size: int = 64 * MiB,
+    btf: bool = True,
 ) -> Kernel:
     text = START_KERNEL + slide
     syms = [s for s in symbols(count=800, text_va=text) if s[1] != "init_top_pgt"]
@@ -97,8 +98,9 @@ def kernel(
     rel = RELEASE.encode() + b"\0"
     put(slice(uts + 4 + 130, uts + 4 + 130 + len(rel)), rel)
     struct.pack_into("<Q", img, k.pa(text + POB_OFF), dm)
-    btf = _btf()
-    put(slice(k.pa(text + BTF_OFF), k.pa(text + BTF_OFF) + len(btf)), btf)
+    if btf:
+        blob = _btf()
+        put(slice(k.pa(text + BTF_OFF), k.pa(text + BTF_OFF) + len(blob)), blob)
     pgd, pud, pd, dm_pud_pa = (k.pa(text + o) for o in (PGD_OFF, PUD_OFF, PD_OFF, DM_PUD_OFF))
     struct.pack_into("<Q", img, pgd + 511 * 8, pud | 0x63)
     struct.pack_into("<Q", img, pud + 510 * 8, pd | 0x63)
