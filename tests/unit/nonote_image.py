@@ -28,7 +28,7 @@ BANNER = (
 ).encode()
 #: Offsets from _text of the pieces the kallsyms image leaves room for (its first 8 MiB).
 PGD_OFF, PUD_OFF, PD_OFF, DM_PUD_OFF = 0x50_0000, 0x50_1000, 0x50_2000, 0x50_3000
-BANNER_OFF, UTS_OFF, POB_OFF = 0x60_0000, 0x40_0000, 0x40_1000
+BANNER_OFF, UTS_OFF, POB_OFF, NOTES_OFF = 0x60_0000, 0x40_0000, 0x40_1000, 0x40_2000
 BTF_OFF = 0xA0_0000
 PROC_PGD = 0x10000  # a process's top-level table, in low memory
 
@@ -74,6 +74,7 @@ def kernel(
     pti_user: bool = False,
     size: int = 64 * MiB,
     btf: bool = True,
+    build_id: bytes | None = None,
 ) -> Kernel:
     text = START_KERNEL + slide
     syms = [s for s in symbols(count=800, text_va=text) if s[1] != "init_top_pgt"]
@@ -83,6 +84,14 @@ def kernel(
         ("D", "init_top_pgt", text + PGD_OFF),
         ("R", "linux_banner", text + BANNER_OFF),
     ]
+    notes = b""
+    if build_id is not None:  # a Xen note first, then the GNU build ID, as vmlinux has
+        notes = struct.pack("<III", 4, 4, 1) + b"Xen\0" + b"\x01\0\0\0"
+        notes += struct.pack("<III", 4, len(build_id), 3) + b"GNU\0" + build_id
+        extra += [
+            ("R", "__start_notes", text + NOTES_OFF),
+            ("R", "__stop_notes", text + NOTES_OFF + len(notes)),
+        ]
     syms = sorted([s for s in syms if s[1] != "init_uts_ns"] + extra, key=lambda s: s[2])
     tables = build(syms, text_va=text)
     img = bytearray(size)
@@ -98,6 +107,7 @@ def kernel(
     rel = RELEASE.encode() + b"\0"
     put(slice(uts + 4 + 130, uts + 4 + 130 + len(rel)), rel)
     struct.pack_into("<Q", img, k.pa(text + POB_OFF), dm)
+    put(slice(k.pa(text + NOTES_OFF), k.pa(text + NOTES_OFF) + len(notes)), notes)
     if btf:
         blob = _btf()
         put(slice(k.pa(text + BTF_OFF), k.pa(text + BTF_OFF) + len(blob)), blob)

@@ -61,6 +61,13 @@ class _Recording(BytesMemory):
         return super()._read_pages(addr, size)
 
 
+def test_the_build_id_comes_from_the_kernels_notes():
+    k = kernel(build_id=bytes(range(20)))
+    info, *_ = nonote.locate(mem_of(k))
+    assert info.build_id == bytes(range(20)).hex()
+    assert kernel().note_text() and nonote.locate(mem_of(kernel()))[0].build_id is None
+
+
 def test_only_the_kernel_image_is_read():
     """256 MiB of RAM: the search reads the image's mapped 2 MiB pages (and the page
     tables in low memory), nothing of the rest of RAM."""

@@ -35,6 +35,9 @@ void start_kernel(void) {}
 """
 
 
+BUILD_ID = bytes(range(1, 21))
+
+
 def _vmlinux(tmp_path: Path, banner_off: int = BANNER_OFF) -> str:
     if shutil.which("gcc") is None:
         pytest.skip("no gcc to build a vmlinux with DWARF")
@@ -44,7 +47,8 @@ def _vmlinux(tmp_path: Path, banner_off: int = BANNER_OFF) -> str:
     subprocess.run(
         [
             "gcc", "-g", "-O0", "-mcmodel=kernel", "-fno-pic", "-no-pie", "-nostdlib",
-            "-static", "-Wl,-e,start_kernel", f"-Wl,-Ttext=0x{START_KERNEL + 0x1000:x}",
+            "-static", "-Wl,-e,start_kernel", f"-Wl,--build-id=0x{BUILD_ID.hex()}",
+            f"-Wl,-Ttext=0x{START_KERNEL + 0x1000:x}",
             f"-Wl,--section-start=.banner=0x{START_KERNEL + banner_off:x}",
             f"-Wl,--section-start=.uts=0x{START_KERNEL + UTS_OFF:x}",
             "-o", str(out), str(src),
@@ -87,6 +91,16 @@ def test_a_vmlinux_of_another_kernel_is_refused(tmp_path):
     _, mem, d = _guest()
     with pytest.raises(GuestDataError, match="is another kernel: it puts linux_banner"):
         program.build(mem, d, use_cache=False, vmlinux=_vmlinux(tmp_path, BANNER_OFF + 0x1000))
+
+
+def test_drgn_checks_the_build_id_the_kernel_gives(tmp_path):
+    path = _vmlinux(tmp_path)
+    _, mem, d = _guest(build_id=BUILD_ID)
+    kp = program.build(mem, d, use_cache=False, vmlinux=path)
+    assert kp.prog.type("struct task_struct").size == 56
+    _, mem, d = _guest(build_id=b"\x01" * 20)  # another build of the same release
+    with pytest.raises(GuestDataError, match="drgn took no DWARF"):
+        program.build(mem, d, use_cache=False, vmlinux=path)
 
 
 def test_a_file_without_dwarf_or_absent(tmp_path):

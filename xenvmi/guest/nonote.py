@@ -51,7 +51,17 @@ CHUNK = 4 << 20
 #: How much of the image the kallsyms search reads at most (rodata is within the first
 #: ~40 MiB of a distribution kernel).
 MAX_SEARCH = 128 << 20
-EXTRA = ("_stext", "init_uts_ns", "init_top_pgt", "swapper_pg_dir", "page_offset_base")
+EXTRA = (
+    "_stext",
+    "init_uts_ns",
+    "init_top_pgt",
+    "swapper_pg_dir",
+    "page_offset_base",
+    "__start_notes",
+    "__stop_notes",
+)
+MAX_NOTES = 64 << 10
+NT_GNU_BUILD_ID = 3
 _RELEASE = re.compile(rb"^[0-9]+\.[0-9]+[\x21-\x7e]{0,60}$")
 
 Progress = Callable[[str], None]
@@ -269,6 +279,9 @@ def locate(mem: GuestMemory, timeout: float = 600.0, progress: Progress = lambda
         f"NUMBER(pgtable_l5_enabled)={int(lay.levels == 5)}",
         f"KERNELOFFSET={lay.slide:x}",
     ]
+    build_id = _build_id(mem, lay, got)
+    if build_id:  # what a note gives too: drgn checks a --vmlinux against it
+        lines.append(f"BUILD-ID={build_id}")
     text = "\n".join(lines).encode() + b"\n" + tables.vmcoreinfo_lines({"_stext": 0})
     try:
         info = V.parse_text(text)
@@ -295,6 +308,29 @@ def locate(mem: GuestMemory, timeout: float = 600.0, progress: Progress = lambda
         f"kallsyms {tables.describe()}"
     )
     return info, lay, lay.text_pa + at, banner, how
+
+
+def _build_id(mem: GuestMemory, lay: Layout, got: dict[str, int]) -> str | None:
+    """The kernel's GNU build ID from its notes (``__start_notes``..``__stop_notes``,
+    ELF notes in the image), or None."""
+    start, stop = got.get("__start_notes"), got.get("__stop_notes")
+    if start is None or stop is None or not lay.text <= start < stop <= lay.end:
+        return None
+    if stop - start > MAX_NOTES:
+        return None
+    data = mem.read_physical(start - lay.text + lay.text_pa, stop - start)
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+        name_end = pos + 12 + (namesz + 3) // 4 * 4
+        desc_end = name_end + (descsz + 3) // 4 * 4
+        if desc_end > len(data):
+            return None
+        if ntype == NT_GNU_BUILD_ID and data[pos + 12 : pos + 12 + namesz] == b"GNU\0":
+            desc = data[name_end : name_end + descsz]
+            return desc.hex() if 8 <= descsz <= 64 else None
+        pos = desc_end
+    return None
 
 
 def _reader_zero(mem: GuestMemory) -> Callable[[int, int], bytes]:
