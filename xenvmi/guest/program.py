@@ -407,14 +407,17 @@ VMLINUX_CHECKS = ("linux_banner", "init_task", "init_uts_ns")
 
 def _load_vmlinux(kp: KernelProgram, path: str) -> None:
     """Types (and objects) from a vmlinux with DWARF, through drgn's own loader, for a
-    kernel with no BTF. drgn checks the file's build ID when the kernel exported one and
-    applies the KASLR slide; here the file must also place a kernel object where the
-    guest's kallsyms does."""
+    kernel with no BTF. drgn checks the file's build ID against the kernel's (VMCOREINFO
+    BUILD-ID, or the image's notes) and applies the KASLR slide; the file must also place
+    a kernel object where the guest's kallsyms does."""
     prog, name = kp.prog, kp.memory.name
     if not os.path.isfile(path):
         raise NotFoundError(f"--vmlinux {path}: no such file")
     try:
         module = prog.main_module("kernel", create=True)
+        build_id = kp.discovery.info.build_id
+        if build_id and module.build_id is None:  # drgn then refuses another build's file
+            module.build_id = bytes.fromhex(build_id)
         module.try_file(path)
     except (ValueError, OSError, LookupError) as e:
         raise GuestDataError(f"--vmlinux {path}: drgn cannot read it: {e}") from None
