@@ -82,7 +82,8 @@ def test_discovery_without_the_note_gives_the_same_kernel_and_ps(guests, name, m
     monkeypatch.delenv(nonote.IGNORE_ENV)
     after = xenvmi_json("ps", name)["rows"]
 
-    for key in ("release", "kaslr_slide", "phys_base", "symbols", "btf_types", "version"):
+    keys = ("release", "kaslr_slide", "phys_base", "build_id", "symbols", "btf_types", "version")
+    for key in keys:
         assert kernel_pt[key] == kernel_note[key], (name, key)
     assert kernel_pt["sources"]["vmcoreinfo"] == "none used", kernel_pt["sources"]
     assert "page tables" in kernel_pt["sources"]["kernel"]

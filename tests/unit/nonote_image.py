@@ -75,6 +75,7 @@ def kernel(
     size: int = 64 * MiB,
     btf: bool = True,
     build_id: bytes | None = None,
+    decoy_banner: bool = False,
 ) -> Kernel:
     text = START_KERNEL + slide
     syms = [s for s in symbols(count=800, text_va=text) if s[1] != "init_top_pgt"]
@@ -106,6 +107,10 @@ def kernel(
     put(slice(uts + 4, uts + 10), b"Linux\0")
     rel = RELEASE.encode() + b"\0"
     put(slice(uts + 4 + 130, uts + 4 + 130 + len(rel)), rel)
+    if decoy_banner:  # 6.1 holds other banner texts before and after linux_banner
+        decoy = b"Linux version 9.9.9-decoy (x) #1\n\0"
+        at = k.pa(text + BANNER_OFF - 0x8000)
+        put(slice(at, at + len(decoy)), decoy)
     struct.pack_into("<Q", img, k.pa(text + POB_OFF), dm)
     put(slice(k.pa(text + NOTES_OFF), k.pa(text + NOTES_OFF) + len(notes)), notes)
     if btf:

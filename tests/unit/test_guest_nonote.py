@@ -34,6 +34,7 @@ def with_note(k: Kernel, at: int = 60 << 20) -> Kernel:
         {"pti_user": True},  # a vCPU in user mode with page-table isolation
         {"dm_slot": 273, "dm_pud": 0},  # the direct map not randomized
         {"slide": 0x3E00_0000, "text_pa": 0x80_0000},  # phys_base far below
+        {"decoy_banner": True},  # another banner text before linux_banner
     ],
 )
 def test_the_kernel_found_from_the_page_tables_is_what_the_note_says(kw):
@@ -165,7 +166,7 @@ def _break(k: Kernel, what: str) -> None:
         ("no cr3", "no CR3"),
         ("no kernel half", "map no kernel image"),
         ("pointer outside RAM", "map no kernel image"),
-        ("no banner", "no linux_banner"),
+        ("no banner", "no Linux banner at kallsyms' linux_banner"),
         ("uts disagrees", "not init_uts_ns's"),
         ("swapper is not the kernel half", "does not map the kernel image as CR3"),
         ("image not contiguous", "not physically contiguous"),
@@ -186,7 +187,7 @@ def test_discover_names_both_ways_when_neither_works():
     with pytest.raises(discover.ScanFailed) as e:
         discover.discover(mem_of(k), use_cache=False, timeout=60)
     text = str(e.value)
-    assert "no valid VMCOREINFO note" in text and "without a note: no linux_banner" in text
+    assert "no valid VMCOREINFO note" in text and "without a note: no Linux banner" in text
 
 
 def test_a_memory_with_no_vcpu_state_says_so():

@@ -296,7 +296,8 @@ def _nonote_sources(d: Discovery, how: str) -> None:
         "release": "linux_banner (checked against init_uts_ns)",
         "kaslr_slide": "the page tables' first 2 MiB page of the kernel image mapping",
         "phys_base": "the physical address the page tables map _text at",
-        "kallsyms": "searched for in the kernel image (checked against _text, linux_banner)",
+        "kallsyms": "searched for in the kernel image (checked against _text; its "
+        "linux_banner, swapper_pg_dir and init_uts_ns against memory)",
     }
     d.warnings += d.info.warnings
 

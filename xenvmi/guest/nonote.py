@@ -9,17 +9,16 @@ half maps the image at ``__START_KERNEL_map`` (0xffffffff80000000) plus the KASL
 
 * ``_text`` (so the slide) and its physical address (so ``phys_base``): four reads;
 * the direct map's base: the first 1 GiB slot of the kernel half that maps physical 0;
-* the banner, in the image only (never all of RAM), and with it the release;
-* the kallsyms tables by structure (:mod:`xenvmi.guest.kallsyms_tables`), checked
-  against ``_text`` and ``linux_banner``, which give ``swapper_pg_dir``, ``init_uts_ns``
-  and ``_stext``;
+* the kallsyms tables by structure (:mod:`xenvmi.guest.kallsyms_tables`) in the image
+  only (never all of RAM), checked against ``_text``; they give ``linux_banner`` (so the
+  release), ``swapper_pg_dir``, ``init_uts_ns`` and ``_stext``;
 
 and writes what a note would have said, as a note's text, so the rest of xenvmi (drgn's
 loader, the BTF search, the per-boot cache) runs unchanged. Every value read is guest
 data: entries must point inside the guest, the image must be physically contiguous, the
-tables must decode to the very ``_text`` and banner found here, the decoded
-``swapper_pg_dir`` must hold the kernel half that CR3 does, and ``init_uts_ns`` must name
-the banner's release.
+tables must decode to the very ``_text`` found here and in address order, the decoded
+``linux_banner`` must be a banner, ``swapper_pg_dir`` must hold the kernel half that CR3
+does, and ``init_uts_ns`` must name the banner's release.
 """
 
 from __future__ import annotations
@@ -221,23 +220,18 @@ def _reader(mem: GuestMemory) -> Callable[[int, int], bytes]:
     return lambda pa, n: mem.read_physical(pa, n, strict=True)
 
 
-def find_banner(mem: GuestMemory, text_pa: int, size: int) -> tuple[int, bytes]:
-    """(offset from _text, whole text) of ``linux_banner``: "Linux version " with a
-    plausible release, printable, ending in a newline and NUL (the kernel log keeps its
-    copy without the newline). Reads the image only, in chunks, until found."""
-    pos = 0
-    while pos < size:
-        data = mem.read_physical(text_pa + pos, min(CHUNK + MAX_BANNER, size - pos))
-        i = data.find(BANNER)
-        while 0 <= i < CHUNK:
-            end = data.find(b"\n\x00", i, i + MAX_BANNER)
-            text = data[i:end] if end > 0 else b""
-            release = text[len(BANNER) :].split(b" ", 1)[0]
-            if text and _RELEASE.match(release) and all(0x20 <= c < 0x7F for c in text):
-                return pos + i, text
-            i = data.find(BANNER, i + 1)
-        pos += CHUNK
-    raise GuestDataError(f"no linux_banner in the kernel image's {size >> 20} MiB")
+def banner_at(mem: GuestMemory, pa: int) -> bytes:
+    """The ``linux_banner`` text at ``pa``: "Linux version " and a plausible release,
+    printable, ending in a newline and NUL (GuestDataError otherwise)."""
+    data = mem.read_physical(pa, MAX_BANNER)
+    end = data.find(b"\n\x00")
+    text = data[:end] if end > 0 else b""
+    release = text[len(BANNER) :].split(b" ", 1)[0]
+    if not (
+        text.startswith(BANNER) and _RELEASE.match(release) and all(0x20 <= c < 0x7F for c in text)
+    ):
+        raise GuestDataError(f"no Linux banner at kallsyms' linux_banner: {data[:24]!r}")
+    return text
 
 
 def locate(mem: GuestMemory, timeout: float = 600.0, progress: Progress = lambda m: None):
@@ -247,20 +241,26 @@ def locate(mem: GuestMemory, timeout: float = 600.0, progress: Progress = lambda
     progress(f"finding {mem.name}'s kernel from its page tables (no VMCOREINFO note)")
     lay = layout(mem, mem.vcpu_registers(0))
     size = min(lay.end - lay.text, MAX_SEARCH)
-    at, banner = find_banner(mem, lay.text_pa, size)
-    release = banner[len(BANNER) :].split(b" ", 1)[0].decode("ascii")
-    progress(f"found Linux {release} at {lay.text:#x}: searching its image for kallsyms")
+    progress(f"found a kernel image at {lay.text:#x}: searching it for kallsyms")
+    # Only _text is known exactly: a kernel may hold several banner texts (6.1 has three),
+    # so linux_banner, swapper_pg_dir and init_uts_ns are checked once decoded.
     tables = kallsyms_tables.find(
         _reader_zero(mem),
         lay.text_pa,
         lay.text,
         size,
-        {"_text": lay.text, "linux_banner": lay.text + at},
+        {"_text": lay.text},
         timeout=max(1.0, timeout - (time.monotonic() - t0)),
         progress=progress,
-        extra=EXTRA,
+        extra=(*EXTRA, "linux_banner"),
+        min_anchors=1,
     )
     got = tables.resolved
+    banner_va = got.get("linux_banner")
+    if banner_va is None or not lay.text <= banner_va < lay.end:
+        raise GuestDataError("the kallsyms tables found put no linux_banner in the image")
+    banner = banner_at(mem, banner_va - lay.text + lay.text_pa)
+    release = banner[len(BANNER) :].split(b" ", 1)[0].decode("ascii")
     pgd_va = got.get("init_top_pgt", got.get("swapper_pg_dir"))
     if pgd_va is None or "init_uts_ns" not in got:
         raise GuestDataError("the kernel's kallsyms tables name no swapper_pg_dir or init_uts_ns")
@@ -304,10 +304,10 @@ def locate(mem: GuestMemory, timeout: float = 600.0, progress: Progress = lambda
     dm = f"{lay.direct_map:#x}" if lay.direct_map is not None else "not found"
     how = (
         f"vCPU 0's page tables (CR3 {lay.pgd:#x}: _text {lay.text:#x} at physical "
-        f"{lay.text_pa:#x}, direct map {dm}), linux_banner at {lay.text + at:#x}, "
+        f"{lay.text_pa:#x}, direct map {dm}), linux_banner at {banner_va:#x}, "
         f"kallsyms {tables.describe()}"
     )
-    return info, lay, lay.text_pa + at, banner, how
+    return info, lay, banner_va - lay.text + lay.text_pa, banner, how
 
 
 def _build_id(mem: GuestMemory, lay: Layout, got: dict[str, int]) -> str | None:
