@@ -45,9 +45,12 @@ class Guest:
         progress: Progress = _quiet,
         discovery_timeout: float = 600.0,
         drgn_plugins: bool = False,
+        vmlinux: str | None = None,
     ) -> None:
         """``drgn_plugins``: load drgn's plugins (its shell commands) into the Program;
-        only the shell wants them, and loading them costs ~0.1 s a run."""
+        only the shell wants them, and loading them costs ~0.1 s a run. ``vmlinux``: a
+        file with the kernel's DWARF, read for its types when the kernel has no BTF."""
+        self.vmlinux = vmlinux
         self.memory = memory
         self.drgn_plugins = drgn_plugins
         self.use_cache = use_cache
@@ -97,6 +100,7 @@ class Guest:
                 use_cache=self.use_cache,
                 progress=self.progress,
                 drgn_plugins=self.drgn_plugins,
+                vmlinux=self.vmlinux,
             )
             self.timings["program"] = time.monotonic() - t
         return self._kp

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from xenvmi.guest import discover
+from xenvmi.guest import discover, nonote
 from xenvmi.guest.kallsyms_tables import find
 from xenvmi.guest.vmcoreinfo import KALLSYMS_KEYS
 
-from .conftest import LAB_GUESTS, xenvmi
+from .conftest import LAB_GUESTS, worker_key, xenvmi, xenvmi_json
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -62,3 +62,39 @@ def test_kernel_before_6_0_says_where_its_symbols_came_from(guests):
     assert got["release"].startswith("5.10.")
     assert got["sources"]["kallsyms"].startswith("not in VMCOREINFO (Linux < 6.0)")
     assert got["symbols"] > 50_000
+
+
+#: One guest of each kernel: 5.10 (HVM, KASLR), 6.1 (PVH), 6.12 (PVH).
+NO_NOTE_GUESTS = ("xvm-deb11", "xvm-pvh1", "xvm-deb13")
+
+
+@pytest.mark.parametrize("name", NO_NOTE_GUESTS)
+def test_discovery_without_the_note_gives_the_same_kernel_and_ps(guests, name, monkeypatch):
+    """With the note ignored (XENVMI_IGNORE_VMCOREINFO=1: the kernel found from vCPU 0's
+    page tables, its banner and a kallsyms search), `kernel` says the same facts and `ps`
+    lists the same processes as with it: every process seen in both note runs around it,
+    and nothing else but processes started since (a higher pid)."""
+    kernel_note = xenvmi_json("kernel", name)["rows"][0]
+    before = xenvmi_json("ps", name)["rows"]
+    monkeypatch.setenv(nonote.IGNORE_ENV, "1")
+    kernel_pt = xenvmi_json("kernel", name)["rows"][0]  # its own cache entry
+    without = xenvmi_json("ps", name)["rows"]  # the discovery cached for the boot
+    monkeypatch.delenv(nonote.IGNORE_ENV)
+    after = xenvmi_json("ps", name)["rows"]
+
+    keys = ("release", "kaslr_slide", "phys_base", "build_id", "symbols", "btf_types", "version")
+    for key in keys:
+        assert kernel_pt[key] == kernel_note[key], (name, key)
+    assert kernel_pt["sources"]["vmcoreinfo"] == "none used", kernel_pt["sources"]
+    assert "page tables" in kernel_pt["sources"]["kernel"]
+    assert kernel_pt["vmcoreinfo_address"] == 0
+
+    def keys(rows):
+        return {worker_key((p["pid"], p["ppid"], p["comm"])) for p in rows}
+
+    stable = keys(before) & keys(after)
+    ours = keys(without)
+    assert stable - ours == set(), f"{name}: without the note ps misses {sorted(stable - ours)}"
+    newest = max(pid for pid, _, _ in stable)
+    extra = {k for k in ours - keys(before) - keys(after) if k[0] <= newest}
+    assert not extra, f"{name}: without the note ps lists {sorted(extra)}"

@@ -25,7 +25,7 @@ def align(value: int, to: int = 8) -> int:
 
 
 def symbols(
-    count: int = 1500, long_names: bool = False, percpu: bool = True
+    count: int = 1500, long_names: bool = False, percpu: bool = True, text_va: int = TEXT_VA
 ) -> list[tuple[str, str, int]]:
     """(type, name, address) sorted by address: x86-64's percpu symbols (near 0, kept
     absolute by the absolute-percpu encoding) first, then the image."""
@@ -38,8 +38,8 @@ def symbols(
         if percpu
         else []
     )
-    out += [("T", "_text", TEXT_VA), ("T", "_stext", TEXT_VA + 0x1000)]
-    addr = TEXT_VA + 0x1000
+    out += [("T", "_text", text_va), ("T", "_stext", text_va + 0x1000)]
+    addr = text_va + 0x1000
     for i in range(count):
         addr += 0x10 + (i % 7) * 0x20
         kind = "Tt"[i % 2]
@@ -106,6 +106,7 @@ def build(
     lead: bytes = b"",
     rodata_at: int = 0x80_0000,
     seqs: bool = False,
+    text_va: int = TEXT_VA,
 ) -> Tables:
     syms = syms or symbols()
     names = [(t + n).encode() for t, n, _ in syms]
@@ -131,7 +132,7 @@ def build(
     def label(name: str) -> int:
         while len(body) % 8:
             body.append(0)
-        at[name] = TEXT_VA + len(body)
+        at[name] = text_va + len(body)
         return len(body)
 
     def addresses() -> None:
@@ -141,14 +142,14 @@ def build(
                 body.extend(struct.pack("<Q", a))
             return
         start = label("kallsyms_offsets")
-        base = min(a for _, _, a in syms if a >= TEXT_VA)
+        base = min(a for _, _, a in syms if a >= text_va)
         for i, (_, _, a) in enumerate(syms):
             if encoding == "base-relative":
                 v = (a - base) & 0xFFFFFFFF
             elif encoding == "absolute-percpu":
                 v = a if a < PERCPU_END else base - a - 1
             else:  # place-relative
-                v = a - (TEXT_VA + start + 4 * i)
+                v = a - (text_va + start + 4 * i)
             body.extend(struct.pack("<I", v & 0xFFFFFFFF))
         if encoding != "place-relative":
             label("kallsyms_relative_base")

@@ -745,6 +745,9 @@ def test_vmlinux_btf_is_found_in_an_image_past_look_alikes():
     image = bytearray(os.urandom(1 << 16))
     image += B.VMLINUX_HEADER + struct.pack("<IIII", 0, 8, 8, 1 << 30)  # sections too big
     image += module_like.build()  # a blob that names no task_struct
+    named = BtfWriter()  # names task_struct, but as an int: not the kernel's types
+    named.int("task_struct", 4)
+    image += named.build()
     at = len(image)
     image += blob + os.urandom(4096)
     assert B.find_vmlinux_btf(image) == (at, len(blob))

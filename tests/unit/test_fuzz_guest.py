@@ -3,7 +3,8 @@ crashes or reaches the terminal raw.
 
 A guest's kernel can be corrupt or malicious. These fuzzers corrupt what xenvmi reads from
 it (the task list, modules and both kernel log formats in a synthetic kernel image; the
-VMCOREINFO note; the kernel's BTF; kallsyms tables found by structure) and run the real
+VMCOREINFO note; the kernel's BTF; kallsyms tables found by structure; the page tables,
+banner and tables a kernel with no note is found by) and run the real
 readers on the result. Each reader must end within its time bound with rows (possibly
 partial, with warnings) or a one-line ``XenvmiError``; any other exception is a bug, and
 every guest string in a row must be printable (no escape sequence reaches a terminal).
@@ -28,12 +29,14 @@ import pytest
 drgn = pytest.importorskip("drgn")
 hypothesis = pytest.importorskip("hypothesis")
 
+import nonote_image  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from kallsyms_image import IMAGE_PA, TEXT_VA, build, symbols  # noqa: E402
 
+from xenvmi.backends.memory import BytesMemory  # noqa: E402
 from xenvmi.errors import XenvmiError  # noqa: E402
-from xenvmi.guest import kallsyms_tables, linux, printk, vmcoreinfo  # noqa: E402
+from xenvmi.guest import kallsyms_tables, linux, nonote, printk, vmcoreinfo  # noqa: E402
 from xenvmi.guest.bounded import Budget  # noqa: E402
 from xenvmi.guest.btf import Btf  # noqa: E402
 from xenvmi.guest.btf_drgn import attach_btf  # noqa: E402
@@ -312,6 +315,59 @@ def test_kallsyms_search_survives_corruption(edits):
             syms.get(name, addr) == addr for name, addr in known.items() if name in found.agreed
         )
         assert len(found.agreed) >= kallsyms_tables.MIN_ANCHORS
+    assert time.monotonic() - start < 10 + SLACK
+
+
+NONOTE = nonote_image.kernel(size=24 << 20, text_pa=0x80_0000)
+#: What the page-table discovery reads: the tables (CR3's, swapper's PGD, PUD and PD),
+#: the banner, init_uts_ns, page_offset_base and the kallsyms tables.
+NONOTE_REGIONS = [
+    (nonote_image.PROC_PGD, 8192),
+    *(
+        (NONOTE.pa(NONOTE.text + o), 4096)
+        for o in range(nonote_image.PGD_OFF, nonote_image.PGD_OFF + 0x4000, 0x1000)
+    ),
+    (NONOTE.pa(NONOTE.text + nonote_image.BANNER_OFF), 256),
+    (NONOTE.pa(NONOTE.text + nonote_image.UTS_OFF), 0x1008),
+    (NONOTE.pa(NONOTE.text + 0x80_0000), 0x4000),
+]
+
+
+@settings(FUZZ, max_examples=max(20, EXAMPLES // 3))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(NONOTE_REGIONS) - 1),
+            st.integers(0, 0x3FFF),
+            st.binary(min_size=1, max_size=16),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_discovery_without_a_note_survives_corruption(edits):
+    """The page tables, banner, init_uts_ns and kallsyms tables corrupted: the discovery
+    from the page tables ends in time with a one-line error, or with a kernel that still
+    satisfies every check (its _text mapped where it says, its release init_uts_ns's)."""
+    image = NONOTE.image
+    saved = []
+    for region, off, patch in edits:
+        start, size = NONOTE_REGIONS[region]
+        at = start + off % size
+        saved.append((at, bytes(image[at : at + len(patch)])))
+        image[at : at + len(patch)] = patch
+    mem = BytesMemory(image, name="g", registers=NONOTE.regs)
+    start = time.monotonic()
+    try:
+        info, lay, _, banner, _ = nonote.locate(mem, timeout=10)
+    except XenvmiError as e:
+        assert "\n" not in str(e)
+    else:
+        assert info.kernel_image_pa(lay.text) == lay.text_pa
+        assert banner.startswith(b"Linux version " + info.osrelease.encode())
+    finally:
+        for at, old in reversed(saved):
+            image[at : at + len(old)] = old
     assert time.monotonic() - start < 10 + SLACK
 
 

@@ -71,6 +71,12 @@ def register(sub: Any, only: str | None = None) -> None:
             action="store_true",
             help="rescan memory for the kernel instead of using the cache",
         )
+        p.add_argument(
+            "--vmlinux",
+            metavar="FILE",
+            help="the guest kernel's vmlinux with DWARF (e.g. Debian's linux-image-*-dbg), "
+            "for its types when the kernel has no BTF",
+        )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
         p.add_argument(
             "--backend",
@@ -130,6 +136,7 @@ def run_view(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         plugin=view,
         backend=args.backend,
+        vmlinux=args.vmlinux,
     )
     legacy = LEGACY_KEYS.get(view.name)
     extra = {}

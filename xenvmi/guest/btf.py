@@ -124,7 +124,7 @@ MAX_BTF_HITS = 64
 def find_vmlinux_btf(data: bytes | bytearray, want: bytes = b"task_struct") -> tuple[int, int]:
     """(offset, size) of the kernel's own BTF blob in ``data`` (its image), for a kernel
     whose kallsyms has no ``__start_BTF``: a header whose sections fit (types first, then
-    strings, as pahole writes vmlinux BTF) and whose strings name ``want``. Module BTF
+    strings, as pahole writes vmlinux BTF) whose types define struct ``want``. Module BTF
     and stray bytes that look like a header are passed over; GuestDataError if none fits."""
     pos, seen = 0, 0
     while seen < MAX_BTF_HITS:
@@ -145,11 +145,22 @@ def find_vmlinux_btf(data: bytes | bytearray, want: bytes = b"task_struct") -> t
             continue
         strings = data[at + HEADER_LEN + str_off : at + size]
         if strings[:1] == b"\0" and strings[-1:] == b"\0" and b"\0" + want + b"\0" in strings:
-            return at, size
+            if _defines_struct(data[at : at + size], want.decode()):
+                return at, size
     raise _bad(
         f"no BTF blob naming {want.decode()} in {len(data)} bytes of the kernel image "
         f"({seen} header look-alikes)"
     )
+
+
+def _defines_struct(blob: bytes | bytearray, name: str) -> bool:
+    """Whether ``blob`` parses as BTF with a struct ``name`` (a string table that only
+    names it, as a look-alike or a module's BTF may, is not enough)."""
+    try:
+        btf = Btf(blob)
+        return any(btf.kind(tid) == STRUCT for tid in btf.ids_by_name(name))
+    except GuestDataError:
+        return False
 
 
 def _bad(msg: str) -> GuestDataError:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from xenvmi.backends.memory import GuestMemory
 from xenvmi.errors import GuestDataError
+from xenvmi.guest import nonote
 from xenvmi.guest import vmcoreinfo as V
 
 CHUNK = 1 << 20
@@ -56,6 +57,9 @@ class Discovery:
     cache_path: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: "note": a VMCOREINFO note; "page tables": no note, found by :mod:`.nonote`
+    #: (``info`` then holds the text a note would have had; ``note_address`` is 0).
+    method: str = "note"
 
 
 def _quiet(msg: str) -> None:
@@ -79,7 +83,8 @@ def _cache_file(mem: GuestMemory, directory: Path) -> Path | None:
         return directory / "discovery" / f"file-{file_key}.json"
     if mem.domid is None and mem.uuid is None:
         return None  # a test image: nothing identifies a boot
-    return directory / "discovery" / f"{mem.uuid or 'nouuid'}-{mem.domid}.json"
+    mode = "-nonote" if nonote.ignore_note() else ""  # never mixes with the note's entry
+    return directory / "discovery" / f"{mem.uuid or 'nouuid'}-{mem.domid}{mode}.json"
 
 
 # -- scanning --------------------------------------------------------------------------
@@ -251,6 +256,8 @@ def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
             return None
         if "failed" in entry:
             return None
+        if entry.get("method") == "page tables":
+            return _load_cached_nonote(mem, path, entry, t0)
         addr, want = int(entry["note_address"]), bytes.fromhex(entry["note"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -263,6 +270,36 @@ def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
     d = Discovery(info, addr, True, time.monotonic() - t0, cache_path=str(path))
     _fill_sources(d, f"cache {path} (note re-read at {addr:#x}, identical)")
     return d
+
+
+def _load_cached_nonote(mem: GuestMemory, path: Path, entry: dict, t0: float) -> Discovery | None:
+    try:
+        text = bytes.fromhex(entry["text"])
+        banner_pa, banner = int(entry["banner_pa"]), bytes.fromhex(entry["banner"])
+        text_va, text_pa = int(entry["text_va"]), int(entry["text_pa"])
+        if not 0 < len(banner) <= nonote.MAX_BANNER or not nonote.still_there(
+            mem, text_va, text_pa, banner_pa, banner
+        ):
+            return None
+        info = V.parse_text(text)
+    except (ValueError, KeyError, TypeError):  # NoteError is a ValueError
+        return None
+    d = Discovery(info, 0, True, time.monotonic() - t0, cache_path=str(path), method="page tables")
+    _nonote_sources(d, f"cache {path} (banner re-read at {banner_pa:#x}, _text re-mapped)")
+    return d
+
+
+def _nonote_sources(d: Discovery, how: str) -> None:
+    d.sources = {
+        "vmcoreinfo": "none used",
+        "kernel": how,
+        "release": "linux_banner (checked against init_uts_ns)",
+        "kaslr_slide": "the page tables' first 2 MiB page of the kernel image mapping",
+        "phys_base": "the physical address the page tables map _text at",
+        "kallsyms": "searched for in the kernel image (checked against _text; its "
+        "linux_banner, swapper_pg_dir and init_uts_ns against memory)",
+    }
+    d.warnings += d.info.warnings
 
 
 def _remembered_failure(path: Path) -> str | None:
@@ -284,6 +321,7 @@ def _store(
     d: Discovery | None,
     note: bytes | None = None,
     failed: str | None = None,
+    extra: dict | None = None,
 ) -> str | None:
     """Write the cache entry: the note found, or (``d`` None) the failed scan's message."""
     entry: dict = {
@@ -294,6 +332,8 @@ def _store(
     }
     if d is None:
         entry.update(failed=failed, failed_at=time.time())
+    elif extra is not None:
+        entry.update(extra)
     else:
         note = read_note(mem, d.note_address) if note is None else note
         entry.update(
@@ -316,10 +356,11 @@ def discover(
     mem: GuestMemory, *, use_cache: bool = True, timeout: float = 600.0, progress: Progress = _quiet
 ) -> Discovery:
     """The kernel's VMCOREINFO: a vmcore's own note, else the per-boot cache when it still
-    matches, else a scan."""
+    matches, else a scan, else (no usable note) what the page tables and the image say."""
     path = _cache_file(mem, cache_dir()) if use_cache else None
     problems: list[str] = []
-    note = getattr(mem, "vmcoreinfo", None)  # a dump file's (DumpMemory) VMCOREINFO note
+    ignore = nonote.ignore_note()
+    note = None if ignore else getattr(mem, "vmcoreinfo", None)  # a dump's (DumpMemory)
     if note is not None:
         try:
             d = from_dump_note(mem, note)
@@ -343,20 +384,62 @@ def discover(
         failure = _remembered_failure(path)
         if failure is not None:
             raise GuestDataError(failure)
-    progress(
-        f"looking for the kernel in {mem.name}'s memory (first time this boot; "
-        f"{mem.ram_top >> 20} MiB to scan at most)"
-    )
+    t0 = time.monotonic()
     try:
+        if ignore:
+            raise ScanFailed(f"{nonote.IGNORE_ENV}=1: no VMCOREINFO note looked for")
+        progress(
+            f"looking for the kernel in {mem.name}'s memory (first time this boot; "
+            f"{mem.ram_top >> 20} MiB to scan at most)"
+        )
         d = scan(mem, timeout=timeout, progress=progress)
     except ScanFailed as e:
-        if path is not None:
-            _store(mem, path, None, failed=str(e))
-        raise
+        left = max(1.0, timeout - (time.monotonic() - t0))
+        return _without_note(mem, path, str(e), problems, left, progress)
     d.warnings += problems
     progress(f"found the kernel's VMCOREINFO at {d.note_address:#x} in {d.seconds:.1f}s")
     if path is not None:
         problem = _store(mem, path, d)
+        if problem:
+            d.warnings.append(problem)
+        else:
+            d.cache_path = str(path)
+    return d
+
+
+def _without_note(
+    mem: GuestMemory,
+    path: Path | None,
+    scan_error: str,
+    problems: list[str],
+    timeout: float,
+    progress: Progress,
+) -> Discovery:
+    """Find the kernel from its page tables (:mod:`.nonote`) when no note is usable;
+    a failure names both ways tried, and is remembered for the boot like a failed scan."""
+    t0 = time.monotonic()
+    try:
+        info, lay, banner_pa, banner, how = nonote.locate(mem, timeout, progress)
+    except (GuestDataError, NotImplementedError) as e:
+        message = f"{scan_error}; and without a note: {e}"
+        if path is not None:
+            _store(mem, path, None, failed=message)
+        raise ScanFailed(message) from None
+    d = Discovery(info, 0, False, time.monotonic() - t0, method="page tables")
+    _nonote_sources(d, f"{how} [{scan_error}]")
+    d.warnings += problems
+    progress(f"found {mem.name}'s kernel from its page tables in {d.seconds:.1f}s")
+    if path is not None:
+        extra = {
+            "method": "page tables",
+            "text": info.raw.hex(),
+            "banner_pa": banner_pa,
+            "banner": banner.hex(),
+            "text_va": lay.text,
+            "text_pa": lay.text_pa,
+            "how": how,
+        }
+        problem = _store(mem, path, d, extra=extra)
         if problem:
             d.warnings.append(problem)
         else:

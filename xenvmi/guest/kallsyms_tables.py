@@ -50,6 +50,9 @@ ANCHORS = (
     "prb",
     "printk_rb_static",
     "vmcoreinfo_note",
+    # Known without a note (:mod:`xenvmi.guest.nonote`): where the page tables map the
+    # image's start.
+    "_text",
 )
 MIN_ANCHORS = 2
 
@@ -73,6 +76,7 @@ class KallsymsTables:
     addresses: int | None = None
     agreed: list[str] = field(default_factory=list)  # the anchors checked
     stext: int | None = None  # decoded; given to drgn if VMCOREINFO has none
+    resolved: dict[str, int] = field(default_factory=dict)  # the ``extra`` names asked for
 
     def symbols(self) -> dict[str, int]:
         """The table locations as VMCOREINFO 6.0+ names them."""
@@ -98,7 +102,7 @@ class KallsymsTables:
     def describe(self) -> str:
         return (
             f"found by structure at kallsyms_token_table {self.token_table:#x}: "
-            f"{self.encoding}, layout {self.layout}, agrees with VMCOREINFO's "
+            f"{self.encoding}, layout {self.layout}, gives the known "
             f"{', '.join(self.agreed)}"
         )
 
@@ -351,14 +355,19 @@ def find(
     *,
     timeout: float = 120.0,
     progress: Progress = lambda m: None,
+    extra: tuple[str, ...] = (),
+    min_anchors: int = MIN_ANCHORS,
 ) -> KallsymsTables:
     """The kallsyms tables of the kernel image at ``image_pa`` (virtual ``image_va``),
     searched in its first ``limit`` bytes and checked against ``known`` (VMCOREINFO's
-    symbols). GuestDataError when no table passes every check."""
+    symbols). GuestDataError when no table passes every check. The addresses of the
+    ``extra`` names the table holds come back in ``resolved`` (from the same pass), for
+    the caller to check (with fewer than ``MIN_ANCHORS`` anchors it must)."""
     deadline = time.monotonic() + timeout
     img = Image(read, image_pa, image_va, limit)
     anchors = {k: v for k, v in known.items() if k in ANCHORS}
-    if len(anchors) < MIN_ANCHORS:
+    min_anchors = max(1, min_anchors)
+    if len(anchors) < min_anchors:
         raise GuestDataError(
             "VMCOREINFO names too few kernel symbols to check a kallsyms "
             f"table found by structure (has {sorted(anchors) or 'none'})"
@@ -376,7 +385,7 @@ def find(
             continue
         pos, hits = hit + 1, hits + 1
         try:
-            return _check_candidate(img, hit, anchors, deadline)
+            return _check_candidate(img, hit, anchors, deadline, extra, min_anchors)
         except _Reject as e:
             rejected.append(f"{image_va + hit:#x}: {e}")
     why = "; ".join(rejected[:3]) if rejected else "no token table (digit run) in it"
@@ -390,7 +399,12 @@ class _Reject(Exception):
 
 
 def _check_candidate(
-    img: Image, hit: int, anchors: dict[str, int], deadline: float
+    img: Image,
+    hit: int,
+    anchors: dict[str, int],
+    deadline: float,
+    extra: tuple[str, ...] = (),
+    min_anchors: int = MIN_ANCHORS,
 ) -> KallsymsTables:
     found = _token_table(img, hit)
     if found is None:
@@ -413,8 +427,10 @@ def _check_candidate(
         )
     num_at, count, offs = names
     names_at = num_at + 8
-    where = _anchor_indexes(img.data, names_at, offs, tokens, {a.encode() for a in anchors})
-    if len(where) < MIN_ANCHORS:
+    wanted = {a.encode() for a in (*anchors, *extra)}
+    both = _anchor_indexes(img.data, names_at, offs, tokens, wanted)
+    where = {k: v for k, v in both.items() if k in anchors}
+    if len(where) < min_anchors:
         raise _Reject(f"names hold only {sorted(where)} of VMCOREINFO's symbols")
     va = img.va
     for layout, start in (("before 6.4", num_at), ("6.4+", index_at + 512)):
@@ -434,6 +450,7 @@ def _check_candidate(
                     layout=layout,
                     agreed=sorted(where),
                     stext=stext,
+                    resolved={k: decode(i) for k, i in both.items() if k in extra},
                     **{k: va + v for k, v in places.items()},
                 )
     raise _Reject(f"no address encoding gives VMCOREINFO's {', '.join(sorted(where))}")

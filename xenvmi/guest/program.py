@@ -20,7 +20,7 @@ import drgn
 from drgn import Architecture, Platform, PlatformFlags, Program, ProgramFlags, SymbolKind
 
 from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
-from xenvmi.errors import GuestDataError
+from xenvmi.errors import GuestDataError, NotFoundError
 from xenvmi.guest import btf as B
 from xenvmi.guest import kallsyms_tables, symcache
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
@@ -160,7 +160,8 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
         if sym.kind != SymbolKind.FUNC:  # the BTF object finder relies on this
             kp.warnings.append(f"kallsyms gives {name} kind {sym.kind.name}, not FUNC")
         break
-    how = kp.sources.pop("kallsyms tables", "via VMCOREINFO")
+    found = "found by structure in the image" if kp.discovery.method != "note" else ""
+    how = kp.sources.pop("kallsyms tables", found or "via VMCOREINFO")
     kp.sources["symbols"] = f"guest kallsyms tables ({num} symbols, {how})"
 
 
@@ -241,6 +242,8 @@ def _page_offset_base(prog: Program) -> int:
 def _check_note_owner(kp: KernelProgram) -> None:
     """The note we used must be the one the kernel's ``vmcoreinfo_note`` points to."""
     prog, d = kp.prog, kp.discovery
+    if d.method != "note":
+        return  # no note was used: nothing to check
     try:
         va = prog.read_u64(prog.symbol("vmcoreinfo_note").address)
         pob = _page_offset_base(prog)
@@ -315,8 +318,9 @@ def _search_btf(kp: KernelProgram) -> tuple[int, int]:
         raise GuestDataError(
             f"{kp.memory.name}: the kernel has no BTF (__start_BTF is not "
             f"in kallsyms, and {e}): built without CONFIG_DEBUG_INFO_BTF? "
-            "xenvmi reads the kernel's types from its BTF (distribution "
-            "kernels have it since Debian 11, Ubuntu 20.10, RHEL 8.2)"
+            "Give its types with --vmlinux FILE, the kernel's vmlinux with DWARF "
+            f"(Debian: linux-image-{info.osrelease}-dbg's /usr/lib/debug/boot/"
+            f"vmlinux-{info.osrelease})"
         ) from None
     return start + at, start + at + size
 
@@ -342,12 +346,14 @@ def build(
     use_cache: bool = True,
     progress: Callable[[str], None] = lambda m: None,
     drgn_plugins: bool = True,
+    vmlinux: str | None = None,
 ) -> KernelProgram:
     """A drgn Program for the guest kernel: memory, page tables, kallsyms, BTF.
 
     ``drgn_plugins=False`` keeps drgn from loading its plugins (entry points in the group
     ``drgn.plugins``: its shell commands) when the Program becomes a Linux kernel. drgn
-    loads them once per process, so this choice holds for the process.
+    loads them once per process, so this choice holds for the process. ``vmlinux``: a
+    file with the kernel's DWARF, for its types in place of BTF.
     """
     ref: list = [None]
     prog = Program(PLATFORM)
@@ -384,9 +390,60 @@ def build(
         raise
     _linear_maps(kp, ref)
     t = time.monotonic()
-    _load_btf(kp, caches[1] if caches else None)
-    kp.timings["btf"] = time.monotonic() - t
+    if vmlinux is not None:
+        _load_vmlinux(kp, vmlinux)
+        kp.timings["dwarf"] = time.monotonic() - t
+    else:
+        _load_btf(kp, caches[1] if caches else None)
+        kp.timings["btf"] = time.monotonic() - t
     return kp
+
+
+#: Kernel objects whose address a vmlinux's DWARF must give as kallsyms does, to be sure
+#: the file is this kernel's (a kernel without a BUILD-ID in VMCOREINFO, as before 5.9 or
+#: with no note, gives drgn nothing else to check it by).
+VMLINUX_CHECKS = ("linux_banner", "init_task", "init_uts_ns")
+
+
+def _load_vmlinux(kp: KernelProgram, path: str) -> None:
+    """Types (and objects) from a vmlinux with DWARF, through drgn's own loader, for a
+    kernel with no BTF. drgn checks the file's build ID against the kernel's (VMCOREINFO
+    BUILD-ID, or the image's notes) and applies the KASLR slide; the file must also place
+    a kernel object where the guest's kallsyms does."""
+    prog, name = kp.prog, kp.memory.name
+    if not os.path.isfile(path):
+        raise NotFoundError(f"--vmlinux {path}: no such file")
+    try:
+        module = prog.main_module("kernel", create=True)
+        build_id = kp.discovery.info.build_id
+        if build_id and module.build_id is None:  # drgn then refuses another build's file
+            module.build_id = bytes.fromhex(build_id)
+        module.try_file(path)
+    except (ValueError, OSError, LookupError) as e:
+        raise GuestDataError(f"--vmlinux {path}: drgn cannot read it: {e}") from None
+    if module.debug_file_path is None:
+        raise GuestDataError(
+            f"--vmlinux {path} is not {name}'s kernel with debug info (drgn took no DWARF "
+            f"from it: a stripped file, or another build than {kp.discovery.info.osrelease})"
+        )
+    for sym in VMLINUX_CHECKS:
+        try:
+            theirs = prog.object(sym).address_
+            ours = prog.symbol(sym).address
+        except (LookupError, drgn.FaultError):
+            continue
+        if theirs != ours:
+            raise GuestDataError(
+                f"--vmlinux {path} is another kernel: it puts {sym} at {theirs:#x}, "
+                f"{name}'s kallsyms at {ours:#x}"
+            )
+        break
+    else:
+        raise GuestDataError(
+            f"--vmlinux {path}: none of {', '.join(VMLINUX_CHECKS)} in its DWARF and "
+            f"{name}'s kallsyms, so it cannot be checked against the kernel"
+        )
+    kp.sources["types"] = f"DWARF from {path} (via drgn; {sym} agrees with kallsyms)"
 
 
 def _linear_maps(kp: KernelProgram, ref: list) -> None:

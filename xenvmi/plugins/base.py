@@ -180,8 +180,11 @@ class Context:
         declared: Mapping[str, Option] | None = None,
         use_cache: bool = True,
         backend: str | None = None,
+        vmlinux: str | None = None,
     ) -> None:
         self.plugin = plugin
+        #: A vmlinux with DWARF for a guest kernel without BTF (``--vmlinux``).
+        self.vmlinux = vmlinux
         #: The live backend to open the domain with ("libvmi", "native"; None: the
         #: default, see :func:`xenvmi.guests.choose_backend`).
         self.backend = backend
@@ -280,6 +283,7 @@ class Context:
                 progress=self.progress,
                 use_cache=self.use_cache,
                 backend=self.backend,
+                vmlinux=self.vmlinux,
                 discovery_timeout=600.0 if left is None else max(1.0, left),
             )
             self.domain_name = self._guest.name

@@ -111,11 +111,13 @@ def run(
     use_cache: bool = True,
     plugin: type[Plugin] | None = None,
     backend: str | None = None,
+    vmlinux: str | None = None,
 ) -> PluginResult:
     """Run plugin ``name`` on ``domain`` (a domain's name or id, or for guest views a dump
     file); never raises for anything the plugin does. ``use_cache=False`` finds the
     guest's kernel anew instead of from the per-boot cache. ``plugin``: its class, when
-    the caller has it (a view's own command), so no other plugin is discovered."""
+    the caller has it (a view's own command), so no other plugin is discovered.
+    ``vmlinux``: the kernel's DWARF, for a guest kernel without BTF."""
     start = time.monotonic()
     dump_file = _is_dump_file(domain)
     entry = entry_of(plugin, dump_file) if plugin is not None else _find(name, extra_dirs)
@@ -158,6 +160,7 @@ def run(
         option_specs(cls),
         use_cache=use_cache,
         backend=backend,
+        vmlinux=vmlinux,
     )
     sink = _Sink()
     thread = threading.Thread(
