@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -483,3 +484,35 @@ def test_a_full_disk_mid_dump_is_one_line_and_no_file(tmp_path):
     assert res.returncode == 1 and len(errors) == 1, res.stderr
     assert "No space left on device" in errors[0] and "Traceback" not in res.stderr
     assert left == [], left
+
+
+@contextlib.contextmanager
+def xenstored_stopped():
+    """xenstored frozen (SIGSTOP) and always thawed: a wedged daemon, the way a hung or
+    restarting one looks to its clients. Guests' own xenstore requests wait meanwhile."""
+    with open("/run/xenstore.pid") as f:  # oxenstored (Debian's default) or xenstored
+        pid = int(f.read())
+    with open(f"/proc/{pid}/comm") as f:
+        assert f.read().strip().endswith("xenstored"), "/run/xenstore.pid is not xenstored's"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_wedged_xenstored_is_one_line_and_then_forgotten():
+    """Fault: xenstored stops answering. Each command that needs it ends on its own
+    timeout with one line naming what did not answer (no hang, no traceback), and works
+    again as soon as xenstored does: nothing stale is kept."""
+    commands = (["list"], ["xs", "ls", "/local/domain"], ["top", "--batch", "-i", "1"])
+    with xenstored_stopped():
+        got = {" ".join(c): xenvmi(*c, timeout=600) for c in commands}
+    for cmd, res in got.items():
+        errors = [line for line in res.stderr.splitlines() if "error:" in line]
+        assert res.returncode != 0 and len(errors) == 1, (cmd, res.stderr)
+        assert re.search(r"xenstore|libxenstat", errors[0]), (cmd, errors)
+        assert "Traceback" not in res.stderr, (cmd, res.stderr)
+    listed = xenvmi_json("list", "--json")
+    names = {d["name"] for d in listed}
+    assert names >= set(NAMED), names

@@ -19,6 +19,7 @@ import os
 import posixpath
 import re
 import select
+import socket
 import threading
 import time
 from collections import deque
@@ -132,6 +133,47 @@ class _EventSink:
         self.items.append(event)
 
 
+class _BoundedUnixTransport:
+    """pyxs's unix-socket transport (the same four methods) with a bounded connect: a
+    wedged xenstored stops accepting, its listen queue fills, and a plain connect() then
+    waits forever (seen: `xenvmi list` hung 10 minutes on a stopped oxenstored)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        from pyxs.exceptions import ConnectionError as PyXSConnectionError
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except OSError as e:
+            self.sock.close()
+            # a full queue is EAGAIN at once on a socket with a timeout, or a timeout
+            wedged = isinstance(e, TimeoutError) or e.errno == errno.EAGAIN
+            why = "it accepts no connection: stopped or hung?" if wedged else e.strerror
+            raise PyXSConnectionError(why) from None
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        view = memoryview(bytearray(size))
+        while size:
+            received = self.sock.recv_into(view[-size:])
+            if not received:
+                raise OSError(errno.ECONNRESET, "xenstored closed the connection")
+            size -= received
+        return view.tobytes()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            self.sock.close()
+
+
 class XenStore:
     """A connection to xenstored. Use as a context manager; every call may raise
     ``Unavailable`` (timeout, lost connection), ``NotFoundError``, ``PermissionDenied``.
@@ -174,7 +216,13 @@ class XenStore:
         sock = self._socket_path or next((p for p in SOCKET_PATHS if os.path.exists(p)), None)
         bus = self._xenbus_path or next((p for p in XENBUS_PATHS if os.path.exists(p)), None)
         if sock:
-            conn, self.transport, path = UnixSocketConnection(sock), "socket", sock
+            timeout = self.timeout
+
+            class BoundedConnection(UnixSocketConnection):
+                def create_transport(self):
+                    return _BoundedUnixTransport(self.path, timeout)
+
+            conn, self.transport, path = BoundedConnection(sock), "socket", sock
         elif bus:
             conn, self.transport, path = XenBusConnection(bus), "xenbus", bus
         else:
