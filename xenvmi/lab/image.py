@@ -112,12 +112,9 @@ def install_host_packages(log=print) -> None:
 def _recipe_file(f: Path, release: Release) -> bytes:
     """A recipe file as the release's build uses it (provision.sh with its edits)."""
     data = f.read_bytes()
-    if f == PROVISION and release.edits:
+    if f == DATA / "provision.sh" and release.edits:
         data = release.render(data.decode()).encode()
     return data
-
-
-PROVISION = DATA / "provision.sh"
 
 
 def recipe_digest(paths: LabPaths, release: Release = releases.DEFAULT) -> str:
@@ -262,7 +259,7 @@ def build(paths: LabPaths, log=print, release: Release = releases.DEFAULT) -> Pa
     provision = "/opt/xenvmi/src/xenvmi/lab/data/provision.sh"
     if release.edits:  # beside the original, so it finds make-guests.sh as it does
         provision = f"/opt/xenvmi/src/xenvmi/lab/data/provision-{release.suite}.sh"
-        (rootfs / provision.lstrip("/")).write_bytes(_recipe_file(PROVISION, release))
+        (rootfs / provision.lstrip("/")).write_bytes(_recipe_file(DATA / "provision.sh", release))
     # The other releases' guest kernels go in the image, so the chroot (host speed) makes
     # their initramfs and dom0 has nothing to remake on its first start.
     blob, kernels_digest = kernels.bundle(kernels.fetch(paths, log=log))
