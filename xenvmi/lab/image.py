@@ -344,12 +344,12 @@ def _extract_boot(rootfs: Path, work: Path, release: Release) -> None:
     kernels = sorted(boot.glob("vmlinuz-*"))
     if not xen or not kernels:
         raise LabError(f"provisioning left no Xen or kernel in {boot}")
-    release = kernels[-1].name.removeprefix("vmlinuz-")
+    kver = kernels[-1].name.removeprefix("vmlinuz-")
     with gzip.open(xen[-1]) as src, open(work / "xen", "wb") as dst:
         shutil.copyfileobj(src, dst)
     shutil.copy(kernels[-1], work / "vmlinuz")
-    shutil.copy(boot / f"initrd.img-{release}", work / "initrd.img")
-    (work / "kernel-release").write_text(release + "\n")
+    shutil.copy(boot / f"initrd.img-{kver}", work / "initrd.img")
+    (work / "kernel-release").write_text(kver + "\n")
 
 
 def _remove_tree(path: Path) -> None:
