@@ -107,3 +107,18 @@ def test_run_state_of_an_older_lab_is_the_default_release(lab_dir):
     assert state == RunState(1, 2222, "x", 0, "bookworm")
     lab_dir.save_state(RunState(1, 2223, "y", 0, "trixie"))
     assert lab_dir.load_state().release == "trixie"
+
+
+def test_up_refuses_a_running_lab_of_another_release(lab_dir, monkeypatch, capsys):
+    """One lab directory runs one release at a time: asking for the other is one line
+    that says how to get it, and nothing is stopped or built."""
+    from xenvmi.lab import vm
+
+    running = RunState(4242, 2222, "c74e09ecedfa350a", 0.0, "bookworm")
+    monkeypatch.setattr(vm, "running", lambda paths: running)
+    monkeypatch.setattr(vm, "stop", lambda paths: pytest.fail("stopped the running lab"))
+    monkeypatch.setattr(image, "build", lambda *a, **k: pytest.fail("built an image"))
+    assert main(["lab", "up", "--release", "trixie"]) == 6
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "is Debian bookworm" in err and "XENVMI_LAB_DIR" in err
