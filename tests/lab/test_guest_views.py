@@ -16,6 +16,7 @@ from .conftest import (
     expected_release,
     ground_truth,
     missing_from,
+    needs_libvmi,
     randomized,
     report_after_now,
     selected,
@@ -177,6 +178,7 @@ def test_pause_leaves_a_guest_paused_by_someone_else_paused():
         subprocess.run(["xl", "unpause", "xvm-pvh2"], timeout=60)
 
 
+@needs_libvmi
 def test_batch_reads_equal_libvmi_page_reads():
     """Large reads go through Xen's batch mapping (libxenforeignmemory); on a paused guest
     they must equal LibVMI's page-by-page reads byte for byte, holes included (as must

@@ -17,14 +17,14 @@ import pytest
 from xenvmi.backends.memory import PAGE
 from xenvmi.errors import Unavailable
 
-from .conftest import TRANSIENT, xenvmi
+from .conftest import TRANSIENT, needs_libvmi, xenvmi
 
 GUESTS = {"xvm-hvm": "hvm", "xvm-pvh1": "pvh", "xvm-pv": "pv"}
 MiB = 1 << 20
 #: How often a page or a register set that changed between two reads is read again.
 RETRIES = 20
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.timeout(1800), needs_libvmi]
 
 
 @pytest.fixture(params=list(GUESTS))

@@ -217,3 +217,15 @@ def test_the_sort_mark_moves_when_the_order_stays(tui):
             assert "Name▲" in header and "ID▲" not in header
 
     run(body())
+
+
+def test_clearing_a_selection_before_any_screen_is_harmless(tui):
+    """Textual's own App.clear_selection raises ScreenStackError while no screen is on the
+    stack, which is when the filter Input first clears it in the default mode's screen
+    (Textualize/textual#6444): the TUI died at start that way on Python 3.13."""
+    import pytest
+    from textual.app import App, ScreenStackError
+
+    with pytest.raises(ScreenStackError):
+        App().clear_selection()
+    tui.make_app().clear_selection()

@@ -1,4 +1,5 @@
-"""`xenvmi lab ...`: build, boot and use a real Xen 4.17 host under QEMU (no KVM needed)."""
+"""`xenvmi lab ...`: build, boot and use a real Xen host under QEMU (no KVM needed): Xen 4.17
+on Debian 12 by default, Xen 4.20 on Debian 13 with ``--release trixie``."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import time
 
 from xenvmi.commands import add_command, usage
 from xenvmi.errors import LabError, UsageError
-from xenvmi.lab import remote  # image and vm are imported where used: they are heavy
+from xenvmi.lab import releases, remote  # image and vm are imported where used: they are heavy
 from xenvmi.lab.paths import DEFAULT_PORT, LabPaths
 
 DOM0_PY = remote.REMOTE_PY
 
 EXAMPLES = """  xenvmi lab up                     build (first time ~5 min) and boot; start the guests
+  xenvmi lab up --release trixie    the same on Debian 13 (Xen 4.20, Python 3.13)
   xenvmi lab exec -- xl list        run a command in dom0 (exit code passed through)
   xenvmi lab exec -- xenvmi list    run the synced working tree's xenvmi in dom0
   xenvmi lab check --runs 100       prove the emulated machine computes correctly
@@ -50,7 +52,7 @@ def cmd_deps(args) -> int:
 def cmd_build(args) -> int:
     from xenvmi.lab import image
 
-    built = image.build(LabPaths.default(), log=_log)
+    built = image.build(LabPaths.default(), log=_log, release=releases.get(args.release))
     print(built)
     return 0
 
@@ -59,20 +61,27 @@ def cmd_up(args) -> int:
     from xenvmi.lab import image, vm
 
     paths = LabPaths.default()
+    release = releases.get(args.release)
     t0 = time.monotonic()
     state = vm.running(paths)
     if state and args.rebuild:
         vm.stop(paths)
         state = None
+    if state and state.release != release.suite:
+        raise LabError(
+            f"the lab running in {paths.root} is Debian {state.release}: "
+            "`xenvmi lab down` first, or set XENVMI_LAB_DIR for a second lab"
+        )
     if args.rebuild:
         image.ensure_key(paths)
-        image._remove_tree(paths.image(image.recipe_digest(paths)))
+        image._remove_tree(paths.image(image.recipe_digest(paths, release)))
     if state is None:
-        img = image.build(paths, log=_log)
+        img = image.build(paths, log=_log, release=release)
         _log(
-            f"[{time.monotonic() - t0:5.0f}s] booting Xen under QEMU (ssh on 127.0.0.1:{args.port})"
+            f"[{time.monotonic() - t0:5.0f}s] booting Xen {release.xen} ({release.suite}) "
+            f"under QEMU (ssh on 127.0.0.1:{args.port})"
         )
-        state = vm.boot(paths, img, args.port, args.memory)
+        state = vm.boot(paths, img, args.port, args.memory, release=release.suite)
         took = vm.wait_ssh(paths, state, args.boot_timeout, log=_log)
         _log(f"[{time.monotonic() - t0:5.0f}s] dom0 answers ssh ({took:.0f}s after QEMU start)")
     else:
@@ -151,6 +160,7 @@ def cmd_status(args) -> int:
             pid=state.pid,
             port=state.port,
             image=state.image,
+            release=state.release,
             uptime_s=round(time.time() - state.started),
         )
         info["ssh"] = remote.reachable(paths, state.port)
@@ -173,7 +183,8 @@ def cmd_status(args) -> int:
         print(f"lab not running (lab dir {paths.root})")
         return 1
     print(
-        f"lab running: pid {state.pid}, ssh 127.0.0.1:{state.port}, image {state.image}, "
+        f"lab running: pid {state.pid}, ssh 127.0.0.1:{state.port}, "
+        f"image {state.image} ({state.release}), "
         f"up {info['uptime_s']}s, ssh {'ok' if info['ssh'] else 'NOT reachable'}"
     )
     for g in info.get("guests", []):
@@ -277,10 +288,19 @@ def _seconds(text: str) -> float:
     return value
 
 
-def register(sub) -> None:
-    lab = add_command(
-        sub, "lab", "a real Xen 4.17 host in a QEMU VM, for testing and demos", EXAMPLES
+def _release_option(p) -> None:
+    p.add_argument(
+        "--release",
+        choices=sorted(releases.RELEASES),
+        default=releases.DEFAULT.suite,
+        help=f"dom0's Debian release (default {releases.DEFAULT.suite}; "
+        + ", ".join(f"{r.suite} = Xen {r.xen}" for r in releases.RELEASES.values())
+        + ")",
     )
+
+
+def register(sub) -> None:
+    lab = add_command(sub, "lab", "a real Xen host in a QEMU VM, for testing and demos", EXAMPLES)
     lsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", parser_class=type(lab))
     lab.set_defaults(func=usage(lab))
 
@@ -288,8 +308,10 @@ def register(sub) -> None:
         lsub,
         "up",
         "build the image if needed, boot it, start and check the guests",
-        "  xenvmi lab up\n  xenvmi lab up --port 2223 --check-runs 100\n",
+        "  xenvmi lab up\n  xenvmi lab up --port 2223 --check-runs 100\n"
+        "  XENVMI_LAB_DIR=~/.cache/xenvmi/lab2 xenvmi lab up --release trixie --port 2223\n",
     )
+    _release_option(p)
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="loopback port for ssh (2222)")
     p.add_argument("--memory", type=_positive, default=6144, help="VM memory in MiB (6144)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the image from scratch")
@@ -317,9 +339,9 @@ def register(sub) -> None:
     add_command(
         lsub, "deps", "apt-get install what the host needs (QEMU, debootstrap, ...)"
     ).set_defaults(func=cmd_deps)
-    add_command(lsub, "build", "build (or reuse) the dom0 disk image only").set_defaults(
-        func=cmd_build
-    )
+    p = add_command(lsub, "build", "build (or reuse) the dom0 disk image only")
+    _release_option(p)
+    p.set_defaults(func=cmd_build)
     add_command(lsub, "down", "stop the lab VM").set_defaults(func=cmd_down)
     p = add_command(lsub, "status", "is the lab running, and are its guests up")
     p.add_argument("--json", action="store_true")

@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 
 from xenvmi.errors import LabError, PermissionDenied, Unavailable
-from xenvmi.lab import integrity, kernels
+from xenvmi.lab import integrity, kernels, releases
 from xenvmi.lab.paths import DATA, LabPaths, is_guest_payload
+from xenvmi.lab.releases import Release
 from xenvmi.lab.remote import source_root, source_tarball
 
 FORMAT = 3  # 2: the other releases' guest kernels are in the image; 3: the integrity input
-SUITE = "bookworm"
+SUITE = releases.DEFAULT.suite
 MIRROR = os.environ.get("XENVMI_LAB_MIRROR", "http://deb.debian.org/debian")
 DISK_SIZE = "10G"
 MIN_FREE_BYTES = 12 * 1024**3
@@ -35,9 +36,10 @@ DOM0_EXTRAS = ("dom0", "test")
 BUILD_WHEELS = ("setuptools>=64", "wheel")
 
 
-def dom0_requirements(setup_cfg: Path) -> list[str]:
+def dom0_requirements(setup_cfg: Path, release: Release = releases.DEFAULT) -> list[str]:
     """What dom0's offline pip install needs, read from setup.cfg so the wheels downloaded
-    on the host (dom0 cannot reach PyPI) always match what provision.sh installs."""
+    on the host (dom0 cannot reach PyPI) always match what provision.sh installs; less what
+    the release has no wheel for."""
     import configparser
 
     cfg = configparser.ConfigParser()
@@ -46,7 +48,7 @@ def dom0_requirements(setup_cfg: Path) -> list[str]:
     for extra in DOM0_EXTRAS:
         lines += cfg["options.extras_require"].get(extra, "").splitlines()
     reqs = [ln.split("#", 1)[0].strip() for ln in lines]
-    return sorted({r for r in reqs if r}) + list(BUILD_WHEELS)
+    return sorted({r for r in reqs if r and release.keeps(r)}) + list(BUILD_WHEELS)
 
 
 HOST_TOOLS = {
@@ -107,14 +109,25 @@ def install_host_packages(log=print) -> None:
             )
 
 
-def recipe_digest(paths: LabPaths) -> str:
-    h = hashlib.sha256(f"format={FORMAT} suite={SUITE}\n".encode())
+def _recipe_file(f: Path, release: Release) -> bytes:
+    """A recipe file as the release's build uses it (provision.sh with its edits)."""
+    data = f.read_bytes()
+    if f == DATA / "provision.sh" and release.edits:
+        data = release.render(data.decode()).encode()
+    return data
+
+
+def recipe_digest(paths: LabPaths, release: Release = releases.DEFAULT) -> str:
+    head = f"format={FORMAT} suite={release.suite}"
+    if release != releases.DEFAULT:  # the default's digest predates releases
+        head += f" xen={release.xen} python={release.python}"
+    h = hashlib.sha256(f"{head}\n".encode())
     for f in sorted(p for p in DATA.rglob("*") if p.is_file() and not is_guest_payload(p, DATA)):
-        h.update(str(f.relative_to(DATA)).encode() + b"\0" + f.read_bytes())
+        h.update(str(f.relative_to(DATA)).encode() + b"\0" + _recipe_file(f, release))
     h.update(paths.key.with_suffix(".pub").read_bytes())
     root = source_root()
     if root is not None:  # the wheels baked into dom0 follow setup.cfg's extras
-        h.update("\n".join(dom0_requirements(root / "setup.cfg")).encode())
+        h.update("\n".join(dom0_requirements(root / "setup.cfg", release)).encode())
     return h.hexdigest()[:16]
 
 
@@ -190,10 +203,11 @@ class _Steps:
             raise LabError(f"{name} failed (exit {rc}); last lines of {self.log_path}:\n  {detail}")
 
 
-def build(paths: LabPaths, log=print) -> Path:
-    """Build (or reuse) the image; returns its directory."""
+def build(paths: LabPaths, log=print, release: Release = releases.DEFAULT) -> Path:
+    """Build (or reuse) the release's image; returns its directory. Images of other
+    releases stay cached beside it."""
     ensure_key(paths)
-    digest = recipe_digest(paths)
+    digest = recipe_digest(paths, release)
     final = paths.image(digest)
     if (final / "manifest.json").exists():
         return final
@@ -204,19 +218,20 @@ def build(paths: LabPaths, log=print) -> Path:
     work.mkdir(parents=True)
     rootfs = work / "rootfs"
     steps = _Steps(work / "build.log", log)
-    log(f"building lab image {digest} in {work} (log: {work / 'build.log'})")
+    log(f"building the {release.suite} lab image {digest} in {work} (log: {work / 'build.log'})")
     steps.run(
         "debootstrap",
         [
             "debootstrap",
             "--variant=minbase",
             "--include=ca-certificates",
-            SUITE,
+            release.suite,
             str(rootfs),
             MIRROR,
         ],
     )
     wheels = rootfs / "opt/xenvmi/wheels"
+    requirements = dom0_requirements(_checkout() / "setup.cfg", release)
     steps.run(
         "download wheels",
         [
@@ -227,7 +242,7 @@ def build(paths: LabPaths, log=print) -> Path:
             "-q",
             "--only-binary=:all:",
             "--python-version",
-            "3.11",
+            release.python,
             "--platform",
             "manylinux_2_28_x86_64",
             "--platform",
@@ -236,10 +251,15 @@ def build(paths: LabPaths, log=print) -> Path:
             "manylinux_2_17_x86_64",
             "-d",
             str(wheels),
-            *dom0_requirements(_checkout() / "setup.cfg"),
+            *requirements,
         ],
     )
+    (wheels / releases.REQUIREMENTS).write_text("\n".join(requirements) + "\n")
     _install_source(rootfs / "opt/xenvmi/src")
+    provision = "/opt/xenvmi/src/xenvmi/lab/data/provision.sh"
+    if release.edits:  # beside the original, so it finds make-guests.sh as it does
+        provision = f"/opt/xenvmi/src/xenvmi/lab/data/provision-{release.suite}.sh"
+        (rootfs / provision.lstrip("/")).write_bytes(_recipe_file(DATA / "provision.sh", release))
     # The other releases' guest kernels go in the image, so the chroot (host speed) makes
     # their initramfs and dom0 has nothing to remake on its first start.
     blob, kernels_digest = kernels.bundle(kernels.fetch(paths, log=log))
@@ -256,7 +276,7 @@ def build(paths: LabPaths, log=print) -> Path:
     shutil.copy("/etc/resolv.conf", rootfs / "etc/resolv.conf")
     script = (
         "mount -t proc proc /proc && mount -t sysfs sysfs /sys && "
-        "bash /opt/xenvmi/src/xenvmi/lab/data/provision.sh --image "
+        f"bash {provision} --image "
         "--src /opt/xenvmi/src --wheels /opt/xenvmi/wheels"
     )
     steps.run(
@@ -265,7 +285,7 @@ def build(paths: LabPaths, log=print) -> Path:
         echo_prefix="== provision",
         env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin"),
     )
-    _extract_boot(rootfs, work)
+    _extract_boot(rootfs, work, release)
     steps.run(
         "mkfs.ext4",
         [
@@ -285,7 +305,8 @@ def build(paths: LabPaths, log=print) -> Path:
         json.dumps(
             {
                 "digest": digest,
-                "suite": SUITE,
+                "suite": release.suite,
+                "xen": release.xen,
                 "built": time.time(),
                 "step_seconds": steps.times,
                 "kernel": (work / "kernel-release").read_text().strip(),
@@ -294,7 +315,7 @@ def build(paths: LabPaths, log=print) -> Path:
         )
     )
     for old in paths.images.iterdir():
-        if old.name != work.name and old.is_dir():
+        if old.name != work.name and old.is_dir() and image_suite(old) == release.suite:
             _remove_tree(old)
     work.rename(final)
     log(f"[{time.monotonic() - steps.t0:5.0f}s] image ready: {final}")
@@ -308,19 +329,27 @@ def _install_source(dest: Path) -> None:
         tar.extractall(dest, filter="data")
 
 
-def _extract_boot(rootfs: Path, work: Path) -> None:
+def image_suite(image: Path) -> str | None:
+    """The release a cached image was built from (None: unreadable or unfinished)."""
+    try:
+        return json.loads((image / "manifest.json").read_text()).get("suite")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _extract_boot(rootfs: Path, work: Path, release: Release) -> None:
     """Xen (gunzipped: QEMU's multiboot loader wants the ELF), dom0's kernel and initrd."""
     boot = rootfs / "boot"
-    xen = sorted(boot.glob("xen-4.17-*.gz"))
+    xen = sorted(boot.glob(f"xen-{release.xen}-*.gz"))
     kernels = sorted(boot.glob("vmlinuz-*"))
     if not xen or not kernels:
         raise LabError(f"provisioning left no Xen or kernel in {boot}")
-    release = kernels[-1].name.removeprefix("vmlinuz-")
+    kver = kernels[-1].name.removeprefix("vmlinuz-")
     with gzip.open(xen[-1]) as src, open(work / "xen", "wb") as dst:
         shutil.copyfileobj(src, dst)
     shutil.copy(kernels[-1], work / "vmlinuz")
-    shutil.copy(boot / f"initrd.img-{release}", work / "initrd.img")
-    (work / "kernel-release").write_text(release + "\n")
+    shutil.copy(boot / f"initrd.img-{kver}", work / "initrd.img")
+    (work / "kernel-release").write_text(kver + "\n")
 
 
 def _remove_tree(path: Path) -> None:

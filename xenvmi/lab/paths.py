@@ -57,6 +57,7 @@ class RunState:
     port: int
     image: str
     started: float
+    release: str = "bookworm"  # a state written before releases is the default's
 
 
 @dataclass(frozen=True)

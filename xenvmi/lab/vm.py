@@ -1,4 +1,4 @@
-"""Boot the lab image: Xen 4.17 as a multiboot kernel under QEMU TCG, dom0 reached by ssh.
+"""Boot the lab image: Xen as a multiboot kernel under QEMU TCG, dom0 reached by ssh.
 
 The CPU model is the one that passed the integrity check (shared/xen-lab-notes.md):
 SMAP/SMEP hidden (else the PV dom0 faults at once) and XSAVE/AVX hidden (else data in dom0
@@ -79,7 +79,9 @@ def serial_tail(paths: LabPaths, lines: int = 25) -> str:
     return "\n".join(text.replace("\r", "").splitlines()[-lines:])
 
 
-def boot(paths: LabPaths, image: Path, port: int, memory_mb: int) -> RunState:
+def boot(
+    paths: LabPaths, image: Path, port: int, memory_mb: int, release: str = "bookworm"
+) -> RunState:
     qemu = os.environ.get("XENVMI_LAB_QEMU") or shutil.which("qemu-system-x86_64")
     if not qemu or not shutil.which("qemu-img"):
         raise Unavailable("QEMU is missing: apt-get install qemu-system-x86 qemu-utils")
@@ -149,7 +151,11 @@ def boot(paths: LabPaths, image: Path, port: int, memory_mb: int) -> RunState:
     if res.returncode != 0:
         raise LabError(f"QEMU did not start: {res.stderr.strip().splitlines()[-1:]}")
     state = RunState(
-        pid=int(pidfile.read_text().strip()), port=port, image=image.name, started=time.time()
+        pid=int(pidfile.read_text().strip()),
+        port=port,
+        image=image.name,
+        started=time.time(),
+        release=release,
     )
     paths.save_state(state)
     return state

@@ -8,7 +8,7 @@ recording) or one watch slice (WATCH_SLICE, live) and closes its handles.
 
 from __future__ import annotations
 
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.binding import Binding
 
 from xenvmi.domains import find_domain
@@ -56,6 +56,16 @@ class XenvmiApp(App):
         self.register_theme(XENVMI_THEME)
         self.theme = "xenvmi"
         self.sub_title = f"READ-ONLY · {self.source.label}"
+
+    def clear_selection(self) -> None:
+        """Textual 8's Input clears the selection as it mounts, which in the default mode's
+        first screen is before that screen is on its stack: App.clear_selection catches
+        NoScreen there but not ScreenStackError (Textualize/textual#6444), and the TUI died
+        at start on Python 3.13 (Debian 13). With no screen there is nothing to clear."""
+        try:
+            super().clear_selection()
+        except ScreenStackError:
+            return
 
     @property
     def domains_screen(self) -> DomainsScreen | None:
