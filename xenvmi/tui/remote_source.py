@@ -1,0 +1,268 @@
+"""RemoteSource: one dom0's data through its own xenvmi over ssh (xenvmi.remote).
+
+The domains come from one long-running ``xenvmi top --batch --json --host`` per host, one
+JSON line per refresh, read by a HostWatcher thread that keeps the latest frame, re-reads
+the identities (``xenvmi list --json``) when the domids change, and reconnects after a
+failure; the sampler only looks at what the watcher has, so a host that is slow or down
+never blocks a worker (FleetSource puts several side by side). A guest's views and its
+xenstore are one ``--json`` command each, bounded by the same timeouts as on one host.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+import time
+from dataclasses import dataclass, field
+
+from xenvmi.errors import Unavailable, XenvmiError
+from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
+from xenvmi.model.host import Domain, DomainSample, HostSample, NodeSample, XsTree
+from xenvmi.model.hypercall import HypercallEvent
+from xenvmi.plugins import PluginInfo, PluginResult
+from xenvmi.remote import Remote, Running, parse, read_line, stop
+from xenvmi.safetext import escape
+from xenvmi.tui.codec import from_jsonable, list_of
+from xenvmi.tui.sources import GUEST_VIEW_TIMEOUT, XS_MAX_NODES, ShouldStop, Stopped
+
+#: Seconds a one-shot command (list, xs ls) may take, ssh's connection included.
+COMMAND_TIMEOUT = 30.0
+#: Seconds between attempts to reach a host that failed.
+RETRY_SECONDS = 5.0
+#: A host whose last frame is this many refreshes old (and at least STALE_MIN s) is stale.
+STALE_REFRESHES = 3
+STALE_MIN = 15.0
+NO_TRACE = "hypercall tracing is per host: run `xenvmi tui` in that dom0 (over ssh -t)"
+
+
+@dataclass
+class HostState:
+    """What a HostWatcher knows; read and written under its lock."""
+
+    status: str = "connecting"  # connecting, ok, down
+    reason: str = ""
+    node: NodeSample | None = None
+    samples: list[DomainSample] = field(default_factory=list)
+    domains: list[Domain] = field(default_factory=list)
+    host: HostSample | None = None
+    frames: int = 0
+    last: float = 0.0  # time.monotonic() of the last frame
+
+
+class HostWatcher:
+    """The thread that streams one host's samples; ``close`` ends it and its ssh."""
+
+    def __init__(self, remote: Remote, refresh: float) -> None:
+        self.remote, self.refresh = remote, refresh
+        self.state = HostState()
+        self.lock = threading.Lock()
+        self.changed = threading.Event()
+        self._stop = threading.Event()
+        self._proc: Running | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"xenvmi-host-{remote.host}", daemon=True
+        )
+        self._thread.start()
+
+    def snapshot(self) -> HostState:
+        """A copy of the state, marked stale if the frames stopped coming."""
+        with self.lock:
+            s = HostState(**vars(self.state))
+        stale_after = max(STALE_MIN, STALE_REFRESHES * self.refresh)
+        if s.status == "ok" and time.monotonic() - s.last > stale_after:
+            s.status = "stale"
+            s.reason = f"no sample for {time.monotonic() - s.last:.0f}s"
+        return s
+
+    def _set(self, **kw) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self.state, k, v)
+        self.changed.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._stream()
+            except XenvmiError as exc:
+                self._set(status="down", reason=str(exc))
+            if self._stop.wait(RETRY_SECONDS):
+                return
+            self._set(status="connecting")
+
+    def _stream(self) -> None:
+        """One ssh connection: read frames until it ends."""
+        args = ["top", "--batch", "--json", "--host", "--delay", f"{self.refresh:g}"]
+        proc = self._proc = self.remote.start(args)
+        known: set[int] | None = None
+        try:
+            assert proc.stdout is not None
+            while not self._stop.is_set():
+                line = read_line(proc.stdout, self.remote.host)
+                if not line:
+                    break
+                node, samples, host = frame(self.remote.host, line)
+                ids = {s.domid for s in samples}
+                domains = None
+                if ids != known:
+                    domains = list_of(
+                        Domain,
+                        self.remote.json(["list", "--json"], COMMAND_TIMEOUT, self._stop.is_set),
+                    )
+                    known = ids
+                self._set(status="ok", reason="", node=node, samples=samples, host=host)
+                with self.lock:
+                    self.state.frames += 1
+                    self.state.last = time.monotonic()
+                    if domains is not None:
+                        self.state.domains = domains
+        finally:
+            stop(proc)
+            err = proc.stderr.read(65536) if proc.stderr else b""
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+        if not self._stop.is_set():
+            raise self.remote.failure(proc.returncode or 1, err) or Unavailable(
+                f"{self.remote.host}: the connection ended"
+            )
+
+    def stop_soon(self) -> None:
+        """Ask the thread to end and end its ssh (``close`` then waits for it)."""
+        self._stop.set()
+        proc = self._proc
+        if proc is not None:
+            stop(proc)
+
+    def close(self) -> None:
+        self.stop_soon()
+        self._thread.join(timeout=10)
+
+
+Frame = tuple[NodeSample | None, list[DomainSample], HostSample | None]
+
+
+def frame(host: str, line: bytes) -> Frame:
+    """One line of ``xenvmi top --batch --json --host`` (the shape in commands/domains.py)."""
+    doc = parse(host, line, "top")
+    if not isinstance(doc, dict) or not isinstance(doc.get("domains"), list):
+        raise Unavailable(f"{host}: `xenvmi top --json` sent a line without domains")
+    node = doc.get("node")
+    dom0 = doc.get("host")
+    return (
+        from_jsonable(NodeSample, node) if node else None,
+        list_of(DomainSample, doc["domains"]),
+        from_jsonable(HostSample, dom0) if dom0 else None,
+    )
+
+
+class RemoteSource:
+    """A DataSource for one host; FleetSource (fleet.py) is what the app is given."""
+
+    def __init__(self, remote: Remote, refresh: float = 2.0) -> None:
+        self.remote, self.refresh = remote, refresh
+        self.label = f"ssh {remote.host}"
+
+    def watcher(self) -> HostWatcher:
+        return HostWatcher(self.remote, self.refresh)
+
+    def guest(self, domain: str | int, should_stop: ShouldStop) -> RemoteGuest:
+        return RemoteGuest(self.remote, str(domain), should_stop)
+
+    def xenstore(self, should_stop: ShouldStop) -> RemoteXs:
+        return RemoteXs(self.remote, should_stop)
+
+    def hypercalls(self, should_stop: ShouldStop) -> RemoteFeed:
+        raise Unavailable(NO_TRACE)
+
+    def plugins(self) -> list[PluginInfo]:
+        raise Unavailable("plugins are run per host: `ssh HOST xenvmi run PLUGIN DOMAIN`")
+
+    def run_plugin(self, name: str, domain: str | int | None) -> PluginResult:
+        raise Unavailable("plugins are run per host: `ssh HOST xenvmi run PLUGIN DOMAIN`")
+
+
+class RemoteGuest:
+    """A guest on a host: each view is ``xenvmi VIEW DOMAIN --json`` there."""
+
+    def __init__(self, remote: Remote, domain: str, should_stop: ShouldStop) -> None:
+        self.remote, self.domain, self.should_stop = remote, domain, should_stop
+
+    def _view(self, command: str, cls: type, *extra: str) -> GuestView:
+        timeout = GUEST_VIEW_TIMEOUT
+        doc = self.remote.json(
+            [command, *extra, "--json", "-q", "--timeout", f"{timeout:g}", "--", self.domain],
+            timeout + COMMAND_TIMEOUT,
+            self.should_stop,
+        )
+        if self.should_stop():
+            raise Stopped()
+        if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+            raise Unavailable(f"{self.remote.host}: `xenvmi {command} --json` sent no rows")
+        if doc.get("error"):
+            raise Unavailable(f"{self.remote.host}: {escape(str(doc['error']))}")
+        return GuestView(
+            str(doc.get("domain") or self.domain),
+            list_of(cls, doc["rows"]),
+            bool(doc.get("complete", True)),
+            [escape(str(w)) for w in doc.get("warnings") or []],
+        )
+
+    def processes(self) -> GuestView[Process]:
+        return self._view("ps", Process)
+
+    def modules(self) -> GuestView[Module]:
+        return self._view("lsmod", Module)
+
+    def kernel_log(self) -> GuestView[LogRecord]:
+        return self._view("dmesg", LogRecord)
+
+    def registers(self) -> GuestView[VcpuRegisters]:
+        return self._view("regs", VcpuRegisters, "--vcpu", "all")
+
+    def close(self) -> None:
+        pass
+
+
+class RemoteXs:
+    """Xenstore on a host through ``xenvmi xs ls -r --json`` (bounded there and here).
+    There is no watch over ssh: ``wait`` idles and the screen re-walks when poked."""
+
+    def __init__(self, remote: Remote, should_stop: ShouldStop) -> None:
+        self.remote, self.should_stop = remote, should_stop
+
+    def _ls(self, path: str, recursive: bool, max_nodes: int) -> dict:
+        args = ["xs", "ls", *(["-r"] if recursive else []), "--max-nodes", str(max_nodes)]
+        doc = self.remote.json([*args, "--json", "--", path], COMMAND_TIMEOUT, self.should_stop)
+        if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
+            raise Unavailable(f"{self.remote.host}: `xenvmi xs ls --json` sent no nodes")
+        return doc
+
+    def list(self, path: str) -> builtins.list[str]:
+        nodes = self._ls(path, False, XS_MAX_NODES)["nodes"]
+        return [str(n["path"]).rsplit("/", 1)[-1] for n in nodes]
+
+    def read(self, path: str) -> str | None:
+        doc = self.remote.json(["xs", "read", "--json", "--", path], COMMAND_TIMEOUT)
+        value = doc.get("value") if isinstance(doc, dict) else None
+        return None if value is None else str(value)
+
+    def walk(self, path: str, max_nodes: int = XS_MAX_NODES) -> XsTree:
+        doc = self._ls(path, True, max_nodes)
+        return from_jsonable(
+            XsTree, {"top": path, "nodes": doc["nodes"], "truncated": doc.get("truncated", "")}
+        )
+
+    def wait(self, path: str, timeout: float) -> builtins.list[str]:
+        raise Unavailable("no xenstore watch over ssh: press r to read again")
+
+    def close(self) -> None:
+        pass
+
+
+class RemoteFeed:
+    def poll(self, timeout: float) -> builtins.list[HypercallEvent]:
+        raise Unavailable(NO_TRACE)
+
+    def close(self) -> None:
+        pass
