@@ -82,8 +82,12 @@ def test_two_hosts_one_table_with_a_host_column(tui, fake_ssh):
             for host in ("root@dom0-a", "root@dom0-b"):
                 assert sorted(r[2] for r in got if r[0] == host) == LAB_DOMAINS
             assert {r[1] for r in got} == {"0", "1", "2", "3", "4"}  # each host's own domids
-            # the types come from each host's `xenvmi list --json`
-            assert {c.plain for c in table.get_column_at(3)} == {"pv", "hvm", "pvh"}
+            # the types come from each host's `xenvmi list --json`, run beside the stream
+            await tui.wait_for(
+                pilot,
+                lambda: {c.plain for c in table.get_column_at(3)} == {"pv", "hvm", "pvh"},
+                timeout=30,
+            )
             # the filter matches a host's name too
             await pilot.press("slash", *"dom0-b", "enter")
             assert {r[0] for r in rows(app)} == {"root@dom0-b"}

@@ -118,9 +118,15 @@ class FleetSampler:
         return [w.snapshot() for w in self.watchers]
 
     def domains(self) -> list[Domain]:
+        """Every host's identities; while a host is still listing its new domains this
+        raises, and the sampler loop asks again with the next sample."""
+        states = self._states()
+        waiting = [h for h, st in zip(self.hosts, states) if st.identities_pending]
+        if waiting:
+            raise Unavailable(f"waiting for the domain list of {', '.join(waiting)}")
         return [
             dataclasses.replace(d, domid=key(i, d.domid))
-            for i, st in enumerate(self._states())
+            for i, st in enumerate(states)
             for d in st.domains
         ]
 

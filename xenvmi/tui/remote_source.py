@@ -14,6 +14,7 @@ import builtins
 import threading
 import time
 from dataclasses import dataclass, field
+from io import BufferedReader
 
 from xenvmi.errors import Unavailable, XenvmiError
 from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
@@ -25,8 +26,12 @@ from xenvmi.safetext import escape
 from xenvmi.tui.codec import from_jsonable, list_of
 from xenvmi.tui.sources import GUEST_VIEW_TIMEOUT, XS_MAX_NODES, ShouldStop, Stopped
 
-#: Seconds a one-shot command (list, xs ls) may take, ssh's connection included.
-COMMAND_TIMEOUT = 30.0
+#: Seconds a one-shot command (list, xs ls) may take, ssh's connection included (a
+#: loaded one-CPU dom0 takes half a minute to start one).
+COMMAND_TIMEOUT = 120.0
+#: Seconds a guest view may take on the host when the guest's kernel must be found first
+#: (as LiveSource allows discovery; the operator can leave the screen at any time).
+DISCOVERY_TIMEOUT = 300.0
 #: Seconds between attempts to reach a host that failed.
 RETRY_SECONDS = 5.0
 #: A host whose last frame is this many refreshes old (and at least STALE_MIN s) is stale.
@@ -39,7 +44,7 @@ NO_TRACE = "hypercall tracing is per host: run `xenvmi tui` in that dom0 (over s
 class HostState:
     """What a HostWatcher knows; read and written under its lock."""
 
-    status: str = "connecting"  # connecting, ok, down
+    status: str = "connecting"  # connecting, ok, down (snapshot adds stale)
     reason: str = ""
     node: NodeSample | None = None
     samples: list[DomainSample] = field(default_factory=list)
@@ -47,10 +52,20 @@ class HostState:
     host: HostSample | None = None
     frames: int = 0
     last: float = 0.0  # time.monotonic() of the last frame
+    #: The domids of the frame that asked for ``domains`` (None: not asked yet), and
+    #: whether that ``xenvmi list`` is still running.
+    listed_ids: frozenset[int] | None = None
+    listing: bool = False
+
+    @property
+    def identities_pending(self) -> bool:
+        ids = frozenset(s.domid for s in self.samples)
+        return self.status == "ok" and (self.listing or ids != self.listed_ids)
 
 
 class HostWatcher:
-    """The thread that streams one host's samples; ``close`` ends it and its ssh."""
+    """The threads that stream one host's samples (and list its domains when the
+    domids change, without holding up the stream); ``close`` ends them and their ssh."""
 
     def __init__(self, remote: Remote, refresh: float) -> None:
         self.remote, self.refresh = remote, refresh
@@ -91,41 +106,56 @@ class HostWatcher:
             self._set(status="connecting")
 
     def _stream(self) -> None:
-        """One ssh connection: read frames until it ends."""
+        """One ssh connection: read frames until it ends. Its stderr is drained by a
+        thread (a host's warnings must not fill the pipe and stall the stream)."""
         args = ["top", "--batch", "--json", "--host", "--delay", f"{self.refresh:g}"]
         proc = self._proc = self.remote.start(args)
-        known: set[int] | None = None
+        assert proc.stdout is not None and proc.stderr is not None
+        tail = bytearray()
+        drain = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
+        drain.start()
         try:
-            assert proc.stdout is not None
             while not self._stop.is_set():
                 line = read_line(proc.stdout, self.remote.host)
                 if not line:
                     break
                 node, samples, host = frame(self.remote.host, line)
-                ids = {s.domid for s in samples}
-                domains = None
-                if ids != known:
-                    domains = list_of(
-                        Domain,
-                        self.remote.json(["list", "--json"], COMMAND_TIMEOUT, self._stop.is_set),
-                    )
-                    known = ids
-                self._set(status="ok", reason="", node=node, samples=samples, host=host)
+                ids = frozenset(s.domid for s in samples)
                 with self.lock:
-                    self.state.frames += 1
-                    self.state.last = time.monotonic()
-                    if domains is not None:
-                        self.state.domains = domains
+                    st = self.state
+                    st.status, st.reason, st.node, st.samples = "ok", "", node, samples
+                    st.host = host or st.host
+                    st.frames += 1
+                    st.last = time.monotonic()
+                    list_now = ids != st.listed_ids and not st.listing
+                    if list_now:
+                        st.listed_ids, st.listing = ids, True
+                if list_now:
+                    threading.Thread(target=self._list, daemon=True).start()
+                self.changed.set()
         finally:
             stop(proc)
-            err = proc.stderr.read(65536) if proc.stderr else b""
+            drain.join(timeout=5)
             for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+                pipe.close()
         if not self._stop.is_set():
-            raise self.remote.failure(proc.returncode or 1, err) or Unavailable(
+            raise self.remote.failure(proc.returncode or 1, bytes(tail)) or Unavailable(
                 f"{self.remote.host}: the connection ended"
             )
+
+    def _list(self) -> None:
+        """The domains' identities (``xenvmi list --json``); a failure is retried with
+        the next frame."""
+        try:
+            got = self.remote.json(["list", "--json"], COMMAND_TIMEOUT, self._stop.is_set)
+            domains = list_of(Domain, got)
+        except XenvmiError:
+            with self.lock:
+                self.state.listed_ids, self.state.listing = None, False
+            return
+        with self.lock:
+            self.state.domains, self.state.listing = domains, False
+        self.changed.set()
 
     def stop_soon(self) -> None:
         """Ask the thread to end and end its ssh (``close`` then waits for it)."""
@@ -137,6 +167,13 @@ class HostWatcher:
     def close(self) -> None:
         self.stop_soon()
         self._thread.join(timeout=10)
+
+
+def _drain(pipe: BufferedReader, tail: bytearray) -> None:
+    """Read ``pipe`` to its end, keeping its last 4 KiB in ``tail``."""
+    for chunk in iter(lambda: pipe.read1(4096), b""):
+        tail += chunk
+        del tail[:-4096]
 
 
 Frame = tuple[NodeSample | None, list[DomainSample], HostSample | None]
@@ -189,7 +226,7 @@ class RemoteGuest:
         self.remote, self.domain, self.should_stop = remote, domain, should_stop
 
     def _view(self, command: str, cls: type, *extra: str) -> GuestView:
-        timeout = GUEST_VIEW_TIMEOUT
+        timeout = GUEST_VIEW_TIMEOUT + DISCOVERY_TIMEOUT
         doc = self.remote.json(
             [command, *extra, "--json", "-q", "--timeout", f"{timeout:g}", "--", self.domain],
             timeout + COMMAND_TIMEOUT,
