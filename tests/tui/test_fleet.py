@@ -115,7 +115,7 @@ def test_a_host_that_refuses_shows_down_and_the_other_works(tui, fake_ssh, monke
             )
             assert sorted(r[2] for r in rows(app) if r[0] == "root@dom0-a") == LAB_DOMAINS
             panel = str(app.screen.query_one("#host").render())
-            assert "root@dom0-b down: root@dom0-b: ssh: connect to host" in panel
+            assert "root@dom0-b down: ssh: connect to host root@dom0-b port 22" in panel
             assert "Connection refused" in panel
             # opening the down host's row says why, in every tab
             await pilot.press(*["down"] * 5, "enter")
@@ -185,3 +185,26 @@ def test_opening_a_guest_reads_it_on_its_own_host(tui, fake_ssh):
     assert views and all(h == "root@dom0-b" and c.endswith(" -- 2") for h, c in views), views
     xs = [c for _p, h, c in made if c.startswith("xenvmi xs ls")]
     assert xs and all(c.endswith("-- /local/domain/2") for c in xs), xs
+
+
+def test_snapshot_of_two_hosts_one_down(snap_compare, tui, fake_ssh, monkeypatch):
+    """The table at 120x40: dom0-a's first sample (its `top` waits an hour for the next),
+    dom0-b refused (no retry within the test)."""
+    pytest.importorskip("pytest_textual_snapshot")
+    from xenvmi.tui import remote_source
+
+    monkeypatch.setenv("FAKE_SSH_DOWN", "root@dom0-b")
+    monkeypatch.setattr(remote_source, "RETRY_SECONDS", 3600.0)
+
+    def ready(app) -> bool:
+        got = rows(app)
+        types = {c.plain for c in app.screen.query_one("#domains").get_column_at(3)}
+        panel = str(app.screen.query_one("#host").render())
+        return len(got) == 6 and "hvm" in types and "Connection refused" in panel
+
+    async def run_before(pilot):
+        await tui.wait_for(pilot, lambda: ready(pilot.app), timeout=30)
+        await pilot.pause(0.1)
+
+    app = fleet_app("root@dom0-a", "root@dom0-b", refresh=3600)
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)

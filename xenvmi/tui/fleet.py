@@ -31,9 +31,9 @@ def key(index: int, domid: int) -> int:
 
 
 def placeholder(index: int, state: HostState) -> DomainSample:
-    """The row that stands for a host without fresh samples."""
+    """The row that stands for a host without fresh samples (time 0: no sample)."""
     return DomainSample(
-        time=time.time(),
+        time=0.0,
         domid=key(index, PLACEHOLDER),
         name=f"({state.status})",
         state=state.status,
@@ -142,7 +142,11 @@ class FleetSampler:
     def host(self) -> HostSample:
         """Every host's dom0 added up, or why some host has none."""
         states = self._states()
-        bad = [f"{h} {st.status}: {st.reason}" for h, st in zip(self.hosts, states) if st.reason]
+        bad = [
+            f"{h} {st.status}: {st.reason.removeprefix(h + ': ')}"
+            for h, st in zip(self.hosts, states)
+            if st.reason
+        ]
         if bad:
             raise Unavailable(" · ".join(bad))
         hosts = [st.host for st in states if st.host is not None]
