@@ -208,3 +208,55 @@ def test_snapshot_of_two_hosts_one_down(snap_compare, tui, fake_ssh, monkeypatch
 
     app = fleet_app("root@dom0-a", "root@dom0-b", refresh=3600)
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+def test_a_hosts_text_is_escaped(tui, fake_ssh, monkeypatch, tmp_path):
+    """A host is not trusted to have escaped what it sends: a name with ESC stays inert."""
+    import json
+    import shutil
+
+    rec = tmp_path / "rec"
+    shutil.copytree(tui.LAB, rec)
+    evil = "xvm-\x1b[2Jevil"
+    frames = json.loads((rec / "samples.json").read_text())
+    for f in frames:
+        for s in f:
+            if s["domid"] == 1:
+                s["name"] = evil
+    (rec / "samples.json").write_text(json.dumps(frames))
+    monkeypatch.setenv("FAKE_SSH_RECORDING", str(rec))
+
+    async def body():
+        app = fleet_app("root@dom0-a")
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_rows(tui, pilot, app, lambda r: len(r) == 5, "dom0-a's rows")
+            return [r[2] for r in rows(app)]
+
+    names = asyncio.run(body())
+    assert "xvm-\\x1b[2Jevil" in names and not any("\x1b" in n for n in names)
+
+
+def test_the_cli_builds_one_remote_per_host(tui):
+    from xenvmi.cli import build_parser
+    from xenvmi.commands.tui import fleet_source
+
+    args = build_parser("tui").parse_args(
+        [
+            "tui",
+            "--host",
+            "root@dom0-a",
+            "--host",
+            "dom0-b",
+            "--ssh-option",
+            "Port=2222",
+            "--remote-xenvmi",
+            "/opt/xenvmi/venv/bin/python -m xenvmi",
+            "--refresh",
+            "5",
+        ]
+    )
+    source = fleet_source(args)
+    assert source.hosts == ["root@dom0-a", "dom0-b"]
+    argv = source.sources[1].remote.argv(["list", "--json"])
+    assert argv[-3:] == ["--", "dom0-b", "/opt/xenvmi/venv/bin/python -m xenvmi list --json"]
+    assert "Port=2222" in argv and source.sources[0].refresh == 5.0

@@ -66,7 +66,7 @@ class FleetSource:
         self.sources = sources
         self.hosts = [s.remote.host for s in sources]
         self.label = "hosts " + ", ".join(self.hosts)
-        self._samplers: list[FleetSampler] = []
+        self._sampler: FleetSampler | None = None
 
     def _split(self, domain: str | int) -> tuple[RemoteSource, int]:
         try:
@@ -81,14 +81,14 @@ class FleetSource:
         return self.sources[i], domid
 
     def host_reason(self, index: int) -> str:
-        for s in self._samplers:
-            return s.watchers[index].snapshot().reason
-        return ""
+        """Why host ``index`` has no domains (its watcher's last error), if known."""
+        if self._sampler is None:
+            return ""
+        return self._sampler.watchers[index].snapshot().reason
 
     def sampler(self, should_stop: ShouldStop) -> FleetSampler:
-        s = FleetSampler([src.watcher() for src in self.sources], self.hosts)
-        self._samplers = [s]
-        return s
+        self._sampler = FleetSampler([src.watcher() for src in self.sources], self.hosts)
+        return self._sampler
 
     def guest(self, domain: str | int, should_stop: ShouldStop):
         src, domid = self._split(domain)

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from io import BufferedReader
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from xenvmi.errors import Unavailable, XenvmiError
 from xenvmi.model.guest import GuestView, LogRecord, Module, Process, VcpuRegisters
@@ -25,6 +26,11 @@ from xenvmi.remote import Remote, Running, parse, read_line, stop
 from xenvmi.safetext import escape
 from xenvmi.tui.codec import from_jsonable, list_of
 from xenvmi.tui.sources import GUEST_VIEW_TIMEOUT, XS_MAX_NODES, ShouldStop, Stopped
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 #: Seconds a one-shot command (list, xs ls) may take, ssh's connection included (a
 #: loaded one-CPU dom0 takes half a minute to start one).
@@ -148,7 +154,7 @@ class HostWatcher:
         the next frame."""
         try:
             got = self.remote.json(["list", "--json"], COMMAND_TIMEOUT, self._stop.is_set)
-            domains = list_of(Domain, got)
+            domains = rows_of(Domain, got)
         except XenvmiError:
             with self.lock:
                 self.state.listed_ids, self.state.listing = None, False
@@ -167,6 +173,23 @@ class HostWatcher:
     def close(self) -> None:
         self.stop_soon()
         self._thread.join(timeout=10)
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every string in it escaped (xenvmi.safetext): a host's xenvmi
+    escapes what guests control, but a host is not trusted to have done so."""
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_escaped(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    return value
+
+
+def rows_of(cls: type[T], data: Any) -> list[T]:
+    """``list_of`` over a host's JSON, its strings escaped first."""
+    return list_of(cls, _escaped(data))
 
 
 def _drain(pipe: BufferedReader, tail: bytearray) -> None:
@@ -188,7 +211,7 @@ def frame(host: str, line: bytes) -> Frame:
     dom0 = doc.get("host")
     return (
         from_jsonable(NodeSample, node) if node else None,
-        list_of(DomainSample, doc["domains"]),
+        rows_of(DomainSample, doc["domains"]),
         from_jsonable(HostSample, dom0) if dom0 else None,
     )
 
@@ -240,7 +263,7 @@ class RemoteGuest:
             raise Unavailable(f"{self.remote.host}: {escape(str(doc['error']))}")
         return GuestView(
             str(doc.get("domain") or self.domain),
-            list_of(cls, doc["rows"]),
+            rows_of(cls, doc["rows"]),
             bool(doc.get("complete", True)),
             [escape(str(w)) for w in doc.get("warnings") or []],
         )
@@ -287,7 +310,8 @@ class RemoteXs:
     def walk(self, path: str, max_nodes: int = XS_MAX_NODES) -> XsTree:
         doc = self._ls(path, True, max_nodes)
         return from_jsonable(
-            XsTree, {"top": path, "nodes": doc["nodes"], "truncated": doc.get("truncated", "")}
+            XsTree,
+            _escaped({"top": path, "nodes": doc["nodes"], "truncated": doc.get("truncated", "")}),
         )
 
     def wait(self, path: str, timeout: float) -> builtins.list[str]:
