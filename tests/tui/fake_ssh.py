@@ -6,7 +6,8 @@ parsing, its JSON) runs here, on a recording instead of Xen.
 it (BatchMode on, '--' before the host), then runs COMMAND (``xenvmi top ...`` etc.) with
 xenvmi.api's samplers, xenstore reads and the plugin runner answered from the recording
 in $FAKE_SSH_RECORDING. $FAKE_SSH_DOWN / $FAKE_SSH_HANG name hosts (comma-separated) that
-refuse the connection (ssh's exit 255) or never answer; each call is logged to
+refuse the connection (ssh's exit 255) or never answer, $FAKE_SSH_FAIL xenvmi commands
+that fail there (exit 5); each call is logged to
 $FAKE_SSH_LOG as one line "PID HOST COMMAND".
 """
 
@@ -116,6 +117,9 @@ def main() -> int:
         while True:
             time.sleep(60)
     argv = shlex.split(command)
+    if argv[1:2] and argv[1] in os.environ.get("FAKE_SSH_FAIL", "").split(","):
+        print(f"xenvmi: error: {argv[1]}: no xenstored here", file=sys.stderr)
+        return 5
     if argv[:1] != ["xenvmi"]:
         print(f"bash: {argv[0]}: command not found", file=sys.stderr)
         return 127

@@ -260,3 +260,24 @@ def test_the_cli_builds_one_remote_per_host(tui):
     argv = source.sources[1].remote.argv(["list", "--json"])
     assert argv[-3:] == ["--", "dom0-b", "/opt/xenvmi/venv/bin/python -m xenvmi list --json"]
     assert "Port=2222" in argv and source.sources[0].refresh == 5.0
+
+
+def test_a_failing_domain_list_leaves_the_samples_and_says_why(tui, fake_ssh, monkeypatch):
+    monkeypatch.setenv("FAKE_SSH_FAIL", "list")
+
+    async def body():
+        app = fleet_app("root@dom0-a")
+        async with app.run_test(size=(140, 40)) as pilot:
+            panel = app.screen.query_one("#host")
+            await tui.wait_for(
+                pilot, lambda: "xenvmi list" in str(panel.render()), timeout=30, what="why"
+            )
+            assert len(rows(app)) == 5  # xentop's rows still show, without their types
+            types = {c.plain for c in app.screen.query_one("#domains").get_column_at(3)}
+            assert types == {"?"}
+            assert "root@dom0-a ok: xenvmi list: list: no xenstored here" in str(panel.render())
+            await pilot.press("q")
+
+    asyncio.run(body())
+    lists = [c for _p, _h, c in calls(fake_ssh) if c.startswith("xenvmi list")]
+    assert 1 <= len(lists) <= 3  # retried every RETRY_SECONDS, not every frame

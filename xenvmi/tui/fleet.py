@@ -143,9 +143,9 @@ class FleetSampler:
         """Every host's dom0 added up, or why some host has none."""
         states = self._states()
         bad = [
-            f"{h} {st.status}: {st.reason.removeprefix(h + ': ')}"
+            f"{h} {st.status}: {(st.reason or st.list_error).replace(h + ': ', '')}"
             for h, st in zip(self.hosts, states)
-            if st.reason
+            if st.reason or st.list_error
         ]
         if bad:
             raise Unavailable(" · ".join(bad))

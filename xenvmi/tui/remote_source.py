@@ -62,11 +62,17 @@ class HostState:
     #: whether that ``xenvmi list`` is still running.
     listed_ids: frozenset[int] | None = None
     listing: bool = False
+    #: Why the last ``xenvmi list`` failed (tried again RETRY_SECONDS later), and when.
+    list_error: str = ""
+    list_failed: float = 0.0
 
     @property
     def identities_pending(self) -> bool:
+        """Domains in the samples whose identities are on their way (not failed)."""
         ids = frozenset(s.domid for s in self.samples)
-        return self.status == "ok" and (self.listing or ids != self.listed_ids)
+        return self.status == "ok" and (
+            self.listing or (ids != self.listed_ids and not self.list_error)
+        )
 
 
 class HostWatcher:
@@ -133,7 +139,11 @@ class HostWatcher:
                     st.host = host or st.host
                     st.frames += 1
                     st.last = time.monotonic()
-                    list_now = ids != st.listed_ids and not st.listing
+                    list_now = (
+                        ids != st.listed_ids
+                        and not st.listing
+                        and st.last - st.list_failed >= RETRY_SECONDS
+                    )
                     if list_now:
                         st.listed_ids, st.listing = ids, True
                 if list_now:
@@ -150,17 +160,20 @@ class HostWatcher:
             )
 
     def _list(self) -> None:
-        """The domains' identities (``xenvmi list --json``); a failure is retried with
-        the next frame."""
+        """The domains' identities (``xenvmi list --json``); after a failure the types
+        show '?' and the next frame RETRY_SECONDS later tries again."""
         try:
             got = self.remote.json(["list", "--json"], COMMAND_TIMEOUT, self._stop.is_set)
             domains = rows_of(Domain, got)
-        except XenvmiError:
+        except XenvmiError as exc:
             with self.lock:
-                self.state.listed_ids, self.state.listing = None, False
+                st = self.state
+                st.listed_ids, st.listing = None, False
+                st.list_error, st.list_failed = f"xenvmi list: {exc}", time.monotonic()
+            self.changed.set()
             return
         with self.lock:
-            self.state.domains, self.state.listing = domains, False
+            self.state.domains, self.state.listing, self.state.list_error = domains, False, ""
         self.changed.set()
 
     def stop_soon(self) -> None:
