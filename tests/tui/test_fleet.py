@@ -171,6 +171,10 @@ def test_opening_a_guest_reads_it_on_its_own_host(tui, fake_ssh):
             await tui.wait_for(pilot, lambda: table.row_count == 11, timeout=30)
             commands = {table.get_row_at(i)[5].plain for i in range(table.row_count)}
             assert "/bin/xvm-alpha --lab" in commands
+            regs = screen.query_one("#regs-text")  # vCPUs: `xenvmi regs --vcpu all --json`
+            await tui.wait_for(pilot, lambda: "64-bit mode" in str(regs.render()), timeout=30)
+            mods = screen.query_one("#pane-modules DataTable")
+            await tui.wait_for(pilot, lambda: mods.row_count > 0, timeout=30)
             await pilot.press("6")
             tree = screen.query_one("#xs-subtree")
             await tui.wait_for(pilot, lambda: tree.root.children, timeout=30)
