@@ -122,6 +122,7 @@ def test_a_host_that_refuses_shows_down_and_the_other_works(tui, fake_ssh, monke
             await tui.wait_for(pilot, lambda: isinstance(app.screen, DomainScreen))
             reason = app.screen.query_one("#pane-processes ReasonPanel")
             await tui.wait_for(pilot, lambda: "Connection refused" in reason.reason, timeout=10)
+            assert reason.reason.startswith("root@dom0-b: ssh: connect to host")
             await pilot.press("escape", "q")
 
     asyncio.run(body())

@@ -77,11 +77,12 @@ class FleetSource:
         if not 0 <= i < len(self.sources):
             raise NotFoundError(f"no domain {domain!r}")
         if domid == PLACEHOLDER:
-            raise Unavailable(f"{self.hosts[i]}: {self.host_reason(i) or 'no domains yet'}")
+            raise Unavailable(self.host_reason(i) or f"{self.hosts[i]}: no domains yet")
         return self.sources[i], domid
 
     def host_reason(self, index: int) -> str:
-        """Why host ``index`` has no domains (its watcher's last error), if known."""
+        """Why host ``index`` has no domains (its watcher's last error, which names the
+        host), if known."""
         if self._sampler is None:
             return ""
         return self._sampler.watchers[index].snapshot().reason
