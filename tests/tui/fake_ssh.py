@@ -7,7 +7,8 @@ it (BatchMode on, '--' before the host), then runs COMMAND (``xenvmi top ...`` e
 xenvmi.api's samplers, xenstore reads and the plugin runner answered from the recording
 in $FAKE_SSH_RECORDING. $FAKE_SSH_DOWN / $FAKE_SSH_HANG name hosts (comma-separated) that
 refuse the connection (ssh's exit 255) or never answer, $FAKE_SSH_FAIL xenvmi commands
-that fail there (exit 5); each call is logged to
+that fail there (exit 5), $FAKE_SSH_FAIL_ONCE commands that fail the first time (a marker
+beside the log); each call is logged to
 $FAKE_SSH_LOG as one line "PID HOST COMMAND".
 """
 
@@ -117,6 +118,12 @@ def main() -> int:
         while True:
             time.sleep(60)
     argv = shlex.split(command)
+    once = Path(f"{log}.failed-{argv[1] if argv[1:2] else ''}")
+    if argv[1:2] and argv[1] in os.environ.get("FAKE_SSH_FAIL_ONCE", "").split(","):
+        if not once.exists():
+            once.touch()
+            print(f"xenvmi: error: {argv[1]}: no xenstored here", file=sys.stderr)
+            return 5
     if argv[1:2] and argv[1] in os.environ.get("FAKE_SSH_FAIL", "").split(","):
         print(f"xenvmi: error: {argv[1]}: no xenstored here", file=sys.stderr)
         return 5

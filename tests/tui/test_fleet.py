@@ -286,3 +286,28 @@ def test_a_failing_domain_list_leaves_the_samples_and_says_why(tui, fake_ssh, mo
     asyncio.run(body())
     lists = [c for _p, _h, c in calls(fake_ssh) if c.startswith("xenvmi list")]
     assert 1 <= len(lists) <= 3  # retried every RETRY_SECONDS, not every frame
+
+
+def test_identities_that_come_late_still_reach_the_table(tui, fake_ssh, monkeypatch):
+    """The first `xenvmi list` fails, the retry works: the types appear though no domid
+    changed (the sampler loop re-reads identities when a host's list arrives)."""
+    from xenvmi.tui import remote_source
+
+    monkeypatch.setenv("FAKE_SSH_FAIL_ONCE", "list")
+    monkeypatch.setattr(remote_source, "RETRY_SECONDS", 0.5)
+
+    async def body():
+        app = fleet_app("root@dom0-a")
+        async with app.run_test(size=(140, 40)) as pilot:
+            table = app.screen.query_one("#domains")
+            await tui.wait_for(
+                pilot,
+                lambda: {c.plain for c in table.get_column_at(3)} == {"pv", "hvm", "pvh"},
+                timeout=30,
+                what="the types after the retry",
+            )
+            await pilot.press("q")
+
+    asyncio.run(body())
+    lists = [c for _p, _h, c in calls(fake_ssh) if c.startswith("xenvmi list")]
+    assert len(lists) >= 2

@@ -114,22 +114,25 @@ class FleetSampler:
     def __init__(self, watchers: list[HostWatcher], hosts: list[str]) -> None:
         self.watchers, self.hosts = watchers, hosts
         self._last_frames = [0] * len(watchers)
+        self._lists: list[int] = []
 
     def _states(self) -> list[HostState]:
         return [w.snapshot() for w in self.watchers]
 
     def domains(self) -> list[Domain]:
-        """Every host's identities; while a host is still listing its new domains this
-        raises, and the sampler loop asks again with the next sample."""
+        """Every host's identities as far as they have arrived (a host lists its domains
+        beside its sample stream; identities_changed says when more came)."""
         states = self._states()
-        waiting = [h for h, st in zip(self.hosts, states) if st.identities_pending]
-        if waiting:
-            raise Unavailable(f"waiting for the domain list of {', '.join(waiting)}")
+        self._lists = [st.lists for st in states]
         return [
             dataclasses.replace(d, domid=key(i, d.domid))
             for i, st in enumerate(states)
             for d in st.domains
         ]
+
+    def identities_changed(self) -> bool:
+        """A host's domain list arrived since ``domains`` was last called."""
+        return [w.snapshot().lists for w in self.watchers] != self._lists
 
     def sample(self) -> tuple[NodeSample | None, list[DomainSample]]:
         rows: list[DomainSample] = []

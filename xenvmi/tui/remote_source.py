@@ -65,14 +65,8 @@ class HostState:
     #: Why the last ``xenvmi list`` failed (tried again RETRY_SECONDS later), and when.
     list_error: str = ""
     list_failed: float = 0.0
-
-    @property
-    def identities_pending(self) -> bool:
-        """Domains in the samples whose identities are on their way (not failed)."""
-        ids = frozenset(s.domid for s in self.samples)
-        return self.status == "ok" and (
-            self.listing or (ids != self.listed_ids and not self.list_error)
-        )
+    #: Counts the ``domains`` lists received (the fleet re-reads them when it moves).
+    lists: int = 0
 
 
 class HostWatcher:
@@ -174,6 +168,7 @@ class HostWatcher:
             return
         with self.lock:
             self.state.domains, self.state.listing, self.state.list_error = domains, False, ""
+            self.state.lists += 1
         self.changed.set()
 
     def stop_soon(self) -> None:
