@@ -2,8 +2,9 @@
 imports Textual; ``tests/tui/test_no_textual_in_core.py`` keeps it that way).
 
 Layout: sources.py (the DataSource interface), live.py and recorded.py (its two
-implementations), synthetic.py (generated recordings), workers.py (thread loops that
-post messages.py), screens/ and widgets/ (rendering only), app.py (wiring).
+implementations), remote_source.py and fleet.py (many hosts over ssh), synthetic.py
+(generated recordings), workers.py (thread loops that post messages.py), screens/ and
+widgets/ (rendering only), app.py (wiring).
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class XenvmiApp(App):
         sample = table.samples.get(domid)
         domain = screen.domains.get(domid)
         name = domain.name if domain else sample.name if sample else str(domid)
-        self.push_screen(DomainScreen(domid, name, domain, sample))
+        self.push_screen(DomainScreen(domid, name, domain, sample, host=table.host_of(domid)))
 
     def open_pending_domain(self) -> None:
         """``--domain NAME``: open it once the first sample named the domains."""

@@ -66,12 +66,32 @@ class Column:
     numeric: bool = True
 
 
+#: ``xenvmi tui --host``: a domain's key is host index * HOST_STRIDE + its domid (domids
+#: are below 0x7ff0), PLACEHOLDER the domid of the row standing for a host without data.
+HOST_STRIDE = 1 << 16
+PLACEHOLDER = HOST_STRIDE - 1
+
+
+def host_index(key: int) -> int:
+    return key // HOST_STRIDE
+
+
+def local_domid(key: int) -> int:
+    """The domid on its own host (on one host, the domid itself)."""
+    return key % HOST_STRIDE
+
+
+def _domid_text(key: int) -> Text:
+    domid = local_domid(key)
+    return _right("-" if domid == PLACEHOLDER else str(domid))
+
+
 def _right(text: str) -> Text:
     return Text(text, justify="right")
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("domid", "ID", lambda s, d: _right(str(s.domid)), lambda s, d: s.domid),
+    Column("domid", "ID", lambda s, d: _domid_text(s.domid), lambda s, d: s.domid),
     Column("name", "Name", lambda s, d: Text(s.name[:24]), lambda s, d: s.name.lower(), False),
     Column(
         "type",
@@ -109,11 +129,20 @@ COLUMNS: tuple[Column, ...] = (
     ),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
-BY_KEY = {c.key: c for c in COLUMNS}
+#: Shown first with --host; its cell is the host's name (DomainTable.hosts), its order the
+#: order the hosts were given in.
+HOST_COLUMN = Column(
+    "host", "Host", lambda s, d: Text(str(host_index(s.domid))), lambda s, d: host_index(s.domid)
+)
+BY_KEY = {c.key: c for c in (HOST_COLUMN, *COLUMNS)}
 
 
-def row_cells(s: DomainSample, d: Domain | None) -> list[Any]:
-    return [c.cell(s, d) for c in COLUMNS]
+def row_cells(s: DomainSample, d: Domain | None, hosts: list[str] | None = None) -> list[Any]:
+    cells = [c.cell(s, d) for c in COLUMNS]
+    if hosts is not None:
+        i = host_index(s.domid)
+        cells.insert(0, Text(hosts[i][:24] if i < len(hosts) else "?"))
+    return cells
 
 
 def sorted_samples(
@@ -125,7 +154,13 @@ def sorted_samples(
     )
 
 
-def matches(s: DomainSample, text: str) -> bool:
-    """The filter: a case-insensitive substring of the name, or the exact domid."""
+def matches(s: DomainSample, text: str, host: str = "") -> bool:
+    """The filter: a case-insensitive substring of the name or the host, or the exact
+    domid."""
     text = text.strip().lower()
-    return not text or text in s.name.lower() or text == str(s.domid)
+    return (
+        not text
+        or text in s.name.lower()
+        or text == str(local_domid(s.domid))
+        or (bool(host) and text in host.lower())
+    )

@@ -8,7 +8,9 @@ the ``xenvmi.errors`` family; its message is what the UI shows as the reason and
 
 ``LiveSource`` (live.py) calls xenvmi.api / xenvmi.guests / the hypercall tracer;
 ``RecordedSource`` (recorded.py) replays JSON fixtures, for tests, snapshots,
-``--replay DIR`` and the synthetic benchmark. Nothing here imports Textual.
+``--replay DIR`` and the synthetic benchmark; ``FleetSource`` (fleet.py) puts a
+``RemoteSource`` (remote_source.py) per ``--host`` side by side. Nothing here imports
+Textual.
 """
 
 from __future__ import annotations

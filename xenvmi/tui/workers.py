@@ -104,7 +104,9 @@ def sampler_loop(
                 node, samples = got
                 ids = {s.domid for s in samples}
                 domains = None
-                if ids != known:
+                # a sampler whose identities arrive apart from its samples (--host) says
+                # when they moved, as a new domid would
+                if ids != known or getattr(sampler, "identities_changed", bool)():
                     domains = guarded("domains", post, sampler.domains)
                     known = ids if domains is not None else None
                 post(m.SamplesUpdated(node, samples, domains, time.perf_counter() - t0))

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 from xenvmi.model.host import Domain, DomainSample
 from xenvmi.tui import messages as m
 from xenvmi.tui import workers, xenvmi_app
-from xenvmi.tui.format import kib, pct, xenbus_style
+from xenvmi.tui.format import kib, local_domid, pct, xenbus_style
 from xenvmi.tui.widgets.plugins_pane import PluginsPane
 from xenvmi.tui.widgets.tabs import SteadyTabbedContent
 from xenvmi.tui.widgets.views import (
@@ -48,7 +48,7 @@ def overview_text(d: Domain | None, s: DomainSample | None) -> Text:
     t = Text()
     if d is not None:
         t.append(f"{d.name}", style="bold")
-        t.append(f"  domid {d.domid}  type {d.type}  state {d.state or '-'}\n")
+        t.append(f"  domid {local_domid(d.domid)}  type {d.type}  state {d.state or '-'}\n")
         t.append(f"uuid {d.uuid or '-'}\n")
         t.append(
             f"memory {kib(d.memory_kib)} (target {kib(d.memory_target_kib)}, "
@@ -76,10 +76,11 @@ class DomainScreen(Screen):
         name: str,
         domain: Domain | None = None,
         sample: DomainSample | None = None,
+        host: str = "",
         **kw,
     ) -> None:
         super().__init__(**kw)
-        self.domid, self.domain_name = domid, name
+        self.domid, self.domain_name, self.host = domid, name, host
         self.domain, self.sample = domain, sample
         self.requests: queue.Queue = queue.Queue()
 
@@ -105,7 +106,8 @@ class DomainScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"READ-ONLY · {self.domain_name} (domain {self.domid})"
+        on = f" on {self.host}" if self.host else ""
+        self.sub_title = f"READ-ONLY · {self.domain_name} (domain {local_domid(self.domid)}{on})"
         self.life = xenvmi_app(self).life.child()
         self._fill_devices()
         for view in workers.GUEST_VIEWS:

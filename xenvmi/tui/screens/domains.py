@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from xenvmi.model.host import Domain
 from xenvmi.tui import messages as m
 from xenvmi.tui import workers, xenvmi_app
-from xenvmi.tui.format import BY_KEY, COLUMN_KEYS
+from xenvmi.tui.format import BY_KEY
 from xenvmi.tui.widgets.domain_table import DomainTable
 from xenvmi.tui.widgets.history import Histories, History
 from xenvmi.tui.widgets.host_panel import HostPanel
@@ -55,7 +55,7 @@ class DomainsScreen(Screen):
         yield Header()
         yield HostPanel(id="host")
         yield ReasonPanel("domains", id="domains-reason")
-        yield DomainTable(id="domains")
+        yield DomainTable(getattr(xenvmi_app(self).source, "hosts", None), id="domains")
         yield Static("", id="domains-status")
         yield History(id="history")
         yield Input(placeholder="filter by name or domid (Enter keeps it, Esc clears)", id="filter")
@@ -123,7 +123,9 @@ class DomainsScreen(Screen):
         self.query_one(HostPanel).set_node(msg.node)
         self.refreshes += 1
         self.last_seconds = msg.seconds
-        xenvmi_app(self).known_domains = {s.name: s.domid for s in msg.samples}
+        xenvmi_app(self).known_domains = {
+            "/".join(filter(None, (table.host_of(s.domid), s.name))): s.domid for s in msg.samples
+        }
         self._status()
         self.query_one(History).show(self.histories, table.selected)
         if xenvmi_app(self).pending_domain is not None:
@@ -170,7 +172,7 @@ class DomainsScreen(Screen):
 
     # -- actions -----------------------------------------------------------------------
     def action_sort(self, key: str) -> None:
-        if key in COLUMN_KEYS:
+        if key in self.query_one(DomainTable).column_keys:
             self.query_one(DomainTable).set_sort(key)
             self._status()
 

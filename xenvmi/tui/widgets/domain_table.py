@@ -9,7 +9,16 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from xenvmi.model.host import Domain, DomainSample
-from xenvmi.tui.format import BY_KEY, COLUMN_KEYS, COLUMNS, matches, row_cells, sorted_samples
+from xenvmi.tui.format import (
+    BY_KEY,
+    COLUMN_KEYS,
+    COLUMNS,
+    HOST_COLUMN,
+    host_index,
+    matches,
+    row_cells,
+    sorted_samples,
+)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -21,10 +30,13 @@ def _same(a: Any, b: Any) -> bool:
 class DomainTable(DataTable):
     """Rows keyed by domid. When the visible rows and their order are unchanged only the
     changed cells are rewritten (cheap with 1000 domains); otherwise the rows are rebuilt
-    and the cursor stays on the same domain."""
+    and the cursor stays on the same domain. With ``hosts`` (``--host``) a Host column
+    comes first and the keys are fleet keys (format.HOST_STRIDE)."""
 
-    def __init__(self, **kw) -> None:
+    def __init__(self, hosts: list[str] | None = None, **kw) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
+        self.hosts = hosts
+        self.column_keys = (("host",) if hosts is not None else ()) + COLUMN_KEYS
         self.sort_key, self.reverse, self.filter = "domid", False, ""
         self.samples: dict[int, DomainSample] = {}
         self.domains: dict[int, Domain] = {}
@@ -32,7 +44,7 @@ class DomainTable(DataTable):
         self._cells: dict[str, list[Any]] = {}
 
     def on_mount(self) -> None:
-        for c in COLUMNS:
+        for c in ((HOST_COLUMN,) if self.hosts is not None else ()) + COLUMNS:
             self.add_column(c.label, key=c.key)
 
     @property
@@ -40,6 +52,12 @@ class DomainTable(DataTable):
         if not self._order or not 0 <= self.cursor_row < len(self._order):
             return None
         return self.samples.get(int(self._order[self.cursor_row]))
+
+    def host_of(self, key: int) -> str:
+        """The host a row's key names ("" on one host)."""
+        if self.hosts is None or not 0 <= host_index(key) < len(self.hosts):
+            return ""
+        return self.hosts[host_index(key)]
 
     @property
     def visible_names(self) -> list[str]:
@@ -70,13 +88,13 @@ class DomainTable(DataTable):
             for s in sorted_samples(
                 list(self.samples.values()), self.domains, self.sort_key, self.reverse
             )
-            if matches(s, self.filter)
+            if matches(s, self.filter, self.host_of(s.domid))
         ]
         order = [str(s.domid) for s in rows]
-        cells = {str(s.domid): row_cells(s, self.domains.get(s.domid)) for s in rows}
+        cells = {str(s.domid): row_cells(s, self.domains.get(s.domid), self.hosts) for s in rows}
         if order == self._order:
             for key in order:
-                for col, new, old in zip(COLUMN_KEYS, cells[key], self._cells[key]):
+                for col, new, old in zip(self.column_keys, cells[key], self._cells[key]):
                     if not _same(new, old):
                         self.update_cell(key, col, new)
             self._widen(cells)

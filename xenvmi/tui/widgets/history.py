@@ -16,21 +16,27 @@ HISTORY = 60
 
 
 class Histories:
-    """Per-domain CPU and memory history, fed by every refresh; forgets vanished domains."""
+    """Per-domain CPU and memory history, fed by every refresh; forgets vanished domains.
+    A sample with the time of the domain's last one is not new (a refresh that found no
+    new frame, as with --host between two of a host's samples) and adds no point."""
 
     def __init__(self, size: int = HISTORY) -> None:
         self.size = size
         self.cpu: dict[int, deque[float]] = {}
         self.mem: dict[int, deque[float]] = {}
+        self.last: dict[int, float] = {}
 
     def add(self, samples: list[DomainSample]) -> None:
         seen = set()
         for s in samples:
             seen.add(s.domid)
+            if self.last.get(s.domid) == s.time:
+                continue
+            self.last[s.domid] = s.time
             self.cpu.setdefault(s.domid, deque(maxlen=self.size)).append(s.cpu_percent or 0.0)
             self.mem.setdefault(s.domid, deque(maxlen=self.size)).append(float(s.memory_kib))
         for gone in set(self.cpu) - seen:
-            del self.cpu[gone], self.mem[gone]
+            del self.cpu[gone], self.mem[gone], self.last[gone]
 
 
 class History(Vertical):
