@@ -41,8 +41,12 @@ RULES = ROOT / "contrib/prometheus/xenvmi-rules.yml"
 READ = ("xvm-pvh1", "xvm-hvm")
 #: Opted in but unreadable: a PV guest (no memory backend reads PV) and no such domain.
 UNREADABLE = {"xvm-pv": "unavailable", "xvm-absent": "not_found"}
-SCRAPE_S = 5
-GUEST_INTERVAL_S = 20
+#: Prometheus's scrape interval and timeout. A scrape is 1-2 s in the emulated dom0, but
+#: 10-20 s while a guest read runs (the read's threads share the exporter's interpreter)
+#: with the lab's other tests running: such a scrape may still time out (the waits below
+#: go on to the next one).
+SCRAPE_S = 30
+GUEST_INTERVAL_S = 30
 #: Caps (each wait ends earlier on failure: a dead ssh, an unexpected read error). The
 #: exporter starts in about 10 s here and a first guest read, kernel discovery included,
 #: took up to a minute; 3x slower, with the lab's other tests sharing its one CPU.
@@ -123,9 +127,9 @@ class Prom:
         return targets[0] if targets else {}
 
 
-def wait(what: str, done, progress, cap: float, abort=lambda: None, stall: float | None = None):
+def wait(what: str, done, progress, cap: float, abort=lambda: None, stall=None, detail=lambda: ""):
     out = wait_progress(done, progress, stall=stall or cap, cap=cap, poll=2.0, abort=abort)
-    assert out.done, f"{what}: {out.reason} after {out.elapsed:.0f}s"
+    assert out.done, f"{what}: {out.reason} after {out.elapsed:.0f}s {detail()}"
     return out
 
 
@@ -216,7 +220,8 @@ def stack():
             lambda: prom.target().get("health") == "up",
             lambda: prom.target().get("lastScrape"),
             START_CAP,
-            lambda: gone(),
+            gone,
+            detail=lambda: f"(last scrape error: {prom.target().get('lastError')})",
         )
         print(f"[{time.monotonic() - t0:4.0f}s] the exporter's target is up")
         yield lab, prom, gone
