@@ -9,7 +9,9 @@ guests' own console reports (xenvmi/lab/groundtruth.py). Every wait is on progre
 target's scrapes, the guest reads' timestamps) with a cap meant for a 3x slower machine.
 
 A lab whose image predates prometheus_client in dom0 can still run it: set
-``XENVMI_LAB_DOM0_PYTHONPATH`` to a directory in dom0 holding the unpacked wheel.
+``XENVMI_LAB_DOM0_PYTHONPATH`` to a directory in dom0 holding the unpacked wheel;
+``XENVMI_LAB_DOM0_SRC`` runs the exporter from another copy of the tree in dom0 than the
+synced one (a change tried without re-syncing a lab others are using).
 """
 
 from __future__ import annotations
@@ -156,10 +158,11 @@ def stack():
     extra = os.environ.get("XENVMI_LAB_DOM0_PYTHONPATH", "")
     env = f"PYTHONPATH={shlex.quote(extra)} " if extra else ""
     guests = ",".join((*READ, *UNREADABLE))
+    src = os.environ.get("XENVMI_LAB_DOM0_SRC", remote.REMOTE_SRC)
     # The exporter's life is the ssh session's: when the test closes ssh's stdin (or dies),
     # cat ends in dom0 and the exporter is killed.
     command = (
-        f"cd {remote.REMOTE_SRC} || exit 1; {env}{remote.REMOTE_PY} -m xenvmi exporter "
+        f"cd {shlex.quote(src)} || exit 1; {env}{remote.REMOTE_PY} -m xenvmi exporter "
         f"--listen 127.0.0.1:{dport} --guests {guests} --guest-budget 2 "
         f"--guest-interval {GUEST_INTERVAL_S} </dev/null & pid=$!; echo EXPORTER-PID $pid; "
         "cat >/dev/null; kill $pid 2>/dev/null; wait $pid"
