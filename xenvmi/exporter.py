@@ -46,6 +46,11 @@ log = logging.getLogger("xenvmi.exporter")
 DEFAULT_LISTEN = "127.0.0.1:9731"
 DEFAULT_GUEST_BUDGET = 5.0
 DEFAULT_GUEST_INTERVAL = 60.0
+#: The deadline of a read that follows no good one (the first after the exporter or the
+#: guest started, or after a failure): it may have to find the kernel, a scan of guest
+#: memory that took 232 s in the loaded emulated lab. Cut at the interval, it started
+#: over at every read and never ended; once found, the kernel is cached for the boot.
+FIRST_READ_TIMEOUT = 600.0
 #: Longest label value we emit: a domain name is at most 64 bytes in libxl, but
 #: xenstore would take more; a bounded label keeps one odd domain from bloating a TSDB.
 MAX_LABEL = 128
@@ -225,12 +230,14 @@ class GuestReader:
         read: Callable[[str, float], GuestFacts] = read_guest,
         read_timeout: float | None = None,
         parallel: int = 2,
+        first_read_timeout: float = FIRST_READ_TIMEOUT,
     ) -> None:
         self.names = list(dict.fromkeys(names))
         self.budget, self.interval, self.read = budget, interval, read
         #: a read's own deadline: long enough for a first kernel discovery, and past
         #: the budget, so a read that overruns one scrape lands in the cache for the next
         self.read_timeout = read_timeout or max(interval, budget, 30.0)
+        self.first_read_timeout = max(first_read_timeout, self.read_timeout)
         self.slots = {n: _Slot() for n in self.names}
         self.errors: dict[str, int] = {}
         self._lock = threading.Lock()  # a worker's outcome against the scrape's "budget"
@@ -241,11 +248,13 @@ class GuestReader:
     def _start(self, name: str, slot: _Slot) -> None:
         slot.done = threading.Event()
         slot.attempted = time.monotonic()
+        warm = slot.facts is not None and slot.error is None
+        timeout = self.read_timeout if warm else self.first_read_timeout
 
         def work(done: threading.Event = slot.done) -> None:
             try:
                 with self._slots_free:
-                    facts = self.read(name, self.read_timeout)
+                    facts = self.read(name, timeout)
             except Exception as e:  # any failure is the guest's metric, not the scrape's
                 with self._lock:
                     slot.error, slot.message = reason_of(e), str(e)[:200]

@@ -290,6 +290,27 @@ def test_a_slow_guest_is_an_error_metric_not_a_slow_scrape():
     assert value(fams, "xenvmi_guest_read_ok", domain="xvm-hvm") == 1
 
 
+def test_a_read_after_no_good_one_may_find_the_kernel():
+    """A read with no good one before it gets the long deadline (it may scan for the
+    kernel: minutes under emulation); reads after a good one get the interval's."""
+    asked, fail = [], [False]
+
+    def read(name, timeout):
+        asked.append(timeout)
+        if fail[0]:
+            raise GuestDataError("no VMCOREINFO note found before the deadline")
+        return facts()
+
+    reader = E.GuestReader(["xvm-hvm"], budget=2.0, interval=0.01, read=read)
+    assert (reader.read_timeout, reader.first_read_timeout) == (30.0, E.FIRST_READ_TIMEOUT)
+    col = collector(guests=reader)
+    for fails in (False, False, True, False):
+        fail[0] = fails
+        time.sleep(0.02)
+        scrape(col)
+    assert asked == [E.FIRST_READ_TIMEOUT, 30.0, 30.0, E.FIRST_READ_TIMEOUT]
+
+
 def test_reads_at_once_are_bounded():
     """With one read at a time, a hung guest holds the only slot: the other waits (and is
     a budget error), rather than two drgn walks competing for dom0's CPU."""

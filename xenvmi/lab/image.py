@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from xenvmi.errors import LabError, PermissionDenied, Unavailable
-from xenvmi.lab import integrity, kernels, releases
+from xenvmi.lab import integrity, kernels, releases, services
 from xenvmi.lab.paths import DATA, LabPaths, is_guest_payload
 from xenvmi.lab.releases import Release
 from xenvmi.lab.remote import source_root, source_tarball
@@ -64,8 +64,10 @@ HOST_TOOLS = {
 #: What the test suite uses on the host beside the lab (path -> Debian package): Xen's
 #: public headers (the ABI tables are tested against them), BTF tools the BTF reader is
 #: compared with, tmux for the TUI, vagrant and its libvirt provider to validate the
-#: Vagrant lab's file (provider settings included).
+#: Vagrant lab's file (provider settings included), Prometheus to scrape the exporter
+#: (its packaged service is never started: xenvmi.lab.services).
 TEST_PACKAGES = {
+    "/usr/bin/prometheus": "prometheus",
     "/usr/include/xen/errno.h": "libxen-dev",
     "/usr/sbin/bpftool": "bpftool",
     "/usr/bin/pahole": "pahole",
@@ -98,15 +100,18 @@ def install_host_packages(log=print) -> None:
         return
     log(f"host packages: installing {' '.join(missing)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
-    ):
-        res = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise Unavailable(
-                f"{' '.join(argv[:2])} failed: {res.stderr.strip().splitlines()[-1:]}"
-            )
+    # --no-install-recommends also keeps out prometheus' recommended node exporter (a
+    # second daemon on every address)
+    with services.held(missing, log=log):
+        for argv in (
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+        ):
+            res = subprocess.run(argv, env=env, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise Unavailable(
+                    f"{' '.join(argv[:2])} failed: {res.stderr.strip().splitlines()[-1:]}"
+                )
 
 
 def _recipe_file(f: Path, release: Release) -> bytes:
