@@ -105,37 +105,64 @@ def read_seconds(text: str) -> dict[str, float]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=30, help="scrapes per row (default 30)")
-    ap.add_argument("--guests", default="xvm-pvh1,xvm-hvm", help="for the --guests row")
-    args = ap.parse_args()
+PEER = "libxenstat sample (prometheus-xentop)"
+
+
+def measure(runs: int, guests: list[str]) -> tuple[dict[str, list[float]], str]:
+    """Seconds per scrape by row (the rows taking turns), and the last --guests scrape."""
     from xenvmi.api import DomainSampler
 
-    guests = [g for g in args.guests.split(",") if g]
+    label = ",".join(guests)
     exporters = [
         Exporter("exporter --no-dom0", ["--no-dom0"]),
         Exporter("exporter", []),
-        Exporter(f"exporter --guests {args.guests}", ["--guests", args.guests]),
+        Exporter(f"exporter --guests {label}", ["--guests", label]),
     ]
     sampler = DomainSampler()
-    times: dict[str, list[float]] = {"libxenstat sample (prometheus-xentop)": []}
+    times: dict[str, list[float]] = {PEER: []}
     times |= {e.label: [] for e in exporters}
     try:
         for e in exporters:
             e.wait_ready(guests if "--guests" in e.proc.args else [])
         sampler.sample()  # the first opens the handle
-        for i in range(args.runs):
-            times["libxenstat sample (prometheus-xentop)"].append(clock(sampler.sample))
+        for i in range(runs):
+            times[PEER].append(clock(sampler.sample))
             for e in exporters:
                 times[e.label].append(clock(e.scrape))
-            print(f"round {i + 1}/{args.runs}", file=sys.stderr, flush=True)
+            print(f"round {i + 1}/{runs}", file=sys.stderr, flush=True)
         last = exporters[-1].scrape().decode()
     finally:
         sampler.close()
         for e in exporters:
             e.stop()
-    base = statistics.median(times["libxenstat sample (prometheus-xentop)"])
+    return times, last
+
+
+def bench(opts) -> list:
+    """run.py's rows: each exporter configuration's scrape against one libxenstat sample."""
+    from common import progress, require_dom0
+    from table import Row
+
+    require_dom0()
+    runs = opts.n(5, 30)
+    guests = [opts.guest] if opts.guest else ["xvm-pvh1"]
+    progress(f"exporter: {runs} scrapes per configuration")
+    times, _ = measure(runs, guests)
+    base = statistics.median(times.pop(PEER))
+    size = f"{len(sampler_names())} domains, median of {runs}"
+    return [
+        Row("exporter", f"scrape: {label}", size, statistics.median(ts), base, peer_name=PEER)
+        for label, ts in times.items()
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=30, help="scrapes per row (default 30)")
+    ap.add_argument("--guests", default="xvm-pvh1,xvm-hvm", help="for the --guests row")
+    args = ap.parse_args()
+    times, last = measure(args.runs, [g for g in args.guests.split(",") if g])
+    base = statistics.median(times[PEER])
     print(f"{args.runs} scrapes per row, medians (domains: {len(sampler_names())})")
     print("| what | median ms | max ms | ratio |")
     print("|---|---|---|---|")

@@ -49,6 +49,7 @@ BENCHMARKS = {
     "native": ("native_vs_libvmi", "bench"),
     "trace": ("trace_overhead", "bench"),
     "xentrace": ("xentrace_decode", "bench"),
+    "exporter": ("exporter_scrape", "bench"),
 }
 
 

@@ -183,3 +183,31 @@ def test_xentrace_decode_against_a_xenalyze(monkeypatch, tmp_path):
     monkeypatch.setattr(mod, "find_xenalyze", lambda: None)
     rows = mod.bench(Options(quick=True, workdir=str(tmp_path)))
     assert rows[0].status == "skipped: xenalyze not installed" and rows[0].ours
+
+
+def test_exporter_scrape(dom0, monkeypatch):
+    mod = importlib.import_module("exporter_scrape")
+    times = {
+        mod.PEER: [0.4, 0.5, 0.6],
+        "exporter --no-dom0": [3.0, 3.4, 9.0],
+        "exporter": [4.2, 4.0, 4.4],
+        "exporter --guests xvm-pvh1": [10.0, 9.0, 11.0],
+    }
+    asked = {}
+    monkeypatch.setattr(mod, "sampler_names", lambda: ["a"] * 7)
+
+    def measure(runs, guests):
+        asked.update(runs=runs, guests=guests)
+        return {k: list(v) for k, v in times.items()}, ""
+
+    monkeypatch.setattr(mod, "measure", measure)
+    rows = by_what(mod.bench(Options(quick=True)))
+    assert asked == {"runs": 5, "guests": ["xvm-pvh1"]}
+    assert set(rows) == {
+        "scrape: exporter --no-dom0",
+        "scrape: exporter",
+        "scrape: exporter --guests xvm-pvh1",
+    }
+    row = rows["scrape: exporter"]
+    assert (row.ours, row.peer) == (4.2, 0.5) and row.ratio == pytest.approx(8.4)
+    assert row.size == "7 domains, median of 5" and row.goal is None
