@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xenvmi.backends.memory import GuestMemory
-from xenvmi.errors import GuestDataError
+from xenvmi.errors import GuestDataError, NotFoundError, Unavailable
 from xenvmi.guest import nonote
 from xenvmi.guest import vmcoreinfo as V
 
@@ -420,7 +420,8 @@ def _without_note(
     t0 = time.monotonic()
     try:
         info, lay, banner_pa, banner, how = nonote.locate(mem, timeout, progress)
-    except (GuestDataError, NotImplementedError) as e:
+    # no vCPU state (a raw image, a backend without it) is one more way this cannot work
+    except (GuestDataError, NotFoundError, Unavailable, NotImplementedError) as e:
         message = f"{scan_error}; and without a note: {e}"
         if path is not None:
             _store(mem, path, None, failed=message)
