@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from enum import IntEnum
-from typing import NamedTuple, overload
+from typing import Any, NamedTuple, overload
 
 from xenvmi import safetext
 from xenvmi.errors import NotFoundError, PermissionDenied, Unavailable, UsageError, XenvmiError
@@ -192,7 +192,7 @@ class XenStore:
         self.timeout = timeout
         self.writable = writable
         self._socket_path, self._xenbus_path = socket_path, xenbus_path
-        self._conn = None
+        self._conn: Any = None  # a pyxs connection (pyxs has no types)
         self._lock = threading.RLock()
         self._pending: set[int] = set()
         self._replies: dict = {}
