@@ -47,11 +47,8 @@ _HOST = re.compile(r"(?:[A-Za-z0-9._+-]{1,64}@)?[A-Za-z0-9._%:\[\]-]{1,253}")
 _OPTION = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:=| )\S.*")
 #: A remote xenvmi's exit code -> the error it means here (README's exit codes).
 _BY_EXIT: dict[int, type[XenvmiError]] = {
-    2: UsageError,
-    3: NotFoundError,
-    4: PermissionDenied,
-    5: Unavailable,
-    7: GuestDataError,
+    cls.exit_code: cls
+    for cls in (UsageError, NotFoundError, PermissionDenied, Unavailable, GuestDataError)
 }
 
 
