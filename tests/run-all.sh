@@ -4,6 +4,8 @@
 # against a real Xen 4.17 (all guests), then tests/lab_host on this machine against the
 # running lab. Prints each part's time and each test file's; JUnit files land in reports/.
 # Needs root and the README's set-up command (pip install -e '.[test,dev]', xenvmi lab deps).
+# XENVMI_LAB_RELEASE=trixie runs the same suite against Debian 13's lab (Xen 4.20, Python
+# 3.13, no LibVMI): the README's "Tested releases" says when and with what result.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p reports
@@ -14,7 +16,8 @@ status=0
 
 # 10 integrity runs: the corruption they guard against showed in every run.
 stamp "lab up (in the background; its lines are prefixed 'lab|')"
-( python3 -m xenvmi lab up --check-runs "${XENVMI_CHECK_RUNS:-10}" 2>&1 | sed -u 's/^/lab| /';
+( python3 -m xenvmi lab up --release "${XENVMI_LAB_RELEASE:-bookworm}" \
+    --check-runs "${XENVMI_CHECK_RUNS:-10}" 2>&1 | sed -u 's/^/lab| /';
   exit "${PIPESTATUS[0]}" ) &
 lab_pid=$!
 

@@ -1,12 +1,12 @@
-"""`xenvmi trace hypercalls` against the real Xen 4.17 in the lab's dom0.
+"""`xenvmi trace hypercalls` against the real Xen in the lab's dom0 (4.17, or 4.20 in trixie's).
 
 The tracer runs as a subprocess (as a user would run it) while this process makes
 hypercalls with known outcomes through /dev/xen/privcmd (xenvmi.backends.privcmd), and `xl list`
 makes its usual failing xsm_op. Each outcome was first observed in the lab:
 
   domctl getdomaininfo(domid=999)            -> -ESRCH  (no domain with id >= 999)
-  domctl getdomaininfo, interface 0x14       -> -EACCES (4.17 wants 0x15)
-  dm_op(domid=0, 0 bufs) hypercall           -> -EPERM  from Xen (dm_op on the caller itself)
+  domctl getdomaininfo, interface 0x14       -> -EACCES (4.17 wants 0x15, 4.20 0x17)
+  dm_op(domid=0, 1 buf) hypercall            -> -EPERM  from Xen (dm_op on the caller itself)
   privcmd dm_op ioctl, domid 0, nr_vcpus     -> -EPERM  from Xen, via the dm_op ioctl
   xen_version on a restricted privcmd fd     -> -EPERM  from privcmd itself (no hypercall)
   xsm_op from `xl list` (no XSM/FLASK)       -> -ENOSYS
@@ -14,20 +14,22 @@ makes its usual failing xsm_op. Each outcome was first observed in the lab:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from xenvmi.backends.privcmd import Privcmd
 
 READY_TIMEOUT = 600  # BPF compiles: 5-20 s on two emulated CPUs, minutes on one under load
-XEN_4_17 = (4 << 16) | 17
 ME = os.getpid()
 MY_COMM = Path("/proc/self/comm").read_text().strip()
 
@@ -82,15 +84,35 @@ def xl(*args: str) -> str:
     ).stdout
 
 
+DMOP_NR_VCPUS = 20  # XEN_DMOP_nr_vcpus: harmless, and answered for HVM guests
+WRONG_VERSION = 0x14  # an interface version older than every release the lab runs
+#: XEN_DOMCTL_INTERFACE_VERSION of each lab release (public/domctl.h).
+DOMCTL_VERSIONS = {"4.17": 0x15, "4.20": 0x17}
+
+
+@functools.cache
+def xen() -> SimpleNamespace:
+    """The running hypervisor as `xl info` says (the ground truth the outcomes are keyed
+    by), and that release's known outcomes."""
+    info = dict(re.findall(r"^(xen_major|xen_minor)\s*:\s*(\d+)", xl("info"), re.MULTILINE))
+    major, minor = int(info["xen_major"]), int(info["xen_minor"])
+    release = f"{major}.{minor}"
+    assert release in DOMCTL_VERSIONS, f"the lab runs Xen {release}: add its outcomes here"
+    return SimpleNamespace(
+        version=(major << 16) | minor,
+        domctl_version=DOMCTL_VERSIONS[release],
+    )
+
+
 def provoke() -> dict[str, int]:
     """The known hypercalls, with what privcmd told us (negative errno)."""
     with Privcmd() as p, Privcmd() as restricted:
         got = {
             "version": p.xen_version(),
             "esrch": p.domctl(5, 999),
-            "eacces": p.domctl(5, 0, version=0x14),
-            "dm_op": p.hypercall(41, 0, 0, 0),
-            "dm_op_ioctl": p.dm_op_ioctl(0, 20),
+            "eacces": p.domctl(5, 0, version=WRONG_VERSION),
+            "dm_op": p.dm_op(0, DMOP_NR_VCPUS),
+            "dm_op_ioctl": p.dm_op_ioctl(0, DMOP_NR_VCPUS),
             "restrict": restricted.restrict(0),
         }
         got["restricted"] = restricted.xen_version()
@@ -117,7 +139,7 @@ def unfiltered(tmp_path_factory):
 def test_privcmd_results_are_the_known_ones(unfiltered):
     _, got, _ = unfiltered
     assert got == {
-        "version": XEN_4_17,
+        "version": xen().version,
         "esrch": -3,
         "eacces": -13,
         "dm_op": -1,
@@ -137,7 +159,7 @@ def test_domctl_on_missing_domain_is_esrch(unfiltered):
     tracer, _, _ = unfiltered
     [ev] = find(tracer.events(), pid=ME, name="domctl", domid=999)
     assert ev["subop_name"] == "getdomaininfo" and ev["subop"] == 5
-    assert ev["ret"] == -3 and ev["error"] == "ESRCH" and ev["version"] == 0x15
+    assert ev["ret"] == -3 and ev["error"] == "ESRCH" and ev["version"] == xen().domctl_version
     assert ev["comm"] == MY_COMM and ev["tid"] > 0 and ev["latency_ns"] > 0
     assert ev["text"].startswith(
         f"{MY_COMM}[{ME}] domctl getdomaininfo(domid=999) -> -ESRCH (No such process) "
@@ -146,10 +168,12 @@ def test_domctl_on_missing_domain_is_esrch(unfiltered):
 
 def test_wrong_interface_version_is_eacces(unfiltered):
     tracer, _, _ = unfiltered
-    [ev] = find(tracer.events(), pid=ME, name="domctl", version=0x14)
+    [ev] = find(tracer.events(), pid=ME, name="domctl", version=WRONG_VERSION)
     assert (ev["subop_name"], ev["domid"], ev["error"]) == ("getdomaininfo", 0, "EACCES")
-    assert "version=0x14, want 0x15) -> -EACCES (Permission denied)" in ev["text"]
-    assert ev["expected_version"] == 0x15  # the running release's (4.17) table decoded it
+    want = xen().domctl_version  # the running release's table decoded it
+    text = f"version={WRONG_VERSION:#x}, want {want:#x}) -> -EACCES (Permission denied)"
+    assert text in ev["text"]
+    assert ev["expected_version"] == want
 
 
 def test_xen_eperm_from_dm_op_hypercall_and_ioctl(unfiltered):
@@ -173,7 +197,7 @@ def test_privcmd_eperm_on_restricted_fd(unfiltered):
     [r] = find(evs, pid=ME, kind="restrict")
     assert (r["domid"], r["ret"]) == (0, 0)
     versions = find(evs, pid=ME, name="xen_version")
-    assert sorted(e["ret"] for e in versions) == [-1, XEN_4_17]
+    assert sorted(e["ret"] for e in versions) == [-1, xen().version]
 
 
 def test_xl_list_xsm_op_is_enosys(unfiltered):
@@ -192,7 +216,11 @@ def test_bpf_filters_and_count(tmp_path):
         with Privcmd() as p:
             p.xen_version()
             xl("list")
-            results = [p.domctl(5, 999), p.domctl(5, 0, version=0x14), p.hypercall(41, 0, 0, 0)]
+            results = [
+                p.domctl(5, 999),
+                p.domctl(5, 0, version=WRONG_VERSION),
+                p.dm_op(0, DMOP_NR_VCPUS),
+            ]
             p.xen_version()
         code = tracer.wait(timeout=60)
     finally:

@@ -127,12 +127,24 @@ class Privcmd:
         self.buf[:8] = struct.pack("<II", cmd, version)
         return self.hypercall(HYPERVISOR_sysctl, self.addr)
 
-    def dm_op_ioctl(self, domid: int, op: int) -> int:
-        """IOCTL_PRIVCMD_DM_OP with one buffer holding struct xen_dm_op {op, pad, ...}."""
+    def dm_op(self, domid: int, op: int) -> int:
+        """The dm_op hypercall, raw, with one buffer (in the hypercall buffer) holding struct
+        xen_dm_op {op, pad, ...}. One buffer at least: since XSA-506 Xen answers none with
+        -ENODATA before it looks at the domain."""
         self.buf[:PAGE] = bytes(PAGE)
         self.buf[256:264] = struct.pack("<II", op, 0)
-        self.buf[0:16] = struct.pack("<QQ", self.addr + 256, 64)  # privcmd_dm_op_buf
-        packed = struct.pack("<HHIQ", domid, 1, 0, self.addr)  # privcmd_dm_op
+        self.buf[0:16] = struct.pack("<QQ", self.addr + 256, 64)  # xen_dm_op_buf {h, size}
+        return self.hypercall(HYPERVISOR_dm_op, domid, 1, self.addr)
+
+    def dm_op_ioctl(self, domid: int, op: int) -> int:
+        """IOCTL_PRIVCMD_DM_OP with one buffer holding struct xen_dm_op {op, pad, ...}.
+
+        The buffers are ordinary process memory, as libxendevicemodel's are: privcmd pins
+        them itself, and Linux 6.12 refuses to pin the hypercall buffer's mapping (the
+        ioctl failed with -EFAULT before reaching Xen)."""
+        op_buf = ctypes.create_string_buffer(struct.pack("<II", op, 0), 64)
+        bufs = ctypes.create_string_buffer(struct.pack("<QQ", ctypes.addressof(op_buf), 64))
+        packed = struct.pack("<HHIQ", domid, 1, 0, ctypes.addressof(bufs))  # privcmd_dm_op
         try:
             return self._ioctl(IOCTL_PRIVCMD_DM_OP, packed)
         except OSError as exc:
