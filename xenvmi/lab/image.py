@@ -65,9 +65,11 @@ HOST_TOOLS = {
 #: public headers (the ABI tables are tested against them), BTF tools the BTF reader is
 #: compared with, tmux for the TUI, vagrant and its libvirt provider to validate the
 #: Vagrant lab's file (provider settings included), Prometheus to scrape the exporter
-#: (its packaged service is never started: xenvmi.lab.services).
+#: (its packaged service is never started: xenvmi.lab.services), readelf for a vmlinux's
+#: build ID.
 TEST_PACKAGES = {
     "/usr/bin/prometheus": "prometheus",
+    "/usr/bin/readelf": "binutils",
     "/usr/include/xen/errno.h": "libxen-dev",
     "/usr/sbin/bpftool": "bpftool",
     "/usr/bin/pahole": "pahole",

@@ -128,6 +128,51 @@ def fetch_one(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
     return out
 
 
+def debug_vmlinux(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
+    """The vmlinux with DWARF of the exact kernel the lab's ``kernel`` guest boots, from
+    Debian's ``linux-image-*-dbg`` (an 800 MB download, 5.6 GB unpacked, of which only the
+    vmlinux is kept, outside the kernel directory dom0 gets). Fetched once and kept."""
+    guest = fetch_one(paths, kernel, log)
+    out = paths.root / "kernels-dbg" / kernel.name / "vmlinux"
+    if out.exists():
+        return out
+    name, version, _ = (guest / "package").read_text().strip().split("_")
+    kver = (guest / "kernel-release").read_text().strip()
+    log(f"fetching {name}-dbg {version} (about 800 MB) from Debian's archive")
+    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel)
+    _run(["apt-get", *opts, "update"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        work = Path(tmp)
+        _run(["apt-get", *opts, "download", f"{name}-dbg={version}"], cwd=work, timeout=3600)
+        deb = next(work.glob("*.deb"))
+        member = f"./usr/lib/debug/boot/vmlinux-{kver}"
+        part = work / "vmlinux"
+        # The vmlinux comes early in the package's tar: stream it, stop there.
+        unpack = subprocess.Popen(
+            ["dpkg-deb", "--fsys-tarfile", str(deb)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            with tarfile.open(fileobj=unpack.stdout, mode="r|") as tar:
+                for info in tar:
+                    if info.name == member and info.isfile():
+                        src = tar.extractfile(info)
+                        assert src is not None
+                        with part.open("wb") as dst:
+                            shutil.copyfileobj(src, dst, 1 << 20)
+                        break
+        finally:
+            unpack.kill()
+            unpack.wait()
+        if not part.exists():
+            raise LabError(f"{deb.name} holds no {member}")
+        part.rename(out)
+    log(f"{kernel.name}: {out} ({out.stat().st_size >> 20} MiB)")
+    return out
+
+
 def fetch(paths: LabPaths, log=print) -> list[Path]:
     return [fetch_one(paths, k, log) for k in KERNELS]
 
