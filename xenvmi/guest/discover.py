@@ -190,7 +190,7 @@ def scan(mem: GuestMemory, timeout: float = 600.0, progress: Progress = _quiet) 
             break
         try:
             note = read_note(mem, addr)
-            info = V.parse_note(note)
+            info = V.parse_note(note, mem.arch)
             how = verify(mem, info)
         except V.NoteError as e:
             rejected.append(f"{addr:#x}: {e}")
@@ -203,7 +203,7 @@ def scan(mem: GuestMemory, timeout: float = 600.0, progress: Progress = _quiet) 
     raise ScanFailed(
         f"no valid VMCOREINFO note in {mem.name}'s memory (scanned "
         f"{stats['scanned'] >> 20} MiB in {time.monotonic() - t0:.0f}s): "
-        f"is it a Linux x86-64 guest whose kernel has crash-dump support "
+        f"is it a Linux {mem.arch} guest whose kernel has crash-dump support "
         f"(CONFIG_CRASH_CORE, as every distribution kernel does)?{detail}"
     )
 
@@ -237,7 +237,7 @@ def from_dump_note(mem: GuestMemory, note: bytes) -> Discovery:
     a scan hit (the note's release must be the kernel image's). Its guest-physical address
     is the one xenvmi's writer recorded, else 0 (unknown: another tool wrote the dump)."""
     t0 = time.monotonic()
-    info = V.parse_text(note)
+    info = V.parse_text(note, mem.arch)
     how = verify(mem, info)
     addr = getattr(mem, "vmcoreinfo_address", None) or 0
     d = Discovery(info, addr, False, time.monotonic() - t0)
@@ -264,7 +264,7 @@ def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
     try:
         if read_note(mem, addr) != want:
             return None
-        info = V.parse_note(want)
+        info = V.parse_note(want, mem.arch)
     except V.NoteError:
         return None
     d = Discovery(info, addr, True, time.monotonic() - t0, cache_path=str(path))
@@ -281,7 +281,7 @@ def _load_cached_nonote(mem: GuestMemory, path: Path, entry: dict, t0: float) ->
             mem, text_va, text_pa, banner_pa, banner
         ):
             return None
-        info = V.parse_text(text)
+        info = V.parse_text(text, mem.arch)
     except (ValueError, KeyError, TypeError):  # NoteError is a ValueError
         return None
     d = Discovery(info, 0, True, time.monotonic() - t0, cache_path=str(path), method="page tables")
@@ -419,6 +419,8 @@ def _without_note(
     a failure names both ways tried, and is remembered for the boot like a failed scan."""
     t0 = time.monotonic()
     try:
+        if mem.arch != "x86_64":
+            raise Unavailable(f"finding a kernel without its note is x86-64 only ({mem.arch})")
         info, lay, banner_pa, banner, how = nonote.locate(mem, timeout, progress)
     # no vCPU state (a raw image, a backend without it) is one more way this cannot work
     except (GuestDataError, NotFoundError, Unavailable, NotImplementedError) as e:

@@ -124,7 +124,7 @@ def _cmdline(kp, mm: dict, mm_addr: int) -> str | None:
         return None
     size = min(end - start, MAX_CMDLINE)
     pgd_pa = kp.kernel_pa(mm["pgd"])
-    if pgd_pa is None or kp.paging_levels not in (4, 5):
+    if pgd_pa is None or kp.memory.arch != "x86_64" or kp.paging_levels not in (4, 5):
         raw = _remote_vm(kp.prog, mm, mm_addr, start, size)
     else:
         try:

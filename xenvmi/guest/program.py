@@ -22,14 +22,12 @@ from drgn import Architecture, Platform, PlatformFlags, Program, ProgramFlags, S
 from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
 from xenvmi.errors import GuestDataError, NotFoundError
 from xenvmi.guest import btf as B
-from xenvmi.guest import kallsyms_tables, symcache
+from xenvmi.guest import datasyms, kallsyms_tables, symcache
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
 from xenvmi.guest.btf_drgn import attach_btf
 from xenvmi.guest.discover import Discovery
 from xenvmi.guest.vmcoreinfo import (
     KALLSYMS_KEYS,
-    KERNEL_IMAGE_SIZE,
-    KERNEL_MAP,
     X86_64_TEXT_BASE,
     VmcoreInfo,
 )
@@ -40,7 +38,10 @@ MAX_KALLSYMS_SPAN = 64 << 20  # the tables of a 150k-symbol kernel span 1.8 MB
 #: Bounds of how much of the kernel image a search for kallsyms or BTF reads.
 MIN_IMAGE_SEARCH, MAX_IMAGE_SEARCH = 32 << 20, 128 << 20
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4
-PLATFORM = Platform(Architecture.X86_64, PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN)
+_LE64 = PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN
+PLATFORM = Platform(Architecture.X86_64, _LE64)
+#: drgn's platform for each GuestMemory.arch: drgn walks that architecture's page tables.
+PLATFORMS = {"x86_64": PLATFORM, "aarch64": Platform(Architecture.AARCH64, _LE64)}
 
 
 @dataclass
@@ -60,6 +61,8 @@ class KernelProgram:
     #: Linear maps checked against the page tables: (virtual start, virtual end,
     #: virtual - physical).
     linear: list[tuple[int, int, int]] = field(default_factory=list)
+    #: arm64: (start, size) of the kernel image's known part (:func:`arm64_image`).
+    image: tuple[int, int] | None = None
 
     @property
     def vmcoreinfo(self):
@@ -170,11 +173,7 @@ def _image_span(info: VmcoreInfo) -> tuple[int, int]:
     last image symbol VMCOREINFO names (read-only data, kallsyms and BTF included, comes
     before .data's init_uts_ns), within MIN/MAX_IMAGE_SEARCH."""
     start = info.symbols.get("_stext", X86_64_TEXT_BASE + info.kernel_offset)
-    in_image = [
-        a
-        for a in info.symbols.values()
-        if KERNEL_MAP <= a < KERNEL_MAP + KERNEL_IMAGE_SIZE and a > start
-    ]
+    in_image = [a for a in info.symbols.values() if info.in_image(a) and a > start]
     span = max(in_image, default=start) - start
     return start, min(MAX_IMAGE_SEARCH, max(MIN_IMAGE_SEARCH, span))
 
@@ -232,7 +231,7 @@ def _stage_kallsyms(kp: KernelProgram) -> None:
 
 
 def _page_offset_base(prog: Program) -> int:
-    """Where the guest's direct map starts (drgn.FaultError if unreadable)."""
+    """Where the guest's direct map starts (drgn.FaultError if unreadable): x86-64."""
     try:
         return prog.read_u64(prog.symbol("page_offset_base").address)
     except LookupError:  # no CONFIG_RANDOMIZE_MEMORY: the direct map is fixed
@@ -246,11 +245,13 @@ def _check_note_owner(kp: KernelProgram) -> None:
         return  # no note was used: nothing to check
     try:
         va = prog.read_u64(prog.symbol("vmcoreinfo_note").address)
-        pob = _page_offset_base(prog)
+        if kp.memory.arch == "aarch64":
+            pa = d.info.linear_pa(va)
+        else:
+            pa = va - _page_offset_base(prog)
     except (LookupError, drgn.FaultError):
         kp.warnings.append("could not cross-check the VMCOREINFO note with vmcoreinfo_note")
         return
-    pa = va - pob
     if pa == d.note_address:
         kp.sources["vmcoreinfo"] += "; is the kernel's own vmcoreinfo_note"
         return
@@ -310,7 +311,7 @@ def _search_btf(kp: KernelProgram) -> tuple[int, int]:
     """(start, stop) of the vmlinux BTF blob, searched for in the image when kallsyms has
     no __start_BTF (a kernel built without KALLSYMS_ALL)."""
     info = kp.discovery.info
-    start, limit = _image_span(info)
+    start, limit = kp.image or _image_span(info)
     data = kp.memory.read_physical(info.kernel_image_pa(start), limit)
     try:
         at, size = B.find_vmlinux_btf(data)
@@ -356,7 +357,7 @@ def build(
     file with the kernel's DWARF, for its types in place of BTF.
     """
     ref: list = [None]
-    prog = Program(PLATFORM)
+    prog = Program(PLATFORMS[mem.arch])
     prog.add_memory_segment(0, mem.max_physical_address, _reader(ref, mem), physical=True)
     text = discovery.info.raw.split(b"\x00", 1)[0]
     kp = KernelProgram(prog, mem, discovery, Budget(timeout))
@@ -396,6 +397,9 @@ def build(
     else:
         _load_btf(kp, caches[1] if caches else None)
         kp.timings["btf"] = time.monotonic() - t
+    t = time.monotonic()
+    if datasyms.supplement(kp):
+        kp.timings["data symbols"] = time.monotonic() - t
     return kp
 
 
@@ -455,18 +459,21 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
     as before. Kernel pages the guest unmapped from the direct map read as memory."""
     prog, mem, d = kp.prog, kp.memory, kp.discovery
     maps = []
-    try:
-        pob = _page_offset_base(prog)
-    except drgn.FaultError:
-        pob = None
-    if pob is not None and is_kernel_pointer(pob, align=1 << 30) and pob + mem.ram_top < 1 << 64:
-        maps.append(("direct map", pob, mem.ram_top, 0, d.note_address))
-    try:
-        text, end = prog.symbol("_text").address, prog.symbol("_end").address
-    except LookupError:
-        text = end = 0
-    if is_kernel_pointer(text, align=PAGE) and text < end <= text + (1 << 30):
-        maps.append(("kernel image", text, end - text, d.info.kernel_image_pa(text), 0))
+    if mem.arch == "aarch64":
+        maps += _arm64_maps(kp)
+    else:
+        try:
+            pob = _page_offset_base(prog)
+        except drgn.FaultError:
+            pob = None
+        if pob is not None and is_kernel_pointer(pob, 1 << 30) and pob + mem.ram_top < 1 << 64:
+            maps.append(("direct map", pob, mem.ram_top, 0, d.note_address))
+        try:
+            text, end = prog.symbol("_text").address, prog.symbol("_end").address
+        except LookupError:
+            text = end = 0
+        if is_kernel_pointer(text, align=PAGE) and text < end <= text + (1 << 30):
+            maps.append(("kernel image", text, end - text, d.info.kernel_image_pa(text), 0))
     for name, va, size, pa, probe in maps:
         try:
             agree = prog.read(va + probe, 64) == mem.read_physical(pa + probe, 64, strict=True)
@@ -483,3 +490,34 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
         kp.sources[name] = (
             f"{va:#x}+{size:#x} read at physical {pa:#x} (agrees with the page tables)"
         )
+
+
+def arm64_image(info: VmcoreInfo) -> tuple[int, int] | None:
+    """(start, size) of the part of the arm64 kernel image known to be mapped: from
+    _stext to the page after the last image symbol VMCOREINFO names (its .data and
+    .bss ones). Its Image header is not kept in memory, so _end is not known."""
+    stext = info.symbols.get("_stext")
+    if stext is None:
+        return None
+    last = max((a for a in info.symbols.values() if info.in_image(a)), default=stext)
+    end = (last | (PAGE - 1)) + 1
+    return stext, end - stext
+
+
+def _arm64_maps(kp: KernelProgram) -> list[tuple[str, int, int, int, int]]:
+    """arm64's linear map (PAGE_OFFSET and PHYS_OFFSET from VMCOREINFO; RAM from
+    PHYS_OFFSET up when it is a real address, else from 0 as the linear map randomized
+    it) and its kernel image (:func:`arm64_image`), as _linear_maps checks them."""
+    mem, info = kp.memory, kp.discovery.info
+    phys_offset = info.numbers["PHYS_OFFSET"]
+    pa = phys_offset if phys_offset < 1 << 63 else 0
+    maps = []
+    if pa < mem.ram_top:
+        probe_pa = kp.discovery.note_address or info.kernel_image_pa(info.symbols["_stext"])
+        maps.append(("direct map", info.linear_va(pa), mem.ram_top - pa, pa, probe_pa - pa))
+    image = arm64_image(info)
+    if image is not None:
+        text, size = image
+        maps.append(("kernel image", text, size, info.kernel_image_pa(text), 0))
+        kp.image = image
+    return maps
