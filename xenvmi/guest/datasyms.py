@@ -8,6 +8,8 @@ which lies around ``init_uts_ns``:
 
 - ``init_task``: the task named "swapper/0" (the boot CPU's idle task) whose pid is 0,
   whose ``real_parent`` is itself and whose task list is consistent both ways;
+- ``linux_banner``: "Linux version RELEASE (" in the image, followed by init_uts_ns's
+  version string;
 - ``modules``: the list head whose entries lie in vmalloc space outside the kernel image
   (arm64 loads modules in its module area, or with KASLR in a randomized 2 GiB window
   below the image), each one a ``struct module`` whose ``list`` links back, whose state
@@ -125,6 +127,33 @@ def find_modules(kp, start: int, data: bytes) -> int | None:
     return None
 
 
+def find_banner(kp) -> int | None:
+    """linux_banner's address: in the image's read-only data, "Linux version RELEASE ("
+    whose line holds the kernel's own utsname version (VMCOREINFO's init_uts_ns)."""
+    info, image = kp.discovery.info, kp.image
+    uts = info.symbols.get("init_uts_ns")
+    if image is None or uts is None:
+        return None
+    name_off = int(info.fields.get("OFFSET(uts_namespace.name)", "0") or 0)
+    try:
+        version = kp.read(uts + name_off + 3 * 65, 65).split(b"\0", 1)[0]
+    except drgn.FaultError:
+        return None
+    want = f"Linux version {info.osrelease} (".encode()
+    start, size = image
+    chunk = 4 << 20
+    for off in range(0, size, chunk):
+        base = info.kernel_image_pa(start + off)
+        data = kp.memory.read_physical(base, min(chunk + 1024, size - off))
+        at = data.find(want)
+        while 0 <= at < chunk:
+            line = data[at : at + 512].split(b"\0", 1)[0]
+            if version and version in line:
+                return start + off + at
+            at = data.find(want, at + 1)
+    return None
+
+
 def supplement(kp) -> dict[str, int]:
     """Give drgn the data symbols kallsyms lacks (nothing when it has ``init_task``):
     VMCOREINFO's and the ones found here. Returns what was added."""
@@ -140,6 +169,10 @@ def supplement(kp) -> dict[str, int]:
     }
     window = _window(kp)
     how = []
+    banner = find_banner(kp)
+    if banner is not None:
+        table["linux_banner"] = banner
+        how.append(f"linux_banner at {banner:#x}")
     if window is not None:
         for name, find in (("init_task", find_init_task), ("modules", find_modules)):
             try:

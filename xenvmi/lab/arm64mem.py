@@ -63,12 +63,41 @@ def missing_tools() -> list[str]:
 
 
 def _download(opts: list[str], package: str, work: Path) -> Path:
-    kernels._run(["apt-get", *opts, "download", package], cwd=work)
+    """Download and unpack ``package``: its candidate version, else the other versions
+    the archive lists (a security update may be listed before the mirror has its file)."""
+    madison = kernels._run(["apt-cache", *opts, "madison", package])
+    versions = [ln.split("|")[1].strip() for ln in madison.splitlines() if ln.count("|") >= 2]
+    problems = []
+    for version in versions or [""]:
+        try:
+            kernels._run(
+                ["apt-get", *opts, "download", f"{package}={version}" if version else package],
+                cwd=work,
+            )
+            break
+        except LabError as e:
+            problems.append(str(e)[-200:])
+    else:
+        raise LabError(f"cannot download {package}: {'; '.join(problems)}")
     debs = sorted(work.glob(f"{package.split(':')[0]}_*.deb"))
     if not debs:
         raise LabError(f"apt-get download {package} gave no .deb")
     kernels._run(["dpkg-deb", "-x", str(debs[0]), str(work / "x")])
     return debs[0]
+
+
+def _download_kernel(opts: list[str], show: str, work: Path) -> tuple[str, Path]:
+    """The newest of the image packages ``linux-image-arm64``'s records depend on that the
+    mirror serves (a security update may be listed before the mirror has it)."""
+    records = [r for r in show.split("\n\n") if r.strip()]
+    problems = []
+    for record in records:
+        package = kernels.image_package(record, arch="arm64")
+        try:
+            return package, _download(opts, package, work)
+        except LabError as e:
+            problems.append(str(e))
+    raise LabError(f"no linux-image-arm64 could be downloaded: {'; '.join(problems)[-400:]}")
 
 
 def fetch(name: str, log=print) -> Path:
@@ -81,17 +110,18 @@ def fetch(name: str, log=print) -> Path:
     gk = kernels.GuestKernel(name, k.release, k.what)
     opts = kernels._apt(root() / "apt" / k.release, gk, arch="arm64")
     kernels._run(["apt-get", *opts, "update"])
-    package = kernels.image_package(
-        kernels._run(["apt-cache", *opts, "show", "linux-image-arm64"]), arch="arm64"
-    )
+    show = kernels._run(["apt-cache", *opts, "show", "linux-image-arm64"])
     root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root()) as tmp:
         work = Path(tmp)
-        deb = _download(opts, package, work)
+        package, deb = _download_kernel(opts, show, work)
         _download(opts, "busybox-static", work)
         vmlinuz = sorted((work / "x" / "boot").glob("vmlinuz-*"))
-        busybox = work / "x" / "bin" / "busybox"
-        if not vmlinuz or not busybox.exists():
+        busybox = next(
+            (b for b in (work / "x" / d / "busybox" for d in ("bin", "usr/bin")) if b.exists()),
+            None,
+        )
+        if not vmlinuz or busybox is None:
             raise LabError(f"{deb.name} or busybox-static lacks vmlinuz or /bin/busybox")
         kver = vmlinuz[0].name.removeprefix("vmlinuz-")
         dummy = sorted(
