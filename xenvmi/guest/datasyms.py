@@ -29,6 +29,7 @@ import drgn
 from drgn import Symbol, SymbolBinding, SymbolKind
 
 from xenvmi.backends.memory import PhysicalFault
+from xenvmi.guest.discover import utsname_offset
 from xenvmi.guest.vmcoreinfo import KALLSYMS_KEYS, POINTER_SYMBOLS
 
 #: How far from init_uts_ns (in .data) the search reads each way: .data of a distribution
@@ -86,8 +87,11 @@ def find_modules(kp, start: int, data: bytes) -> int | None:
     """The ``modules`` list head's address in the window, or None (no module area in
     VMCOREINFO, or no module loaded: the head then points to itself like any empty list)."""
     info = kp.discovery.info
-    lo, hi = info.numbers.get("MODULES_VADDR"), info.numbers.get("VMALLOC_END")
-    if lo is None or hi is None or not lo < hi:
+    # VMCOREINFO names the module and vmalloc areas since Linux 5.12; before, on arm64
+    # they lie above the linear map (the kernel half's lower half)
+    lo = info.numbers.get("MODULES_VADDR", info.page_offset + (1 << (info.va_bits - 1)))
+    hi = info.numbers.get("VMALLOC_END", 1 << 64)
+    if not lo < hi:
         return None
     image_lo, image_hi = info.image_window()
     image_hi = min(image_hi, start + len(data) + WINDOW)
@@ -134,9 +138,12 @@ def find_banner(kp) -> int | None:
     uts = info.symbols.get("init_uts_ns")
     if image is None or uts is None:
         return None
-    name_off = int(info.fields.get("OFFSET(uts_namespace.name)", "0") or 0)
+    name_off = info.fields.get("OFFSET(uts_namespace.name)")
+    if name_off is None or not name_off.isdigit():  # before 5.13: after a kref
+        found = utsname_offset(kp.memory, info.kernel_image_pa(uts), info.osrelease)
+        name_off = "0" if found is None else str(found)
     try:
-        version = kp.read(uts + name_off + 3 * 65, 65).split(b"\0", 1)[0]
+        version = kp.read(uts + int(name_off) + 3 * 65, 65).split(b"\0", 1)[0]
     except drgn.FaultError:
         return None
     want = f"Linux version {info.osrelease} (".encode()

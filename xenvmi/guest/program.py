@@ -38,6 +38,9 @@ MAX_KALLSYMS_SPAN = 64 << 20  # the tables of a 150k-symbol kernel span 1.8 MB
 #: Bounds of how much of the kernel image a search for kallsyms or BTF reads.
 MIN_IMAGE_SEARCH, MAX_IMAGE_SEARCH = 32 << 20, 128 << 20
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4
+#: What a kallsyms table found by structure in an arm64 image must place after _stext,
+#: in this order (its only VMCOREINFO anchor when kallsyms names functions only).
+ARM64_TEXT_BOUNDS = ("_etext", "_sinittext", "_einittext")
 _LE64 = PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN
 PLATFORM = Platform(Architecture.X86_64, _LE64)
 #: drgn's platform for each GuestMemory.arch: drgn walks that architecture's page tables.
@@ -189,6 +192,9 @@ def _find_kallsyms(
         f"looking for {mem.name}'s kallsyms tables in its kernel image (Linux "
         f"{info.osrelease}'s VMCOREINFO does not say where they are)"
     )
+    # arm64 kallsyms without KALLSYMS_ALL names no data symbol: _stext is its only anchor
+    # in VMCOREINFO, so the text section's bounds the table gives must also line up
+    arm64 = info.arch == "aarch64"
     tables = kallsyms_tables.find(
         lambda pa, n: mem.read_physical(pa, n),
         info.kernel_image_pa(start),
@@ -196,7 +202,17 @@ def _find_kallsyms(
         limit,
         info.symbols,
         progress=progress,
+        extra=ARM64_TEXT_BOUNDS if arm64 else (),
+        min_anchors=1 if arm64 else kallsyms_tables.MIN_ANCHORS,
     )
+    if arm64:
+        bounds = [tables.resolved.get(n) for n in ARM64_TEXT_BOUNDS]
+        stext = info.symbols.get("_stext", 0)
+        if None in bounds or not stext < bounds[0] <= bounds[1] < bounds[2] < stext + (1 << 30):
+            raise GuestDataError(
+                f"{mem.name}: a kallsyms table found by structure gives _etext, _sinittext, "
+                f"_einittext {bounds}: not the text of the kernel whose _stext is {stext:#x}"
+            )
     lines = tables.vmcoreinfo_lines(info.symbols)
     info.symbols.update(tables.symbols())
     return lines, tables.describe()
@@ -244,7 +260,16 @@ def _check_note_owner(kp: KernelProgram) -> None:
     if d.method != "note":
         return  # no note was used: nothing to check
     try:
-        va = prog.read_u64(prog.symbol("vmcoreinfo_note").address)
+        address = prog.symbol("vmcoreinfo_note").address
+    except LookupError:
+        if kp.memory.arch == "aarch64":  # kallsyms of functions only (Debian's arm64)
+            kp.sources["vmcoreinfo"] += "; vmcoreinfo_note not in kallsyms (not cross-checked)"
+            return
+        address = None
+    try:
+        if address is None:
+            raise LookupError("vmcoreinfo_note")
+        va = prog.read_u64(address)
         if kp.memory.arch == "aarch64":
             pa = d.info.linear_pa(va)
         else:
