@@ -206,9 +206,9 @@ def _find_kallsyms(
         min_anchors=1 if arm64 else kallsyms_tables.MIN_ANCHORS,
     )
     if arm64:
-        bounds = [tables.resolved.get(n) for n in ARM64_TEXT_BOUNDS]
+        bounds = [tables.resolved.get(n, 0) for n in ARM64_TEXT_BOUNDS]
         stext = info.symbols.get("_stext", 0)
-        if None in bounds or not stext < bounds[0] <= bounds[1] < bounds[2] < stext + (1 << 30):
+        if not stext < bounds[0] <= bounds[1] < bounds[2] < stext + (1 << 30):
             raise GuestDataError(
                 f"{mem.name}: a kallsyms table found by structure gives _etext, _sinittext, "
                 f"_einittext {bounds}: not the text of the kernel whose _stext is {stext:#x}"
