@@ -1,0 +1,181 @@
+"""The Linux views on real arm64 kernels' memory, against what each guest printed.
+
+No Xen here: Debian's arm64 kernels (11's 5.10, 12's 6.1 with and without KASLR, 13's
+6.12) boot under qemu-system-aarch64 (TCG) with the lab guests' busybox init, which prints
+its process list, modules and release to the console; QEMU's dump-guest-memory then
+writes the guest's memory (xenvmi.lab.arm64mem, kept under ~/.cache/xenvmi/arm64). The
+views read that ELF core as they read a live domain: the architecture comes from the
+file. Needs qemu-system-arm (`xenvmi lab deps`) and Debian's archive, not the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xenvmi.lab import arm64mem
+from xenvmi.lab.groundtruth import KMSG_LINE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.timeout(1800),
+    pytest.mark.skipif(
+        bool(arm64mem.missing_tools()),
+        reason=f"needs {' '.join(arm64mem.missing_tools())} (xenvmi lab deps installs them)",
+    ),
+]
+
+#: (kernel, QEMU's vmcoreinfo device, KASLR): 6.1 both ways; the note is in memory either
+#: way (the kernel's own), the device only tells QEMU where.
+CAPTURES = (
+    ("deb12", True, True),
+    ("deb12", False, False),
+    ("deb11", True, True),
+    ("deb13", True, True),
+)
+
+
+@pytest.fixture(
+    scope="module", params=CAPTURES, ids=lambda c: f"{c[0]}{'' if c[2] else '-nokaslr'}"
+)
+def capture(request, tmp_path_factory):
+    """The guest's dump and report (built once, then kept), and a fresh discovery cache."""
+    name, device, kaslr = request.param
+    cap = arm64mem.capture(name, vmcoreinfo_device=device, kaslr=kaslr)
+    cap.cache = tmp_path_factory.mktemp(f"cache-{name}")  # type: ignore[attr-defined]
+    cap.name = f"arm64-{name}"  # type: ignore[attr-defined]
+    return cap
+
+
+def run(cap, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XENVMI_CACHE_DIR=str(cap.cache))
+    res = subprocess.run(
+        [sys.executable, "-m", "xenvmi", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    if ok:
+        assert res.returncode == 0, f"xenvmi {' '.join(args)}: exit {res.returncode}: {res.stderr}"
+    return res
+
+
+def view(cap, command: str, *args: str, target: Path | None = None) -> dict:
+    res = run(cap, command, *args, "--json", str(target or cap.core))
+    return json.loads(res.stdout)
+
+
+def prstatus(path: Path) -> list[tuple[int, ...]]:
+    """Each NT_PRSTATUS's user_pt_regs (x0-x30, sp, pc, pstate), read here from the ELF
+    file with nothing of xenvmi's."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        assert head[:4] == b"\x7fELF" and struct.unpack_from("<H", head, 18)[0] == 183
+        phoff, phnum = struct.unpack_from("<Q", head, 32)[0], struct.unpack_from("<H", head, 56)[0]
+        f.seek(phoff)
+        table = f.read(56 * phnum)
+        out = []
+        for n in range(phnum):
+            ptype, _, off, _, _, filesz = struct.unpack_from("<IIQQQQ", table, n * 56)
+            if ptype != 4:
+                continue
+            f.seek(off)
+            data, pos = f.read(filesz), 0
+            while pos + 12 <= len(data):
+                namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+                desc = pos + 12 + (namesz + 3) // 4 * 4
+                if data[pos + 12 : pos + 16] == b"CORE" and ntype == 1:
+                    out.append(struct.unpack_from("<34Q", data, desc + 112))
+                pos = desc + (descsz + 3) // 4 * 4
+    return out
+
+
+def test_kernel_release_hostname_and_slide(capture):
+    got = view(capture, "kernel")["rows"][0]
+    assert got["release"] == capture.report.release == capture.release
+    assert got["hostname"] == capture.name
+    console = capture.console.read_text(errors="replace")
+    if "KASLR enabled" in console:
+        assert got["kaslr_slide"] > 0 and got["kaslr_slide"] % 0x10000 == 0
+    else:
+        assert got["kaslr_slide"] == 0
+    assert got["btf_types"] > 10_000 and got["symbols"] > 10_000
+
+
+def test_ps_matches_console(capture):
+    got = view(capture, "ps")
+    ours = {p["pid"]: p for p in got["rows"]}
+    truth = {p.pid: p for p in capture.report.processes}
+    # the dump is taken right after the report: every process reported is there, with its
+    # parent; a kernel worker's workqueue may have changed in between, nothing else
+    missing = sorted(set(truth) - set(ours))
+    assert not missing, f"ps misses {[truth[p] for p in missing]}"
+    for pid, p in truth.items():
+        assert ours[pid]["ppid"] == p.ppid, (p, ours[pid])
+        if not p.comm.startswith("kworker/"):
+            assert ours[pid]["comm"] == p.comm, (p, ours[pid])
+    extra = [p for pid, p in ours.items() if pid not in truth and not p["kernel_thread"]]
+    assert not extra, f"ps lists user processes the guest never reported: {extra}"
+    # (bullseye's busybox names its script processes "sh": the command lines tell them apart)
+    by_cmd = {p["cmdline"]: p for p in got["rows"]}
+    assert "/bin/sh /usr/bin/xvm-beta --role worker" in by_cmd
+    child, parent = by_cmd["/bin/sh /usr/bin/xvm-child"], by_cmd["/bin/sh /usr/bin/xvm-parent"]
+    assert child["ppid"] == parent["pid"] == truth[child["pid"]].ppid
+    kthreadd = next(p for p in got["rows"] if p["comm"] == "kthreadd")
+    assert kthreadd["kernel_thread"] and kthreadd["cmdline"] is None
+    assert got["complete"], got["warnings"]
+
+
+def test_lsmod_matches_console(capture):
+    got = view(capture, "lsmod")
+    assert {m["name"] for m in got["rows"]} == set(capture.report.modules) == {"dummy"}
+    assert all(m["state"] == "live" and m["size"] > 0 for m in got["rows"])
+
+
+def test_dmesg_has_the_guest_line(capture):
+    texts = [r["text"] for r in view(capture, "dmesg")["rows"]]
+    assert KMSG_LINE.format(name=capture.name) in texts
+    assert any(t.startswith(f"Linux version {capture.release} ") for t in texts)
+
+
+def test_regs_are_the_dumps_prstatus(capture):
+    rows = view(capture, "regs", "--vcpu", "all")["rows"]
+    notes = prstatus(capture.core)
+    assert len(rows) == len(notes) == 2
+    for row, regs in zip(rows, notes):
+        d = row["decoded"]
+        assert (d["pc"], d["sp"], d["pstate"]) == (regs[32], regs[31], regs[33])
+        assert d["execution_state"] == "aarch64" and d["el"] == 1  # idle in the kernel
+        assert row["raw"]["x29"] == regs[29]
+
+
+def test_dump_is_an_arm64_vmcore_drgn_opens(capture, tmp_path):
+    drgn = pytest.importorskip("drgn")
+    out = tmp_path / "arm64.vmcore"
+    run(capture, "dump", str(capture.core), str(out))
+    notes = prstatus(out)
+    assert [n[32] for n in notes] == [n[32] for n in prstatus(capture.core)]  # pc per vCPU
+    prog = drgn.Program()
+    prog.set_core_dump(str(out))  # a Linux kernel core: drgn reads our VMCOREINFO note
+    assert prog.platform.arch == drgn.Architecture.AARCH64
+    assert prog["UTS_RELEASE"].string_().decode() == capture.release
+    ours = {(p["pid"], p["ppid"], p["comm"]) for p in view(capture, "ps", target=out)["rows"]}
+    orig = {(p["pid"], p["ppid"], p["comm"]) for p in view(capture, "ps")["rows"]}
+    assert ours == orig
+
+
+def test_isf_profile(capture, tmp_path):
+    out = tmp_path / "arm64.isf.json"
+    run(capture, "isf", str(capture.core), "-o", str(out))
+    doc = json.loads(out.read_text())
+    symbols = doc["symbols"]
+    assert symbols["init_task"]["type"] == {"kind": "struct", "name": "task_struct"}
+    assert "linux_banner" in symbols and "task_struct" in doc["user_types"]
