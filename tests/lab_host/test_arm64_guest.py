@@ -179,3 +179,36 @@ def test_isf_profile(capture, tmp_path):
     symbols = doc["symbols"]
     assert symbols["init_task"]["type"] == {"kind": "struct", "name": "task_struct"}
     assert "linux_banner" in symbols and "task_struct" in doc["user_types"]
+
+
+def test_aarch64_walk_agrees_with_drgn(capture, monkeypatch):
+    """xenvmi's own AArch64 walk (command lines) reads what drgn's page-table walk reads,
+    for every user process, and its regime is the kernel's (4K granule, 48-bit VAs)."""
+    from drgn import Object
+    from drgn.helpers.linux.mm import access_remote_vm
+
+    from xenvmi.guest import pagetable
+    from xenvmi.guests import open_guest
+
+    monkeypatch.setenv("XENVMI_CACHE_DIR", str(capture.cache))
+    with open_guest(capture.core) as g:
+        kp = g.kernel_program()
+        assert kp.arm64_paging == pagetable.Aarch64Paging(4096, 48, 48)
+        prog, checked = kp.prog, 0
+        for p in g.processes().rows:
+            if p.kernel_thread:
+                continue
+            mm = Object(prog, "struct task_struct", address=p.task).mm
+            start, end = mm.arg_start.value_(), mm.arg_end.value_()
+            pgd_pa = kp.kernel_pa(mm.pgd.value_())
+            assert pgd_pa is not None  # the linear map holds every page table
+            ours = pagetable.read_user(
+                lambda pa, n: kp.memory.read_physical(pa, n, strict=True),
+                pgd_pa,
+                start,
+                end - start,
+                arm64=kp.arm64_paging,
+            )
+            assert ours == access_remote_vm(mm, start, end - start), p
+            checked += 1
+        assert checked >= 9

@@ -22,7 +22,7 @@ from drgn import Architecture, Platform, PlatformFlags, Program, ProgramFlags, S
 from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
 from xenvmi.errors import GuestDataError, NotFoundError
 from xenvmi.guest import btf as B
-from xenvmi.guest import datasyms, kallsyms_tables, symcache
+from xenvmi.guest import datasyms, kallsyms_tables, pagetable, symcache
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
 from xenvmi.guest.btf_drgn import attach_btf
 from xenvmi.guest.discover import Discovery
@@ -76,6 +76,24 @@ class KernelProgram:
     @property
     def paging_levels(self) -> int:
         return 5 if self.discovery.info.numbers.get("pgtable_l5_enabled") else 4
+
+    @property
+    def arm64_paging(self) -> pagetable.Aarch64Paging | None:
+        """An arm64 guest's user translation regime, from VMCOREINFO (PAGESIZE, the VA
+        size TCR_EL1_T1SZ gives, which Linux also sets T0SZ to, else VA_BITS, and
+        MAX_PHYSMEM_BITS); None for x86-64 or numbers no AArch64 regime has."""
+        info = self.discovery.info
+        if self.memory.arch != "aarch64":
+            return None
+        t1sz = info.numbers.get("TCR_EL1_T1SZ")
+        try:
+            return pagetable.Aarch64Paging(
+                info.page_size,
+                64 - t1sz if t1sz else info.va_bits,
+                info.numbers.get("MAX_PHYSMEM_BITS", 48),
+            )
+        except ValueError:
+            return None
 
     def kernel_pa(self, va: int) -> int | None:
         """Guest-physical address of kernel address ``va`` in a verified linear map
