@@ -83,13 +83,21 @@ def find_init_task(kp, start: int, data: bytes) -> int | None:
     return None
 
 
+def _module_name(raw: bytes) -> bool:
+    """A module name: printable, non-empty, NUL-terminated within MODULE_NAME_LEN."""
+    name, nul, _ = raw.partition(b"\0")
+    return bool(name and nul) and all(0x21 <= c < 0x7F for c in name)
+
+
 def find_modules(kp, start: int, data: bytes) -> int | None:
     """The ``modules`` list head's address in the window, or None (no module area in
     VMCOREINFO, or no module loaded: the head then points to itself like any empty list)."""
     info = kp.discovery.info
     # VMCOREINFO names the module and vmalloc areas since Linux 5.12; before, on arm64
     # they lie above the linear map (the kernel half's lower half)
-    lo = info.numbers.get("MODULES_VADDR", info.page_offset + (1 << (info.va_bits - 1)))
+    lo = info.numbers.get("MODULES_VADDR")
+    if lo is None:
+        lo = info.page_offset + (1 << (info.va_bits - 1))
     hi = info.numbers.get("VMALLOC_END", 1 << 64)
     if not lo < hi:
         return None
@@ -101,6 +109,7 @@ def find_modules(kp, start: int, data: bytes) -> int | None:
 
     t = kp.prog.type("struct module")
     list_off, state_off = t.member("list").offset, t.member("state").offset
+    name_off, name_len = t.member("name").offset, 56  # MODULE_NAME_LEN
     try:
         mkobj_mod = (
             t.member("mkobj").offset + kp.prog.type("struct module_kobject").member("mod").offset
@@ -114,6 +123,8 @@ def find_modules(kp, start: int, data: bytes) -> int | None:
         if not lo <= nxt < hi or not vmalloc(nxt) or not vmalloc(words[i + 1]):
             continue
         head = start + i * 8
+        if vmalloc(head):  # a node in module memory (a module's own list entry)
+            continue
         tried += 1
         if tried > MAX_CANDIDATES:
             break
@@ -122,6 +133,7 @@ def find_modules(kp, start: int, data: bytes) -> int | None:
             ok = (
                 _u64(kp, nxt + 8) == head
                 and struct.unpack("<i", kp.read(mod + state_off, 4))[0] in (0, 1, 2, 3)
+                and _module_name(kp.read(mod + name_off, name_len))
                 and (mkobj_mod is None or _u64(kp, mod + mkobj_mod) == mod)
             )
         except drgn.FaultError:
