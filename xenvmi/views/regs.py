@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from xenvmi.guest.regs_arm64 import Arm64Regs
-from xenvmi.model.guest import GuestView, VcpuRegisters
+from xenvmi.model.guest import Arm64Regs, GuestView, VcpuRegisters
 from xenvmi.plugins.base import Column, Context, Option, Plugin
 
 
