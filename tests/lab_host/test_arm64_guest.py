@@ -1,8 +1,9 @@
 """The Linux views on real arm64 kernels' memory, against what each guest printed.
 
 No Xen here: Debian's arm64 kernels (11's 5.10, 12's 6.1 with and without KASLR, 13's
-6.12) boot under qemu-system-aarch64 (TCG) with the lab guests' busybox init, which prints
-its process list, modules and release to the console; QEMU's dump-guest-memory then
+6.12 with 4K and with 16K pages) boot under qemu-system-aarch64 (TCG) with the lab
+guests' busybox init, which prints its process list, modules and release to the
+console; QEMU's dump-guest-memory then
 writes the guest's memory (xenvmi.lab.arm64mem, kept under ~/.cache/xenvmi/arm64). The
 views read that ELF core as they read a live domain: the architecture comes from the
 file. Needs qemu-system-arm (`xenvmi lab deps`) and Debian's archive, not the lab.
@@ -32,23 +33,32 @@ pytestmark = [
     ),
 ]
 
-#: (kernel, QEMU's vmcoreinfo device, KASLR): 6.1 both ways; the note is in memory either
-#: way (the kernel's own), the device only tells QEMU where.
+#: (kernel, QEMU's vmcoreinfo device, KASLR, CPU): 6.1 both ways (the note is in memory
+#: either way, the kernel's own; the device only tells QEMU where); Debian 13's 16K-page
+#: kernel (built for 52-bit VAs and PAs) on QEMU's "max" CPU, which has FEAT_LPA2, and on
+#: a Cortex-A76, which has not: 47-bit VAs and 48-bit descriptors then.
 CAPTURES = (
-    ("deb12", True, True),
-    ("deb12", False, False),
-    ("deb11", True, True),
-    ("deb13", True, True),
+    ("deb12", True, True, None),
+    ("deb12", False, False, None),
+    ("deb11", True, True, None),
+    ("deb13", True, True, None),
+    ("deb13-16k", True, True, None),
+    ("deb13-16k", True, True, "cortex-a76"),
 )
+#: The user translation regime (granule, VA bits, PA bits) each kernel sets up.
+PAGING = {"deb13-16k": (16384, 52, 52), "deb13-16k-cortex-a76": (16384, 47, 48)}
 
 
-@pytest.fixture(
-    scope="module", params=CAPTURES, ids=lambda c: f"{c[0]}{'' if c[2] else '-nokaslr'}"
-)
+def _id(c) -> str:
+    return f"{c[0]}{'' if c[2] else '-nokaslr'}{f'-{c[3]}' if c[3] else ''}"
+
+
+@pytest.fixture(scope="module", params=CAPTURES, ids=_id)
 def capture(request, tmp_path_factory):
     """The guest's dump and report (built once, then kept), and a fresh discovery cache."""
-    name, device, kaslr = request.param
-    cap = arm64mem.capture(name, vmcoreinfo_device=device, kaslr=kaslr)
+    name, device, kaslr, cpu = request.param
+    cap = arm64mem.capture(name, vmcoreinfo_device=device, kaslr=kaslr, cpu=cpu)
+    cap.id = _id(request.param)  # type: ignore[attr-defined]
     cap.cache = tmp_path_factory.mktemp(f"cache-{name}")  # type: ignore[attr-defined]
     cap.name = f"arm64-{name}"  # type: ignore[attr-defined]
     return cap
@@ -183,7 +193,8 @@ def test_isf_profile(capture, tmp_path):
 
 def test_aarch64_walk_agrees_with_drgn(capture, monkeypatch):
     """xenvmi's own AArch64 walk (command lines) reads what drgn's page-table walk reads,
-    for every user process, and its regime is the kernel's (4K granule, 48-bit VAs)."""
+    for every user process, and its regime is the kernel's (4K granule, 48-bit VAs; on
+    the 16K kernel 16K pages, 52-bit VAs, LPA2's 52-bit output addresses)."""
     from drgn import Object
     from drgn.helpers.linux.mm import access_remote_vm
 
@@ -193,7 +204,8 @@ def test_aarch64_walk_agrees_with_drgn(capture, monkeypatch):
     monkeypatch.setenv("XENVMI_CACHE_DIR", str(capture.cache))
     with open_guest(capture.core) as g:
         kp = g.kernel_program()
-        assert kp.arm64_paging == pagetable.Aarch64Paging(4096, 48, 48)
+        want = PAGING.get(capture.id, (4096, 48, 48))
+        assert kp.arm64_paging == pagetable.Aarch64Paging(*want)
         prog, checked = kp.prog, 0
         for p in g.processes().rows:
             if p.kernel_thread:

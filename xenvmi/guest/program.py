@@ -86,12 +86,14 @@ class KernelProgram:
         if self.memory.arch != "aarch64":
             return None
         t1sz = info.numbers.get("TCR_EL1_T1SZ")
+        va_bits = 64 - t1sz if t1sz else info.va_bits
+        pa_bits = info.numbers.get("MAX_PHYSMEM_BITS", 48)
+        if info.page_size != 65536 and va_bits < 52:
+            # 52-bit PAs with 4K/16K pages are FEAT_LPA2's, which a 52-bit kernel without
+            # 52-bit VAs (no LPA2 in the CPU) does not use: bits 9:8 are then shareability
+            pa_bits = min(pa_bits, 48)
         try:
-            return pagetable.Aarch64Paging(
-                info.page_size,
-                64 - t1sz if t1sz else info.va_bits,
-                info.numbers.get("MAX_PHYSMEM_BITS", 48),
-            )
+            return pagetable.Aarch64Paging(info.page_size, va_bits, pa_bits)
         except ValueError:
             return None
 

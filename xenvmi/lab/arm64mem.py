@@ -43,12 +43,19 @@ class Arm64Kernel:
     name: str
     release: str
     what: str
+    #: Debian's kernel flavour (linux-image-FLAVOUR) and a CPU QEMU emulates that has its
+    #: granule (the Cortex-A57 has 4K and 64K, not 16K pages; QEMU's "max" has all)
+    flavour: str = "arm64"
+    cpu: str = "cortex-a57"
 
 
 ARM64_KERNELS = {
     "deb12": Arm64Kernel("deb12", "bookworm", "Debian 12 arm64 (Linux 6.1)"),
     "deb11": Arm64Kernel("deb11", "bullseye", "Debian 11 arm64 (Linux 5.10)"),
     "deb13": Arm64Kernel("deb13", "trixie", "Debian 13 arm64 (Linux 6.12)"),
+    "deb13-16k": Arm64Kernel(
+        "deb13-16k", "trixie", "Debian 13 arm64, 16K pages (Linux 6.12)", "arm64-16k", "max"
+    ),
 }
 
 
@@ -86,18 +93,20 @@ def _download(opts: list[str], package: str, work: Path) -> Path:
     return debs[0]
 
 
-def _download_kernel(opts: list[str], show: str, work: Path) -> tuple[str, Path]:
-    """The newest of the image packages ``linux-image-arm64``'s records depend on that the
-    mirror serves (a security update may be listed before the mirror has it)."""
+def _download_kernel(
+    opts: list[str], show: str, work: Path, flavour: str = "arm64"
+) -> tuple[str, Path]:
+    """The newest of the image packages ``linux-image-FLAVOUR``'s records depend on that
+    the mirror serves (a security update may be listed before the mirror has it)."""
     records = [r for r in show.split("\n\n") if r.strip()]
     problems = []
     for record in records:
-        package = kernels.image_package(record, arch="arm64")
+        package = kernels.image_package(record, arch=flavour)
         try:
             return package, _download(opts, package, work)
         except LabError as e:
             problems.append(str(e))
-    raise LabError(f"no linux-image-arm64 could be downloaded: {'; '.join(problems)[-400:]}")
+    raise LabError(f"no linux-image-{flavour} could be downloaded: {'; '.join(problems)[-400:]}")
 
 
 def fetch(name: str, log=print) -> Path:
@@ -110,11 +119,11 @@ def fetch(name: str, log=print) -> Path:
     gk = kernels.GuestKernel(name, k.release, k.what)
     opts = kernels._apt(root() / "apt" / k.release, gk, arch="arm64")
     kernels._run(["apt-get", *opts, "update"])
-    show = kernels._run(["apt-cache", *opts, "show", "linux-image-arm64"])
+    show = kernels._run(["apt-cache", *opts, "show", f"linux-image-{k.flavour}"])
     root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root()) as tmp:
         work = Path(tmp)
-        package, deb = _download_kernel(opts, show, work)
+        package, deb = _download_kernel(opts, show, work, k.flavour)
         _download(opts, "busybox-static", work)
         vmlinuz = sorted((work / "x" / "boot").glob("vmlinuz-*"))
         busybox = next(
@@ -241,11 +250,19 @@ def _qmp(sock_path: Path, *commands: dict, timeout: float = 1800) -> list[dict]:
         return results[1:]
 
 
-def capture(name: str, *, vmcoreinfo_device: bool = True, kaslr: bool = True, log=print) -> Capture:
-    """Boot kernel ``name`` once and dump its memory after the init's first report; kept
-    under root()/cores and reused while the files are there."""
+def capture(
+    name: str,
+    *,
+    vmcoreinfo_device: bool = True,
+    kaslr: bool = True,
+    cpu: str | None = None,
+    log=print,
+) -> Capture:
+    """Boot kernel ``name`` once (on ``cpu``, else the kernel's) and dump its memory after
+    the init's first report; kept under root()/cores and reused while the files are there."""
     kdir = fetch(name, log)
     tag = f"{name}{'-vmci' if vmcoreinfo_device else ''}{'' if kaslr else '-nokaslr'}"
+    tag += f"-{cpu}" if cpu else ""
     cores = root() / "cores"
     core, console = cores / f"{tag}.core", cores / f"{tag}.console"
     if core.exists() and console.exists():
@@ -258,7 +275,8 @@ def capture(name: str, *, vmcoreinfo_device: bool = True, kaslr: bool = True, lo
     with tempfile.TemporaryDirectory(prefix="xenvmi-arm64-") as tmp:
         qmp, log_tmp = Path(tmp) / "qmp.sock", Path(tmp) / "console"
         append = f"console=ttyAMA0 xenvmi.name=arm64-{name} panic=-1{'' if kaslr else ' nokaslr'}"
-        argv = [QEMU, "-machine", "virt", "-cpu", "cortex-a57", "-accel", "tcg", "-smp", "2"]
+        cpu = cpu or ARM64_KERNELS[name].cpu
+        argv = [QEMU, "-machine", "virt", "-cpu", cpu, "-accel", "tcg", "-smp", "2"]
         argv += ["-m", "512", "-display", "none", "-monitor", "none", "-nodefaults"]
         argv += ["-serial", f"file:{log_tmp}", "-qmp", f"unix:{qmp},server=on,wait=off"]
         argv += ["-kernel", str(kdir / "vmlinuz"), "-initrd", str(rd), "-append", append]
