@@ -407,3 +407,28 @@ def test_cpio_newc_archive_as_the_kernel_reads_it():
         got.append((name, fields[1], blob[start : start + filesize]))
         pos = -(-(start + filesize) // 4) * 4
     assert got == entries
+
+
+@pytest.mark.parametrize(
+    "page, t1sz, physmem, want",
+    [
+        ("4096", "0x10", "48", (4096, 48, 48)),
+        ("16384", "0xc", "52", (16384, 52, 52)),  # 52-bit VAs: FEAT_LPA2 descriptors
+        ("16384", "0x11", "52", (16384, 47, 48)),  # a 52-bit kernel on a CPU without LPA2
+        ("65536", "0x10", "52", (65536, 48, 52)),  # FEAT_LPA is independent of the VA size
+    ],
+)
+def test_the_user_regime_comes_from_vmcoreinfo(page, t1sz, physmem, want):
+    from xenvmi.guest.program import KernelProgram
+
+    text = note_text(
+        PAGESIZE=page,
+        **{"NUMBER(TCR_EL1_T1SZ)": t1sz, "NUMBER(MAX_PHYSMEM_BITS)": physmem},
+        **{"NUMBER(VA_BITS)": "52" if physmem == "52" else "48"},
+    )
+    info = V.parse_text(text, "aarch64")
+    mem = BytesMemory(bytes(4096), base=RAM, arch="aarch64")
+    kp = KernelProgram(None, mem, SimpleNamespace(info=info), None)  # type: ignore[arg-type]
+    assert kp.arm64_paging == Aarch64Paging(*want)
+    kp.memory = BytesMemory(bytes(4096))  # x86-64: no AArch64 regime
+    assert kp.arm64_paging is None
