@@ -36,6 +36,9 @@ QEMU = "qemu-system-aarch64"
 STALL = 300.0
 #: The named processes of the guest init (make-guests.sh makes the same ones in dom0).
 NAMED = ("xvm-alpha", "xvm-beta", "xvm-gamma")
+#: The guest's RAM in MiB: busybox and a distribution kernel need less than half; each
+#: dump is this big, and six are kept.
+MEMORY = 256
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,7 @@ def capture(
         append = f"console=ttyAMA0 xenvmi.name=arm64-{name} panic=-1{'' if kaslr else ' nokaslr'}"
         cpu = cpu or ARM64_KERNELS[name].cpu
         argv = [QEMU, "-machine", "virt", "-cpu", cpu, "-accel", "tcg", "-smp", "2"]
-        argv += ["-m", "512", "-display", "none", "-monitor", "none", "-nodefaults"]
+        argv += ["-m", str(MEMORY), "-display", "none", "-monitor", "none", "-nodefaults"]
         argv += ["-serial", f"file:{log_tmp}", "-qmp", f"unix:{qmp},server=on,wait=off"]
         argv += ["-kernel", str(kdir / "vmlinuz"), "-initrd", str(rd), "-append", append]
         if vmcoreinfo_device:
