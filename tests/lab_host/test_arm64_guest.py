@@ -170,7 +170,8 @@ def test_regs_are_the_dumps_prstatus(capture):
 def test_dump_is_an_arm64_vmcore_drgn_opens(capture, tmp_path):
     drgn = pytest.importorskip("drgn")
     out = tmp_path / "arm64.vmcore"
-    run(capture, "dump", str(capture.core), str(out))
+    res = run(capture, "dump", str(capture.core), str(out))
+    assert "warning" not in res.stderr, res.stderr  # the RAM map read (iomem_resource found)
     notes = prstatus(out)
     assert [n[32] for n in notes] == [n[32] for n in prstatus(capture.core)]  # pc per vCPU
     prog = drgn.Program()

@@ -432,3 +432,25 @@ def test_the_user_regime_comes_from_vmcoreinfo(page, t1sz, physmem, want):
     assert kp.arm64_paging == Aarch64Paging(*want)
     kp.memory = BytesMemory(bytes(4096))  # x86-64: no AArch64 regime
     assert kp.arm64_paging is None
+
+
+def test_iomem_resource_is_found_by_its_name_span_and_children():
+    from xenvmi.guest import datasyms
+
+    k, kp, base, _ = synthetic_kp()
+    decoy = k.alloc(64)  # spans everything too, but is not "PCI mem"
+    k.put(decoy, "QQ", 0, (1 << 64) - 1)
+    k.put(decoy + 16, "Q", k.alloc(8))
+    k.put_bytes(k.read_q(decoy + 16), b"PCI IO\0")
+    children = k.set_iomem([(0x4000_0000, 0x4FFF_FFFF, b"System RAM")])
+    root = k.symbols["iomem_resource"]
+    name = k.alloc(8)
+    k.put_bytes(name, b"PCI mem\0")
+    k.put(root + 16, "Q", name)
+    kp.prog = k.program()
+    kp.read = kp.prog.read
+    assert datasyms.find_iomem(kp, base, bytes(k.mem)) == root
+    k.put(children[0] + 40, "Q", decoy)  # its child names another parent: not the root
+    kp.prog = k.program()
+    kp.read = kp.prog.read
+    assert datasyms.find_iomem(kp, base, bytes(k.mem)) is None

@@ -10,6 +10,8 @@ which lies around ``init_uts_ns``:
   whose ``real_parent`` is itself and whose task list is consistent both ways;
 - ``linux_banner``: "Linux version RELEASE (" in the image, followed by init_uts_ns's
   version string;
+- ``iomem_resource`` (the RAM map a dump reads by): the ``struct resource`` spanning all
+  addresses (start 0, end ~0) named "PCI mem", whose children name it their parent;
 - ``modules``: the list head whose entries lie in vmalloc space outside the kernel image
   (arm64 loads modules in its module area, or with KASLR in a randomized 2 GiB window
   below the image), each one a ``struct module`` whose ``list`` links back, whose state
@@ -173,6 +175,32 @@ def find_banner(kp) -> int | None:
     return None
 
 
+def find_iomem(kp, start: int, data: bytes) -> int | None:
+    """iomem_resource's address in the window, or None."""
+    t = kp.prog.type("struct resource")
+    off = {n: t.member(n).offset for n in ("start", "end", "name", "parent", "child")}
+    pattern = struct.pack("<QQ", 0, (1 << 64) - 1)
+    at, seen = data.find(pattern), 0
+    while at >= 0 and seen < MAX_CANDIDATES:
+        seen += 1
+        res = start + at - off["start"]
+        try:
+            name = kp.read(_u64(kp, res + off["name"]), 8)
+            child = _u64(kp, res + off["child"])
+            ok = (
+                res % 8 == 0
+                and name == b"PCI mem\0"
+                and _u64(kp, res + off["parent"]) == 0
+                and (child == 0 or _u64(kp, child + off["parent"]) == res)
+            )
+        except drgn.FaultError:
+            ok = False
+        if ok:
+            return res
+        at = data.find(pattern, at + 1)
+    return None
+
+
 def supplement(kp) -> dict[str, int]:
     """Give drgn the data symbols kallsyms lacks (nothing when it has ``init_task``):
     VMCOREINFO's and the ones found here. Returns what was added."""
@@ -193,7 +221,12 @@ def supplement(kp) -> dict[str, int]:
         table["linux_banner"] = banner
         how.append(f"linux_banner at {banner:#x}")
     if window is not None:
-        for name, find in (("init_task", find_init_task), ("modules", find_modules)):
+        finders = (
+            ("init_task", find_init_task),
+            ("modules", find_modules),
+            ("iomem_resource", find_iomem),
+        )
+        for name, find in finders:
             try:
                 addr = find(kp, *window)
             except LookupError:  # BTF without the type
