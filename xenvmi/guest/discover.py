@@ -2,7 +2,9 @@
 
 The note lives in a page the kernel allocated early, which on x86 ends up near the top
 of RAM, so the scan runs top-down in 1 MiB chunks (under TCG about 10 MB/s: a cold
-scan of a 256 MiB guest can take half a minute, a hit near the top a second). Each
+scan of a 256 MiB guest can take half a minute, a hit near the top a second); on arm64
+it lies just above the kernel image, 35-160 MiB into RAM (Debian 11-13), so there the
+scan runs bottom-up, holes below RAM skipped a MiB at a time. Each
 candidate must parse (:mod:`xenvmi.guest.vmcoreinfo`) and its OSRELEASE must equal the
 kernel's own ``init_uts_ns`` release, read through the note's own symbol and phys_base:
 a user process can plant a fake note in its memory, but not in the kernel image.
@@ -93,22 +95,23 @@ def _cache_file(mem: GuestMemory, directory: Path) -> Path | None:
 def candidates(
     mem: GuestMemory, deadline: float, progress: Progress = _quiet, stats: dict | None = None
 ) -> Iterator[int]:
-    """Guest-physical addresses of notes that look like VMCOREINFO, highest first."""
+    """Guest-physical addresses of notes that look like VMCOREINFO, highest first (on
+    arm64 lowest first)."""
     top = mem.ram_top
-    pos = max(0, (top - 1) // CHUNK * CHUNK)
+    up = mem.arch == "aarch64"
+    chunks = range(0, top, CHUNK) if up else range((top - 1) // CHUNK * CHUNK, -1, -CHUNK)
     overlap = len(V.MARKER)
     scanned, last_report = 0, time.monotonic()
-    while pos >= 0:
+    for pos in chunks:
         if time.monotonic() > deadline:
             raise GuestDataError(
                 f"no VMCOREINFO note found in {mem.name} before the deadline "
-                f"(scanned {scanned >> 20} MiB from the top)"
+                f"(scanned {scanned >> 20} MiB from the {'bottom' if up else 'top'})"
             )
         size = min(CHUNK + overlap, top - pos)
         last = pos + min(CHUNK, size) - 1
         if not mem.page_readable(pos) and not mem.page_readable(last):
-            pos -= CHUNK  # a hole: probing it page by page would take seconds per MiB
-            continue
+            continue  # a hole: probing it page by page would take seconds per MiB
         data = mem.read_physical(pos, size)
         scanned += min(CHUNK, size)
         if stats is not None:
@@ -123,8 +126,7 @@ def candidates(
         while 0 <= i < CHUNK:  # a hit at CHUNK or later is the chunk above's
             hits.append(pos + i - 12)
             i = data.find(V.MARKER, i + 1)
-        yield from reversed(hits)
-        pos -= CHUNK
+        yield from (hits if up else reversed(hits))
 
 
 def read_note(mem: GuestMemory, addr: int) -> bytes:
