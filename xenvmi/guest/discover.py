@@ -222,6 +222,9 @@ def _fill_sources(d: Discovery, where: str) -> None:
         ),
         "phys_base": "VMCOREINFO NUMBER(phys_base)"
         if "phys_base" in info.numbers
+        else "none on arm64: the image is placed by VMCOREINFO NUMBER(kimage_voffset), "
+        "the linear map by NUMBER(PHYS_OFFSET) and NUMBER(VA_BITS)"
+        if info.arch == "aarch64"
         else "absent from VMCOREINFO (assumed 0)",
         "kallsyms": "VMCOREINFO SYMBOL(kallsyms_*)"
         if info.has_kallsyms()
