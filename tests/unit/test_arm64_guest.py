@@ -455,3 +455,15 @@ def test_iomem_resource_is_found_by_its_name_span_and_children():
     kp.prog = k.program()
     kp.read = kp.prog.read
     assert datasyms.find_iomem(kp, base, bytes(k.mem)) is None
+
+
+def test_linear_map_and_vmalloc_area_before_and_since_the_5_4_flip():
+    new = V.parse_text(note_text(**{"NUMBER(PHYS_OFFSET)": "0x40000000"}), "aarch64")
+    old = V.parse_text(
+        note_text(OSRELEASE="4.19.0-27-arm64", **{"NUMBER(PHYS_OFFSET)": "0x40000000"}), "aarch64"
+    )
+    assert new.linear_va(RAM) == 0xFFFF_0000_0000_0000  # 5.4+: the lower half
+    assert old.linear_va(RAM) == 0xFFFF_8000_0000_0000  # before: the upper half
+    assert old.linear_pa(0xFFFF_8000_0012_3000) == RAM + 0x12_3000
+    assert new.vmalloc_area == (0xFFFF_8000_0000_0000, 1 << 64)
+    assert old.vmalloc_area == (0xFFFF_0000_0000_0000, 0xFFFF_8000_0000_0000)

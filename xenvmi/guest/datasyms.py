@@ -95,12 +95,11 @@ def find_modules(kp, start: int, data: bytes) -> int | None:
     """The ``modules`` list head's address in the window, or None (no module area in
     VMCOREINFO, or no module loaded: the head then points to itself like any empty list)."""
     info = kp.discovery.info
-    # VMCOREINFO names the module and vmalloc areas since Linux 5.12; before, on arm64
-    # they lie above the linear map (the kernel half's lower half)
-    lo = info.numbers.get("MODULES_VADDR")
-    if lo is None:
-        lo = info.page_offset + (1 << (info.va_bits - 1))
-    hi = info.numbers.get("VMALLOC_END", 1 << 64)
+    # VMCOREINFO names the module and vmalloc areas since Linux 5.12
+    if "MODULES_VADDR" in info.numbers and "VMALLOC_END" in info.numbers:
+        lo, hi = info.numbers["MODULES_VADDR"], info.numbers["VMALLOC_END"]
+    else:
+        lo, hi = info.vmalloc_area
     if not lo < hi:
         return None
     image_lo, image_hi = info.image_window()

@@ -114,10 +114,29 @@ class VmcoreInfo:
         return self.numbers.get("VA_BITS", 48)
 
     @property
-    def page_offset(self) -> int:
-        """arm64: the linear map's start, PAGE_OFFSET (since Linux 5.4 the lowest kernel
-        address, -(1 << VA_BITS))."""
+    def release_tuple(self) -> tuple[int, int]:
+        m = re.match(r"^([0-9]+)\.([0-9]+)", self.osrelease)
+        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+    @property
+    def kernel_start(self) -> int:
+        """arm64: the lowest kernel address, -(1 << VA_BITS)."""
         return -(1 << self.va_bits) & U64
+
+    @property
+    def page_offset(self) -> int:
+        """arm64: the linear map's start, PAGE_OFFSET: since Linux 5.4 (the "flipped"
+        layout) the lowest kernel address, before it the upper half of the kernel's."""
+        if self.release_tuple < (5, 4):
+            return -(1 << (self.va_bits - 1)) & U64
+        return self.kernel_start
+
+    @property
+    def vmalloc_area(self) -> tuple[int, int]:
+        """arm64: [start, end) of the module and vmalloc areas where VMCOREINFO does not say
+        (before 5.12): the kernel half's other half from the linear map."""
+        half = self.kernel_start + (1 << (self.va_bits - 1))
+        return (self.kernel_start, half) if self.release_tuple < (5, 4) else (half, 1 << 64)
 
     def linear_pa(self, vaddr: int) -> int:
         """arm64: the physical address of a linear-map address (__lm_to_phys)."""
@@ -248,13 +267,13 @@ def _check_arm64(info: VmcoreInfo) -> None:
     if slide % 0x10000 or slide >= 1 << info.va_bits:
         raise NoteError(f"KERNELOFFSET={slide:#x} is not a 64 KiB-aligned slide")
     stext = info.symbols.get("_stext")
-    if stext is None or stext < info.page_offset:
+    if stext is None or stext < info.kernel_start:
         raise NoteError("no SYMBOL(_stext) in the kernel half: the image cannot be placed")
     if info.kernel_image_pa(stext) >= 1 << 52:
         raise NoteError(f"kimage_voffset puts _stext at physical {info.kernel_image_pa(stext):#x}")
     for name, addr in list(info.symbols.items()):
         if name in POINTER_SYMBOLS:
-            if not info.page_offset <= addr:
+            if not info.kernel_start <= addr:
                 raise NoteError(f"SYMBOL({name})={addr:#x} is not a kernel address")
         elif not info.in_image(addr):
             if name in IMAGE_SYMBOLS:
