@@ -21,8 +21,8 @@ from drgn import Architecture, Platform, PlatformFlags, Program, ProgramFlags, S
 
 from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
 from xenvmi.errors import GuestDataError, NotFoundError
+from xenvmi.guest import arm64, datasyms, kallsyms_tables, pagetable, symcache
 from xenvmi.guest import btf as B
-from xenvmi.guest import datasyms, kallsyms_tables, pagetable, symcache
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
 from xenvmi.guest.btf_drgn import attach_btf
 from xenvmi.guest.discover import Discovery
@@ -64,7 +64,7 @@ class KernelProgram:
     #: Linear maps checked against the page tables: (virtual start, virtual end,
     #: virtual - physical).
     linear: list[tuple[int, int, int]] = field(default_factory=list)
-    #: arm64: (start, size) of the kernel image's known part (:func:`arm64_image`).
+    #: arm64: (start, size) of the kernel image's known part (:func:`arm64.image`).
     image: tuple[int, int] | None = None
 
     @property
@@ -82,20 +82,9 @@ class KernelProgram:
         """An arm64 guest's user translation regime, from VMCOREINFO (PAGESIZE, the VA
         size TCR_EL1_T1SZ gives, which Linux also sets T0SZ to, else VA_BITS, and
         MAX_PHYSMEM_BITS); None for x86-64 or numbers no AArch64 regime has."""
-        info = self.discovery.info
         if self.memory.arch != "aarch64":
             return None
-        t1sz = info.numbers.get("TCR_EL1_T1SZ")
-        va_bits = 64 - t1sz if t1sz else info.va_bits
-        pa_bits = info.numbers.get("MAX_PHYSMEM_BITS", 48)
-        if info.page_size != 65536 and va_bits < 52:
-            # 52-bit PAs with 4K/16K pages are FEAT_LPA2's, which a 52-bit kernel without
-            # 52-bit VAs (no LPA2 in the CPU) does not use: bits 9:8 are then shareability
-            pa_bits = min(pa_bits, 48)
-        try:
-            return pagetable.Aarch64Paging(info.page_size, va_bits, pa_bits)
-        except ValueError:
-            return None
+        return arm64.user_paging(self.discovery.info)
 
     def kernel_pa(self, va: int) -> int | None:
         """Guest-physical address of kernel address ``va`` in a verified linear map
@@ -505,7 +494,7 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
     prog, mem, d = kp.prog, kp.memory, kp.discovery
     maps = []
     if mem.arch == "aarch64":
-        maps += _arm64_maps(kp)
+        maps += arm64.linear_maps(kp)
     else:
         try:
             pob = _page_offset_base(prog)
@@ -535,34 +524,3 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
         kp.sources[name] = (
             f"{va:#x}+{size:#x} read at physical {pa:#x} (agrees with the page tables)"
         )
-
-
-def arm64_image(info: VmcoreInfo) -> tuple[int, int] | None:
-    """(start, size) of the part of the arm64 kernel image known to be mapped: from
-    _stext to the page after the last image symbol VMCOREINFO names (its .data and
-    .bss ones). Its Image header is not kept in memory, so _end is not known."""
-    stext = info.symbols.get("_stext")
-    if stext is None:
-        return None
-    last = max((a for a in info.symbols.values() if info.in_image(a)), default=stext)
-    end = (last | (PAGE - 1)) + 1
-    return stext, end - stext
-
-
-def _arm64_maps(kp: KernelProgram) -> list[tuple[str, int, int, int, int]]:
-    """arm64's linear map (PAGE_OFFSET and PHYS_OFFSET from VMCOREINFO; RAM from
-    PHYS_OFFSET up when it is a real address, else from 0 as the linear map randomized
-    it) and its kernel image (:func:`arm64_image`), as _linear_maps checks them."""
-    mem, info = kp.memory, kp.discovery.info
-    phys_offset = info.numbers["PHYS_OFFSET"]
-    pa = phys_offset if phys_offset < 1 << 63 else 0
-    maps = []
-    if pa < mem.ram_top:
-        probe_pa = kp.discovery.note_address or info.kernel_image_pa(info.symbols["_stext"])
-        maps.append(("direct map", info.linear_va(pa), mem.ram_top - pa, pa, probe_pa - pa))
-    image = arm64_image(info)
-    if image is not None:
-        text, size = image
-        maps.append(("kernel image", text, size, info.kernel_image_pa(text), 0))
-        kp.image = image
-    return maps
