@@ -213,14 +213,16 @@ class Guest:
 
     def registers(self, vcpu: int | None = 0) -> GuestView[VcpuRegisters]:
         """Decoded registers of one vCPU (``None``: all); needs no kernel, works for PV."""
+        from xenvmi.guest.regs_arm64 import decode_arm64
         from xenvmi.guest.regs_x86 import decode_x86
 
+        decode = decode_arm64 if self.memory.arch == "aarch64" else decode_x86
         t = time.monotonic()
         vcpus = range(self.memory.vcpu_count()) if vcpu is None else [vcpu]
         rows = []
         for n in vcpus:
             raw = self.memory.vcpu_registers(n)
-            rows.append(VcpuRegisters(self.name, n, decode_x86(raw), raw))
+            rows.append(VcpuRegisters(self.name, n, decode(raw), raw))
         return GuestView(self.name, rows, True, [], time.monotonic() - t)
 
 

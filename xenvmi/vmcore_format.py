@@ -5,6 +5,9 @@ the other's side of the wall."""
 
 EHDR, PHDR = 64, 56
 PT_LOAD, PT_NOTE, ET_CORE, EM_X86_64, NT_PRSTATUS = 1, 4, 4, 62, 1
+EM_AARCH64 = 183
+#: The guest architectures (GuestMemory.arch) and their ELF machine numbers.
+MACHINES = {"x86_64": EM_X86_64, "aarch64": EM_AARCH64}
 #: xenvmi's own notes (name "XENVMI"): the VMCOREINFO note's guest-physical address (u64),
 #: and one vCPU's registers as ``name=0xvalue`` lines after a ``vcpu=N`` line.
 XENVMI_NOTE = b"XENVMI\x00"
@@ -41,6 +44,10 @@ USER_REGS = (
     "gs",
 )
 PRSTATUS_SIZE, PR_REG = 336, 112
+#: arm64's pr_reg (struct user_pt_regs: x0-x30, sp, pc, pstate) and struct elf_prstatus
+#: size (Linux's arch/arm64/include/uapi/asm/ptrace.h; QEMU's dump writes the same 392).
+ARM64_USER_REGS = (*(f"x{n}" for n in range(31)), "sp", "pc", "pstate")
+ARM64_PRSTATUS_SIZE = 392
 U64 = (1 << 64) - 1
 #: The largest VMCOREINFO note text accepted: the kernel's VMCOREINFO_BYTES is one page;
 #: a large page is allowed.

@@ -14,7 +14,7 @@ def fake_kernel_program(banner: bytes, release: str = "6.1.0-99-amd64"):
     k.put_bytes(k.alloc(len(banner), "linux_banner"), banner)
     kp = SimpleNamespace(
         prog=k.program(),
-        memory=SimpleNamespace(name="g"),
+        memory=SimpleNamespace(name="g", arch="x86_64"),
         btf_types=40,
         budget=Budget(),
         discovery=SimpleNamespace(info=SimpleNamespace(kernel_offset=0, osrelease=release)),

@@ -315,6 +315,9 @@ class FakeCtrl:
     def guest_width(self, domid):
         return self.width
 
+    def capabilities(self):
+        return "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64 "
+
     def pause(self, domid):
         self.pauses += 1
 

@@ -28,7 +28,7 @@ MAX_PHDRS = 65536  # makedumpfile splits RAM around excluded pages: thousands ar
 MAX_NOTE_BYTES = 16 << 20
 MAX_NOTES = 8192
 MAX_VCPUS = 4096
-MAX_PHYS = 1 << 52  # x86-64's physical address width
+MAX_PHYS = 1 << 52  # x86-64's and arm64's (LPA) physical address width
 PN_XNUM = 0xFFFF
 _RENAME = {
     "eflags": "rflags",
@@ -38,7 +38,7 @@ _RENAME = {
     "es": "es_sel",
     "fs": "fs_sel",
     "gs": "gs_sel",
-}
+}  # arm64's user_pt_regs names (x0-x30, sp, pc, pstate) are kept as they are
 
 
 class DumpFileError(GuestDataError):
@@ -117,11 +117,13 @@ class DumpMemory(GuestMemory):
         )
         if etype != W.ET_CORE:
             raise DumpFileError(f"{self.path}: an ELF file but not a core dump (e_type {etype})")
-        if machine != W.EM_X86_64:
+        arch = next((a for a, m in W.MACHINES.items() if m == machine), None)
+        if arch is None:
             raise DumpFileError(
-                f"{self.path}: an ELF core for machine {machine}, "
-                "not x86-64 (only x86-64 dumps are supported)"
+                f"{self.path}: an ELF core for machine {machine}, not x86-64 "
+                f"({W.EM_X86_64}) or AArch64 ({W.EM_AARCH64})"
             )
+        self.arch = arch
         if phentsize != W.PHDR:
             raise self._corrupt(f"program header size {phentsize} (want {W.PHDR})")
         if phnum == PN_XNUM:  # the real count is in section header 0's sh_info
@@ -183,14 +185,15 @@ class DumpMemory(GuestMemory):
 
     def _note(self, name: bytes, ntype: int, desc: bytes) -> None:
         if name == b"CORE" and ntype == W.NT_PRSTATUS and len(self._prstatus) < MAX_VCPUS:
-            if len(desc) < W.PR_REG + 27 * 8:
+            names = W.ARM64_USER_REGS if self.arch == "aarch64" else W.USER_REGS
+            if len(desc) < W.PR_REG + len(names) * 8:
                 self.warnings.append(
-                    f"NT_PRSTATUS note of {len(desc)} bytes ignored (too short for x86-64)"
+                    f"NT_PRSTATUS note of {len(desc)} bytes ignored (too short for {self.arch})"
                 )
                 return
-            values = struct.unpack_from("<27Q", desc, W.PR_REG)
+            values = struct.unpack_from(f"<{len(names)}Q", desc, W.PR_REG)
             self._prstatus.append(
-                {_RENAME.get(k, k): v for k, v in zip(W.USER_REGS, values) if k != "orig_rax"}
+                {_RENAME.get(k, k): v for k, v in zip(names, values) if k != "orig_rax"}
             )
         elif name == b"VMCOREINFO" and self.vmcoreinfo is None:
             if len(desc) > MAX_DESC:

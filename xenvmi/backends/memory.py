@@ -52,6 +52,9 @@ class GuestMemory:
     uuid: str | None = None
     #: Guest type ("pvh", "hvm", "pv", "dump", "image"), for messages and cache keys.
     kind: str = "image"
+    #: The guest's architecture, as the memory source says (a vmcore's ELF machine, the
+    #: hypervisor's capabilities): "x86_64" or "aarch64". Never the host's.
+    arch: str = "x86_64"
 
     def __init__(self) -> None:
         self._owner = threading.get_ident()
@@ -255,21 +258,30 @@ class BytesMemory(GuestMemory):
         name: str = "image",
         holes: tuple[tuple[int, int], ...] = (),
         registers: dict[int, dict[str, int]] | None = None,
+        base: int = 0,
+        arch: str = "x86_64",
     ) -> None:
         super().__init__()
         self.image, self.name, self.holes = image, name, holes
         self.registers = registers or {}
+        #: Guest-physical address of the image's first byte: RAM of Arm guests starts at
+        #: 0x40000000 (Xen's GUEST_RAM0_BASE, QEMU virt); below it reads as a hole.
+        self.base, self.arch = base, arch
 
     @property
     def max_physical_address(self) -> int:
-        return len(self.image)
+        return self.base + len(self.image)
 
     def _read_pages(self, addr: int, size: int) -> tuple[bytes, list[bool]]:
-        data = bytearray(self.image[addr : addr + size])
-        data += bytes(size - len(data))
+        data = bytearray(size)
+        lo, hi = max(addr, self.base), min(addr + size, self.max_physical_address)
+        if lo < hi:
+            data[lo - addr : hi - addr] = self.image[lo - self.base : hi - self.base]
         ok = []
         for page in range(addr, addr + size, PAGE):
-            bad = page >= len(self.image) or any(s <= page < e for s, e in self.holes)
+            bad = not self.base <= page < self.max_physical_address or any(
+                s <= page < e for s, e in self.holes
+            )
             if bad:
                 data[page - addr : page - addr + PAGE] = bytes(PAGE)
             ok.append(not bad)

@@ -93,10 +93,13 @@ class NativeMemory(GuestMemory):
 
     def _open(self, domain: str | int, store, foreign) -> None:
         from xenvmi.backends.xenctrl import domain_type, domain_uuid
+        from xenvmi.backends.xenctrl_arm import guest_arch
 
         self.name, self.domid = resolve_domain(domain, store)
+        # the hypervisor's guests' architecture (an Arm Xen runs only Arm guests)
+        self.arch = guest_arch(self._ctrl.capabilities())
         info = self._ctrl.domain_info(self.domid)
-        self.kind = domain_type(info)
+        self.kind = domain_type(info, self.arch)
         vm_path = store.read(f"/local/domain/{self.domid}/vm") or ""
         self._handle = domain_uuid(info)  # Xen's own id of this domain, for check_alive
         self.uuid = vm_path.rsplit("/", 1)[-1] or self._handle
@@ -123,6 +126,10 @@ class NativeMemory(GuestMemory):
 
     @property
     def ram_top(self) -> int:
+        if self.arch == "aarch64":
+            from xenvmi.backends import xenctrl_arm
+
+            return xenctrl_arm.ram_top(self._max, self.memsize)
         return ram_top(self._max, self.memsize)
 
     def _check_readable(self) -> None:
@@ -170,12 +177,18 @@ class NativeMemory(GuestMemory):
 
     def vcpu_registers(self, vcpu: int = 0) -> dict[str, int]:
         """Raw x86 registers under LibVMI's names (rip, cr3, msr_efer, cs_arbytes, ...):
-        hvm_hw_cpu for HVM and PVH guests, the PV context for PV ones."""
+        hvm_hw_cpu for HVM and PVH guests, the PV context for PV ones; an arm64 guest's
+        under Xen's (x0-x30, pc64, cpsr, sp_el1, ttbr1, ...)."""
         from xenvmi.backends.xenctrl import hvm_registers, pv_registers
 
         self.check_thread()
         if not 0 <= vcpu < self._vcpus:
             raise NotFoundError(f"{self.name} has {self._vcpus} vCPU(s): no vCPU {vcpu}")
+        if self.arch == "aarch64":
+            from xenvmi.backends.xenctrl_arm import VcpuGuestContextArm, arm64_registers
+
+            raw = self._ctrl.vcpu_context(self.domid, vcpu)
+            return arm64_registers(VcpuGuestContextArm.from_buffer_copy(raw))
         if self.kind != "pv":
             return hvm_registers(self._ctrl.hvm_cpu(self.domid, vcpu))
         width = self._ctrl.guest_width(self.domid)

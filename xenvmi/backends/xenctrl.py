@@ -211,8 +211,11 @@ def pv_registers(ctx: VcpuGuestContextX8664) -> dict[str, int]:
     return out
 
 
-def domain_type(info: DomainInfo) -> str:
-    """ "pv", "pvh" or "hvm", as libxl's /libxl/DOMID/type names it, from Xen alone."""
+def domain_type(info: DomainInfo, arch: str = "x86_64") -> str:
+    """ "pv", "pvh" or "hvm", as libxl's /libxl/DOMID/type names it, from Xen alone
+    (every Arm guest is "pvh"; its arch_config is arch-arm.h's, not x86's)."""
+    if arch == "aarch64":
+        return "pvh"
     if not info.flags & XEN_DOMINF_hvm_guest:
         return "pv"
     return "hvm" if info.arch_config.emulation_flags & XEN_X86_EMU_PIC else "pvh"
@@ -358,11 +361,25 @@ class XenCtrl:
             self._fail(f"reading vCPU {vcpu} (xc_domain_hvm_getcontext_partial)", domid)
         return cpu
 
-    def pv_context(self, domid: int, vcpu: int) -> VcpuGuestContextX8664:
+    def vcpu_context(self, domid: int, vcpu: int) -> bytes:
+        """xc_vcpu_getcontext's vcpu_guest_context, raw: x86_64's (a PV vCPU) or, on an
+        Arm host, arch-arm.h's (:mod:`xenvmi.backends.xenctrl_arm`)."""
         buf = ctypes.create_string_buffer(CONTEXT_BUFFER)
         if self._lib.xc_vcpu_getcontext(self._xch, domid, vcpu, buf) < 0:
             self._fail(f"reading vCPU {vcpu} (xc_vcpu_getcontext)", domid)
-        return VcpuGuestContextX8664.from_buffer_copy(buf)
+        return buf.raw
+
+    def pv_context(self, domid: int, vcpu: int) -> VcpuGuestContextX8664:
+        return VcpuGuestContextX8664.from_buffer_copy(self.vcpu_context(domid, vcpu))
+
+    def capabilities(self) -> str:
+        """The hypervisor's capabilities (XENVER_capabilities): which guests it runs."""
+        from xenvmi.backends.xenctrl_arm import CAPABILITIES_SIZE, XENVER_CAPABILITIES
+
+        buf = ctypes.create_string_buffer(CAPABILITIES_SIZE)
+        if self._lib.xc_version(self._xch, XENVER_CAPABILITIES, buf) < 0:
+            raise Unavailable(f"xc_version failed ({_errno_text(ctypes.get_errno())})")
+        return buf.value.decode("ascii", "replace")
 
     def xen_version(self) -> tuple[int, int]:
         """(major, minor) of the running hypervisor: xc_version(XENVER_version) returns

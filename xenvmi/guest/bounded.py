@@ -18,10 +18,12 @@ from xenvmi import safetext
 from xenvmi.errors import GuestDataError  # noqa: F401  (callers catch it from here)
 from xenvmi.guest.budget import MAX_WARNINGS, Budget, DeadlineExceeded  # noqa: F401
 
-#: Lowest address of the x86-64 kernel half (4-level paging; 5-level starts lower but
-#: Linux maps nothing of interest below this there either).
-KERNEL_HALF = 0xFFFF_8000_0000_0000
-USER_TOP = 0x0000_8000_0000_0000
+#: Lowest kernel address of any supported guest: arm64's linear map starts at
+#: -(1 << VA_BITS), 0xFFF0... with 52-bit VAs; x86-64's 5-level kernel half at 0xFF00....
+KERNEL_HALF = 0xFF00_0000_0000_0000
+#: Top of user space: 1 << 47 on x86-64 (4-level), 1 << 48 or 1 << 52 on arm64, 1 << 56
+#: with x86-64's 5-level paging.
+USER_TOP = 0x0100_0000_0000_0000
 _TWO_U64 = struct.Struct("<QQ")
 
 

@@ -2,7 +2,9 @@
 
 The note lives in a page the kernel allocated early, which on x86 ends up near the top
 of RAM, so the scan runs top-down in 1 MiB chunks (under TCG about 10 MB/s: a cold
-scan of a 256 MiB guest can take half a minute, a hit near the top a second). Each
+scan of a 256 MiB guest can take half a minute, a hit near the top a second); on arm64
+it lies just above the kernel image, 35-160 MiB into RAM (Debian 11-13), so there the
+scan runs bottom-up, holes below RAM skipped a MiB at a time. Each
 candidate must parse (:mod:`xenvmi.guest.vmcoreinfo`) and its OSRELEASE must equal the
 kernel's own ``init_uts_ns`` release, read through the note's own symbol and phys_base:
 a user process can plant a fake note in its memory, but not in the kernel image.
@@ -93,22 +95,23 @@ def _cache_file(mem: GuestMemory, directory: Path) -> Path | None:
 def candidates(
     mem: GuestMemory, deadline: float, progress: Progress = _quiet, stats: dict | None = None
 ) -> Iterator[int]:
-    """Guest-physical addresses of notes that look like VMCOREINFO, highest first."""
+    """Guest-physical addresses of notes that look like VMCOREINFO, highest first (on
+    arm64 lowest first)."""
     top = mem.ram_top
-    pos = max(0, (top - 1) // CHUNK * CHUNK)
+    up = mem.arch == "aarch64"
+    chunks = range(0, top, CHUNK) if up else range((top - 1) // CHUNK * CHUNK, -1, -CHUNK)
     overlap = len(V.MARKER)
     scanned, last_report = 0, time.monotonic()
-    while pos >= 0:
+    for pos in chunks:
         if time.monotonic() > deadline:
             raise GuestDataError(
                 f"no VMCOREINFO note found in {mem.name} before the deadline "
-                f"(scanned {scanned >> 20} MiB from the top)"
+                f"(scanned {scanned >> 20} MiB from the {'bottom' if up else 'top'})"
             )
         size = min(CHUNK + overlap, top - pos)
         last = pos + min(CHUNK, size) - 1
         if not mem.page_readable(pos) and not mem.page_readable(last):
-            pos -= CHUNK  # a hole: probing it page by page would take seconds per MiB
-            continue
+            continue  # a hole: probing it page by page would take seconds per MiB
         data = mem.read_physical(pos, size)
         scanned += min(CHUNK, size)
         if stats is not None:
@@ -123,8 +126,7 @@ def candidates(
         while 0 <= i < CHUNK:  # a hit at CHUNK or later is the chunk above's
             hits.append(pos + i - 12)
             i = data.find(V.MARKER, i + 1)
-        yield from reversed(hits)
-        pos -= CHUNK
+        yield from (hits if up else reversed(hits))
 
 
 def read_note(mem: GuestMemory, addr: int) -> bytes:
@@ -190,7 +192,7 @@ def scan(mem: GuestMemory, timeout: float = 600.0, progress: Progress = _quiet) 
             break
         try:
             note = read_note(mem, addr)
-            info = V.parse_note(note)
+            info = V.parse_note(note, mem.arch)
             how = verify(mem, info)
         except V.NoteError as e:
             rejected.append(f"{addr:#x}: {e}")
@@ -203,7 +205,7 @@ def scan(mem: GuestMemory, timeout: float = 600.0, progress: Progress = _quiet) 
     raise ScanFailed(
         f"no valid VMCOREINFO note in {mem.name}'s memory (scanned "
         f"{stats['scanned'] >> 20} MiB in {time.monotonic() - t0:.0f}s): "
-        f"is it a Linux x86-64 guest whose kernel has crash-dump support "
+        f"is it a Linux {mem.arch} guest whose kernel has crash-dump support "
         f"(CONFIG_CRASH_CORE, as every distribution kernel does)?{detail}"
     )
 
@@ -220,6 +222,9 @@ def _fill_sources(d: Discovery, where: str) -> None:
         ),
         "phys_base": "VMCOREINFO NUMBER(phys_base)"
         if "phys_base" in info.numbers
+        else "none on arm64: the image is placed by VMCOREINFO NUMBER(kimage_voffset), "
+        "the linear map by NUMBER(PHYS_OFFSET) and NUMBER(VA_BITS)"
+        if info.arch == "aarch64"
         else "absent from VMCOREINFO (assumed 0)",
         "kallsyms": "VMCOREINFO SYMBOL(kallsyms_*)"
         if info.has_kallsyms()
@@ -237,7 +242,7 @@ def from_dump_note(mem: GuestMemory, note: bytes) -> Discovery:
     a scan hit (the note's release must be the kernel image's). Its guest-physical address
     is the one xenvmi's writer recorded, else 0 (unknown: another tool wrote the dump)."""
     t0 = time.monotonic()
-    info = V.parse_text(note)
+    info = V.parse_text(note, mem.arch)
     how = verify(mem, info)
     addr = getattr(mem, "vmcoreinfo_address", None) or 0
     d = Discovery(info, addr, False, time.monotonic() - t0)
@@ -264,7 +269,7 @@ def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
     try:
         if read_note(mem, addr) != want:
             return None
-        info = V.parse_note(want)
+        info = V.parse_note(want, mem.arch)
     except V.NoteError:
         return None
     d = Discovery(info, addr, True, time.monotonic() - t0, cache_path=str(path))
@@ -281,7 +286,7 @@ def _load_cached_nonote(mem: GuestMemory, path: Path, entry: dict, t0: float) ->
             mem, text_va, text_pa, banner_pa, banner
         ):
             return None
-        info = V.parse_text(text)
+        info = V.parse_text(text, mem.arch)
     except (ValueError, KeyError, TypeError):  # NoteError is a ValueError
         return None
     d = Discovery(info, 0, True, time.monotonic() - t0, cache_path=str(path), method="page tables")
@@ -419,6 +424,8 @@ def _without_note(
     a failure names both ways tried, and is remembered for the boot like a failed scan."""
     t0 = time.monotonic()
     try:
+        if mem.arch != "x86_64":
+            raise Unavailable(f"finding a kernel without its note is x86-64 only ({mem.arch})")
         info, lay, banner_pa, banner, how = nonote.locate(mem, timeout, progress)
     # no vCPU state (a raw image, a backend without it) is one more way this cannot work
     except (GuestDataError, NotFoundError, Unavailable, NotImplementedError) as e:

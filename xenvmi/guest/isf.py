@@ -108,10 +108,13 @@ def build_isf(
     kaslr_slide: int = 0,
     banner: bytes | None = None,
     declared: Mapping[str, Any] | None = None,
+    slid: Callable[[int], bool] = lambda addr: addr >= KERNEL_MAP,
 ) -> tuple[dict, IsfSummary]:
     """The ISF document for a kernel: ``symbols`` have ``name``, ``address`` (as loaded,
     i.e. with the KASLR slide) and ``size``; ``banner`` is ``linux_banner``'s bytes up to
-    and including its NUL (what volatility3 scans images for)."""
+    and including its NUL (what volatility3 scans images for). ``slid(address)``: whether
+    KASLR moved the symbol (x86-64: the image above __START_KERNEL_map; per-CPU symbols
+    are offsets)."""
     summary = IsfSummary(kaslr_slide=kaslr_slide)
     types = IsfTypes(btf, summary)
     user_types, enums = types.user_types(), types.enums()
@@ -124,7 +127,7 @@ def build_isf(
         if not name or name in syms:
             summary.skip("duplicate or unnamed symbols")
             continue
-        if addr >= KERNEL_MAP:  # per-CPU symbols are absolute offsets: KASLR leaves them
+        if slid(addr):  # per-CPU symbols are absolute offsets: KASLR leaves them
             addr -= kaslr_slide
         if not 0 <= addr < 1 << 64:
             summary.skip("symbols with impossible addresses")
@@ -242,7 +245,11 @@ def from_kernel_program(
     prefix = f"Linux version {info.osrelease} (".encode()
     progress(f"writing volatility3 types and symbols ({kp.btf_types} BTF types)")
     doc, summary = build_isf(
-        finder.btf, prog.symbols(), kaslr_slide=info.kernel_offset, banner=banner
+        finder.btf,
+        prog.symbols(),
+        kaslr_slide=info.kernel_offset,
+        banner=banner,
+        slid=info.in_image if kp.memory.arch == "aarch64" else lambda a: a >= KERNEL_MAP,
     )
     if not banner.startswith(prefix):
         summary.warnings.append(

@@ -124,7 +124,8 @@ def _cmdline(kp, mm: dict, mm_addr: int) -> str | None:
         return None
     size = min(end - start, MAX_CMDLINE)
     pgd_pa = kp.kernel_pa(mm["pgd"])
-    if pgd_pa is None or kp.paging_levels not in (4, 5):
+    arm64 = kp.arm64_paging
+    if pgd_pa is None or (arm64 is None and kp.paging_levels not in (4, 5)):
         raw = _remote_vm(kp.prog, mm, mm_addr, start, size)
     else:
         try:
@@ -134,6 +135,7 @@ def _cmdline(kp, mm: dict, mm_addr: int) -> str | None:
                 start,
                 size,
                 kp.paging_levels,
+                arm64,
             )
         except PhysicalFault:  # a table entry pointing outside the guest
             return None

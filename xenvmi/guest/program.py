@@ -21,15 +21,13 @@ from drgn import Architecture, Platform, PlatformFlags, Program, ProgramFlags, S
 
 from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
 from xenvmi.errors import GuestDataError, NotFoundError
+from xenvmi.guest import arm64, datasyms, kallsyms_tables, pagetable, symcache
 from xenvmi.guest import btf as B
-from xenvmi.guest import kallsyms_tables, symcache
 from xenvmi.guest.bounded import Budget, DeadlineExceeded, is_kernel_pointer
 from xenvmi.guest.btf_drgn import attach_btf
 from xenvmi.guest.discover import Discovery
 from xenvmi.guest.vmcoreinfo import (
     KALLSYMS_KEYS,
-    KERNEL_IMAGE_SIZE,
-    KERNEL_MAP,
     X86_64_TEXT_BASE,
     VmcoreInfo,
 )
@@ -40,7 +38,13 @@ MAX_KALLSYMS_SPAN = 64 << 20  # the tables of a 150k-symbol kernel span 1.8 MB
 #: Bounds of how much of the kernel image a search for kallsyms or BTF reads.
 MIN_IMAGE_SEARCH, MAX_IMAGE_SEARCH = 32 << 20, 128 << 20
 DIRECT_MAP = 0xFFFF_8880_0000_0000  # x86-64 __PAGE_OFFSET_BASE_L4
-PLATFORM = Platform(Architecture.X86_64, PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN)
+#: What a kallsyms table found by structure in an arm64 image must place after _stext,
+#: in this order (its only VMCOREINFO anchor when kallsyms names functions only).
+ARM64_TEXT_BOUNDS = ("_etext", "_sinittext", "_einittext")
+_LE64 = PlatformFlags.IS_64_BIT | PlatformFlags.IS_LITTLE_ENDIAN
+PLATFORM = Platform(Architecture.X86_64, _LE64)
+#: drgn's platform for each GuestMemory.arch: drgn walks that architecture's page tables.
+PLATFORMS = {"x86_64": PLATFORM, "aarch64": Platform(Architecture.AARCH64, _LE64)}
 
 
 @dataclass
@@ -60,6 +64,8 @@ class KernelProgram:
     #: Linear maps checked against the page tables: (virtual start, virtual end,
     #: virtual - physical).
     linear: list[tuple[int, int, int]] = field(default_factory=list)
+    #: arm64: (start, size) of the kernel image's known part (:func:`arm64.image`).
+    image: tuple[int, int] | None = None
 
     @property
     def vmcoreinfo(self):
@@ -70,6 +76,15 @@ class KernelProgram:
     @property
     def paging_levels(self) -> int:
         return 5 if self.discovery.info.numbers.get("pgtable_l5_enabled") else 4
+
+    @property
+    def arm64_paging(self) -> pagetable.Aarch64Paging | None:
+        """An arm64 guest's user translation regime, from VMCOREINFO (PAGESIZE, the VA
+        size TCR_EL1_T1SZ gives, which Linux also sets T0SZ to, else VA_BITS, and
+        MAX_PHYSMEM_BITS); None for x86-64 or numbers no AArch64 regime has."""
+        if self.memory.arch != "aarch64":
+            return None
+        return arm64.user_paging(self.discovery.info)
 
     def kernel_pa(self, va: int) -> int | None:
         """Guest-physical address of kernel address ``va`` in a verified linear map
@@ -170,11 +185,7 @@ def _image_span(info: VmcoreInfo) -> tuple[int, int]:
     last image symbol VMCOREINFO names (read-only data, kallsyms and BTF included, comes
     before .data's init_uts_ns), within MIN/MAX_IMAGE_SEARCH."""
     start = info.symbols.get("_stext", X86_64_TEXT_BASE + info.kernel_offset)
-    in_image = [
-        a
-        for a in info.symbols.values()
-        if KERNEL_MAP <= a < KERNEL_MAP + KERNEL_IMAGE_SIZE and a > start
-    ]
+    in_image = [a for a in info.symbols.values() if info.in_image(a) and a > start]
     span = max(in_image, default=start) - start
     return start, min(MAX_IMAGE_SEARCH, max(MIN_IMAGE_SEARCH, span))
 
@@ -190,6 +201,9 @@ def _find_kallsyms(
         f"looking for {mem.name}'s kallsyms tables in its kernel image (Linux "
         f"{info.osrelease}'s VMCOREINFO does not say where they are)"
     )
+    # arm64 kallsyms without KALLSYMS_ALL names no data symbol: _stext is its only anchor
+    # in VMCOREINFO, so the text section's bounds the table gives must also line up
+    arm64 = info.arch == "aarch64"
     tables = kallsyms_tables.find(
         lambda pa, n: mem.read_physical(pa, n),
         info.kernel_image_pa(start),
@@ -197,7 +211,17 @@ def _find_kallsyms(
         limit,
         info.symbols,
         progress=progress,
+        extra=ARM64_TEXT_BOUNDS if arm64 else (),
+        min_anchors=1 if arm64 else kallsyms_tables.MIN_ANCHORS,
     )
+    if arm64:
+        bounds = [tables.resolved.get(n, 0) for n in ARM64_TEXT_BOUNDS]
+        stext = info.symbols.get("_stext", 0)
+        if not stext < bounds[0] <= bounds[1] < bounds[2] < stext + (1 << 30):
+            raise GuestDataError(
+                f"{mem.name}: a kallsyms table found by structure gives _etext, _sinittext, "
+                f"_einittext {bounds}: not the text of the kernel whose _stext is {stext:#x}"
+            )
     lines = tables.vmcoreinfo_lines(info.symbols)
     info.symbols.update(tables.symbols())
     return lines, tables.describe()
@@ -232,7 +256,7 @@ def _stage_kallsyms(kp: KernelProgram) -> None:
 
 
 def _page_offset_base(prog: Program) -> int:
-    """Where the guest's direct map starts (drgn.FaultError if unreadable)."""
+    """Where the guest's direct map starts (drgn.FaultError if unreadable): x86-64."""
     try:
         return prog.read_u64(prog.symbol("page_offset_base").address)
     except LookupError:  # no CONFIG_RANDOMIZE_MEMORY: the direct map is fixed
@@ -245,12 +269,23 @@ def _check_note_owner(kp: KernelProgram) -> None:
     if d.method != "note":
         return  # no note was used: nothing to check
     try:
-        va = prog.read_u64(prog.symbol("vmcoreinfo_note").address)
-        pob = _page_offset_base(prog)
+        address = prog.symbol("vmcoreinfo_note").address
+    except LookupError:
+        if kp.memory.arch == "aarch64":  # kallsyms of functions only (Debian's arm64)
+            kp.sources["vmcoreinfo"] += "; vmcoreinfo_note not in kallsyms (not cross-checked)"
+            return
+        address = None
+    try:
+        if address is None:
+            raise LookupError("vmcoreinfo_note")
+        va = prog.read_u64(address)
+        if kp.memory.arch == "aarch64":
+            pa = d.info.linear_pa(va)
+        else:
+            pa = va - _page_offset_base(prog)
     except (LookupError, drgn.FaultError):
         kp.warnings.append("could not cross-check the VMCOREINFO note with vmcoreinfo_note")
         return
-    pa = va - pob
     if pa == d.note_address:
         kp.sources["vmcoreinfo"] += "; is the kernel's own vmcoreinfo_note"
         return
@@ -310,7 +345,7 @@ def _search_btf(kp: KernelProgram) -> tuple[int, int]:
     """(start, stop) of the vmlinux BTF blob, searched for in the image when kallsyms has
     no __start_BTF (a kernel built without KALLSYMS_ALL)."""
     info = kp.discovery.info
-    start, limit = _image_span(info)
+    start, limit = kp.image or _image_span(info)
     data = kp.memory.read_physical(info.kernel_image_pa(start), limit)
     try:
         at, size = B.find_vmlinux_btf(data)
@@ -356,7 +391,7 @@ def build(
     file with the kernel's DWARF, for its types in place of BTF.
     """
     ref: list = [None]
-    prog = Program(PLATFORM)
+    prog = Program(PLATFORMS[mem.arch])
     prog.add_memory_segment(0, mem.max_physical_address, _reader(ref, mem), physical=True)
     text = discovery.info.raw.split(b"\x00", 1)[0]
     kp = KernelProgram(prog, mem, discovery, Budget(timeout))
@@ -396,6 +431,9 @@ def build(
     else:
         _load_btf(kp, caches[1] if caches else None)
         kp.timings["btf"] = time.monotonic() - t
+    t = time.monotonic()
+    if datasyms.supplement(kp):
+        kp.timings["data symbols"] = time.monotonic() - t
     return kp
 
 
@@ -455,18 +493,21 @@ def _linear_maps(kp: KernelProgram, ref: list) -> None:
     as before. Kernel pages the guest unmapped from the direct map read as memory."""
     prog, mem, d = kp.prog, kp.memory, kp.discovery
     maps = []
-    try:
-        pob = _page_offset_base(prog)
-    except drgn.FaultError:
-        pob = None
-    if pob is not None and is_kernel_pointer(pob, align=1 << 30) and pob + mem.ram_top < 1 << 64:
-        maps.append(("direct map", pob, mem.ram_top, 0, d.note_address))
-    try:
-        text, end = prog.symbol("_text").address, prog.symbol("_end").address
-    except LookupError:
-        text = end = 0
-    if is_kernel_pointer(text, align=PAGE) and text < end <= text + (1 << 30):
-        maps.append(("kernel image", text, end - text, d.info.kernel_image_pa(text), 0))
+    if mem.arch == "aarch64":
+        maps += arm64.linear_maps(kp)
+    else:
+        try:
+            pob = _page_offset_base(prog)
+        except drgn.FaultError:
+            pob = None
+        if pob is not None and is_kernel_pointer(pob, 1 << 30) and pob + mem.ram_top < 1 << 64:
+            maps.append(("direct map", pob, mem.ram_top, 0, d.note_address))
+        try:
+            text, end = prog.symbol("_text").address, prog.symbol("_end").address
+        except LookupError:
+            text = end = 0
+        if is_kernel_pointer(text, align=PAGE) and text < end <= text + (1 << 30):
+            maps.append(("kernel image", text, end - text, d.info.kernel_image_pa(text), 0))
     for name, va, size, pa, probe in maps:
         try:
             agree = prog.read(va + probe, 64) == mem.read_physical(pa + probe, 64, strict=True)

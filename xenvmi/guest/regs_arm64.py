@@ -253,6 +253,8 @@ def decode_arm64(regs: Mapping[str, Any]) -> Arm64Regs:
     r = {key: lookup(low, names) for key, names in _ALIASES.items()}
     pstate, sctlr, tcr = r["pstate"], r["sctlr"], r["tcr"]
     state, el, sp_select, mode, sp, table = _pstate(pstate, r["sp_el0"], r["sp_el1"])
+    if sp is None:  # an ELF core's NT_PRSTATUS has only the SP in use, as "sp"
+        sp = lookup(low, ("sp",))
     flags = named_bits(pstate, table)
     t0sz, t1sz, ips = bits(tcr, 0, 6), bits(tcr, 16, 6), bits(tcr, 32, 3)
     pa_bits = None if ips is None else IPS_BITS[ips]

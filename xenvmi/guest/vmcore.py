@@ -34,9 +34,11 @@ from xenvmi.backends.memory import PAGE, GuestMemory, PhysicalFault
 from xenvmi.errors import GuestDataError, NotFoundError, PermissionDenied, UsageError, XenvmiError
 from xenvmi.guest import vmcoreinfo as V
 from xenvmi.vmcore_format import (
+    ARM64_PRSTATUS_SIZE,
+    ARM64_USER_REGS,
     EHDR,
-    EM_X86_64,
     ET_CORE,
+    MACHINES,
     MAX_REGISTERS,
     NT_PRSTATUS,
     NT_XENVMI_REGISTERS,
@@ -68,6 +70,11 @@ _SOURCES = {
     "fs": ("fs_sel", "fs"),
     "gs": ("gs_sel", "gs"),
     "orig_rax": (),
+    # arm64: Xen's vcpu_guest_core_regs names (pc64, cpsr) and the SP of EL1, the
+    # kernel's, when only the banked SPs are known
+    "pc": ("pc", "pc64"),
+    "pstate": ("pstate", "cpsr"),
+    "sp": ("sp", "sp_el1"),
 }
 
 Progress = Callable[[int, int], None]
@@ -109,15 +116,24 @@ def note(name: bytes, ntype: int, desc: bytes) -> bytes:
     return struct.pack("<III", len(name), len(desc), ntype) + pad(name) + pad(desc)
 
 
-def prstatus(vcpu: int, regs: dict[str, int]) -> bytes:
-    """x86-64 ``struct elf_prstatus`` (336 bytes) for one vCPU; missing registers are 0."""
+def prstatus(vcpu: int, regs: dict[str, int], arch: str = "x86_64") -> bytes:
+    """``struct elf_prstatus`` for one vCPU: x86-64's (336 bytes, user_regs_struct) or
+    arm64's (392 bytes, user_pt_regs: x0-x30, sp, pc, pstate); missing registers are 0."""
+    slots, size = (
+        (ARM64_USER_REGS, ARM64_PRSTATUS_SIZE)
+        if arch == "aarch64"
+        else (
+            USER_REGS,
+            PRSTATUS_SIZE,
+        )
+    )
     values = []
-    for slot in USER_REGS:
+    for slot in slots:
         names = _SOURCES.get(slot, (slot,))
         values.append(next((regs[n] & U64 for n in names if n in regs), 0))
-    out = bytearray(PRSTATUS_SIZE)
+    out = bytearray(size)
     struct.pack_into("<i", out, 32, vcpu + 1)  # pr_pid
-    struct.pack_into("<27Q", out, PR_REG, *values)
+    struct.pack_into(f"<{len(slots)}Q", out, PR_REG, *values)
     return bytes(out)
 
 
@@ -145,7 +161,8 @@ def _vcpu_notes(mem: GuestMemory, warnings: list[str]) -> tuple[bytes, int]:
         except (XenvmiError, NotImplementedError) as e:
             warnings.append(f"vCPU {n}: no registers in the dump ({e})")
             continue
-        out += note(b"CORE\x00", NT_PRSTATUS, prstatus(n, regs)) + registers_note(n, regs)
+        out += note(b"CORE\x00", NT_PRSTATUS, prstatus(n, regs, mem.arch))
+        out += registers_note(n, regs)
         done += 1
     return out, done
 
@@ -306,10 +323,10 @@ class _Copier:
 # -- the file --------------------------------------------------------------------------
 
 
-def _ehdr(phnum: int) -> bytes:
+def _ehdr(phnum: int, arch: str = "x86_64") -> bytes:
     ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)  # 64-bit, little-endian, SysV
     return ident + struct.pack(
-        "<HHIQQQIHHHHHH", ET_CORE, EM_X86_64, 1, 0, EHDR, 0, 0, EHDR, PHDR, phnum, 0, 0, 0
+        "<HHIQQQIHHHHHH", ET_CORE, MACHINES[arch], 1, 0, EHDR, 0, 0, EHDR, PHDR, phnum, 0, 0, 0
     )
 
 
@@ -387,7 +404,7 @@ def dump(
     deadline = float("inf") if timeout is None else t0 + timeout
     warnings: list[str] = []
     base = None
-    if fmt == "elf" and discovery is not None:
+    if fmt == "elf" and discovery is not None and mem.arch != "aarch64":
         base = direct_map_base(mem, discovery.info)
         if base is None:
             warnings.append(
@@ -427,6 +444,15 @@ def dump(
     return summary
 
 
+def _vaddr(mem: GuestMemory, discovery, base: int | None, paddr: int) -> int:
+    """A PT_LOAD's p_vaddr: ``paddr`` in the kernel's direct map, or on arm64 in its
+    linear map (VMCOREINFO's PHYS_OFFSET and VA_BITS); an arm64 dump without a kernel
+    gives the physical address, as QEMU's dump-guest-memory does."""
+    if mem.arch == "aarch64":
+        return paddr if discovery is None else discovery.info.linear_va(paddr)
+    return (DIRECT_MAP if base is None else base) + paddr
+
+
 def _write(mem, out, fmt, discovery, pause, deadline, progress, base, warnings, ram) -> DumpSummary:
     notes, vcpus, data_start = b"", 0, 0
     note_off = EHDR + PHDR * (1 + MAX_LOADS)
@@ -442,14 +468,13 @@ def _write(mem, out, fmt, discovery, pause, deadline, progress, base, warnings, 
     if not copier.ranges:
         raise GuestDataError(f"no readable memory in {mem.name}: nothing to dump")
     if fmt == "elf":
-        vbase = DIRECT_MAP if base is None else base
         heads = [_phdr(PT_NOTE, note_off, 0, 0, len(notes), align=4)]
         heads += [
-            _phdr(PT_LOAD, off, vbase + start, start, end - start, flags=7)
+            _phdr(PT_LOAD, off, _vaddr(mem, discovery, base, start), start, end - start, flags=7)
             for start, end, off in copier.ranges
         ]
         out.seek(0)
-        out.write(_ehdr(len(heads)) + b"".join(heads))
+        out.write(_ehdr(len(heads), mem.arch) + b"".join(heads))
         size = copier.offset
     else:
         size = copier.ranges[-1][1]

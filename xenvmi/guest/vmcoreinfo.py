@@ -5,6 +5,11 @@ release, KASLR slide (KERNELOFFSET), phys_base, page size and, since Linux 6.0, 
 its kallsyms tables are. It is everything needed to start reading a kernel without any
 file, but any process in the guest can plant a look-alike in its own memory, so every
 field is bounded and symbol addresses must lie in the kernel image.
+
+The architecture is the memory source's (``GuestMemory.arch``): x86-64's kernel image sits
+at __START_KERNEL_map plus phys_base; arm64's at ``NUMBER(kimage_voffset)`` from its
+physical address, with its linear map given by ``NUMBER(PHYS_OFFSET)`` and
+``NUMBER(VA_BITS)`` (arch/arm64/kernel/crash_core.c exports them for crash tools).
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ KERNEL_IMAGE_SIZE = 1 << 30
 X86_64_TEXT_BASE = 0xFFFF_FFFF_8100_0000
 #: Start of the kernel half of the x86-64 address space (4-level paging; 5-level is lower).
 KERNEL_HALF = 0xFF00_0000_0000_0000
+U64 = (1 << 64) - 1
+#: arm64's kernel VA sizes (CONFIG_ARM64_VA_BITS) and page sizes (4K, 16K, 64K granules).
+ARM64_VA_BITS = (36, 39, 42, 47, 48, 52)
+ARM64_PAGE_SIZES = (4096, 16384, 65536)
 #: Symbols VMCOREINFO prints with VMCOREINFO_SYMBOL_ARRAY although they are pointers, so
 #: the value is where they point, not a place in the image: mem_section (memory the kernel
 #: allocated, with SPARSEMEM_EXTREME) and vmemmap (the struct page array, since 6.3).
@@ -61,6 +70,7 @@ class VmcoreInfo:
 
     raw: bytes  # the note's text (description), exactly as in guest memory
     fields: dict[str, str]
+    arch: str = "x86_64"  # the memory source's: "x86_64" or "aarch64"
     symbols: dict[str, int] = field(default_factory=dict)
     numbers: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -93,8 +103,60 @@ class VmcoreInfo:
         return all(k in self.symbols for k in KALLSYMS_KEYS[:4])
 
     def kernel_image_pa(self, vaddr: int) -> int:
-        """Physical address of a kernel-image virtual address (x86-64 __pa_symbol)."""
+        """Physical address of a kernel-image virtual address (__pa_symbol)."""
+        if self.arch == "aarch64":
+            return (vaddr - self.numbers["kimage_voffset"]) & U64
         return vaddr - KERNEL_MAP + self.phys_base
+
+    @property
+    def va_bits(self) -> int:
+        """arm64: the kernel's VA size (VA_BITS)."""
+        return self.numbers.get("VA_BITS", 48)
+
+    @property
+    def release_tuple(self) -> tuple[int, int]:
+        m = re.match(r"^([0-9]+)\.([0-9]+)", self.osrelease)
+        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+    @property
+    def kernel_start(self) -> int:
+        """arm64: the lowest kernel address, -(1 << VA_BITS)."""
+        return -(1 << self.va_bits) & U64
+
+    @property
+    def page_offset(self) -> int:
+        """arm64: the linear map's start, PAGE_OFFSET: since Linux 5.4 (the "flipped"
+        layout) the lowest kernel address, before it the upper half of the kernel's."""
+        if self.release_tuple < (5, 4):
+            return -(1 << (self.va_bits - 1)) & U64
+        return self.kernel_start
+
+    @property
+    def vmalloc_area(self) -> tuple[int, int]:
+        """arm64: [start, end) of the module and vmalloc areas where VMCOREINFO does not say
+        (before 5.12): the kernel half's other half from the linear map."""
+        half = self.kernel_start + (1 << (self.va_bits - 1))
+        return (self.kernel_start, half) if self.release_tuple < (5, 4) else (half, 1 << 64)
+
+    def linear_pa(self, vaddr: int) -> int:
+        """arm64: the physical address of a linear-map address (__lm_to_phys)."""
+        return ((vaddr & ~self.page_offset) + self.numbers["PHYS_OFFSET"]) & U64
+
+    def linear_va(self, paddr: int) -> int:
+        """arm64: the linear-map address of a physical address (__phys_to_virt)."""
+        return ((paddr - self.numbers["PHYS_OFFSET"]) & U64) | self.page_offset
+
+    def image_window(self) -> tuple[int, int]:
+        """[start, end) of the virtual addresses the kernel image may occupy: symbols the
+        views read through must lie in it."""
+        if self.arch == "aarch64":  # _stext: an image symbol every arm64 note has
+            start = self.symbols.get("_stext", 0) & ~((2 << 20) - 1)
+            return start - (2 << 20), start + KERNEL_IMAGE_SIZE
+        return KERNEL_MAP, KERNEL_MAP + KERNEL_IMAGE_SIZE
+
+    def in_image(self, vaddr: int) -> bool:
+        start, end = self.image_window()
+        return start <= vaddr < end
 
 
 def _hex(text: str, key: str) -> int:
@@ -118,20 +180,21 @@ def note_size(header: bytes) -> int:
     return HEADER + descsz
 
 
-def parse_note(note: bytes) -> VmcoreInfo:
+def parse_note(note: bytes, arch: str = "x86_64") -> VmcoreInfo:
     """Parse a whole note (header + text); NoteError for anything not a kernel's note."""
     size = note_size(note)
     if len(note) < size:
         raise NoteError("truncated note text")
-    return parse_text(note[HEADER:size])
+    return parse_text(note[HEADER:size], arch)
 
 
-def parse_text(raw: bytes) -> VmcoreInfo:
-    """Parse ``KEY=VALUE`` lines, bounded; bad lines become warnings, bad essentials errors."""
+def parse_text(raw: bytes, arch: str = "x86_64") -> VmcoreInfo:
+    """Parse ``KEY=VALUE`` lines, bounded; bad lines become warnings, bad essentials errors.
+    ``arch``: the memory source's, whose kernel must have written the note."""
     text = raw.split(b"\x00", 1)[0]
     if not text.startswith(b"OSRELEASE="):
         raise NoteError("note text does not start with OSRELEASE=")
-    info = VmcoreInfo(raw=bytes(raw), fields={})
+    info = VmcoreInfo(raw=bytes(raw), fields={}, arch=arch)
     lines = text.split(b"\n")
     if len(lines) > MAX_LINES:
         info.warnings.append(f"VMCOREINFO has {len(lines)} lines; read the first {MAX_LINES}")
@@ -159,10 +222,13 @@ def parse_text(raw: bytes) -> VmcoreInfo:
 
 
 def _check(info: VmcoreInfo) -> None:
-    """Refuse notes a running x86-64 kernel cannot have written."""
+    """Refuse notes a running kernel of the memory's architecture cannot have written."""
     release = info.osrelease
     if not release or len(release) > 64 or not re.match(r"^[0-9]+\.[0-9]+", release):
         raise NoteError(f"implausible OSRELEASE {release[:40]!r}")
+    if info.arch == "aarch64":
+        _check_arm64(info)
+        return
     if info.page_size not in (4096,):
         raise NoteError(f"PAGESIZE={info.fields.get('PAGESIZE')} (x86-64 uses 4096)")
     slide = info.kernel_offset
@@ -177,6 +243,39 @@ def _check(info: VmcoreInfo) -> None:
             if not KERNEL_HALF <= addr < KERNEL_MAP:
                 raise NoteError(f"SYMBOL({name})={addr:#x} is not a kernel address below the image")
         elif not KERNEL_MAP <= addr < KERNEL_MAP + KERNEL_IMAGE_SIZE:
+            if name in IMAGE_SYMBOLS:
+                raise NoteError(f"SYMBOL({name})={addr:#x} is outside the kernel image")
+            del info.symbols[name]
+            info.warnings.append(
+                f"VMCOREINFO SYMBOL({name})={addr:#x} is outside the kernel image: not used"
+            )
+
+
+def _check_arm64(info: VmcoreInfo) -> None:
+    """arm64: the page size of one of its granules, the linear-map and image numbers the
+    views translate with, a 64 KiB-aligned KASLR slide, image symbols near _stext."""
+    if info.page_size not in ARM64_PAGE_SIZES:
+        raise NoteError(f"PAGESIZE={info.fields.get('PAGESIZE')} (arm64 uses 4K, 16K or 64K)")
+    for key in ("VA_BITS", "kimage_voffset", "PHYS_OFFSET"):
+        if key not in info.numbers:
+            raise NoteError(f"no NUMBER({key}) (every arm64 kernel's VMCOREINFO has it)")
+    if info.va_bits not in ARM64_VA_BITS:
+        raise NoteError(f"NUMBER(VA_BITS)={info.va_bits} is not an arm64 VA size")
+    for key in ("kimage_voffset", "PHYS_OFFSET"):
+        info.numbers[key] &= U64  # printed as hex: a negative offset arrives as a u64
+    slide = info.kernel_offset
+    if slide % 0x10000 or slide >= 1 << info.va_bits:
+        raise NoteError(f"KERNELOFFSET={slide:#x} is not a 64 KiB-aligned slide")
+    stext = info.symbols.get("_stext")
+    if stext is None or stext < info.kernel_start:
+        raise NoteError("no SYMBOL(_stext) in the kernel half: the image cannot be placed")
+    if info.kernel_image_pa(stext) >= 1 << 52:
+        raise NoteError(f"kimage_voffset puts _stext at physical {info.kernel_image_pa(stext):#x}")
+    for name, addr in list(info.symbols.items()):
+        if name in POINTER_SYMBOLS:
+            if not info.kernel_start <= addr:
+                raise NoteError(f"SYMBOL({name})={addr:#x} is not a kernel address")
+        elif not info.in_image(addr):
             if name in IMAGE_SYMBOLS:
                 raise NoteError(f"SYMBOL({name})={addr:#x} is outside the kernel image")
             del info.symbols[name]

@@ -47,8 +47,9 @@ KERNELS = (
 )
 
 
-def _apt(state: Path, kernel: GuestKernel) -> list[str]:
-    """apt options for a private state directory of one release (host apt untouched)."""
+def _apt(state: Path, kernel: GuestKernel, arch: str = "amd64") -> list[str]:
+    """apt options for a private state directory of one release and architecture (the
+    host's apt and dpkg architectures untouched)."""
     for sub in ("lists/partial", "cache/archives/partial", "etc"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     (state / "etc" / "sources.list").write_text(kernel.sources())
@@ -66,7 +67,7 @@ def _apt(state: Path, kernel: GuestKernel) -> list[str]:
         "-o",
         "Debug::NoLocking=1",
         "-o",
-        "APT::Architecture=amd64",
+        f"APT::Architecture={arch}",
         "-o",
         "Acquire::Retries=3",
     ]
@@ -79,11 +80,11 @@ def _run(argv: list[str], cwd: Path | None = None, timeout: float = 900) -> str:
     return res.stdout
 
 
-def image_package(show: str) -> str:
-    """The versioned image package ``linux-image-amd64``'s record depends on."""
-    m = re.search(r"^Depends:.*?\b(linux-image-[0-9][^\s,(]*-amd64)\b", show, re.M)
+def image_package(show: str, arch: str = "amd64") -> str:
+    """The versioned image package ``linux-image-ARCH``'s record depends on."""
+    m = re.search(rf"^Depends:.*?\b(linux-image-[0-9][^\s,(]*-{arch})\b", show, re.M)
     if not m:
-        raise LabError("linux-image-amd64 names no versioned kernel package")
+        raise LabError(f"linux-image-{arch} names no versioned kernel package")
     return m.group(1)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from xenvmi.guest.regs_arm64 import Arm64Regs
 from xenvmi.guest.regs_x86 import X86Regs
 
 T = TypeVar("T")
@@ -67,7 +68,7 @@ class KernelInfo:
 class VcpuRegisters:
     domain: str
     vcpu: int
-    decoded: X86Regs
+    decoded: X86Regs | Arm64Regs  #: by the memory source's architecture
     raw: dict[str, int] = field(default_factory=dict)
 
 

@@ -32,6 +32,13 @@ def _convert(tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(options) > 1 and isinstance(value, dict):  # several dataclasses: the fitting one
+            options = [
+                o
+                for o in options
+                if dataclasses.is_dataclass(o)
+                and set(value) <= {f.name for f in dataclasses.fields(o)}
+            ][:1]
         return _convert(options[0], value) if len(options) == 1 else value
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a class, as hints are
         return from_jsonable(tp, value)

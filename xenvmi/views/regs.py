@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xenvmi.model.guest import GuestView, VcpuRegisters
+from xenvmi.model.guest import Arm64Regs, GuestView, VcpuRegisters
 from xenvmi.plugins.base import Column, Context, Option, Plugin
 
 
@@ -42,10 +42,57 @@ GPRS = (
 )
 
 
+def _arm64_text(r: VcpuRegisters, d: Arm64Regs) -> str:
+    """An arm64 vCPU: exception level and mode, PSTATE's flags, the translation regime
+    (TCR's VA sizes and granules, TTBR bases), then x0-x30."""
+    gran = lambda g: "?" if g is None else f"{g >> 10}K"  # noqa: E731
+    lines = [
+        f"{r.domain} vCPU {r.vcpu}: {d.execution_state or '?'} {d.mode or '?'}, "
+        f"EL {'?' if d.el is None else d.el}, MMU "
+        + ("?" if d.mmu_enabled is None else "on" if d.mmu_enabled else "off"),
+        f"  pc {_hex(d.pc)}  sp {_hex(d.sp)}  pstate {_hex(d.pstate)} [{' '.join(d.pstate_flags)}]",
+        f"  sctlr {_hex(d.sctlr)} [{' '.join(d.sctlr_flags)}]",
+        f"  tcr {_hex(d.tcr)} (VA bits {d.va_bits_ttbr0 or '?'}/{d.va_bits_ttbr1 or '?'}, "
+        f"granule {gran(d.granule_ttbr0)}/{gran(d.granule_ttbr1)}, PA bits {d.pa_bits or '?'})",
+        f"  ttbr0 {_hex(d.ttbr0)} (tables at {_hex(d.ttbr0_base)})  "
+        f"ttbr1 {_hex(d.ttbr1)} (tables at {_hex(d.ttbr1_base)})",
+        f"  vbar {_hex(d.vbar)}  elr_el1 {_hex(d.elr_el1)}  esr_el1 {_hex(d.esr_el1)}  "
+        f"far_el1 {_hex(d.far_el1)}",
+    ]
+    gprs = [k for k in (f"x{n}" for n in range(31)) if k in r.raw]
+    for i in range(0, len(gprs), 4):
+        lines.append("  " + "  ".join(f"{k:>3} {r.raw[k]:#018x}" for k in gprs[i : i + 4]))
+    return "\n".join(lines)
+
+
+def _mode(r: VcpuRegisters) -> str | None:
+    d = r.decoded
+    return d.mode if isinstance(d, Arm64Regs) else d.cpu_mode
+
+
+def _cpl(r: VcpuRegisters) -> int | None:
+    """x86's CPL, arm64's exception level."""
+    d = r.decoded
+    return d.el if isinstance(d, Arm64Regs) else d.cpl
+
+
+def _pc(r: VcpuRegisters) -> str:
+    d = r.decoded
+    return _hex(d.pc if isinstance(d, Arm64Regs) else d.rip)
+
+
+def _tables(r: VcpuRegisters) -> str:
+    """Where the page tables are: CR3, or on arm64 TTBR1 (the kernel's half)."""
+    d = r.decoded
+    return _hex(d.ttbr1 if isinstance(d, Arm64Regs) else d.cr3)
+
+
 def registers_text(r: VcpuRegisters) -> str:
     """One vCPU: modes and privilege, paging, the control registers with their flags
     named, the syscall MSRs, then the general-purpose registers."""
     d = r.decoded
+    if isinstance(d, Arm64Regs):
+        return _arm64_text(r, d)
     lines = [
         f"{r.domain} vCPU {r.vcpu}: {d.cpu_mode or '?'} mode, "
         f"CPL {'?' if d.cpl is None else d.cpl}, paging {d.paging_mode or '?'}",
@@ -78,10 +125,10 @@ class Regs(Plugin):
     row = VcpuRegisters
     columns = (
         Column("vcpu", "VCPU", right=True),
-        Column("mode", "MODE", lambda r: r.decoded.cpu_mode),
-        Column("cpl", "CPL", lambda r: r.decoded.cpl, right=True),
-        Column("rip", "RIP", lambda r: _hex(r.decoded.rip)),
-        Column("cr3", "CR3", lambda r: _hex(r.decoded.cr3)),
+        Column("mode", "MODE", _mode),
+        Column("cpl", "CPL", _cpl, right=True),  # arm64: the exception level
+        Column("rip", "RIP", _pc),  # arm64: pc
+        Column("cr3", "CR3", _tables),  # arm64: ttbr1
     )
     options = {"vcpu": Option("vCPU number or 'all' (default 0)", vcpu_choice, 0, "N|all")}
     examples = """  xenvmi regs xvm-pv             vCPU 0's decoded state (works for PV guests too)

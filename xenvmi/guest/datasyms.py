@@ -1,0 +1,256 @@
+"""Kernel data symbols a kallsyms of functions only lacks, found in the guest's memory.
+
+Debian's arm64 kernels are built without CONFIG_KALLSYMS_ALL: their kallsyms names
+functions only, so ``init_task``, ``modules``, ``prb`` and ``init_uts_ns`` have no address
+there. VMCOREINFO names some (``prb``, ``init_uts_ns``, ``vmap_area_list``...); the two
+the process and module views start from are found by structure in the kernel's .data,
+which lies around ``init_uts_ns``:
+
+- ``init_task``: the task named "swapper/0" (the boot CPU's idle task) whose pid is 0,
+  whose ``real_parent`` is itself and whose task list is consistent both ways;
+- ``linux_banner``: "Linux version RELEASE (" in the image, followed by init_uts_ns's
+  version string;
+- ``iomem_resource`` (the RAM map a dump reads by): the ``struct resource`` spanning all
+  addresses (start 0, end ~0) named "PCI mem", whose children name it their parent;
+- ``modules``: the list head whose entries lie in vmalloc space outside the kernel image
+  (arm64 loads modules in its module area, or with KASLR in a randomized 2 GiB window
+  below the image), each one a ``struct module`` whose ``list`` links back, whose state
+  is a module state and whose ``mkobj.mod`` points to itself.
+
+Offsets come from the kernel's BTF, so nothing here knows a layout. The search reads a
+bounded window of the image, and everything it accepts passes checks a planted copy in
+user memory cannot (the window is kernel image, not user memory).
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+
+import drgn
+from drgn import Symbol, SymbolBinding, SymbolKind
+
+from xenvmi.backends.memory import PhysicalFault
+from xenvmi.guest.discover import utsname_offset
+from xenvmi.guest.vmcoreinfo import KALLSYMS_KEYS, POINTER_SYMBOLS
+
+#: How far from init_uts_ns (in .data) the search reads each way: .data of a distribution
+#: kernel is 2-4 MiB, init_task and modules sit in it.
+WINDOW = 6 << 20
+MAX_CANDIDATES = 4096
+IDLE_COMM = b"swapper/0\x00"
+
+
+def _u64(kp, va: int) -> int:
+    return struct.unpack("<Q", kp.read(va, 8))[0]
+
+
+def _window(kp) -> tuple[int, bytes] | None:
+    """(virtual start, bytes) of the image around init_uts_ns, read physically."""
+    info = kp.discovery.info
+    uts = info.symbols.get("init_uts_ns")
+    if uts is None:
+        return None
+    lo, hi = info.image_window()
+    start = max(lo, (uts - WINDOW) & ~0xFFF)
+    end = min(hi, uts + WINDOW)
+    try:
+        return start, kp.memory.read_physical(info.kernel_image_pa(start), end - start)
+    except PhysicalFault:
+        return None
+
+
+def find_init_task(kp, start: int, data: bytes) -> int | None:
+    """init_task's address in the window ``data`` at virtual ``start``, or None."""
+    t = kp.prog.type("struct task_struct")
+    comm, tasks = t.member("comm").offset, t.member("tasks").offset
+    pid, parent = t.member("pid").offset, t.member("real_parent").offset
+    at, seen = data.find(IDLE_COMM), 0
+    while at >= 0 and seen < MAX_CANDIDATES:
+        seen += 1
+        task = start + at - comm
+        try:
+            ok = (
+                task % 8 == 0
+                and struct.unpack("<i", kp.read(task + pid, 4))[0] == 0
+                and _u64(kp, task + parent) == task
+                and _u64(kp, _u64(kp, task + tasks) + 8) == task + tasks
+                and _u64(kp, _u64(kp, task + tasks + 8)) == task + tasks
+            )
+        except drgn.FaultError:
+            ok = False
+        if ok:
+            return task
+        at = data.find(IDLE_COMM, at + 1)
+    return None
+
+
+def _module_name(raw: bytes) -> bool:
+    """A module name: printable, non-empty, NUL-terminated within MODULE_NAME_LEN."""
+    name, nul, _ = raw.partition(b"\0")
+    return bool(name and nul) and all(0x21 <= c < 0x7F for c in name)
+
+
+def find_modules(kp, start: int, data: bytes) -> int | None:
+    """The ``modules`` list head's address in the window, or None (no module area in
+    VMCOREINFO, or no module loaded: the head then points to itself like any empty list)."""
+    info = kp.discovery.info
+    # VMCOREINFO names the module and vmalloc areas since Linux 5.12
+    if "MODULES_VADDR" in info.numbers and "VMALLOC_END" in info.numbers:
+        lo, hi = info.numbers["MODULES_VADDR"], info.numbers["VMALLOC_END"]
+    else:
+        lo, hi = info.vmalloc_area
+    if not lo < hi:
+        return None
+    image_lo, image_hi = info.image_window()
+    image_hi = min(image_hi, start + len(data) + WINDOW)
+
+    def vmalloc(p: int) -> bool:
+        return lo <= p < hi and not image_lo <= p < image_hi and p % 8 == 0
+
+    t = kp.prog.type("struct module")
+    list_off, state_off = t.member("list").offset, t.member("state").offset
+    name_off, name_len = t.member("name").offset, 56  # MODULE_NAME_LEN
+    try:
+        mkobj_mod = (
+            t.member("mkobj").offset + kp.prog.type("struct module_kobject").member("mod").offset
+        )
+    except LookupError:
+        mkobj_mod = None
+    words = array("Q", data[: len(data) // 8 * 8])
+    tried = 0
+    for i in range(len(words) - 1):
+        nxt = words[i]
+        if not lo <= nxt < hi or not vmalloc(nxt) or not vmalloc(words[i + 1]):
+            continue
+        head = start + i * 8
+        if vmalloc(head):  # a node in module memory (a module's own list entry)
+            continue
+        tried += 1
+        if tried > MAX_CANDIDATES:
+            break
+        mod = nxt - list_off
+        try:
+            ok = (
+                _u64(kp, nxt + 8) == head
+                and struct.unpack("<i", kp.read(mod + state_off, 4))[0] in (0, 1, 2, 3)
+                and _module_name(kp.read(mod + name_off, name_len))
+                and (mkobj_mod is None or _u64(kp, mod + mkobj_mod) == mod)
+            )
+        except drgn.FaultError:
+            ok = False
+        if ok:
+            return head
+    return None
+
+
+def find_banner(kp) -> int | None:
+    """linux_banner's address: in the image's read-only data, "Linux version RELEASE ("
+    whose line holds the kernel's own utsname version (VMCOREINFO's init_uts_ns)."""
+    info, image = kp.discovery.info, kp.image
+    uts = info.symbols.get("init_uts_ns")
+    if image is None or uts is None:
+        return None
+    name_off = info.fields.get("OFFSET(uts_namespace.name)")
+    if name_off is None or not name_off.isdigit():  # before 5.13: after a kref
+        found = utsname_offset(kp.memory, info.kernel_image_pa(uts), info.osrelease)
+        name_off = "0" if found is None else str(found)
+    try:
+        version = kp.read(uts + int(name_off) + 3 * 65, 65).split(b"\0", 1)[0]
+    except drgn.FaultError:
+        return None
+    want = f"Linux version {info.osrelease} (".encode()
+    start, size = image
+    chunk = 4 << 20
+    for off in range(0, size, chunk):
+        base = info.kernel_image_pa(start + off)
+        data = kp.memory.read_physical(base, min(chunk + 1024, size - off))
+        at = data.find(want)
+        while 0 <= at < chunk:
+            line = data[at : at + 512].split(b"\0", 1)[0]
+            if version and version in line:
+                return start + off + at
+            at = data.find(want, at + 1)
+    return None
+
+
+def find_iomem(kp, start: int, data: bytes) -> int | None:
+    """iomem_resource's address in the window, or None."""
+    t = kp.prog.type("struct resource")
+    off = {n: t.member(n).offset for n in ("start", "end", "name", "parent", "child")}
+    pattern = struct.pack("<QQ", 0, (1 << 64) - 1)
+    at, seen = data.find(pattern), 0
+    while at >= 0 and seen < MAX_CANDIDATES:
+        seen += 1
+        res = start + at - off["start"]
+        try:
+            name = kp.read(_u64(kp, res + off["name"]), 8)
+            child = _u64(kp, res + off["child"])
+            ok = (
+                res % 8 == 0
+                and name == b"PCI mem\0"
+                and _u64(kp, res + off["parent"]) == 0
+                and (child == 0 or _u64(kp, child + off["parent"]) == res)
+            )
+        except drgn.FaultError:
+            ok = False
+        if ok:
+            return res
+        at = data.find(pattern, at + 1)
+    return None
+
+
+def supplement(kp) -> dict[str, int]:
+    """Give drgn the data symbols kallsyms lacks (nothing when it has ``init_task``):
+    VMCOREINFO's and the ones found here. Returns what was added."""
+    prog = kp.prog
+    try:
+        prog.symbol("init_task")
+        return {}
+    except LookupError:
+        pass
+    info = kp.discovery.info
+    table = {
+        n: a for n, a in info.symbols.items() if n not in POINTER_SYMBOLS and n not in KALLSYMS_KEYS
+    }
+    window = _window(kp)
+    how = []
+    banner = find_banner(kp)
+    if banner is not None:
+        table["linux_banner"] = banner
+        how.append(f"linux_banner at {banner:#x}")
+    if window is not None:
+        finders = (
+            ("init_task", find_init_task),
+            ("modules", find_modules),
+            ("iomem_resource", find_iomem),
+        )
+        for name, find in finders:
+            try:
+                addr = find(kp, *window)
+            except LookupError:  # BTF without the type
+                addr = None
+            if addr is None:
+                kp.warnings.append(f"{name} is not in kallsyms and was not found in .data")
+            else:
+                table[name] = addr
+                how.append(f"{name} at {addr:#x}")
+    symbols = {
+        n: Symbol(n, a, 0, SymbolBinding.GLOBAL, SymbolKind.OBJECT) for n, a in table.items()
+    }
+
+    def finder(prog, name, address, one):
+        if name is not None:
+            sym = symbols.get(name)
+            return [sym] if sym is not None and address in (None, sym.address) else []
+        if address is not None:
+            return [s for s in symbols.values() if s.address == address][: 1 if one else None]
+        return list(symbols.values())
+
+    prog.register_symbol_finder("vmcoreinfo-data", finder, enable_index=-1)
+    found = f"; found by structure: {', '.join(how)}" if how else ""
+    kp.sources["data symbols"] = (
+        f"kallsyms has functions only (no KALLSYMS_ALL): {len(table)} data symbols from "
+        f"VMCOREINFO{found}"
+    )
+    return table

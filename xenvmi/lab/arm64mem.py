@@ -1,0 +1,336 @@
+"""Real arm64 kernels' memory on an x86 host, without Xen: the arm64 guest views' test bed.
+
+Debian's arm64 kernels (``linux-image-arm64`` of a release, fetched with a throwaway apt
+state and ``APT::Architecture=arm64``: the host's dpkg architectures stay as they are)
+boot under ``qemu-system-aarch64 -machine virt -cpu cortex-a57 -accel tcg`` with the lab
+guests' own busybox init (data/guest-init.sh, Debian's arm64 ``busybox-static``). Once
+the init has printed its report (processes, modules, release) to the serial console, QMP's
+``dump-guest-memory`` writes an ELF core of the guest (EM_AARCH64, an NT_PRSTATUS per
+vCPU, RAM at QEMU virt's 0x40000000, as Xen's GUEST_RAM0_BASE) next to the console log:
+what xenvmi reads and what the guest said it runs, to compare.
+
+Everything lives under ~/.cache/xenvmi/arm64 (``$XENVMI_ARM64_DIR``), made once and kept.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from xenvmi.errors import LabError
+from xenvmi.lab import kernels
+from xenvmi.lab.groundtruth import GuestReport, parse_reports
+from xenvmi.lab.paths import DATA
+
+QEMU = "qemu-system-aarch64"
+#: Console silence (no new byte) after which a boot counts as stuck: TCG boots a Debian
+#: kernel in 10-40 s here, printing all the while, so silence means a hang, not slowness.
+STALL = 300.0
+#: The named processes of the guest init (make-guests.sh makes the same ones in dom0).
+NAMED = ("xvm-alpha", "xvm-beta", "xvm-gamma")
+#: The guest's RAM in MiB: busybox and a distribution kernel need less than half; each
+#: dump is this big, and six are kept.
+MEMORY = 256
+
+
+@dataclass(frozen=True)
+class Arm64Kernel:
+    name: str
+    release: str
+    what: str
+    #: Debian's kernel flavour (linux-image-FLAVOUR) and a CPU QEMU emulates that has its
+    #: granule (the Cortex-A57 has 4K and 64K, not 16K pages; QEMU's "max" has all)
+    flavour: str = "arm64"
+    cpu: str = "cortex-a57"
+
+
+ARM64_KERNELS = {
+    "deb12": Arm64Kernel("deb12", "bookworm", "Debian 12 arm64 (Linux 6.1)"),
+    "deb11": Arm64Kernel("deb11", "bullseye", "Debian 11 arm64 (Linux 5.10)"),
+    "deb13": Arm64Kernel("deb13", "trixie", "Debian 13 arm64 (Linux 6.12)"),
+    "deb13-16k": Arm64Kernel(
+        "deb13-16k", "trixie", "Debian 13 arm64, 16K pages (Linux 6.12)", "arm64-16k", "max"
+    ),
+}
+
+
+def root() -> Path:
+    env = os.environ.get("XENVMI_ARM64_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "xenvmi" / "arm64"
+
+
+def missing_tools() -> list[str]:
+    """Host tools this needs that are not installed (qemu-system-arm has QEMU)."""
+    return [t for t in (QEMU, "apt-get", "dpkg-deb") if not shutil.which(t)]
+
+
+def _download(opts: list[str], package: str, work: Path) -> Path:
+    """Download and unpack ``package``: its candidate version, else the other versions
+    the archive lists (a security update may be listed before the mirror has its file)."""
+    madison = kernels._run(["apt-cache", *opts, "madison", package])
+    versions = [ln.split("|")[1].strip() for ln in madison.splitlines() if ln.count("|") >= 2]
+    problems = []
+    for version in versions or [""]:
+        try:
+            kernels._run(
+                ["apt-get", *opts, "download", f"{package}={version}" if version else package],
+                cwd=work,
+            )
+            break
+        except LabError as e:
+            problems.append(str(e)[-200:])
+    else:
+        raise LabError(f"cannot download {package}: {'; '.join(problems)}")
+    debs = sorted(work.glob(f"{package.split(':')[0]}_*.deb"))
+    if not debs:
+        raise LabError(f"apt-get download {package} gave no .deb")
+    kernels._run(["dpkg-deb", "-x", str(debs[0]), str(work / "x")])
+    return debs[0]
+
+
+def _download_kernel(
+    opts: list[str], show: str, work: Path, flavour: str = "arm64"
+) -> tuple[str, Path]:
+    """The newest of the image packages ``linux-image-FLAVOUR``'s records depend on that
+    the mirror serves (a security update may be listed before the mirror has it)."""
+    records = [r for r in show.split("\n\n") if r.strip()]
+    problems = []
+    for record in records:
+        package = kernels.image_package(record, arch=flavour)
+        try:
+            return package, _download(opts, package, work)
+        except LabError as e:
+            problems.append(str(e))
+    raise LabError(f"no linux-image-{flavour} could be downloaded: {'; '.join(problems)[-400:]}")
+
+
+def fetch(name: str, log=print) -> Path:
+    """The kernel's directory (vmlinuz, dummy.ko, busybox, kernel-release), fetched once."""
+    k = ARM64_KERNELS[name]
+    out = root() / "kernels" / name
+    if (out / "kernel-release").exists():
+        return out
+    log(f"fetching the {k.what} kernel and busybox from Debian's archive")
+    gk = kernels.GuestKernel(name, k.release, k.what)
+    opts = kernels._apt(root() / "apt" / k.release, gk, arch="arm64")
+    kernels._run(["apt-get", *opts, "update"])
+    show = kernels._run(["apt-cache", *opts, "show", f"linux-image-{k.flavour}"])
+    root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root()) as tmp:
+        work = Path(tmp)
+        package, deb = _download_kernel(opts, show, work, k.flavour)
+        _download(opts, "busybox-static", work)
+        vmlinuz = sorted((work / "x" / "boot").glob("vmlinuz-*"))
+        busybox = next(
+            (b for b in (work / "x" / d / "busybox" for d in ("bin", "usr/bin")) if b.exists()),
+            None,
+        )
+        if not vmlinuz or busybox is None:
+            raise LabError(f"{deb.name} or busybox-static lacks vmlinuz or /bin/busybox")
+        kver = vmlinuz[0].name.removeprefix("vmlinuz-")
+        dummy = sorted(
+            f
+            for lib in ("lib", "usr/lib")
+            for f in (work / "x" / lib / "modules" / kver).rglob("dummy.ko*")
+        )
+        if not dummy:
+            raise LabError(f"{deb.name} holds no dummy.ko for {kver}")
+        part = out.with_name(out.name + ".partial")
+        shutil.rmtree(part, ignore_errors=True)
+        part.mkdir(parents=True)
+        shutil.copy(vmlinuz[0], part / "vmlinuz")
+        shutil.copy(busybox, part / "busybox")
+        (part / "dummy.ko").write_bytes(_decompress(dummy[0]))
+        (part / "kernel-release").write_text(kver + "\n")
+        (part / "package").write_text(deb.name + "\n")
+        shutil.rmtree(out, ignore_errors=True)
+        part.rename(out)
+    log(f"{name}: {kver} ({package})")
+    return out
+
+
+def _decompress(path: Path) -> bytes:
+    if path.suffix == ".xz":
+        return kernels_run_bytes(["xz", "-dc", str(path)])
+    if path.suffix == ".zst":
+        return kernels_run_bytes(["zstd", "-qdc", str(path)])
+    return path.read_bytes()
+
+
+def kernels_run_bytes(argv: list[str]) -> bytes:
+    res = subprocess.run(argv, capture_output=True, timeout=300)
+    if res.returncode != 0:
+        raise LabError(f"{argv[0]} failed: {res.stderr.decode(errors='replace')[-300:]}")
+    return res.stdout
+
+
+# -- initramfs -------------------------------------------------------------------------
+
+
+def cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
+    """A cpio "newc" archive of (path, mode, data) entries: what the kernel unpacks as
+    its initramfs (the host needs no cpio tool). Symlinks hold their target as data."""
+    out = bytearray()
+    for ino, (path, mode, data) in enumerate([*entries, ("TRAILER!!!", 0, b"")], 1):
+        name = path.encode() + b"\0"
+        nlink = 2 if mode & 0o170000 == 0o040000 else 1
+        fields = (ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(name), 0)
+        out += b"070701" + b"".join(b"%08X" % f for f in fields) + name
+        out += bytes(-len(out) % 4) + data
+        out += bytes(-len(out) % 4)
+    return bytes(out)
+
+
+def initramfs(kdir: Path) -> bytes:
+    """The lab guests' userland (guest-init.sh, the named processes, the dummy module)
+    with the arm64 busybox."""
+    d, x, f = 0o040755, 0o100755, 0o100644
+    script = (
+        "#!/bin/sh\n# {0}: a named process for xenvmi ground truth\nwhile :; do sleep 300; done\n"
+    )
+    entries = [(p, d, b"") for p in ("bin", "sbin", "usr", "usr/bin", "proc", "sys", "dev")]
+    entries += [(p, d, b"") for p in ("tmp", "lib", "lib/modules")]
+    entries += [
+        ("bin/busybox", x, (kdir / "busybox").read_bytes()),
+        ("bin/sh", 0o120777, b"busybox"),
+        ("init", x, (DATA / "guest-init.sh").read_bytes()),
+        ("lib/modules/dummy.ko", f, (kdir / "dummy.ko").read_bytes()),
+    ]
+    entries += [(f"usr/bin/{n}", x, script.format(n).encode()) for n in NAMED]
+    parent = b"#!/bin/sh\n# xvm-parent: a process with a child\n/usr/bin/xvm-child &\nwait\n"
+    entries += [
+        ("usr/bin/xvm-parent", x, parent),
+        ("usr/bin/xvm-child", x, b"#!/bin/sh\nwhile :; do sleep 300; done\n"),
+    ]
+    return gzip.compress(cpio_newc(entries), 6)
+
+
+# -- boot and dump ---------------------------------------------------------------------
+
+
+@dataclass
+class Capture:
+    """One guest's memory dump and what its console said."""
+
+    core: Path
+    console: Path
+    report: GuestReport
+    release: str
+
+
+def _qmp(sock_path: Path, *commands: dict, timeout: float = 1800) -> list[dict]:
+    """Run QMP commands in order; each one's return (an error raises LabError)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(sock_path))
+        f = s.makefile("rwb")
+        json.loads(f.readline())  # the greeting
+        results = []
+        for cmd in ({"execute": "qmp_capabilities"}, *commands):
+            f.write(json.dumps(cmd).encode() + b"\n")
+            f.flush()
+            while True:
+                line = f.readline()
+                if not line:
+                    if cmd.get("execute") == "quit":
+                        break
+                    raise LabError(f"QMP closed during {cmd['execute']}")
+                msg = json.loads(line)
+                if "event" in msg:
+                    continue
+                if "error" in msg:
+                    raise LabError(f"QMP {cmd['execute']}: {msg['error'].get('desc')}")
+                results.append(msg.get("return"))
+                break
+        return results[1:]
+
+
+def capture(
+    name: str,
+    *,
+    vmcoreinfo_device: bool = True,
+    kaslr: bool = True,
+    cpu: str | None = None,
+    log=print,
+) -> Capture:
+    """Boot kernel ``name`` once (on ``cpu``, else the kernel's) and dump its memory after
+    the init's first report; kept under root()/cores and reused while the files are there."""
+    kdir = fetch(name, log)
+    tag = f"{name}{'-vmci' if vmcoreinfo_device else ''}{'' if kaslr else '-nokaslr'}"
+    tag += f"-{cpu}" if cpu else ""
+    cores = root() / "cores"
+    core, console = cores / f"{tag}.core", cores / f"{tag}.console"
+    if core.exists() and console.exists():
+        return _result(core, console, kdir)
+    if missing_tools():
+        raise LabError(f"missing host tools: {' '.join(missing_tools())} (xenvmi lab deps)")
+    cores.mkdir(parents=True, exist_ok=True)
+    rd = kdir / "initramfs.cpio.gz"
+    rd.write_bytes(initramfs(kdir))
+    with tempfile.TemporaryDirectory(prefix="xenvmi-arm64-") as tmp:
+        qmp, log_tmp = Path(tmp) / "qmp.sock", Path(tmp) / "console"
+        append = f"console=ttyAMA0 xenvmi.name=arm64-{name} panic=-1{'' if kaslr else ' nokaslr'}"
+        cpu = cpu or ARM64_KERNELS[name].cpu
+        argv = [QEMU, "-machine", "virt", "-cpu", cpu, "-accel", "tcg", "-smp", "2"]
+        argv += ["-m", str(MEMORY), "-display", "none", "-monitor", "none", "-nodefaults"]
+        argv += ["-serial", f"file:{log_tmp}", "-qmp", f"unix:{qmp},server=on,wait=off"]
+        argv += ["-kernel", str(kdir / "vmlinuz"), "-initrd", str(rd), "-append", append]
+        if vmcoreinfo_device:
+            argv += ["-device", "vmcoreinfo"]
+        log(f"booting {name} under {QEMU} (TCG) to dump its memory")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_report(proc, log_tmp)
+            part = core.with_suffix(".partial")
+            part.unlink(missing_ok=True)
+            _qmp(
+                qmp,
+                {"execute": "stop"},
+                {
+                    "execute": "dump-guest-memory",
+                    "arguments": {"paging": False, "protocol": f"file:{part}"},
+                },
+                {"execute": "quit"},
+            )
+            proc.wait(timeout=120)
+            shutil.copy(log_tmp, console)
+            part.rename(core)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return _result(core, console, kdir)
+
+
+def _wait_report(proc: subprocess.Popen, console: Path) -> None:
+    """Until the console holds the init's first complete report; a QEMU that exits or a
+    console silent for STALL seconds fails (progress, not a fixed time, decides)."""
+    size, last = -1, time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise LabError(f"{QEMU} exited ({proc.returncode}) before the report: {err[-300:]}")
+        text = console.read_text(errors="replace") if console.exists() else ""
+        if parse_reports(text):
+            return
+        if len(text) != size:
+            size, last = len(text), time.monotonic()
+        elif time.monotonic() - last > STALL:
+            raise LabError(f"the arm64 guest's console was silent for {STALL:.0f}s: {text[-300:]}")
+        time.sleep(0.5)
+
+
+def _result(core: Path, console: Path, kdir: Path) -> Capture:
+    reports = parse_reports(console.read_text(errors="replace"))
+    if not reports:
+        raise LabError(f"{console} holds no complete report")
+    release = (kdir / "kernel-release").read_text().strip()
+    return Capture(core, console, reports[0], release)
