@@ -227,10 +227,20 @@ def xl_paused(name: str):
 DUMP_GUESTS = ("xvm-pvh1", "xvm-deb11", "xvm-deb13")
 
 
+#: Where the run leaves its dump of the 5.10 guest for tests/lab_host/test_vmlinux_dbg.py,
+#: which would otherwise make one more (minutes of the emulated CPU). dom0's disk is made
+#: afresh by every `lab up`, so a kept dump is always of this lab's guest kernel.
+KEPT_DUMP = Path("/var/tmp/xenvmi-lab-kept/xvm-deb11.vmcore")
+
+
 @pytest.fixture(scope="session")
 def dump_dir():
     path = Path(tempfile.mkdtemp(prefix="xenvmi-dumps-", dir="/var/tmp"))
     yield path
+    kept = path / KEPT_DUMP.name
+    if kept.exists():
+        KEPT_DUMP.parent.mkdir(exist_ok=True)
+        kept.replace(KEPT_DUMP)
     shutil.rmtree(path, ignore_errors=True)
 
 

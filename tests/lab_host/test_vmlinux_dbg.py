@@ -1,10 +1,11 @@
 """`--vmlinux` with Debian's real debug kernel: the views read a lab guest's dump with the
 types from the vmlinux's DWARF instead of the kernel's BTF, and answer the same.
 
-Runs on the host against the running lab: dom0 dumps the 5.10 KASLR HVM guest (running:
-both readings see the same bytes, so a torn list would differ in neither), the host
-copies the dump, and fetches (once, then cached; about 800 MB) the exact
-``linux-image-*-dbg`` of the kernel the lab gave that guest. Too big and too slow for the
+Runs on the host against the running lab: the host copies dom0's dump of the 5.10 KASLR
+HVM guest (the one the dom0 suite leaves, or one made now of the running guest: both
+readings see the same bytes, so a torn list would differ in neither), and fetches (once,
+then cached; about 800 MB) the exact ``linux-image-*-dbg`` of the kernel the lab gave
+that guest. Too big and too slow for the
 emulated dom0: drgn indexes 640 MiB of DWARF. A lab that is not running fails this test.
 """
 
@@ -22,7 +23,7 @@ from xenvmi.lab import kernels, remote
 from xenvmi.lab.paths import LabPaths
 
 GUEST, KERNEL = "xvm-deb11", kernels.KERNELS[0]
-REMOTE_DUMP = "/var/tmp/xenvmi-vmlinux-check.vmcore"
+KEPT_DUMP = "/var/tmp/xenvmi-lab-kept/xvm-deb11.vmcore"  # as tests/lab/conftest.py
 
 pytestmark = pytest.mark.timeout(3600)
 
@@ -47,25 +48,24 @@ def dump_and_vmlinux(tmp_path_factory) -> tuple[Path, Path]:
         "the lab is not running: `xenvmi lab up` first"
     )
     vmlinux = kernels.debug_vmlinux(paths, KERNEL)
+    # The dom0 suite leaves its dump of this guest (tests/lab/conftest.py KEPT_DUMP);
+    # without it (this file run alone), dom0 makes one.
     remote.run(
         paths,
         state.port,
-        f"cd {remote.REMOTE_SRC} && "
-        f"{remote.REMOTE_PY} -m xenvmi dump {GUEST} {REMOTE_DUMP} --force -q",
+        f"test -s {KEPT_DUMP} || (mkdir -p {Path(KEPT_DUMP).parent} && cd {remote.REMOTE_SRC} && "
+        f"{remote.REMOTE_PY} -m xenvmi dump {GUEST} {KEPT_DUMP} --force -q)",
         timeout=1800,
     )
     dump = tmp_path_factory.mktemp("vmlinux") / "deb11.vmcore"
-    try:
-        with dump.open("wb") as out:
-            res = subprocess.run(
-                remote.ssh_argv(paths, state.port, ["cat", REMOTE_DUMP]),
-                stdout=out,
-                stderr=subprocess.PIPE,
-                timeout=1800,
-            )
-        assert res.returncode == 0, res.stderr
-    finally:
-        remote.run(paths, state.port, f"rm -f {REMOTE_DUMP}", timeout=300, check=False)
+    with dump.open("wb") as out:
+        res = subprocess.run(
+            remote.ssh_argv(paths, state.port, ["cat", KEPT_DUMP]),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            timeout=1800,
+        )
+    assert res.returncode == 0, res.stderr
     return dump, vmlinux
 
 
