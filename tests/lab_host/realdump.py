@@ -101,7 +101,8 @@ class OverlayMemory(GuestMemory):
 @dataclass(frozen=True)
 class Field:
     """A place a hostile guest writes: ``kind`` is "ptr", "count", "str" (a fixed char
-    array), "text" (where text lies: a log record's, a command line's) or "blob"."""
+    array), "text" (where text lies: a log record's, a command line's), "pte" (a page
+    table descriptor: ``va`` is then the physical address of its table), "note" or "blob"."""
 
     name: str
     va: int
@@ -136,6 +137,24 @@ class Locator:
         if pgd is None or self.paging is None:
             return None
         return pagetable.translate_aarch64(self.read, pgd, va, self.paging)
+
+    def descriptors(self, table_pa: int | None, va: int) -> list[tuple[int, int]]:
+        """(physical address, table it points to or 0) of each descriptor the walk of
+        ``va`` (its low VA bits) reads, as :func:`pagetable.translate_aarch64` walks."""
+        p, out = self.paging, []
+        if p is None or table_pa is None:
+            return out
+        va &= (1 << p.va_bits) - 1
+        per, table = p.shift - 3, table_pa
+        for level in range(p.levels):
+            shift = p.shift + per * (p.levels - 1 - level)
+            at = table + ((va >> shift) & ((1 << per) - 1)) * 8
+            desc = int.from_bytes(self.read(at, 8), "little")
+            out.append((at, table))
+            if desc & 3 != 3 or level == p.levels - 1:
+                break
+            table = p.output(desc)
+        return out
 
 
 def _add(out: list[Field], loc: Locator, name: str, obj: Object, kind: str) -> None:
@@ -229,6 +248,9 @@ def locate(kp, processes, tasks_max: int = 12) -> list[Field]:
             continue
         if pa is not None:
             out.append(Field(f"args[{pid}]", start, pa, max(1, end - start), "text"))
+            walk = loc.descriptors(loc.kp.kernel_pa(int(mm.pgd)), start)
+            for level, (at, table) in enumerate(walk):
+                out.append(Field(f"pte[{pid}] level {level}", table, at, 8, "pte"))
     _modules(prog, loc, out)
     _printk(prog, loc, out)
     for what in ("init_uts_ns",):
@@ -260,6 +282,9 @@ def _modules(prog, loc: Locator, out: list[Field]) -> None:
         while node.value_() != head.address_ and seen < 8:
             mod = drgn.container_of(node, "struct module", "list")
             _members(out, loc, f"module[{seen}]", mod[0], MODULE)
+            if loc.kp.kernel_pa(mod.value_()) is None:  # vmalloc: swapper's tables map it
+                for level, (at, table) in enumerate(loc.descriptors(loc.swapper, mod.value_())):
+                    out.append(Field(f"module[{seen}] pte level {level}", table, at, 8, "pte"))
             node, seen = mod.list.next.read_(), seen + 1
     except (LookupError, drgn.FaultError):
         pass
