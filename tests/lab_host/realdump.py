@@ -170,8 +170,8 @@ def _add(out: list[Field], loc: Locator, name: str, obj: Object, kind: str) -> N
 def _members(out, loc, prefix: str, obj: Object, spec: dict[str, str]) -> None:
     for path, kind in spec.items():
         try:
-            member = obj.subobject_(path) if hasattr(obj, "subobject_") else eval(f"obj.{path}")
-        except (LookupError, drgn.FaultError, SyntaxError):
+            member = obj.subobject_(path)
+        except (LookupError, drgn.FaultError):
             continue
         _add(out, loc, f"{prefix}.{path}", member, kind)
 

@@ -430,6 +430,27 @@ def test_found_by_fuzzing_kallsyms_without_stext(real):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("where", ["memory", "elf note"])
+def test_found_by_fuzzing_a_note_without_pagesize(real, where):
+    """The second find: a VMCOREINFO note whose PAGESIZE line is garbage (xenvmi assumes
+    4096 then) passed discovery, and drgn's BadDataError ("VMCOREINFO does not contain
+    valid PAGESIZE") escaped the Program build."""
+    note = next(f for f in real.discovery if f.kind == "note")
+    text = real.kp.discovery.info.raw
+    lines = [b"P0,\x1a" if ln.startswith(b"PAGESIZE=") else ln for ln in text.split(b"\n")]
+    real.mem.reset()
+    if where == "memory":
+        real.mem.patch(note.pa + 24, b"\n".join(lines)[: note.size] + b"\0")
+    else:
+        real.mem.vmcoreinfo = b"\n".join(lines)
+    try:
+        with pytest.raises(XenvmiError, match="drgn rejected the guest's VMCOREINFO") as e:
+            Guest(real.mem, use_cache=False).processes(timeout=BOUND)
+    finally:
+        real.mem.reset()
+    assert "\n" not in str(e.value)
+
+
 def test_peak_memory_is_bounded():
     """Peak RSS over every case above (the mmap of a 256 MiB dump read whole by a dump
     counts in it): a reader allocating what a hostile count asked for would show here."""

@@ -416,7 +416,7 @@ def build(
     try:
         with _drgn_plugins_disabled(not drgn_plugins):
             prog.set_linux_kernel_custom(text, True)
-    except ValueError as e:
+    except (ValueError, drgn.BadDataError) as e:  # a note without PAGESIZE (fuzzing found)
         raise GuestDataError(f"drgn rejected the guest's VMCOREINFO: {e}") from None
     if cold:
         progress(f"loading {mem.name}'s kernel symbols (kallsyms)")
