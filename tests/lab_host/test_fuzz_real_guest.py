@@ -43,7 +43,7 @@ from xenvmi.guest import linux  # noqa: E402
 from xenvmi.guests import Guest  # noqa: E402
 from xenvmi.lab import arm64mem  # noqa: E402
 
-EXAMPLES = int(os.environ.get("XENVMI_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("XENVMI_FUZZ_EXAMPLES", "80"))
 DISCOVERY_EXAMPLES = max(4, EXAMPLES // 12)
 VERBOSE = bool(os.environ.get("XENVMI_FUZZ_VERBOSE"))
 #: A view's deadline, and how long past it a view may take to notice and stop.
