@@ -32,9 +32,9 @@ python3 -m pytest tests/unit tests/tui -q -p no:cacheprovider \
   --junitxml=reports/unit-junit.xml || status=1
 stamp "unit and TUI tests done (status $status)"
 
-# Host tests that need no lab (arm64 guests' memory under qemu-system-aarch64), on the
-# core the lab's QEMU leaves free, while it boots.
-NO_LAB_TESTS="tests/lab_host/test_arm64_guest.py"
+# Host tests that need no lab (arm64 guests' memory under qemu-system-aarch64, and the fuzzer
+# that corrupts it), on the core the lab's QEMU leaves free, while it boots.
+NO_LAB_TESTS="tests/lab_host/test_arm64_guest.py tests/lab_host/test_fuzz_real_guest.py"
 python3 -m pytest $NO_LAB_TESTS -v -p no:cacheprovider \
   --junitxml=reports/no-lab-junit.xml || status=1
 stamp "host tests needing no lab done (status $status); waiting for the lab"

@@ -156,7 +156,14 @@ def _load_kallsyms(kp: KernelProgram, cache: Path | None) -> None:
     _stage_kallsyms(kp)
     try:
         index = load_vmlinux_kallsyms(prog)
-    except (ValueError, LookupError, drgn.FaultError, OverflowError, MemoryError) as e:
+    except (
+        ValueError,
+        LookupError,
+        drgn.FaultError,
+        drgn.BadDataError,  # tables that decode to no _stext (found by fuzzing a real dump)
+        OverflowError,
+        MemoryError,
+    ) as e:
         raise GuestDataError(
             f"{kp.memory.name}: the kernel's kallsyms tables are unreadable: {e}"
         ) from None
@@ -409,7 +416,7 @@ def build(
     try:
         with _drgn_plugins_disabled(not drgn_plugins):
             prog.set_linux_kernel_custom(text, True)
-    except ValueError as e:
+    except (ValueError, drgn.BadDataError) as e:  # a note without PAGESIZE (fuzzing found)
         raise GuestDataError(f"drgn rejected the guest's VMCOREINFO: {e}") from None
     if cold:
         progress(f"loading {mem.name}'s kernel symbols (kallsyms)")
