@@ -479,8 +479,10 @@ def _extract_boot(rootfs: Path, work: Path, release: Release) -> None:
     if release.arch == "amd64":
         xen = sorted(boot.glob(f"xen-{release.xen}-*.gz"))
     else:
-        xen = sorted(
-            p for p in boot.glob(f"xen-{release.xen}-{release.arch}*") if p.suffix in ("", ".gz")
+        xen = sorted(  # beside it are its .config and an EFI build
+            p
+            for p in boot.glob(f"xen-{release.xen}-{release.arch}*")
+            if not p.name.endswith((".config", ".efi"))
         )
     kernels = sorted(boot.glob("vmlinuz-*"))
     if not xen or not kernels:
