@@ -124,8 +124,8 @@ def test_privcmd_results_are_the_known_ones(unfiltered):
         "version": XEN_4_17,
         "esrch": -3,
         "eacces": -13,
-        "dm_op": -1,
-        "dm_op_ioctl": -1,
+        "dm_op": DM_OP_ERRNO,
+        "dm_op_ioctl": DM_OP_ERRNO,
         "restrict": 0,
         "restricted": -1,
     }

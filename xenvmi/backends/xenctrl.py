@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno as os_errno
+import platform
 import uuid as uuidlib
 from typing import Any
 
@@ -212,9 +213,13 @@ def pv_registers(ctx: VcpuGuestContextX8664) -> dict[str, int]:
 
 
 def domain_type(info: DomainInfo) -> str:
-    """ "pv", "pvh" or "hvm", as libxl's /libxl/DOMID/type names it, from Xen alone."""
+    """ "pv", "pvh" or "hvm", as libxl's /libxl/DOMID/type names it, from Xen alone. On
+    Arm every domain is an HVM container with no emulated platform, which libxl calls PVH
+    (and arch_config is Arm's: no x86 emulation flags to read)."""
     if not info.flags & XEN_DOMINF_hvm_guest:
         return "pv"
+    if platform.machine() in ("aarch64", "arm64"):
+        return "pvh"
     return "hvm" if info.arch_config.emulation_flags & XEN_X86_EMU_PIC else "pvh"
 
 
