@@ -52,7 +52,6 @@ NOT_ON_ARM = {
     "test_guest_views.py": GUEST_VIEWS_ON_ARM,
     "test_dumps.py": GUEST_VIEWS_ON_ARM,
     "test_isf.py": GUEST_VIEWS_ON_ARM,
-    "test_plugins.py": GUEST_VIEWS_ON_ARM,
     "test_native_backend.py": "compares the native backend with LibVMI, which has no aarch64 "
     "build (and runs on x86 guest types)",
     "test_kernels.py": "the other Debian releases' guest kernels are amd64 kernels",
