@@ -10,6 +10,7 @@ drive it with a fake store and fake counters.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -70,12 +71,15 @@ def state_word(letters: str) -> str:
 
 
 def own_guest_type() -> str | None:
-    """This kernel's guest type ('pv', 'pvh', 'hvm'): dom0 has no /libxl/0/type."""
+    """This kernel's guest type ('pv', 'pvh', 'hvm'): dom0 has no /libxl/0/type. Linux on
+    Arm calls itself HVM; xl calls every Arm domain, dom0 included, PVH (there is one
+    type there), and so does xenvmi."""
     try:
         with open("/sys/hypervisor/guest_type") as f:
-            return f.read(16).strip().lower() or None
+            kind = f.read(16).strip().lower() or None
     except OSError:
         return None
+    return "pvh" if kind == "hvm" and platform.machine() in ("aarch64", "arm64") else kind
 
 
 # ----------------------------------------------------------------------------- domains

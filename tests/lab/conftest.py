@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +29,7 @@ from .forkrun import preload, run_forked
 #: others are Debian releases' kernels fetched by xenvmi.lab.kernels (deb11: 5.10, whose
 #: VMCOREINFO names no kallsyms tables; deb13: 6.12). HVM guests boot the compressed
 #: kernel's stub, so they are the KASLR guests.
-LAB_GUESTS = {
+X86_GUESTS = {
     "xvm-pvh1": ("pvh", "dom0"),
     "xvm-pvh2": ("pvh", "dom0"),
     "xvm-hvm": ("hvm", "dom0"),
@@ -36,7 +37,27 @@ LAB_GUESTS = {
     "xvm-deb11": ("hvm", "deb11"),
     "xvm-deb13": ("pvh", "deb13"),
 }
+#: An arm64 lab (`xenvmi lab up --arch arm64`): every Arm guest is PVH-like, on dom0's kernel.
+ARM = platform.machine() == "aarch64"
+ARM64_GUESTS = {"xvm-pvh1": ("pvh", "dom0"), "xvm-pvh2": ("pvh", "dom0")}
+LAB_GUESTS = ARM64_GUESTS if ARM else X86_GUESTS
 GUESTS = tuple(LAB_GUESTS)
+
+#: Why a test cannot run in an arm64 dom0 (xen-lab-notes, issue 20's known facts).
+GUEST_VIEWS_ON_ARM = (
+    "arm64 guest views need AArch64 translation in the native backend (issue 20 item 3): "
+    "not in this lab yet"
+)
+NOT_ON_ARM = {
+    "test_guest_views.py": GUEST_VIEWS_ON_ARM,
+    "test_dumps.py": GUEST_VIEWS_ON_ARM,
+    "test_isf.py": GUEST_VIEWS_ON_ARM,
+    "test_native_backend.py": "compares the native backend with LibVMI, which has no aarch64 "
+    "build (and runs on x86 guest types)",
+    "test_kernels.py": "the other Debian releases' guest kernels are amd64 kernels",
+    "test_trace_xentrace.py": "xentrace records nothing on Arm (Xen 4.17 traces no Arm events)",
+}
+only_x86_views = pytest.mark.skipif(ARM, reason=GUEST_VIEWS_ON_ARM)
 
 
 def expected_release(name: str) -> str:
@@ -126,6 +147,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.xen)
+        why = NOT_ON_ARM.get(item.path.name) if ARM else None
+        if why:
+            item.add_marker(pytest.mark.skip(reason=why))
 
 
 @pytest.fixture(scope="session", autouse=True)

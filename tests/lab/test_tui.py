@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import GUESTS
+from .conftest import ARM, GUESTS, only_x86_views
 from .test_domains import paused_domain
 
 SESSION = "xenvmi-lab-tui"
@@ -75,10 +75,14 @@ def tui(guests):
     subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     # The guest's kernel found and cached first (`xenvmi ps`, as test_guest_views does it
     # cold): a cold discovery in the TUI's worker takes minutes on the one-CPU lab.
-    warm = subprocess.run(
-        [sys.executable, "-m", "xenvmi", "ps", GUEST], capture_output=True, text=True, timeout=900
-    )
-    assert warm.returncode == 0, warm.stderr
+    if not ARM:  # (no guest views on an arm64 lab yet)
+        warm = subprocess.run(
+            [sys.executable, "-m", "xenvmi", "ps", GUEST],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert warm.returncode == 0, warm.stderr
     tmux(
         "new-session",
         "-d",
@@ -106,7 +110,7 @@ def test_a_destroyed_domain_leaves_the_table(tui):
     assert "Traceback" not in screen()
 
 
-def test_domains_live_and_a_guests_processes(tui):
+def test_domains_live_and_a_guests_screen(tui):
     wait_for(
         lambda s: all(g in s for g in GUESTS) and "Domain-0" in s,
         "Domain-0 and every lab guest",
@@ -118,6 +122,12 @@ def test_domains_live_and_a_guests_processes(tui):
     wait_for(lambda s: "xvm-pvh2" not in s and "xvm-pvh1" in s, "the filtered table")
     tmux("send-keys", "-t", SESSION, "Enter")
     wait_for(lambda s: "Processes" in s and "Overview" in s, "the domain screen")
+    assert "Traceback" not in screen()
+
+
+@only_x86_views
+def test_a_guests_processes_and_kernel_log(tui):
+    """On the domain screen the previous test opened."""
     tmux("send-keys", "-t", SESSION, "3")
     text = wait_for(lambda s: "xvm-alpha" in s, "the guest's processes")
     assert "xvm-parent" in text and "Traceback" not in text

@@ -65,3 +65,14 @@ def test_a_report_under_way_counts_as_begun():
     assert latest_begun_seq(LOG) == 2
     assert latest_begun_seq("XENVMI-REPORT-BEGIN x y\nnoise\n") == -1
     assert latest_begun_seq("") == -1
+
+
+def test_arm64_report_slides_from_stext():
+    """arm64's kallsyms has no _text: the slide comes from _stext (an empty KTEXT line)."""
+    text = LOG.replace("6.1.0-50-amd64", "6.1.0-50-arm64").replace(
+        "XENVMI-KTEXT ffffffffb5e00000", "XENVMI-KTEXT \nXENVMI-KSTEXT ffff800008010000"
+    )
+    r = latest_report(text)
+    assert (r.ktext, r.kstext, kaslr_slide(r)) == (None, 0xFFFF800008010000, 0)
+    slid = latest_report(text.replace("ffff800008010000", "ffffcc760aa10000"))
+    assert kaslr_slide(slid) == 0xFFFFCC760AA10000 - 0xFFFF800008010000

@@ -251,6 +251,35 @@ def test_domain_type_and_uuid():
     assert xenctrl.domain_uuid(info) == "00010203-0405-0607-0809-0a0b0c0d0e0f"
 
 
+def test_every_hvm_container_is_pvh_on_arm():
+    """Arm's arch_config holds no x86 emulation flags: whatever its bytes, xl's name, pvh
+    (the arch is the hypervisor's, as the native backend reads it)."""
+    info = DomainInfo()
+    info.flags = xenctrl.XEN_DOMINF_hvm_guest
+    info.arch_config.emulation_flags = 0x3FF
+    assert xenctrl.domain_type(info, "aarch64") == "pvh"
+    assert xenctrl.domain_type(info) == "hvm"
+
+
+def test_dom0_on_arm_is_pvh(monkeypatch, tmp_path):
+    from xenvmi import domains
+
+    real_open = open
+    guest_type = tmp_path / "guest_type"
+
+    def fake_open(path, *a, **k):
+        return real_open(guest_type if path == "/sys/hypervisor/guest_type" else path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    guest_type.write_text("HVM\n")
+    monkeypatch.setattr(domains.platform, "machine", lambda: "aarch64")
+    assert domains.own_guest_type() == "pvh"
+    monkeypatch.setattr(domains.platform, "machine", lambda: "x86_64")
+    assert domains.own_guest_type() == "hvm"
+    guest_type.write_text("PV\n")
+    assert domains.own_guest_type() == "pv"
+
+
 # -- NativeMemory on stand-ins ---------------------------------------------------------------
 
 FRAMES = 600

@@ -20,6 +20,7 @@ DOM0_PY = remote.REMOTE_PY
 
 EXAMPLES = """  xenvmi lab up                     build (first time ~5 min) and boot; start the guests
   xenvmi lab up --release trixie    the same on Debian 13 (Xen 4.20, Python 3.13)
+  xenvmi lab up --arch arm64        an arm64 Xen host (Cortex-A57, emulated)
   xenvmi lab exec -- xl list        run a command in dom0 (exit code passed through)
   xenvmi lab exec -- xenvmi list    run the synced working tree's xenvmi in dom0
   xenvmi lab check --runs 100       prove the emulated machine computes correctly
@@ -52,7 +53,8 @@ def cmd_deps(args) -> int:
 def cmd_build(args) -> int:
     from xenvmi.lab import image
 
-    built = image.build(LabPaths.default(), log=_log, release=releases.get(args.release))
+    release = releases.get(args.release, args.arch)
+    built = image.build(LabPaths.default(), log=_log, release=release)
     print(built)
     return 0
 
@@ -61,13 +63,13 @@ def cmd_up(args) -> int:
     from xenvmi.lab import image, vm
 
     paths = LabPaths.default()
-    release = releases.get(args.release)
+    release = releases.get(args.release, args.arch)
     t0 = time.monotonic()
     state = vm.running(paths)
     if state and args.rebuild:
         vm.stop(paths)
         state = None
-    if state and state.release != release.suite:
+    if state and state.release != release.name:
         raise LabError(
             f"the lab running in {paths.root} is Debian {state.release}: "
             "`xenvmi lab down` first, or set XENVMI_LAB_DIR for a second lab"
@@ -78,10 +80,10 @@ def cmd_up(args) -> int:
     if state is None:
         img = image.build(paths, log=_log, release=release)
         _log(
-            f"[{time.monotonic() - t0:5.0f}s] booting Xen {release.xen} ({release.suite}) "
+            f"[{time.monotonic() - t0:5.0f}s] booting Xen {release.xen} ({release.name}) "
             f"under QEMU (ssh on 127.0.0.1:{args.port})"
         )
-        state = vm.boot(paths, img, args.port, args.memory, release=release.suite)
+        state = vm.boot(paths, img, args.port, args.memory, release=release.name, arch=release.arch)
         took = vm.wait_ssh(paths, state, args.boot_timeout, log=_log)
         _log(f"[{time.monotonic() - t0:5.0f}s] dom0 answers ssh ({took:.0f}s after QEMU start)")
     else:
@@ -89,7 +91,8 @@ def cmd_up(args) -> int:
     if remote.source_root():
         sent = remote.sync(paths, state.port)
         _log(f"[{time.monotonic() - t0:5.0f}s] synced the working tree ({sent // 1024} KiB)")
-    if not args.no_guests and not args.no_kernels:
+    # the other releases' kernels are amd64 kernels: an arm64 lab's guests run dom0's own
+    if not args.no_guests and not args.no_kernels and release.arch == "amd64":
         _push_kernels(paths, state.port)
         _log(f"[{time.monotonic() - t0:5.0f}s] guest kernels of other releases in dom0")
     if not args.no_guests:
@@ -299,6 +302,16 @@ def _release_option(p) -> None:
     )
 
 
+def _arch_option(p) -> None:
+    p.add_argument(
+        "--arch",
+        choices=releases.ARCHES,
+        default="amd64",
+        help="dom0's CPU architecture (default amd64; arm64: Xen on an emulated Cortex-A57, "
+        "Debian " + ", ".join(releases.ARM64_SUITES) + " only)",
+    )
+
+
 def register(sub) -> None:
     lab = add_command(sub, "lab", "a real Xen host in a QEMU VM, for testing and demos", EXAMPLES)
     lsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", parser_class=type(lab))
@@ -309,9 +322,11 @@ def register(sub) -> None:
         "up",
         "build the image if needed, boot it, start and check the guests",
         "  xenvmi lab up\n  xenvmi lab up --port 2223 --check-runs 100\n"
-        "  XENVMI_LAB_DIR=~/.cache/xenvmi/lab2 xenvmi lab up --release trixie --port 2223\n",
+        "  XENVMI_LAB_DIR=~/.cache/xenvmi/lab2 xenvmi lab up --release trixie --port 2223\n"
+        "  XENVMI_LAB_DIR=~/.cache/xenvmi/lab-arm64 xenvmi lab up --arch arm64 --port 2224\n",
     )
     _release_option(p)
+    _arch_option(p)
     p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="loopback port for ssh (2222)")
     p.add_argument("--memory", type=_positive, default=6144, help="VM memory in MiB (6144)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the image from scratch")
@@ -341,6 +356,7 @@ def register(sub) -> None:
     ).set_defaults(func=cmd_deps)
     p = add_command(lsub, "build", "build (or reuse) the dom0 disk image only")
     _release_option(p)
+    _arch_option(p)
     p.set_defaults(func=cmd_build)
     add_command(lsub, "down", "stop the lab VM").set_defaults(func=cmd_down)
     p = add_command(lsub, "status", "is the lab running, and are its guests up")

@@ -6,6 +6,7 @@ Each guest's init (data/guest-init.sh) prints, when dom0 asks and every 600 s::
     XENVMI-RELEASE <uname -r>
     XENVMI-MODULES <mod> <mod> ...
     XENVMI-KTEXT <address of _text, hex>
+    XENVMI-KSTEXT <address of _stext, hex> (arm64's kallsyms has no _text)
     XENVMI-PS <pid> <ppid> (<comm>)
     XENVMI-REPORT-END <name> <n>
 
@@ -38,6 +39,7 @@ class GuestReport:
     uptime: float
     release: str = ""
     ktext: int | None = None
+    kstext: int | None = None
     modules: list[str] = field(default_factory=list)
     processes: list[GuestProcess] = field(default_factory=list)
 
@@ -65,11 +67,15 @@ def parse_reports(text: str) -> list[GuestReport]:
             continue
         elif line.startswith("XENVMI-RELEASE "):
             current.release = line.split(" ", 1)[1].strip()
-        elif line.startswith("XENVMI-KTEXT "):
+        elif line.startswith(("XENVMI-KTEXT ", "XENVMI-KSTEXT ")):
             try:
-                current.ktext = int(line.split()[1], 16)
+                value: int | None = int(line.split()[1], 16)
             except (IndexError, ValueError):
-                current.ktext = None
+                value = None
+            if line.startswith("XENVMI-KTEXT "):
+                current.ktext = value
+            else:
+                current.kstext = value
         elif line.startswith("XENVMI-MODULES"):
             current.modules = line.split()[1:]
         elif line.startswith("XENVMI-PS "):
@@ -92,10 +98,20 @@ def last_boot(text: str) -> str:
 
 #: Where x86-64 Linux links its text; the KASLR slide is the distance from here.
 X86_64_TEXT_BASE = 0xFFFFFFFF81000000
+#: Where arm64 Linux 6.1 (48-bit VAs, as Debian builds it) links _stext: KIMAGE_VADDR
+#: (MODULES_END = 0xffff800000000000 + 128 MiB) plus the 64 KiB head segment. (Linux 6.6
+#: moved KIMAGE_VADDR up to 0xffff800080000000.)
+ARM64_STEXT_BASE = 0xFFFF800008010000
 
 
 def kaslr_slide(report: GuestReport) -> int | None:
-    return None if report.ktext is None else report.ktext - X86_64_TEXT_BASE
+    """The guest kernel's KASLR slide from its own kallsyms: x86-64's _text, else (arm64,
+    which has no _text there) its _stext."""
+    if report.ktext is not None:
+        return report.ktext - X86_64_TEXT_BASE
+    if report.kstext is not None:
+        return report.kstext - ARM64_STEXT_BASE
+    return None
 
 
 def latest_begun_seq(text: str) -> int:

@@ -58,6 +58,7 @@ class RunState:
     image: str
     started: float
     release: str = "bookworm"  # a state written before releases is the default's
+    arch: str = "amd64"  # and before architectures, amd64
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,16 @@ differences are a few exact edits of it, applied when its image is built: the ed
 what runs in the chroot and what that release's image digest is made of, so the default
 release's script and digest stay byte for byte what they were. An edit whose text is no
 longer in the script is an error, never a silent no-op.
+
+The CPU architecture is a second dimension beside the release (`for_arch`): an arm64 dom0
+is the same release with its packages' architecture swapped by more edits of the same
+script, no LibVMI (PyPI has no aarch64 wheel) and drgn built once from its sdist (PyPI has
+no aarch64 wheel of it either: xenvmi.lab.wheels).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xenvmi.errors import LabError, UsageError
 
@@ -33,6 +38,17 @@ class Release:
     without: tuple[str, ...] = ()
     #: (old, new) exact edits of provision.sh, each of which must match once
     edits: tuple[tuple[str, str], ...] = ()
+    #: Debian's name of dom0's CPU architecture (debootstrap --arch, the -amd64/-arm64
+    #: package suffixes)
+    arch: str = "amd64"
+    #: dom0 requirements with no wheel for this platform, built once from their sdist on
+    #: the host and cached there (xenvmi.lab.wheels); kept in the requirements
+    built: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The release as lab commands and a running lab's state name it."""
+        return self.suite if self.arch == "amd64" else f"{self.suite}-{self.arch}"
 
     def render(self, script: str) -> str:
         for old, new in self.edits:
@@ -72,14 +88,48 @@ TRIXIE = Release(
 )
 RELEASES = {r.suite: r for r in (BOOKWORM, TRIXIE)}
 DEFAULT = BOOKWORM
+ARCHES = ("amd64", "arm64")
+#: The releases an arm64 lab is made for (their edits below assume the default's script).
+ARM64_SUITES = ("bookworm",)
 
 
-def get(suite: str | None) -> Release:
+def for_arch(release: Release, arch: str) -> Release:
+    """The release built for ``arch``: amd64 is the release itself (its digest unchanged)."""
+    if arch == "amd64":
+        return release
+    if arch != "arm64":
+        raise UsageError(f"unknown lab architecture {arch!r}: choose one of {', '.join(ARCHES)}")
+    if release.suite not in ARM64_SUITES:
+        raise UsageError(
+            f"no arm64 lab for Debian {release.suite}: choose one of {', '.join(ARM64_SUITES)}"
+        )
+    return replace(
+        release,
+        arch="arm64",
+        without=(*release.without, "libvmi"),
+        built=("drgn",),
+        edits=(
+            *release.edits,
+            (f"xen-hypervisor-{release.xen}-amd64", f"xen-hypervisor-{release.xen}-arm64"),
+            # No HVM on Arm: every guest is PVH-like, so there is no device model to install.
+            ("libxen-dev qemu-system-xen", "libxen-dev"),
+            # GLib is there only for LibVMI's library, which has no aarch64 build.
+            (
+                "linux-image-amd64 linux-headers-amd64 libglib2.0-0 ",
+                "linux-image-arm64 linux-headers-arm64 ",
+            ),
+            ('-e "$SRC[dom0,test]"', f'-r "$WHEELS/{REQUIREMENTS}" -e "$SRC[test]"'),
+        ),
+    )
+
+
+def get(suite: str | None, arch: str = "amd64") -> Release:
     if suite is None:
-        return DEFAULT
+        return for_arch(DEFAULT, arch)
     try:
-        return RELEASES[suite]
+        release = RELEASES[suite]
     except KeyError:
         raise UsageError(
             f"unknown lab release {suite!r}: choose one of {', '.join(RELEASES)}"
         ) from None
+    return for_arch(release, arch)

@@ -42,6 +42,70 @@ def xen_cmdline(cpus: int = SMP) -> str:
 
 DOM0_CMDLINE = "root=/dev/vda rw console=hvc0"
 
+#: The arm64 lab's machine (shared/xen-lab-notes.md, issue 20): QEMU's virt board with EL2
+#: (Xen runs there) and GICv2 (Xen 4.17's vGIC for guests), a Cortex-A57 under TCG. Xen is
+#: the kernel QEMU boots; dom0's kernel and initrd are placed by guest-loader devices,
+#: which name them in the device tree as Xen's boot modules. Dom0's devices are virtio-mmio
+#: (the board's own transports), which dom0 drives directly as Xen passes them through.
+ARM64_CPU = os.environ.get("XENVMI_LAB_ARM64_CPU", "cortex-a57")
+ARM64_KERNEL_ADDR = "0x49000000"
+ARM64_INITRD_ADDR = "0x50000000"
+
+
+def xen_cmdline_arm64(cpus: int = SMP) -> str:
+    return (
+        "console=dtuart dom0_mem=1536M,max:1536M "
+        f"dom0_max_vcpus={cpus} loglvl=all guest_loglvl=all console_timestamps=boot "
+        "noreboot"
+    )
+
+
+def machine_args(arch: str, image: Path, overlay: Path) -> list[str]:
+    """QEMU's machine, CPU, firmware-less boot and disk for dom0 of ``arch``."""
+    if arch == "amd64":
+        return [
+            "-machine",
+            "q35",
+            "-cpu",
+            CPU_MODEL,
+            "-kernel",
+            str(image / "xen"),
+            "-append",
+            xen_cmdline(),
+            "-initrd",
+            f"{image / 'vmlinuz'} {DOM0_CMDLINE},{image / 'initrd.img'}",
+            "-drive",
+            f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ]
+    return [
+        "-machine",
+        "virt,virtualization=on,gic-version=2",
+        "-cpu",
+        ARM64_CPU,
+        "-kernel",
+        str(image / "xen"),
+        "-append",
+        xen_cmdline_arm64(),
+        "-device",
+        f"guest-loader,addr={ARM64_KERNEL_ADDR},kernel={image / 'Image'},bootargs={DOM0_CMDLINE}",
+        "-device",
+        f"guest-loader,addr={ARM64_INITRD_ADDR},initrd={image / 'initrd.img'}",
+        "-drive",
+        f"file={overlay},format=qcow2,if=none,id=hd0,cache=unsafe",
+        "-device",
+        "virtio-blk-device,drive=hd0",
+        "-device",
+        "virtio-net-device,netdev=n0",
+    ]
+
+
+QEMU_BINARY = {
+    "amd64": ("qemu-system-x86_64", "qemu-system-x86"),
+    "arm64": ("qemu-system-aarch64", "qemu-system-arm"),
+}
+
 
 def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -80,11 +144,17 @@ def serial_tail(paths: LabPaths, lines: int = 25) -> str:
 
 
 def boot(
-    paths: LabPaths, image: Path, port: int, memory_mb: int, release: str = "bookworm"
+    paths: LabPaths,
+    image: Path,
+    port: int,
+    memory_mb: int,
+    release: str = "bookworm",
+    arch: str = "amd64",
 ) -> RunState:
-    qemu = os.environ.get("XENVMI_LAB_QEMU") or shutil.which("qemu-system-x86_64")
+    binary, package = QEMU_BINARY[arch]
+    qemu = (os.environ.get("XENVMI_LAB_QEMU") if arch == "amd64" else None) or shutil.which(binary)
     if not qemu or not shutil.which("qemu-img"):
-        raise Unavailable("QEMU is missing: apt-get install qemu-system-x86 qemu-utils")
+        raise Unavailable(f"QEMU is missing: apt-get install {package} qemu-utils")
     if not 1 <= port <= 65535:
         raise LabError(f"port {port} is not a TCP port")
     if not port_free(port):
@@ -114,10 +184,7 @@ def boot(
     pidfile.unlink(missing_ok=True)
     argv = [
         qemu,
-        "-machine",
-        "q35",
-        "-cpu",
-        CPU_MODEL,
+        *machine_args(arch, image, overlay),
         "-accel",
         f"tcg,thread={TCG_THREAD}",
         "-m",
@@ -127,18 +194,8 @@ def boot(
         "-display",
         "none",
         "-no-reboot",
-        "-kernel",
-        str(image / "xen"),
-        "-append",
-        xen_cmdline(),
-        "-initrd",
-        f"{image / 'vmlinuz'} {DOM0_CMDLINE},{image / 'initrd.img'}",
-        "-drive",
-        f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
         "-netdev",
         f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
-        "-device",
-        "virtio-net-pci,netdev=n0",
         "-serial",
         f"file:{paths.serial_log}",
         "-monitor",
@@ -156,6 +213,7 @@ def boot(
         image=image.name,
         started=time.time(),
         release=release,
+        arch=arch,
     )
     paths.save_state(state)
     return state

@@ -38,6 +38,8 @@ while :; do
   echo "XENVMI-MODULES $(cut -d' ' -f1 /proc/modules | tr '\n' ' ')"
   # Where the kernel text really is: minus 0xffffffff81000000 it is the KASLR slide.
   echo "XENVMI-KTEXT $(grep -m1 ' _text$' /proc/kallsyms | cut -d' ' -f1)"
+  # arm64 kallsyms has no _text: its _stext is 64 KiB (one segment) past the image start.
+  echo "XENVMI-KSTEXT $(grep -m1 ' _stext$' /proc/kallsyms | cut -d' ' -f1)"
   for d in /proc/[0-9]*; do
     [ -r "$d/stat" ] || continue
     read -r stat < "$d/stat" 2>/dev/null || continue

@@ -12,6 +12,17 @@ KVER=$(ls /lib/modules | sort -V | tail -n 1)
 [ -n "$KVER" ] || { echo "make-guests.sh: no kernel in /lib/modules" >&2; exit 1; }
 mkdir -p "$DIR"
 cp -f "/boot/vmlinuz-$KVER" "$DIR/vmlinuz"
+# Arm: every guest is PVH-like (xl type "pvh", a kernel Image and a device tree made by the
+# toolstack) and has its own configs, in guests/arm64/; libxl boots the plain Image.
+CONFIGS="$DATA/guests"
+if [ "$(uname -m)" = aarch64 ]; then
+  CONFIGS="$DATA/guests/arm64"
+  if [ "$(head -c 2 "$DIR/vmlinuz" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
+    gzip -dc "$DIR/vmlinuz" > "$DIR/Image.new" && mv "$DIR/Image.new" "$DIR/Image"
+  else
+    cp -f "$DIR/vmlinuz" "$DIR/Image"
+  fi
+fi
 
 # initramfs KVER DUMMY_KO OUT: the busybox userland with that kernel's dummy module.
 initramfs() {
@@ -55,7 +66,7 @@ done
 
 mkdir -p "$DIR/guests"
 rm -f "$DIR"/guests/*.cfg
-for cfg in "$DATA"/guests/*.cfg; do
+for cfg in "$CONFIGS"/*.cfg; do
   # "# kernel: NAME" marks a guest of another release's kernel: made only when it is here.
   k=$(sed -n 's/^# kernel: *//p' "$cfg")
   if [ -n "$k" ] && [ ! -f "$DIR/kernels/$k/vmlinuz" ]; then
