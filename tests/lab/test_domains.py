@@ -38,10 +38,11 @@ def arm64_stub_kernel() -> bytes:
     return header.ljust(0x1000, b"\0")
 
 
-def x86_stub_kernel() -> bytes:
-    """A 4 KiB PVH "kernel": one page of hlt, and the one ELF note (XEN_ELFNOTE_PHYS32_ENTRY)
-    Xen's loader needs for PVH. Lets a paused test domain be built with no real kernel
-    (Debian's decompresses to 58 MB: too big for 32 MB, and seconds of work per domain)."""
+def x86_stub_kernel(code: bytes = b"\xf4\xeb\xfd") -> bytes:
+    """A 4 KiB PVH "kernel": ``code`` (by default hlt with interrupts off, which powers the
+    domain off if it ever runs), and the one ELF note (XEN_ELFNOTE_PHYS32_ENTRY) Xen's
+    loader needs for PVH. Lets a paused test domain be built with no real kernel (Debian's
+    decompresses to 58 MB: too big for 32 MB, and seconds of work per domain)."""
     entry = 0x100000
     note = struct.pack("<III", 4, 4, 18) + b"Xen\0" + struct.pack("<I", entry)
     ehdr = (
@@ -52,7 +53,8 @@ def x86_stub_kernel() -> bytes:
     )
     load = struct.pack("<IIQQQQQQ", 1, 5, 0x1000, entry, entry, 16, 16, 0x1000)
     notes = struct.pack("<IIQQQQQQ", 4, 4, 176, 0, 0, len(note), len(note), 4)
-    return (ehdr + load + notes + note).ljust(0x1000, b"\0") + b"\xf4\xeb\xfd".ljust(16, b"\x90")
+    assert len(code) <= 16
+    return (ehdr + load + notes + note).ljust(0x1000, b"\0") + code.ljust(16, b"\x90")
 
 
 def xl(*args: str) -> str:
