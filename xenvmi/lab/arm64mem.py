@@ -136,19 +136,13 @@ def fetch(name: str, log=print) -> Path:
         if not vmlinuz or busybox is None:
             raise LabError(f"{deb.name} or busybox-static lacks vmlinuz or /bin/busybox")
         kver = vmlinuz[0].name.removeprefix("vmlinuz-")
-        dummy = sorted(
-            f
-            for lib in ("lib", "usr/lib")
-            for f in (work / "x" / lib / "modules" / kver).rglob("dummy.ko*")
-        )
-        if not dummy:
-            raise LabError(f"{deb.name} holds no dummy.ko for {kver}")
+        dummy = kernels.dummy_module(work / "x", kver, deb.name)
         part = out.with_name(out.name + ".partial")
         shutil.rmtree(part, ignore_errors=True)
         part.mkdir(parents=True)
         shutil.copy(vmlinuz[0], part / "vmlinuz")
         shutil.copy(busybox, part / "busybox")
-        (part / "dummy.ko").write_bytes(_decompress(dummy[0]))
+        (part / "dummy.ko").write_bytes(_decompress(dummy))
         (part / "kernel-release").write_text(kver + "\n")
         (part / "package").write_text(deb.name + "\n")
         shutil.rmtree(out, ignore_errors=True)

@@ -88,6 +88,18 @@ def image_package(show: str, arch: str = "amd64") -> str:
     return m.group(1)
 
 
+def dummy_module(tree: Path, kver: str, package: str) -> Path:
+    """The ``dummy`` module (the guest's init loads it) in an unpacked kernel package."""
+    found = sorted(
+        f
+        for lib in ("lib", "usr/lib")  # usr-merged since Debian 13
+        for f in (tree / lib / "modules" / kver).rglob("dummy.ko*")
+    )
+    if not found:
+        raise LabError(f"{package} holds no dummy.ko for {kver}")
+    return found[0]
+
+
 def fetch_one(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
     """The kernel's directory on the host (vmlinuz, dummy.ko, kernel-release), fetched
     once and kept; apt's lists are refreshed only when the directory is missing."""
@@ -109,18 +121,12 @@ def fetch_one(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
         if not vmlinuz:
             raise LabError(f"{deb.name} holds no /boot/vmlinuz")
         kver = vmlinuz[0].name.removeprefix("vmlinuz-")
-        dummy = sorted(
-            f
-            for lib in ("lib", "usr/lib")  # usr-merged since Debian 13
-            for f in (work / "x" / lib / "modules" / kver).rglob("dummy.ko*")
-        )
-        if not dummy:
-            raise LabError(f"{deb.name} holds no dummy.ko for {kver}")
+        dummy = dummy_module(work / "x", kver, deb.name)
         part = out.with_name(out.name + ".partial")
         shutil.rmtree(part, ignore_errors=True)
         part.mkdir(parents=True)
         shutil.copy(vmlinuz[0], part / "vmlinuz")
-        shutil.copy(dummy[0], part / dummy[0].name)
+        shutil.copy(dummy, part / dummy.name)
         (part / "kernel-release").write_text(kver + "\n")
         (part / "package").write_text(deb.name + "\n")
         shutil.rmtree(out, ignore_errors=True)
