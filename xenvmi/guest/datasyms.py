@@ -60,29 +60,39 @@ def _window(kp) -> tuple[int, bytes] | None:
         return None
 
 
+def _first_valid(data: bytes, pattern: bytes, candidate, valid) -> int | None:
+    """The first object ``candidate(offset)`` at one of the first MAX_CANDIDATES places
+    ``pattern`` occurs in ``data`` that ``valid`` accepts; one whose memory faults is not."""
+    at, seen = data.find(pattern), 0
+    while at >= 0 and seen < MAX_CANDIDATES:
+        seen += 1
+        obj = candidate(at)
+        try:
+            ok = valid(obj)
+        except drgn.FaultError:
+            ok = False
+        if ok:
+            return obj
+        at = data.find(pattern, at + 1)
+    return None
+
+
 def find_init_task(kp, start: int, data: bytes) -> int | None:
     """init_task's address in the window ``data`` at virtual ``start``, or None."""
     t = kp.prog.type("struct task_struct")
     comm, tasks = t.member("comm").offset, t.member("tasks").offset
     pid, parent = t.member("pid").offset, t.member("real_parent").offset
-    at, seen = data.find(IDLE_COMM), 0
-    while at >= 0 and seen < MAX_CANDIDATES:
-        seen += 1
-        task = start + at - comm
-        try:
-            ok = (
-                task % 8 == 0
-                and struct.unpack("<i", kp.read(task + pid, 4))[0] == 0
-                and _u64(kp, task + parent) == task
-                and _u64(kp, _u64(kp, task + tasks) + 8) == task + tasks
-                and _u64(kp, _u64(kp, task + tasks + 8)) == task + tasks
-            )
-        except drgn.FaultError:
-            ok = False
-        if ok:
-            return task
-        at = data.find(IDLE_COMM, at + 1)
-    return None
+
+    def valid(task: int) -> bool:
+        return (
+            task % 8 == 0
+            and struct.unpack("<i", kp.read(task + pid, 4))[0] == 0
+            and _u64(kp, task + parent) == task
+            and _u64(kp, _u64(kp, task + tasks) + 8) == task + tasks
+            and _u64(kp, _u64(kp, task + tasks + 8)) == task + tasks
+        )
+
+    return _first_valid(data, IDLE_COMM, lambda at: start + at - comm, valid)
 
 
 def _module_name(raw: bytes) -> bool:
@@ -179,25 +189,18 @@ def find_iomem(kp, start: int, data: bytes) -> int | None:
     t = kp.prog.type("struct resource")
     off = {n: t.member(n).offset for n in ("start", "end", "name", "parent", "child")}
     pattern = struct.pack("<QQ", 0, (1 << 64) - 1)
-    at, seen = data.find(pattern), 0
-    while at >= 0 and seen < MAX_CANDIDATES:
-        seen += 1
-        res = start + at - off["start"]
-        try:
-            name = kp.read(_u64(kp, res + off["name"]), 8)
-            child = _u64(kp, res + off["child"])
-            ok = (
-                res % 8 == 0
-                and name == b"PCI mem\0"
-                and _u64(kp, res + off["parent"]) == 0
-                and (child == 0 or _u64(kp, child + off["parent"]) == res)
-            )
-        except drgn.FaultError:
-            ok = False
-        if ok:
-            return res
-        at = data.find(pattern, at + 1)
-    return None
+
+    def valid(res: int) -> bool:
+        name = kp.read(_u64(kp, res + off["name"]), 8)
+        child = _u64(kp, res + off["child"])
+        return (
+            res % 8 == 0
+            and name == b"PCI mem\0"
+            and _u64(kp, res + off["parent"]) == 0
+            and (child == 0 or _u64(kp, child + off["parent"]) == res)
+        )
+
+    return _first_valid(data, pattern, lambda at: start + at - off["start"], valid)
 
 
 def supplement(kp) -> dict[str, int]:
