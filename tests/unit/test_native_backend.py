@@ -18,12 +18,11 @@ import errno
 import os
 import random
 import re
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
+from c_layout import c_layout as compile_layout
 
 from xenvmi.backends import xenctrl, xenforeign
 from xenvmi.backends.memory import PAGE, BytesMemory, PhysicalFault
@@ -75,34 +74,14 @@ def header(rel: str) -> str:
 
 def c_layout(tmp_path: Path) -> dict[str, int]:
     """offsetof/sizeof of every field of C_TYPES and the CONSTANTS, from the C compiler."""
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler here: the header-text checks below still ran")
-    lines = []
-    for cls, ctype in C_TYPES.items():
-        lines.append(f'P("{ctype}", sizeof({ctype}));')
-        for name, *_ in cls._fields_:
-            lines.append(f'P("{ctype}.{name}", offsetof({ctype}, {name}));')
-            lines.append(f'P("{ctype}.{name}#", sizeof((({ctype} *)0)->{name}));')
-    lines += [f'P("{k}", {k});' for k in CONSTANTS]
-    src = tmp_path / "layout.c"
-    src.write_text(
-        "#define __XEN_TOOLS__ 1\n#include <stddef.h>\n#include <stdio.h>\n#include <stdint.h>\n"
+    return compile_layout(
+        tmp_path,
+        C_TYPES,
+        CONSTANTS,
+        INCLUDE,
         "#include <xen/xen.h>\n#include <xen/domctl.h>\n#include <xen/hvm/save.h>\n"
-        "#include <xen/foreign/x86_64.h>\n"
-        '#define P(n, v) printf("%s %zu\\n", n, (size_t)(v))\n'
-        "int main(void) {\n" + "\n".join(lines) + "\nreturn 0; }\n"
+        "#include <xen/foreign/x86_64.h>\n",
     )
-    exe = tmp_path / "layout"
-    res = subprocess.run(
-        [cc, f"-I{INCLUDE.parent}", "-o", str(exe), str(src)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
-    return {k: int(v) for k, v in (line.rsplit(" ", 1) for line in out.splitlines())}
 
 
 def test_struct_layouts_match_the_headers(tmp_path):
