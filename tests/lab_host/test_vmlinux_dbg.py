@@ -80,9 +80,7 @@ def test_kernel_types_come_from_the_vmlinux(dump_and_vmlinux):
     assert "BTF" in json.dumps(with_btf)
     text = json.dumps(with_dwarf)
     assert f"DWARF from {vmlinux}" in text and "agrees with kallsyms" in text
-    kernel_release = (vmlinux.parent.parent.parent / "kernels" / KERNEL.name).joinpath(
-        "kernel-release"
-    )
+    kernel_release = LabPaths.default().root / "kernels" / KERNEL.name / "kernel-release"
     assert kernel_release.read_text().strip() in text
 
 
