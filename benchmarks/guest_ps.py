@@ -420,6 +420,79 @@ def bench_live(opts) -> list:
     ]
 
 
+def kernel_guests() -> list[tuple[str, str]]:
+    """(name, type) of every running PVH/HVM guest, by domid (kernel_rows times each kind
+    of kernel once: only the guest's memory says which kernel it runs)."""
+    from xenvmi import api
+
+    return [
+        (d.name, d.type)
+        for d in sorted(api.list_domains(), key=lambda d: d.domid)
+        if d.domid != 0 and d.type in ("pvh", "hvm") and d.state in ("running", "blocked")
+    ]
+
+
+def kernel_rows(
+    guests: list[tuple[str, str]], runs: int
+) -> list[tuple[str, str, float, float, int]]:
+    """(name, release, cold s, warm s, tasks) per kind of kernel (release and guest type),
+    from its first guest. Cold: the discovery cache cleared, so the run scans, decodes
+    kallsyms and reads BTF as the first command after a guest's boot does."""
+    out, kinds = [], set()
+    for name, gtype in guests:
+        _clear_cache()
+        cold = _cmd(["ps", name, "--json", "-q"])
+        release = json.loads(_xenvmi(["kernel", name, "--json", "-q"])[1])["rows"][0]["release"]
+        if (release, gtype) in kinds:
+            continue
+        kinds.add((release, gtype))
+        warm = [_xenvmi(["ps", name, "--json", "-q"]) for _ in range(runs)]
+        tasks = len(json.loads(warm[-1][1])["rows"])
+        out.append((name, release, cold, statistics.median(t for t, _ in warm), tasks))
+    return out
+
+
+def bench_kernels(opts) -> list:
+    """run.py's rows: cold and warm `xenvmi ps` on a guest of each kernel running here
+    (issue 17: the kernels tested live), against ``python -c pass``."""
+    from common import progress, require_dom0
+    from table import Row, Skip
+
+    require_dom0()
+    guests = kernel_guests()
+    if opts.guest:
+        guests = [g for g in guests if g[0] == opts.guest]
+    if not guests:
+        raise Skip("no running PVH or HVM guest")
+    progress(f"guest_ps: cold and warm ps on {', '.join(n for n, _ in guests)}")
+    measured = kernel_rows(guests, opts.n(1, 3))
+    base = python_pass(opts.n(3, 5))
+    rows = []
+    for name, release, cold, warm, tasks in measured:
+        size = f"{name}, Linux {release}, {tasks} tasks"
+        rows.append(
+            Row(
+                "guest_ps",
+                "xenvmi ps, cold, per kernel",
+                size,
+                cold,
+                base,
+                peer_name="python -c pass",
+            )
+        )
+        rows.append(
+            Row(
+                "guest_ps",
+                "xenvmi ps, warm, per kernel",
+                size,
+                warm,
+                base,
+                peer_name="python -c pass",
+            )
+        )
+    return rows
+
+
 def bench_dump(opts) -> list:
     """run.py's rows: `xenvmi ps FILE` against volatility3's linux.pslist on one dump
     (--dump/--isf, else the dump the dump benchmark wrote and an ISF made here)."""

@@ -43,6 +43,7 @@ BENCHMARKS = {
     "domains": ("domains_refresh", "bench"),
     "tui": ("tui_refresh", "bench"),
     "ps_live": ("guest_ps", "bench_live"),
+    "ps_kernels": ("guest_ps", "bench_kernels"),
     "dump": ("dump_speed", "bench"),
     "ps_dump": ("guest_ps", "bench_dump"),
     "read": ("read_throughput", "bench"),

@@ -4,6 +4,7 @@ the measurements need a Xen dom0), so a run in the lab does not fail on a slip."
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import stat
 import sys
@@ -211,3 +212,54 @@ def test_exporter_scrape(dom0, monkeypatch):
     row = rows["scrape: exporter"]
     assert (row.ours, row.peer) == (4.2, 0.5) and row.ratio == pytest.approx(8.4)
     assert row.size == "7 domains, median of 5" and row.goal is None
+
+
+def test_guest_ps_per_kernel(dom0, monkeypatch):
+    mod = importlib.import_module("guest_ps")
+    guests = [("xvm-deb11", "hvm"), ("xvm-pvh1", "pvh"), ("xvm-deb13", "pvh")]
+    monkeypatch.setattr(mod, "kernel_guests", lambda: guests)
+    measured = [
+        ("xvm-deb11", "5.10.0-46-amd64", 120.0, 5.0, 12),
+        ("xvm-pvh1", "6.1.0-44-amd64", 90.0, 4.0, 14),
+    ]
+    monkeypatch.setattr(mod, "kernel_rows", lambda g, runs: measured if g == guests else [])
+    monkeypatch.setattr(mod, "python_pass", lambda runs: 1.0)
+    rows = mod.bench_kernels(Options(quick=True))
+    assert [(r.what, r.size) for r in rows] == [
+        ("xenvmi ps, cold, per kernel", "xvm-deb11, Linux 5.10.0-46-amd64, 12 tasks"),
+        ("xenvmi ps, warm, per kernel", "xvm-deb11, Linux 5.10.0-46-amd64, 12 tasks"),
+        ("xenvmi ps, cold, per kernel", "xvm-pvh1, Linux 6.1.0-44-amd64, 14 tasks"),
+        ("xenvmi ps, warm, per kernel", "xvm-pvh1, Linux 6.1.0-44-amd64, 14 tasks"),
+    ]
+    assert [r.ours for r in rows] == [120.0, 5.0, 90.0, 4.0]
+    assert {r.peer for r in rows} == {1.0}
+
+
+def test_guest_ps_per_kernel_named_guest_missing_is_skipped(dom0, monkeypatch):
+    mod = importlib.import_module("guest_ps")
+    monkeypatch.setattr(mod, "kernel_guests", lambda: [("xvm-pvh1", "pvh")])
+    with pytest.raises(common.Skip, match="no running PVH or HVM guest"):
+        mod.bench_kernels(Options(guest="other"))
+
+
+def test_kernel_rows_times_each_kind_of_kernel_once(monkeypatch):
+    mod = importlib.import_module("guest_ps")
+    releases = {"a": "6.1", "b": "6.1", "c": "6.1", "d": "5.10"}
+    calls = []
+
+    def xenvmi(args):
+        calls.append(tuple(args[:2]))
+        if args[0] == "kernel":
+            return 0.5, json.dumps({"rows": [{"release": releases[args[1]]}]})
+        return 2.0, '{"rows": [{}, {}, {}]}'
+
+    monkeypatch.setattr(mod, "_xenvmi", xenvmi)
+    monkeypatch.setattr(mod, "_cmd", lambda args: 60.0)
+    monkeypatch.setattr(mod, "_clear_cache", lambda: None)
+    got = mod.kernel_rows([("a", "pvh"), ("b", "pvh"), ("c", "hvm"), ("d", "hvm")], runs=2)
+    assert got == [
+        ("a", "6.1", 60.0, 2.0, 3),
+        ("c", "6.1", 60.0, 2.0, 3),
+        ("d", "5.10", 60.0, 2.0, 3),
+    ]
+    assert calls.count(("ps", "b")) == 0  # b's kernel is a's: no warm runs
