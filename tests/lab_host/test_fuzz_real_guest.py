@@ -1,6 +1,6 @@
 """Hostile guest memory, fuzzed from real kernels' memory: Debian's arm64 kernels (5.10,
 6.1 with and without KASLR, 6.12 with 4K and 16K pages) captured under
-qemu-system-aarch64 (xenvmi.lab.arm64mem, as test_arm64_guest.py), their structures
+qemu-system-aarch64 (xenvmi.lab.qemumem, as test_arm64_guest.py), their structures
 found with drgn on the clean capture, then corrupted with what a hostile guest would
 plant, through a copy-on-write overlay of the dump (tests/lab_host/realdump.py).
 
@@ -41,7 +41,7 @@ from tests.lab_host.test_arm64_guest import CAPTURES, _id  # noqa: E402
 from xenvmi.errors import LabError, XenvmiError  # noqa: E402
 from xenvmi.guest import linux  # noqa: E402
 from xenvmi.guests import Guest  # noqa: E402
-from xenvmi.lab import arm64mem  # noqa: E402
+from xenvmi.lab import qemumem  # noqa: E402
 
 EXAMPLES = int(os.environ.get("XENVMI_FUZZ_EXAMPLES", "80"))
 DISCOVERY_EXAMPLES = max(4, EXAMPLES // 12)
@@ -63,8 +63,8 @@ FUZZ = settings(
 pytestmark = [
     pytest.mark.timeout(3600),
     pytest.mark.skipif(
-        bool(arm64mem.missing_tools()),
-        reason=f"needs {' '.join(arm64mem.missing_tools())} (xenvmi lab deps installs them)",
+        bool(qemumem.missing_tools("arm64")),
+        reason=f"needs {' '.join(qemumem.missing_tools('arm64'))} (xenvmi lab deps installs them)",
     ),
 ]
 
@@ -108,7 +108,7 @@ def _group(name: str) -> str:
 def real(request, tmp_path_factory):
     name, device, kaslr, cpu = request.param
     try:
-        cap = arm64mem.capture(name, vmcoreinfo_device=device, kaslr=kaslr, cpu=cpu)
+        cap = qemumem.capture(name, vmcoreinfo_device=device, kaslr=kaslr, cpu=cpu)
     except LabError as e:
         pytest.skip(f"no arm64 capture of {name}: {e}")
     mem = OverlayMemory(cap.core)

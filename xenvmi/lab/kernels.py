@@ -47,12 +47,12 @@ KERNELS = (
 )
 
 
-def _apt(state: Path, kernel: GuestKernel, arch: str = "amd64") -> list[str]:
+def _apt(state: Path, sources: str, arch: str = "amd64") -> list[str]:
     """apt options for a private state directory of one release and architecture (the
-    host's apt and dpkg architectures untouched)."""
+    host's apt and dpkg architectures untouched); ``sources``: its sources.list."""
     for sub in ("lists/partial", "cache/archives/partial", "etc"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    (state / "etc" / "sources.list").write_text(kernel.sources())
+    (state / "etc" / "sources.list").write_text(sources)
     return [
         "-o",
         f"Dir::State::Lists={state / 'lists'}",
@@ -109,7 +109,7 @@ def fetch_one(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
         raise LabError("fetching guest kernels needs apt-get and dpkg-deb (Debian/Ubuntu)")
     log(f"fetching the {kernel.what} guest kernel from Debian's archive")
-    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel)
+    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel.sources())
     _run(["apt-get", *opts, "update"])
     package = image_package(_run(["apt-cache", *opts, "show", "linux-image-amd64"]))
     with tempfile.TemporaryDirectory(dir=paths.root) as tmp:
@@ -146,7 +146,7 @@ def debug_vmlinux(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
     name, version, _ = (guest / "package").read_text().strip().split("_")
     kver = (guest / "kernel-release").read_text().strip()
     log(f"fetching {name}-dbg {version} (about 800 MB) from Debian's archive")
-    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel)
+    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel.sources())
     _run(["apt-get", *opts, "update"])
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
