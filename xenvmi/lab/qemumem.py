@@ -104,9 +104,6 @@ KERNELS = {
         "x86-focal", "focal", "Ubuntu 20.04 amd64 (Linux 5.4)", "generic", mirror=UBUNTU
     ),
 }
-#: The arm64 kernels, by their names of old (tests and caches use them).
-ARM64_KERNELS = {n: k for n, k in KERNELS.items() if k.arch == "arm64"}
-X86_KERNELS = {n: k for n, k in KERNELS.items() if k.arch == "amd64"}
 
 
 def root(arch: str = "arm64") -> Path:
@@ -168,7 +165,11 @@ def fetch(name: str, log=print) -> Path:
         return out
     log(f"fetching the {k.what} kernel and busybox from the distribution's archive")
     state = root(k.arch) / "apt" / k.release
-    keyring = ubuntu_keyring(state, k.arch) if k.mirror == UBUNTU else None
+    keyring = (
+        kernels.ubuntu_keyring(state, k.mirror[0], k.release, k.arch)
+        if k.mirror == UBUNTU
+        else None
+    )
     opts = kernels._apt(state, k.sources(keyring), arch=k.arch)
     kernels._run(["apt-get", *opts, "update"])
     show = kernels._run(["apt-cache", *opts, "show", f"linux-image-{k.flavour}"])
@@ -197,55 +198,6 @@ def fetch(name: str, log=print) -> Path:
         shutil.rmtree(out, ignore_errors=True)
         part.rename(out)
     log(f"{name}: {kver} ({package})")
-    return out
-
-
-#: The Ubuntu archive's signing keys (2012 and 2018), by fingerprint: a Debian host has
-#: no Ubuntu keyring, so the one Ubuntu ships is fetched unverified and only these keys,
-#: which their fingerprints authenticate, are kept from it.
-UBUNTU_KEYS = (
-    "790BC7277767219C42C86F933B4FE6ACC0B21F32",
-    "F6ECB3762474EDA9D21B7022871920D1991BC93C",
-)
-
-
-def ubuntu_keyring(state: Path, arch: str) -> Path:
-    """A keyring of UBUNTU_KEYS (apt's ``signed-by``), made once in the apt state."""
-    out = state / "ubuntu-archive-keys.gpg"
-    if out.exists():
-        return out
-    if not shutil.which("gpg"):
-        raise LabError("fetching Ubuntu's kernel needs gpg (to check the archive's keys)")
-    boot = state.with_name(state.name + "-keyring")
-    k = QemuKernel("keyring", "focal", "", mirror=UBUNTU)
-    opts = kernels._apt(boot, k.sources().splitlines()[0] + "\n", arch=arch)
-    opts += ["-o", "Acquire::AllowInsecureRepositories=true"]
-    kernels._run(["apt-get", *opts, "update"])
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        kernels._run(
-            ["apt-get", *opts, "download", "--allow-unauthenticated", "ubuntu-keyring"], cwd=work
-        )
-        deb = next(work.glob("ubuntu-keyring_*.deb"), None)
-        if deb is None:
-            raise LabError("apt-get download ubuntu-keyring gave no .deb")
-        kernels._run(["dpkg-deb", "-x", str(deb), str(work / "x")])
-        home = work / "gnupg"
-        home.mkdir(mode=0o700)
-        gpg = ["gpg", "--batch", "--homedir", str(home)]
-        kernels._run(
-            [*gpg, "--import", str(work / "x/usr/share/keyrings/ubuntu-archive-keyring.gpg")]
-        )
-        listed = kernels._run([*gpg, "--with-colons", "--fingerprint", *UBUNTU_KEYS])
-        have = {ln.split(":")[9] for ln in listed.splitlines() if ln.startswith("fpr:")}
-        if not set(UBUNTU_KEYS) <= have:
-            raise LabError(
-                f"ubuntu-keyring lacks the archive keys {sorted(set(UBUNTU_KEYS) - have)}"
-            )
-        keys = subprocess.run([*gpg, "--export", *UBUNTU_KEYS], capture_output=True, check=True)
-        state.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(keys.stdout)
-    shutil.rmtree(boot, ignore_errors=True)
     return out
 
 
