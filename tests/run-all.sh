@@ -32,9 +32,10 @@ python3 -m pytest tests/unit tests/tui -q -p no:cacheprovider \
   --junitxml=reports/unit-junit.xml || status=1
 stamp "unit and TUI tests done (status $status)"
 
-# Host tests that need no lab (arm64 guests' memory under qemu-system-aarch64, and the fuzzer
+# Host tests that need no lab (arm64 and x86 guests' memory under QEMU's TCG, and the fuzzer
 # that corrupts it), on the core the lab's QEMU leaves free, while it boots.
-NO_LAB_TESTS="tests/lab_host/test_arm64_guest.py tests/lab_host/test_fuzz_real_guest.py"
+NO_LAB_TESTS="tests/lab_host/test_arm64_guest.py tests/lab_host/test_x86_guest.py
+  tests/lab_host/test_fuzz_real_guest.py"
 python3 -m pytest $NO_LAB_TESTS -v -p no:cacheprovider \
   --junitxml=reports/no-lab-junit.xml || status=1
 stamp "host tests needing no lab done (status $status); waiting for the lab"
