@@ -99,6 +99,12 @@ def test_kernel_release_hostname_and_slide(capture):
     assert got["release"] == capture.report.release == capture.release
     assert got["hostname"] == capture.name
     assert capture.report.ktext is not None
+    command_line = next(
+        ln
+        for ln in capture.console.read_text(errors="replace").splitlines()
+        if "Command line:" in ln
+    )
+    assert command_line.split()[-1] == ("nokaslr" if capture.id.endswith("-nokaslr") else "kaslr")
     assert got["kaslr_slide"] == capture.report.ktext - START_KERNEL
     if capture.id.endswith("-nokaslr"):
         assert got["kaslr_slide"] == 0
