@@ -383,7 +383,8 @@ def discovery_fields(kp) -> list[Field]:
         pa = loc.pa(va)
         if pa is not None:
             out.append(Field("kallsyms_token_table (by structure)", va, pa, 1024, "blob"))
-    found = re.search(r"at (0x[0-9a-f]+) \((\d+) bytes\)", kp.sources.get("types", ""))
+    # "guest BTF at __start_BTF 0x... (N bytes)" (kallsyms has it) or "... at 0x... (N bytes)"
+    found = re.search(r"(0x[0-9a-f]+) \((\d+) bytes\)", kp.sources.get("types", ""))
     if found:
         va = int(found.group(1), 16)
         pa = loc.pa(va)
