@@ -344,7 +344,8 @@ def capture(
     if core.exists() and console.exists():
         return _result(core, console, kdir, name)
     if missing_tools(k.arch):
-        raise LabError(f"missing host tools: {' '.join(missing_tools(k.arch))} (xenvmi lab deps)")
+        missing = " ".join(missing_tools(k.arch))
+        raise LabError(f"missing host tools: {missing} (`xenvmi lab deps`: {arch.package})")
     cores.mkdir(parents=True, exist_ok=True)
     rd = kdir / "initramfs.cpio.gz"
     rd.write_bytes(initramfs(kdir))
