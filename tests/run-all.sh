@@ -32,11 +32,13 @@ python3 -m pytest tests/unit tests/tui -q -p no:cacheprovider \
   --junitxml=reports/unit-junit.xml || status=1
 stamp "unit and TUI tests done (status $status)"
 
-# Host tests that need no lab (real guests' memory captured under QEMU without Xen, and the
-# fuzzer that corrupts it) run in the background on the core the lab's QEMU leaves free,
-# while it boots and while the dom0 tests run (TCG is single-threaded: the host's second
-# core is idle then); their output is printed when they end.
-NO_LAB_TESTS="tests/lab_host/test_arm64_guest.py tests/lab_host/test_fuzz_real_guest.py"
+# Host tests that need no lab (arm64 and x86 guests' memory captured under QEMU's TCG
+# without Xen, and the fuzzer that corrupts it) run in the background on the core the
+# lab's QEMU leaves free, while it boots and while the dom0 tests run (TCG is
+# single-threaded: the host's second core is idle then); their output is printed when
+# they end.
+NO_LAB_TESTS="tests/lab_host/test_arm64_guest.py tests/lab_host/test_x86_guest.py
+  tests/lab_host/test_fuzz_real_guest.py"
 stamp "host tests needing no lab (in the background: reports/no-lab.log)"
 python3 -m pytest $NO_LAB_TESTS -v -p no:cacheprovider \
   --junitxml=reports/no-lab-junit.xml > reports/no-lab.log 2>&1 &

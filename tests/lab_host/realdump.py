@@ -113,37 +113,58 @@ class Field:
 
 class Locator:
     """Kernel virtual to guest-physical, through xenvmi's verified linear maps, else a
-    walk of swapper_pg_dir (vmalloc: modules)."""
+    walk of the kernel's own tables (swapper_pg_dir; x86's init_top_pgt): vmalloc, modules.
+    x86-64 walks 4-level tables (the captures' CPU has no LA57), arm64 the kernel's regime."""
 
     def __init__(self, kp) -> None:
         self.kp = kp
         info = kp.discovery.info
         self.paging = kp.arm64_paging
-        swapper = info.symbols.get("swapper_pg_dir")
+        self.x86 = self.paging is None
+        swapper = info.symbols.get("swapper_pg_dir", info.symbols.get("init_top_pgt"))
         self.swapper = kp.kernel_pa(swapper) if swapper is not None else None
 
     def read(self, pa: int, n: int) -> bytes:
         return self.kp.memory.read_physical(pa, n, strict=True)
 
+    def _walk(self, table: int, va: int) -> int | None:
+        if self.x86:
+            return pagetable.translate(self.read, table, va)
+        assert self.paging is not None
+        low = va & ((1 << self.paging.va_bits) - 1)
+        return pagetable.translate_aarch64(self.read, table, low, self.paging)
+
     def pa(self, va: int) -> int | None:
         pa = self.kp.kernel_pa(va)
-        if pa is not None or self.swapper is None or self.paging is None:
+        if pa is not None or self.swapper is None:
             return pa
-        low = va & ((1 << self.paging.va_bits) - 1)
-        return pagetable.translate_aarch64(self.read, self.swapper, low, self.paging)
+        return self._walk(self.swapper, va)
 
     def user_pa(self, pgd_va: int, va: int) -> int | None:
         pgd = self.kp.kernel_pa(pgd_va)
-        if pgd is None or self.paging is None:
-            return None
-        return pagetable.translate_aarch64(self.read, pgd, va, self.paging)
+        return None if pgd is None else self._walk(pgd, va)
 
     def descriptors(self, table_pa: int | None, va: int) -> list[tuple[int, int]]:
         """(physical address, table it points to or 0) of each descriptor the walk of
-        ``va`` (its low VA bits) reads, as :func:`pagetable.translate_aarch64` walks."""
-        p, out = self.paging, []
-        if p is None or table_pa is None:
+        ``va`` reads, as :func:`pagetable.translate` (x86) or
+        :func:`pagetable.translate_aarch64` (its low VA bits) walks."""
+        out: list[tuple[int, int]] = []
+        if table_pa is None:
             return out
+        if self.x86:
+            table = table_pa
+            for shift in (39, 30, 21, 12):
+                at = table + ((va >> shift) & 511) * 8
+                desc = int.from_bytes(self.read(at, 8), "little")
+                out.append((at, table))
+                if not desc & pagetable.PRESENT or shift == 12:
+                    break
+                if shift in (30, 21) and desc & pagetable.HUGE:
+                    break
+                table = desc & pagetable.ADDR_MASK
+            return out
+        p = self.paging
+        assert p is not None
         va &= (1 << p.va_bits) - 1
         per, table = p.shift - 3, table_pa
         for level in range(p.levels):
@@ -290,7 +311,38 @@ def _modules(prog, loc: Locator, out: list[Field]) -> None:
         pass
 
 
+LEGACY_LOG = {
+    "log_buf": "ptr",
+    "log_buf_len": "count",
+    "log_first_idx": "count",
+    "log_next_idx": "count",
+    "log_first_seq": "count",
+}
+
+
+def _legacy_printk(prog, loc: Locator, out: list[Field]) -> None:
+    """Before 5.10: log_buf, its length and indexes, and the text it holds."""
+    for name, kind in LEGACY_LOG.items():
+        try:
+            _add(out, loc, name, prog[name], kind)
+        except (LookupError, drgn.FaultError):
+            continue
+    try:
+        buf, first = prog["log_buf"].value_(), prog["log_first_idx"].value_()
+    except (LookupError, drgn.FaultError):
+        return
+    for name, va in (("log text", buf + first + 16), ("log ring", buf)):
+        pa = loc.pa(va)
+        if pa is not None:
+            out.append(Field(name, va, pa, 64, "text"))
+
+
 def _printk(prog, loc: Locator, out: list[Field]) -> None:
+    try:
+        prog["prb"]
+    except LookupError:
+        _legacy_printk(prog, loc, out)
+        return
     try:
         rb = prog["prb"].read_()[0]
         _members(out, loc, "prb", rb, PRB)
@@ -331,7 +383,8 @@ def discovery_fields(kp) -> list[Field]:
         pa = loc.pa(va)
         if pa is not None:
             out.append(Field("kallsyms_token_table (by structure)", va, pa, 1024, "blob"))
-    found = re.search(r"at (0x[0-9a-f]+) \((\d+) bytes\)", kp.sources.get("types", ""))
+    # "guest BTF at __start_BTF 0x... (N bytes)" (kallsyms has it) or "... at 0x... (N bytes)"
+    found = re.search(r"(0x[0-9a-f]+) \((\d+) bytes\)", kp.sources.get("types", ""))
     if found:
         va = int(found.group(1), 16)
         pa = loc.pa(va)

@@ -4,7 +4,7 @@ No Xen here: Debian's arm64 kernels (11's 5.10, 12's 6.1 with and without KASLR,
 6.12 with 4K and with 16K pages) boot under qemu-system-aarch64 (TCG) with the lab
 guests' busybox init, which prints its process list, modules and release to the
 console; QEMU's dump-guest-memory then
-writes the guest's memory (xenvmi.lab.arm64mem, kept under ~/.cache/xenvmi/arm64). The
+writes the guest's memory (xenvmi.lab.qemumem, kept under ~/.cache/xenvmi/arm64). The
 views read that ELF core as they read a live domain: the architecture comes from the
 file. Needs qemu-system-arm (`xenvmi lab deps`) and Debian's archive, not the lab.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from xenvmi.lab import arm64mem
+from xenvmi.lab import qemumem
 from xenvmi.lab.groundtruth import KMSG_LINE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.timeout(1800),
     pytest.mark.skipif(
-        bool(arm64mem.missing_tools()),
-        reason=f"needs {' '.join(arm64mem.missing_tools())} (xenvmi lab deps installs them)",
+        bool(qemumem.missing_tools("arm64")),
+        reason=f"needs {' '.join(qemumem.missing_tools('arm64'))} (xenvmi lab deps installs them)",
     ),
 ]
 
@@ -57,7 +57,7 @@ def _id(c) -> str:
 def capture(request, tmp_path_factory):
     """The guest's dump and report (built once, then kept), and a fresh discovery cache."""
     name, device, kaslr, cpu = request.param
-    cap = arm64mem.capture(name, vmcoreinfo_device=device, kaslr=kaslr, cpu=cpu)
+    cap = qemumem.capture(name, vmcoreinfo_device=device, kaslr=kaslr, cpu=cpu)
     cap.id = _id(request.param)  # type: ignore[attr-defined]
     cap.cache = tmp_path_factory.mktemp(f"cache-{name}")  # type: ignore[attr-defined]
     cap.name = f"arm64-{name}"  # type: ignore[attr-defined]

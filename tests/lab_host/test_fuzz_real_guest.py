@@ -1,6 +1,8 @@
 """Hostile guest memory, fuzzed from real kernels' memory: Debian's arm64 kernels (5.10,
 6.1 with and without KASLR, 6.12 with 4K and 16K pages) captured under
-qemu-system-aarch64 (xenvmi.lab.arm64mem, as test_arm64_guest.py), their structures
+qemu-system-aarch64, and Debian's amd64 kernels (5.10, 6.1 with and without KASLR, 6.12)
+and Ubuntu 20.04's 5.4 under qemu-system-x86_64 (xenvmi.lab.qemumem, as
+test_arm64_guest.py and test_x86_guest.py), their structures
 found with drgn on the clean capture, then corrupted with what a hostile guest would
 plant, through a copy-on-write overlay of the dump (tests/lab_host/realdump.py).
 
@@ -36,12 +38,13 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from tests.lab_host import test_x86_guest  # noqa: E402
 from tests.lab_host.realdump import OverlayMemory, discovery_fields, locate  # noqa: E402
 from tests.lab_host.test_arm64_guest import CAPTURES, _id  # noqa: E402
 from xenvmi.errors import LabError, XenvmiError  # noqa: E402
 from xenvmi.guest import linux  # noqa: E402
 from xenvmi.guests import Guest  # noqa: E402
-from xenvmi.lab import arm64mem  # noqa: E402
+from xenvmi.lab import qemumem  # noqa: E402
 
 EXAMPLES = int(os.environ.get("XENVMI_FUZZ_EXAMPLES", "80"))
 DISCOVERY_EXAMPLES = max(4, EXAMPLES // 12)
@@ -60,13 +63,13 @@ FUZZ = settings(
     suppress_health_check=list(HealthCheck),
 )
 
-pytestmark = [
-    pytest.mark.timeout(3600),
-    pytest.mark.skipif(
-        bool(arm64mem.missing_tools()),
-        reason=f"needs {' '.join(arm64mem.missing_tools())} (xenvmi lab deps installs them)",
-    ),
-]
+pytestmark = [pytest.mark.timeout(3600)]
+#: Every capture of both architectures (a missing QEMU skips its captures).
+PARAMS = [pytest.param(c, id=_id(c)) for c in CAPTURES]
+PARAMS += [pytest.param(c, id=test_x86_guest._id(c)) for c in test_x86_guest.CAPTURES]
+#: Physical addresses that are no RAM in each machine: QEMU virt's GIC and UART; q35's
+#: legacy VGA window, IOAPIC and local APIC.
+MMIO = {"arm64": (0x0800_0000, 0x0900_0000), "amd64": (0xA_0000, 0xFEC0_0000, 0xFEE0_0000)}
 
 #: Every case's outcome, over the whole module: the README's figures.
 TOTALS: Counter = Counter()
@@ -84,6 +87,7 @@ class Real:
     fields: list
     discovery: list
     holes: list[int]
+    mmio: tuple[int, ...]
     groups: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,8 +97,10 @@ class Real:
 
 def _group(name: str) -> str:
     """The walk a field belongs to: task links, task data, mm and command lines,
-    modules, the printk ring, uts, iomem."""
+    modules, the printk ring (or log_buf before 5.10), uts, iomem."""
     head = name.split("[")[0].split(".")[0]
+    if head.startswith("log_"):
+        return "prb"
     if " pte " in name or head == "pte":
         return "page tables"
     if head == "task":
@@ -104,13 +110,14 @@ def _group(name: str) -> str:
     )
 
 
-@pytest.fixture(scope="module", params=CAPTURES, ids=_id)
+@pytest.fixture(scope="module", params=PARAMS)
 def real(request, tmp_path_factory):
     name, device, kaslr, cpu = request.param
+    arch = qemumem.KERNELS[name].arch
     try:
-        cap = arm64mem.capture(name, vmcoreinfo_device=device, kaslr=kaslr, cpu=cpu)
+        cap = qemumem.capture(name, vmcoreinfo_device=device, kaslr=kaslr, cpu=cpu)
     except LabError as e:
-        pytest.skip(f"no arm64 capture of {name}: {e}")
+        pytest.skip(f"no {arch} capture of {name}: {e}")
     mem = OverlayMemory(cap.core)
     guest = Guest(mem, use_cache=False)
     kp = guest.kernel_program()
@@ -119,13 +126,14 @@ def real(request, tmp_path_factory):
     fields = locate(kp, clean.rows)
     kinds = Counter(f.kind for f in fields)
     assert kinds["ptr"] > 50 and kinds["str"] > 10 and kinds["text"] >= 2, kinds
-    # linear-map addresses of QEMU virt's MMIO (GIC, UART: holes in the dump) and of
-    # physical memory past the end of RAM
+    # linear-map addresses of the machine's MMIO (holes in the dump) and of physical
+    # memory past the end of RAM
     direct = next((d for d in kp.linear if d[0] < d[1]), None)
     holes = []
     if direct is not None:
-        holes = [pa + direct[2] for pa in (0x0800_0000, 0x0900_0000, mem.ram_top + (1 << 20))]
-    yield Real(_id(request.param), mem, guest, kp, fields, discovery_fields(kp), holes)
+        holes = [pa + direct[2] for pa in (*MMIO[arch], mem.ram_top + (1 << 20))]
+    real_id = _id(request.param) if arch == "arm64" else test_x86_guest._id(request.param)
+    yield Real(real_id, mem, guest, kp, fields, discovery_fields(kp), holes, MMIO[arch])
     mem.close()
 
 
@@ -158,11 +166,14 @@ def _pointers(real: Real, va: int):
 
 def _descriptors(real: Real, table: int):
     """Page table descriptors that loop (a table pointing at itself or at a table above
-    it), point at MMIO or past RAM, or are blocks and pages of anything."""
+    it), point at MMIO or past RAM, or are blocks and pages of anything (1 and 3 are
+    arm64's block and table bits, x86's present and writable; 0x80 x86's huge page)."""
     tables = sorted({f.va for f in real.fields if f.kind == "pte"})
-    targets = [table, *tables, 0x0800_0000, 0x0900_0000, real.mem.ram_top + (1 << 20), 1 << 47]
+    targets = [table, *tables, *real.mmio, real.mem.ram_top + (1 << 20), 1 << 47]
     return st.one_of(
-        st.tuples(st.sampled_from(targets), st.sampled_from([1, 3])).map(lambda t: t[0] | t[1]),
+        st.tuples(st.sampled_from(targets), st.sampled_from([1, 3, 0x83])).map(
+            lambda t: t[0] | t[1]
+        ),
         st.sampled_from([0, 2, U64, 0x0040_0000_0000_0703]),
         st.integers(0, U64),
     )
@@ -324,7 +335,8 @@ def test_structure_fuzz(real, tmp_path):
         real.mem.reset()
     _report(real, "structures", outcomes, crashes, time.monotonic() - t0)
     for view in ("ps", "lsmod", "dmesg"):  # the corruption reached each walk
-        assert outcomes[view, "partial"] + outcomes[view, "error"] > 0 or EXAMPLES < 40, outcomes
+        reached = outcomes[view, "partial"] + outcomes[view, "error"]
+        assert reached > 0 or EXAMPLES < 40, outcomes
 
 
 def _dump(guest: Guest, target):

@@ -19,7 +19,7 @@ from xenvmi.guest import vmcoreinfo as V
 from xenvmi.guest.pagetable import Aarch64Paging, translate_aarch64
 from xenvmi.guest.regs_arm64 import Arm64Regs
 from xenvmi.guest.regs_x86 import X86Regs
-from xenvmi.lab.arm64mem import cpio_newc
+from xenvmi.lab.qemumem import cpio_newc
 from xenvmi.vmcore_format import ARM64_PRSTATUS_SIZE, EM_AARCH64, PR_REG
 
 RAM = 0x4000_0000  # Xen's GUEST_RAM0_BASE, QEMU virt's RAM

@@ -11,7 +11,7 @@ drgn = pytest.importorskip("drgn")
 
 from xenvmi.guest import linux, printk  # noqa: E402
 from xenvmi.guest.bounded import Budget, c_string, walk_list  # noqa: E402
-from xenvmi.guest.synthetic import MODULE, TASK, SyntheticKernel  # noqa: E402
+from xenvmi.guest.synthetic import BASE, MODULE, TASK, SyntheticKernel  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -393,6 +393,20 @@ def test_legacy_dmesg_hostile_indexes(what, value):
     rows, b = legacy_dmesg(k)
     assert time.monotonic() - t0 < 5 and not b.complete and b.warnings
     assert len(rows) <= len(RECORDS)
+
+
+def test_legacy_dmesg_log_buf_aligned_to_four():
+    """Found on Ubuntu 20.04's 5.4 captured under QEMU (tests/lab_host/test_x86_guest.py):
+    __log_buf is aligned to LOG_ALIGN, 4 where unaligned access is cheap (x86), and a
+    pointer check that wanted 8 refused the real buffer ("implausible log_buf")."""
+    k = legacy("btf")
+    log = k.set_legacy_log(RECORDS)
+    moved = k.alloc(1024 + 4) + 4
+    assert moved % 8 == 4
+    k.put_bytes(moved, bytes(k.mem[log["buf"] - BASE : log["buf"] - BASE + 1024]))
+    k.put(log["&log_buf"], "Q", moved)
+    rows, b = legacy_dmesg(k)
+    assert [r.text for r in rows] == [t.decode() for _, t in RECORDS] and b.complete, b.warnings
 
 
 def test_legacy_dmesg_looping_lengths():

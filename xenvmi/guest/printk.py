@@ -239,7 +239,8 @@ def legacy_kernel_log(kp, budget: Budget) -> list[LogRecord]:
     except (LookupError, drgn.FaultError):
         seq = 0
     head = layout["size"]
-    if not is_kernel_pointer(buf_ptr) or not head <= buf_len <= MAX_LOG_BUF:
+    # __log_buf is aligned to LOG_ALIGN only (4 on x86: efficient unaligned access)
+    if not is_kernel_pointer(buf_ptr, LOG_ALIGN) or not head <= buf_len <= MAX_LOG_BUF:
         budget.warn(f"kernel log: implausible log_buf {buf_ptr:#x} of {buf_len} bytes")
         return []
     if not LEGACY_MIN_HEADER <= head <= 64 or idx >= buf_len or end >= buf_len:

@@ -90,10 +90,13 @@ ARCH_TOOLS = {
 #: compared with, tmux for the TUI, vagrant and its libvirt provider to validate the
 #: Vagrant lab's file (provider settings included), Prometheus to scrape the exporter
 #: (its packaged service is never started: xenvmi.lab.services), readelf for a vmlinux's
-#: build ID, and QEMU's arm64 system emulator that boots Debian's arm64 kernels for the
-#: arm64 guest-view tests (xenvmi.lab.arm64mem, tests/lab_host/test_arm64_guest.py).
+#: build ID, and QEMU's arm64 and x86 system emulators that boot distribution kernels for
+#: the guest-view tests without Xen (xenvmi.lab.qemumem, tests/lab_host/test_arm64_guest.py,
+#: test_x86_guest.py; gpg checks Ubuntu's archive keys there).
 TEST_PACKAGES = {
     "/usr/bin/qemu-system-aarch64": "qemu-system-arm",
+    "/usr/bin/qemu-system-x86_64": "qemu-system-x86",
+    "/usr/bin/gpg": "gpg",
     "/usr/bin/prometheus": "prometheus",
     "/usr/bin/readelf": "binutils",
     "/usr/include/xen/errno.h": "libxen-dev",

@@ -47,12 +47,12 @@ KERNELS = (
 )
 
 
-def _apt(state: Path, kernel: GuestKernel, arch: str = "amd64") -> list[str]:
+def _apt(state: Path, sources: str, arch: str = "amd64") -> list[str]:
     """apt options for a private state directory of one release and architecture (the
-    host's apt and dpkg architectures untouched)."""
+    host's apt and dpkg architectures untouched); ``sources``: its sources.list."""
     for sub in ("lists/partial", "cache/archives/partial", "etc"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    (state / "etc" / "sources.list").write_text(kernel.sources())
+    (state / "etc" / "sources.list").write_text(sources)
     return [
         "-o",
         f"Dir::State::Lists={state / 'lists'}",
@@ -78,6 +78,53 @@ def _run(argv: list[str], cwd: Path | None = None, timeout: float = 900) -> str:
     if res.returncode != 0:
         raise LabError(f"{' '.join(argv[:2])} failed: {res.stderr.strip()[-400:]}")
     return res.stdout
+
+
+#: The Ubuntu archive's signing keys (2012 and 2018), by fingerprint: a Debian host has
+#: no Ubuntu keyring, so the one Ubuntu ships is fetched unverified and only these keys,
+#: which their fingerprints authenticate, are kept from it.
+UBUNTU_KEYS = (
+    "790BC7277767219C42C86F933B4FE6ACC0B21F32",
+    "F6ECB3762474EDA9D21B7022871920D1991BC93C",
+)
+
+
+def ubuntu_keyring(state: Path, mirror: str, release: str, arch: str) -> Path:
+    """A keyring of UBUNTU_KEYS (apt's ``signed-by``) for an Ubuntu release's archive,
+    made once in its apt state."""
+    out = state / "ubuntu-archive-keys.gpg"
+    if out.exists():
+        return out
+    if not shutil.which("gpg"):
+        raise LabError("fetching Ubuntu's kernel needs gpg (to check the archive's keys)")
+    boot = state.with_name(state.name + "-keyring")
+    opts = _apt(boot, f"deb {mirror} {release} main\n", arch=arch)
+    opts += ["-o", "Acquire::AllowInsecureRepositories=true"]
+    _run(["apt-get", *opts, "update"])
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        _run(["apt-get", *opts, "download", "--allow-unauthenticated", "ubuntu-keyring"], cwd=work)
+        deb = next(work.glob("ubuntu-keyring_*.deb"), None)
+        if deb is None:
+            raise LabError("apt-get download ubuntu-keyring gave no .deb")
+        _run(["dpkg-deb", "-x", str(deb), str(work / "x")])
+        home = work / "gnupg"
+        home.mkdir(mode=0o700)
+        gpg = ["gpg", "--batch", "--homedir", str(home)]
+        _run([*gpg, "--import", str(work / "x/usr/share/keyrings/ubuntu-archive-keyring.gpg")])
+        listed = _run([*gpg, "--with-colons", "--fingerprint", *UBUNTU_KEYS])
+        have = {ln.split(":")[9] for ln in listed.splitlines() if ln.startswith("fpr:")}
+        if not set(UBUNTU_KEYS) <= have:
+            raise LabError(
+                f"ubuntu-keyring lacks the archive keys {sorted(set(UBUNTU_KEYS) - have)}"
+            )
+        keys = subprocess.run([*gpg, "--export", *UBUNTU_KEYS], capture_output=True, timeout=60)
+        if keys.returncode != 0 or not keys.stdout:
+            raise LabError(f"gpg --export failed: {keys.stderr.decode(errors='replace')[-300:]}")
+        state.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(keys.stdout)
+    shutil.rmtree(boot, ignore_errors=True)
+    return out
 
 
 def image_package(show: str, arch: str = "amd64") -> str:
@@ -109,7 +156,7 @@ def fetch_one(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
         raise LabError("fetching guest kernels needs apt-get and dpkg-deb (Debian/Ubuntu)")
     log(f"fetching the {kernel.what} guest kernel from Debian's archive")
-    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel)
+    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel.sources())
     _run(["apt-get", *opts, "update"])
     package = image_package(_run(["apt-cache", *opts, "show", "linux-image-amd64"]))
     with tempfile.TemporaryDirectory(dir=paths.root) as tmp:
@@ -146,7 +193,7 @@ def debug_vmlinux(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
     name, version, _ = (guest / "package").read_text().strip().split("_")
     kver = (guest / "kernel-release").read_text().strip()
     log(f"fetching {name}-dbg {version} (about 800 MB) from Debian's archive")
-    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel)
+    opts = _apt(paths.root / "kernels" / "apt" / kernel.release, kernel.sources())
     _run(["apt-get", *opts, "update"])
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:

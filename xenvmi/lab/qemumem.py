@@ -1,15 +1,17 @@
-"""Real arm64 kernels' memory on an x86 host, without Xen: the arm64 guest views' test bed.
+"""Real Linux kernels' memory without Xen, arm64 and x86-64: the guest views' test bed.
 
-Debian's arm64 kernels (``linux-image-arm64`` of a release, fetched with a throwaway apt
-state and ``APT::Architecture=arm64``: the host's dpkg architectures stay as they are)
-boot under ``qemu-system-aarch64 -machine virt -cpu cortex-a57 -accel tcg`` with the lab
-guests' own busybox init (data/guest-init.sh, Debian's arm64 ``busybox-static``). Once
-the init has printed its report (processes, modules, release) to the serial console, QMP's
-``dump-guest-memory`` writes an ELF core of the guest (EM_AARCH64, an NT_PRSTATUS per
-vCPU, RAM at QEMU virt's 0x40000000, as Xen's GUEST_RAM0_BASE) next to the console log:
-what xenvmi reads and what the guest said it runs, to compare.
+Distribution kernels (Debian's ``linux-image-FLAVOUR`` of a release, Ubuntu 20.04's
+``linux-image-generic``, fetched with a throwaway apt state and ``APT::Architecture``:
+the host's dpkg architectures stay as they are) boot under QEMU's TCG (no KVM needed:
+``qemu-system-aarch64 -machine virt``, ``qemu-system-x86_64 -machine q35``) with the lab
+guests' own busybox init (data/guest-init.sh, the release's ``busybox-static``). Once the
+init has printed its report (processes, modules, release, kernel text) to the serial
+console, QMP's ``dump-guest-memory`` writes an ELF core of the guest (EM_AARCH64 or
+EM_X86_64, an NT_PRSTATUS per vCPU) next to the console log: what xenvmi reads and what
+the guest said it runs, to compare.
 
-Everything lives under ~/.cache/xenvmi/arm64 (``$XENVMI_ARM64_DIR``), made once and kept.
+Everything lives under ~/.cache/xenvmi/arm64 and ~/.cache/xenvmi/x86
+(``$XENVMI_ARM64_DIR``, ``$XENVMI_X86_DIR``), made once and kept.
 """
 
 from __future__ import annotations
@@ -30,46 +32,89 @@ from xenvmi.lab import kernels
 from xenvmi.lab.groundtruth import GuestReport, parse_reports
 from xenvmi.lab.paths import DATA
 
-QEMU = "qemu-system-aarch64"
-#: Console silence (no new byte) after which a boot counts as stuck: TCG boots a Debian
-#: kernel in 10-40 s here, printing all the while, so silence means a hang, not slowness.
+#: Console silence (no new byte) after which a boot counts as stuck: TCG boots a
+#: distribution kernel in 10-120 s here, printing all the while, so silence means a hang.
 STALL = 300.0
 #: The named processes of the guest init (make-guests.sh makes the same ones in dom0).
 NAMED = ("xvm-alpha", "xvm-beta", "xvm-gamma")
 #: The guest's RAM in MiB: busybox and a distribution kernel need less than half; each
-#: dump is this big, and six are kept.
+#: dump is this big.
 MEMORY = 256
 
 
 @dataclass(frozen=True)
-class Arm64Kernel:
+class Arch:
+    """How QEMU emulates one Debian architecture, and where its captures are kept."""
+
+    name: str  # Debian's architecture
+    qemu: str
+    machine: str
+    console: str  # the serial console's device in the guest
+    cache: str  # the directory under ~/.cache/xenvmi
+    package: str  # the Debian package with ``qemu``
+
+
+ARCHES = {
+    "arm64": Arch("arm64", "qemu-system-aarch64", "virt", "ttyAMA0", "arm64", "qemu-system-arm"),
+    "amd64": Arch("amd64", "qemu-system-x86_64", "q35", "ttyS0", "x86", "qemu-system-x86"),
+}
+
+DEBIAN = ("http://deb.debian.org/debian", "http://deb.debian.org/debian-security", "-security")
+UBUNTU = ("http://archive.ubuntu.com/ubuntu", "http://archive.ubuntu.com/ubuntu", "-security")
+
+
+@dataclass(frozen=True)
+class QemuKernel:
     name: str
-    release: str
+    release: str  # the distribution's codename
     what: str
-    #: Debian's kernel flavour (linux-image-FLAVOUR) and a CPU QEMU emulates that has its
-    #: granule (the Cortex-A57 has 4K and 64K, not 16K pages; QEMU's "max" has all)
+    #: The kernel flavour (linux-image-FLAVOUR) and a CPU QEMU emulates that it runs on
+    #: (the Cortex-A57 has 4K and 64K, not 16K pages; QEMU's "max" has all; x86's qemu64
+    #: has no LA57, so the kernel keeps 4-level paging)
     flavour: str = "arm64"
     cpu: str = "cortex-a57"
+    arch: str = "arm64"
+    mirror: tuple[str, str, str] = DEBIAN
+
+    def sources(self, keyring: Path | None = None) -> str:
+        main, security, suffix = self.mirror
+        signed = f"[signed-by={keyring}] " if keyring else ""
+        lines = [f"deb {signed}{main} {self.release} main"]
+        if self.mirror == UBUNTU:
+            lines.append(f"deb {signed}{main} {self.release}-updates main")
+        lines.append(f"deb {signed}{security} {self.release}{suffix} main")
+        return "\n".join(lines) + "\n"
 
 
-ARM64_KERNELS = {
-    "deb12": Arm64Kernel("deb12", "bookworm", "Debian 12 arm64 (Linux 6.1)"),
-    "deb11": Arm64Kernel("deb11", "bullseye", "Debian 11 arm64 (Linux 5.10)"),
-    "deb13": Arm64Kernel("deb13", "trixie", "Debian 13 arm64 (Linux 6.12)"),
-    "deb13-16k": Arm64Kernel(
+def _x86(name: str, release: str, what: str, flavour: str = "amd64", **kw) -> QemuKernel:
+    return QemuKernel(name, release, what, flavour, "qemu64", "amd64", **kw)
+
+
+KERNELS = {
+    "deb12": QemuKernel("deb12", "bookworm", "Debian 12 arm64 (Linux 6.1)"),
+    "deb11": QemuKernel("deb11", "bullseye", "Debian 11 arm64 (Linux 5.10)"),
+    "deb13": QemuKernel("deb13", "trixie", "Debian 13 arm64 (Linux 6.12)"),
+    "deb13-16k": QemuKernel(
         "deb13-16k", "trixie", "Debian 13 arm64, 16K pages (Linux 6.12)", "arm64-16k", "max"
+    ),
+    "x86-deb11": _x86("x86-deb11", "bullseye", "Debian 11 amd64 (Linux 5.10)"),
+    "x86-deb12": _x86("x86-deb12", "bookworm", "Debian 12 amd64 (Linux 6.1)"),
+    "x86-deb13": _x86("x86-deb13", "trixie", "Debian 13 amd64 (Linux 6.12)"),
+    "x86-focal": _x86(
+        "x86-focal", "focal", "Ubuntu 20.04 amd64 (Linux 5.4)", "generic", mirror=UBUNTU
     ),
 }
 
 
-def root() -> Path:
-    env = os.environ.get("XENVMI_ARM64_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "xenvmi" / "arm64"
+def root(arch: str = "arm64") -> Path:
+    a = ARCHES[arch]
+    env = os.environ.get(f"XENVMI_{a.cache.upper()}_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "xenvmi" / a.cache
 
 
-def missing_tools() -> list[str]:
-    """Host tools this needs that are not installed (qemu-system-arm has QEMU)."""
-    return [t for t in (QEMU, "apt-get", "dpkg-deb") if not shutil.which(t)]
+def missing_tools(arch: str = "arm64") -> list[str]:
+    """Host tools this needs that are not installed (``Arch.package`` has QEMU)."""
+    return [t for t in (ARCHES[arch].qemu, "apt-get", "dpkg-deb") if not shutil.which(t)]
 
 
 def _download(opts: list[str], package: str, work: Path) -> Path:
@@ -114,17 +159,22 @@ def _download_kernel(
 
 def fetch(name: str, log=print) -> Path:
     """The kernel's directory (vmlinuz, dummy.ko, busybox, kernel-release), fetched once."""
-    k = ARM64_KERNELS[name]
-    out = root() / "kernels" / name
+    k = KERNELS[name]
+    out = root(k.arch) / "kernels" / name
     if (out / "kernel-release").exists():
         return out
-    log(f"fetching the {k.what} kernel and busybox from Debian's archive")
-    gk = kernels.GuestKernel(name, k.release, k.what)
-    opts = kernels._apt(root() / "apt" / k.release, gk, arch="arm64")
+    log(f"fetching the {k.what} kernel and busybox from the distribution's archive")
+    state = root(k.arch) / "apt" / k.release
+    keyring = (
+        kernels.ubuntu_keyring(state, k.mirror[0], k.release, k.arch)
+        if k.mirror == UBUNTU
+        else None
+    )
+    opts = kernels._apt(state, k.sources(keyring), arch=k.arch)
     kernels._run(["apt-get", *opts, "update"])
     show = kernels._run(["apt-cache", *opts, "show", f"linux-image-{k.flavour}"])
-    root().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root()) as tmp:
+    root(k.arch).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root(k.arch)) as tmp:
         work = Path(tmp)
         package, deb = _download_kernel(opts, show, work, k.flavour)
         _download(opts, "busybox-static", work)
@@ -136,7 +186,7 @@ def fetch(name: str, log=print) -> Path:
         if not vmlinuz or busybox is None:
             raise LabError(f"{deb.name} or busybox-static lacks vmlinuz or /bin/busybox")
         kver = vmlinuz[0].name.removeprefix("vmlinuz-")
-        dummy = kernels.dummy_module(work / "x", kver, deb.name)
+        dummy = _dummy(k, opts, work, kver, deb.name)
         part = out.with_name(out.name + ".partial")
         shutil.rmtree(part, ignore_errors=True)
         part.mkdir(parents=True)
@@ -149,6 +199,23 @@ def fetch(name: str, log=print) -> Path:
         part.rename(out)
     log(f"{name}: {kver} ({package})")
     return out
+
+
+def _dummy(k: QemuKernel, opts: list[str], work: Path, kver: str, package: str) -> Path:
+    """The dummy module: in Debian's image package; Ubuntu keeps modules apart (in
+    linux-modules-KVER, the rarer ones in linux-modules-extra-KVER)."""
+    try:
+        return kernels.dummy_module(work / "x", kver, package)
+    except LabError:
+        if k.mirror != UBUNTU:
+            raise
+    for extra in (f"linux-modules-{kver}", f"linux-modules-extra-{kver}"):
+        _download(opts, extra, work)
+        try:
+            return kernels.dummy_module(work / "x", kver, package)
+        except LabError:
+            continue
+    raise LabError(f"neither {package} nor linux-modules(-extra)-{kver} holds dummy.ko")
 
 
 def _decompress(path: Path) -> bytes:
@@ -185,7 +252,7 @@ def cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
 
 def initramfs(kdir: Path) -> bytes:
     """The lab guests' userland (guest-init.sh, the named processes, the dummy module)
-    with the arm64 busybox."""
+    with the kernel's architecture's busybox."""
     d, x, f = 0o040755, 0o100755, 0o100644
     script = (
         "#!/bin/sh\n# {0}: a named process for xenvmi ground truth\nwhile :; do sleep 300; done\n"
@@ -218,6 +285,14 @@ class Capture:
     console: Path
     report: GuestReport
     release: str
+    hostname: str = ""
+    arch: str = "arm64"
+
+
+def hostname(name: str) -> str:
+    """The guest's name (its init sets it as the hostname): the x86 kernels' names say
+    their architecture already."""
+    return name if KERNELS[name].arch != "arm64" else f"arm64-{name}"
 
 
 def _qmp(sock_path: Path, *commands: dict, timeout: float = 1800) -> list[dict]:
@@ -256,33 +331,42 @@ def capture(
     log=print,
 ) -> Capture:
     """Boot kernel ``name`` once (on ``cpu``, else the kernel's) and dump its memory after
-    the init's first report; kept under root()/cores and reused while the files are there."""
+    the init's first report; kept under root()/cores and reused while the files are there.
+    ``kaslr``: the kernel's default (on x86 also ``kaslr`` on its command line), else
+    ``nokaslr``."""
+    k = KERNELS[name]
+    arch = ARCHES[k.arch]
     kdir = fetch(name, log)
     tag = f"{name}{'-vmci' if vmcoreinfo_device else ''}{'' if kaslr else '-nokaslr'}"
     tag += f"-{cpu}" if cpu else ""
-    cores = root() / "cores"
+    cores = root(k.arch) / "cores"
     core, console = cores / f"{tag}.core", cores / f"{tag}.console"
     if core.exists() and console.exists():
-        return _result(core, console, kdir)
-    if missing_tools():
-        raise LabError(f"missing host tools: {' '.join(missing_tools())} (xenvmi lab deps)")
+        return _result(core, console, kdir, name)
+    if missing_tools(k.arch):
+        missing = " ".join(missing_tools(k.arch))
+        raise LabError(f"missing host tools: {missing} (`xenvmi lab deps`: {arch.package})")
     cores.mkdir(parents=True, exist_ok=True)
     rd = kdir / "initramfs.cpio.gz"
     rd.write_bytes(initramfs(kdir))
-    with tempfile.TemporaryDirectory(prefix="xenvmi-arm64-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"xenvmi-{arch.cache}-") as tmp:
         qmp, log_tmp = Path(tmp) / "qmp.sock", Path(tmp) / "console"
-        append = f"console=ttyAMA0 xenvmi.name=arm64-{name} panic=-1{'' if kaslr else ' nokaslr'}"
-        cpu = cpu or ARM64_KERNELS[name].cpu
-        argv = [QEMU, "-machine", "virt", "-cpu", cpu, "-accel", "tcg", "-smp", "2"]
-        argv += ["-m", str(MEMORY), "-display", "none", "-monitor", "none", "-nodefaults"]
-        argv += ["-serial", f"file:{log_tmp}", "-qmp", f"unix:{qmp},server=on,wait=off"]
+        append = f"console={arch.console} xenvmi.name={hostname(name)} panic=-1"
+        if not kaslr:
+            append += " nokaslr"
+        elif k.arch == "amd64":
+            append += " kaslr"
+        argv = [arch.qemu, "-machine", arch.machine, "-cpu", cpu or k.cpu, "-accel", "tcg"]
+        argv += ["-smp", "2", "-m", str(MEMORY), "-display", "none", "-monitor", "none"]
+        argv += ["-nodefaults", "-serial", f"file:{log_tmp}"]
+        argv += ["-qmp", f"unix:{qmp},server=on,wait=off"]
         argv += ["-kernel", str(kdir / "vmlinuz"), "-initrd", str(rd), "-append", append]
         if vmcoreinfo_device:
             argv += ["-device", "vmcoreinfo"]
-        log(f"booting {name} under {QEMU} (TCG) to dump its memory")
+        log(f"booting {name} under {arch.qemu} (TCG) to dump its memory")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            _wait_report(proc, log_tmp)
+            _wait_report(proc, log_tmp, arch.qemu)
             part = core.with_suffix(".partial")
             part.unlink(missing_ok=True)
             _qmp(
@@ -301,30 +385,30 @@ def capture(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return _result(core, console, kdir)
+    return _result(core, console, kdir, name)
 
 
-def _wait_report(proc: subprocess.Popen, console: Path) -> None:
+def _wait_report(proc: subprocess.Popen, console: Path, qemu: str) -> None:
     """Until the console holds the init's first complete report; a QEMU that exits or a
     console silent for STALL seconds fails (progress, not a fixed time, decides)."""
     size, last = -1, time.monotonic()
     while True:
         if proc.poll() is not None:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            raise LabError(f"{QEMU} exited ({proc.returncode}) before the report: {err[-300:]}")
+            raise LabError(f"{qemu} exited ({proc.returncode}) before the report: {err[-300:]}")
         text = console.read_text(errors="replace") if console.exists() else ""
         if parse_reports(text):
             return
         if len(text) != size:
             size, last = len(text), time.monotonic()
         elif time.monotonic() - last > STALL:
-            raise LabError(f"the arm64 guest's console was silent for {STALL:.0f}s: {text[-300:]}")
+            raise LabError(f"the guest's console was silent for {STALL:.0f}s: {text[-300:]}")
         time.sleep(0.5)
 
 
-def _result(core: Path, console: Path, kdir: Path) -> Capture:
+def _result(core: Path, console: Path, kdir: Path, name: str) -> Capture:
     reports = parse_reports(console.read_text(errors="replace"))
     if not reports:
         raise LabError(f"{console} holds no complete report")
     release = (kdir / "kernel-release").read_text().strip()
-    return Capture(core, console, reports[0], release)
+    return Capture(core, console, reports[0], release, hostname(name), KERNELS[name].arch)
