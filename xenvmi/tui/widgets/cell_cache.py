@@ -10,7 +10,7 @@ line of each look (zebra parity, cursor, focus) is compared with DataTable's own
 if another Textual draws differently, the table falls back to DataTable's path for good
 (stale or wrong cells are never shown). The header, the hovered row and any layout this
 does not cover (fixed rows or columns, row labels, a non-row cursor, multi-line rows) are
-rendered by DataTable as before.
+rendered by DataTable as before (the hovered row only while the mouse is over the table).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.geometry import Region
 from textual.renderables.styled import Styled
 from textual.strip import Strip
 from textual.widgets import DataTable
@@ -51,6 +52,7 @@ class CellCachedTable(DataTable):
         self._cells_cache: dict[tuple[int, int], tuple[tuple, list[Segment]]] = {}
         self._header_cache: dict[tuple, Strip] = {}
         self._checked: set[tuple] = set()
+        self._blank = Strip.blank(0)
         self.fast_lines = True  # False once a line differed from DataTable's own
 
     def _fast_applies(self) -> bool:
@@ -64,8 +66,23 @@ class CellCachedTable(DataTable):
         )
 
     @property
+    def _tall(self) -> bool:
+        """Any row taller than one line? (Rows are added with height 1 unless asked.)"""
+        return any(row.height != 1 for row in self.rows.values())
+
+    @property
     def show_row_labels_in_use(self) -> bool:
         return self.show_row_labels and any(row.label for row in self.rows.values())
+
+    def _hovered(self, index: int) -> bool:
+        """Might row ``index`` (-1: the header) show the hover style? DataTable shows it
+        only after the mouse moved over the table, and forgets it when the mouse leaves."""
+        return self.mouse_hover and self.hover_coordinate.row == index
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """One blank line per paint (DataTable builds the widget's style again for each)."""
+        self._blank = Strip.blank(self.size.width, self.rich_style)
+        return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         if not self._fast_applies():
@@ -74,10 +91,12 @@ class CellCachedTable(DataTable):
         if self.show_header and y == 0:
             return self._header_line(scroll_x)
         index = y - (1 if self.show_header else 0) + scroll_y
-        if not 0 <= index < self.row_count or index == self.hover_coordinate.row:
+        if index >= self.row_count:  # below the last row: DataTable's blank line
+            return self._blank
+        if index < 0 or self._hovered(index):
             return super().render_line(y)
         row = self.get_row_at(index)
-        if len(row) != len(self.columns) or self.ordered_rows[index].height != 1:
+        if len(row) != len(self.columns) or self._tall:
             return super().render_line(y)
         strip = self._body_line(index, row, scroll_x)
         if strip is None:
@@ -99,7 +118,7 @@ class CellCachedTable(DataTable):
             tuple(c.get_render_width(self) for c in self.columns.values()),
             scroll_x,
             self.size.width,
-            self.hover_coordinate.row == -1,
+            self._hovered(-1),
             self.rich_style,
             self.has_focus,
             self.app.theme,
