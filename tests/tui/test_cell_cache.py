@@ -29,6 +29,7 @@ def row(i: int, cpu: float) -> list[Text]:
 
 class TableApp(App):
     CSS = "CellCachedTable { height: 8; }"
+
     def __init__(self, rows: int) -> None:
         super().__init__()
         self.rows = rows
