@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("textual")
 
+from rich.segment import Segment
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input
@@ -135,4 +136,28 @@ async def _test_a_line_drawn_differently_turns_the_cache_off(monkeypatch):
         table._checked.clear()
         ours, theirs = lines(table)
         assert not table.fast_lines
+        assert ours == theirs
+
+
+def test_cells_built_directly_equal_richs_and_a_difference_turns_them_off(monkeypatch):
+    asyncio.run(_direct_cells(monkeypatch))
+
+
+async def _direct_cells(monkeypatch):
+    app = TableApp(8)
+    async with app.run_test(size=(60, 12)) as pilot:
+        table = app.query_one(CellCachedTable)
+        await pilot.pause()
+        for step in range(3):  # left and right justified, styled, full and narrower
+            for i in range(8):
+                table.update_cell(str(i), "cpu", Text(f"{step * 3.3:.1f}", justify="right"))
+                table.update_cell(str(i), "name", Text("d" if step else f"dom-{i}"))
+            ours, theirs = lines(table)
+            assert ours == theirs
+        assert table.fast_cells and table._shapes
+        monkeypatch.setattr(table, "_direct", lambda cell, *rest: [Segment("?")])
+        table._shapes.clear()
+        table.update_cell("1", "cpu", Text("9.9", justify="right"))
+        ours, theirs = lines(table)
+        assert not table.fast_cells
         assert ours == theirs

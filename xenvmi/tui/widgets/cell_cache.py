@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rich.cells import cell_len
 from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
@@ -53,7 +54,12 @@ class CellCachedTable(DataTable):
         self._header_cache: dict[tuple, Strip] = {}
         self._checked: set[tuple] = set()
         self._blank = Strip.blank(0)
+        self._base = Style.null()
+        self._row_styles = (Style.null(), Style.null())
+        self._cursor_styles = (Style(), Style.null())
         self.fast_lines = True  # False once a line differed from DataTable's own
+        self.fast_cells = True  # False once a directly built cell differed from Rich's
+        self._shapes: set[tuple] = set()
 
     def _fast_applies(self) -> bool:
         return (
@@ -80,8 +86,21 @@ class CellCachedTable(DataTable):
         return self.mouse_hover and self.hover_coordinate.row == index
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        """One blank line per paint (DataTable builds the widget's style again for each)."""
-        self._blank = Strip.blank(self.size.width, self.rich_style)
+        """The styles every line of this paint uses, looked up once (DataTable looks them
+        up again for each line, blank ones too)."""
+        self._base = self.rich_style
+        self._blank = Strip.blank(self.size.width, self._base)
+        self._row_styles = tuple(
+            self.get_component_styles(name).rich_style
+            for name in ("datatable--even-row", "datatable--odd-row")
+        )
+        component = self.get_component_rich_style("datatable--cursor")
+        post = Style.null()
+        if self.cursor_foreground_priority == "css":
+            post += Style.from_color(color=component.color)
+        if self.cursor_background_priority == "css":
+            post += Style.from_color(bgcolor=component.bgcolor)
+        self._cursor_styles = component, post
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
@@ -130,21 +149,10 @@ class CellCachedTable(DataTable):
         return strip
 
     def _body_line(self, index: int, row: list[Any], scroll_x: int) -> Strip | None:
-        base = self.rich_style
-        row_style = (
-            self.get_component_styles(
-                "datatable--odd-row" if index % 2 else "datatable--even-row"
-            ).rich_style
-            if self.zebra_stripes
-            else base
-        )
+        base = self._base
+        row_style = self._row_styles[index % 2] if self.zebra_stripes else base
         cursor = index == self.cursor_row and self.show_cursor
-        component = self.get_component_rich_style("datatable--cursor") if cursor else Style()
-        post = Style.null()
-        if self.cursor_foreground_priority == "css":
-            post += Style.from_color(color=component.color)
-        if self.cursor_background_priority == "css":
-            post += Style.from_color(bgcolor=component.bgcolor)
+        component, post = self._cursor_styles if cursor else (Style(), Style.null())
         look = (row_style, component, post, self.cell_padding, self.app.theme)
         segments: list[Segment] = []
         total = 0
@@ -187,11 +195,56 @@ class CellCachedTable(DataTable):
         component: Style,
         post: Style,
     ) -> list[Segment]:
-        """One cell as DataTable renders it (_render_cell), through the same Rich call."""
+        """One cell as DataTable renders it (_render_cell). A one-line Text that fits is
+        built directly (Rich's layout of it is a few spaces and one run of text); the
+        first cell of each shape is also rendered through Rich and compared, and any
+        difference sends every cell through Rich from then on."""
         pre = row_style + Style.from_meta({"row": index, "column": column_index}) + component
+        fast = self._direct(cell, width, pre, post) if self.fast_cells else None
+        shape = (
+            cell.justify,
+            cell_len(cell.plain) < width - 2 * self.cell_padding,
+            str(cell.style),
+            row_style,
+            component,
+            post,
+        )
+        if fast is not None and shape in self._shapes:
+            return fast
         options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
         lines = self.app.console.render_lines(
             Styled(Padding(cell, (0, self.cell_padding)), pre_style=pre, post_style=post),
             options,
         )
-        return list(lines[0])
+        slow = list(lines[0])
+        if fast is not None:
+            if fast == slow:
+                self._shapes.add(shape)
+            else:
+                self.fast_cells = False
+                log.warning("Rich lays out a cell differently here: direct cells off")
+        return slow
+
+    def _direct(self, cell: Text, width: int, pre: Style, post: Style) -> list[Segment] | None:
+        """A cell's segments without Rich's layout, or None where that is not simple: the
+        padding, the text (right-justified: after its spaces, in its style), the rest."""
+        pad, text = self.cell_padding, cell.plain
+        fill = width - 2 * pad - cell_len(text)
+        if (
+            cell.spans
+            or not text
+            or "\n" in text
+            or pad < 1
+            or fill < 0
+            or cell.justify not in (None, "default", "left", "right")
+        ):
+            return None
+        blank = pre + post
+        style = pre + self.app.console.get_style(cell.style) + post
+        padding = Segment(" " * pad, blank)
+        if cell.justify == "right":
+            return [padding, Segment(" " * fill + text, style), padding]
+        body = [Segment(text, style)]
+        if fill:
+            body.append(Segment(" " * fill, blank))
+        return [padding, *body, padding]
