@@ -90,9 +90,9 @@ class CellCachedTable(DataTable):
         up again for each line, blank ones too)."""
         self._base = self.rich_style
         self._blank = Strip.blank(self.size.width, self._base)
-        self._row_styles = tuple(
-            self.get_component_styles(name).rich_style
-            for name in ("datatable--even-row", "datatable--odd-row")
+        self._row_styles = (
+            self.get_component_styles("datatable--even-row").rich_style,
+            self.get_component_styles("datatable--odd-row").rich_style,
         )
         component = self.get_component_rich_style("datatable--cursor")
         post = Style.null()
