@@ -16,6 +16,7 @@ rendered by DataTable as before (the hovered row only while the mouse is over th
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from rich.cells import cell_len
@@ -45,6 +46,25 @@ def cell_key(cell: Any) -> Any:
     )
 
 
+@dataclass
+class _Paint:
+    fast: bool
+    base: Style
+    blank: Strip
+    rows: tuple[Style, Style]  # even, odd
+    cursor: tuple[Style, Style]  # the cursor's style, and what goes after a cell's own
+    cursor_row: int
+    hovered: int
+    padding: int
+    widths: list[int]
+    width: int
+    scroll_x: int
+    first: int  # the row on line 0
+    header: bool
+    focus: bool
+    theme: str
+
+
 class CellCachedTable(DataTable):
     """A DataTable (cursor_type "row", one-line rows) that keeps each cell's rendering."""
 
@@ -53,10 +73,7 @@ class CellCachedTable(DataTable):
         self._cells_cache: dict[tuple[int, int], tuple[tuple, list[Segment]]] = {}
         self._header_cache: dict[tuple, Strip] = {}
         self._checked: set[tuple] = set()
-        self._blank = Strip.blank(0)
-        self._base = Style.null()
-        self._row_styles = (Style.null(), Style.null())
-        self._cursor_styles = (Style(), Style.null())
+        self._paint: _Paint | None = None  # while render_lines runs
         self.fast_lines = True  # False once a line differed from DataTable's own
         self.fast_cells = True  # False once a directly built cell differed from Rich's
         self._shapes: set[tuple] = set()
@@ -67,60 +84,71 @@ class CellCachedTable(DataTable):
             and self.cursor_type == "row"
             and not self.fixed_rows
             and not self.fixed_columns
-            and not self.show_row_labels_in_use
+            and not (self.show_row_labels and any(r.label for r in self.rows.values()))
             and self.header_height == 1
+            and all(row.height == 1 for row in self.rows.values())
         )
 
-    @property
-    def _tall(self) -> bool:
-        """Any row taller than one line? (Rows are added with height 1 unless asked.)"""
-        return any(row.height != 1 for row in self.rows.values())
-
-    @property
-    def show_row_labels_in_use(self) -> bool:
-        return self.show_row_labels and any(row.label for row in self.rows.values())
-
-    def _hovered(self, index: int) -> bool:
-        """Might row ``index`` (-1: the header) show the hover style? DataTable shows it
-        only after the mouse moved over the table, and forgets it when the mouse leaves."""
-        return self.mouse_hover and self.hover_coordinate.row == index
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        """The styles every line of this paint uses, looked up once (DataTable looks them
-        up again for each line, blank ones too)."""
-        self._base = self.rich_style
-        self._blank = Strip.blank(self.size.width, self._base)
-        self._row_styles = (
-            self.get_component_styles("datatable--even-row").rich_style,
-            self.get_component_styles("datatable--odd-row").rich_style,
-        )
+    def _state(self) -> _Paint:
+        """What every line of a paint depends on, read once (reactives and component
+        styles are slow to read; DataTable reads them again for every line)."""
+        base = self.rich_style
         component = self.get_component_rich_style("datatable--cursor")
         post = Style.null()
         if self.cursor_foreground_priority == "css":
             post += Style.from_color(color=component.color)
         if self.cursor_background_priority == "css":
             post += Style.from_color(bgcolor=component.bgcolor)
-        self._cursor_styles = component, post
-        return super().render_lines(crop)
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        return _Paint(
+            fast=self._fast_applies(),
+            base=base,
+            blank=Strip.blank(width, base),
+            rows=(
+                self.get_component_styles("datatable--even-row").rich_style
+                if self.zebra_stripes
+                else base,
+                self.get_component_styles("datatable--odd-row").rich_style
+                if self.zebra_stripes
+                else base,
+            ),
+            cursor=(component, post),
+            cursor_row=self.cursor_row if self.show_cursor else -2,
+            hovered=self.hover_coordinate.row if self.mouse_hover else -2,
+            padding=self.cell_padding,
+            widths=[c.get_render_width(self) for c in self.columns.values()],
+            width=width,
+            scroll_x=scroll_x,
+            first=scroll_y - (1 if self.show_header else 0),
+            header=self.show_header,
+            focus=self.has_focus,
+            theme=self.app.theme,
+        )
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._paint = self._state()
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint = None
 
     def render_line(self, y: int) -> Strip:
-        if not self._fast_applies():
+        paint = self._paint or self._state()
+        if not (paint.fast and self.fast_lines):
             return super().render_line(y)
-        scroll_x, scroll_y = self.scroll_offset
-        if self.show_header and y == 0:
-            return self._header_line(scroll_x)
-        index = y - (1 if self.show_header else 0) + scroll_y
+        if paint.header and y == 0:
+            return self._header_line(paint)
+        index = y + paint.first
         if index >= self.row_count:  # below the last row: DataTable's blank line
-            return self._blank
-        if index < 0 or self._hovered(index):
+            return paint.blank
+        if index < 0 or index == paint.hovered:  # hover looks: DataTable's own
             return super().render_line(y)
         row = self.get_row_at(index)
-        if len(row) != len(self.columns) or self._tall:
-            return super().render_line(y)
-        strip = self._body_line(index, row, scroll_x)
+        strip = self._body_line(index, row, paint) if len(row) == len(paint.widths) else None
         if strip is None:
             return super().render_line(y)
-        look = (index % 2, index == self.cursor_row, self.has_focus, scroll_x, self.size.width)
+        look = (index % 2, index == paint.cursor_row, paint.focus, paint.scroll_x, paint.width)
         if look not in self._checked:
             theirs = super().render_line(y)
             if theirs != strip:
@@ -130,17 +158,17 @@ class CellCachedTable(DataTable):
             self._checked.add(look)
         return strip
 
-    def _header_line(self, scroll_x: int) -> Strip:
+    def _header_line(self, paint: _Paint) -> Strip:
         """DataTable's header line, rendered again only when what it shows changes."""
         key = (
             tuple((c.label.plain, str(c.label.style)) for c in self.columns.values()),
-            tuple(c.get_render_width(self) for c in self.columns.values()),
-            scroll_x,
-            self.size.width,
-            self._hovered(-1),
-            self.rich_style,
-            self.has_focus,
-            self.app.theme,
+            tuple(paint.widths),
+            paint.scroll_x,
+            paint.width,
+            paint.hovered == -1,
+            paint.base,
+            paint.focus,
+            paint.theme,
         )
         strip = self._header_cache.get(key)
         if strip is None:
@@ -148,27 +176,21 @@ class CellCachedTable(DataTable):
             self._header_cache = {key: strip}
         return strip
 
-    def _body_line(self, index: int, row: list[Any], scroll_x: int) -> Strip | None:
-        base = self._base
-        row_style = self._row_styles[index % 2] if self.zebra_stripes else base
-        cursor = index == self.cursor_row and self.show_cursor
-        component, post = self._cursor_styles if cursor else (Style(), Style.null())
-        look = (row_style, component, post, self.cell_padding, self.app.theme)
+    def _body_line(self, index: int, row: list[Any], paint: _Paint) -> Strip | None:
+        row_style = paint.rows[index % 2]
+        cursor = index == paint.cursor_row
+        component, post = paint.cursor if cursor else (Style(), Style.null())
+        look = (row_style, component, post, paint.padding, paint.theme)  # _render_one: [3]
         segments: list[Segment] = []
-        total = 0
-        for column_index, (cell, column) in enumerate(zip(row, self.columns.values())):
+        for column_index, (cell, width) in enumerate(zip(row, paint.widths)):
             what = cell_key(cell)
             if what is None:
                 return None
-            width = column.get_render_width(self)
-            total += width
             key = (what, width, look)
             kept = self._cells_cache.get((index, column_index))
             if kept is None or kept[0] != key:
-                kept = (
-                    key,
-                    self._render_one(cell, index, column_index, width, row_style, component, post),
-                )
+                pre = row_style + Style.from_meta({"row": index, "column": column_index})
+                kept = key, self._render_one(cell, width, pre + component, post, look)
                 self._cells_cache[(index, column_index)] = kept
             segments.extend(kept[1])
         extend = (
@@ -176,44 +198,34 @@ class CellCachedTable(DataTable):
             + component
             + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
         )
-        width = self.size.width
-        segments.append(Segment(" " * max(0, width - total), extend))
+        segments.append(Segment(" " * max(0, paint.width - sum(paint.widths)), extend))
         return (
             Strip(segments)
-            .crop(scroll_x, scroll_x + width)
-            .adjust_cell_length(width, base)
+            .crop(paint.scroll_x, paint.scroll_x + paint.width)
+            .adjust_cell_length(paint.width, paint.base)
             .simplify()
         )
 
     def _render_one(
-        self,
-        cell: Text,
-        index: int,
-        column_index: int,
-        width: int,
-        row_style: Style,
-        component: Style,
-        post: Style,
+        self, cell: Text, width: int, pre: Style, post: Style, look: tuple
     ) -> list[Segment]:
         """One cell as DataTable renders it (_render_cell). A one-line Text that fits is
         built directly (Rich's layout of it is a few spaces and one run of text); the
         first cell of each shape is also rendered through Rich and compared, and any
         difference sends every cell through Rich from then on."""
-        pre = row_style + Style.from_meta({"row": index, "column": column_index}) + component
-        fast = self._direct(cell, width, pre, post) if self.fast_cells else None
+        pad = look[3]
+        fast = self._direct(cell, width, pad, pre, post) if self.fast_cells else None
         shape = (
             cell.justify,
-            cell_len(cell.plain) < width - 2 * self.cell_padding,
+            cell_len(cell.plain) < width - 2 * pad,
             str(cell.style),
-            row_style,
-            component,
-            post,
+            look,
         )
         if fast is not None and shape in self._shapes:
             return fast
         options = self.app.console_options.update_dimensions(width, 1).update(no_wrap=True)
         lines = self.app.console.render_lines(
-            Styled(Padding(cell, (0, self.cell_padding)), pre_style=pre, post_style=post),
+            Styled(Padding(cell, (0, pad)), pre_style=pre, post_style=post),
             options,
         )
         slow = list(lines[0])
@@ -225,10 +237,12 @@ class CellCachedTable(DataTable):
                 log.warning("Rich lays out a cell differently here: direct cells off")
         return slow
 
-    def _direct(self, cell: Text, width: int, pre: Style, post: Style) -> list[Segment] | None:
+    def _direct(
+        self, cell: Text, width: int, pad: int, pre: Style, post: Style
+    ) -> list[Segment] | None:
         """A cell's segments without Rich's layout, or None where that is not simple: the
         padding, the text (right-justified: after its spaces, in its style), the rest."""
-        pad, text = self.cell_padding, cell.plain
+        text = cell.plain
         fill = width - 2 * pad - cell_len(text)
         if (
             cell.spans
