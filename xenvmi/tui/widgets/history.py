@@ -58,6 +58,10 @@ class GrowingSparkline(Sparkline):
 class History(Vertical):
     """Two labelled sparklines; ``show`` picks the domain."""
 
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._labels: tuple[str, str] | None = None
+
     def compose(self) -> ComposeResult:
         with Horizontal(classes="spark-row"):
             yield Label("CPU%      ", id="cpu-label", classes="spark-label")
@@ -76,10 +80,11 @@ class History(Vertical):
                 widget.cells = cells
                 widget.data = data
                 widget.refresh()
-        # fixed-width labels (.spark-label): no layout pass needed
-        self.query_one("#cpu-label", Label).update(
-            f"CPU {pct(sample.cpu_percent) if sample else '-':>5}%", layout=False
+        labels = (
+            f"CPU {pct(sample.cpu_percent) if sample else '-':>5}%",
+            f"Mem {kib(sample.memory_kib) if sample else '-':>6}",
         )
-        self.query_one("#mem-label", Label).update(
-            f"Mem {kib(sample.memory_kib) if sample else '-':>6}", layout=False
-        )
+        if labels != self._labels:  # fixed-width labels (.spark-label): no layout pass
+            self._labels = labels
+            self.query_one("#cpu-label", Label).update(labels[0], layout=False)
+            self.query_one("#mem-label", Label).update(labels[1], layout=False)
