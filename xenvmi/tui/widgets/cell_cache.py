@@ -2,15 +2,16 @@
 
 DataTable.update_cell invalidates every cached rendering (its caches are keyed by a count
 of updates), so each refresh of a live table re-rendered every visible cell through Rich:
-most of the TUI's idle CPU. This subclass renders a body line itself from per-cell
+most of the TUI's idle CPU. This subclass draws a body line itself from per-cell
 renderings it keeps, keyed by the cell's own text and style, and renders a cell again only
-when that changes. A cell is rendered with the very Rich call and styles DataTable uses
-(public API: component styles, cursor reactives, Column.get_render_width), and the first
-line of each look (zebra parity, cursor, focus) is compared with DataTable's own rendering:
-if another Textual draws differently, the table falls back to DataTable's path for good
-(stale or wrong cells are never shown). The header, the hovered row and any layout this
-does not cover (fixed rows or columns, row labels, a non-row cursor, multi-line rows) are
-rendered by DataTable as before (the hovered row only while the mouse is over the table).
+when that changes: with the Rich call and styles DataTable uses (public API: component
+styles, cursor reactives, Column.get_render_width), or, for a one-line Text that fits,
+directly as its padding and text. Each look of a line (zebra parity, cursor, focus,
+scroll) and each shape of a cell is compared once with DataTable's and Rich's own output;
+a difference (another Textual or Rich) turns the shortcut off for good. The header is
+DataTable's, kept until its labels, widths or look change; the hovered row (while the
+mouse is over the table) and what this does not cover (fixed rows or columns, row labels,
+a non-row cursor, multi-line rows) are DataTable's as before.
 """
 
 from __future__ import annotations
