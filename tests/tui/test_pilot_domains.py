@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+from textual.widget import Widget
+
 from xenvmi.model.host import Domain
 from xenvmi.tui.screens.domain_detail import DomainScreen
 
@@ -229,3 +231,37 @@ def test_clearing_a_selection_before_any_screen_is_harmless(tui):
     with pytest.raises(ScreenStackError):
         App().clear_selection()
     tui.make_app().clear_selection()
+
+
+def test_sparklines_grow_one_cell_a_sample_without_a_layout_pass(tui):
+    async def body():
+        app = tui.make_app(loop=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await tui.wait_for(pilot, lambda: tui.table_loaded(app))
+            spark = app.screen.query_one("#cpu-spark")
+            assert spark.size.width == 60  # the box: history.HISTORY cells
+            for samples in (2, 3):
+                await pilot.press("r")
+                await tui.wait_for(pilot, lambda n=samples: spark.cells == n, what="a sample")
+                await pilot.pause()
+                bars = spark.render_line(0).text
+                assert len(bars.rstrip()) == samples, bars  # one cell per sample
+            layouts = []
+            original = Widget.refresh
+
+            def spy(self, *regions, layout=False, **kw):
+                if layout:
+                    layouts.append(type(self).__name__)
+                return original(self, *regions, layout=layout, **kw)
+
+            Widget.refresh = spy
+            try:
+                await pilot.press("r")
+                await tui.wait_for(pilot, lambda: spark.cells == 4, what="a fourth sample")
+                await pilot.pause()
+            finally:
+                Widget.refresh = original
+            assert spark.size.width == 60
+            assert layouts == []  # a refresh asked no widget for a layout pass
+
+    run(body())

@@ -117,6 +117,25 @@ def test_index_gives_a_warm_start_identical_to_a_scan(host_btf):
     assert warm.enumerator("PIDTYPE_PID") == cold.enumerator("PIDTYPE_PID") is not None
     tid = struct_id(warm, "task_struct")
     assert warm.members(warm.get(tid)) == cold.members(cold.get(tid))
+    assert warm.ids_by_name("no_such_type_anywhere") == []
+    again = B.Btf(host_btf, blob)  # every name, by lookup and as the whole index
+    for name in cold.names()[::97]:
+        assert again.ids_by_name(name) == cold.ids_by_name(name), name
+    assert again.names() == cold.names()
+    assert again.enumerator_index() == cold.enumerator_index()
+
+
+def test_an_index_naming_a_type_id_out_of_range_is_ignored():
+    import marshal
+    from array import array
+
+    kernel = sample_kernel()
+    fmt, digest, offs, hashes, ids, enums = marshal.loads(B.Btf(kernel.btf).export_index())
+    bad = array("I", ids)
+    bad[0] = 1 << 30
+    btf = B.Btf(kernel.btf, marshal.dumps((fmt, digest, offs, hashes, bad.tobytes(), enums)))
+    assert not btf.from_index
+    assert btf.ids_by_name("task_struct")
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,11 @@ payloads (members, enumerators, ...) are decoded on demand.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import marshal
 import struct
+import zlib
 from array import array
 from typing import NamedTuple
 
@@ -27,7 +29,7 @@ MAX_TYPES = 0xFFFFF  # BTF_MAX_TYPE
 MAX_NAME_LEN = 4096
 MAX_TYPE_SIZE = 1 << 30  # no C type in a kernel is anywhere near a GiB
 #: Tag of :meth:`Btf.export_index` blobs; bump it when their layout changes.
-INDEX_FORMAT = "xenvmi-btf-index/1"
+INDEX_FORMAT = "xenvmi-btf-index/2"
 
 # Kinds (include/uapi/linux/btf.h).
 INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8
@@ -163,6 +165,11 @@ def _defines_struct(blob: bytes | bytearray, name: str) -> bool:
         return False
 
 
+def _name_hash(name: str | None) -> int:
+    """A name's key in an index (CRC-32: the same in every process, unlike hash())."""
+    return zlib.crc32((name or "").encode("utf-8", "surrogatepass"))
+
+
 def _bad(msg: str) -> GuestDataError:
     return GuestDataError(f"malformed BTF: {msg}")
 
@@ -214,6 +221,9 @@ class Btf:
         self._named: list[tuple[int, int]] = []  # (name_off, id)
         self._by_name: dict[str, list[int]] | None = None
         self._enums: dict[str, tuple[int, int]] | None = None
+        self._hashes: array | None = None  # from an index: name CRC-32s, sorted
+        self._hashed_ids: array = array("I")  # the type id of each
+        self._enums_blob: bytes | None = None  # from an index, until an enumerator is asked
         self._data = data
         self.from_index = index is not None and self._adopt(index)
         if not self.from_index:
@@ -257,37 +267,48 @@ class Btf:
         """The scan's results and the name indexes, tied to these bytes by their SHA-256.
 
         Scanning and indexing a 5 MB kernel BTF costs ~0.4 s of pure Python; a warm run
-        (the BTF cached per guest boot) loads this instead."""
+        (the BTF cached per guest boot) loads this instead. Names are indexed as arrays
+        (ids sorted by their name's CRC-32) that load as one copy each: a dict of 55k
+        names took 90 ms to unmarshal, most of a warm `xenvmi ps`. The enumerators'
+        dict is decoded only when one is looked up."""
+        pairs = sorted(
+            (_name_hash(name), tid) for name, tids in self._name_index().items() for tid in tids
+        )
         return marshal.dumps(
             (
                 INDEX_FORMAT,
                 hashlib.sha256(self._data).digest(),
                 self._offs.tobytes(),
-                self._name_index(),
-                self.enumerator_index(),
+                array("I", [h for h, _ in pairs]).tobytes(),
+                array("I", [t for _, t in pairs]).tobytes(),
+                marshal.dumps(self.enumerator_index()),
             )
         )
 
     def _adopt(self, blob: bytes) -> bool:
         """Take an :meth:`export_index` blob if it was made from exactly these bytes."""
         try:
-            fmt, digest, offs, by_name, enums = marshal.loads(blob)
+            fmt, digest, offs, hashes, ids, enums = marshal.loads(blob)
         except (ValueError, EOFError, TypeError):
             return False
         if (
             fmt != INDEX_FORMAT
             or digest != hashlib.sha256(self._data).digest()
-            or not isinstance(offs, bytes)
-            or len(offs) % 4
-            or not isinstance(by_name, dict)
-            or not isinstance(enums, dict)
+            or not all(isinstance(b, bytes) and not len(b) % 4 for b in (offs, hashes, ids))
+            or len(hashes) != len(ids)
+            or not isinstance(enums, bytes)
         ):
             return False
-        table = array("I")
+        table, by_hash, hashed = array("I"), array("I"), array("I")
         table.frombytes(offs)
+        by_hash.frombytes(hashes)
+        hashed.frombytes(ids)
         if not 1 <= len(table) <= MAX_TYPES + 1 or table[0] != 0:
             return False
-        self._offs, self._by_name, self._enums = table, by_name, enums
+        if hashed and not (min(hashed) > 0 and max(hashed) < len(table)):
+            return False
+        self._offs, self._hashes, self._hashed_ids = table, by_hash, hashed
+        self._enums_blob = enums
         return True
 
     @property
@@ -441,13 +462,26 @@ class Btf:
 
     def ids_by_name(self, name: str) -> list[int]:
         """Ids of named INT/FLOAT/STRUCT/UNION/ENUM*/FWD/TYPEDEF/FUNC/VAR types called ``name``."""
+        if self._by_name is None and self._hashes is not None:
+            h = _name_hash(name)
+            lo = bisect.bisect_left(self._hashes, h)
+            hi = bisect.bisect_right(self._hashes, h, lo)
+            return [tid for tid in self._hashed_ids[lo:hi] if self._name_of(tid) == name]
         return self._name_index().get(name, [])
+
+    def _name_of(self, tid: int) -> str | None:
+        return self.string(self._hdr.unpack_from(self._types, self._offs[tid])[0])
 
     def _name_index(self) -> dict[str, list[int]]:
         if self._by_name is None:
             index: dict[str, list[int]] = {}
             string = self.string
-            for name_off, tid in self._named:
+            if self._hashes is not None:  # from an index: its ids, in id order per name
+                unpack, types, offs = self._hdr.unpack_from, self._types, self._offs
+                named = [(unpack(types, offs[t])[0], t) for t in sorted(self._hashed_ids)]
+            else:
+                named = self._named
+            for name_off, tid in named:
                 index.setdefault(string(name_off), []).append(tid)  # type: ignore[arg-type]
             self._by_name = index
         return self._by_name
@@ -460,6 +494,14 @@ class Btf:
         return self.enumerator_index().get(name)
 
     def enumerator_index(self) -> dict[str, tuple[int, int]]:
+        if self._enums is None and self._enums_blob is not None:
+            try:
+                enums = marshal.loads(self._enums_blob)
+            except (ValueError, EOFError, TypeError):
+                enums = None
+            self._enums_blob = None
+            if isinstance(enums, dict):
+                self._enums = enums
         if self._enums is None:
             index: dict[str, tuple[int, int]] = {}
             for tid in self.ids_of_kind(ENUM, ENUM64):

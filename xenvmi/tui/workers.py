@@ -109,8 +109,14 @@ def sampler_loop(
                 if ids != known or getattr(sampler, "identities_changed", bool)():
                     domains = guarded("domains", post, sampler.domains)
                     known = ids if domains is not None else None
-                post(m.SamplesUpdated(node, samples, domains, time.perf_counter() - t0))
+                update = m.SamplesUpdated(node, samples, domains, time.perf_counter() - t0)
+            else:
+                update = None
+            # dom0's facts before either is posted: the UI handles both in one frame
+            # and repaints once per refresh, not once for the table and again for them
             host = guarded("host", post, sampler.host)
+            if update is not None:
+                post(update)
             if host is not None:
                 post(m.HostUpdated(host))
             deadline = time.monotonic() + interval()

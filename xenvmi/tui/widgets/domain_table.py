@@ -6,7 +6,6 @@ from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
-from textual.widgets import DataTable
 
 from xenvmi.model.host import Domain, DomainSample
 from xenvmi.tui.format import (
@@ -19,6 +18,7 @@ from xenvmi.tui.format import (
     row_cells,
     sorted_samples,
 )
+from xenvmi.tui.widgets.cell_cache import CellCachedTable
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -27,7 +27,7 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-class DomainTable(DataTable):
+class DomainTable(CellCachedTable):
     """Rows keyed by domid. When the visible rows and their order are unchanged only the
     changed cells are rewritten (cheap with 1000 domains); otherwise the rows are rebuilt
     and the cursor stays on the same domain. With ``hosts`` (``--host``) a Host column

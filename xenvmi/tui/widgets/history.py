@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.containers import Horizontal, Vertical
+from textual.renderables.sparkline import Sparkline as SparklineRenderable
 from textual.widgets import Label, Sparkline
 
 from xenvmi.model.host import DomainSample
@@ -39,35 +40,51 @@ class Histories:
             del self.cpu[gone], self.mem[gone], self.last[gone]
 
 
+class GrowingSparkline(Sparkline):
+    """One cell per sample, growing to HISTORY, drawn at the left of a box HISTORY wide
+    (CSS): a new sample repaints the sparkline alone, where a widget growing with its
+    data made Textual lay the whole screen out again on every refresh."""
+
+    #: Cells drawn; None (nothing shown yet): the whole box.
+    cells: int | None = None
+
+    def render(self) -> RenderResult:
+        sparkline = super().render()
+        if isinstance(sparkline, SparklineRenderable) and self.cells is not None:
+            sparkline.width = self.cells
+        return sparkline
+
+
 class History(Vertical):
     """Two labelled sparklines; ``show`` picks the domain."""
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._widths: dict[str, int] = {}
+        self._labels: tuple[str, str] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="spark-row"):
             yield Label("CPU%      ", id="cpu-label", classes="spark-label")
-            yield Sparkline([], id="cpu-spark")
+            yield GrowingSparkline([], id="cpu-spark")
         with Horizontal(classes="spark-row"):
             yield Label("Mem       ", id="mem-label", classes="spark-label")
-            yield Sparkline([], id="mem-spark")
+            yield GrowingSparkline([], id="mem-spark")
 
     def show(self, histories: Histories, sample: DomainSample | None) -> None:
         cpu = list(histories.cpu.get(sample.domid, [])) if sample else []
         mem = list(histories.mem.get(sample.domid, [])) if sample else []
         for spark, data in (("#cpu-spark", cpu), ("#mem-spark", mem)):
-            widget = self.query_one(spark, Sparkline)
-            widget.data = data
-            width = max(1, len(data))  # one cell per sample, growing to HISTORY
-            if self._widths.get(spark) != width:  # a new width costs a layout pass
-                self._widths[spark] = width
-                widget.styles.width = width
-        # fixed-width labels (.spark-label): no layout pass needed
-        self.query_one("#cpu-label", Label).update(
-            f"CPU {pct(sample.cpu_percent) if sample else '-':>5}%", layout=False
+            widget = self.query_one(spark, GrowingSparkline)
+            cells = max(1, len(data))
+            if widget.data != data or widget.cells != cells:
+                widget.cells = cells
+                widget.data = data
+                widget.refresh()
+        labels = (
+            f"CPU {pct(sample.cpu_percent) if sample else '-':>5}%",
+            f"Mem {kib(sample.memory_kib) if sample else '-':>6}",
         )
-        self.query_one("#mem-label", Label).update(
-            f"Mem {kib(sample.memory_kib) if sample else '-':>6}", layout=False
-        )
+        if labels != self._labels:  # fixed-width labels (.spark-label): no layout pass
+            self._labels = labels
+            self.query_one("#cpu-label", Label).update(labels[0], layout=False)
+            self.query_one("#mem-label", Label).update(labels[1], layout=False)

@@ -67,15 +67,17 @@ class HostPanel(Static):
         self.host: HostSample | None = None
         self.node: NodeSample | None = None
         self.error = ""
-        self._lines = text.plain.count("\n")
+        self._text, self._lines = text, text.plain.count("\n")
 
     def _show(self, text: Text) -> None:
-        """New text; the screen is laid out again only when the panel's height changes
-        (a layout pass repaints every widget: most of an idle refresh's cost in a slow
-        dom0)."""
+        """New text, if it is new; the screen is laid out again only when the panel's
+        height changes (a layout pass repaints every widget: most of an idle refresh's
+        cost in a slow dom0)."""
+        if text == self._text:  # nothing new to show: no repaint at all
+            return
         lines = text.plain.count("\n")
         self.update(text, layout=lines != self._lines)
-        self._lines = lines
+        self._text, self._lines = text, lines
 
     def set_host(self, host: HostSample) -> None:
         self.host, self.error = host, ""
