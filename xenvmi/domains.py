@@ -380,6 +380,9 @@ class HostSampler:
         return found
 
     def _daemons(self) -> list[tuple[str, int | None, psutil.Process, str]]:
+        """The daemons, each running as of this call: the known ones if each still is
+        (one is_running each: it re-reads the process's start time, the check against a
+        reused pid, and is most of a sample's cost in an emulated dom0), else a scan."""
         known = self._known
         if (
             known is None
@@ -406,7 +409,7 @@ class HostSampler:
                     Daemon(
                         name=name,
                         pid=proc.pid,
-                        alive=_quiet(proc.is_running) or False,
+                        alive=True,  # _daemons just checked it
                         cpu_percent=_quiet(proc.cpu_percent, None),
                         rss_kib=rss,
                         domid=domid,

@@ -48,3 +48,19 @@ def test_rescan_interval(fake_daemon):
     for _ in range(3):
         assert _console(s.sample())[0].pid == fake_daemon.pid
     assert s.scans == 3
+
+
+def test_one_liveness_check_per_daemon_per_sample(fake_daemon, monkeypatch):
+    """is_running builds a second Process and re-reads its stat: once per daemon a sample
+    (the pid-reuse check), not again for the row."""
+    import psutil
+
+    s = HostSampler(interval=0.01)
+    s.sample()
+    daemons = len(s._known or {})
+    calls = []
+    real = psutil.Process.is_running
+    monkeypatch.setattr(psutil.Process, "is_running", lambda p: calls.append(p.pid) or real(p))
+    for _ in range(3):
+        assert [d.alive for d in _console(s.sample())] == [True]
+    assert s.scans == 1 and len(calls) == 3 * daemons, calls
