@@ -144,6 +144,26 @@ def test_ps_matches_console(capture):
     assert got["complete"], got["warnings"]
 
 
+def test_shell_helpers_walk_the_pid_namespace(capture):
+    """drgn's own task helpers start at init_pid_ns, a data symbol kallsyms of functions
+    only lacks: found from init_task's pid (where kallsyms has no data symbols), they list
+    every pid `ps` lists."""
+    res = run(
+        capture,
+        "shell",
+        str(capture.core),
+        "-q",
+        "-c",
+        "print(hex(prog['init_pid_ns'].address_of_().value_())); "
+        "print(sorted({t.pid.value_() for t in for_each_task(prog)}))",
+    )
+    ns, pids = res.stdout.splitlines()[:2]
+    assert {p["pid"] for p in view(capture, "ps")["rows"]} == set(json.loads(pids)) - {0}
+    sources = view(capture, "kernel")["rows"][0]["sources"]
+    if "data symbols" in sources:  # Debian 13's kallsyms has them all (KALLSYMS_ALL)
+        assert f"init_pid_ns at {ns}" in sources["data symbols"], sources
+
+
 def test_lsmod_matches_console(capture):
     got = view(capture, "lsmod")
     assert {m["name"] for m in got["rows"]} == set(capture.report.modules) == {"dummy"}

@@ -12,6 +12,9 @@ which lies around ``init_uts_ns``:
   version string;
 - ``iomem_resource`` (the RAM map a dump reads by): the ``struct resource`` spanning all
   addresses (start 0, end ~0) named "PCI mem", whose children name it their parent;
+- ``init_pid_ns`` (where drgn's task and pid helpers start): init_task's pid's level-0
+  namespace (``thread_pid->numbers[0].ns``), a namespace of level 0 in the image, read
+  from init_task once that is found;
 - ``modules``: the list head whose entries lie in vmalloc space outside the kernel image
   (arm64 loads modules in its module area, or with KASLR in a randomized 2 GiB window
   below the image), each one a ``struct module`` whose ``list`` links back, whose state
@@ -203,6 +206,35 @@ def find_iomem(kp, start: int, data: bytes) -> int | None:
     return _first_valid(data, pattern, lambda at: start + at - off["start"], valid)
 
 
+def find_init_pid_ns(kp, init_task: int) -> int | None:
+    """init_pid_ns's address from init_task (Linux 4.19+'s ``thread_pid``), or None: the
+    idle task's pid is init_struct_pid (level 0, number 0) whose namespace is the initial
+    one, a level-0 ``struct pid_namespace`` in the kernel image."""
+    prog, info = kp.prog, kp.discovery.info
+    pid_t, upid_t = prog.type("struct pid"), prog.type("struct upid")
+    numbers = pid_t.member("numbers").offset
+    level, nr, ns = (
+        pid_t.member("level").offset,
+        upid_t.member("nr").offset,
+        upid_t.member("ns").offset,
+    )
+    ns_level = prog.type("struct pid_namespace").member("level").offset
+    try:
+        pid = _u64(kp, init_task + prog.type("struct task_struct").member("thread_pid").offset)
+        found = _u64(kp, pid + numbers + ns)
+        ok = (
+            info.in_image(pid)
+            and info.in_image(found)
+            and found % 8 == 0
+            and struct.unpack("<I", kp.read(pid + level, 4))[0] == 0
+            and struct.unpack("<i", kp.read(pid + numbers + nr, 4))[0] == 0
+            and struct.unpack("<I", kp.read(found + ns_level, 4))[0] == 0
+        )
+    except drgn.FaultError:
+        return None
+    return found if ok else None
+
+
 def supplement(kp) -> dict[str, int]:
     """Give drgn the data symbols kallsyms lacks (nothing when it has ``init_task``):
     VMCOREINFO's and the ones found here. Returns what was added."""
@@ -238,6 +270,18 @@ def supplement(kp) -> dict[str, int]:
             else:
                 table[name] = addr
                 how.append(f"{name} at {addr:#x}")
+    if "init_task" in table:
+        try:
+            ns = find_init_pid_ns(kp, table["init_task"])
+        except LookupError:  # BTF without the types (or a kernel before thread_pid)
+            ns = None
+        if ns is None:
+            kp.warnings.append(
+                "init_pid_ns is not in kallsyms and init_task's pid does not name it"
+            )
+        else:
+            table["init_pid_ns"] = ns
+            how.append(f"init_pid_ns at {ns:#x} (init_task's pid's)")
     symbols = {
         n: Symbol(n, a, 0, SymbolBinding.GLOBAL, SymbolKind.OBJECT) for n, a in table.items()
     }
