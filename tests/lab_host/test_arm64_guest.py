@@ -162,6 +162,23 @@ def test_shell_helpers_walk_the_pid_namespace(capture):
     sources = view(capture, "kernel")["rows"][0]["sources"]
     if "data symbols" in sources:  # Debian 13's kallsyms has them all (KALLSYMS_ALL)
         assert f"init_pid_ns at {ns}" in sources["data symbols"], sources
+        assert "init_net at " in sources["data symbols"], sources
+
+
+def test_netdev_plugin_lists_loopback_and_dummy(capture):
+    """The netdev plugin starts at init_net, found from init_task's nsproxy where kallsyms
+    has no data symbols: the guest's lo and the dummy module's dummy0."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XENVMI_CACHE_DIR=str(capture.cache))
+    res = subprocess.run(
+        [sys.executable, "-m", "xenvmi", "run", "netdev", str(capture.core), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stderr
+    by_name = {d["name"]: d for d in json.loads(res.stdout)["rows"]}
+    assert by_name["lo"]["ifindex"] == 1 and "dummy0" in by_name, by_name
 
 
 def test_lsmod_matches_console(capture):
