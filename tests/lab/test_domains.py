@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from .conftest import ARM, GUESTS, only_x86_views
+from .conftest import ARM, GUESTS
 from .forkrun import run_forked
 
 NAMED = ("Domain-0",) + GUESTS
@@ -432,7 +432,6 @@ def test_non_root_is_told_to_be_root():
         assert "root" in res.stderr and res.stderr.count("\n") == 1
 
 
-@only_x86_views
 def test_a_domain_destroyed_mid_dump_is_one_line_and_no_file(tmp_path):
     """Fault: the domain goes away while `xenvmi dump` reads it. The dump must fail with
     one line naming that, and leave no file (not a "complete" dump full of holes)."""
@@ -462,7 +461,6 @@ def test_a_domain_destroyed_mid_dump_is_one_line_and_no_file(tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-@only_x86_views
 def test_a_domain_destroyed_mid_view_is_named(tmp_path):
     """Fault: the domain goes away while a guest view looks for its kernel. The view must
     say that in one line (exit 3), not blame the guest's memory for the holes it left."""
@@ -489,7 +487,6 @@ def test_a_domain_destroyed_mid_view_is_named(tmp_path):
     assert "Traceback" not in err
 
 
-@only_x86_views
 def test_a_full_disk_mid_dump_is_one_line_and_no_file(tmp_path):
     """Fault: the file system fills while `xenvmi dump` writes (a real 16 MiB tmpfs, far
     smaller than the guest). One line naming the cause, exit 1, and nothing left behind."""

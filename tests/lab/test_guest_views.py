@@ -13,10 +13,12 @@ import pytest
 from xenvmi.lab.groundtruth import KMSG_LINE, kaslr_slide
 
 from .conftest import (
+    ARM,
     expected_release,
     ground_truth,
     missing_from,
     needs_libvmi,
+    no_pv_on_arm,
     randomized,
     report_after_now,
     selected,
@@ -29,7 +31,8 @@ from .conftest import (
 #: kallsyms in VMCOREINFO) and Debian 13's 6.12 (PVH). 6.1 on PVH is read by the dump,
 #: profile and plugin tests (xvm-pvh1) and by the pause and batch-read tests here
 #: (xvm-pvh2); a slow machine of the kind took 4.5-8 min a memory guest in this file.
-MEMORY_GUESTS = selected(("xvm-hvm", "xvm-deb11", "xvm-deb13"))
+#: The arm64 lab's two PVH guests (dom0's 6.1, no KASLR) both run here.
+MEMORY_GUESTS = selected(("xvm-pvh1", "xvm-pvh2") if ARM else ("xvm-hvm", "xvm-deb11", "xvm-deb13"))
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -130,16 +133,38 @@ def test_kernel_text_output(guest):
 def test_regs_decoded(guest):
     got = xenvmi_json("regs", guest)
     d = got["rows"][0]["decoded"]
+    if ARM:
+        assert_arm64_regs(guest, d)
+        return
     assert d["cpu_mode"] == "64-bit" and d["paging_mode"] == "4-level"
     assert d["cr3"] and "PG" in d["cr0_flags"] and "LMA" in d["efer_flags"]
 
 
+#: Where Xen puts an Arm guest's RAM (arch-arm.h GUEST_RAM0_BASE) and the lab guests' size.
+ARM_RAM = (0x4000_0000, 0x4000_0000 + (256 << 20))
+
+
+def assert_arm64_regs(guest: str, d: dict) -> None:
+    """An arm64 vCPU from Xen's vcpu_guest_context: Debian's kernel regime (MMU on, 4K
+    granule, 48-bit kernel VAs), its kernel page table (TTBR1) in the guest's RAM, and,
+    when the vCPU was in the kernel (idle: nearly always), pc and sp in the kernel half
+    at or above the _stext the guest's own kallsyms reported."""
+    assert d["execution_state"] == "aarch64" and d["mmu_enabled"], d
+    assert d["granule_ttbr1"] == 4096 and d["va_bits_ttbr1"] == 48, d
+    assert ARM_RAM[0] <= d["ttbr1_base"] < ARM_RAM[1], hex(d["ttbr1_base"])
+    if d["el"] == 1:
+        kstext = ground_truth(guest).kstext
+        assert kstext and d["pc"] >= kstext and d["sp"] >= 0xFFFF_0000_0000_0000, d
+
+
+@no_pv_on_arm
 def test_pv_regs_work(guests):
     got = xenvmi_json("regs", "xvm-pv")
     d = got["rows"][0]["decoded"]
     assert d["cr3"] and d["rip"]
 
 
+@no_pv_on_arm
 def test_pv_ps_is_one_clear_line(guests):
     res = xenvmi("ps", "xvm-pv")
     assert res.returncode == 5, res

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import ARM, GUESTS, only_x86_views
+from .conftest import GUESTS
 from .test_domains import paused_domain
 
 SESSION = "xenvmi-lab-tui"
@@ -75,14 +75,13 @@ def tui(guests):
     subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     # The guest's kernel found and cached first (`xenvmi ps`, as test_guest_views does it
     # cold): a cold discovery in the TUI's worker takes minutes on the one-CPU lab.
-    if not ARM:  # (no guest views on an arm64 lab yet)
-        warm = subprocess.run(
-            [sys.executable, "-m", "xenvmi", "ps", GUEST],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert warm.returncode == 0, warm.stderr
+    warm = subprocess.run(
+        [sys.executable, "-m", "xenvmi", "ps", GUEST],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert warm.returncode == 0, warm.stderr
     tmux(
         "new-session",
         "-d",
@@ -125,7 +124,6 @@ def test_domains_live_and_a_guests_screen(tui):
     assert "Traceback" not in screen()
 
 
-@only_x86_views
 def test_a_guests_processes_and_kernel_log(tui):
     """On the domain screen the previous test opened."""
     tmux("send-keys", "-t", SESSION, "3")

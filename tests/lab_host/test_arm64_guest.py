@@ -144,6 +144,43 @@ def test_ps_matches_console(capture):
     assert got["complete"], got["warnings"]
 
 
+def test_shell_helpers_walk_the_pid_namespace(capture):
+    """drgn's own task helpers start at init_pid_ns, a data symbol kallsyms of functions
+    only lacks: found from init_task's pid (where kallsyms has no data symbols), they list
+    every pid `ps` lists."""
+    res = run(
+        capture,
+        "shell",
+        str(capture.core),
+        "-q",
+        "-c",
+        "print(hex(prog['init_pid_ns'].address_of_().value_())); "
+        "print(sorted({t.pid.value_() for t in for_each_task(prog)}))",
+    )
+    ns, pids = res.stdout.splitlines()[:2]
+    assert {p["pid"] for p in view(capture, "ps")["rows"]} == set(json.loads(pids)) - {0}
+    sources = view(capture, "kernel")["rows"][0]["sources"]
+    if "data symbols" in sources:  # Debian 13's kallsyms has them all (KALLSYMS_ALL)
+        assert f"init_pid_ns at {ns}" in sources["data symbols"], sources
+        assert "init_net at " in sources["data symbols"], sources
+
+
+def test_netdev_plugin_lists_loopback_and_dummy(capture):
+    """The netdev plugin starts at init_net, found from init_task's nsproxy where kallsyms
+    has no data symbols: the guest's lo and the dummy module's dummy0."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XENVMI_CACHE_DIR=str(capture.cache))
+    res = subprocess.run(
+        [sys.executable, "-m", "xenvmi", "run", "netdev", str(capture.core), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stderr
+    by_name = {d["name"]: d for d in json.loads(res.stdout)["rows"]}
+    assert by_name["lo"]["ifindex"] == 1 and "dummy0" in by_name, by_name
+
+
 def test_lsmod_matches_console(capture):
     got = view(capture, "lsmod")
     assert {m["name"] for m in got["rows"]} == set(capture.report.modules) == {"dummy"}

@@ -143,6 +143,32 @@ def test_scan_finds_the_note_of_an_arm64_guest():
     assert "matches" in d.sources["vmcoreinfo"]
 
 
+def test_a_raw_image_of_an_arm64_guest_takes_the_notes_architecture(tmp_path, monkeypatch):
+    """A raw image says nothing of its architecture (`xenvmi dump --format raw` of an Arm
+    guest: byte N is physical N, RAM from 1 GiB): the note's own keys name arm64, the
+    check against the kernel image confirms it, and the memory is arm64 from then on,
+    for a scan and for the per-file cache's re-read alike."""
+    monkeypatch.setenv("XENVMI_CACHE_DIR", str(tmp_path / "cache"))
+    mem, at = arm64_memory()
+    raw = tmp_path / "arm64.raw"
+    with raw.open("wb") as f:
+        f.seek(RAM)  # the gigabyte below RAM: a hole in the file, read as zeros
+        f.write(mem.image)
+    for cached in (False, True):
+        with DumpMemory(raw) as m:
+            assert m.kind == "image" and not m.arch_known and m.arch == "x86_64"
+            d = discover.discover(m, timeout=60)
+            assert d.from_cache == cached and d.note_address == at
+            assert m.arch == d.info.arch == "aarch64"
+    assert V.note_arch(note_text()) == "aarch64"
+    assert V.note_arch(b"OSRELEASE=6.1.0\nNUMBER(phys_base)=0\n") == "x86_64"
+    # a source that names its architecture is parsed by it, whatever a note says
+    x86, _ = arm64_memory()
+    x86.arch = "x86_64"
+    with pytest.raises(discover.ScanFailed, match="Linux x86_64 guest"):
+        discover.scan(x86, timeout=60)
+
+
 # -- AArch64 page tables ---------------------------------------------------------------
 
 

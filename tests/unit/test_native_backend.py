@@ -472,6 +472,9 @@ def test_single_pages_keep_their_mappings(image):
     assert lib.calls == [1, block, 1, 1]  # the block once; holes 5 and 6 asked alone
     assert len(lib.live) == 1  # the single frame's mapping was replaced by the block's
     assert mem._read_page(5 * PAGE) is None and lib.calls == [1, block, 1, 1, 1]
+    mem.drop_mappings()  # the backend's own way to empty its cache of mappings
+    assert not lib.live
+    assert mem._read_page(3 * PAGE) == image[3 * PAGE : 4 * PAGE] and len(lib.live) == 1
     mem._foreign.drop_mappings()
     assert not lib.live
     orig, xenforeign.MAX_BLOCKS = xenforeign.MAX_BLOCKS, 3

@@ -75,6 +75,7 @@ class DumpMemory(GuestMemory):
                 self._parse_elf(head)
             else:
                 self.kind = "image"
+                self.arch_known = False  # a raw image: its kernel's note tells
                 if self.size == 0:
                     raise DumpFileError(f"{self.path} is empty")
                 self._segments = [(0, self.size, 0, self.size)]

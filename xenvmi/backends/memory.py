@@ -55,6 +55,9 @@ class GuestMemory:
     #: The guest's architecture, as the memory source says (a vmcore's ELF machine, the
     #: hypervisor's capabilities): "x86_64" or "aarch64". Never the host's.
     arch: str = "x86_64"
+    #: False where the source does not say (a raw image, bytes only): discovery then
+    #: takes the architecture of the kernel's note it checked, and sets ``arch``.
+    arch_known: bool = True
 
     def __init__(self) -> None:
         self._owner = threading.get_ident()

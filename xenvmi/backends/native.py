@@ -208,6 +208,14 @@ class NativeMemory(GuestMemory):
         if info is None or info.flags & XEN_DOMINF_dying or domain_uuid(info) != self._handle:
             raise NotFoundError(f"{self.name} (domain {self.domid}) went away while being read")
 
+    def drop_mappings(self) -> None:
+        """Unmap the guest frames kept mapped for single-page reads (a cache of up to
+        ``xenforeign.MAX_BLOCKS`` blocks, whose size follows what the views touched): the
+        next reads map afresh. For a count of what a process holds beyond that cache."""
+        self.check_thread()
+        if self._foreign is not None:
+            self._foreign.drop_mappings()
+
     # -- pause, close ---------------------------------------------------------------
 
     def paused_now(self) -> bool:

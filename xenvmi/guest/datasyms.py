@@ -12,6 +12,11 @@ which lies around ``init_uts_ns``:
   version string;
 - ``iomem_resource`` (the RAM map a dump reads by): the ``struct resource`` spanning all
   addresses (start 0, end ~0) named "PCI mem", whose children name it their parent;
+- ``init_pid_ns`` (where drgn's task and pid helpers start): init_task's pid's level-0
+  namespace (``thread_pid->numbers[0].ns``), a namespace of level 0 in the image whose
+  inode is PROC_PID_INIT_INO, read from init_task once that is found;
+- ``init_net`` (the network views' start): init_task's ``nsproxy->net_ns``, where that
+  nsproxy (init_nsproxy, in the image) also names VMCOREINFO's ``init_uts_ns``;
 - ``modules``: the list head whose entries lie in vmalloc space outside the kernel image
   (arm64 loads modules in its module area, or with KASLR in a randomized 2 GiB window
   below the image), each one a ``struct module`` whose ``list`` links back, whose state
@@ -39,6 +44,8 @@ from xenvmi.guest.vmcoreinfo import KALLSYMS_KEYS, POINTER_SYMBOLS
 WINDOW = 6 << 20
 MAX_CANDIDATES = 4096
 IDLE_COMM = b"swapper/0\x00"
+#: include/linux/proc_ns.h: the initial pid namespace's fixed inode number.
+PROC_PID_INIT_INO = 0xEFFFFFFC
 
 
 def _u64(kp, va: int) -> int:
@@ -203,6 +210,64 @@ def find_iomem(kp, start: int, data: bytes) -> int | None:
     return _first_valid(data, pattern, lambda at: start + at - off["start"], valid)
 
 
+def find_init_pid_ns(kp, init_task: int) -> int | None:
+    """init_pid_ns's address from init_task (Linux 4.19+'s ``thread_pid``), or None: the
+    idle task's pid is init_struct_pid (level 0, number 0) whose namespace is the initial
+    one, a level-0 ``struct pid_namespace`` in the kernel image."""
+    prog, info = kp.prog, kp.discovery.info
+    pid_t, upid_t = prog.type("struct pid"), prog.type("struct upid")
+    numbers = pid_t.member("numbers").offset
+    level, nr, ns = (
+        pid_t.member("level").offset,
+        upid_t.member("nr").offset,
+        upid_t.member("ns").offset,
+    )
+    pid_ns_t = prog.type("struct pid_namespace")
+    ns_level = pid_ns_t.member("level").offset
+    ns_inum = pid_ns_t.member("ns").offset + prog.type("struct ns_common").member("inum").offset
+    try:
+        pid = _u64(kp, init_task + prog.type("struct task_struct").member("thread_pid").offset)
+        found = _u64(kp, pid + numbers + ns)
+        ok = (
+            info.in_image(pid)
+            and info.in_image(found)
+            and found % 8 == 0
+            and struct.unpack("<I", kp.read(pid + level, 4))[0] == 0
+            and struct.unpack("<i", kp.read(pid + numbers + nr, 4))[0] == 0
+            and struct.unpack("<I", kp.read(found + ns_level, 4))[0] == 0
+            and struct.unpack("<I", kp.read(found + ns_inum, 4))[0] == PROC_PID_INIT_INO
+        )
+    except drgn.FaultError:
+        return None
+    return found if ok else None
+
+
+def find_init_net(kp, init_task: int) -> int | None:
+    """init_net's address from init_task's nsproxy, or None: that nsproxy is init_nsproxy
+    (in the image, naming VMCOREINFO's init_uts_ns), whose net_ns is in the image too and
+    is a list node its neighbours link back to (net_namespace_list's)."""
+    prog, info = kp.prog, kp.discovery.info
+    nsproxy_t = prog.type("struct nsproxy")
+    uts_off, net_off = nsproxy_t.member("uts_ns").offset, nsproxy_t.member("net_ns").offset
+    list_off = prog.type("struct net").member("list").offset
+    uts = info.symbols.get("init_uts_ns")
+    try:
+        nsproxy = _u64(kp, init_task + prog.type("struct task_struct").member("nsproxy").offset)
+        if uts is None or not info.in_image(nsproxy) or _u64(kp, nsproxy + uts_off) != uts:
+            return None
+        net = _u64(kp, nsproxy + net_off)
+        node = net + list_off
+        ok = (
+            info.in_image(net)
+            and net % 8 == 0
+            and _u64(kp, _u64(kp, node) + 8) == node
+            and _u64(kp, _u64(kp, node + 8)) == node
+        )
+    except drgn.FaultError:
+        return None
+    return net if ok else None
+
+
 def supplement(kp) -> dict[str, int]:
     """Give drgn the data symbols kallsyms lacks (nothing when it has ``init_task``):
     VMCOREINFO's and the ones found here. Returns what was added."""
@@ -238,6 +303,17 @@ def supplement(kp) -> dict[str, int]:
             else:
                 table[name] = addr
                 how.append(f"{name} at {addr:#x}")
+    derived = (("init_pid_ns", find_init_pid_ns, "pid's"), ("init_net", find_init_net, "nsproxy's"))
+    for name, find_from, whose in derived if "init_task" in table else ():
+        try:
+            addr = find_from(kp, table["init_task"])
+        except LookupError:  # BTF without the types (or a kernel before thread_pid)
+            addr = None
+        if addr is None:
+            kp.warnings.append(f"{name} is not in kallsyms and init_task's {whose} is not it")
+        else:
+            table[name] = addr
+            how.append(f"{name} at {addr:#x} (init_task's {whose})")
     symbols = {
         n: Symbol(n, a, 0, SymbolBinding.GLOBAL, SymbolKind.OBJECT) for n, a in table.items()
     }

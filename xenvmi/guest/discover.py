@@ -192,22 +192,30 @@ def scan(mem: GuestMemory, timeout: float = 600.0, progress: Progress = _quiet) 
             break
         try:
             note = read_note(mem, addr)
-            info = V.parse_note(note, mem.arch)
+            info = V.parse_note(note, _arch(mem, note))
             how = verify(mem, info)
         except V.NoteError as e:
             rejected.append(f"{addr:#x}: {e}")
             continue
+        mem.arch = info.arch
         d = Discovery(info, addr, False, time.monotonic() - t0, stats["scanned"])
         d.warnings += [f"ignored a VMCOREINFO look-alike at {r}" for r in rejected[:5]]
         _fill_sources(d, f"scan of guest memory (note at {addr:#x}, {how})")
         return d
     detail = f"; rejected: {'; '.join(rejected[:3])}" if rejected else ""
+    kind = f"{mem.arch} " if mem.arch_known else ""
     raise ScanFailed(
         f"no valid VMCOREINFO note in {mem.name}'s memory (scanned "
         f"{stats['scanned'] >> 20} MiB in {time.monotonic() - t0:.0f}s): "
-        f"is it a Linux {mem.arch} guest whose kernel has crash-dump support "
+        f"is it a Linux {kind}guest whose kernel has crash-dump support "
         f"(CONFIG_CRASH_CORE, as every distribution kernel does)?{detail}"
     )
+
+
+def _arch(mem: GuestMemory, note: bytes) -> str:
+    """The architecture to parse a note by: the memory source's, or where the source does
+    not say (a raw image) the one the note's own keys name."""
+    return mem.arch if mem.arch_known else V.note_arch(note)
 
 
 def _fill_sources(d: Discovery, where: str) -> None:
@@ -269,9 +277,10 @@ def _load_cached(mem: GuestMemory, path: Path) -> Discovery | None:
     try:
         if read_note(mem, addr) != want:
             return None
-        info = V.parse_note(want, mem.arch)
+        info = V.parse_note(want, _arch(mem, want))
     except V.NoteError:
         return None
+    mem.arch = info.arch
     d = Discovery(info, addr, True, time.monotonic() - t0, cache_path=str(path))
     _fill_sources(d, f"cache {path} (note re-read at {addr:#x}, identical)")
     return d

@@ -180,6 +180,13 @@ def note_size(header: bytes) -> int:
     return HEADER + descsz
 
 
+def note_arch(text: bytes) -> str:
+    """The architecture whose kernel wrote a note's text, for a source that does not say
+    (a raw image): arm64's crash_core.c alone exports ``kimage_voffset``. Only a guess to
+    parse by: the parse and the check against the kernel image decide."""
+    return "aarch64" if b"\nNUMBER(kimage_voffset)=" in text[:MAX_DESC] else "x86_64"
+
+
 def parse_note(note: bytes, arch: str = "x86_64") -> VmcoreInfo:
     """Parse a whole note (header + text); NoteError for anything not a kernel's note."""
     size = note_size(note)
