@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from table import Skip
 
 PY = [sys.executable, "-m", "xenvmi"]
+#: A live guest's states (xenvmi.domains.state_word): an idle guest is blocked, and one
+#: with no state flag at that instant is runnable.
+LIVE_STATES = ("running", "blocked", "runnable")
 
 
 @dataclass
@@ -68,7 +71,7 @@ def guest(opts: Options, kinds: tuple[str, ...] = ("pvh", "hvm")) -> tuple[str, 
         if d.type not in kinds:
             raise Skip(f"{d.name} is {d.type}: this benchmark needs one of {', '.join(kinds)}")
     else:
-        usable = [d for d in domains if d.type in kinds and d.state in ("running", "blocked")]
+        usable = [d for d in domains if d.type in kinds and d.state in LIVE_STATES]
         if not usable:
             raise Skip(f"no running {'/'.join(kinds)} guest")
         d = sorted(usable, key=lambda d: (kinds.index(d.type), d.domid))[0]

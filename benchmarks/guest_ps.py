@@ -423,12 +423,14 @@ def bench_live(opts) -> list:
 def kernel_guests() -> list[tuple[str, str]]:
     """(name, type) of every running PVH/HVM guest, by domid (kernel_rows times each kind
     of kernel once: only the guest's memory says which kernel it runs)."""
+    from common import LIVE_STATES
+
     from xenvmi import api
 
     return [
         (d.name, d.type)
         for d in sorted(api.list_domains(), key=lambda d: d.domid)
-        if d.domid != 0 and d.type in ("pvh", "hvm") and d.state in ("running", "blocked")
+        if d.domid != 0 and d.type in ("pvh", "hvm") and d.state in LIVE_STATES
     ]
 
 
