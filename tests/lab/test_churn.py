@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -124,6 +125,17 @@ def xen_mappings(me: psutil.Process) -> int:
     return sum(m.path.startswith("/dev/xen/") for m in me.memory_maps(grouped=False))
 
 
+def xen_mapping_kinds() -> Counter:
+    """(device, size) -> count of this process's mappings of Xen's devices: what a grown
+    count consists of, for the failure message."""
+    kinds: Counter = Counter()
+    for m in psutil.Process().memory_maps(grouped=False):
+        if m.path.startswith("/dev/xen/"):
+            start, end = (int(a, 16) for a in m.addr.split("-"))
+            kinds[(m.path, end - start)] += 1
+    return kinds
+
+
 def resources(guest=None) -> tuple[int, int, int]:
     """(open files, Xen device mappings, RSS) of this process, at a quiet moment: the least
     of a few readings, as a TUI worker may hold a connection for an instant. The native
@@ -153,6 +165,8 @@ class Churn:
         self.cycles = 0
         self.view_rows: list[int] = []
         self.first: tuple[int, int, int] | None = None
+        self.first_kinds: Counter = Counter()
+        self.last_kinds: Counter = Counter()
         self.last: tuple[int, int, int] | None = None
         self.top_files_first = 0
         self.error: BaseException | None = None
@@ -202,8 +216,10 @@ class Churn:
                     self.cycles += 1
                     if i == 0:
                         self.first = resources(guest)
+                        self.first_kinds = xen_mapping_kinds()
                         self.top_files_first = self.top.open_files()
                 self.last = resources(guest)  # the TUI and the view still open
+                self.last_kinds = xen_mapping_kinds()
         except BaseException as e:  # reported by the test, in its own thread
             self.error = e
 
@@ -264,7 +280,11 @@ def test_churn_soak(guests, tmp_path):
     fds1, maps1, rss1 = churn.last
     assert files_after <= files_before, f"open files {files_before} -> {files_after} at exit"
     assert fds1 <= fds0, f"open files {fds0} -> {fds1} over {churn.cycles} cycles"
-    assert maps1 <= maps0, f"Xen mappings {maps0} -> {maps1} over {churn.cycles} cycles"
+    assert maps1 <= maps0, (
+        f"Xen mappings {maps0} -> {maps1} over {churn.cycles} cycles; (device, bytes) "
+        f"added {dict(churn.last_kinds - churn.first_kinds)}, "
+        f"gone {dict(churn.first_kinds - churn.last_kinds)}"
+    )
     assert rss1 - rss0 < RSS_SLACK, f"RSS grew {(rss1 - rss0) >> 20} MiB"
     assert churn.view_rows and min(churn.view_rows) > 0, churn.view_rows
     assert code == 0, tracer.stderr
