@@ -83,12 +83,17 @@ def view(cap, command: str, *args: str, target: Path | None = None) -> dict:
     return json.loads(res.stdout)
 
 
-def prstatus(path: Path) -> list[tuple[int, ...]]:
-    """Each NT_PRSTATUS's user_pt_regs (x0-x30, sp, pc, pstate), read here from the ELF
-    file with nothing of xenvmi's."""
+#: ELF e_machine -> the registers in its NT_PRSTATUS: arm64's user_pt_regs (x0-x30, sp,
+#: pc, pstate), x86-64's user_regs_struct (r15 ... gs).
+PRSTATUS_REGS = {183: 34, 62: 27}
+
+
+def prstatus(path: Path, machine: int = 183) -> list[tuple[int, ...]]:
+    """Each NT_PRSTATUS's registers (PRSTATUS_REGS of ``machine``, which the file must
+    be), read here from the ELF file with nothing of xenvmi's."""
     with open(path, "rb") as f:
         head = f.read(64)
-        assert head[:4] == b"\x7fELF" and struct.unpack_from("<H", head, 18)[0] == 183
+        assert head[:4] == b"\x7fELF" and struct.unpack_from("<H", head, 18)[0] == machine
         phoff, phnum = struct.unpack_from("<Q", head, 32)[0], struct.unpack_from("<H", head, 56)[0]
         f.seek(phoff)
         table = f.read(56 * phnum)
@@ -103,7 +108,7 @@ def prstatus(path: Path) -> list[tuple[int, ...]]:
                 namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
                 desc = pos + 12 + (namesz + 3) // 4 * 4
                 if data[pos + 12 : pos + 16] == b"CORE" and ntype == 1:
-                    out.append(struct.unpack_from("<34Q", data, desc + 112))
+                    out.append(struct.unpack_from(f"<{PRSTATUS_REGS[machine]}Q", data, desc + 112))
                 pos = desc + (descsz + 3) // 4 * 4
     return out
 

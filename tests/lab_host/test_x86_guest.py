@@ -14,11 +14,11 @@ Needs qemu-system-x86 (`xenvmi lab deps`) and the archives, not the lab.
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
 
+from tests.lab_host import test_arm64_guest as arm64_guest
 from tests.lab_host.test_arm64_guest import (  # noqa: F401 (collected here, on x86 captures)
     run,
     test_dmesg_has_the_guest_line,
@@ -69,28 +69,8 @@ def capture(request, tmp_path_factory):
 
 
 def prstatus(path: Path) -> list[tuple[int, ...]]:
-    """Each NT_PRSTATUS's user_regs_struct (r15 ... gs, 27 u64), read here from the ELF
-    file with nothing of xenvmi's."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        assert head[:4] == b"\x7fELF" and struct.unpack_from("<H", head, 18)[0] == 62
-        phoff, phnum = struct.unpack_from("<Q", head, 32)[0], struct.unpack_from("<H", head, 56)[0]
-        f.seek(phoff)
-        table = f.read(56 * phnum)
-        out = []
-        for n in range(phnum):
-            ptype, _, off, _, _, filesz = struct.unpack_from("<IIQQQQ", table, n * 56)
-            if ptype != 4:
-                continue
-            f.seek(off)
-            data, pos = f.read(filesz), 0
-            while pos + 12 <= len(data):
-                namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
-                desc = pos + 12 + (namesz + 3) // 4 * 4
-                if data[pos + 12 : pos + 16] == b"CORE" and ntype == 1:
-                    out.append(struct.unpack_from("<27Q", data, desc + 112))
-                pos = desc + (descsz + 3) // 4 * 4
-    return out
+    """Each NT_PRSTATUS's user_regs_struct (r15 ... gs, 27 u64) of an x86-64 core."""
+    return arm64_guest.prstatus(path, machine=62)
 
 
 def test_kernel_release_hostname_and_slide(capture):
