@@ -189,6 +189,16 @@ class LibvmiMemory(GuestMemory):
         if foreign:
             foreign.close()
 
+    def drop_mappings(self) -> None:
+        """Unmap LibVMI's page cache (up to its MAX_PAGE_CACHE_SIZE single-page mappings,
+        an LRU trimmed by half when full, so its size follows the reads' history) and the
+        batch reader's kept blocks."""
+        self.check_thread()
+        if self._vmi is not None:
+            self._vmi.pagecache_flush()
+        if self._foreign:
+            self._foreign.drop_mappings()
+
     # -- vCPUs ----------------------------------------------------------------------
 
     def vcpu_count(self) -> int:

@@ -91,6 +91,12 @@ class GuestMemory:
             raise AssertionError(f"{type(self).__name__}._read_pages returned a wrong size")
         return data if ok[0] else None
 
+    def drop_mappings(self) -> None:
+        """Give back the guest frames a live backend keeps mapped as a cache (the next
+        reads map afresh). The cache's size follows what the last reads touched, so a
+        count of a process's mappings beyond it is taken after this. Nothing to give
+        back for a file."""
+
     def vcpu_count(self) -> int:
         return 0
 
