@@ -122,3 +122,32 @@ def test_up_refuses_a_running_lab_of_another_release(lab_dir, monkeypatch, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "is Debian bookworm" in err and "XENVMI_LAB_DIR" in err
+
+
+def test_a_kernel_directory_is_published_whole_or_not_at_all(tmp_path):
+    """kernels.publish (both kernel fetchers' last step): an interrupted fetch leaves the
+    old directory as it was (a half-written one would be taken for complete next time);
+    a finished one replaces it with exactly the new files, and no staging is left."""
+    from xenvmi.lab.kernels import publish
+
+    out = tmp_path / "deb12"
+    vmlinuz = tmp_path / "vmlinuz-6.1.0-1-amd64"
+    vmlinuz.write_bytes(b"new kernel")
+    publish(out, {"vmlinuz": vmlinuz, "old.ko": b"old"}, "6.1.0-0", "old.deb")
+    with pytest.raises(FileNotFoundError):
+        publish(out, {"vmlinuz": vmlinuz, "dummy.ko": tmp_path / "gone.ko"}, "6.1.0-1", "x")
+    assert (out / "kernel-release").read_text() == "6.1.0-0\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "kernel-release",
+        "old.ko",
+        "package",
+        "vmlinuz",
+    ]
+    publish(out, {"vmlinuz": vmlinuz, "dummy.ko": b"\x7fELF"}, "6.1.0-1", "new.deb")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        "vmlinuz": b"new kernel",
+        "dummy.ko": b"\x7fELF",
+        "kernel-release": b"6.1.0-1\n",
+        "package": b"new.deb\n",
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deb12", "vmlinuz-6.1.0-1-amd64"]

@@ -169,17 +169,28 @@ def fetch_one(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:
             raise LabError(f"{deb.name} holds no /boot/vmlinuz")
         kver = vmlinuz[0].name.removeprefix("vmlinuz-")
         dummy = dummy_module(work / "x", kver, deb.name)
-        part = out.with_name(out.name + ".partial")
-        shutil.rmtree(part, ignore_errors=True)
-        part.mkdir(parents=True)
-        shutil.copy(vmlinuz[0], part / "vmlinuz")
-        shutil.copy(dummy, part / dummy.name)
-        (part / "kernel-release").write_text(kver + "\n")
-        (part / "package").write_text(deb.name + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        part.rename(out)
+        publish(out, {"vmlinuz": vmlinuz[0], dummy.name: dummy}, kver, deb.name)
     log(f"{kernel.name}: {kver} ({package})")
     return out
+
+
+def publish(out: Path, files: dict[str, Path | bytes], kver: str, package: str) -> None:
+    """Write a kernel's directory (``files``: name -> a file to copy or the bytes, plus
+    its ``kernel-release`` and ``package``) whole or not at all: staged beside it, then
+    renamed over it, so that a fetch interrupted half way leaves no directory a later
+    run would take for complete."""
+    part = out.with_name(out.name + ".partial")
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    for name, source in files.items():
+        if isinstance(source, bytes):
+            (part / name).write_bytes(source)
+        else:
+            shutil.copy(source, part / name)
+    (part / "kernel-release").write_text(kver + "\n")
+    (part / "package").write_text(package + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    part.rename(out)
 
 
 def debug_vmlinux(paths: LabPaths, kernel: GuestKernel, log=print) -> Path:

@@ -187,16 +187,8 @@ def fetch(name: str, log=print) -> Path:
             raise LabError(f"{deb.name} or busybox-static lacks vmlinuz or /bin/busybox")
         kver = vmlinuz[0].name.removeprefix("vmlinuz-")
         dummy = _dummy(k, opts, work, kver, deb.name)
-        part = out.with_name(out.name + ".partial")
-        shutil.rmtree(part, ignore_errors=True)
-        part.mkdir(parents=True)
-        shutil.copy(vmlinuz[0], part / "vmlinuz")
-        shutil.copy(busybox, part / "busybox")
-        (part / "dummy.ko").write_bytes(_decompress(dummy))
-        (part / "kernel-release").write_text(kver + "\n")
-        (part / "package").write_text(deb.name + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        part.rename(out)
+        files = {"vmlinuz": vmlinuz[0], "busybox": busybox, "dummy.ko": _decompress(dummy)}
+        kernels.publish(out, files, kver, deb.name)
     log(f"{name}: {kver} ({package})")
     return out
 
