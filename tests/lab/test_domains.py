@@ -539,3 +539,102 @@ def test_a_wedged_xenstored_is_one_line_and_then_forgotten():
     listed = xenvmi_json("list", "--json")
     names = {d["name"] for d in listed}
     assert names >= set(NAMED), names
+
+
+def xenstored_cmdline() -> tuple[int, list[str]]:
+    with open("/run/xenstore.pid") as f:
+        pid = int(f.read())
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return pid, [a.decode() for a in f.read().split(b"\0") if a]
+
+
+def test_a_live_updated_xenstored_keeps_every_client(tmp_path):
+    """Fault: xenstored restarted under running domains, the way an operator does it (a
+    live update: `xenstore-control live-update`; oxenstored re-executes itself with its
+    state, connections and watches). `xs watch`, `top` and the TUI's own xenstore
+    connection and watch, all opened before, go on answering across it: the watch reports
+    a change made after the update, top's samples go on with every domain, and the
+    commands started afterwards work."""
+    pid, argv = xenstored_cmdline()
+    if not argv[0].endswith("oxenstored"):
+        pytest.skip(
+            f"a live update of {argv[0]} needs its own command line; the lab's is oxenstored"
+        )
+    base = f"/test-live-update-{os.getpid()}"
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "xenvmi", "xs", "watch", base, "--json", "--count", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    top_out = tmp_path / "top.jsonl"
+    top = subprocess.Popen(
+        [sys.executable, "-m", "xenvmi", "top", "-b", "--json", "-d", "1"],
+        stdout=top_out.open("w"),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    from xenvmi.tui.live import LiveSource
+
+    pane = LiveSource().xenstore(lambda: False)
+    try:
+        assert pane.wait(base, 0.1) == []  # the TUI pane's watch, set before the update
+
+        def top_samples() -> list[tuple[float, set[str]]]:
+            out = []
+            for line in top_out.read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):
+                    sample = json.loads(line)
+                    out.append((sample["time"], {d["name"] for d in sample["domains"]}))
+            return out
+
+        wait_for(lambda: len(top_samples()) >= 2, "top's first samples", top.poll)
+        subprocess.run(["xenstore-write", f"{base}/before", "1"], check=True, timeout=120)
+        updated_at = time.time()
+        res = subprocess.run(
+            ["xenstore-control", "live-update", argv[0]],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        new_pid, new_argv = xenstored_cmdline()
+        assert new_pid == pid and "--live" in new_argv, (pid, new_pid, new_argv)
+        subprocess.run(["xenstore-write", f"{base}/after", "2"], check=True, timeout=120)
+
+        changed: list[str] = []
+        wait_for(
+            lambda: changed.extend(pane.wait(base, 1.0)) or f"{base}/after" in changed,
+            "the TUI pane's watch reporting a change made after the update",
+        )
+        assert pane.read(f"{base}/after") == "2" and set(pane.list(base)) == {"before", "after"}
+        out, err = watch.communicate(timeout=600)
+        assert watch.returncode == 0, err
+        assert [json.loads(line)["path"] for line in out.splitlines()][-1] == f"{base}/after"
+        wait_for(
+            lambda: sum(t > updated_at + 2 for t, _ in top_samples()) >= 3,
+            "top's samples after the update",
+            top.poll,
+        )
+        after = [names for t, names in top_samples() if t > updated_at + 2]
+        assert all(names >= set(NAMED) for names in after), after
+        listed = xenvmi_json("list", "--json")
+        assert {d["name"] for d in listed} >= set(NAMED)
+    finally:
+        pane.close()
+        for proc in (watch, top):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(60)
+        subprocess.run(["xenstore-rm", base], timeout=120)
+    assert top.returncode == -signal.SIGKILL, top.stderr.read()
+
+
+def wait_for(predicate, what: str, exited=lambda: None, cap: float = 600) -> None:
+    """Poll ``predicate``; fail at once if ``exited()`` says a process it needs ended."""
+    end = time.monotonic() + cap
+    while not predicate():
+        code = exited()
+        assert code is None, f"{what}: the process exited {code}"
+        assert time.monotonic() < end, f"{what}: not within {cap:.0f}s"
+        time.sleep(0.5)
