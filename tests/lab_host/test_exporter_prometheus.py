@@ -43,12 +43,13 @@ RULES = ROOT / "contrib/prometheus/xenvmi-rules.yml"
 READ = ("xvm-pvh1", "xvm-hvm")
 #: Opted in but unreadable: a PV guest (no memory backend reads PV) and no such domain.
 UNREADABLE = {"xvm-pv": "unavailable", "xvm-absent": "not_found"}
-#: Prometheus's scrape interval and timeout. A scrape is 1-2 s in the emulated dom0, but
-#: 10-20 s while a guest read runs (the read's threads share the exporter's interpreter)
-#: with the lab's other tests running: such a scrape may still time out (the waits below
-#: go on to the next one).
-SCRAPE_S = 30
-GUEST_INTERVAL_S = 30
+#: Prometheus's scrape interval and timeout, and the exporter's guest read interval: the
+#: waits below are counted in them (the file took 8.3 min in CI with 30 s each, 3.4 min in
+#: a quiet lab). A scrape is 1-2 s in the emulated dom0, but 10-20 s while a guest read
+#: runs (the read's threads share the exporter's interpreter) with the lab's other tests
+#: running: such a scrape may time out (the waits below go on to the next one).
+SCRAPE_S = int(os.environ.get("XENVMI_PROM_SCRAPE_S", "10"))
+GUEST_INTERVAL_S = int(os.environ.get("XENVMI_PROM_GUEST_INTERVAL_S", "10"))
 #: Caps (each wait ends earlier on failure: a dead ssh, an unexpected read error). The
 #: exporter starts in about 10 s here and a first guest read, kernel discovery included,
 #: took up to a minute; 3x slower, with the lab's other tests sharing its one CPU.
@@ -229,6 +230,13 @@ def stack():
         print(f"[{time.monotonic() - t0:4.0f}s] the exporter's target is up")
         yield lab, prom, gone
         assert gone() is None, gone()
+        # what the intervals cost: scrapes that timed out are `up` 0
+        seen = {
+            what: prom.query(f"{what}_over_time({series}[1h])")
+            for what, series in (("count", "up"), ("sum", "up"), ("max", "scrape_duration_seconds"))
+        }
+        count, ok, slowest = (seen[k][0][1] if seen[k] else 0 for k in ("count", "sum", "max"))
+        print(f"\nscrapes every {SCRAPE_S}s: {ok:.0f} of {count:.0f} up, slowest {slowest:.1f}s")
 
 
 def tail(f, lines: int = 15) -> str:
