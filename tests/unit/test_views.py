@@ -78,3 +78,19 @@ def test_columns_read_the_same_in_cli_and_tui():
     assert cells == ["7", "1", "I", "0", "12.35", "[kworker/0:1]"]
     table = render.column_table([p], column_specs(VIEWS["ps"]))
     assert table.splitlines()[1].split() == cells
+
+
+def test_a_failed_view_prints_only_its_error(capsys):
+    """A view that failed with no rows prints its one error line, not its empty-view text
+    as well ("(no modules loaded)" then the error, which contradicted it); an empty view
+    that did not fail still says it is empty."""
+    from xenvmi.commands.plugins import print_result
+
+    lsmod = VIEWS["lsmod"]
+    failed = PluginResult("lsmod", "g", [], [], "the module list cannot be found", False, 0.1, 3)
+    assert print_result(failed, False, lsmod) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and err == "xenvmi: error: the module list cannot be found\n"
+    empty = PluginResult("lsmod", "g", [], [], None, True, 0.1, 0)
+    assert print_result(empty, False, lsmod) == 0
+    assert capsys.readouterr().out == "(no modules loaded)\n"

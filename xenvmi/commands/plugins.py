@@ -183,11 +183,13 @@ def result_text(res: PluginResult, plugin: type[Plugin] | None) -> str:
     """A run's rows as the terminal shows them: the plugin's own text, else its table."""
     from xenvmi.plugins.base import Column, column_specs
 
+    if not res.rows and res.error is not None:
+        return ""  # the error line says it all: an empty view's text would contradict it
     custom = plugin.render_text(res.rows) if plugin is not None else None
     if custom is not None:
         return custom
     if not res.rows:
-        return "" if res.error is not None else "(no rows)"
+        return "(no rows)"
     columns = column_specs(plugin) if plugin is not None else tuple(Column(c) for c in res.columns)
     return render.column_table(res.rows, columns)
 
