@@ -187,7 +187,11 @@ def fetch(name: str, log=print) -> Path:
             raise LabError(f"{deb.name} or busybox-static lacks vmlinuz or /bin/busybox")
         kver = vmlinuz[0].name.removeprefix("vmlinuz-")
         dummy = _dummy(k, opts, work, kver, deb.name)
-        files = {"vmlinuz": vmlinuz[0], "busybox": busybox, "dummy.ko": _decompress(dummy)}
+        files: dict[str, Path | bytes] = {
+            "vmlinuz": vmlinuz[0],
+            "busybox": busybox,
+            "dummy.ko": _decompress(dummy),
+        }
         kernels.publish(out, files, kver, deb.name)
     log(f"{name}: {kver} ({package})")
     return out
