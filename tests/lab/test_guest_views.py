@@ -81,6 +81,30 @@ def test_ps_matches_console(guest):
     assert_shape(got, "ps", "processes")
 
 
+#: The text every lab guest's init plants (data/guest-init.sh) as xenvmi must show it.
+HOSTILE_SHOWN = "ok\\x1b[2J\\x1b]0;owned\\x07\\u202eevil\\xff"
+
+
+def test_hostile_guest_text_reaches_no_terminal_raw(guest):
+    """Terminal safety on a real guest: the kernel log record and the command-line
+    argument its init planted (a clear-screen, a window title, a bell, a right-to-left
+    override, a byte that is not UTF-8) come out of `dmesg` and `ps`, as text and as
+    JSON, escaped and whole: every character printed is printable."""
+    outputs = {}
+    for args in (("dmesg",), ("dmesg", "--json"), ("ps",), ("ps", "--json")):
+        res = xenvmi(args[0], guest, *args[1:])
+        assert res.returncode == 0, f"{args}: {res.stderr}"
+        bad = sorted({c for c in res.stdout if not (c.isprintable() or c == "\n")})
+        assert not bad, f"xenvmi {' '.join(args)} printed raw {bad!r}"
+        outputs[args] = res.stdout
+    planted = f"xenvmi-lab: hostile {HOSTILE_SHOWN} end"
+    assert planted in outputs[("dmesg",)]
+    assert planted in {r["text"] for r in json.loads(outputs[("dmesg", "--json")])["rows"]}
+    argv = f"/bin/sh /usr/bin/xvm-gamma {HOSTILE_SHOWN}"
+    assert argv in outputs[("ps",)]
+    assert argv in {p["cmdline"] for p in json.loads(outputs[("ps", "--json")])["rows"]}
+
+
 def assert_shape(got: dict, view: str, legacy: str) -> None:
     """Real output obeys the documented schema (docs/views.md), old key included."""
     import jsonschema

@@ -24,10 +24,16 @@ exec 3<>"$CON" 1>&3 2>&3
 stty -echo <&3 2>/dev/null
 insmod /lib/modules/dummy.ko
 echo "xenvmi-lab: guest $NAME is up" > /dev/kmsg
+# Text a hostile guest plants for whoever reads it (xenvmi must show it escaped, never
+# raw): a clear-screen, a window title, a bell, a right-to-left override and a byte that
+# is not UTF-8, in a kernel log record (level 7: not echoed to the console) and in a
+# process's command line.
+HOSTILE=$(printf 'ok\033[2J\033]0;owned\007\342\200\256evil\377')
+printf '<7>xenvmi-lab: hostile %s end\n' "$HOSTILE" > /dev/kmsg
 # The named processes write to the PV console too, without init's request fd (3).
 /usr/bin/xvm-alpha 3<&- &
 /usr/bin/xvm-beta --role worker 3<&- &
-/usr/bin/xvm-gamma 3<&- &
+/usr/bin/xvm-gamma "$HOSTILE" 3<&- &
 /usr/bin/xvm-parent 3<&- &
 echo "XENVMI-INIT-DONE $NAME"
 n=0
