@@ -48,15 +48,16 @@ def measure(domain: str, pages: int, mib: int, runs: int, pause: bool):
         raise RuntimeError(f"{domain} is a PV guest: neither backend reads its memory")
     raw = lv._vmi  # the libvmi package's own handle
     start = MiB
-    pages = [start + i * PAGE for i in range(pages)]
+    count = pages
+    pages = [start + i * PAGE for i in range(count)]
     # one page in each 64 KiB from 1 MiB up, within RAM: no two in one native block
-    spread = min(16, max(1, (native.memsize - 2 * MiB) // PAGE // pages))
-    scattered = [start + (i * spread + 3) * PAGE for i in range(pages)]
+    spread = min(16, max(1, (native.memsize - 2 * MiB) // PAGE // count))
+    scattered = [start + (i * spread + 3) * PAGE for i in range(count)]
     chunks = [start + i * MiB for i in range(mib)]
 
     def cold():  # both backends forget their kept mappings
-        raw.pagecache_flush()
-        native._foreign.drop_mappings()
+        lv.drop_mappings()
+        native.drop_mappings()
 
     def lv_read(addrs, flush=True):
         def read():
