@@ -389,9 +389,14 @@ def test_a_kept_watch_polled_in_slices_sees_a_domain_come_and_go():
     with api.open_xenstore() as store, store.watch(["@introduceDomain", "@releaseDomain"]) as w:
         initial = sorted(w.next(30).path for _ in range(2))
         assert initial == ["@introduceDomain", "@releaseDomain"]
+        # A slice ends on its own with no event (a kept watch that waited for the next
+        # event instead would block until a test makes a domain). Not timed tightly: the
+        # emulated dom0 is at times not scheduled for seconds (its clocksource watchdog
+        # logged readout intervals of 6.7, 14.5 and 82 s in one day; this slice once took
+        # 14.2 s), so the bound is only one that a wait for an event would exceed.
         t0 = time.monotonic()
         assert w.next(0.5) is None
-        assert time.monotonic() - t0 < 10
+        assert time.monotonic() - t0 < 120
         with paused_domain(f"test-xskept-{os.getpid()}"):
             assert next_real(w, "@introduceDomain", 120)
         assert next_real(w, "@releaseDomain", 120)
