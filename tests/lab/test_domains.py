@@ -242,8 +242,10 @@ def test_top_batch_agrees_with_xentop(guests):
         assert lo <= d["cpu_seconds"] <= hi, (name, lo, d["cpu_seconds"], hi)
         # Our CPU % is this domain's CPU time over our two samples' interval (the sample
         # times are wall clock, the percent uses the monotonic clock: 1 % slack).
+        # (its upper bound only catches a nonsense interval: the emulated dom0 at times
+        # goes unscheduled for up to 82 s, see test_a_kept_watch_polled_in_slices...)
         elapsed = d["time"] - first[name]["time"]
-        assert 0.5 < elapsed < 60, elapsed
+        assert 0.5 < elapsed < 300, elapsed
         used = (d["cpu_ns"] - first[name]["cpu_ns"]) / 1e9 / elapsed * 100.0
         assert d["cpu_percent"] == pytest.approx(used, rel=0.01, abs=0.5), name
         assert ("p" in d["state"]) == ("p" in x["STATE"]), name
@@ -406,7 +408,7 @@ def test_watch_stops_on_count_and_timeout():
     t0 = time.monotonic()
     res = xenvmi("xs", "watch", "/local/domain/0/name", "--timeout", "3")
     assert res.returncode == 0 and res.stdout.count("/local/domain/0/name") == 1
-    assert time.monotonic() - t0 < 60
+    assert time.monotonic() - t0 < 300  # a watch that ignored --timeout would never end
     res = xenvmi("xs", "watch", "@introduceDomain", "--count", "1", "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["path"] == "@introduceDomain"
 
