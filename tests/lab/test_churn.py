@@ -29,10 +29,8 @@ with a last-resort cap.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -42,7 +40,7 @@ import psutil
 import pytest
 
 from .conftest import ARM, GUESTS
-from .test_domains import arm64_stub_kernel, x86_stub_kernel
+from .test_domains import TopStream, arm64_stub_kernel, wait_for, x86_stub_kernel
 from .test_trace_hypercalls import Tracer
 
 CYCLES = int(os.environ.get("XENVMI_CHURN_CYCLES", "4"))
@@ -72,54 +70,6 @@ def xl_names() -> set[str]:
     return {line.split()[0] for line in xl("list").splitlines()[1:]}
 
 
-def wait_until(predicate, what: str, cap: float = WAIT_CAP) -> None:
-    end = time.monotonic() + cap
-    while not predicate():
-        if time.monotonic() > end:
-            pytest.fail(f"{what}: not within {cap:.0f}s")
-        time.sleep(0.2)
-
-
-class TopStream:
-    """`xenvmi top -b --json -d 1` in the background; its samples' domain names."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.path = tmp / "top.jsonl"
-        self.err = tmp / "top.err"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xenvmi", "top", "-b", "--json", "-d", "1"],
-            stdout=self.path.open("w"),
-            stderr=self.err.open("w"),
-            stdin=subprocess.DEVNULL,
-        )
-
-    def samples(self) -> list[set[str]]:
-        """Each complete sample's domain names (the last line may be half written)."""
-        out = []
-        for line in self.path.read_text().splitlines():
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            out.append({d["name"] for d in sample["domains"]})
-        return out
-
-    def seen(self, name: str) -> bool:
-        self.check()
-        return any(name in s for s in self.samples())
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            pytest.fail(f"top exited {self.proc.returncode}: {self.err.read_text()}")
-
-    def open_files(self) -> int:
-        return psutil.Process(self.proc.pid).num_fds()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=120)
-
-
 def xen_mappings(me: psutil.Process) -> int:
     """Mappings of Xen's devices: foreign guest frames (privcmd), hypercall buffers."""
     return sum(m.path.startswith("/dev/xen/") for m in me.memory_maps(grouped=False))
@@ -138,13 +88,13 @@ def xen_mapping_kinds() -> Counter:
 
 def resources(guest=None) -> tuple[int, int, int]:
     """(open files, Xen device mappings, RSS) of this process, at a quiet moment: the least
-    of a few readings, as a TUI worker may hold a connection for an instant. The native
-    backend's open view keeps guest frames mapped as a bounded cache whose size follows
-    what it last read (100 to 107 over four cycles on the arm64 lab): dropped first, so
-    only what is never given back counts."""
-    drop = getattr(getattr(guest, "memory", None), "drop_mappings", None)
-    if drop is not None:
-        drop()
+    of a few readings, as a TUI worker may hold a connection for an instant. An open
+    view's backend keeps guest frames mapped as a bounded cache whose size follows what
+    it last read (the native backend's 100 to 107 over four cycles on the arm64 lab,
+    LibVMI's page cache 150 to 329): dropped first, so only what is never given back
+    counts."""
+    if guest is not None:
+        guest.memory.drop_mappings()
     me = psutil.Process()
     readings = []
     for _ in range(5):
@@ -184,23 +134,23 @@ class Churn:
     def cycle(self, i: int, guest) -> None:
         name = self.domain(i)
         try:
-            wait_until(lambda: self.top.seen(name), f"{name} in top's stream")
-            wait_until(lambda: name in self.tui_names(), f"{name} in the TUI's table")
+            wait_for(lambda: self.top.seen(name), f"{name} in top's stream")
+            wait_for(lambda: name in self.tui_names(), f"{name} in the TUI's table")
             xl("unpause", name)
             xl("pause", name)
             renamed = f"{name}-renamed"
             xl("rename", name, renamed)
             name = renamed
-            wait_until(
+            wait_for(
                 lambda: renamed in self.tui_names() and f"test-churn-{i}" not in self.tui_names(),
                 f"the TUI's row of test-churn-{i} renamed",
             )
-            wait_until(lambda: self.top.seen(renamed), f"{renamed} in top's stream")
+            wait_for(lambda: self.top.seen(renamed), f"{renamed} in top's stream")
             view = guest.processes(timeout=600)
             self.view_rows.append(len(view.rows))
         finally:
             subprocess.run(["xl", "destroy", name], capture_output=True, timeout=600)
-        wait_until(lambda: name not in self.tui_names(), f"{name} leaving the TUI's table")
+        wait_for(lambda: name not in self.tui_names(), f"{name} leaving the TUI's table")
 
     def run(self) -> None:
         from xenvmi.guests import open_guest
@@ -264,7 +214,7 @@ def test_churn_soak(guests, tmp_path):
         time.sleep(3)  # two more top samples after the last destroy
         top.check()
         top_files_last = top.open_files()
-        final_top = top.samples()[-1]
+        final_top = top.samples()[-1][1]
     finally:
         top.stop()
         code = tracer.stop()
