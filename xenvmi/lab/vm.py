@@ -238,7 +238,7 @@ def _serial_size(paths: LabPaths) -> int:
         return 0
 
 
-def wait_ssh(paths: LabPaths, state: RunState, cap: float, log=print) -> float:
+def wait_ssh(paths: LabPaths, state: RunState, cap: float, log=print) -> None:
     """Wait until dom0 answers ssh while its serial console advances; on failure (QEMU gone,
     no console output for BOOT_STALL seconds, or ``cap`` seconds in all) the VM is stopped
     and the error carries the serial log's tail."""
@@ -257,7 +257,7 @@ def wait_ssh(paths: LabPaths, state: RunState, cap: float, log=print) -> float:
         abort=lambda: None if pid_alive(state.pid) else "QEMU exited",
     )
     if out.done:
-        return out.elapsed
+        return
     if out.reason != "aborted: QEMU exited":
         stop(paths)
     why = {
